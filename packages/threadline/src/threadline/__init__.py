@@ -1,0 +1,101 @@
+"""threadline: one OpenTelemetry GenAI span model for LangChain/LangGraph, LlamaIndex, Pydantic AI
+and MCP, so one request through any mix of them is one trace.
+
+This package owns every OpenTelemetry call; the integrations (``threadline.langchain``,
+``threadline.llamaindex``, ``threadline.pydantic_ai``, ``threadline.mcp``) translate framework
+events into the run API below.
+"""
+
+# Integrations are separate distributions installed into this namespace.
+__path__ = __import__("pkgutil").extend_path(__path__, __name__)
+
+from typing import Any
+
+from threadline import content, semconv
+from threadline._factories import (
+    create_agent,
+    embeddings,
+    execute_tool,
+    inference,
+    invoke_agent,
+    invoke_workflow,
+    mcp_request,
+    retrieval,
+    step,
+)
+from threadline._failopen import guarded
+from threadline._registry import RunRegistry, open_runs
+from threadline._runs import (
+    AgentRun,
+    EmbeddingsRun,
+    InferenceRun,
+    McpRun,
+    RequestParams,
+    RetrievalRun,
+    Run,
+    StepRun,
+    ToolRun,
+    Usage,
+    WorkflowRun,
+    current_run,
+    error_type,
+    links_to,
+    record_mcp_session,
+)
+from threadline.config import ContentCapture, Settings, configure
+from threadline.content import capture_enabled
+from threadline.propagation import continue_trace, extract, inject
+from threadline.sessions import current_session, session
+
+__all__ = [
+    "AgentRun",
+    "ContentCapture",
+    "EmbeddingsRun",
+    "InferenceRun",
+    "McpRun",
+    "RequestParams",
+    "RetrievalRun",
+    "Run",
+    "RunRegistry",
+    "SessionSpanProcessor",
+    "Settings",
+    "StepRun",
+    "ToolRun",
+    "Usage",
+    "WorkflowRun",
+    "capture_enabled",
+    "configure",
+    "content",
+    "continue_trace",
+    "create_agent",
+    "current_run",
+    "current_session",
+    "embeddings",
+    "error_type",
+    "execute_tool",
+    "extract",
+    "guarded",
+    "inference",
+    "inject",
+    "invoke_agent",
+    "invoke_workflow",
+    "links_to",
+    "mcp_request",
+    "open_runs",
+    "record_mcp_session",
+    "retrieval",
+    "semconv",
+    "session",
+    "step",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The span processor needs the SDK, which a library user may not have installed.
+    if name == "SessionSpanProcessor":
+        from threadline.sessions import _make_processor
+
+        processor = _make_processor()
+        globals()[name] = processor
+        return processor
+    raise AttributeError(f"module 'threadline' has no attribute {name!r}")

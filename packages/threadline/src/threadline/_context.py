@@ -1,0 +1,29 @@
+"""Attaching and detaching OpenTelemetry contexts without ever leaving one attached or logging
+"Failed to detach context".
+
+``opentelemetry.context.detach`` logs an error when a token is reset from another thread or
+task (the token belongs to the ``contextvars.Context`` it was created in). Callback-driven
+frameworks end runs wherever they like, so threadline resets the token itself and treats a
+foreign context as "nothing to undo here".
+"""
+
+from __future__ import annotations
+
+from contextvars import Token
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context, _RUNTIME_CONTEXT
+
+
+def attach(ctx: Context) -> Token[Context]:
+    return otel_context.attach(ctx)
+
+
+def detach(token: Token[Context]) -> bool:
+    """Reset ``token``; returns False (silently) when it belongs to another context or was
+    already used."""
+    try:
+        _RUNTIME_CONTEXT.detach(token)
+    except (ValueError, RuntimeError):
+        return False
+    return True

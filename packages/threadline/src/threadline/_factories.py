@@ -1,0 +1,341 @@
+"""Functions that start runs: one per GenAI operation.
+
+Each returns a run handle that is also a context manager (``with threadline.execute_tool(...)``
+makes the span current and ends it, recording an exception without swallowing it). Starting is
+fail-open: if threadline itself fails, a run that records nothing is returned instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
+
+from threadline import semconv
+from threadline._failopen import report
+from threadline._runs import (
+    AgentRun,
+    EmbeddingsRun,
+    InferenceRun,
+    McpRun,
+    RequestParams,
+    RetrievalRun,
+    Run,
+    StepRun,
+    ToolRun,
+    Usage,
+    WorkflowRun,
+)
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Link
+    from opentelemetry.util.types import AttributeValue
+
+    from threadline.content import FunctionToolDefinition, InputMessage, Part
+
+_R = TypeVar("_R", bound=Run)
+
+
+def _inert(cls: type[_R], parent: Run | Context | None) -> _R:
+    """A run that records nothing, returned when starting a real one failed."""
+    run = object.__new__(cls)
+    run._ended = True
+    run._token = None
+    run._ctx = parent.context if isinstance(parent, Run) else parent
+    run._parent_ctx = run._ctx or Context()
+    run._end_callbacks = None
+    run.parent_run = parent if isinstance(parent, Run) else None
+    run.start_monotonic = 0.0
+    run.span = trace.INVALID_SPAN
+    run.kind = SpanKind.INTERNAL
+    if isinstance(run, (InferenceRun, EmbeddingsRun)):
+        run.usage = Usage()
+    return run
+
+
+def inference(
+    model: str | None,
+    *,
+    provider: str,
+    operation: str = semconv.OP_CHAT,
+    parent: Run | Context | None = None,
+    request: RequestParams | None = None,
+    stream: bool = False,
+    server_address: str | None = None,
+    server_port: int | None = None,
+    conversation_id: str | None = None,
+    input_messages: Sequence[InputMessage] | None = None,
+    system_instructions: Sequence[Part] | None = None,
+    tool_definitions: Sequence[FunctionToolDefinition] | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    in_process: bool = False,
+    start_time: int | None = None,
+) -> InferenceRun:
+    """Start a ``chat``/``text_completion``/``generate_content`` span (``{operation} {model}``,
+    CLIENT; INTERNAL when ``in_process`` because the model runs locally)."""
+    if operation not in semconv.INFERENCE_OPERATIONS:
+        raise ValueError(
+            f"operation must be one of {sorted(semconv.INFERENCE_OPERATIONS)}, got {operation!r}"
+        )
+    try:
+        return InferenceRun(
+            operation,
+            model,
+            provider,
+            parent,
+            request=request,
+            stream=stream,
+            server_address=server_address,
+            server_port=server_port,
+            conversation_id=conversation_id,
+            input_messages=input_messages,
+            system_instructions=system_instructions,
+            tool_definitions=tool_definitions,
+            attributes=attributes,
+            kind=SpanKind.INTERNAL if in_process else SpanKind.CLIENT,
+            start_time=start_time,
+        )
+    except Exception as error:  # noqa: BLE001
+        report("threadline.inference", error)
+        return _inert(InferenceRun, parent)
+
+
+def embeddings(
+    model: str | None,
+    *,
+    provider: str,
+    parent: Run | Context | None = None,
+    server_address: str | None = None,
+    server_port: int | None = None,
+    encoding_formats: Sequence[str] | None = None,
+    dimension_count: int | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    start_time: int | None = None,
+) -> EmbeddingsRun:
+    """Start an ``embeddings {model}`` CLIENT span."""
+    try:
+        return EmbeddingsRun(
+            model,
+            provider,
+            parent,
+            server_address=server_address,
+            server_port=server_port,
+            encoding_formats=encoding_formats,
+            dimension_count=dimension_count,
+            attributes=attributes,
+            start_time=start_time,
+        )
+    except Exception as error:  # noqa: BLE001
+        report("threadline.embeddings", error)
+        return _inert(EmbeddingsRun, parent)
+
+
+def retrieval(
+    data_source_id: str | None = None,
+    *,
+    parent: Run | Context | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    query: str | None = None,
+    top_k: int | None = None,
+    server_address: str | None = None,
+    server_port: int | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    start_time: int | None = None,
+) -> RetrievalRun:
+    """Start a ``retrieval {data source}`` CLIENT span. ``query`` is content (opt-in)."""
+    try:
+        return RetrievalRun(
+            data_source_id,
+            parent,
+            provider=provider,
+            model=model,
+            query=query,
+            top_k=top_k,
+            server_address=server_address,
+            server_port=server_port,
+            attributes=attributes,
+            start_time=start_time,
+        )
+    except Exception as error:  # noqa: BLE001
+        report("threadline.retrieval", error)
+        return _inert(RetrievalRun, parent)
+
+
+def execute_tool(
+    name: str,
+    *,
+    parent: Run | Context | None = None,
+    call_id: str | None = None,
+    description: str | None = None,
+    tool_type: str | None = semconv.TOOL_TYPE_FUNCTION,
+    arguments: Any = None,
+    agent_name: str | None = None,
+    conversation_id: str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    start_time: int | None = None,
+) -> ToolRun:
+    """Start an ``execute_tool {name}`` INTERNAL span. ``arguments`` (and the result given to
+    ``update``) are content: recorded only when capture is on."""
+    try:
+        return ToolRun(
+            name,
+            parent,
+            call_id=call_id,
+            description=description,
+            tool_type=tool_type,
+            arguments=arguments,
+            agent_name=agent_name,
+            conversation_id=conversation_id,
+            attributes=attributes,
+            start_time=start_time,
+        )
+    except Exception as error:  # noqa: BLE001
+        report("threadline.execute_tool", error)
+        return _inert(ToolRun, parent)
+
+
+def invoke_agent(
+    name: str | None = None,
+    *,
+    parent: Run | Context | None = None,
+    agent_id: str | None = None,
+    description: str | None = None,
+    version: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    conversation_id: str | None = None,
+    remote: bool = False,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    start_time: int | None = None,
+) -> AgentRun:
+    """Start an ``invoke_agent {name}`` span: INTERNAL for an agent running in this process,
+    CLIENT (``remote=True``, with ``provider``) for a hosted one."""
+    if remote and not provider:
+        raise ValueError("a remote agent needs its provider")
+    return _agent(semconv.OP_INVOKE_AGENT, name, parent, locals())
+
+
+def create_agent(
+    name: str,
+    *,
+    provider: str,
+    parent: Run | Context | None = None,
+    agent_id: str | None = None,
+    description: str | None = None,
+    version: str | None = None,
+    model: str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    start_time: int | None = None,
+) -> AgentRun:
+    """Start a ``create_agent {name}`` CLIENT span."""
+    return _agent(semconv.OP_CREATE_AGENT, name, parent, locals())
+
+
+def _agent(
+    operation: str, name: str | None, parent: Run | Context | None, args: dict[str, Any]
+) -> AgentRun:
+    try:
+        return AgentRun(
+            operation,
+            name,
+            parent,
+            agent_id=args.get("agent_id"),
+            description=args.get("description"),
+            version=args.get("version"),
+            provider=args.get("provider"),
+            model=args.get("model"),
+            conversation_id=args.get("conversation_id"),
+            remote=bool(args.get("remote")),
+            attributes=args.get("attributes"),
+            start_time=args.get("start_time"),
+        )
+    except Exception as error:  # noqa: BLE001
+        report(f"threadline.{operation}", error)
+        return _inert(AgentRun, parent)
+
+
+def invoke_workflow(
+    name: str | None = None,
+    *,
+    parent: Run | Context | None = None,
+    conversation_id: str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    start_time: int | None = None,
+) -> WorkflowRun:
+    """Start an ``invoke_workflow {name}`` INTERNAL span (a chain, graph or engine that is not
+    an agent)."""
+    try:
+        return WorkflowRun(
+            name,
+            parent,
+            conversation_id=conversation_id,
+            attributes=attributes,
+            start_time=start_time,
+        )
+    except Exception as error:  # noqa: BLE001
+        report("threadline.invoke_workflow", error)
+        return _inert(WorkflowRun, parent)
+
+
+def step(
+    name: str,
+    *,
+    parent: Run | Context | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    start_time: int | None = None,
+) -> StepRun:
+    """Start a plain INTERNAL span for a framework step (verbose modes only)."""
+    try:
+        return StepRun(name, parent, attributes=attributes, start_time=start_time)
+    except Exception as error:  # noqa: BLE001
+        report("threadline.step", error)
+        return _inert(StepRun, parent)
+
+
+def mcp_request(
+    method: str,
+    *,
+    server: bool,
+    parent: Run | Context | None = None,
+    tool_name: str | None = None,
+    prompt_name: str | None = None,
+    resource_uri: str | None = None,
+    request_id: str | int | None = None,
+    session_id: str | None = None,
+    protocol_version: str | None = None,
+    transport: str | None = None,
+    network_protocol: tuple[str, str] | None = None,
+    peer_address: str | None = None,
+    peer_port: int | None = None,
+    links: Sequence[Link] | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    start_time: int | None = None,
+) -> McpRun:
+    """Start an MCP ``{method} {target}`` span: SERVER when handling a peer's request, CLIENT
+    when sending one. ``transport`` is ``pipe`` for stdio, ``tcp`` for HTTP."""
+    try:
+        return McpRun(
+            method,
+            parent,
+            server=server,
+            tool_name=tool_name,
+            prompt_name=prompt_name,
+            resource_uri=resource_uri,
+            request_id=request_id,
+            session_id=session_id,
+            protocol_version=protocol_version,
+            transport=transport,
+            network_protocol=network_protocol,
+            peer_address=peer_address,
+            peer_port=peer_port,
+            links=links,
+            attributes=attributes,
+            start_time=start_time,
+        )
+    except Exception as error:  # noqa: BLE001
+        report("threadline.mcp_request", error)
+        return _inert(McpRun, parent)

@@ -1,0 +1,141 @@
+"""Bounded bookkeeping of open runs, and the reaper that ends abandoned ones.
+
+Every run threadline starts is tracked here until it ends. The tracker holds at most
+``max_open_runs`` runs; the oldest is ended as abandoned when a new one would exceed it. A run
+open for longer than ``run_ttl_seconds`` is ended as abandoned by a daemon reaper thread (and
+opportunistically when runs start), keeping whatever usage it had seen.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from threadline import config
+from threadline._failopen import report
+
+if TYPE_CHECKING:
+    from threadline._runs import Run
+
+_K = TypeVar("_K", bound=Hashable)
+_R = TypeVar("_R", bound="Run")
+
+
+class _OpenRuns:
+    def __init__(self) -> None:
+        self._runs: OrderedDict[int, Run] = OrderedDict()
+        self._lock = threading.Lock()
+        self._reaper: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def add(self, run: Run) -> None:
+        settings = config.current()
+        evicted: list[Run] = []
+        expired_head = False
+        with self._lock:
+            self._runs[id(run)] = run
+            while len(self._runs) > settings.max_open_runs:
+                evicted.append(self._runs.popitem(last=False)[1])
+            if self._runs:
+                head = next(iter(self._runs.values()))
+                expired_head = run.start_monotonic - head.start_monotonic > settings.run_ttl_seconds
+        for old in evicted:
+            old.abandon("capacity")
+        if expired_head:
+            self.reap()
+        if self._reaper is None:
+            self._start_reaper()
+
+    def discard(self, run: Run) -> None:
+        with self._lock:
+            self._runs.pop(id(run), None)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def reap(self, now: float | None = None) -> int:
+        """End every run older than the TTL; returns how many were ended."""
+        ttl = config.current().run_ttl_seconds
+        now = time.monotonic() if now is None else now
+        expired: list[Run] = []
+        with self._lock:
+            for run in self._runs.values():
+                if now - run.start_monotonic <= ttl:
+                    break  # ordered by start: the rest are younger
+                expired.append(run)
+        for run in expired:
+            run.abandon("ttl")
+        return len(expired)
+
+    def _start_reaper(self) -> None:
+        with self._lock:
+            if self._reaper is not None:
+                return
+            self._reaper = threading.Thread(
+                target=_reaper_loop, args=(weakref.ref(self),), name="threadline-reaper", daemon=True
+            )
+            self._reaper.start()
+
+
+def _reaper_loop(tracker_ref: weakref.ref[_OpenRuns]) -> None:
+    while True:
+        interval = min(max(config.current().run_ttl_seconds / 4, 0.05), 30.0)
+        time.sleep(interval)
+        tracker = tracker_ref()
+        if tracker is None:
+            return
+        try:
+            tracker.reap()
+        except Exception as error:  # noqa: BLE001 - the reaper must survive anything
+            report("reaper", error)
+        del tracker
+
+
+open_runs = _OpenRuns()
+
+
+class RunRegistry(Generic[_K, _R]):
+    """Maps an integration's own run keys (a LangChain ``run_id``, a LlamaIndex span id) to runs.
+
+    Entries disappear when their run ends, whichever way it ends (normally, failed, or reaped), so
+    a registry can never hold more than the open-run cap.
+    """
+
+    __slots__ = ("__weakref__", "_entries", "_lock")
+
+    def __init__(self) -> None:
+        self._entries: dict[_K, _R] = {}
+        self._lock = threading.Lock()
+
+    def add(self, key: _K, run: _R) -> None:
+        if run.ended:
+            return
+        with self._lock:
+            self._entries[key] = run
+        run._on_end(self, key)
+
+    def get(self, key: _K) -> _R | None:
+        return self._entries.get(key)
+
+    def pop(self, key: _K) -> _R | None:
+        with self._lock:
+            return self._entries.pop(key, None)
+
+    def _discard(self, key: _K, run: Run) -> None:
+        with self._lock:
+            if self._entries.get(key) is run:
+                del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def values(self) -> list[_R]:
+        with self._lock:
+            return list(self._entries.values())

@@ -1,0 +1,1200 @@
+"""Runs: handles on one GenAI operation each, owning its span, metrics and event.
+
+A run is started by a factory (``threadline.inference(...)``, ``threadline.execute_tool(...)``,
+...), may be updated from any thread or task, and ends exactly once (``end``, ``fail`` or, when
+abandoned, the reaper). Integrations drive runs from framework callbacks; application code can use
+a run as a context manager, which makes its span current for the block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from contextvars import Token
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+from opentelemetry import baggage as otel_baggage
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from threadline import _context, config, semconv
+from threadline._failopen import guarded, report
+from threadline._providers import resolved
+from threadline._registry import open_runs
+from threadline.content import (
+    FunctionToolDefinition,
+    InputMessage,
+    OutputMessage,
+    Part,
+    RetrievalDocument,
+    _Limiter,
+    documents_json,
+    dumps,
+    messages_json,
+    system_instructions_json,
+    tool_definitions_json,
+    tool_payload_json,
+)
+
+if TYPE_CHECKING:
+    from opentelemetry.util.types import AttributeValue
+
+    from threadline._registry import RunRegistry
+
+_RUN_KEY = otel_context.create_key("threadline.run")
+_END_LOCK = threading.Lock()
+_MAX_BAGGAGE_VALUE = 256
+_RunT = TypeVar("_RunT", bound="Run")
+
+@dataclasses.dataclass(slots=True)
+class Usage:
+    """Token counts as the provider reports them; ``None`` means "not reported" (never 0)."""
+
+    input_tokens: int | None = None
+    """All input tokens, cached ones included."""
+    output_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_write_input_tokens: int | None = None
+    reasoning_output_tokens: int | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        def add(a: int | None, b: int | None) -> int | None:
+            return b if a is None else a if b is None else a + b
+
+        return Usage(
+            add(self.input_tokens, other.input_tokens),
+            add(self.output_tokens, other.output_tokens),
+            add(self.cache_read_input_tokens, other.cache_read_input_tokens),
+            add(self.cache_write_input_tokens, other.cache_write_input_tokens),
+            add(self.reasoning_output_tokens, other.reasoning_output_tokens),
+        )
+
+    def attributes(self, *, breakdown: bool = True) -> dict[str, int]:
+        out: dict[str, int] = {}
+        if self.input_tokens is not None:
+            out[semconv.GEN_AI_USAGE_INPUT_TOKENS] = self.input_tokens
+        if self.output_tokens is not None:
+            out[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = self.output_tokens
+        if breakdown:
+            if self.cache_read_input_tokens is not None:
+                out[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = self.cache_read_input_tokens
+            if self.cache_write_input_tokens is not None:
+                out[semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = self.cache_write_input_tokens
+            if self.reasoning_output_tokens is not None:
+                out[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_output_tokens
+        return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestParams:
+    """Sampling parameters of an inference request; ``None`` fields are not recorded."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop_sequences: Sequence[str] | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    seed: int | None = None
+    choice_count: int | None = None
+    output_type: str | None = None
+
+    def attributes(self) -> dict[str, AttributeValue]:
+        out: dict[str, AttributeValue] = {}
+        for key, value in (
+            (semconv.GEN_AI_REQUEST_MAX_TOKENS, self.max_tokens),
+            (semconv.GEN_AI_REQUEST_TEMPERATURE, self.temperature),
+            (semconv.GEN_AI_REQUEST_TOP_P, self.top_p),
+            (semconv.GEN_AI_REQUEST_TOP_K, self.top_k),
+            (semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY, self.frequency_penalty),
+            (semconv.GEN_AI_REQUEST_PRESENCE_PENALTY, self.presence_penalty),
+            (semconv.GEN_AI_REQUEST_SEED, self.seed),
+            (semconv.GEN_AI_OUTPUT_TYPE, self.output_type),
+        ):
+            if value is not None and not isinstance(value, bool):
+                out[key] = value
+        if self.stop_sequences:
+            out[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = [str(s) for s in self.stop_sequences]
+        if self.choice_count is not None and self.choice_count != 1:
+            out[semconv.GEN_AI_REQUEST_CHOICE_COUNT] = self.choice_count
+        return out
+
+
+def error_type(error: BaseException) -> str:
+    """Low-cardinality error type: the exception's qualified class name (builtins unqualified)."""
+    cls = type(error)
+    module = cls.__module__
+    if module in ("builtins", "__main__"):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+def _session_attributes(ctx: Context, *, conversation: bool) -> dict[str, AttributeValue]:
+    """Allow-listed baggage entries of ``ctx`` as span attributes (hostile values dropped)."""
+    entries = otel_baggage.get_all(ctx)
+    if not entries:
+        return {}
+    allow = config.current().baggage_allowlist
+    out: dict[str, AttributeValue] = {}
+    for key, value in entries.items():
+        if key not in allow or not isinstance(value, str) or len(value) > _MAX_BAGGAGE_VALUE:
+            continue
+        if key == semconv.GEN_AI_CONVERSATION_ID and not conversation:
+            continue
+        out[key] = value
+    return out
+
+
+def current_run(ctx: Context | None = None) -> Run | None:
+    """The innermost threadline run of ``ctx`` (default: the current context)."""
+    value = otel_context.get_value(_RUN_KEY, ctx)
+    return value if isinstance(value, Run) else None
+
+
+class Run:
+    """A started operation. Thread-safe; every method is fail-open."""
+
+    operation: str
+    kind: SpanKind
+    _records_conversation: ClassVar[bool] = False
+
+    __slots__ = (
+        "_ctx",
+        "_end_callbacks",
+        "_ended",
+        "_parent_ctx",
+        "_token",
+        "kind",
+        "operation",
+        "parent_run",
+        "span",
+        "start_monotonic",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        attributes: dict[str, AttributeValue],
+        parent: Run | Context | None,
+        *,
+        kind: SpanKind,
+        start_time: int | None = None,
+        links: Sequence[Link] | None = None,
+    ) -> None:
+        self.kind = kind
+        if parent is None:
+            parent_ctx = otel_context.get_current()
+            self.parent_run = current_run(parent_ctx)
+        elif isinstance(parent, Run):
+            parent_ctx = parent.context
+            self.parent_run = parent
+        else:
+            parent_ctx = parent
+            self.parent_run = current_run(parent_ctx)
+        self._parent_ctx = parent_ctx
+        session = _session_attributes(parent_ctx, conversation=self._records_conversation)
+        if session:
+            session.update(attributes)  # explicit values win over baggage
+            attributes = session
+        self._ended = False
+        self._token: Token[Context] | None = None
+        self._ctx: Context | None = None
+        self._end_callbacks: list[tuple[RunRegistry[Any, Any], Any]] | None = None
+        self.start_monotonic = time.monotonic()
+        self.span = resolved().tracer.start_span(
+            name,
+            context=parent_ctx,
+            kind=kind,
+            attributes=attributes,
+            links=links,
+            start_time=start_time,
+        )
+        open_runs.add(self)
+
+    # --- context -------------------------------------------------------------------------------
+    @property
+    def context(self) -> Context:
+        """The parent context with this run's span set: pass it as a child's ``parent``."""
+        ctx = self._ctx
+        if ctx is None:
+            ctx = trace.set_span_in_context(self.span, self._parent_ctx)
+            ctx = otel_context.set_value(_RUN_KEY, self, ctx)
+            self._ctx = ctx
+        return ctx
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    @guarded()
+    def attach(self) -> None:
+        """Make this run's span current until :meth:`detach` (or the run ends).
+
+        For callback pairs (start/end) that run in the same thread or task. When the end arrives
+        elsewhere, detaching is skipped silently instead of corrupting that context.
+        """
+        if self._token is None and not self._ended:
+            self._token = _context.attach(self.context)
+
+    @guarded()
+    def detach(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            _context.detach(token)
+
+    def __enter__(self) -> Run:
+        self.attach()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        self.detach()
+        if exc is None or isinstance(exc, GeneratorExit):
+            self.end()
+        else:
+            self.fail(exc)
+        return False  # the user's exception propagates untouched
+
+    # --- ending --------------------------------------------------------------------------------
+    def _claim_end(self) -> bool:
+        with _END_LOCK:
+            if self._ended:
+                return False
+            self._ended = True
+        return True
+
+    @guarded()
+    def end(self, *, end_time: int | None = None) -> None:
+        """End the run successfully. Later calls (and updates) are ignored."""
+        if self._claim_end():
+            self._finish(None, end_time)
+
+    @guarded()
+    def fail(
+        self,
+        error: BaseException | str,
+        *,
+        description: str | None = None,
+        end_time: int | None = None,
+    ) -> None:
+        """End the run as failed: status ERROR and ``error.type`` (the exception class, or the
+        given low-cardinality string such as a provider error code)."""
+        if not self._claim_end():
+            return
+        if isinstance(error, BaseException):
+            kind = error_type(error)
+            if description is None:
+                description = f"{type(error).__name__}: {error}"[:1024]
+        else:
+            kind = str(error) or semconv.ERROR_TYPE_OTHER
+        self.span.set_attribute(semconv.ERROR_TYPE, kind)
+        self.span.set_status(Status(StatusCode.ERROR, description))
+        self._finish(kind, end_time)
+
+    def abandon(self, reason: str = "abandoned") -> None:
+        """End a run nobody ended (the reaper calls this); keeps what was recorded so far."""
+        try:
+            if not self._claim_end():
+                return
+            self.span.set_attribute(semconv.THREADLINE_ABANDONED, True)
+            self.span.set_attribute(semconv.THREADLINE_ABANDON_REASON, reason)
+            self._finish(None, None)
+        except Exception as error:  # noqa: BLE001
+            report("Run.abandon", error)
+
+    def _finish(self, error_type: str | None, end_time: int | None) -> None:
+        try:
+            self._before_end(error_type)
+        except Exception as error:  # noqa: BLE001 - the span must still end
+            report(f"{type(self).__name__}._before_end", error)
+        self.span.end(end_time=end_time)
+        open_runs.discard(self)
+        if self._token is not None:
+            self.detach()
+        callbacks, self._end_callbacks = self._end_callbacks, None
+        if callbacks:
+            for registry, key in callbacks:
+                registry._discard(key, self)
+        try:
+            self._record_metrics(error_type, time.monotonic() - self.start_monotonic)
+        except Exception as error:  # noqa: BLE001
+            report(f"{type(self).__name__}._record_metrics", error)
+
+    def _on_end(self, registry: RunRegistry[Any, Any], key: Any) -> None:
+        if self._end_callbacks is None:
+            self._end_callbacks = []
+        self._end_callbacks.append((registry, key))
+        if self._ended:  # ended concurrently: undo the registration
+            registry._discard(key, self)
+
+    def _before_end(self, error_type: str | None) -> None:
+        """Subclasses set their end-of-run attributes here."""
+
+    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+        """Subclasses record their metrics here."""
+
+    @guarded()
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        """Extra attributes (e.g. a provider's own ``openai.*`` keys). Ignored after the end."""
+        if not self._ended:
+            self.span.set_attributes(attributes)
+
+    def _nearest(self, cls: type[_RunT]) -> _RunT | None:
+        run = self.parent_run
+        while run is not None:
+            if isinstance(run, cls):
+                return run
+            run = run.parent_run
+        return None
+
+    def _inherited_conversation_id(self) -> str | None:
+        run = self.parent_run
+        while run is not None:
+            conversation = getattr(run, "conversation_id", None)
+            if conversation:
+                return str(conversation)
+            run = run.parent_run
+        return None
+
+
+
+def _capture() -> tuple[config.ContentCapture, _Limiter] | None:
+    settings = config.current()
+    if not settings.capture_content.enabled:
+        return None
+    return settings.capture_content, _Limiter(settings)
+
+
+class InferenceRun(Run):
+    """``chat``/``text_completion``/``generate_content`` call to a model: a CLIENT span."""
+
+    _records_conversation = True
+    __slots__ = (
+        "_chunks",
+        "_input_messages",
+        "_last_chunk",
+        "_metric_attributes",
+        "_output_messages",
+        "_system_instructions",
+        "_tool_definitions",
+        "conversation_id",
+        "model",
+        "provider",
+        "response_model",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        operation: str,
+        model: str | None,
+        provider: str,
+        parent: Run | Context | None,
+        *,
+        request: RequestParams | None,
+        stream: bool,
+        server_address: str | None,
+        server_port: int | None,
+        conversation_id: str | None,
+        input_messages: Sequence[InputMessage] | None,
+        system_instructions: Sequence[Part] | None,
+        tool_definitions: Sequence[FunctionToolDefinition] | None,
+        attributes: Mapping[str, AttributeValue] | None,
+        kind: SpanKind,
+        start_time: int | None,
+    ) -> None:
+        self.operation = operation
+        self.model = model
+        self.provider = provider
+        self.response_model: str | None = None
+        self.usage = Usage()
+        self._chunks = 0
+        self._last_chunk = 0.0
+        self._input_messages = input_messages
+        self._system_instructions = system_instructions
+        self._tool_definitions = tool_definitions
+        self._output_messages: Sequence[OutputMessage] | None = None
+        metric: dict[str, AttributeValue] = {
+            semconv.GEN_AI_OPERATION_NAME: operation,
+            semconv.GEN_AI_PROVIDER_NAME: provider,
+        }
+        if model:
+            metric[semconv.GEN_AI_REQUEST_MODEL] = model
+        if server_address:
+            metric[semconv.SERVER_ADDRESS] = server_address
+            if server_port:
+                metric[semconv.SERVER_PORT] = server_port
+        self._metric_attributes = metric
+        attrs = dict(metric)
+        if request is not None:
+            attrs.update(request.attributes())
+        if stream:
+            attrs[semconv.GEN_AI_REQUEST_STREAM] = True
+        if attributes:
+            attrs.update(attributes)
+        self.conversation_id = conversation_id
+        super().__init__(
+            f"{operation} {model}" if model else operation,
+            attrs,
+            parent,
+            kind=kind,
+            start_time=start_time,
+        )
+        if conversation_id is None:
+            self.conversation_id = self._inherited_conversation_id()
+            if self.conversation_id is not None:
+                self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, self.conversation_id)
+        else:
+            self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, conversation_id)
+
+    @guarded()
+    def chunk(self, count: int = 1) -> None:
+        """Record the arrival of streamed output chunk(s): time to first chunk, then time per
+        output chunk."""
+        if self._ended:
+            return
+        now = time.monotonic()
+        instruments = resolved().instruments
+        if self._chunks == 0:
+            first = now - self.start_monotonic
+            self.span.set_attribute(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, first)
+            instruments.time_to_first_chunk.record(first, self._metric_attributes)
+        else:
+            instruments.time_per_output_chunk.record(
+                (now - self._last_chunk) / max(count, 1), self._metric_attributes
+            )
+        self._chunks += count
+        self._last_chunk = now
+
+    @property
+    def chunks(self) -> int:
+        return self._chunks
+
+    @guarded()
+    def update(
+        self,
+        *,
+        response_id: str | None = None,
+        response_model: str | None = None,
+        finish_reasons: Sequence[str] | None = None,
+        usage: Usage | None = None,
+        output_messages: Sequence[OutputMessage] | None = None,
+        input_messages: Sequence[InputMessage] | None = None,
+        system_instructions: Sequence[Part] | None = None,
+        tool_definitions: Sequence[FunctionToolDefinition] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> None:
+        """Record response facts as they become known. ``usage`` replaces the usage so far
+        (streams report running totals); content is kept and serialized once, at the end."""
+        if self._ended:
+            return
+        span = self.span
+        if response_id:
+            span.set_attribute(semconv.GEN_AI_RESPONSE_ID, response_id)
+        if response_model:
+            self.response_model = response_model
+            span.set_attribute(semconv.GEN_AI_RESPONSE_MODEL, response_model)
+        if finish_reasons is not None:
+            span.set_attribute(semconv.GEN_AI_RESPONSE_FINISH_REASONS, list(finish_reasons))
+        if usage is not None:
+            self.usage = usage
+            span.set_attributes(usage.attributes())
+        if output_messages is not None:
+            self._output_messages = output_messages
+        if input_messages is not None:
+            self._input_messages = input_messages
+        if system_instructions is not None:
+            self._system_instructions = system_instructions
+        if tool_definitions is not None:
+            self._tool_definitions = tool_definitions
+        if attributes:
+            span.set_attributes(attributes)
+
+    def _before_end(self, error_type: str | None) -> None:
+        agent = self._nearest(AgentRun)
+        if agent is not None:
+            agent._add_usage(self.usage, self.model)
+        if config.current().cost:
+            from threadline.cost import estimate_cost
+
+            cost = estimate_cost(self.provider, self.response_model or self.model, self.usage)
+            if cost is not None:
+                self.span.set_attribute(semconv.THREADLINE_COST_USD, cost)
+                metric = {
+                    semconv.GEN_AI_PROVIDER_NAME: self.provider,
+                    semconv.GEN_AI_REQUEST_MODEL: self.model or "",
+                }
+                metric.update(_metric_baggage(self._parent_ctx))
+                resolved().instruments.cost.add(cost, metric)
+        capture = _capture()
+        if capture is None:
+            return
+        mode, lim = capture
+        content: dict[str, Any] = {}
+        if self._input_messages is not None:
+            content[semconv.GEN_AI_INPUT_MESSAGES] = messages_json(self._input_messages, lim)
+        if self._output_messages is not None:
+            content[semconv.GEN_AI_OUTPUT_MESSAGES] = messages_json(self._output_messages, lim)
+        if self._system_instructions is not None:
+            content[semconv.GEN_AI_SYSTEM_INSTRUCTIONS] = system_instructions_json(
+                self._system_instructions, lim
+            )
+        if self._tool_definitions is not None:
+            content[semconv.GEN_AI_TOOL_DEFINITIONS] = tool_definitions_json(
+                self._tool_definitions, lim
+            )
+        if mode.on_span:
+            self.span.set_attributes({key: dumps(value) for key, value in content.items()})
+            if lim.truncated:
+                self.span.set_attribute(semconv.THREADLINE_CONTENT_TRUNCATED, True)
+        if mode.on_event:
+            _emit_details_event(self, content)
+
+    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+        instruments = resolved().instruments
+        attrs = self._metric_attributes
+        if self.response_model or error_type:
+            attrs = dict(attrs)
+            if self.response_model:
+                attrs[semconv.GEN_AI_RESPONSE_MODEL] = self.response_model
+            if error_type:
+                attrs[semconv.ERROR_TYPE] = error_type
+        instruments.operation_duration.record(duration, attrs)
+        _record_tokens(instruments, attrs, self.usage)
+
+
+def _record_tokens(instruments: Any, attrs: Mapping[str, AttributeValue], usage: Usage) -> None:
+    if usage.input_tokens is None and usage.output_tokens is None:
+        return
+    base = {k: v for k, v in attrs.items() if k != semconv.ERROR_TYPE}
+    if usage.input_tokens is not None:
+        instruments.token_usage.record(
+            usage.input_tokens, {**base, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT}
+        )
+    if usage.output_tokens is not None:
+        instruments.token_usage.record(
+            usage.output_tokens, {**base, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
+        )
+
+
+def _metric_baggage(ctx: Context) -> dict[str, AttributeValue]:
+    keys = config.current().metric_baggage_keys
+    if not keys:
+        return {}
+    out: dict[str, AttributeValue] = {}
+    for key in keys:
+        value = otel_baggage.get_baggage(key, ctx)
+        if isinstance(value, str) and len(value) <= 64:
+            out[key] = value
+    return out
+
+
+def _emit_details_event(run: InferenceRun, content: Mapping[str, Any]) -> None:
+    from opentelemetry._logs import LogRecord, SeverityNumber
+
+    span = run.span
+    attributes: dict[str, Any] = {
+        k: v
+        for k, v in getattr(span, "attributes", {}).items()
+        if k not in semconv.CONTENT_SCHEMAS
+    }
+    attributes.update(content)
+    resolved().event_logger.emit(
+        LogRecord(
+            event_name=semconv.EVENT_INFERENCE_DETAILS,
+            severity_number=SeverityNumber.DEBUG,
+            attributes=attributes,
+            context=run.context,
+        )
+    )
+
+
+class EmbeddingsRun(Run):
+    """An ``embeddings`` call: a CLIENT span."""
+
+    operation = semconv.OP_EMBEDDINGS
+    __slots__ = ("_metric_attributes", "model", "provider", "response_model", "usage")
+
+    def __init__(
+        self,
+        model: str | None,
+        provider: str,
+        parent: Run | Context | None,
+        *,
+        server_address: str | None,
+        server_port: int | None,
+        encoding_formats: Sequence[str] | None,
+        dimension_count: int | None,
+        attributes: Mapping[str, AttributeValue] | None,
+        start_time: int | None,
+    ) -> None:
+        self.model, self.provider = model, provider
+        self.response_model: str | None = None
+        self.usage = Usage()
+        metric: dict[str, AttributeValue] = {
+            semconv.GEN_AI_OPERATION_NAME: self.operation,
+            semconv.GEN_AI_PROVIDER_NAME: provider,
+        }
+        if model:
+            metric[semconv.GEN_AI_REQUEST_MODEL] = model
+        if server_address:
+            metric[semconv.SERVER_ADDRESS] = server_address
+            if server_port:
+                metric[semconv.SERVER_PORT] = server_port
+        self._metric_attributes = metric
+        attrs = dict(metric)
+        if encoding_formats:
+            attrs[semconv.GEN_AI_REQUEST_ENCODING_FORMATS] = list(encoding_formats)
+        if dimension_count is not None:
+            attrs[semconv.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = dimension_count
+        if attributes:
+            attrs.update(attributes)
+        name = f"{self.operation} {model}" if model else self.operation
+        super().__init__(name, attrs, parent, kind=SpanKind.CLIENT, start_time=start_time)
+
+    @guarded()
+    def update(
+        self,
+        *,
+        usage: Usage | None = None,
+        response_model: str | None = None,
+        dimension_count: int | None = None,
+    ) -> None:
+        if self._ended:
+            return
+        if usage is not None:
+            self.usage = usage
+            self.span.set_attributes(usage.attributes(breakdown=False))
+        if response_model:
+            self.response_model = response_model
+            self.span.set_attribute(semconv.GEN_AI_RESPONSE_MODEL, response_model)
+        if dimension_count is not None:
+            self.span.set_attribute(semconv.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, dimension_count)
+
+    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+        attrs = dict(self._metric_attributes)
+        if self.response_model:
+            attrs[semconv.GEN_AI_RESPONSE_MODEL] = self.response_model
+        if error_type:
+            attrs[semconv.ERROR_TYPE] = error_type
+        instruments = resolved().instruments
+        instruments.operation_duration.record(duration, attrs)
+        _record_tokens(instruments, attrs, Usage(input_tokens=self.usage.input_tokens))
+
+
+class RetrievalRun(Run):
+    """A ``retrieval`` from a data source (vector store, search index): a CLIENT span."""
+
+    operation = semconv.OP_RETRIEVAL
+    __slots__ = ("_documents", "_metric_attributes", "_query")
+
+    def __init__(
+        self,
+        data_source_id: str | None,
+        parent: Run | Context | None,
+        *,
+        provider: str | None,
+        model: str | None,
+        query: str | None,
+        top_k: int | None,
+        server_address: str | None,
+        server_port: int | None,
+        attributes: Mapping[str, AttributeValue] | None,
+        start_time: int | None,
+    ) -> None:
+        metric: dict[str, AttributeValue] = {semconv.GEN_AI_OPERATION_NAME: self.operation}
+        if provider:
+            metric[semconv.GEN_AI_PROVIDER_NAME] = provider
+        if model:
+            metric[semconv.GEN_AI_REQUEST_MODEL] = model
+        if server_address:
+            metric[semconv.SERVER_ADDRESS] = server_address
+            if server_port:
+                metric[semconv.SERVER_PORT] = server_port
+        self._metric_attributes = metric
+        attrs = dict(metric)
+        if data_source_id:
+            attrs[semconv.GEN_AI_DATA_SOURCE_ID] = data_source_id
+        if top_k is not None:
+            attrs[semconv.GEN_AI_REQUEST_TOP_K] = top_k
+        if attributes:
+            attrs.update(attributes)
+        self._query = query
+        self._documents: Sequence[RetrievalDocument] | None = None
+        name = f"{self.operation} {data_source_id}" if data_source_id else self.operation
+        super().__init__(name, attrs, parent, kind=SpanKind.CLIENT, start_time=start_time)
+
+    @guarded()
+    def update(
+        self, *, documents: Sequence[RetrievalDocument] | None = None, query: str | None = None
+    ) -> None:
+        if self._ended:
+            return
+        if documents is not None:
+            self._documents = documents
+        if query is not None:
+            self._query = query
+
+    def _before_end(self, error_type: str | None) -> None:
+        capture = _capture()
+        if capture is None or not capture[0].on_span:
+            return
+        _, lim = capture
+        if self._query is not None:
+            self.span.set_attribute(semconv.GEN_AI_RETRIEVAL_QUERY_TEXT, lim.text(self._query))
+        if self._documents is not None:
+            self.span.set_attribute(
+                semconv.GEN_AI_RETRIEVAL_DOCUMENTS, dumps(documents_json(self._documents, lim))
+            )
+
+    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+        attrs = self._metric_attributes
+        if error_type:
+            attrs = {**attrs, semconv.ERROR_TYPE: error_type}
+        resolved().instruments.operation_duration.record(duration, attrs)
+
+
+class ToolRun(Run):
+    """``execute_tool``: one tool call, an INTERNAL span."""
+
+    operation = semconv.OP_EXECUTE_TOOL
+    _records_conversation = True
+    __slots__ = ("_arguments", "_has_result", "_metric_attributes", "_result", "call_id", "name")
+
+    def __init__(
+        self,
+        name: str,
+        parent: Run | Context | None,
+        *,
+        call_id: str | None,
+        description: str | None,
+        tool_type: str | None,
+        arguments: Any,
+        agent_name: str | None,
+        conversation_id: str | None,
+        attributes: Mapping[str, AttributeValue] | None,
+        start_time: int | None,
+    ) -> None:
+        self.name = name
+        self.call_id = call_id
+        self._arguments = arguments
+        self._result: Any = None
+        self._has_result = False
+        attrs: dict[str, AttributeValue] = {
+            semconv.GEN_AI_OPERATION_NAME: self.operation,
+            semconv.GEN_AI_TOOL_NAME: name,
+        }
+        if tool_type:
+            attrs[semconv.GEN_AI_TOOL_TYPE] = tool_type
+        if call_id:
+            attrs[semconv.GEN_AI_TOOL_CALL_ID] = call_id
+        if description:
+            attrs[semconv.GEN_AI_TOOL_DESCRIPTION] = description
+        if conversation_id:
+            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id
+        if attributes:
+            attrs.update(attributes)
+        metric: dict[str, AttributeValue] = {semconv.GEN_AI_TOOL_NAME: name}
+        if tool_type:
+            metric[semconv.GEN_AI_TOOL_TYPE] = tool_type
+        self._metric_attributes = metric
+        super().__init__(
+            f"{self.operation} {name}", attrs, parent, kind=SpanKind.INTERNAL, start_time=start_time
+        )
+        if agent_name is None:
+            agent = self._nearest(AgentRun)
+            agent_name = agent.name if agent is not None else None
+        if agent_name:
+            self.span.set_attribute(semconv.GEN_AI_AGENT_NAME, agent_name)
+            metric[semconv.GEN_AI_AGENT_NAME] = agent_name
+        if conversation_id is None:
+            inherited = self._inherited_conversation_id()
+            if inherited:
+                self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, inherited)
+
+    @guarded()
+    def update(
+        self, *, result: Any = None, arguments: Any = None, call_id: str | None = None
+    ) -> None:
+        if self._ended:
+            return
+        if result is not None:
+            self._result, self._has_result = result, True
+        if arguments is not None:
+            self._arguments = arguments
+        if call_id:
+            self.call_id = call_id
+            self.span.set_attribute(semconv.GEN_AI_TOOL_CALL_ID, call_id)
+
+    def _before_end(self, error_type: str | None) -> None:
+        capture = _capture()
+        if capture is None or not capture[0].on_span:
+            return
+        _, lim = capture
+        for key, value, present, request in (
+            (semconv.GEN_AI_TOOL_CALL_ARGUMENTS, self._arguments, self._arguments is not None, True),
+            (semconv.GEN_AI_TOOL_CALL_RESULT, self._result, self._has_result, False),
+        ):
+            if not present:
+                continue
+            payload = tool_payload_json(value, lim, request=request, call_id=self.call_id)
+            if payload is not None:
+                self.span.set_attribute(key, payload if isinstance(payload, str) else dumps(payload))
+
+    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+        attrs = self._metric_attributes
+        if error_type:
+            attrs = {**attrs, semconv.ERROR_TYPE: error_type}
+        resolved().instruments.tool_duration.record(duration, attrs)
+
+
+class AgentRun(Run):
+    """``invoke_agent`` (INTERNAL for in-process agents, CLIENT for remote ones) or
+    ``create_agent`` (CLIENT). Sums the usage of the inference runs beneath it."""
+
+    _records_conversation = True
+    __slots__ = ("_models", "_usage_lock", "conversation_id", "name", "usage")
+
+    def __init__(
+        self,
+        operation: str,
+        name: str | None,
+        parent: Run | Context | None,
+        *,
+        agent_id: str | None,
+        description: str | None,
+        version: str | None,
+        provider: str | None,
+        model: str | None,
+        conversation_id: str | None,
+        remote: bool,
+        attributes: Mapping[str, AttributeValue] | None,
+        start_time: int | None,
+    ) -> None:
+        self.operation = operation
+        self.name = name
+        self.usage = Usage()
+        self._models: set[str] = set()
+        self._usage_lock = threading.Lock()
+        kind = SpanKind.CLIENT if remote or operation == semconv.OP_CREATE_AGENT else SpanKind.INTERNAL
+        attrs: dict[str, AttributeValue] = {semconv.GEN_AI_OPERATION_NAME: operation}
+        if name:
+            attrs[semconv.GEN_AI_AGENT_NAME] = name
+        if description:
+            attrs[semconv.GEN_AI_AGENT_DESCRIPTION] = description
+        if model:
+            attrs[semconv.GEN_AI_REQUEST_MODEL] = model
+        if kind is SpanKind.CLIENT:
+            # provider, id and version belong to remote agents only (semconv-genai #322)
+            if provider:
+                attrs[semconv.GEN_AI_PROVIDER_NAME] = provider
+            if agent_id:
+                attrs[semconv.GEN_AI_AGENT_ID] = agent_id
+            if version:
+                attrs[semconv.GEN_AI_AGENT_VERSION] = version
+        if attributes:
+            attrs.update(attributes)
+        self.conversation_id = conversation_id
+        super().__init__(
+            f"{operation} {name}" if name else operation,
+            attrs,
+            parent,
+            kind=kind,
+            start_time=start_time,
+        )
+        if conversation_id is None:
+            self.conversation_id = self._inherited_conversation_id()
+        if self.conversation_id is not None:
+            self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, self.conversation_id)
+
+    def _add_usage(self, usage: Usage, model: str | None) -> None:
+        with self._usage_lock:
+            self.usage = self.usage + usage
+            if model:
+                self._models.add(model)
+
+    @guarded()
+    def update(
+        self,
+        *,
+        usage: Usage | None = None,
+        conversation_id: str | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> None:
+        """``usage`` replaces the sum collected from child inference runs."""
+        if self._ended:
+            return
+        if usage is not None:
+            with self._usage_lock:
+                self.usage = usage
+        if conversation_id:
+            self.conversation_id = conversation_id
+            self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, conversation_id)
+        if attributes:
+            self.span.set_attributes(attributes)
+
+    def _before_end(self, error_type: str | None) -> None:
+        # input/output only: cache tokens are not recorded on agent spans (semconv-genai #469)
+        self.span.set_attributes(self.usage.attributes(breakdown=self.kind is SpanKind.CLIENT))
+        if len(self._models) == 1:
+            self.span.set_attribute(semconv.GEN_AI_REQUEST_MODEL, next(iter(self._models)))
+
+    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+        attrs: dict[str, AttributeValue] = {}
+        if self.name:
+            attrs[semconv.GEN_AI_AGENT_NAME] = self.name
+        if len(self._models) == 1:
+            attrs[semconv.GEN_AI_REQUEST_MODEL] = next(iter(self._models))
+        if error_type:
+            attrs[semconv.ERROR_TYPE] = error_type
+        instruments = resolved().instruments
+        if self.operation == semconv.OP_CREATE_AGENT:
+            attrs[semconv.GEN_AI_OPERATION_NAME] = self.operation
+            instruments.operation_duration.record(duration, attrs)
+        else:
+            instruments.agent_duration.record(duration, attrs)
+
+
+class WorkflowRun(Run):
+    """``invoke_workflow``: a chain/graph/query engine that is not an agent. INTERNAL span."""
+
+    operation = semconv.OP_INVOKE_WORKFLOW
+    _records_conversation = True
+    __slots__ = ("conversation_id", "name")
+
+    def __init__(
+        self,
+        name: str | None,
+        parent: Run | Context | None,
+        *,
+        conversation_id: str | None,
+        attributes: Mapping[str, AttributeValue] | None,
+        start_time: int | None,
+    ) -> None:
+        self.name = name
+        attrs: dict[str, AttributeValue] = {semconv.GEN_AI_OPERATION_NAME: self.operation}
+        if name:
+            attrs[semconv.GEN_AI_WORKFLOW_NAME] = name
+        if attributes:
+            attrs.update(attributes)
+        self.conversation_id = conversation_id
+        super().__init__(
+            f"{self.operation} {name}" if name else self.operation,
+            attrs,
+            parent,
+            kind=SpanKind.INTERNAL,
+            start_time=start_time,
+        )
+        if conversation_id is None:
+            self.conversation_id = self._inherited_conversation_id()
+        if self.conversation_id is not None:
+            self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, self.conversation_id)
+
+    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+        attrs: dict[str, AttributeValue] = {}
+        if self.name:
+            attrs[semconv.GEN_AI_WORKFLOW_NAME] = self.name
+        if error_type:
+            attrs[semconv.ERROR_TYPE] = error_type
+        resolved().instruments.workflow_duration.record(duration, attrs)
+
+
+class StepRun(Run):
+    """A plain INTERNAL span for framework steps shown only in verbose mode (no gen_ai
+    attributes: a prompt template or parser is not a GenAI operation)."""
+
+    operation = "step"
+    __slots__ = ()
+
+    def __init__(
+        self,
+        name: str,
+        parent: Run | Context | None,
+        *,
+        attributes: Mapping[str, AttributeValue] | None,
+        start_time: int | None,
+    ) -> None:
+        super().__init__(
+            name, dict(attributes or {}), parent, kind=SpanKind.INTERNAL, start_time=start_time
+        )
+
+
+class McpRun(Run):
+    """One MCP request or notification (``mcp.client``/``mcp.server`` span types).
+
+    Named ``{mcp.method.name} {target}``; ``tools/call`` also carries
+    ``gen_ai.operation.name=execute_tool``. Error semantics follow the MCP conventions: see
+    :meth:`fail_rpc` and :meth:`fail_tool`.
+    """
+
+    __slots__ = ("_metric_attributes", "method")
+
+    def __init__(
+        self,
+        method: str,
+        parent: Run | Context | None,
+        *,
+        server: bool,
+        tool_name: str | None,
+        prompt_name: str | None,
+        resource_uri: str | None,
+        request_id: str | int | None,
+        session_id: str | None,
+        protocol_version: str | None,
+        transport: str | None,
+        network_protocol: tuple[str, str] | None,
+        peer_address: str | None,
+        peer_port: int | None,
+        links: Sequence[Link] | None,
+        attributes: Mapping[str, AttributeValue] | None,
+        start_time: int | None,
+    ) -> None:
+        self.method = method
+        self.operation = semconv.OP_EXECUTE_TOOL if method == "tools/call" else method
+        metric: dict[str, AttributeValue] = {semconv.MCP_METHOD_NAME: method}
+        target = tool_name or prompt_name
+        if tool_name:
+            metric[semconv.GEN_AI_TOOL_NAME] = tool_name
+        if prompt_name:
+            metric[semconv.GEN_AI_PROMPT_NAME] = prompt_name
+        if method == "tools/call":
+            metric[semconv.GEN_AI_OPERATION_NAME] = semconv.OP_EXECUTE_TOOL
+        if protocol_version:
+            metric[semconv.MCP_PROTOCOL_VERSION] = protocol_version
+        if transport:
+            metric[semconv.NETWORK_TRANSPORT] = transport
+        if network_protocol:
+            metric[semconv.NETWORK_PROTOCOL_NAME] = network_protocol[0]
+            metric[semconv.NETWORK_PROTOCOL_VERSION] = network_protocol[1]
+        if peer_address:
+            address_key = semconv.CLIENT_ADDRESS if server else semconv.SERVER_ADDRESS
+            port_key = semconv.CLIENT_PORT if server else semconv.SERVER_PORT
+            metric[address_key] = peer_address
+            if peer_port:
+                metric[port_key] = peer_port
+        self._metric_attributes = metric
+        attrs = dict(metric)
+        if resource_uri:
+            attrs[semconv.MCP_RESOURCE_URI] = resource_uri
+        if request_id is not None:
+            attrs[semconv.JSONRPC_REQUEST_ID] = str(request_id)
+        if session_id:
+            attrs[semconv.MCP_SESSION_ID] = session_id
+        if attributes:
+            attrs.update(attributes)
+        super().__init__(
+            f"{method} {target}" if target else method,
+            attrs,
+            parent,
+            kind=SpanKind.SERVER if server else SpanKind.CLIENT,
+            start_time=start_time,
+            links=links,
+        )
+
+    @guarded()
+    def fail_rpc(self, code: int, message: str | None = None) -> None:
+        """A JSON-RPC error response. On the server, codes that describe a bad request
+        (parse error, invalid request/params, unknown method/resource) are recorded but do not
+        make the span an error."""
+        if self._ended:
+            return
+        self.span.set_attribute(semconv.RPC_RESPONSE_STATUS_CODE, str(code))
+        if self.kind is SpanKind.SERVER and code in semconv.MCP_SERVER_NON_ERROR_CODES:
+            self.end()
+        else:
+            self.fail(str(code), description=message)
+
+    @guarded()
+    def fail_tool(self, message: str | None = None) -> None:
+        """A ``CallToolResult`` with ``isError: true``."""
+        self.fail(semconv.MCP_ERROR_TYPE_TOOL_ERROR, description=message)
+
+    @guarded()
+    def update(
+        self,
+        *,
+        session_id: str | None = None,
+        protocol_version: str | None = None,
+        arguments: Any = None,
+        result: Any = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> None:
+        if self._ended:
+            return
+        if session_id:
+            self.span.set_attribute(semconv.MCP_SESSION_ID, session_id)
+        if protocol_version:
+            self.span.set_attribute(semconv.MCP_PROTOCOL_VERSION, protocol_version)
+            self._metric_attributes[semconv.MCP_PROTOCOL_VERSION] = protocol_version
+        capture = _capture()
+        if capture is not None and capture[0].on_span:
+            _, lim = capture
+            for key, value, request in (
+                (semconv.GEN_AI_TOOL_CALL_ARGUMENTS, arguments, True),
+                (semconv.GEN_AI_TOOL_CALL_RESULT, result, False),
+            ):
+                if value is not None:
+                    payload = tool_payload_json(value, lim, request=request, call_id=None)
+                    if payload is not None:
+                        self.span.set_attribute(
+                            key, payload if isinstance(payload, str) else dumps(payload)
+                        )
+        if attributes:
+            self.span.set_attributes(attributes)
+
+    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+        attrs = self._metric_attributes
+        if error_type:
+            attrs = {**attrs, semconv.ERROR_TYPE: error_type}
+        instruments = resolved().instruments
+        histogram = (
+            instruments.mcp_server_duration
+            if self.kind is SpanKind.SERVER
+            else instruments.mcp_client_duration
+        )
+        histogram.record(duration, attrs)
+
+
+def record_mcp_session(
+    duration: float,
+    *,
+    server: bool,
+    protocol_version: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Record ``mcp.{client,server}.session.duration`` for a session that ended."""
+    try:
+        attrs: dict[str, AttributeValue] = {}
+        if protocol_version:
+            attrs[semconv.MCP_PROTOCOL_VERSION] = protocol_version
+        if error:
+            attrs[semconv.ERROR_TYPE] = error
+        instruments = resolved().instruments
+        histogram = (
+            instruments.mcp_server_session_duration
+            if server
+            else instruments.mcp_client_session_duration
+        )
+        histogram.record(duration, attrs)
+    except Exception as error_:  # noqa: BLE001
+        report("record_mcp_session", error_)
+
+
+def links_to(contexts: Iterable[Context]) -> list[Link]:
+    """Span links to the spans current in ``contexts`` (e.g. an HTTP server span)."""
+    links = []
+    for ctx in contexts:
+        span_context = trace.get_current_span(ctx).get_span_context()
+        if span_context.is_valid:
+            links.append(Link(span_context))
+    return links

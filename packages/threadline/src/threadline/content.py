@@ -1,0 +1,327 @@
+"""Typed content parts: messages, system instructions, tool definitions, retrieval documents.
+
+The dataclasses mirror the JSON schemas of the GenAI conventions (``gen-ai-input-messages.json``
+and friends) field for field, so ``to_json`` of any of them validates against its schema.
+Content is only converted when capture is on; integrations check :func:`capture_enabled` first
+so a run with capture off never builds these objects at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeAlias
+
+from threadline import config
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TextPart:
+    content: str
+    type: Literal["text"] = "text"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCallRequestPart:
+    name: str
+    id: str | None = None
+    arguments: Any = None
+    type: Literal["tool_call"] = "tool_call"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCallResponsePart:
+    response: Any
+    id: str | None = None
+    type: Literal["tool_call_response"] = "tool_call_response"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReasoningPart:
+    content: str
+    type: Literal["reasoning"] = "reasoning"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BlobPart:
+    modality: str
+    content: bytes
+    mime_type: str | None = None
+    type: Literal["blob"] = "blob"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UriPart:
+    modality: str
+    uri: str
+    mime_type: str | None = None
+    type: Literal["uri"] = "uri"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FilePart:
+    modality: str
+    file_id: str
+    mime_type: str | None = None
+    type: Literal["file"] = "file"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GenericPart:
+    """A part of a kind the conventions do not name; ``data`` holds its fields."""
+
+    type: str
+    data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+Part: TypeAlias = (
+    TextPart
+    | ToolCallRequestPart
+    | ToolCallResponsePart
+    | ReasoningPart
+    | BlobPart
+    | UriPart
+    | FilePart
+    | GenericPart
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InputMessage:
+    role: str
+    parts: Sequence[Part]
+    name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutputMessage:
+    parts: Sequence[Part]
+    role: str = "assistant"
+    name: str | None = None
+    finish_reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FunctionToolDefinition:
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] | None = None
+    type: Literal["function"] = "function"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetrievalDocument:
+    id: str | None = None
+    score: float | None = None
+    content: str | None = None
+    """Extra field the schema allows (``additionalProperties``); recorded only with capture on."""
+
+
+Redactable: TypeAlias = Part | FunctionToolDefinition | RetrievalDocument
+
+
+def capture_enabled() -> bool:
+    """Whether content is recorded anywhere; integrations skip building content when False."""
+    return config.current().capture_content.enabled
+
+
+_TRUNCATION_MARK = "…[truncated]"
+_MAX_DEPTH = 32
+
+
+class _Limiter:
+    """Applies the redactor and the length limit; remembers whether anything was cut."""
+
+    __slots__ = ("limit", "redactor", "truncated")
+
+    def __init__(self, settings: config.Settings) -> None:
+        self.limit = settings.max_content_length
+        self.redactor: Callable[[Any], Any] | None = settings.redactor
+        self.truncated = False
+
+    def redact(self, item: Redactable) -> Redactable | None:
+        if self.redactor is None:
+            return item
+        result: Redactable | None = self.redactor(item)
+        return result
+
+    def text(self, value: str) -> str:
+        if len(value) <= self.limit:
+            return value
+        self.truncated = True
+        return value[: self.limit] + _TRUNCATION_MARK
+
+    def value(self, value: Any, depth: int = 0) -> Any:
+        """A JSON-compatible copy of ``value`` with every string cut to the limit."""
+        if isinstance(value, str):
+            return self.text(value)
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if depth >= _MAX_DEPTH:
+            self.truncated = True
+            return _TRUNCATION_MARK
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return self.text(base64.b64encode(bytes(value)).decode("ascii"))
+        if isinstance(value, Mapping):
+            return {str(k): self.value(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [self.value(v, depth + 1) for v in value]
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return self.value(dataclasses.asdict(value), depth + 1)
+        dump = getattr(value, "model_dump", None)  # pydantic models
+        if callable(dump):
+            try:
+                return self.value(dump(mode="json"), depth + 1)
+            except Exception:  # noqa: BLE001 - fall back to str() below
+                pass
+        return self.text(str(value))
+
+
+def _part_json(part: Part, lim: _Limiter) -> dict[str, Any]:
+    if isinstance(part, GenericPart):
+        out = {str(k): lim.value(v) for k, v in part.data.items()}
+        out["type"] = part.type
+        return out
+    if isinstance(part, (TextPart, ReasoningPart)):
+        return {"type": part.type, "content": lim.text(part.content)}
+    if isinstance(part, ToolCallRequestPart):
+        out = {"type": part.type, "name": part.name}
+        if part.id is not None:
+            out["id"] = part.id
+        if part.arguments is not None:
+            out["arguments"] = lim.value(_maybe_json(part.arguments))
+        return out
+    if isinstance(part, ToolCallResponsePart):
+        out = {"type": part.type, "response": lim.value(_maybe_json(part.response))}
+        if part.id is not None:
+            out["id"] = part.id
+        return out
+    if isinstance(part, BlobPart):
+        out = {"type": part.type, "modality": part.modality, "content": lim.value(part.content)}
+    elif isinstance(part, UriPart):
+        out = {"type": part.type, "modality": part.modality, "uri": lim.text(part.uri)}
+    else:
+        out = {"type": part.type, "modality": part.modality, "file_id": part.file_id}
+    if part.mime_type is not None:
+        out["mime_type"] = part.mime_type
+    return out
+
+
+def _maybe_json(value: Any) -> Any:
+    """Tool arguments/results often arrive as JSON text; record them as objects when they are."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _parts_json(parts: Iterable[Part], lim: _Limiter) -> list[dict[str, Any]]:
+    out = []
+    for part in parts:
+        kept = lim.redact(part)
+        if kept is not None:
+            out.append(_part_json(kept, lim))  # type: ignore[arg-type]
+    return out
+
+
+def messages_json(
+    messages: Iterable[InputMessage | OutputMessage], lim: _Limiter
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        item: dict[str, Any] = {"role": message.role, "parts": _parts_json(message.parts, lim)}
+        if message.name is not None:
+            item["name"] = message.name
+        if isinstance(message, OutputMessage) and message.finish_reason is not None:
+            item["finish_reason"] = message.finish_reason
+        out.append(item)
+    return out
+
+
+def system_instructions_json(parts: Iterable[Part], lim: _Limiter) -> list[dict[str, Any]]:
+    return _parts_json(parts, lim)
+
+
+def tool_definitions_json(
+    definitions: Iterable[FunctionToolDefinition], lim: _Limiter
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for definition in definitions:
+        kept = lim.redact(definition)
+        if not isinstance(kept, FunctionToolDefinition):
+            continue
+        item: dict[str, Any] = {"type": kept.type, "name": kept.name}
+        if kept.description is not None:
+            item["description"] = lim.text(kept.description)
+        if kept.parameters is not None:
+            item["parameters"] = lim.value(kept.parameters)
+        out.append(item)
+    return out
+
+
+def documents_json(documents: Iterable[RetrievalDocument], lim: _Limiter) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for document in documents:
+        kept = lim.redact(document)
+        if not isinstance(kept, RetrievalDocument):
+            continue
+        item: dict[str, Any] = {}
+        if kept.id is not None:
+            item["id"] = kept.id
+        if kept.score is not None:
+            item["score"] = kept.score
+        if kept.content is not None:
+            item["content"] = lim.text(kept.content)
+        out.append(item)
+    return out
+
+
+def tool_payload_json(value: Any, lim: _Limiter, *, request: bool, call_id: str | None) -> Any:
+    """Tool arguments or result, passed through the redactor as the matching message part."""
+    part: Part = (
+        ToolCallRequestPart(name="", id=call_id, arguments=value)
+        if request
+        else ToolCallResponsePart(response=value, id=call_id)
+    )
+    kept = lim.redact(part)
+    if kept is None:
+        return None
+    if isinstance(kept, ToolCallRequestPart):
+        return lim.value(_maybe_json(kept.arguments))
+    if isinstance(kept, ToolCallResponsePart):
+        return lim.value(_maybe_json(kept.response))
+    return None
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as the conventions ask for content on span attributes."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def text_input(role: str, text: str) -> InputMessage:
+    """Shorthand for the common one-text-part message."""
+    return InputMessage(role=role, parts=(TextPart(text),))
+
+
+__all__ = [
+    "BlobPart",
+    "FilePart",
+    "FunctionToolDefinition",
+    "GenericPart",
+    "InputMessage",
+    "OutputMessage",
+    "Part",
+    "ReasoningPart",
+    "Redactable",
+    "RetrievalDocument",
+    "TextPart",
+    "ToolCallRequestPart",
+    "ToolCallResponsePart",
+    "UriPart",
+    "capture_enabled",
+    "text_input",
+]

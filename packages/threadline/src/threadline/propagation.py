@@ -1,0 +1,177 @@
+"""Carrying trace context and session baggage across processes in plain dict carriers
+(HTTP headers, MCP ``params._meta``), for protocols that do not propagate context themselves.
+
+Outbound, only allow-listed baggage keys leave the process. Inbound carriers are hostile input:
+anything of the wrong type, oversized, malformed or beyond the W3C limits is dropped with a debug
+log and never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote, unquote
+
+from opentelemetry import baggage as otel_baggage
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from threadline import _context, config
+from threadline._failopen import report
+
+_logger = logging.getLogger("threadline.propagation")
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+BAGGAGE = "baggage"
+
+# W3C Trace Context: version 00 is exactly 55 characters; later versions may append fields.
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[ -~]*)?$")
+_MAX_TRACEPARENT = 256
+_MAX_TRACESTATE = 512
+_MAX_TRACESTATE_MEMBERS = 32
+# W3C Baggage limits.
+_MAX_BAGGAGE_MEMBERS = 180
+_MAX_BAGGAGE_PAIR = 4096
+_MAX_VALUE = 256
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+_tracecontext = TraceContextTextMapPropagator()
+
+
+def inject(carrier: MutableMapping[str, Any], context: Context | None = None) -> None:
+    """Write ``traceparent``/``tracestate`` and the allow-listed ``baggage`` of ``context``
+    (default: current) into ``carrier``. A ``baggage`` entry already in the carrier is replaced,
+    so keys outside the allow-list never leave the process."""
+    try:
+        ctx = context if context is not None else otel_context.get_current()
+        _tracecontext.inject(carrier, ctx)
+        header = _baggage_header(ctx)
+        if header:
+            carrier[BAGGAGE] = header
+        else:
+            carrier.pop(BAGGAGE, None)
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("threadline.inject", error)
+
+
+def _baggage_header(ctx: Context) -> str:
+    allow = config.current().baggage_allowlist
+    members = []
+    for key, value in otel_baggage.get_all(ctx).items():
+        if key in allow and isinstance(value, str) and len(value) <= _MAX_VALUE:
+            members.append(f"{key}={quote(value, safe='')}")
+    return ",".join(members[:_MAX_BAGGAGE_MEMBERS])
+
+
+def extract(carrier: object, context: Context | None = None) -> Context:
+    """The context described by ``carrier`` on top of ``context`` (default: current).
+
+    Only a well-formed ``traceparent`` becomes the remote parent; only allow-listed baggage
+    entries within the size limits are kept. Never raises: bad input is dropped (debug log).
+    """
+    base = context if context is not None else otel_context.get_current()
+    try:
+        return _extract(carrier, base)
+    except Exception as error:  # noqa: BLE001 - inbound data must never break the caller
+        report("threadline.extract", error)
+        return base
+
+
+def _field(carrier: Mapping[Any, Any], name: str) -> str | None:
+    value = carrier.get(name)
+    if value is None:  # HTTP header casing
+        for key, candidate in carrier.items():
+            if isinstance(key, str) and len(key) == len(name) and key.lower() == name:
+                value = candidate
+                break
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        _logger.debug("dropping %s: expected str, got %s", name, type(value).__name__)
+        return None
+    return value
+
+
+def _extract(carrier: object, base: Context) -> Context:
+    if not isinstance(carrier, Mapping):
+        if carrier is not None:
+            _logger.debug("ignoring carrier of type %s", type(carrier).__name__)
+        return base
+    ctx = base
+    traceparent = _field(carrier, TRACEPARENT)
+    if traceparent is not None:
+        traceparent = traceparent.strip()
+        if len(traceparent) > _MAX_TRACEPARENT or not _TRACEPARENT.match(traceparent):
+            _logger.debug("dropping malformed traceparent %.80r", traceparent)
+        else:
+            fields: dict[str, str] = {TRACEPARENT: traceparent}
+            tracestate = _field(carrier, TRACESTATE)
+            if tracestate is not None:
+                if (
+                    len(tracestate) <= _MAX_TRACESTATE
+                    and tracestate.count(",") < _MAX_TRACESTATE_MEMBERS
+                ):
+                    fields[TRACESTATE] = tracestate
+                else:
+                    _logger.debug("dropping oversized tracestate (%d chars)", len(tracestate))
+            extracted = _tracecontext.extract(fields, ctx)
+            if trace.get_current_span(extracted).get_span_context().is_valid:
+                ctx = extracted
+            else:
+                _logger.debug("dropping invalid traceparent %.80r", traceparent)
+    header = _field(carrier, BAGGAGE)
+    if header is not None:
+        for key, value in _parse_baggage(header):
+            ctx = otel_baggage.set_baggage(key, value, ctx)
+    return ctx
+
+
+def _parse_baggage(header: str) -> list[tuple[str, str]]:
+    settings = config.current()
+    if len(header) > settings.max_inbound_baggage_bytes:
+        _logger.debug("dropping baggage header of %d characters", len(header))
+        return []
+    allow = settings.baggage_allowlist
+    kept: list[tuple[str, str]] = []
+    members = header.split(",")
+    if len(members) > _MAX_BAGGAGE_MEMBERS:
+        _logger.debug("dropping baggage entries beyond %d", _MAX_BAGGAGE_MEMBERS)
+        members = members[:_MAX_BAGGAGE_MEMBERS]
+    for member in members:
+        if len(member) > _MAX_BAGGAGE_PAIR or "=" not in member:
+            continue
+        pair = member.split(";", 1)[0]  # properties are not used
+        key, _, raw = pair.partition("=")
+        key = key.strip()
+        if key not in allow or not _TOKEN.match(key):
+            continue
+        try:
+            value = unquote(raw.strip(), errors="strict")
+        except UnicodeDecodeError:
+            continue
+        if not value or len(value) > _MAX_VALUE or not value.isprintable():
+            _logger.debug("dropping baggage value for %s", key)
+            continue
+        kept.append((key, value))
+    return kept
+
+
+@contextmanager
+def continue_trace(carrier: object) -> Iterator[Context]:
+    """Attach the context extracted from ``carrier`` for the block; always detaches."""
+    ctx = extract(carrier)
+    token = _context.attach(ctx)
+    try:
+        yield ctx
+    finally:
+        _context.detach(token)

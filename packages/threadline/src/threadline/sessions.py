@@ -1,0 +1,171 @@
+"""User sessions carried as W3C baggage: ``session.id``, ``user.id``, ``gen_ai.conversation.id``.
+
+``threadline.session(...)`` puts the entries into baggage for the duration of a block (or of each
+call of a decorated function); every span threadline creates under it carries them as attributes,
+and :class:`SessionSpanProcessor` stamps them on every other span (HTTP, DB) as well. Baggage lives
+in the OpenTelemetry context, so it follows asyncio tasks and threads that copy the context, and
+``threadline.inject`` carries the allow-listed entries to other processes.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from contextvars import Token
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from opentelemetry import baggage as otel_baggage
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+
+from threadline import _context, config, semconv
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+# RFC 7230 token characters, which W3C baggage keys must use.
+_KEY = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")
+MAX_VALUE_LENGTH = 256
+
+
+def _check(key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"session value for {key!r} must be a str, got {type(value).__name__}")
+    if not value or len(value) > MAX_VALUE_LENGTH:
+        raise ValueError(f"session value for {key!r} must be 1..{MAX_VALUE_LENGTH} characters")
+    return value
+
+
+class session:  # noqa: N801 - used like a function: `with threadline.session(...)`
+    """Mark everything inside as belonging to one user session.
+
+    Usable as ``with threadline.session("s-1", user_id="u-7"):``, ``async with``, or as a
+    decorator on sync and async functions. Extra keyword arguments (e.g. ``feature="search"``)
+    become baggage entries too; they only leave the process or reach spans if allow-listed in
+    ``configure(baggage_allowlist=...)``, and reach the cost metric if listed in
+    ``metric_baggage_keys``.
+    """
+
+    __slots__ = ("_entries", "_tokens")
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        user_id: str | None = None,
+        conversation_id: str | None = None,
+        **extra: str,
+    ) -> None:
+        entries = {semconv.BAGGAGE_SESSION_ID: _check("session_id", session_id)}
+        if user_id is not None:
+            entries[semconv.BAGGAGE_USER_ID] = _check("user_id", user_id)
+        if conversation_id is not None:
+            entries[semconv.BAGGAGE_CONVERSATION_ID] = _check("conversation_id", conversation_id)
+        for key, value in extra.items():
+            if not _KEY.match(key):
+                raise ValueError(f"{key!r} is not a valid baggage key")
+            entries[key] = _check(key, value)
+        self._entries = entries
+        self._tokens: list[Token[Context]] = []
+
+    @property
+    def entries(self) -> Mapping[str, str]:
+        return dict(self._entries)
+
+    def context(self, base: Context | None = None) -> Context:
+        """``base`` (default: current) with this session's baggage entries set."""
+        ctx = base if base is not None else otel_context.get_current()
+        for key, value in self._entries.items():
+            ctx = otel_baggage.set_baggage(key, value, ctx)
+        return ctx
+
+    def __enter__(self) -> session:
+        self._tokens.append(_context.attach(self.context()))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._tokens:
+            _context.detach(self._tokens.pop())
+
+    async def __aenter__(self) -> session:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, fn: _F) -> _F:
+        entries = self._entries
+
+        def fresh() -> session:
+            clone = object.__new__(session)
+            clone._entries, clone._tokens = entries, []
+            return clone
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with fresh():
+                    return await fn(*args, **kwargs)
+
+            return cast(_F, async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with fresh():
+                return fn(*args, **kwargs)
+
+        return cast(_F, wrapper)
+
+
+def current_session(ctx: Context | None = None) -> dict[str, str]:
+    """The allow-listed session entries visible in ``ctx`` (default: current context)."""
+    allow = config.current().baggage_allowlist
+    return {
+        key: value
+        for key, value in otel_baggage.get_all(ctx).items()
+        if key in allow and isinstance(value, str) and len(value) <= MAX_VALUE_LENGTH
+    }
+
+
+def _make_processor() -> type:
+    from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+    class SessionSpanProcessor(SpanProcessor):
+        """Stamps the allow-listed session baggage on every span as it starts.
+
+        Add it to your ``TracerProvider`` so HTTP, database and other non-GenAI spans carry
+        ``session.id``/``user.id`` too: ``provider.add_span_processor(SessionSpanProcessor())``.
+        """
+
+        def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+            try:
+                entries = current_session(parent_context)
+                if entries:
+                    span.set_attributes(entries)
+            except Exception as error:  # noqa: BLE001 - fail-open
+                from threadline._failopen import report
+
+                report("SessionSpanProcessor.on_start", error)
+
+        def on_end(self, span: ReadableSpan) -> None:
+            return None
+
+        def shutdown(self) -> None:
+            return None
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return True
+
+    return SessionSpanProcessor
