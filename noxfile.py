@@ -1,0 +1,241 @@
+"""Build and test sessions for the threadline monorepo.
+
+`nox -s tests` runs everything CI runs: the core tests, then every framework
+session (newest and oldest), `cross`, `packaging`, `lint` and `typecheck`.
+`nox -l` lists the sessions.
+
+Framework support is driven by the FRAMEWORKS table below. Each entry makes
+two sessions, `<name>-newest` and `<name>-oldest`:
+
+* ``newest``: requirements installed as written (uv picks the highest
+  versions allowed).
+* ``oldest``: requirement ranges; the session first resolves them with
+  ``uv pip compile --resolution lowest-direct`` to the *lowest* versions that
+  install together, then pins those. Raise the lower bound here (and in the
+  package's pyproject.toml) when support for an old release is dropped.
+* ``test_deps``: extra test-only requirements for that framework's tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TypedDict
+
+import nox
+
+
+class Framework(TypedDict):
+    package: str
+    newest: list[str]
+    oldest: list[str]
+    test_deps: list[str]
+
+
+# pydantic-ai-slim < 1.32 imports opentelemetry._events, which opentelemetry-api
+# 1.44 removed: its oldest run also caps opentelemetry-api.
+# fmt: off
+FRAMEWORKS: dict[str, Framework] = {
+    "langchain":   {"package": "threadline-langchain",   "newest": ["langchain-core==1.7.2", "langgraph>=1,<2"], "oldest": ["langchain-core>=0.3,<0.4", "langgraph>=0.2,<0.3"],  "test_deps": []},  # noqa: E501
+    "llamaindex":  {"package": "threadline-llamaindex",  "newest": ["llama-index-core>=0.14,<0.15"],             "oldest": ["llama-index-core>=0.12,<0.13"],                     "test_deps": []},  # noqa: E501
+    "pydantic_ai": {"package": "threadline-pydantic-ai", "newest": ["pydantic-ai-slim>=2,<3"],                   "oldest": ["pydantic-ai-slim>=1,<2", "opentelemetry-api<1.44"], "test_deps": []},  # noqa: E501
+    "mcp":         {"package": "threadline-mcp",         "newest": ["mcp==2.3.0"],                               "oldest": ["mcp>=1,<2"],                                        "test_deps": []},  # noqa: E501
+}
+# fmt: on
+
+# Framework versions for the shared environment of `cross`, `typecheck` and
+# `demo`: one set that installs together.
+CROSS_PINS = [
+    "langchain-core==1.7.2",
+    "langgraph>=1,<2",
+    "llama-index-core>=0.14,<0.15",
+    "pydantic-ai-slim>=2,<3",
+    "mcp==2.3.0",
+]
+
+# Test dependencies common to every framework session and `cross`.
+TEST_DEPS = ["pytest", "hypothesis", "vcrpy", "pytest-asyncio"]
+
+# Tool versions, pinned so lint and type results do not drift.
+RUFF = "ruff==0.17.6"
+MYPY = "mypy==2.4.1"
+TYPE_STUBS = ["types-jsonschema"]
+
+ROOT = Path(__file__).parent
+CORE = "packages/threadline"
+INTEGRATIONS = [fw["package"] for fw in FRAMEWORKS.values()]
+SRC_DIRS = [f"packages/{dist}/src" for dist in ["threadline", *INTEGRATIONS]]
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests"]
+nox.options.error_on_missing_interpreters = True
+
+
+def _editable(*paths: str) -> list[str]:
+    args: list[str] = []
+    for path in paths:
+        args += ["-e", path]
+    return args
+
+
+def _integrations() -> list[str]:
+    return _editable(*(f"packages/{dist}" for dist in INTEGRATIONS))
+
+
+def _requirement_name(req: str) -> str:
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
+    if match is None:
+        raise ValueError(f"cannot read a package name from {req!r}")
+    return re.sub(r"[-_.]+", "-", match.group(0)).lower()
+
+
+def _lowest(session: nox.Session, requirements: list[str], packages: list[str]) -> list[str]:
+    """Pin `requirements` to the lowest versions that install together with `packages`."""
+    requirements_in = Path(session.create_tmp()) / "oldest.in"
+    editables = [f"-e {ROOT / package}" for package in packages]
+    requirements_in.write_text("\n".join([*editables, *requirements]) + "\n")
+    compiled = session.run(
+        "uv",
+        "pip",
+        "compile",
+        "--quiet",
+        "--no-header",
+        "--no-annotate",
+        "--resolution",
+        "lowest-direct",
+        "--python",
+        os.path.join(session.bin, "python"),
+        str(requirements_in),
+        silent=True,
+        external=True,
+    )
+    assert isinstance(compiled, str)
+    wanted = {_requirement_name(req) for req in requirements}
+    pins = [
+        line.strip()
+        for line in compiled.splitlines()
+        if "==" in line and _requirement_name(line.strip()) in wanted
+    ]
+    missing = wanted - {_requirement_name(pin) for pin in pins}
+    if missing:
+        session.error(f"lowest resolution gave no pin for {sorted(missing)}:\n{compiled}")
+    return pins
+
+
+def _show_versions(session: nox.Session, requirements: list[str]) -> None:
+    """Log the installed versions of the given requirements' packages."""
+    wanted = {_requirement_name(req) for req in requirements}
+    frozen = session.run("uv", "pip", "freeze", silent=True, external=True)
+    assert isinstance(frozen, str)
+    for line in frozen.splitlines():
+        if "==" in line and _requirement_name(line) in wanted:
+            session.log(f"resolved: {line.strip()}")
+
+
+def _run_core_tests(session: nox.Session) -> None:
+    session.install(*_editable(f"{CORE}[testing,sdk,otlp,cost]"), "hypothesis", "pytest")
+    session.run("pytest", f"{CORE}/tests", *session.posargs)
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """Core library tests."""
+    _run_core_tests(session)
+
+
+def _framework_session(name: str, variant: str) -> None:
+    fw = FRAMEWORKS[name]
+
+    @nox.session(name=f"{name}-{variant}", tags=["frameworks", name, variant])
+    def run(session: nox.Session) -> None:
+        packages = [f"{CORE}[testing,sdk]", f"packages/{fw['package']}"]
+        if variant == "oldest":
+            requirements = fw["oldest"]
+            pins = _lowest(session, requirements, packages)
+        else:
+            requirements = pins = fw["newest"]
+        session.install(
+            *_editable(*packages),
+            *pins,
+            *TEST_DEPS,
+            *fw["test_deps"],
+        )
+        _show_versions(session, requirements)
+        session.run("pytest", f"packages/{fw['package']}/tests", *session.posargs)
+
+    run.__doc__ = f"{fw['package']} tests against the {variant} supported {name}."
+
+
+for _name in FRAMEWORKS:
+    for _variant in ("newest", "oldest"):
+        _framework_session(_name, _variant)
+
+
+@nox.session
+def cross(session: nox.Session) -> None:
+    """Cross-framework tests (tests/) with every integration in one environment."""
+    session.install(
+        *_editable(f"{CORE}[testing,sdk]"),
+        *_integrations(),
+        *CROSS_PINS,
+        *TEST_DEPS,
+        *(dep for fw in FRAMEWORKS.values() for dep in fw["test_deps"]),
+    )
+    _show_versions(session, CROSS_PINS)
+    session.run("pytest", "tests", "-m", "not packaging", *session.posargs)
+
+
+@nox.session
+def packaging(session: nox.Session) -> None:
+    """Build all wheels and install them (and editables) into clean virtualenvs."""
+    session.install("pytest", "uv")
+    session.run("pytest", "tests/packaging", "-m", "packaging", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check."""
+    session.install(RUFF)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over every package's src/."""
+    session.install(
+        MYPY,
+        *TYPE_STUBS,
+        *_editable(f"{CORE}[testing,sdk,otlp,cost]"),
+        *_integrations(),
+        *CROSS_PINS,
+    )
+    # The threadline namespace spans several src/ directories: mypy resolves
+    # it only with all of them on its search path (also set in pyproject.toml).
+    session.run(
+        "mypy",
+        "--strict",
+        *SRC_DIRS,
+        *session.posargs,
+        env={"MYPYPATH": os.pathsep.join(SRC_DIRS)},
+    )
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run `threadline demo` with every integration installed."""
+    session.install(*_editable(f"{CORE}[all]"), *_integrations(), *CROSS_PINS)
+    session.run("threadline", "demo", *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Everything CI runs: core tests here, then every other test session."""
+    for name in FRAMEWORKS:
+        for variant in ("newest", "oldest"):
+            session.notify(f"{name}-{variant}")
+    for other in ("cross", "packaging", "lint", "typecheck"):
+        session.notify(other)
+    _run_core_tests(session)

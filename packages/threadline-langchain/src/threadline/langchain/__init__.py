@@ -1,0 +1,3 @@
+"""threadline integration for LangChain and LangGraph."""
+
+__all__: list[str] = []

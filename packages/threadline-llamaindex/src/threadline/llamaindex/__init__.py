@@ -1,0 +1,3 @@
+"""threadline integration for LlamaIndex."""
+
+__all__: list[str] = []

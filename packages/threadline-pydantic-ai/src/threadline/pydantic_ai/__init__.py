@@ -1,0 +1,3 @@
+"""threadline integration for Pydantic AI."""
+
+__all__: list[str] = []
