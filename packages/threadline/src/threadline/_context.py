@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextvars import Token
 
 from opentelemetry import context as otel_context
-from opentelemetry.context import Context, _RUNTIME_CONTEXT
+from opentelemetry.context import _RUNTIME_CONTEXT, Context
 
 
 def attach(ctx: Context) -> Token[Context]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from opentelemetry import metrics, trace
 from opentelemetry import _logs as logs
+from opentelemetry import metrics, trace
 
 from threadline import config, semconv
 
@@ -86,7 +86,7 @@ class Instruments:
         self.cost: Counter = meter.create_counter(
             semconv.METRIC_THREADLINE_COST,
             unit="USD",
-            description="Estimated cost of inference calls (threadline's estimate, not the spec's).",
+            description="Estimated cost of inference calls (threadline's own, not the spec's).",
         )
 
 

@@ -76,7 +76,10 @@ class _OpenRuns:
             if self._reaper is not None:
                 return
             self._reaper = threading.Thread(
-                target=_reaper_loop, args=(weakref.ref(self),), name="threadline-reaper", daemon=True
+                target=_reaper_loop,
+                args=(weakref.ref(self),),
+                name="threadline-reaper",
+                daemon=True,
             )
             self._reaper.start()
 

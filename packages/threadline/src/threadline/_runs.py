@@ -40,6 +40,8 @@ from threadline.content import (
     tool_definitions_json,
     tool_payload_json,
 )
+from threadline.cost import estimate_cost
+from threadline.cost import prewarm as prewarm_prices
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
@@ -50,6 +52,8 @@ _RUN_KEY = otel_context.create_key("threadline.run")
 _END_LOCK = threading.Lock()
 _MAX_BAGGAGE_VALUE = 256
 _RunT = TypeVar("_RunT", bound="Run")
+_prices_warm = [False]
+
 
 @dataclasses.dataclass(slots=True)
 class Usage:
@@ -248,7 +252,7 @@ class Run:
         if token is not None:
             _context.detach(token)
 
-    def __enter__(self) -> Run:
+    def __enter__(self: _RunT) -> _RunT:
         self.attach()
         return self
 
@@ -313,6 +317,10 @@ class Run:
             report("Run.abandon", error)
 
     def _finish(self, error_type: str | None, end_time: int | None) -> None:
+        # Fix the end before our own end-of-run work, so it never inflates the span or metric.
+        duration = time.monotonic() - self.start_monotonic
+        if end_time is None:
+            end_time = time.time_ns()
         try:
             self._before_end(error_type)
         except Exception as error:  # noqa: BLE001 - the span must still end
@@ -326,7 +334,7 @@ class Run:
             for registry, key in callbacks:
                 registry._discard(key, self)
         try:
-            self._record_metrics(error_type, time.monotonic() - self.start_monotonic)
+            self._record_metrics(error_type, duration)
         except Exception as error:  # noqa: BLE001
             report(f"{type(self).__name__}._record_metrics", error)
 
@@ -365,7 +373,6 @@ class Run:
                 return str(conversation)
             run = run.parent_run
         return None
-
 
 
 def _capture() -> tuple[config.ContentCapture, _Limiter] | None:
@@ -443,6 +450,9 @@ class InferenceRun(Run):
         if attributes:
             attrs.update(attributes)
         self.conversation_id = conversation_id
+        if not _prices_warm[0] and config.current().cost:
+            _prices_warm[0] = True
+            prewarm_prices()
         super().__init__(
             f"{operation} {model}" if model else operation,
             attrs,
@@ -525,12 +535,10 @@ class InferenceRun(Run):
         if agent is not None:
             agent._add_usage(self.usage, self.model)
         if config.current().cost:
-            from threadline.cost import estimate_cost
-
             cost = estimate_cost(self.provider, self.response_model or self.model, self.usage)
             if cost is not None:
                 self.span.set_attribute(semconv.THREADLINE_COST_USD, cost)
-                metric = {
+                metric: dict[str, AttributeValue] = {
                     semconv.GEN_AI_PROVIDER_NAME: self.provider,
                     semconv.GEN_AI_REQUEST_MODEL: self.model or "",
                 }
@@ -603,10 +611,9 @@ def _emit_details_event(run: InferenceRun, content: Mapping[str, Any]) -> None:
     from opentelemetry._logs import LogRecord, SeverityNumber
 
     span = run.span
+    span_attributes: Mapping[str, Any] = getattr(span, "attributes", None) or {}
     attributes: dict[str, Any] = {
-        k: v
-        for k, v in getattr(span, "attributes", {}).items()
-        if k not in semconv.CONTENT_SCHEMAS
+        k: v for k, v in span_attributes.items() if k not in semconv.CONTENT_SCHEMAS
     }
     attributes.update(content)
     resolved().event_logger.emit(
@@ -842,14 +849,21 @@ class ToolRun(Run):
             return
         _, lim = capture
         for key, value, present, request in (
-            (semconv.GEN_AI_TOOL_CALL_ARGUMENTS, self._arguments, self._arguments is not None, True),
+            (
+                semconv.GEN_AI_TOOL_CALL_ARGUMENTS,
+                self._arguments,
+                self._arguments is not None,
+                True,
+            ),
             (semconv.GEN_AI_TOOL_CALL_RESULT, self._result, self._has_result, False),
         ):
             if not present:
                 continue
             payload = tool_payload_json(value, lim, request=request, call_id=self.call_id)
             if payload is not None:
-                self.span.set_attribute(key, payload if isinstance(payload, str) else dumps(payload))
+                self.span.set_attribute(
+                    key, payload if isinstance(payload, str) else dumps(payload)
+                )
 
     def _record_metrics(self, error_type: str | None, duration: float) -> None:
         attrs = self._metric_attributes
@@ -886,7 +900,9 @@ class AgentRun(Run):
         self.usage = Usage()
         self._models: set[str] = set()
         self._usage_lock = threading.Lock()
-        kind = SpanKind.CLIENT if remote or operation == semconv.OP_CREATE_AGENT else SpanKind.INTERNAL
+        kind = (
+            SpanKind.CLIENT if remote or operation == semconv.OP_CREATE_AGENT else SpanKind.INTERNAL
+        )
         attrs: dict[str, AttributeValue] = {semconv.GEN_AI_OPERATION_NAME: operation}
         if name:
             attrs[semconv.GEN_AI_AGENT_NAME] = name

@@ -46,7 +46,10 @@ ENVIRONMENT_VARIABLES: Final = (
 
 
 class ContentCapture(enum.Enum):
-    """Where prompt/response content goes (values of ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``)."""
+    """Where prompt/response content goes.
+
+    The values of ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+    """
 
     NO_CONTENT = "NO_CONTENT"
     SPAN_ONLY = "SPAN_ONLY"

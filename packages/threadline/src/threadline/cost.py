@@ -42,11 +42,38 @@ def _snapshot() -> Any:
         return None
     try:
         from genai_prices import data_snapshot
+
+        snapshot = data_snapshot.get_snapshot()
     except ImportError:
         _available = False
         return None
     _available = True
-    return data_snapshot.get_snapshot()
+    return snapshot
+
+
+_ready = threading.Event()
+_loader_started = False
+
+
+def prewarm() -> None:
+    """Load the price data in a background thread: loading takes a few hundred milliseconds,
+    which must not land inside a user's call. Calls ending before it is loaded get no cost."""
+    global _loader_started
+    with _lock:
+        if _loader_started:
+            return
+        _loader_started = True
+    threading.Thread(target=load_prices, name="threadline-prices", daemon=True).start()
+
+
+def load_prices() -> bool:
+    """Load the price data now (blocking); returns whether cost estimates are available.
+
+    Applications that want a cost on their very first call can call this at start-up."""
+    try:
+        return _snapshot() is not None
+    finally:
+        _ready.set()
 
 
 def _lookup(provider: str, model: str) -> Any:
@@ -85,6 +112,9 @@ def estimate_cost(provider: str | None, model: str | None, usage: Usage) -> floa
     cached = _costs.get(usage_key, _MISSING)
     if cached is not _MISSING:
         return cached  # type: ignore[no-any-return]
+    if not _ready.is_set():
+        prewarm()
+        return None
     cost = _calculate(provider, model, usage)
     with _lock:
         if len(_costs) >= _MAX_LOOKUPS:

@@ -3,8 +3,9 @@
 Pinned to open-telemetry/semantic-conventions-genai at commit
 ``94f432d7126f5884d30a2cdde6f4e89908ebb6fd`` (the commit opentelemetry-python-genai generates its
 constants from). The JSON schemas shipped in ``threadline/testing/schemas`` are copies of the
-same repository's ``model/gen-ai/*.json``. Nothing here imports ``opentelemetry.semconv._incubating``:
-those GenAI names are deprecated there and frozen before the move to the GenAI repository.
+same repository's ``model/gen-ai/*.json`` (commits listed in that folder's README). Nothing here
+imports ``opentelemetry.semconv._incubating``: those GenAI names are deprecated there and frozen
+before the move to the GenAI repository.
 
 Names in the ``threadline.*`` namespace are ours, not the specification's.
 """

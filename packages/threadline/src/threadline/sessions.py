@@ -37,7 +37,7 @@ def _check(key: str, value: object) -> str:
     return value
 
 
-class session:  # noqa: N801 - used like a function: `with threadline.session(...)`
+class session:
     """Mark everything inside as belonging to one user session.
 
     Usable as ``with threadline.session("s-1", user_id="u-7"):``, ``async with``, or as a
