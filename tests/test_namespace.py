@@ -25,8 +25,7 @@ def test_integration_and_framework_import(module_name: str) -> None:
     importlib.import_module(framework)
     assert module.__name__ == module_name
     assert module.__file__ is not None
-    # Each integration lives in its own distribution's tree, next to but
-    # outside the core package directory.
+    # Each integration is its own package directory, threadline/<name>/.
     assert Path(module.__file__).parent.name == module_name.rpartition(".")[2]
     assert distribution(dist_name).version == distribution("threadline").version
 
