@@ -86,8 +86,14 @@ class _OpenRuns:
 
 def _reaper_loop(tracker_ref: weakref.ref[_OpenRuns]) -> None:
     while True:
-        interval = min(max(config.current().run_ttl_seconds / 4, 0.05), 30.0)
-        time.sleep(interval)
+        tracker = tracker_ref()
+        if tracker is None:
+            return
+        wake = tracker._wake
+        del tracker
+        # a settings change wakes the reaper so a shorter TTL takes effect at once
+        wake.wait(min(max(config.current().run_ttl_seconds / 4, 0.05), 30.0))
+        wake.clear()
         tracker = tracker_ref()
         if tracker is None:
             return
@@ -99,6 +105,7 @@ def _reaper_loop(tracker_ref: weakref.ref[_OpenRuns]) -> None:
 
 
 open_runs = _OpenRuns()
+config.on_change(lambda _settings: open_runs._wake.set())
 
 
 class RunRegistry(Generic[_K, _R]):

@@ -248,9 +248,11 @@ class Run:
 
     @guarded()
     def detach(self) -> None:
-        token, self._token = self._token, None
-        if token is not None:
-            _context.detach(token)
+        """Undo :meth:`attach`. From a foreign thread/task this does nothing, and the attaching
+        context can still detach later."""
+        token = self._token
+        if token is not None and _context.detach(token):
+            self._token = None
 
     def __enter__(self: _RunT) -> _RunT:
         self.attach()

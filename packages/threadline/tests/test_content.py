@@ -1,0 +1,227 @@
+"""Content capture: off by default, JSON on spans, structured on events, truncation, redaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+import threadline
+from threadline import config, semconv
+from threadline.content import (
+    BlobPart,
+    FunctionToolDefinition,
+    InputMessage,
+    OutputMessage,
+    ReasoningPart,
+    Redactable,
+    RetrievalDocument,
+    TextPart,
+    ToolCallRequestPart,
+    ToolCallResponsePart,
+    UriPart,
+    text_input,
+)
+from threadline.testing import Telemetry, find
+
+
+@pytest.fixture
+def restore_settings() -> Iterator[None]:
+    previous = config.current()
+    yield
+    config.restore(previous)
+
+
+def chat_with_content() -> None:
+    with threadline.inference(
+        "gpt-4o",
+        provider="openai",
+        system_instructions=[TextPart("Be brief.")],
+        tool_definitions=[
+            FunctionToolDefinition(
+                "get_weather", "Weather by city", {"type": "object", "properties": {}}
+            )
+        ],
+        input_messages=[
+            text_input("user", "Weather in Paris?"),
+            InputMessage(
+                "assistant",
+                [ToolCallRequestPart("get_weather", "c1", '{"city": "Paris"}')],
+            ),
+            InputMessage("tool", [ToolCallResponsePart({"temp": 18}, "c1")]),
+            InputMessage(
+                "user",
+                [
+                    BlobPart("image", b"\x89PNG", "image/png"),
+                    UriPart("image", "https://example.com/a.png"),
+                ],
+            ),
+        ],
+    ) as run:
+        run.update(
+            output_messages=[
+                OutputMessage([ReasoningPart("think"), TextPart("18 °C")], finish_reason="stop")
+            ],
+            finish_reasons=["stop"],
+        )
+    with threadline.execute_tool("get_weather", arguments='{"city": "Paris"}') as tool:
+        tool.update(result="18 degrees")
+    with threadline.retrieval("kb", query="paris weather") as retrieval:
+        retrieval.update(documents=[RetrievalDocument("doc-1", 0.9, "Paris is mild.")])
+
+
+def test_content_is_off_by_default(telemetry: Telemetry) -> None:
+    assert config.current().capture_content is config.ContentCapture.NO_CONTENT
+    chat_with_content()
+    for span in telemetry.spans():
+        assert not set(span.attributes) & {
+            *semconv.CONTENT_SCHEMAS,
+            semconv.GEN_AI_TOOL_CALL_ARGUMENTS,
+            semconv.GEN_AI_TOOL_CALL_RESULT,
+            semconv.GEN_AI_RETRIEVAL_QUERY_TEXT,
+        }
+    assert telemetry.events() == []
+
+
+def test_span_and_event_content_match_the_schemas(
+    telemetry: Telemetry, capture_content: object
+) -> None:
+    chat_with_content()
+    spans = telemetry.spans()
+    chat = find(spans, "chat gpt-4o")
+    assert json.loads(chat.attributes[semconv.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]},
+        {
+            "role": "assistant",
+            "parts": [
+                {
+                    "type": "tool_call",
+                    "name": "get_weather",
+                    "id": "c1",
+                    "arguments": {"city": "Paris"},
+                }
+            ],
+        },
+        {
+            "role": "tool",
+            "parts": [{"type": "tool_call_response", "response": {"temp": 18}, "id": "c1"}],
+        },
+        {
+            "role": "user",
+            "parts": [
+                {
+                    "type": "blob",
+                    "modality": "image",
+                    "content": "iVBORw==",
+                    "mime_type": "image/png",
+                },
+                {"type": "uri", "modality": "image", "uri": "https://example.com/a.png"},
+            ],
+        },
+    ]
+    assert json.loads(chat.attributes[semconv.GEN_AI_SYSTEM_INSTRUCTIONS]) == [
+        {"type": "text", "content": "Be brief."}
+    ]
+    assert json.loads(chat.attributes[semconv.GEN_AI_OUTPUT_MESSAGES])[0]["parts"][1] == {
+        "type": "text",
+        "content": "18 °C",
+    }
+    tool = find(spans, "execute_tool get_weather")
+    assert json.loads(tool.attributes[semconv.GEN_AI_TOOL_CALL_ARGUMENTS]) == {"city": "Paris"}
+    assert tool.attributes[semconv.GEN_AI_TOOL_CALL_RESULT] == "18 degrees"
+    retrieval = find(spans, "retrieval kb")
+    assert retrieval.attributes[semconv.GEN_AI_RETRIEVAL_QUERY_TEXT] == "paris weather"
+    [event] = telemetry.events(semconv.EVENT_INFERENCE_DETAILS)
+    assert event["severity_number"] == 5
+    assert event["span_id"] == chat.span_id
+    assert event["attributes"][semconv.GEN_AI_OPERATION_NAME] == "chat"
+    # structured (not JSON text) on the event
+    assert event["attributes"][semconv.GEN_AI_SYSTEM_INSTRUCTIONS][0]["content"] == "Be brief."
+    telemetry.assert_conformant()
+
+
+def test_event_only_mode_keeps_spans_clean(telemetry: Telemetry, restore_settings: None) -> None:
+    threadline.configure(capture_content="EVENT_ONLY")
+    chat_with_content()
+    assert semconv.GEN_AI_INPUT_MESSAGES not in find(telemetry.spans(), "chat gpt-4o").attributes
+    assert len(telemetry.events(semconv.EVENT_INFERENCE_DETAILS)) == 1
+
+
+def test_truncation_preserves_json_structure(telemetry: Telemetry, restore_settings: None) -> None:
+    threadline.configure(capture_content="SPAN_ONLY", max_content_length=10)
+    with threadline.inference(
+        "m", provider="openai", input_messages=[text_input("user", "x" * 50)]
+    ):
+        pass
+    span = find(telemetry.spans(), "chat m")
+    messages = json.loads(span.attributes[semconv.GEN_AI_INPUT_MESSAGES])
+    assert messages[0]["parts"][0]["content"] == "x" * 10 + "…[truncated]"
+    assert span.attributes[semconv.THREADLINE_CONTENT_TRUNCATED] is True
+    telemetry.assert_conformant()
+
+
+def test_redactor_sees_every_part(telemetry: Telemetry, restore_settings: None) -> None:
+    seen: list[str] = []
+
+    def redact(part: Redactable) -> Redactable | None:
+        seen.append(type(part).__name__)
+        if isinstance(part, TextPart) and "secret" in part.content:
+            return TextPart("[redacted]")
+        if isinstance(part, BlobPart):
+            return None  # drop images entirely
+        return part
+
+    threadline.configure(capture_content="SPAN_ONLY", redactor=redact)
+    chat_with_content()
+    with threadline.inference(
+        "m", provider="openai", input_messages=[text_input("user", "my secret")]
+    ):
+        pass
+    spans = telemetry.spans()
+    assert json.loads(find(spans, "chat m").attributes[semconv.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "[redacted]"}]}
+    ]
+    chat = json.loads(find(spans, "chat gpt-4o").attributes[semconv.GEN_AI_INPUT_MESSAGES])
+    assert [p["type"] for p in chat[3]["parts"]] == ["uri"]
+    assert set(seen) >= {
+        "TextPart",
+        "ToolCallRequestPart",
+        "ToolCallResponsePart",
+        "BlobPart",
+        "UriPart",
+        "ReasoningPart",
+        "FunctionToolDefinition",
+        "RetrievalDocument",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("SPAN_ONLY", "SPAN_ONLY"),
+        ("span_and_event", "SPAN_AND_EVENT"),
+        ("event_only", "EVENT_ONLY"),
+        ("true", "SPAN_AND_EVENT"),
+        ("nonsense", "NO_CONTENT"),
+        ("", "NO_CONTENT"),
+    ],
+)
+def test_capture_env_var(value: str, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    previous = config.current()
+    monkeypatch.setenv(config.ENV_CAPTURE_CONTENT, value)
+    try:
+        assert config.reload_from_env().capture_content.value == expected
+    finally:
+        config.restore(previous)
+
+
+def test_configure_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="capture_content"):
+        threadline.configure(capture_content="sometimes")
+    with pytest.raises(ValueError, match="max_content_length"):
+        threadline.configure(max_content_length=0)
+    with pytest.raises(TypeError, match="redactor"):
+        threadline.configure(redactor="nope")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="baggage_allowlist"):
+        threadline.configure(baggage_allowlist="session.id")

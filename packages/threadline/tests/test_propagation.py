@@ -1,0 +1,150 @@
+"""inject/extract/continue_trace: allow-listed baggage out, hostile input in (fuzzed)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry import baggage as otel_baggage
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+import threadline
+from threadline import semconv
+from threadline.testing import Telemetry
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+
+
+def test_round_trip_carries_trace_and_session_only(telemetry: Telemetry) -> None:
+    carrier: dict[str, str] = {"baggage": "stale=1"}
+    ctx = otel_baggage.set_baggage("api_key", "sk-secret")
+    token = otel_context.attach(ctx)
+    try:
+        with threadline.session("s-1", user_id="u-1"), threadline.execute_tool("call") as tool:
+            threadline.inject(carrier)
+            expected_trace = format(tool.span.get_span_context().trace_id, "032x")
+    finally:
+        otel_context.detach(token)
+    assert carrier["traceparent"].split("-")[1] == expected_trace
+    assert "sk-secret" not in carrier["baggage"]
+    assert "stale" not in carrier["baggage"]
+    assert set(carrier["baggage"].split(",")) == {"session.id=s-1", "user.id=u-1"}
+
+    with threadline.continue_trace(carrier), threadline.execute_tool("remote") as remote:
+        assert threadline.current_session() == {"session.id": "s-1", "user.id": "u-1"}
+    span = next(s for s in telemetry.spans() if s.name == "execute_tool remote")
+    assert span.trace_id == expected_trace
+    assert span.attributes[semconv.SESSION_ID] == "s-1"
+    del remote
+
+
+def test_inject_without_session_removes_foreign_baggage() -> None:
+    carrier = {"baggage": "api_key=sk-secret"}
+    token = otel_context.attach(otel_baggage.set_baggage("api_key", "sk-secret"))
+    try:
+        threadline.inject(carrier)
+    finally:
+        otel_context.detach(token)
+    assert "baggage" not in carrier
+
+
+def test_extract_header_casing_and_values() -> None:
+    ctx = threadline.extract(
+        {"Traceparent": TRACEPARENT, "BAGGAGE": "session.id=a%20b,evil=1,user.id=u"},
+        context=otel_context.Context(),
+    )
+    span_context = trace.get_current_span(ctx).get_span_context()
+    assert format(span_context.trace_id, "032x") == TRACE_ID
+    assert span_context.is_remote
+    assert otel_baggage.get_all(ctx) == {"session.id": "a b", "user.id": "u"}
+
+
+def test_hostile_carriers_are_dropped_quietly(caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG, logger="threadline")
+    empty = otel_context.Context()
+    hostile: list[Any] = [
+        None,
+        1,
+        "traceparent",
+        [("traceparent", TRACEPARENT)],
+        {"traceparent": 1, "baggage": 1},
+        {"traceparent": "00-" + "0" * 32 + "-" + "0" * 16 + "-01"},  # all-zero ids are invalid
+        {"traceparent": "zz-" + TRACE_ID + "-" + PARENT_ID + "-01"},
+        {"traceparent": TRACEPARENT + "x" * 1_000_000},
+        {"baggage": "session.id=" + "x" * 1_000_000},
+        {"baggage": ",".join(f"k{i}=v" for i in range(5000))},
+        {"baggage": "session.id=%ff%fe"},
+        {"baggage": "session.id=ok;prop=1,user.id"},
+        {"tracestate": "a=b", "traceparent": None},
+        {"traceparent": b"\xff\xfe"},
+    ]
+    for carrier in hostile:
+        ctx = threadline.extract(carrier, context=empty)
+        assert not trace.get_current_span(ctx).get_span_context().is_valid
+        for key, value in otel_baggage.get_all(ctx).items():
+            assert key in semconv.SESSION_BAGGAGE_KEYS
+            assert isinstance(value, str)
+            assert len(value) <= 256
+    assert "internal error" not in caplog.text
+
+
+_text = st.text(max_size=300)
+_carrier_values = st.one_of(
+    st.none(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.binary(max_size=200),
+    _text,
+    st.lists(_text, max_size=3),
+    st.dictionaries(_text, _text, max_size=3),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    carrier=st.one_of(
+        _carrier_values,
+        st.dictionaries(
+            st.sampled_from(["traceparent", "tracestate", "baggage", "Baggage", "x"]) | _text,
+            _carrier_values,
+            max_size=6,
+        ),
+        st.fixed_dictionaries(
+            {
+                "traceparent": st.from_regex(
+                    r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", fullmatch=True
+                ),
+                "baggage": st.lists(
+                    st.tuples(
+                        st.sampled_from([*semconv.SESSION_BAGGAGE_KEYS, "secret"]) | _text, _text
+                    ).map(lambda kv: f"{kv[0]}={kv[1]}"),
+                    max_size=20,
+                ).map(",".join),
+            }
+        ),
+    )
+)
+def test_extract_never_raises_and_keeps_only_allowed(carrier: Any) -> None:
+    ctx = threadline.extract(carrier, context=otel_context.Context())
+    for key, value in otel_baggage.get_all(ctx).items():
+        assert key in semconv.SESSION_BAGGAGE_KEYS
+        assert isinstance(value, str)
+        assert 0 < len(value) <= 256
+    with threadline.continue_trace(carrier):
+        pass
+
+
+def test_continue_trace_always_detaches() -> None:
+    before = otel_context.get_current()
+    try:
+        with threadline.continue_trace({"traceparent": TRACEPARENT}):
+            assert trace.get_current_span().get_span_context().is_valid
+            raise KeyError("user error")
+    except KeyError:
+        pass
+    assert otel_context.get_current() == before

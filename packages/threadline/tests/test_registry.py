@@ -1,0 +1,105 @@
+"""Bounded state: the open-run cap, the TTL reaper, and registries that empty themselves."""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+from collections.abc import Iterator
+
+import pytest
+
+import threadline
+from threadline import config, semconv
+from threadline.testing import Telemetry
+
+
+@pytest.fixture
+def restore_settings() -> Iterator[None]:
+    previous = config.current()
+    yield
+    config.restore(previous)
+    threadline.open_runs.reap(now=time.monotonic() + 10**9)  # end anything a test left open
+
+
+def test_capacity_ends_the_oldest_runs_as_abandoned(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    threadline.configure(max_open_runs=10)
+    runs = [threadline.execute_tool(f"t{i}") for i in range(15)]
+    assert len(threadline.open_runs) == 10
+    abandoned = [s for s in telemetry.spans() if s.attributes.get(semconv.THREADLINE_ABANDONED)]
+    assert sorted(s.name for s in abandoned) == [f"execute_tool t{i}" for i in range(5)]
+    assert {s.attributes[semconv.THREADLINE_ABANDON_REASON] for s in abandoned} == {"capacity"}
+    assert all(s.status_code == "UNSET" for s in abandoned)
+    for run in runs:
+        run.end()
+    assert len(threadline.open_runs) == 0
+    assert len(telemetry.spans()) == 15  # nobody ended twice
+
+
+def test_abandoned_stream_is_reaped_with_usage_seen(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    threadline.configure(run_ttl_seconds=0.2)
+    stream = threadline.inference("gpt-4o", provider="openai", stream=True)
+    stream.chunk()
+    stream.update(usage=threadline.Usage(input_tokens=12, output_tokens=3))
+    deadline = time.monotonic() + 5
+    while not stream.ended and time.monotonic() < deadline:
+        time.sleep(0.05)  # the background reaper ends it
+    assert stream.ended
+    [span] = telemetry.spans()
+    assert span.attributes[semconv.THREADLINE_ABANDONED] is True
+    assert span.attributes[semconv.THREADLINE_ABANDON_REASON] == "ttl"
+    assert span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
+    assert span.attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] >= 0
+    telemetry.assert_conformant()
+
+
+def test_registry_entries_vanish_when_runs_end(restore_settings: None) -> None:
+    registry: threadline.RunRegistry[str, threadline.Run] = threadline.RunRegistry()
+    ended = threadline.execute_tool("a")
+    failed = threadline.execute_tool("b")
+    reaped = threadline.execute_tool("c")
+    for key, run in (("a", ended), ("b", failed), ("c", reaped)):
+        registry.add(key, run)
+    assert len(registry) == 3
+    ended.end()
+    failed.fail(RuntimeError("x"))
+    reaped.abandon("test")
+    assert len(registry) == 0
+    registry.add("late", ended)  # an ended run is never registered
+    assert "late" not in registry
+
+
+def test_many_completed_runs_retain_nothing(restore_settings: None) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    # a provider that keeps nothing: any growth left is threadline's own
+    threadline.configure(tracer_provider=TracerProvider())
+    registry: threadline.RunRegistry[int, threadline.Run] = threadline.RunRegistry()
+
+    def batch(n: int) -> None:
+        for i in range(n):
+            with threadline.invoke_agent("a") as agent:
+                registry.add(i, agent)
+                with threadline.inference("m", provider="openai") as chat:
+                    chat.update(usage=threadline.Usage(1, 1))
+
+    batch(200)  # warm caches
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    batch(2000)
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    growth = sum(
+        stat.size_diff
+        for stat in after.compare_to(before, "filename")
+        if "threadline" in stat.traceback[0].filename
+    )
+    assert len(threadline.open_runs) == 0
+    assert len(registry) == 0
+    assert growth < 64 * 1024, growth

@@ -1,0 +1,369 @@
+"""The run API: span names, kinds, parents, attributes, status and metrics of each operation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+import threadline
+from threadline import semconv
+from threadline.testing import Telemetry, find
+
+
+def agent_run() -> None:
+    with threadline.invoke_agent("support", description="Helps customers"):
+        with threadline.inference(
+            "gpt-4o",
+            provider="openai",
+            server_address="api.openai.com",
+            server_port=443,
+            request=threadline.RequestParams(temperature=0.5, max_tokens=100, stop_sequences=["x"]),
+        ) as chat:
+            chat.update(
+                response_id="r-1",
+                response_model="gpt-4o-2024-08-06",
+                finish_reasons=["tool_call"],
+                usage=threadline.Usage(
+                    input_tokens=50,
+                    output_tokens=10,
+                    cache_read_input_tokens=20,
+                    cache_write_input_tokens=5,
+                    reasoning_output_tokens=3,
+                ),
+            )
+        with threadline.execute_tool("get_weather", call_id="call-1", description="Weather"):
+            pass
+        with threadline.inference("gpt-4o", provider="openai") as chat:
+            chat.update(finish_reasons=["stop"], usage=threadline.Usage(70, 20))
+
+
+def test_agent_tree_and_attributes(telemetry: Telemetry) -> None:
+    agent_run()
+    assert telemetry.tree() == (
+        "invoke_agent support [INTERNAL]\n"
+        "  chat gpt-4o [CLIENT]\n"
+        "  execute_tool get_weather [INTERNAL]\n"
+        "  chat gpt-4o [CLIENT]"
+    )
+    spans = telemetry.spans()
+    first_chat = next(s for s in spans if s.attributes.get(semconv.GEN_AI_RESPONSE_ID) == "r-1")
+    assert first_chat.attributes == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o",
+        "server.address": "api.openai.com",
+        "server.port": 443,
+        "gen_ai.request.temperature": 0.5,
+        "gen_ai.request.max_tokens": 100,
+        "gen_ai.request.stop_sequences": ("x",),
+        "gen_ai.response.id": "r-1",
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "gen_ai.response.finish_reasons": ("tool_call",),
+        "gen_ai.usage.input_tokens": 50,
+        "gen_ai.usage.output_tokens": 10,
+        "gen_ai.usage.cache_read.input_tokens": 20,
+        "gen_ai.usage.cache_write.input_tokens": 5,
+        "gen_ai.usage.reasoning.output_tokens": 3,
+        **(
+            {semconv.THREADLINE_COST_USD: first_chat.attributes[semconv.THREADLINE_COST_USD]}
+            if semconv.THREADLINE_COST_USD in first_chat.attributes
+            else {}
+        ),
+    }
+    tool = find(spans, "execute_tool get_weather")
+    assert tool.attributes == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "get_weather",
+        "gen_ai.tool.type": "function",
+        "gen_ai.tool.call.id": "call-1",
+        "gen_ai.tool.description": "Weather",
+        "gen_ai.agent.name": "support",
+    }
+    agent = find(spans, "invoke_agent support")
+    # the agent sums its model calls; cache tokens are not recorded on internal agent spans
+    assert agent.attributes == {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": "support",
+        "gen_ai.agent.description": "Helps customers",
+        "gen_ai.usage.input_tokens": 120,
+        "gen_ai.usage.output_tokens": 30,
+        "gen_ai.request.model": "gpt-4o",
+    }
+    assert all(s.status_code == "UNSET" for s in spans)
+    telemetry.assert_conformant(strict=False)
+
+
+def test_every_operation_is_conformant(telemetry: Telemetry) -> None:
+    with threadline.invoke_workflow("rag-pipeline"):
+        with threadline.embeddings("text-embedding-3-small", provider="openai") as emb:
+            emb.update(usage=threadline.Usage(input_tokens=8), dimension_count=1536)
+        with threadline.retrieval("docs-index", top_k=3):
+            pass
+        with threadline.inference("llama3", provider="ollama", operation="text_completion"):
+            pass
+        with threadline.create_agent("helper", provider="openai"):
+            pass
+        with threadline.invoke_agent("remote-helper", provider="aws.bedrock", remote=True):
+            pass
+    assert telemetry.tree() == (
+        "invoke_workflow rag-pipeline [INTERNAL]\n"
+        "  embeddings text-embedding-3-small [CLIENT]\n"
+        "  retrieval docs-index [CLIENT]\n"
+        "  text_completion llama3 [CLIENT]\n"
+        "  create_agent helper [CLIENT]\n"
+        "  invoke_agent remote-helper [CLIENT]"
+    )
+    telemetry.assert_conformant()
+    emb_span = find(telemetry.spans(), "embeddings text-embedding-3-small")
+    assert emb_span.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 8
+    assert emb_span.attributes[semconv.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 1536
+
+
+class QuotaExceeded(Exception):
+    pass
+
+
+def test_failure_sets_error_and_reraises_same_object(telemetry: Telemetry) -> None:
+    error = QuotaExceeded("out of tokens")
+    with pytest.raises(QuotaExceeded) as raised:
+        with threadline.inference("gpt-4o", provider="openai"):
+            raise error
+    assert raised.value is error
+    span = find(telemetry.spans(), "chat gpt-4o")
+    assert span.status_code == "ERROR"
+    assert span.attributes[semconv.ERROR_TYPE] == f"{__name__}.QuotaExceeded"
+    assert "out of tokens" in (span.status_description or "")
+    telemetry.assert_conformant()
+    points = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    assert points[0]["attributes"][semconv.ERROR_TYPE] == f"{__name__}.QuotaExceeded"
+
+
+def test_fail_with_error_code_and_builtin_error_type(telemetry: Telemetry) -> None:
+    run = threadline.execute_tool("lookup")
+    run.fail("rate_limited")
+    with pytest.raises(TimeoutError), threadline.execute_tool("slow"):
+        raise TimeoutError
+    spans = telemetry.spans()
+    assert find(spans, "execute_tool lookup").attributes[semconv.ERROR_TYPE] == "rate_limited"
+    assert find(spans, "execute_tool slow").attributes[semconv.ERROR_TYPE] == "TimeoutError"
+    telemetry.assert_conformant()
+
+
+def test_generator_exit_is_not_an_error(telemetry: Telemetry) -> None:
+    def stream():  # type: ignore[no-untyped-def]
+        with threadline.inference("gpt-4o", provider="openai", stream=True) as run:
+            for _ in range(10):
+                run.chunk()
+                yield 1
+
+    gen = stream()
+    next(gen)
+    gen.close()
+    span = find(telemetry.spans(), "chat gpt-4o")
+    assert span.status_code == "UNSET"
+    assert span.attributes[semconv.GEN_AI_REQUEST_STREAM] is True
+
+
+def test_end_is_idempotent_and_updates_after_end_are_ignored(telemetry: Telemetry) -> None:
+    run = threadline.inference("gpt-4o", provider="openai")
+    run.end()
+    run.end()
+    run.fail(ValueError("late"))
+    run.update(response_id="late")
+    run.chunk()
+    [span] = telemetry.spans()
+    assert span.status_code == "UNSET"
+    assert semconv.GEN_AI_RESPONSE_ID not in span.attributes
+    assert len(telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)) == 1
+
+
+def test_streaming_chunks_record_time_to_first_chunk(telemetry: Telemetry) -> None:
+    run = threadline.inference("gpt-4o", provider="openai", stream=True)
+    for _ in range(5):
+        run.chunk()
+    run.update(usage=threadline.Usage(10, 5))
+    run.end()
+    span = find(telemetry.spans(), "chat gpt-4o")
+    assert span.attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] >= 0
+    [ttfc] = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_TO_FIRST_CHUNK)
+    assert ttfc["count"] == 1
+    [tpoc] = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
+    assert tpoc["count"] == 4  # every chunk after the first
+    assert run.chunks == 5
+
+
+def test_metrics_names_attributes_and_buckets(telemetry: Telemetry) -> None:
+    agent_run()
+    duration = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    assert {p["count"] for p in duration} == {1}
+    first = next(p for p in duration if semconv.GEN_AI_RESPONSE_MODEL in p["attributes"])
+    assert first["attributes"] == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "server.address": "api.openai.com",
+        "server.port": 443,
+    }
+    assert tuple(first["explicit_bounds"]) == semconv.DURATION_BUCKETS
+    tokens = telemetry.metric_points(semconv.METRIC_CLIENT_TOKEN_USAGE)
+    by_type: dict[str, int] = {}
+    for point in tokens:
+        token_type = point["attributes"][semconv.GEN_AI_TOKEN_TYPE]
+        by_type[token_type] = by_type.get(token_type, 0) + point["sum"]
+        assert tuple(point["explicit_bounds"]) == semconv.TOKEN_BUCKETS
+    assert by_type == {"input": 120, "output": 30}
+    [tool] = telemetry.metric_points(semconv.METRIC_EXECUTE_TOOL_DURATION)
+    assert tool["attributes"] == {
+        "gen_ai.tool.name": "get_weather",
+        "gen_ai.tool.type": "function",
+        "gen_ai.agent.name": "support",
+    }
+    [agent] = telemetry.metric_points(semconv.METRIC_INVOKE_AGENT_DURATION)
+    assert agent["attributes"] == {"gen_ai.agent.name": "support", "gen_ai.request.model": "gpt-4o"}
+    assert tuple(agent["explicit_bounds"]) == semconv.AGENT_DURATION_BUCKETS
+
+
+def test_handles_cross_threads(telemetry: Telemetry) -> None:
+    """Start, chunk and end arrive on three different threads (callback frameworks do this)."""
+    holder: dict[str, threadline.InferenceRun] = {}
+
+    def start() -> None:
+        holder["run"] = threadline.inference("gpt-4o", provider="openai", stream=True)
+
+    def chunk() -> None:
+        holder["run"].chunk()
+
+    def end() -> None:
+        holder["run"].update(usage=threadline.Usage(3, 4))
+        holder["run"].end()
+
+    for target in (start, chunk, end):
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+    span = find(telemetry.spans(), "chat gpt-4o")
+    assert span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 4
+    assert len(threadline.open_runs) == 0
+
+
+def test_attach_in_one_thread_detach_in_another_is_silent(
+    telemetry: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    before = otel_context.get_current()
+    run = threadline.execute_tool("t")
+    run.attach()
+    assert trace.get_current_span() is run.span
+    thread = threading.Thread(target=run.end)  # ends (and tries to detach) elsewhere
+    thread.start()
+    thread.join()
+    assert "Failed to detach context" not in caplog.text
+    # the foreign end could not detach; the attaching context still can
+    assert trace.get_current_span() is run.span
+    run.detach()
+    assert otel_context.get_current() == before
+    assert [s.name for s in telemetry.spans()] == ["execute_tool t"]
+
+
+def test_context_manager_restores_context(telemetry: Telemetry) -> None:
+    before = otel_context.get_current()
+    with threadline.invoke_agent("a") as agent:
+        assert threadline.current_run() is agent
+        with threadline.execute_tool("t") as tool:
+            assert trace.get_current_span() is tool.span
+            assert tool.parent_run is agent
+    assert otel_context.get_current() == before
+    assert threadline.current_run() is None
+
+
+def test_explicit_parent_wins_over_current(telemetry: Telemetry) -> None:
+    agent = threadline.invoke_agent("a")
+    with threadline.invoke_workflow("unrelated"):
+        tool = threadline.execute_tool("t", parent=agent)
+        tool.end()
+    agent.end()
+    assert telemetry.tree() == (
+        "invoke_agent a [INTERNAL]\n"
+        "  execute_tool t [INTERNAL]\n"
+        "---\n"
+        "invoke_workflow unrelated [INTERNAL]"
+    )
+
+
+def test_async_tasks_keep_their_parents(telemetry: Telemetry) -> None:
+    async def tool(name: str) -> None:
+        with threadline.execute_tool(name):
+            await asyncio.sleep(0.001)
+
+    async def main() -> None:
+        with threadline.invoke_agent("parallel"):
+            await asyncio.gather(*(tool(f"t{i}") for i in range(3)))
+
+    asyncio.run(main())
+    agent = find(telemetry.spans(), "invoke_agent parallel")
+    tools = [s for s in telemetry.spans() if s.name.startswith("execute_tool")]
+    assert len(tools) == 3
+    assert {t.parent_span_id for t in tools} == {agent.span_id}
+
+
+def test_conversation_id_is_inherited(telemetry: Telemetry) -> None:
+    with threadline.invoke_agent("a", conversation_id="conv-1"):
+        with threadline.inference("m", provider="openai"):
+            pass
+        with threadline.execute_tool("t"):
+            pass
+        with threadline.retrieval("idx"):
+            pass
+    spans = telemetry.spans()
+    assert find(spans, "chat m").attributes[semconv.GEN_AI_CONVERSATION_ID] == "conv-1"
+    assert find(spans, "execute_tool t").attributes[semconv.GEN_AI_CONVERSATION_ID] == "conv-1"
+    # retrieval spans do not take a conversation id
+    assert semconv.GEN_AI_CONVERSATION_ID not in find(spans, "retrieval idx").attributes
+
+
+def test_mcp_runs(telemetry: Telemetry) -> None:
+    client = threadline.mcp_request(
+        "tools/call",
+        server=False,
+        tool_name="get_weather",
+        request_id=7,
+        transport="pipe",
+        protocol_version="2025-06-18",
+    )
+    server = threadline.mcp_request(
+        "tools/call", server=True, parent=client, tool_name="get_weather", request_id=7
+    )
+    server.fail_tool("city not found")
+    client.end()
+    listing = threadline.mcp_request("tools/list", server=True)
+    listing.fail_rpc(-32602, "bad params")  # a client mistake: not a server error
+    call = threadline.mcp_request("tools/call", server=False, tool_name="x")
+    call.fail_rpc(-32603, "internal")
+    spans = telemetry.spans()
+    assert telemetry.tree() == (
+        "tools/call get_weather [CLIENT]\n"
+        "  tools/call get_weather [SERVER] !ERROR error.type=tool_error\n"
+        "---\n"
+        "tools/list [SERVER]\n"
+        "---\n"
+        "tools/call x [CLIENT] !ERROR error.type=-32603"
+    )
+    server_span = next(s for s in spans if s.kind == "SERVER" and s.name.endswith("get_weather"))
+    assert server_span.attributes[semconv.GEN_AI_OPERATION_NAME] == "execute_tool"
+    assert server_span.attributes[semconv.JSONRPC_REQUEST_ID] == "7"
+    assert find(spans, "tools/list").attributes[semconv.RPC_RESPONSE_STATUS_CODE] == "-32602"
+    telemetry.assert_conformant()
+    assert len(telemetry.metric_points(semconv.METRIC_MCP_SERVER_OPERATION_DURATION)) == 2
+
+
+def test_invalid_arguments_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="operation must be one of"):
+        threadline.inference("m", provider="p", operation="chatting")
+    with pytest.raises(ValueError, match="remote agent needs its provider"):
+        threadline.invoke_agent("a", remote=True)

@@ -1,0 +1,151 @@
+"""Sessions: baggage on every span, across tasks and threads, never crossing between sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import threadline
+from threadline import config, semconv
+from threadline.testing import Telemetry, find
+
+
+def test_session_attributes_on_every_threadline_span(telemetry: Telemetry) -> None:
+    with threadline.session("s-1", user_id="u-1", conversation_id="c-1"):
+        with threadline.invoke_agent("a"):
+            with threadline.inference("m", provider="openai"):
+                pass
+            with threadline.retrieval("kb"):
+                pass
+    spans = telemetry.spans()
+    for span in spans:
+        assert span.attributes[semconv.SESSION_ID] == "s-1"
+        assert span.attributes[semconv.USER_ID] == "u-1"
+    assert find(spans, "chat m").attributes[semconv.GEN_AI_CONVERSATION_ID] == "c-1"
+    assert find(spans, "invoke_agent a").attributes[semconv.GEN_AI_CONVERSATION_ID] == "c-1"
+    assert semconv.GEN_AI_CONVERSATION_ID not in find(spans, "retrieval kb").attributes
+    assert threadline.current_session() == {}
+
+
+def test_decorator_sync_and_async(telemetry: Telemetry) -> None:
+    @threadline.session("sync-session")
+    def handle() -> dict[str, str]:
+        return threadline.current_session()
+
+    @threadline.session("async-session", user_id="u")
+    async def ahandle() -> dict[str, str]:
+        await asyncio.sleep(0)
+        return threadline.current_session()
+
+    assert handle() == {"session.id": "sync-session"}
+    assert handle() == {"session.id": "sync-session"}  # reusable
+    assert asyncio.run(ahandle()) == {"session.id": "async-session", "user.id": "u"}
+    assert threadline.current_session() == {}
+
+
+def test_async_context_manager() -> None:
+    async def main() -> dict[str, str]:
+        async with threadline.session("s-async"):
+            return threadline.current_session()
+
+    assert asyncio.run(main()) == {"session.id": "s-async"}
+
+
+def test_extra_keys_need_the_allow_list(telemetry: Telemetry) -> None:
+    previous = config.current()
+    try:
+        with threadline.session("s", feature="search"), threadline.execute_tool("t"):
+            pass
+        assert "feature" not in telemetry.spans()[0].attributes
+        threadline.configure(baggage_allowlist=[*semconv.SESSION_BAGGAGE_KEYS, "feature"])
+        with threadline.session("s", feature="search"), threadline.execute_tool("t2"):
+            pass
+        assert find(telemetry.spans(), "execute_tool t2").attributes["feature"] == "search"
+    finally:
+        config.restore(previous)
+
+
+def test_session_span_processor_stamps_other_spans() -> None:
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(threadline.SessionSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("http-client")
+    with threadline.session("s-9", user_id="u-9"), tracer.start_as_current_span("GET /weather"):
+        pass
+    with tracer.start_as_current_span("outside"):
+        pass
+    stamped, outside = exporter.get_finished_spans()
+    assert dict(stamped.attributes or {}) == {"session.id": "s-9", "user.id": "u-9"}
+    assert not outside.attributes
+
+
+def test_thousand_concurrent_sessions_never_cross_talk(telemetry: Telemetry) -> None:
+    async def one(i: int) -> None:
+        async with threadline.session(f"session-{i}", user_id=f"user-{i}"):
+            with threadline.invoke_agent(f"agent-{i}"):
+                await asyncio.sleep(0)  # interleave with the other 999
+                with threadline.inference("m", provider="openai"):
+                    await asyncio.sleep(0)
+                with threadline.execute_tool("t"):
+                    await asyncio.sleep(0)
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(1000)))
+
+    asyncio.run(main())
+    spans = telemetry.spans()
+    assert len(spans) == 3000
+    by_span_id = {s.span_id: s for s in spans}
+    traces: dict[str, set[str]] = {}
+    for span in spans:
+        root = span
+        while root.parent_span_id in by_span_id:
+            root = by_span_id[root.parent_span_id]
+        index = root.name.removeprefix("invoke_agent agent-")
+        assert span.attributes[semconv.SESSION_ID] == f"session-{index}", span
+        assert span.attributes[semconv.USER_ID] == f"user-{index}"
+        traces.setdefault(span.trace_id, set()).add(index)
+    assert len(traces) == 1000
+    assert all(len(indexes) == 1 for indexes in traces.values())
+
+
+def test_thread_pool_with_copied_context(telemetry: Telemetry) -> None:
+    def work(i: int) -> str:
+        with threadline.session(f"s-{i}"):
+            ctx = contextvars.copy_context()
+        # the session is carried by the copied context into the worker thread
+        return ctx.run(lambda: threadline.current_session()[semconv.SESSION_ID])
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(work, range(200))) == [f"s-{i}" for i in range(200)]
+
+
+def test_bad_session_input_is_a_clear_error() -> None:
+    with pytest.raises(TypeError, match="must be a str"):
+        threadline.session(123)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"1\.\.256"):
+        threadline.session("")
+    with pytest.raises(ValueError, match=r"1\.\.256"):
+        threadline.session("x" * 257)
+    with pytest.raises(ValueError, match="not a valid baggage key"):
+        threadline.session("s", **{"bad key": "v"})
+
+
+def test_session_leaves_context_clean() -> None:
+    before = otel_context.get_current()
+    with pytest.raises(RuntimeError), threadline.session("s"):
+        raise RuntimeError
+    assert otel_context.get_current() == before
+    assert (
+        trace.get_current_span() is trace.INVALID_SPAN
+        or not trace.get_current_span().is_recording()
+    )
