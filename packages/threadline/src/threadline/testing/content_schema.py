@@ -1,0 +1,81 @@
+"""Validation of captured content against the semantic conventions' JSON schemas.
+
+The schemas ship in ``threadline/testing/schemas`` (copies of semantic-conventions-genai
+``model/gen-ai/*.json``); ``threadline.semconv.CONTENT_SCHEMAS`` maps attributes to them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import best_match
+
+from threadline import semconv
+
+_MAX_ERRORS = 3
+
+
+@functools.cache
+def load_schema(file_name: str) -> dict[str, Any]:
+    """One shipped schema, e.g. ``load_schema("gen-ai-input-messages.json")``."""
+    text = (resources.files("threadline.testing") / "schemas" / file_name).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _validator(file_name: str) -> jsonschema.Draft202012Validator:
+    # The schemas carry no "$schema"; they are generated as 2020-12 (they use "$defs").
+    return jsonschema.Draft202012Validator(load_schema(file_name))
+
+
+def _json_shape(value: Any) -> Any:
+    # jsonschema's "array" type means list only; event values arrive as tuples from the SDK.
+    if isinstance(value, (list, tuple)):
+        return [_json_shape(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _json_shape(v) for k, v in value.items()}
+    return value
+
+
+def content_errors(attribute: str, value: Any, *, structured: bool = False) -> list[str]:
+    """Why ``value`` is not valid content for ``attribute``; empty when valid.
+
+    Span attributes carry content as a JSON string (``structured=False``); events carry the
+    structured value itself (``structured=True``; a JSON string is still accepted there).
+    Attributes without a schema are always valid.
+    """
+    file_name = semconv.CONTENT_SCHEMAS.get(attribute)
+    if file_name is None:
+        return []
+    if isinstance(value, str):
+        try:
+            document = json.loads(value)
+        except ValueError as error:
+            return [f"{attribute} is not valid JSON: {error}"]
+    elif structured:
+        document = _json_shape(value)
+    else:
+        return [f"{attribute} must be a JSON string on spans; got {type(value).__name__}"]
+    validator = _validator(file_name)
+    errors = list(validator.iter_errors(document))
+    if not errors:
+        return []
+    # The best match first: anyOf failures otherwise hide the part that actually broke.
+    first = best_match(errors)
+    ordered = [first, *(e for e in errors if e is not first)][:_MAX_ERRORS]
+    messages = [
+        f"{attribute} fails {file_name} at {_path(e.absolute_path)}: {e.message}" for e in ordered
+    ]
+    if len(errors) > _MAX_ERRORS:
+        messages.append(f"{attribute}: {len(errors) - _MAX_ERRORS} more schema error(s)")
+    return messages
+
+
+def _path(path: Any) -> str:
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
