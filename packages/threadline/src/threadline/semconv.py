@@ -179,6 +179,11 @@ THREADLINE_ABANDON_REASON: Final = "threadline.abandon_reason"
 THREADLINE_COST_USD: Final = "threadline.cost.usd"
 THREADLINE_RUN_TYPE: Final = "threadline.run.type"
 THREADLINE_CONTENT_TRUNCATED: Final = "threadline.content.truncated"
+# A retry the framework asked the model for (not a failure): on the tool span that raised it, or
+# on the inference span whose request answers a rejected output.
+THREADLINE_RETRY_CAUSE: Final = "threadline.retry.cause"
+RETRY_CAUSE_MODEL_RETRY: Final = "model_retry"
+RETRY_CAUSE_OUTPUT_VALIDATION: Final = "output_validation"
 
 # --- events -----------------------------------------------------------------------------------
 EVENT_INFERENCE_DETAILS: Final = "gen_ai.client.inference.operation.details"
