@@ -78,8 +78,8 @@ class Usage:
             add(self.reasoning_output_tokens, other.reasoning_output_tokens),
         )
 
-    def attributes(self, *, breakdown: bool = True) -> dict[str, int]:
-        out: dict[str, int] = {}
+    def attributes(self, *, breakdown: bool = True) -> dict[str, AttributeValue]:
+        out: dict[str, AttributeValue] = {}
         if self.input_tokens is not None:
             out[semconv.GEN_AI_USAGE_INPUT_TOKENS] = self.input_tokens
         if self.output_tokens is not None:
@@ -510,17 +510,21 @@ class InferenceRun(Run):
         (streams report running totals); content is kept and serialized once, at the end."""
         if self._ended:
             return
-        span = self.span
-        if response_id:
-            span.set_attribute(semconv.GEN_AI_RESPONSE_ID, response_id)
-        if response_model:
-            self.response_model = response_model
-            span.set_attribute(semconv.GEN_AI_RESPONSE_MODEL, response_model)
-        if finish_reasons is not None:
-            span.set_attribute(semconv.GEN_AI_RESPONSE_FINISH_REASONS, list(finish_reasons))
+        # one set_attributes call: each call takes the span's lock
+        attrs: dict[str, AttributeValue] = usage.attributes() if usage is not None else {}
         if usage is not None:
             self.usage = usage
-            span.set_attributes(usage.attributes())
+        if response_id:
+            attrs[semconv.GEN_AI_RESPONSE_ID] = response_id
+        if response_model:
+            self.response_model = response_model
+            attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
+        if finish_reasons is not None:
+            attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = list(finish_reasons)
+        if attributes:
+            attrs.update(attributes)
+        if attrs:
+            self.span.set_attributes(attrs)
         if output_messages is not None:
             self._output_messages = output_messages
         if input_messages is not None:
@@ -529,8 +533,6 @@ class InferenceRun(Run):
             self._system_instructions = system_instructions
         if tool_definitions is not None:
             self._tool_definitions = tool_definitions
-        if attributes:
-            span.set_attributes(attributes)
 
     def _before_end(self, error_type: str | None) -> None:
         agent = self._nearest(AgentRun)
