@@ -230,12 +230,22 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with warnings as errors (the span reference is regenerated
+    first and must match the committed page)."""
+    session.install("mkdocs==1.6.1", "mkdocs-material==9.8.1", *_editable(CORE))
+    session.run("python", "docs/gen_reference.py")
+    session.run("git", "diff", "--exit-code", "docs/reference/spans.md", external=True)
+    session.run("mkdocs", "build", "--strict", "--quiet", env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """Everything CI runs: core tests here, then every other test session."""
     for name in FRAMEWORKS:
         for variant in ("newest", "oldest"):
             session.notify(f"{name}-{variant}")
-    for other in ("cross", "packaging"):
+    for other in ("cross", "packaging", "docs"):
         session.notify(other)
     # Positional arguments given to `tests` are pytest's; keep them from ruff and mypy.
     for other in ("lint", "typecheck"):
