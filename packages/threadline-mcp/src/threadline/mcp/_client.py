@@ -1,0 +1,212 @@
+"""Client side: one ``{mcp.method.name} {target}`` CLIENT span per outbound MCP request, with
+trace context and allow-listed baggage injected into ``params._meta``.
+
+mcp 2.x sends every request through ``JSONRPCDispatcher.send_raw_request``, which opens its own
+``MCP send …`` span and injects *all* baggage with the global propagator. While instrumented, that
+span is replaced by ours and the injection by :func:`threadline.inject` (allow-list only).
+mcp 1.x has no propagation at all: ``BaseSession.send_request`` gets a copy of the request with
+``_meta`` filled in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry.trace import SpanKind
+
+import threadline
+from threadline import semconv
+from threadline._failopen import guarded, report
+from threadline.mcp._common import error_code, is_tool_error, targets
+
+_PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
+
+
+def start(method: str, params: object, *, request_id: int | str | None = None) -> threadline.McpRun | None:
+    """Start and attach the CLIENT run of a request about to be sent (``None`` on failure)."""
+    try:
+        tool_name, prompt_name, resource_uri = targets(method, params)
+        version = None
+        meta = params.get("_meta") if isinstance(params, Mapping) else None
+        if isinstance(meta, Mapping):
+            value = meta.get(_PROTOCOL_VERSION_META_KEY)
+            version = value if isinstance(value, str) else None
+        run = threadline.mcp_request(
+            method,
+            server=False,
+            tool_name=tool_name,
+            prompt_name=prompt_name,
+            resource_uri=resource_uri,
+            request_id=request_id,
+            protocol_version=version,
+        )
+        if method == "tools/call" and threadline.capture_enabled() and isinstance(params, Mapping):
+            run.update(arguments=params.get("arguments"))
+        run.attach()
+        return run
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("threadline.mcp.client.start", error)
+        return None
+
+
+@guarded(site="threadline.mcp.client.finish")
+def finish(run: threadline.McpRun, method: str, result: object) -> None:
+    run.detach()
+    if method == "tools/call":
+        if threadline.capture_enabled():
+            content = (
+                result.get("content")
+                if isinstance(result, Mapping)
+                else getattr(result, "content", None)
+            )
+            run.update(result=content)
+        if is_tool_error(result):
+            run.fail_tool()
+            return
+    run.end()
+
+
+@guarded(site="threadline.mcp.client.fail")
+def fail(run: threadline.McpRun, error: BaseException) -> None:
+    run.detach()
+    rpc = error_code(error)
+    if rpc is not None:
+        run.fail_rpc(rpc[0], rpc[1])
+    else:
+        run.fail(error)
+
+
+# --- mcp 2.x -----------------------------------------------------------------------------------
+class _NoSpan:
+    """Stands in for the SDK's own ``MCP send …`` span while ours is current."""
+
+    __slots__ = ()
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        pass
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        pass
+
+    def set_status(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def record_exception(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def is_recording(self) -> bool:
+        return False
+
+
+_NO_SPAN = _NoSpan()
+
+
+@contextmanager
+def sdk_span(name: str, *, attributes: Mapping[str, Any] | None = None, **_: Any) -> Iterator[_NoSpan]:
+    """Replacement for ``jsonrpc_dispatcher.otel_span``: no span of its own; the request id the
+    dispatcher just allocated goes onto our CLIENT run."""
+    try:
+        run = threadline.current_run()
+        if (
+            isinstance(run, threadline.McpRun)
+            and run.kind is SpanKind.CLIENT
+            and attributes
+            and semconv.JSONRPC_REQUEST_ID in attributes
+        ):
+            run.set_attributes({semconv.JSONRPC_REQUEST_ID: str(attributes[semconv.JSONRPC_REQUEST_ID])})
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("threadline.mcp.client.sdk_span", error)
+    yield _NO_SPAN
+
+
+def inject_meta(meta: MutableMapping[str, Any]) -> None:
+    """Replacement for ``jsonrpc_dispatcher.inject_trace_context``: W3C trace context plus the
+    allow-listed baggage only (a caller-supplied ``baggage`` entry is replaced too)."""
+    threadline.inject(meta)
+
+
+def wrap_send_raw_request(original: Any) -> Any:
+    async def send_raw_request(
+        self: Any, method: str, params: Mapping[str, Any] | None, *args: Any, **kwargs: Any
+    ) -> Any:
+        run = start(method, params)
+        if run is None:
+            return await original(self, method, params, *args, **kwargs)
+        try:
+            result = await original(self, method, params, *args, **kwargs)
+        except BaseException as error:
+            fail(run, error)
+            raise
+        finish(run, method, result)
+        return result
+
+    send_raw_request.__wrapped__ = original  # type: ignore[attr-defined]
+    return send_raw_request
+
+
+# --- mcp 1.x -----------------------------------------------------------------------------------
+def v1_method_params(request: Any) -> tuple[str, dict[str, Any] | None]:
+    """Method and a plain view of the params (name/uri/arguments/_meta) of a 1.x request."""
+    root = getattr(request, "root", request)
+    method = getattr(root, "method", None)
+    params = getattr(root, "params", None)
+    if params is None:
+        return str(method), None
+    view: dict[str, Any] = {}
+    for key in ("name", "arguments"):
+        value = getattr(params, key, None)
+        if value is not None:
+            view[key] = value
+    uri = getattr(params, "uri", None)
+    if uri is not None:
+        view["uri"] = str(uri)
+    meta = getattr(params, "meta", None)
+    if meta is not None:
+        extra = getattr(meta, "model_extra", None)
+        view["_meta"] = dict(extra) if isinstance(extra, Mapping) else {}
+    return str(method), view
+
+
+def v1_with_context(request: Any) -> Any:
+    """A copy of ``request`` whose ``params._meta`` carries the current trace context."""
+    try:
+        data = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+        params = data.get("params")
+        if not isinstance(params, dict):
+            params = {}
+        meta = params.get("_meta")
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        threadline.inject(meta)
+        if not meta:
+            return request
+        params["_meta"] = meta
+        data["params"] = params
+        return type(request).model_validate(data)
+    except Exception as error:  # noqa: BLE001 - fail-open: send it as it was
+        report("threadline.mcp.client.v1_inject", error)
+        return request
+
+
+def wrap_send_request(original: Any) -> Any:
+    async def send_request(self: Any, request: Any, result_type: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            method, params = v1_method_params(request)
+            request_id = getattr(self, "_request_id", None)
+            run = start(method, params, request_id=request_id if isinstance(request_id, int) else None)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.client.v1", error)
+            run = None
+        if run is None:
+            return await original(self, request, result_type, *args, **kwargs)
+        try:
+            result = await original(self, v1_with_context(request), result_type, *args, **kwargs)
+        except BaseException as error:
+            fail(run, error)
+            raise
+        finish(run, method, result)
+        return result
+
+    send_request.__wrapped__ = original  # type: ignore[attr-defined]
+    return send_request

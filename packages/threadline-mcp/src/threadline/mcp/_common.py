@@ -1,0 +1,56 @@
+"""Pieces shared by the server middleware and the client instrumentation: reading the target of a
+request, spotting a tool error in a result, and telling an MCP error's code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# Longest tool/prompt name and resource URI put on a span; longer values come from a broken or
+# hostile peer and are left out rather than making huge span names.
+MAX_NAME = 256
+MAX_URI = 2048
+
+MODERN_ERA = "2026-07-28"
+"""Protocol versions from this one on have no sessions (stateless, per-request envelope)."""
+
+
+def _text(value: object, limit: int) -> str | None:
+    if isinstance(value, str) and 0 < len(value) <= limit:
+        return value
+    return None
+
+
+def targets(method: str, params: object) -> tuple[str | None, str | None, str | None]:
+    """``(tool_name, prompt_name, resource_uri)`` of a request's raw params."""
+    if not isinstance(params, Mapping):
+        return None, None, None
+    if method == "tools/call":
+        return _text(params.get("name"), MAX_NAME), None, None
+    if method == "prompts/get":
+        return None, _text(params.get("name"), MAX_NAME), None
+    if method.startswith(("resources/", "notifications/resources/")):
+        return None, None, _text(params.get("uri"), MAX_URI)
+    return None, None, None
+
+
+def is_tool_error(result: object) -> bool:
+    """True for a ``CallToolResult`` with ``isError: true`` in any of its shapes (wire dict,
+    mcp 2.x model ``is_error``, mcp 1.x model ``isError``)."""
+    if isinstance(result, Mapping):
+        return result.get("isError") is True
+    return getattr(result, "is_error", None) is True or getattr(result, "isError", None) is True
+
+
+def error_code(error: BaseException) -> tuple[int, str] | None:
+    """``(code, message)`` of an MCP error (``MCPError`` in 2.x, ``McpError`` in 1.x)."""
+    data: Any = getattr(error, "error", None)
+    code = getattr(data, "code", None)
+    if isinstance(code, int) and not isinstance(code, bool):
+        message = getattr(data, "message", None)
+        return code, message if isinstance(message, str) else ""
+    return None
+
+
+def is_modern(protocol_version: object) -> bool:
+    return isinstance(protocol_version, str) and protocol_version >= MODERN_ERA

@@ -1,0 +1,84 @@
+"""``MCPInstrumentor``: the client side for mcp 2.x, both sides for mcp 1.x."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+
+from threadline._failopen import report
+
+_INSTRUMENTS = ("mcp >= 1.30",)
+
+
+def _major() -> int:
+    from importlib.metadata import version
+
+    return int(version("mcp").split(".", 1)[0])
+
+
+class _Patches:
+    """Attribute replacements that can be undone exactly."""
+
+    def __init__(self) -> None:
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def replace(self, module: str, owner: str | None, name: str, make: Callable[[Any], Any]) -> None:
+        target: Any = importlib.import_module(module)
+        if owner is not None:
+            target = getattr(target, owner)
+        original = getattr(target, name)
+        setattr(target, name, make(original))
+        self._undo.append((target, name, original))
+
+    def undo(self) -> None:
+        while self._undo:
+            target, name, original = self._undo.pop()
+            setattr(target, name, original)
+
+
+class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Traces MCP clients (mcp 2.x and 1.x) and servers (mcp 1.x; for 2.x servers add
+    :class:`threadline.mcp.TracingMiddleware` to the server's middleware)."""
+
+    def __init__(self) -> None:
+        self._patches = _Patches()
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _INSTRUMENTS
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from threadline.mcp import _client, _server
+
+        patches = self._patches
+        try:
+            if _major() >= 2:
+                dispatcher = "mcp.shared.jsonrpc_dispatcher"
+                patches.replace(dispatcher, "JSONRPCDispatcher", "send_raw_request", _client.wrap_send_raw_request)
+                patches.replace(dispatcher, None, "otel_span", lambda _: _client.sdk_span)
+                patches.replace(dispatcher, None, "inject_trace_context", lambda _: _client.inject_meta)
+            else:
+                patches.replace("mcp.shared.session", "BaseSession", "send_request", _client.wrap_send_request)
+                patches.replace(
+                    "mcp.server.lowlevel.server", "Server", "_handle_request", _server.wrap_handle_request
+                )
+        except Exception as error:  # noqa: BLE001 - an unknown mcp layout: leave it untouched
+            patches.undo()
+            report("threadline.mcp.instrument", error)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        self._patches.undo()
+
+
+def instrument(**kwargs: Any) -> None:
+    """Trace MCP clients (and mcp 1.x servers) in this process. Idempotent."""
+    MCPInstrumentor().instrument(**kwargs)
+
+
+def uninstrument() -> None:
+    """Undo :func:`instrument`."""
+    MCPInstrumentor().uninstrument()

@@ -1,0 +1,422 @@
+"""Server side: one ``{mcp.method.name} {target}`` SERVER span per inbound MCP message.
+
+For mcp 2.x this is :class:`TracingMiddleware`, a context-tier ``ServerMiddleware``. The same
+logic (:class:`ServerCall`) serves the mcp 1.x request hook installed by ``instrument()``.
+
+Trace context comes from ``params._meta`` (SEP-414), or, when ``_meta`` carries none and no HTTP
+server span is active, from the HTTP request headers. A ``_meta`` parent that differs from an
+active HTTP span wins, and the HTTP span becomes a link. The extracted context, with its
+allow-listed baggage, is attached while the handler runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+
+import threadline
+from threadline._failopen import guarded, report
+from threadline.mcp._common import error_code, is_modern, is_tool_error, targets
+
+_logger = logging.getLogger("threadline.mcp")
+
+_SESSION_STATE_KEY = "threadline.mcp.session_start"
+_MAX_SESSION_ID = 256
+_TRACE_KEYS = ("traceparent", "tracestate", "baggage")
+
+NotificationPolicy = Literal["traced", "all", "none"]
+
+
+def _span_context(ctx: Context) -> trace.SpanContext:
+    return trace.get_current_span(ctx).get_span_context()
+
+
+def _has_trace_keys(carrier: object) -> bool:
+    return isinstance(carrier, Mapping) and any(key in carrier for key in _TRACE_KEYS)
+
+
+def _parent(meta: object, headers: object) -> tuple[Context, list[trace.Link], bool]:
+    """``(parent context, links, traced)`` for an inbound message; ``traced`` is False when
+    neither the message nor the ambient context carries a trace."""
+    ambient = otel_context.get_current()
+    ambient_span = _span_context(ambient)
+    carrier: object = None
+    if _has_trace_keys(meta):
+        carrier = meta
+    elif not ambient_span.is_valid and _has_trace_keys(headers):
+        # A header-only upstream (gateway, proxy): headers are the only context there is.
+        carrier = headers
+    if carrier is None:
+        return ambient, [], ambient_span.is_valid
+    parent = threadline.extract(carrier, ambient)
+    remote = _span_context(parent)
+    links: list[trace.Link] = []
+    if ambient_span.is_valid and remote.span_id != ambient_span.span_id:
+        links = threadline.links_to([ambient])
+    return parent, links, remote.is_valid
+
+
+def _session_id(connection: object, headers: object) -> str | None:
+    value = getattr(connection, "session_id", None)
+    if value is None and isinstance(headers, Mapping):
+        value = headers.get("mcp-session-id")
+    if isinstance(value, str) and 0 < len(value) <= _MAX_SESSION_ID:
+        return value
+    return None
+
+
+def _network(
+    request: object,
+) -> tuple[str, tuple[str, str] | None, str | None, int | None]:
+    """``(network.transport, (protocol, version), peer address, peer port)`` of a message: an
+    HTTP request object means TCP, no request means stdio (a pipe)."""
+    if request is None:
+        return "pipe", None, None, None
+    scope = getattr(request, "scope", None)
+    version = scope.get("http_version") if isinstance(scope, Mapping) else None
+    protocol = ("http", version) if isinstance(version, str) else None
+    address: str | None = None
+    port: int | None = None
+    client = getattr(request, "client", None)
+    if client is not None:
+        host = getattr(client, "host", None)
+        address = host if isinstance(host, str) else None
+        client_port = getattr(client, "port", None)
+        port = client_port if isinstance(client_port, int) else None
+    return "tcp", protocol, address, port
+
+
+def _watch_session(connection: Any, request: object, session_id: str | None) -> None:
+    """Record ``mcp.server.session.duration`` when a handshake-era connection closes."""
+    if connection is None or (request is not None and session_id is None):
+        return  # stateless HTTP: one connection per request, no session
+    state = getattr(connection, "state", None)
+    if not isinstance(state, dict) or _SESSION_STATE_KEY in state:
+        return
+    start = time.monotonic()
+    state[_SESSION_STATE_KEY] = start
+
+    def ended() -> None:
+        version = getattr(connection, "protocol_version", None)
+        threadline.record_mcp_session(
+            time.monotonic() - start,
+            server=True,
+            protocol_version=version if isinstance(version, str) else None,
+        )
+
+    connection.exit_stack.callback(ended)
+
+
+class ServerCall:
+    """Starts and finishes the SERVER run of one inbound message (fail-open throughout)."""
+
+    __slots__ = ("method", "run")
+
+    def __init__(self, method: str, run: threadline.McpRun) -> None:
+        self.method = method
+        self.run = run
+
+    @classmethod
+    def start(
+        cls,
+        method: str,
+        params: object,
+        *,
+        request_id: str | int | None,
+        protocol_version: str | None,
+        request: object = None,
+        connection: object = None,
+        notifications: NotificationPolicy = "traced",
+    ) -> ServerCall | None:
+        try:
+            return cls._start(
+                method,
+                params,
+                request_id=request_id,
+                protocol_version=protocol_version,
+                request=request,
+                connection=connection,
+                notifications=notifications,
+            )
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.server.start", error)
+            return None
+
+    @classmethod
+    def _start(
+        cls,
+        method: str,
+        params: object,
+        *,
+        request_id: str | int | None,
+        protocol_version: str | None,
+        request: object,
+        connection: object,
+        notifications: NotificationPolicy,
+    ) -> ServerCall | None:
+        notification = request_id is None
+        if notification and notifications == "none":
+            return None
+        meta = params.get("_meta") if isinstance(params, Mapping) else None
+        if meta is not None and not isinstance(meta, Mapping):
+            _logger.debug("ignoring _meta of type %s", type(meta).__name__)
+            meta = None
+        headers = getattr(request, "headers", None)
+        parent, links, traced = _parent(meta, headers)
+        if notification and notifications == "traced" and not traced:
+            return None  # e.g. notifications/initialized: no trace to join
+        session_id = _session_id(connection, headers)
+        if not is_modern(protocol_version):
+            _watch_session(connection, request, session_id)
+        else:
+            session_id = None  # 2026-07-28 and later have no sessions
+        tool_name, prompt_name, resource_uri = targets(method, params)
+        transport, protocol, address, port = _network(request)
+        run = threadline.mcp_request(
+            method,
+            server=True,
+            parent=parent,
+            tool_name=tool_name,
+            prompt_name=prompt_name,
+            resource_uri=resource_uri,
+            request_id=request_id,
+            session_id=session_id,
+            protocol_version=protocol_version,
+            transport=transport,
+            network_protocol=protocol,
+            peer_address=address,
+            peer_port=port,
+            links=links or None,
+        )
+        if method == "tools/call" and threadline.capture_enabled() and isinstance(params, Mapping):
+            run.update(arguments=params.get("arguments"))
+        run.attach()
+        return cls(method, run)
+
+    @guarded(site="threadline.mcp.server.finish")
+    def finish(self, result: object) -> None:
+        """The handler returned ``result`` (a wire dict or a result model)."""
+        run = self.run
+        run.detach()
+        if self.method == "initialize":
+            version = _result_field(result, "protocolVersion", "protocol_version")
+            if isinstance(version, str):
+                run.update(protocol_version=version)
+        if self.method == "tools/call":
+            if threadline.capture_enabled():
+                run.update(result=_result_field(result, "content", "content"))
+            if is_tool_error(result):
+                run.fail_tool()
+                return
+        run.end()
+
+    @guarded(site="threadline.mcp.server.fail")
+    def fail(self, error: BaseException) -> None:
+        """The handler raised ``error`` (re-raised by the caller, untouched)."""
+        run = self.run
+        run.detach()
+        rpc = error_code(error)
+        if rpc is not None:
+            run.fail_rpc(rpc[0], rpc[1])
+        elif _is_validation_error(error):
+            # What the SDK answers; pydantic's text echoes client input, so it stays off the span.
+            run.fail_rpc(-32602, "Invalid request parameters")
+        elif _is_cancellation(error):
+            run.fail("cancelled")
+        else:
+            run.fail(error)
+
+    @guarded(site="threadline.mcp.server.error_response")
+    def error_response(self, code: int, message: str | None) -> None:
+        """The handler produced a JSON-RPC error response instead of raising (mcp 1.x)."""
+        self.run.detach()
+        self.run.fail_rpc(code, message)
+
+
+def _result_field(result: object, wire: str, attribute: str) -> Any:
+    if isinstance(result, Mapping):
+        return result.get(wire)
+    return getattr(result, attribute, None) or getattr(result, wire, None)
+
+
+def _is_validation_error(error: BaseException) -> bool:
+    try:
+        from pydantic import ValidationError
+    except ImportError:  # pragma: no cover - pydantic comes with mcp
+        return False
+    return isinstance(error, ValidationError)
+
+
+def _is_cancellation(error: BaseException) -> bool:
+    try:
+        import anyio
+    except ImportError:  # pragma: no cover - anyio comes with mcp
+        return False
+    return isinstance(error, anyio.get_cancelled_exc_class())
+
+
+class TracingMiddleware:
+    """mcp 2.x server middleware: one SERVER span per inbound request, to the MCP conventions.
+
+    ``MCPServer(middleware=[TracingMiddleware()])``, or for a low-level ``Server``
+    ``server.middleware.append(TracingMiddleware())``. It takes the place of the SDK's built-in
+    OpenTelemetry middleware in that server's chain (outermost), so each request has exactly one
+    SERVER span.
+
+    ``notifications``: ``"traced"`` (default) traces a notification only when it carries trace
+    context or arrives inside a traced HTTP request, so ``notifications/initialized`` does not
+    start a trace of its own; ``"all"`` traces every notification; ``"none"`` none.
+    """
+
+    __slots__ = ("notifications",)
+
+    def __init__(self, *, notifications: NotificationPolicy = "traced") -> None:
+        self.notifications: NotificationPolicy = notifications
+        _replace_builtin_middleware()
+
+    async def __call__(
+        self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]
+    ) -> Any:  # ServerRequestContext -> HandlerResult
+        call = self._start(ctx)
+        if call is None:
+            return await call_next(ctx)
+        try:
+            result = await call_next(ctx)
+        except BaseException as error:
+            call.fail(error)
+            raise
+        call.finish(result)
+        return result
+
+    def _start(self, ctx: Any) -> ServerCall | None:
+        try:
+            session = ctx.session
+            return ServerCall.start(
+                ctx.method,
+                ctx.params,
+                request_id=ctx.request_id,
+                protocol_version=ctx.protocol_version,
+                request=ctx.request,
+                connection=getattr(session, "_connection", None),
+                notifications=self.notifications,
+            )
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.TracingMiddleware", error)
+            return None
+
+
+_REPLACING = "_threadline_replaces_builtin"
+
+
+def _replace_builtin_middleware() -> None:
+    """Make every ``ServerRunner`` put a ``TracingMiddleware`` where the SDK's
+    ``OpenTelemetryMiddleware`` sits in its server's chain, dropping the SDK's, when both are
+    present. Done when the chain is composed, which happens per message, so middleware added
+    after the server was built is covered too."""
+    try:
+        from mcp.server import runner
+        from mcp.server._otel import OpenTelemetryMiddleware
+    except ImportError:
+        return  # mcp 1.x, or a 2.x that moved it: the contract test catches the latter
+    original = runner.ServerRunner._compose_server_middleware
+    if getattr(original, _REPLACING, False):
+        return
+
+    def compose(self: Any, inner: Any) -> Any:
+        try:
+            chain = self.server.middleware
+            if any(isinstance(m, OpenTelemetryMiddleware) for m in chain):
+                ours = next((m for m in chain if isinstance(m, TracingMiddleware)), None)
+                if ours is not None:
+                    rest = [m for m in chain if m is not ours]
+                    at = next(i for i, m in enumerate(rest) if isinstance(m, OpenTelemetryMiddleware))
+                    rest[at] = ours
+                    chain[:] = [m for m in rest if not isinstance(m, OpenTelemetryMiddleware)]
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.replace_builtin_middleware", error)
+        return original(self, inner)
+
+    setattr(compose, _REPLACING, True)
+    compose.__wrapped__ = original  # type: ignore[attr-defined]
+    runner.ServerRunner._compose_server_middleware = compose  # type: ignore[method-assign]
+
+
+# --- mcp 1.x (no middleware, no propagation): installed by instrument() -------------------------
+def _v1_call(message: Any, req: Any, session: Any) -> ServerCall | None:
+    from threadline.mcp._client import v1_method_params
+
+    method, params = v1_method_params(req)
+    request = None
+    metadata = getattr(message, "message_metadata", None)
+    if metadata is not None:
+        request = getattr(metadata, "request_context", None)
+    client_params = getattr(session, "client_params", None)
+    version = getattr(client_params, "protocolVersion", None)
+    return ServerCall.start(
+        method,
+        params,
+        request_id=getattr(message, "request_id", None),
+        protocol_version=version if isinstance(version, str) else None,
+        request=request,
+    )
+
+
+def wrap_handle_request(original: Any) -> Any:
+    """Wraps mcp 1.x ``Server._handle_request(message, req, session, lifespan, raise_exceptions)``.
+
+    1.x turns handler errors into an error response itself, so the outcome is read from what
+    the handler answers (``message.respond``) rather than from an exception."""
+
+    async def _handle_request(self: Any, message: Any, req: Any, session: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            call = _v1_call(message, req, session)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.server.v1", error)
+            call = None
+        if call is None:
+            return await original(self, message, req, session, *args, **kwargs)
+        respond = message.respond
+
+        async def traced_respond(response: Any) -> Any:
+            _v1_responded(call, response)
+            return await respond(response)
+
+        try:
+            message.respond = traced_respond
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.server.v1_respond", error)
+        try:
+            return await original(self, message, req, session, *args, **kwargs)
+        except BaseException as error:
+            call.fail(error)
+            raise
+        finally:
+            _v1_cleanup(call, message, traced_respond)
+
+    _handle_request.__wrapped__ = original  # type: ignore[attr-defined]
+    return _handle_request
+
+
+@guarded(site="threadline.mcp.server.v1_responded")
+def _v1_responded(call: ServerCall, response: Any) -> None:
+    code = getattr(response, "code", None)
+    if isinstance(code, int) and hasattr(response, "message"):  # ErrorData
+        message = getattr(response, "message", None)
+        call.error_response(code, message if isinstance(message, str) else None)
+    else:
+        call.finish(getattr(response, "root", response))
+
+
+@guarded(site="threadline.mcp.server.v1_cleanup")
+def _v1_cleanup(call: ServerCall, message: Any, traced_respond: Any) -> None:
+    if getattr(message, "__dict__", {}).get("respond") is traced_respond:
+        del message.respond
+    if not call.run.ended:  # cancelled before answering
+        call.run.detach()
+        call.run.fail("cancelled")

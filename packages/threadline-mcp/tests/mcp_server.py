@@ -1,0 +1,137 @@
+"""An MCP server for the cross-process tests, run as a subprocess.
+
+    python mcp_server.py stdio SPANS_FILE
+    python mcp_server.py http SPANS_FILE PORT_FILE      # 127.0.0.1, ephemeral port
+
+Spans go to SPANS_FILE as JSON lines. mcp 2.x servers use ``TracingMiddleware``; mcp 1.x servers
+are traced by ``threadline.mcp.instrument()``. Set ``SERVER_LOWLEVEL=1`` (mcp 2.x) for a low-level
+``Server`` instead of ``MCPServer``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from importlib.metadata import version
+from typing import Any
+
+from opentelemetry import baggage
+from opentelemetry.sdk.resources import Resource
+
+import threadline
+import threadline.mcp
+from threadline.testing import install_jsonl_exporter
+
+MAJOR = int(version("mcp").split(".", 1)[0])
+
+
+def lookup(city: str) -> str:
+    # The tool's own work: a span that must be a child of the tools/call SERVER span.
+    with threadline.step("lookup_forecast"):
+        seen = {
+            "city": city,
+            "forecast": "sunny",
+            "session": threadline.current_session(),
+            "baggage": dict(baggage.get_all()),
+        }
+    return json.dumps(seen, sort_keys=True)
+
+
+def broken(city: str) -> str:
+    raise ValueError(f"no forecast for {city}")
+
+
+def build() -> Any:
+    if MAJOR >= 2 and os.environ.get("SERVER_LOWLEVEL"):
+        return build_lowlevel()
+    if MAJOR >= 2:
+        from mcp.server.mcpserver import MCPServer
+
+        server: Any = MCPServer("weather", middleware=[threadline.mcp.TracingMiddleware()])
+    else:
+        from mcp.server.fastmcp import FastMCP
+
+        threadline.mcp.instrument()
+        server = FastMCP("weather")
+    server.tool(name="get_weather")(lookup)
+    server.tool(name="broken")(broken)
+    return server
+
+
+def build_lowlevel() -> Any:
+    from mcp import types
+    from mcp.server.lowlevel import Server
+
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+        return types.ListToolsResult(
+            tools=[
+                types.Tool(name="get_weather", input_schema=schema),
+                types.Tool(name="broken", input_schema=schema),
+            ]
+        )
+
+    async def call_tool(ctx: Any, params: Any) -> types.CallToolResult:
+        city = (params.arguments or {}).get("city", "")
+        if params.name == "broken":
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text="no forecast")], is_error=True
+            )
+        return types.CallToolResult(content=[types.TextContent(type="text", text=lookup(city))])
+
+    server = Server("weather", on_list_tools=list_tools, on_call_tool=call_tool)
+    server.middleware.append(threadline.mcp.TracingMiddleware())
+    return server
+
+
+def serve_http(server: Any, port_file: str) -> None:
+    import anyio
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    app = server.streamable_http_app()
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    uvicorn_server = uvicorn.Server(config)
+
+    async def main() -> None:
+        async def announce() -> None:
+            while not uvicorn_server.started:
+                await anyio.sleep(0.01)
+            tmp = port_file + ".tmp"
+            with open(tmp, "w") as file:
+                file.write(str(sock.getsockname()[1]))
+            os.replace(tmp, port_file)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(announce)
+            await uvicorn_server.serve(sockets=[sock])
+
+    anyio.run(main)
+
+
+def main() -> None:
+    transport, spans_file = sys.argv[1], sys.argv[2]
+    install_jsonl_exporter(spans_file, resource=Resource({"service.name": "mcp-server"}))
+    server = build()
+    if transport == "stdio":
+        if MAJOR >= 2 and os.environ.get("SERVER_LOWLEVEL"):
+            import anyio
+            from mcp.server.stdio import stdio_server
+
+            async def run() -> None:
+                async with stdio_server() as (read, write):
+                    await server.run(read, write, server.create_initialization_options())
+
+            anyio.run(run)
+        else:
+            server.run("stdio")
+    else:
+        serve_http(server, sys.argv[3])
+
+
+if __name__ == "__main__":
+    main()
