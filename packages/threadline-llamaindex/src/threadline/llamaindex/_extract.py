@@ -1,0 +1,397 @@
+"""Reading LlamaIndex objects: provider and endpoint of a model, request parameters, usage,
+response facts, and (only with content capture on) messages, tool definitions and documents.
+
+Everything here reads attributes defensively: LlamaIndex objects differ between releases and
+between provider packages, and a field we cannot read is simply not recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import threadline
+from threadline.content import (
+    FunctionToolDefinition,
+    GenericPart,
+    InputMessage,
+    OutputMessage,
+    Part,
+    ReasoningPart,
+    RetrievalDocument,
+    TextPart,
+    ToolCallRequestPart,
+    ToolCallResponsePart,
+)
+
+# Provider packages (`llama_index.llms.<x>` / `llama_index.embeddings.<x>`) whose provider has a
+# `gen_ai.provider.name` value of its own; any other package is reported under its own name.
+_PROVIDERS: Mapping[str, str] = {
+    "openai": "openai",
+    "openai_like": "openai",
+    "azure_openai": "azure.ai.openai",
+    "azure_inference": "azure.ai.inference",
+    "anthropic": "anthropic",
+    "bedrock": "aws.bedrock",
+    "bedrock_converse": "aws.bedrock",
+    "gemini": "gcp.gemini",
+    "google_genai": "gcp.gen_ai",
+    "vertex": "gcp.vertex_ai",
+    "mistralai": "mistral_ai",
+    "groq": "groq",
+    "cohere": "cohere",
+    "deepseek": "deepseek",
+    "perplexity": "perplexity",
+    "xai": "x_ai",
+    "ibm": "ibm.watsonx.ai",
+    "watsonx": "ibm.watsonx.ai",
+}
+# Models that run inside this process (LlamaIndex's own mocks): INTERNAL inference spans.
+IN_PROCESS_PROVIDER = "llama_index"
+
+_FINISH_REASONS: Mapping[str, str] = {
+    "tool_calls": "tool_call",
+    "function_call": "tool_call",
+    "tool_use": "tool_call",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+}
+
+
+def provider_of(cls: type) -> str:
+    """``gen_ai.provider.name`` for a model class, from the package it comes from."""
+    module = cls.__module__
+    for prefix in ("llama_index.llms.", "llama_index.embeddings."):
+        if module.startswith(prefix):
+            package = module[len(prefix) :].partition(".")[0]
+            return _PROVIDERS.get(package, package)
+    if module.startswith("llama_index.core."):
+        return IN_PROCESS_PROVIDER
+    return module.partition(".")[0] or "unknown"
+
+
+_endpoints: dict[str, tuple[str | None, int | None]] = {}
+
+
+def endpoint(model: Any) -> tuple[str | None, int | None]:
+    """``server.address``/``server.port`` from the model's API base URL, if it has one."""
+    base = (
+        getattr(model, "api_base", None)
+        or getattr(model, "azure_endpoint", None)
+        or getattr(model, "base_url", None)
+    )
+    if not isinstance(base, str) or not base:
+        return None, None
+    found = _endpoints.get(base)
+    if found is None:
+        try:
+            parts = urlsplit(base)
+            port = parts.port or (443 if parts.scheme == "https" else 80 if parts.hostname else None)
+            found = (parts.hostname, port)
+        except ValueError:
+            found = (None, None)
+        if len(_endpoints) < 256:
+            _endpoints[base] = found
+    return found
+
+
+def model_name(model: Any) -> str | None:
+    for attr in ("model", "model_name", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def request_params(llm: Any, call_kwargs: Mapping[str, Any] | None) -> threadline.RequestParams:
+    """Sampling parameters: the model's fields, its ``additional_kwargs``, then per-call kwargs."""
+    merged: dict[str, Any] = {}
+    extra = getattr(llm, "additional_kwargs", None)
+    if isinstance(extra, Mapping):
+        merged.update(extra)
+    if call_kwargs:
+        merged.update(call_kwargs)
+    max_tokens = _int(merged.get("max_tokens", merged.get("max_completion_tokens")))
+    if max_tokens is None:
+        max_tokens = _int(getattr(llm, "max_tokens", None))
+        if max_tokens is not None and max_tokens <= 0:
+            max_tokens = None
+    temperature = _number(merged.get("temperature"))
+    if temperature is None:
+        temperature = _number(getattr(llm, "temperature", None))
+    stop = merged.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    return threadline.RequestParams(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=_number(merged.get("top_p")),
+        top_k=_int(merged.get("top_k")),
+        stop_sequences=stop if isinstance(stop, list) else None,
+        frequency_penalty=_number(merged.get("frequency_penalty")),
+        presence_penalty=_number(merged.get("presence_penalty")),
+        seed=_int(merged.get("seed")),
+        choice_count=_int(merged.get("n")),
+    )
+
+
+def _get(obj: Any, key: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def usage_of(raw: Any) -> threadline.Usage | None:
+    """Token usage from a provider response (OpenAI chat/responses, Anthropic, Gemini,
+    Bedrock shapes), or ``None`` when the response reports none."""
+    usage = _get(raw, "usage")
+    if usage is None:
+        meta = _get(raw, "usage_metadata")  # Gemini
+        if meta is None:
+            return None
+        return threadline.Usage(
+            input_tokens=_int(_get(meta, "prompt_token_count")),
+            output_tokens=_int(_get(meta, "candidates_token_count")),
+            cache_read_input_tokens=_int(_get(meta, "cached_content_token_count")),
+            reasoning_output_tokens=_int(_get(meta, "thoughts_token_count")),
+        )
+    prompt = _int(_get(usage, "prompt_tokens"))
+    if prompt is not None:  # OpenAI chat completions (and compatible APIs)
+        return threadline.Usage(
+            input_tokens=prompt,
+            output_tokens=_int(_get(usage, "completion_tokens")),
+            cache_read_input_tokens=_int(_get(_get(usage, "prompt_tokens_details"), "cached_tokens")),
+            reasoning_output_tokens=_int(
+                _get(_get(usage, "completion_tokens_details"), "reasoning_tokens")
+            ),
+        )
+    input_tokens = _int(_get(usage, "input_tokens"))
+    if input_tokens is None:
+        input_tokens = _int(_get(usage, "inputTokens"))  # Bedrock Converse
+        if input_tokens is None:
+            return None
+        return threadline.Usage(
+            input_tokens=input_tokens, output_tokens=_int(_get(usage, "outputTokens"))
+        )
+    cache_read = _int(_get(usage, "cache_read_input_tokens"))
+    cache_write = _int(_get(usage, "cache_creation_input_tokens"))
+    if cache_read is not None or cache_write is not None:
+        # Anthropic counts cached input apart from input_tokens; the conventions include it.
+        input_tokens += (cache_read or 0) + (cache_write or 0)
+    else:  # OpenAI Responses API
+        cache_read = _int(_get(_get(usage, "input_tokens_details"), "cached_tokens"))
+    return threadline.Usage(
+        input_tokens=input_tokens,
+        output_tokens=_int(_get(usage, "output_tokens")),
+        cache_read_input_tokens=cache_read,
+        cache_write_input_tokens=cache_write,
+        reasoning_output_tokens=_int(
+            _get(_get(usage, "output_tokens_details"), "reasoning_tokens")
+        ),
+    )
+
+
+def finish_reason_of(raw: Any) -> str | None:
+    """The provider's finish reason in a response or stream chunk."""
+    choices = _get(raw, "choices")
+    if choices:
+        try:
+            reason = _get(choices[0], "finish_reason")
+        except (IndexError, KeyError, TypeError):
+            reason = None
+        return reason if isinstance(reason, str) and reason else None
+    reason = _get(raw, "stop_reason")  # Anthropic
+    return reason if isinstance(reason, str) and reason else None
+
+
+def response_facts(raw: Any) -> tuple[str | None, str | None]:
+    """``(response id, response model)`` of a provider response."""
+    response_id = _get(raw, "id")
+    response_model = _get(raw, "model")
+    return (
+        response_id if isinstance(response_id, str) and response_id else None,
+        response_model if isinstance(response_model, str) and response_model else None,
+    )
+
+
+# --- content (built only when capture is on) ----------------------------------------------------
+
+
+def _role(message: Any) -> str:
+    role = getattr(message, "role", None)
+    value = getattr(role, "value", role)
+    return str(value) if value else "user"
+
+
+def _arguments(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _tool_call_parts(message: Any) -> list[Part]:
+    parts: list[Part] = []
+    extra = getattr(message, "additional_kwargs", None)
+    calls = extra.get("tool_calls") if isinstance(extra, Mapping) else None
+    for call in calls or ():
+        function = _get(call, "function")
+        name = _get(function, "name")
+        if isinstance(name, str):
+            call_id = _get(call, "id")
+            parts.append(
+                ToolCallRequestPart(
+                    name=name,
+                    id=call_id if isinstance(call_id, str) else None,
+                    arguments=_arguments(_get(function, "arguments")),
+                )
+            )
+    return parts
+
+
+def _block_part(block: Any) -> Part | None:
+    kind = getattr(block, "block_type", None)
+    if kind == "text":
+        text = getattr(block, "text", None)
+        return TextPart(text) if text else None
+    if kind == "thinking":
+        content = getattr(block, "content", None)
+        return ReasoningPart(content) if content else None
+    if kind == "tool_call":
+        return ToolCallRequestPart(
+            name=str(getattr(block, "tool_name", "")),
+            id=getattr(block, "tool_call_id", None),
+            arguments=_arguments(getattr(block, "tool_kwargs", None)),
+        )
+    return GenericPart(type=str(kind or type(block).__name__))
+
+
+def _parts(message: Any, role: str) -> list[Part]:
+    if role == "tool":
+        extra = getattr(message, "additional_kwargs", None)
+        call_id = extra.get("tool_call_id") if isinstance(extra, Mapping) else None
+        return [ToolCallResponsePart(response=getattr(message, "content", None), id=call_id)]
+    parts: list[Part] = []
+    blocks = getattr(message, "blocks", None)
+    if isinstance(blocks, list):
+        for block in blocks:
+            part = _block_part(block)
+            if part is not None:
+                parts.append(part)
+    else:
+        content = getattr(message, "content", None)
+        if content:
+            parts.append(TextPart(str(content)))
+    if not any(isinstance(part, ToolCallRequestPart) for part in parts):
+        parts.extend(_tool_call_parts(message))
+    return parts
+
+
+def input_messages(messages: Iterable[Any]) -> list[InputMessage]:
+    out = []
+    for message in messages:
+        role = _role(message)
+        out.append(InputMessage(role=role, parts=_parts(message, role)))
+    return out
+
+
+def prompt_messages(prompt: Any) -> list[InputMessage]:
+    return [InputMessage(role="user", parts=[TextPart(str(prompt))])]
+
+
+def output_message(response: Any, finish_reason: str | None) -> OutputMessage | None:
+    reason = _FINISH_REASONS.get(finish_reason, finish_reason) if finish_reason else None
+    message = getattr(response, "message", None)
+    if message is not None:
+        role = _role(message)
+        return OutputMessage(parts=_parts(message, role), role=role, finish_reason=reason)
+    text = getattr(response, "text", None)
+    if isinstance(text, str):
+        return OutputMessage(parts=[TextPart(text)], finish_reason=reason)
+    return None
+
+
+def output_finish_reason(finish_reason: str | None) -> str | None:
+    return _FINISH_REASONS.get(finish_reason, finish_reason) if finish_reason else None
+
+
+def tool_definitions(tools: Any) -> list[FunctionToolDefinition]:
+    """OpenAI-style tool specs (``{"type": "function", "function": {...}}``) or LlamaIndex tools."""
+    out = []
+    for tool in tools if isinstance(tools, Sequence) else ():
+        metadata = getattr(tool, "metadata", None)
+        if metadata is not None and hasattr(metadata, "name"):
+            schema = None
+            try:
+                schema = metadata.get_parameters_dict()
+            except Exception:  # noqa: BLE001 - a schema we cannot build is left out
+                schema = None
+            out.append(
+                FunctionToolDefinition(
+                    name=str(metadata.name), description=metadata.description, parameters=schema
+                )
+            )
+            continue
+        function = _get(tool, "function") or tool
+        name = _get(function, "name")
+        if isinstance(name, str):
+            parameters = _get(function, "parameters") or _get(function, "input_schema")
+            description = _get(function, "description")
+            out.append(
+                FunctionToolDefinition(
+                    name=name,
+                    description=description if isinstance(description, str) else None,
+                    parameters=parameters if isinstance(parameters, Mapping) else None,
+                )
+            )
+    return out
+
+
+def query_text(query: Any) -> str | None:
+    """The text of a ``str`` or ``QueryBundle``."""
+    if isinstance(query, str):
+        return query
+    text = getattr(query, "query_str", None)
+    return text if isinstance(text, str) else None
+
+
+def documents(nodes: Any, *, content: bool) -> list[RetrievalDocument]:
+    out = []
+    for item in nodes if isinstance(nodes, list) else ():
+        node = getattr(item, "node", item)
+        score = getattr(item, "score", None)
+        text: str | None = None
+        if content:
+            get_content = getattr(node, "get_content", None)
+            text = get_content() if callable(get_content) else None
+        node_id = getattr(node, "node_id", None)
+        out.append(
+            RetrievalDocument(
+                id=node_id if isinstance(node_id, str) else None,
+                score=float(score) if isinstance(score, (int, float)) else None,
+                content=text if isinstance(text, str) else None,
+            )
+        )
+    return out

@@ -1,0 +1,558 @@
+"""LlamaIndex span and event handlers that turn LlamaIndex's span tree into threadline runs.
+
+LlamaIndex opens a span for every instrumented method call (``OpenAI.chat``,
+``VectorIndexRetriever.retrieve``, ``SentenceSplitter.__call__``, workflow steps, ...) and
+passes each handler the span id, the parent span id, the bound arguments and the instance.
+Only the calls that are GenAI operations become runs; every other span is remembered (until it
+exits) as a pointer to its nearest emitted ancestor, so children still find their parent.
+
+Streaming LLM calls return a generator, and LlamaIndex exits their span right away: the
+inference run stays open and ends on the ``LLMChatEndEvent``/``LLMCompletionEndEvent`` (or the
+``ExceptionEvent``) that the stream fires when it is done. A stream never consumed is ended as
+abandoned by threadline's reaper.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Callable, Mapping
+from types import AsyncGeneratorType, GeneratorType
+from typing import Any
+
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.exception import ExceptionEvent
+from llama_index.core.instrumentation.events.llm import (
+    LLMChatEndEvent,
+    LLMChatInProgressEvent,
+    LLMCompletionEndEvent,
+    LLMCompletionInProgressEvent,
+)
+from llama_index.core.instrumentation.span import BaseSpan
+from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from pydantic import PrivateAttr
+
+import threadline
+from threadline import semconv
+from threadline._failopen import report
+from threadline.llamaindex import _extract
+
+_MAX_NODES = 20_000
+_MAX_KINDS = 4_096
+
+
+class Kind(enum.Enum):
+    SKIP = 0
+    CHAT = 1
+    COMPLETION = 2
+    EMBEDDINGS = 3
+    RETRIEVAL = 4
+    TOOL = 5
+    TOOL_STEP = 6
+    AGENT = 7
+    WORKFLOW = 8
+    STEP = 9
+
+
+_CHAT_METHODS = frozenset({"chat", "achat", "stream_chat", "astream_chat"})
+_COMPLETION_METHODS = frozenset({"complete", "acomplete", "stream_complete", "astream_complete"})
+_EMBEDDING_METHODS = frozenset(
+    {
+        "get_query_embedding",
+        "aget_query_embedding",
+        "get_text_embedding",
+        "aget_text_embedding",
+        "get_text_embedding_batch",
+        "aget_text_embedding_batch",
+    }
+)
+_RETRIEVAL_METHODS = frozenset({"retrieve", "aretrieve"})
+_TOOL_METHODS = frozenset({"call", "acall", "__call__"})
+_QUERY_METHODS = frozenset({"query", "aquery"})
+_LEGACY_AGENT_CLASSES = frozenset({"AgentRunner", "BaseAgent", "BaseAgentRunner"})
+
+
+def _optional_class(module: str, name: str) -> type | None:
+    try:
+        found = getattr(__import__(module, fromlist=[name]), name)
+    except Exception:  # noqa: BLE001 - absent in this LlamaIndex version
+        return None
+    return found if isinstance(found, type) else None
+
+
+class _Types:
+    """The LlamaIndex base classes a span's instance is classified by (looked up once)."""
+
+    def __init__(self) -> None:
+        def need(module: str, name: str) -> type:
+            found = _optional_class(module, name)
+            return found if found is not None else type(f"_Missing{name}", (), {})
+
+        self.llm = need("llama_index.core.base.llms.base", "BaseLLM")
+        self.embedding = need("llama_index.core.base.embeddings.base", "BaseEmbedding")
+        self.retriever = need("llama_index.core.base.base_retriever", "BaseRetriever")
+        self.tool = need("llama_index.core.tools.types", "BaseTool")
+        self.query_engine = need("llama_index.core.base.base_query_engine", "BaseQueryEngine")
+        self.chat_engine = need("llama_index.core.chat_engine.types", "BaseChatEngine")
+        self.workflow = need("llama_index.core.workflow", "Workflow")
+        agents = [
+            _optional_class("llama_index.core.agent.workflow.base_agent", "BaseWorkflowAgent"),
+            _optional_class(
+                "llama_index.core.agent.workflow.multi_agent_workflow", "AgentWorkflow"
+            ),
+        ]
+        self.agents: tuple[type, ...] = tuple(cls for cls in agents if cls is not None)
+
+
+def _classify(types: _Types, instance: Any, method: str, verbose: bool) -> Kind:
+    fallback = Kind.STEP if verbose else Kind.SKIP
+    if instance is None:
+        # Workflow steps are spanned as plain functions (``BaseWorkflowAgent.call_tool``).
+        return Kind.TOOL_STEP if method == "call_tool" else fallback
+    if isinstance(instance, types.llm):
+        if method in _CHAT_METHODS:
+            return Kind.CHAT
+        if method in _COMPLETION_METHODS:
+            return Kind.COMPLETION
+        return fallback
+    if isinstance(instance, types.embedding):
+        return Kind.EMBEDDINGS if method in _EMBEDDING_METHODS else fallback
+    if isinstance(instance, types.retriever):
+        return Kind.RETRIEVAL if method in _RETRIEVAL_METHODS else fallback
+    if isinstance(instance, types.tool):
+        return Kind.TOOL if method in _TOOL_METHODS else fallback
+    if isinstance(instance, types.workflow):
+        if method != "run":
+            return fallback
+        return Kind.AGENT if isinstance(instance, types.agents) else Kind.WORKFLOW
+    is_query = method in _QUERY_METHODS and isinstance(instance, types.query_engine)
+    is_chat = method in _CHAT_METHODS and isinstance(instance, types.chat_engine)
+    if is_query or is_chat:
+        if any(cls.__name__ in _LEGACY_AGENT_CLASSES for cls in type(instance).__mro__):
+            return Kind.AGENT
+        return Kind.WORKFLOW
+    return fallback
+
+
+def _is_stream(result: Any) -> bool:
+    return isinstance(result, (GeneratorType, AsyncGeneratorType)) or inspect.isasyncgen(result)
+
+
+def _agent_name(instance: Any) -> str:
+    name = getattr(instance, "name", None)
+    return name if isinstance(name, str) and name else type(instance).__name__
+
+
+class Tracker:
+    """The state shared by the span and event handlers: open runs by LlamaIndex span id."""
+
+    def __init__(self, *, verbose: bool = False) -> None:
+        self.verbose = verbose
+        self.types = _Types()
+        self.runs: threadline.RunRegistry[str, threadline.Run] = threadline.RunRegistry()
+        # Streaming inference runs whose LlamaIndex span has exited (result = generator).
+        self.streams: threadline.RunRegistry[str, threadline.InferenceRun] = (
+            threadline.RunRegistry()
+        )
+        self.stream_finish: dict[str, str] = {}
+        # Non-emitted span id -> nearest emitted ancestor run (absent: none, use the context).
+        self.nodes: dict[str, threadline.Run] = {}
+        self.kinds: dict[tuple[type, str], Kind] = {}
+        self.events: Mapping[type, Callable[[Any], None]] = {
+            LLMChatInProgressEvent: self.on_progress,
+            LLMCompletionInProgressEvent: self.on_progress,
+            LLMChatEndEvent: self.on_end,
+            LLMCompletionEndEvent: self.on_end,
+            ExceptionEvent: self.on_exception,
+        }
+
+    # --- spans ---------------------------------------------------------------------------------
+    def _kind(self, instance: Any, prefix: str) -> Kind:
+        key = (type(instance), prefix)
+        kind = self.kinds.get(key)
+        if kind is None:
+            method = prefix.rpartition(".")[2]
+            kind = _classify(self.types, instance, method, self.verbose)
+            if len(self.kinds) >= _MAX_KINDS:
+                self.kinds.clear()
+            self.kinds[key] = kind
+        return kind
+
+    def _parent(self, parent_id: str | None) -> threadline.Run | None:
+        if parent_id is None:
+            return None
+        run = self.runs.get(parent_id)
+        return run if run is not None else self.nodes.get(parent_id)
+
+    def _remember(self, id_: str, parent: threadline.Run | None) -> None:
+        if parent is None:
+            return
+        nodes = self.nodes
+        if len(nodes) >= _MAX_NODES:
+            try:
+                del nodes[next(iter(nodes))]
+            except (StopIteration, KeyError, RuntimeError):
+                pass
+        nodes[id_] = parent
+
+    def enter(self, id_: str, bound_args: Any, instance: Any, parent_id: str | None) -> None:
+        cut = id_.find("-")
+        prefix = id_[:cut] if cut > 0 else id_
+        kind = self._kind(instance, prefix)
+        parent = self._parent(parent_id)
+        if kind is Kind.SKIP:
+            self._remember(id_, parent)
+            return
+        arguments: Mapping[str, Any] = bound_args.arguments
+        run: threadline.Run | None
+        if kind is Kind.CHAT or kind is Kind.COMPLETION:
+            if isinstance(parent, threadline.InferenceRun) and not parent.ended:
+                self._remember(id_, parent)  # e.g. a chat implemented by complete()
+                return
+            run = self._inference(kind, prefix, instance, arguments, parent)
+        elif kind is Kind.EMBEDDINGS:
+            if isinstance(parent, threadline.EmbeddingsRun) and not parent.ended:
+                self._remember(id_, parent)
+                return
+            host, port = _extract.endpoint(instance)
+            run = threadline.embeddings(
+                _extract.model_name(instance),
+                provider=_extract.provider_of(type(instance)),
+                parent=parent,
+                server_address=host,
+                server_port=port,
+            )
+        elif kind is Kind.RETRIEVAL:
+            run = self._retrieval(instance, arguments, parent)
+        elif kind is Kind.TOOL:
+            if isinstance(parent, threadline.ToolRun) and not parent.ended:
+                self._remember(id_, parent)
+                return
+            run = self._tool(instance, arguments, parent)
+        elif kind is Kind.TOOL_STEP:
+            run = self._tool_step(arguments, parent)
+            if run is None:
+                self._remember(id_, parent)
+                return
+        elif kind is Kind.AGENT:
+            description = getattr(instance, "description", None)
+            run = threadline.invoke_agent(
+                _agent_name(instance),
+                parent=parent,
+                description=description if isinstance(description, str) else None,
+            )
+        elif kind is Kind.WORKFLOW:
+            run = threadline.invoke_workflow(type(instance).__name__, parent=parent)
+        else:
+            run = threadline.step(prefix, parent=parent)
+        self.runs.add(id_, run)
+        if isinstance(instance, self.types.workflow):
+            # Workflow.run returns a future and its span exits when the workflow finishes,
+            # in another context: making the run current here would leave it attached.
+            return
+        run.attach()
+
+    def _inference(
+        self,
+        kind: Kind,
+        prefix: str,
+        llm: Any,
+        arguments: Mapping[str, Any],
+        parent: threadline.Run | None,
+    ) -> threadline.InferenceRun:
+        provider = _extract.provider_of(type(llm))
+        call_kwargs = arguments.get("kwargs")
+        if not isinstance(call_kwargs, Mapping):
+            call_kwargs = None
+        host, port = _extract.endpoint(llm)
+        input_messages = tools = None
+        if threadline.capture_enabled():
+            if kind is Kind.CHAT:
+                messages = arguments.get("messages")
+                input_messages = _extract.input_messages(messages) if messages else None
+            elif "prompt" in arguments:
+                input_messages = _extract.prompt_messages(arguments["prompt"])
+            if call_kwargs and call_kwargs.get("tools"):
+                tools = _extract.tool_definitions(call_kwargs["tools"])
+        return threadline.inference(
+            _extract.model_name(llm),
+            provider=provider,
+            operation=semconv.OP_CHAT if kind is Kind.CHAT else semconv.OP_TEXT_COMPLETION,
+            parent=parent,
+            request=_extract.request_params(llm, call_kwargs),
+            stream="stream" in prefix,
+            server_address=host,
+            server_port=port,
+            input_messages=input_messages,
+            tool_definitions=tools,
+            in_process=provider == _extract.IN_PROCESS_PROVIDER,
+        )
+
+    def _retrieval(
+        self, retriever: Any, arguments: Mapping[str, Any], parent: threadline.Run | None
+    ) -> threadline.RetrievalRun:
+        store = getattr(retriever, "_vector_store", None)
+        source = type(store).__name__ if store is not None else type(retriever).__name__
+        top_k = getattr(retriever, "_similarity_top_k", None)
+        if top_k is None:
+            top_k = getattr(retriever, "similarity_top_k", None)
+        query = None
+        if threadline.capture_enabled():
+            query = _extract.query_text(arguments.get("str_or_query_bundle"))
+        return threadline.retrieval(
+            source,
+            parent=parent,
+            top_k=top_k if isinstance(top_k, int) and not isinstance(top_k, bool) else None,
+            query=query,
+        )
+
+    def _tool(
+        self, tool: Any, arguments: Mapping[str, Any], parent: threadline.Run | None
+    ) -> threadline.ToolRun:
+        metadata = getattr(tool, "metadata", None)
+        name = getattr(metadata, "name", None) or type(tool).__name__
+        description = getattr(metadata, "description", None)
+        args = None
+        if threadline.capture_enabled():
+            args = arguments.get("kwargs") or {
+                k: v for k, v in arguments.items() if k not in ("self", "args")
+            }
+        return threadline.execute_tool(
+            str(name),
+            parent=parent,
+            description=description if isinstance(description, str) else None,
+            arguments=args,
+        )
+
+    def _tool_step(
+        self, arguments: Mapping[str, Any], parent: threadline.Run | None
+    ) -> threadline.ToolRun | None:
+        event = arguments.get("ev")
+        name = getattr(event, "tool_name", None)
+        if not isinstance(name, str):
+            return None
+        call_id = getattr(event, "tool_id", None)
+        args = getattr(event, "tool_kwargs", None) if threadline.capture_enabled() else None
+        return threadline.execute_tool(
+            name,
+            parent=parent,
+            call_id=call_id if isinstance(call_id, str) and call_id else None,
+            arguments=args,
+        )
+
+    def exit(self, id_: str, result: Any) -> None:
+        run = self.runs.get(id_)
+        if run is None:
+            self.nodes.pop(id_, None)
+            return
+        run.detach()
+        if isinstance(run, threadline.InferenceRun):
+            if _is_stream(result):
+                self.streams.add(id_, run)  # ends on the stream's end event
+                return
+        elif isinstance(run, threadline.ToolRun):
+            if self._tool_result(run, result):
+                return
+        elif isinstance(run, threadline.RetrievalRun):
+            if threadline.capture_enabled():
+                run.update(documents=_extract.documents(result, content=True))
+        elif isinstance(run, threadline.EmbeddingsRun) and isinstance(result, list) and result:
+            first = result[0]
+            run.update(dimension_count=len(first) if isinstance(first, list) else len(result))
+        run.end()
+
+    def _tool_result(self, run: threadline.ToolRun, result: Any) -> bool:
+        """Record a tool's output; True when it reported an error (and the run failed)."""
+        output = getattr(result, "tool_output", result)  # ToolCallResult or ToolOutput
+        if getattr(output, "is_error", False):
+            error = getattr(output, "exception", None)
+            run.fail(error if isinstance(error, BaseException) else "tool_error")
+            return True
+        if threadline.capture_enabled():
+            content = getattr(output, "content", None)
+            run.update(result=content if content is not None else result)
+        return False
+
+    def drop(self, id_: str, err: BaseException | None) -> None:
+        run = self.runs.get(id_)
+        if run is None:
+            self.nodes.pop(id_, None)
+            return
+        run.detach()
+        if err is None:
+            run.end()
+        else:
+            run.fail(err)
+
+    # --- events --------------------------------------------------------------------------------
+    def on_progress(self, event: Any) -> None:
+        span_id = event.span_id
+        run = self.streams.get(span_id) if span_id else None
+        if run is None:
+            return
+        run.chunk()
+        if span_id not in self.stream_finish:
+            raw = getattr(event.response, "raw", None)
+            reason = _extract.finish_reason_of(raw) if raw is not None else None
+            if reason is not None:
+                if len(self.stream_finish) >= _MAX_NODES:
+                    self.stream_finish.clear()
+                self.stream_finish[span_id] = reason
+                run.update(finish_reasons=[reason])
+
+    def on_end(self, event: Any) -> None:
+        span_id = event.span_id
+        if not span_id:
+            return
+        run = self.streams.pop(span_id)
+        streamed = run is not None
+        if run is None:
+            found = self.runs.get(span_id)
+            if not isinstance(found, threadline.InferenceRun):
+                return
+            run = found
+        finish = self.stream_finish.pop(span_id, None) if streamed else None
+        response = event.response
+        raw = getattr(response, "raw", None) if response is not None else None
+        if raw is not None:
+            response_id, response_model = _extract.response_facts(raw)
+            if finish is None:
+                finish = _extract.finish_reason_of(raw)
+            run.update(
+                response_id=response_id,
+                response_model=response_model,
+                usage=_extract.usage_of(raw),
+                finish_reasons=[finish] if finish and not streamed else None,
+            )
+        if response is not None and threadline.capture_enabled():
+            message = _extract.output_message(response, finish)
+            if message is not None:
+                run.update(output_messages=[message])
+        if streamed:
+            run.end()
+
+    def on_exception(self, event: Any) -> None:
+        span_id = event.span_id
+        run = self.streams.pop(span_id) if span_id else None
+        if run is None:
+            return
+        self.stream_finish.pop(span_id, None)
+        error = getattr(event, "exception", None)
+        if isinstance(error, GeneratorExit):
+            run.end()  # the consumer closed the stream early
+        elif isinstance(error, BaseException):
+            run.fail(error)
+        else:
+            run.fail(semconv.ERROR_TYPE_OTHER)
+
+
+class SpanHandler(BaseSpanHandler[BaseSpan]):
+    """Registered on LlamaIndex's root dispatcher; forwards span enter/exit/drop to the tracker.
+
+    Overrides the public ``span_*`` methods so LlamaIndex's own span bookkeeping (a dict and a
+    lock per span) is skipped: the tracker keeps what it needs.
+    """
+
+    _tracker: Tracker = PrivateAttr()
+
+    def __init__(self, tracker: Tracker) -> None:
+        super().__init__()
+        self._tracker = tracker
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "ThreadlineSpanHandler"
+
+    def span_enter(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        parent_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            self._tracker.enter(id_, bound_args, instance, parent_id)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("llamaindex.span_enter", error)
+
+    def span_exit(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        result: Any | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            self._tracker.exit(id_, result)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("llamaindex.span_exit", error)
+
+    def span_drop(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            self._tracker.drop(id_, err)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("llamaindex.span_drop", error)
+
+    def new_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        parent_span_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> BaseSpan | None:
+        return None
+
+    def prepare_to_exit_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        result: Any | None = None,
+        **kwargs: Any,
+    ) -> BaseSpan | None:
+        return None
+
+    def prepare_to_drop_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
+    ) -> BaseSpan | None:
+        return None
+
+
+class EventHandler(BaseEventHandler):
+    """Registered on LlamaIndex's root dispatcher; forwards the LLM events the tracker needs."""
+
+    _tracker: Tracker = PrivateAttr()
+
+    def __init__(self, tracker: Tracker) -> None:
+        super().__init__()
+        self._tracker = tracker
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "ThreadlineEventHandler"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        try:
+            hook = self._tracker.events.get(type(event))
+            if hook is not None:
+                hook(event)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("llamaindex.event", error)
