@@ -1,3 +1,17 @@
-"""threadline integration for Pydantic AI."""
+"""threadline integration for Pydantic AI.
 
-__all__: list[str] = []
+Per agent: ``Agent(..., capabilities=[Tracing()])``. For every agent (also those created earlier):
+``threadline.pydantic_ai.instrument()``. Either way an agent run becomes an
+``invoke_agent {agent}`` span with ``chat {model}`` and ``execute_tool {tool}`` children.
+"""
+
+from threadline.pydantic_ai._capability import DuplicateTelemetryWarning, Tracing
+from threadline.pydantic_ai._instrumentor import PydanticAIInstrumentor, instrument, uninstrument
+
+__all__ = [
+    "DuplicateTelemetryWarning",
+    "PydanticAIInstrumentor",
+    "Tracing",
+    "instrument",
+    "uninstrument",
+]

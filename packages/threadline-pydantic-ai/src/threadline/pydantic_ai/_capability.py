@@ -1,0 +1,355 @@
+"""``Tracing``: a Pydantic AI capability that maps agent runs onto threadline runs.
+
+The capability hooks run inside the agent's own async flow, so every span is started and ended by
+the hook that wraps the work (``wrap_run``, ``wrap_model_request``, ``wrap_tool_execute``), attached
+only for that work, in the task that does it. Parents are passed explicitly, so a run driven from
+several tasks (``iter``, streamed requests) still forms one tree.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import warnings
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from dataclasses import KW_ONLY, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from opentelemetry.trace import NoOpTracer
+
+import threadline
+from pydantic_ai import exceptions as _exc
+from pydantic_ai.capabilities import AbstractCapability
+from threadline import semconv
+from threadline._failopen import report
+
+if TYPE_CHECKING:
+    from opentelemetry.util.types import AttributeValue
+
+    from threadline import AgentRun, InferenceRun, ToolRun
+
+__all__ = ["DuplicateTelemetryWarning", "Tracing"]
+
+
+class DuplicateTelemetryWarning(RuntimeWarning):
+    """Pydantic AI's own instrumentation is on as well: threadline defers to it for that run."""
+
+
+# A tool asking the model to try again (ModelRetry) is control flow, not a failure.
+_RETRY_ERRORS: tuple[type[BaseException], ...] = tuple(
+    cls
+    for cls in (getattr(_exc, "ModelRetry", None), getattr(_exc, "ToolRetryError", None))
+    if isinstance(cls, type)
+)
+# Deferred or skipped tool calls end the span normally.
+_CONTROL_FLOW: tuple[type[BaseException], ...] = tuple(
+    cls
+    for name in ("CallDeferred", "ApprovalRequired", "SkipToolExecution")
+    if isinstance(cls := getattr(_exc, name, None), type)
+)
+
+_OUTPUT_TYPES = {"text": "text", "native": "json", "prompted": "json", "image": "image"}
+_SETTINGS_KEYS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop_sequences",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+)
+
+# The run id of the run a Tracing capability is recording, so a second Tracing in the same run
+# (one on the agent and one added by ``instrument()``) stays silent.
+_traced_run: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "threadline_pydantic_ai_traced_run", default=None
+)
+_warned = [False]
+
+
+def _warn_native() -> None:
+    if _warned[0]:
+        return
+    _warned[0] = True
+    warnings.warn(
+        "threadline.pydantic_ai: Pydantic AI's own OpenTelemetry instrumentation is on for this "
+        "agent (Agent.instrument_all, Agent(instrument=...) or the Instrumentation capability); "
+        "threadline defers to it and records no spans for such runs. Turn one of the two off to "
+        "choose which telemetry you get.",
+        DuplicateTelemetryWarning,
+        stacklevel=3,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _server(base_url: str | None) -> tuple[str | None, int | None]:
+    if not base_url:
+        return None, None
+    try:
+        parsed = urlparse(base_url)
+        return parsed.hostname, parsed.port
+    except ValueError:
+        return None, None
+
+
+def _request_params(
+    settings: Mapping[str, Any] | None, parameters: Any
+) -> threadline.RequestParams:
+    values: dict[str, Any] = {}
+    if settings:
+        for key in _SETTINGS_KEYS:
+            value = settings.get(key)
+            if value is not None:
+                values[key] = value
+    output_type = _OUTPUT_TYPES.get(getattr(parameters, "output_mode", None) or "")
+    if output_type:
+        values["output_type"] = output_type
+    return threadline.RequestParams(**values)
+
+
+def _usage(usage: Any) -> threadline.Usage:
+    details = getattr(usage, "details", None) or {}
+    reasoning = getattr(usage, "output_reasoning_tokens", None) or details.get("reasoning_tokens")
+    return threadline.Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_input_tokens=usage.cache_read_tokens or None,
+        cache_write_input_tokens=usage.cache_write_tokens or None,
+        reasoning_output_tokens=reasoning or None,
+    )
+
+
+def _answers_rejected_output(request_context: Any) -> bool:
+    """Whether this request sends the model feedback on output it rejected (a validation retry)."""
+    messages = request_context.messages
+    if not messages:
+        return False
+    last = messages[-1]
+    if getattr(last, "kind", None) != "request":
+        return False
+    output_tools: set[str] | None = None
+    for part in last.parts:
+        kind = part.part_kind
+        if kind == "retry-feedback":
+            return True
+        if kind == "retry-prompt" or (
+            kind == "tool-return" and getattr(part, "outcome", None) == "retried"
+        ):
+            name = getattr(part, "tool_name", None)
+            if name is None:
+                return True
+            if output_tools is None:
+                tools = getattr(request_context.model_request_parameters, "output_tools", None)
+                output_tools = {tool.name for tool in tools or ()}
+            if name in output_tools:
+                return True
+    return False
+
+
+@dataclass
+class Tracing(AbstractCapability[Any]):
+    """Record agent runs, model requests and tool calls as threadline runs.
+
+    ``Agent(..., capabilities=[Tracing()])``. Each run gives an ``invoke_agent {agent}`` span with
+    ``chat {model}`` (CLIENT) and ``execute_tool {tool}`` children; a sub-agent called from a tool
+    nests under that tool's span. When Pydantic AI's own instrumentation is on for a run, this
+    capability records nothing for it and warns once (:class:`DuplicateTelemetryWarning`).
+    """
+
+    _: KW_ONLY
+    id: str | None = "threadline"
+    """One per agent: a second ``Tracing`` (e.g. from ``instrument()``) merges with this one."""
+
+    _agent: Any = field(default=None, init=False, repr=False, compare=False)
+    """The agent, when known only from ``instrument()`` (releases whose RunContext lacks it)."""
+    _run: AgentRun | None = field(default=None, init=False, repr=False, compare=False)
+    _chat: InferenceRun | None = field(default=None, init=False, repr=False, compare=False)
+
+    async def for_run(self, ctx: Any) -> Tracing:
+        # Per-run state lives on a copy; `replace` resets the init=False fields.
+        copy = replace(self)
+        copy._agent = self._agent
+        return copy
+
+    # --- agent run -------------------------------------------------------------------------
+    def _start_agent(self, ctx: Any) -> tuple[AgentRun, str | None] | None:
+        try:
+            if not isinstance(ctx.tracer, NoOpTracer):
+                _warn_native()
+                return None
+            run_id = getattr(ctx, "run_id", None)
+            if run_id is not None and _traced_run.get() == run_id:
+                return None  # another Tracing records this run
+            agent = getattr(ctx, "agent", None) or self._agent
+            name = getattr(agent, "name", None)
+            run = threadline.invoke_agent(
+                name if isinstance(name, str) else None,
+                conversation_id=getattr(ctx, "conversation_id", None),
+            )
+            return run, run_id
+        except Exception as error:  # noqa: BLE001
+            report("threadline.pydantic_ai.wrap_run", error)
+            return None
+
+    async def wrap_run(self, ctx: Any, *, handler: Any) -> Any:
+        started = self._start_agent(ctx)
+        if started is None:
+            return await handler()
+        run, run_id = started
+        self._run = run
+        token = _traced_run.set(run_id)
+        try:
+            with run:
+                return await handler()
+        finally:
+            _traced_run.reset(token)
+            self._run = None
+
+    # --- model requests --------------------------------------------------------------------
+    def _start_chat(self, ctx: Any, request_context: Any, parent: AgentRun) -> InferenceRun | None:
+        try:
+            model = getattr(request_context, "model", None) or ctx.model
+            parameters = request_context.model_request_parameters
+            address, port = _server(model.base_url)
+            attributes: dict[str, AttributeValue] | None = None
+            if _answers_rejected_output(request_context):
+                attributes = {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_OUTPUT_VALIDATION}
+            chat = threadline.inference(
+                model.model_name,
+                provider=model.system,
+                parent=parent,
+                request=_request_params(request_context.model_settings, parameters),
+                stream=bool(getattr(request_context, "streaming", False)),
+                server_address=address,
+                server_port=port,
+                attributes=attributes,
+            )
+            if threadline.capture_enabled():
+                from threadline.pydantic_ai import _content
+
+                messages, system = _content.input_messages(request_context.messages)
+                chat.update(
+                    input_messages=messages,
+                    system_instructions=_content.instruction_parts(parameters) or system or None,
+                    tool_definitions=_content.tool_definitions(parameters) or None,
+                )
+            return chat
+        except Exception as error:  # noqa: BLE001
+            report("threadline.pydantic_ai.wrap_model_request", error)
+            return None
+
+    def _end_chat(self, chat: InferenceRun, response: Any) -> None:
+        try:
+            finish = response.finish_reason
+            chat.update(
+                response_id=response.provider_response_id,
+                response_model=response.model_name,
+                finish_reasons=[finish] if finish else None,
+                usage=_usage(response.usage),
+            )
+            if threadline.capture_enabled():
+                from threadline.pydantic_ai import _content
+
+                chat.update(output_messages=_content.output_messages(response))
+        except Exception as error:  # noqa: BLE001
+            report("threadline.pydantic_ai.model_response", error)
+        chat.end()
+
+    async def wrap_model_request(self, ctx: Any, *, request_context: Any, handler: Any) -> Any:
+        parent = self._run
+        if parent is None:
+            return await handler(request_context)
+        chat = self._start_chat(ctx, request_context, parent)
+        if chat is None:
+            return await handler(request_context)
+        self._chat = chat
+        chat.attach()  # HTTP client spans nest under the chat span
+        try:
+            response = await handler(request_context)
+        except BaseException as error:
+            if isinstance(error, _RETRY_ERRORS):
+                chat.set_attributes(
+                    {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_MODEL_RETRY}
+                )
+                chat.end()
+            else:
+                chat.fail(error)
+            raise
+        finally:
+            chat.detach()
+            if self._chat is chat:
+                self._chat = None
+        self._end_chat(chat, response)
+        return response
+
+    # --- streaming -------------------------------------------------------------------------
+    @property
+    def has_wrap_run_event_stream(self) -> bool:
+        # Observing streams must not turn a non-streamed run into a streamed one.
+        return False
+
+    def wrap_run_event_stream(self, ctx: Any, *, stream: AsyncIterable[Any]) -> AsyncIterable[Any]:
+        if self._run is None:
+            return stream
+        return self._count_chunks(stream)
+
+    async def _count_chunks(self, stream: AsyncIterable[Any]) -> AsyncIterator[Any]:
+        try:
+            async for event in stream:
+                kind = getattr(event, "event_kind", None)
+                if kind == "part_delta" or kind == "part_start":
+                    chat = self._chat
+                    if chat is not None:
+                        if chat.chunks == 0:
+                            chat.set_attributes({semconv.GEN_AI_REQUEST_STREAM: True})
+                        chat.chunk()
+                yield event
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    # --- tools -----------------------------------------------------------------------------
+    def _start_tool(self, call: Any, tool_def: Any, args: Any, parent: AgentRun) -> ToolRun | None:
+        try:
+            return threadline.execute_tool(
+                call.tool_name,
+                parent=parent,
+                call_id=call.tool_call_id,
+                description=getattr(tool_def, "description", None),
+                arguments=args if threadline.capture_enabled() else None,
+            )
+        except Exception as error:  # noqa: BLE001
+            report("threadline.pydantic_ai.wrap_tool_execute", error)
+            return None
+
+    async def wrap_tool_execute(
+        self, ctx: Any, *, call: Any, tool_def: Any, args: Any, handler: Any
+    ) -> Any:
+        parent = self._run
+        if parent is None:
+            return await handler(args)
+        tool = self._start_tool(call, tool_def, args, parent)
+        if tool is None:
+            return await handler(args)
+        tool.attach()  # a sub-agent or HTTP call inside the tool nests under it
+        try:
+            result = await handler(args)
+        except BaseException as error:
+            if isinstance(error, _RETRY_ERRORS):
+                tool.set_attributes(
+                    {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_MODEL_RETRY}
+                )
+                tool.end()
+            elif isinstance(error, _CONTROL_FLOW):
+                tool.end()
+            else:
+                tool.fail(error)
+            raise
+        finally:
+            tool.detach()
+        if threadline.capture_enabled():
+            tool.update(result=result)
+        tool.end()
+        return result

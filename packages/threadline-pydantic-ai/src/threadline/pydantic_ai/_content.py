@@ -1,0 +1,167 @@
+"""Pydantic AI messages as threadline content parts.
+
+Only called when content capture is on: with capture off none of this runs and no content object
+is built. Parts are read by their ``part_kind`` so the same code reads every supported release
+(1.x ``RetryPromptPart``, 2.x ``RetryFeedbackPart`` / retried ``ToolReturnPart``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from threadline.content import (
+    BlobPart,
+    FunctionToolDefinition,
+    GenericPart,
+    InputMessage,
+    OutputMessage,
+    Part,
+    ReasoningPart,
+    TextPart,
+    ToolCallRequestPart,
+    ToolCallResponsePart,
+    UriPart,
+)
+
+_URI_MODALITIES = {
+    "image-url": "image",
+    "audio-url": "audio",
+    "video-url": "video",
+    "document-url": "document",
+}
+
+
+def _modality(media_type: str | None) -> str:
+    if not media_type:
+        return "document"
+    head = media_type.split("/", 1)[0]
+    return head if head in ("image", "audio", "video") else "document"
+
+
+def _user_content(item: Any) -> Part:
+    if isinstance(item, str):
+        return TextPart(item)
+    kind = getattr(item, "kind", None)
+    if kind in _URI_MODALITIES:
+        return UriPart(
+            _URI_MODALITIES[kind], str(item.url), mime_type=getattr(item, "media_type", None)
+        )
+    if kind == "binary":
+        media_type = getattr(item, "media_type", None)
+        return BlobPart(_modality(media_type), bytes(item.data), mime_type=media_type)
+    return GenericPart(str(kind or type(item).__name__))
+
+
+def _retry_text(part: Any) -> str:
+    model_response = getattr(part, "model_response", None)
+    if callable(model_response):
+        return str(model_response())
+    return str(getattr(part, "content", ""))
+
+
+def _tool_response(part: Any) -> Any:
+    content = getattr(part, "content", None)
+    if getattr(part, "outcome", None) == "retried":
+        return _retry_text(part)
+    return content
+
+
+def input_messages(messages: Iterable[Any]) -> tuple[list[InputMessage], list[Part]]:
+    """The chat history as input messages, and the system prompts as system instructions."""
+    out: list[InputMessage] = []
+    system: list[Part] = []
+    for message in messages:
+        if getattr(message, "kind", None) == "response":
+            out.append(InputMessage("assistant", _response_parts(message.parts)))
+            continue
+        user: list[Part] = []
+        for part in getattr(message, "parts", ()):
+            kind = getattr(part, "part_kind", None)
+            if kind == "system-prompt":
+                system.append(TextPart(str(part.content)))
+            elif kind == "user-prompt":
+                content = part.content
+                if isinstance(content, str):
+                    user.append(TextPart(content))
+                else:
+                    user.extend(_user_content(item) for item in content)
+            elif kind == "tool-return":
+                _flush(out, user)
+                out.append(
+                    InputMessage(
+                        "tool",
+                        [ToolCallResponsePart(_tool_response(part), id=part.tool_call_id)],
+                    )
+                )
+            elif kind in ("retry-prompt", "retry-feedback"):
+                call_id = getattr(part, "tool_call_id", None)
+                if getattr(part, "tool_name", None) and call_id:
+                    _flush(out, user)
+                    out.append(
+                        InputMessage("tool", [ToolCallResponsePart(_retry_text(part), id=call_id)])
+                    )
+                else:
+                    user.append(TextPart(_retry_text(part)))
+        _flush(out, user)
+        instructions = getattr(message, "instructions", None)
+        if isinstance(instructions, str) and instructions:
+            system = [TextPart(instructions)]
+    return out, system
+
+
+def _flush(out: list[InputMessage], user: list[Part]) -> None:
+    if user:
+        out.append(InputMessage("user", list(user)))
+        user.clear()
+
+
+def _response_parts(parts: Iterable[Any]) -> list[Part]:
+    out: list[Part] = []
+    for part in parts:
+        kind = getattr(part, "part_kind", None)
+        if kind == "text":
+            out.append(TextPart(part.content))
+        elif kind in ("tool-call", "builtin-tool-call"):
+            out.append(
+                ToolCallRequestPart(part.tool_name, id=part.tool_call_id, arguments=_args(part))
+            )
+        elif kind == "thinking":
+            out.append(ReasoningPart(part.content))
+        else:
+            out.append(GenericPart(str(kind or type(part).__name__)))
+    return out
+
+
+def _args(part: Any) -> Any:
+    try:
+        return part.args_as_dict()
+    except Exception:  # noqa: BLE001 - malformed JSON from the model: keep it as text
+        return part.args
+
+
+def output_messages(response: Any) -> list[OutputMessage]:
+    finish_reason = getattr(response, "finish_reason", None)
+    return [OutputMessage(_response_parts(response.parts), finish_reason=finish_reason)]
+
+
+def instruction_parts(parameters: Any) -> list[Part] | None:
+    parts = getattr(parameters, "instruction_parts", None)
+    if not parts:
+        return None
+    return [TextPart(str(part.content)) for part in parts]
+
+
+def tool_definitions(parameters: Any) -> list[FunctionToolDefinition]:
+    tools: Sequence[Any] = [
+        *(getattr(parameters, "function_tools", None) or ()),
+        *(getattr(parameters, "output_tools", None) or ()),
+    ]
+    return [
+        FunctionToolDefinition(
+            tool.name,
+            description=tool.description,
+            parameters=getattr(tool, "parameters_json_schema", None),
+        )
+        for tool in tools
+    ]

@@ -1,0 +1,420 @@
+"""The Tracing capability on real agents driven by FunctionModel / TestModel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from pai_helpers import V2, agent_span, scripted, streaming, text, tool_calls
+from pydantic_ai import Agent, ModelRetry, RunContext
+from pydantic_ai.models.test import TestModel
+
+import threadline
+from threadline import semconv
+from threadline.pydantic_ai import Tracing
+from threadline.testing import Telemetry
+
+USAGE_ATTRS = (
+    semconv.GEN_AI_USAGE_INPUT_TOKENS,
+    semconv.GEN_AI_USAGE_OUTPUT_TOKENS,
+    semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+)
+
+
+def weather_agent(**kwargs: Any) -> Agent[None, str]:
+    """An agent that calls two tools in one step, then answers."""
+    model = scripted(
+        tool_calls(
+            ("lookup_city", {"city": "Paris"}, "call_1"),
+            ("lookup_weather", {"city": "Paris"}, "call_2"),
+            input_tokens=20,
+            output_tokens=5,
+            cache_read_tokens=8,
+            details={"reasoning_tokens": 2},
+        ),
+        text("Sunny in Paris, France", input_tokens=30, output_tokens=4),
+        name="weather-model",
+    )
+    agent: Agent[None, str] = Agent(
+        model, name="weather", capabilities=[Tracing()], instructions="Be brief.", **kwargs
+    )
+
+    @agent.tool_plain
+    def lookup_city(city: str) -> str:
+        """Country of a city."""
+        return f"{city}, France"
+
+    @agent.tool_plain
+    async def lookup_weather(city: str) -> str:
+        """Current weather."""
+        return "sunny"
+
+    return agent
+
+
+def test_tool_calling_agent(telemetry: Telemetry) -> None:
+    result = weather_agent().run_sync("Weather in Paris?")
+
+    assert result.output == "Sunny in Paris, France"
+    assert telemetry.tree(
+        attributes=(
+            semconv.GEN_AI_PROVIDER_NAME,
+            semconv.GEN_AI_RESPONSE_ID,
+            semconv.GEN_AI_RESPONSE_FINISH_REASONS,
+            *USAGE_ATTRS,
+            semconv.GEN_AI_TOOL_CALL_ID,
+        )
+    ) == "\n".join(
+        [
+            f"{agent_span('weather')} [INTERNAL] gen_ai.usage.input_tokens=50"
+            " gen_ai.usage.output_tokens=9",
+            "  chat weather-model [CLIENT] gen_ai.provider.name=function"
+            " gen_ai.response.id=resp_tools gen_ai.response.finish_reasons=['tool_call']"
+            " gen_ai.usage.input_tokens=20 gen_ai.usage.output_tokens=5"
+            " gen_ai.usage.cache_read.input_tokens=8 gen_ai.usage.reasoning.output_tokens=2",
+            "  execute_tool lookup_city [INTERNAL] gen_ai.tool.call.id=call_1",
+            "  execute_tool lookup_weather [INTERNAL] gen_ai.tool.call.id=call_2",
+            "  chat weather-model [CLIENT] gen_ai.provider.name=function"
+            " gen_ai.response.id=resp_text gen_ai.response.finish_reasons=['stop']"
+            " gen_ai.usage.input_tokens=30 gen_ai.usage.output_tokens=4",
+        ]
+    )
+    chat = telemetry.spans()[0]
+    assert chat.attributes[semconv.GEN_AI_OPERATION_NAME] == "chat"
+    assert chat.attributes[semconv.GEN_AI_REQUEST_MODEL] == "weather-model"
+    assert chat.attributes[semconv.GEN_AI_RESPONSE_MODEL] == "weather-model"
+    tool = telemetry.find("execute_tool lookup_city")
+    assert tool.attributes[semconv.GEN_AI_TOOL_DESCRIPTION] == "Country of a city."
+    assert tool.attributes[semconv.GEN_AI_TOOL_TYPE] == "function"
+    # content is off by default: nothing of the conversation is recorded
+    for span in telemetry.spans():
+        assert not set(span.attributes) & {
+            semconv.GEN_AI_INPUT_MESSAGES,
+            semconv.GEN_AI_OUTPUT_MESSAGES,
+            semconv.GEN_AI_SYSTEM_INSTRUCTIONS,
+            semconv.GEN_AI_TOOL_DEFINITIONS,
+            semconv.GEN_AI_TOOL_CALL_ARGUMENTS,
+            semconv.GEN_AI_TOOL_CALL_RESULT,
+        }
+    telemetry.assert_conformant()
+
+
+def _points(telemetry: Telemetry, name: str) -> list[tuple[dict[str, Any], Any]]:
+    return sorted(
+        ((p["attributes"], p.get("count", p.get("sum"))) for p in telemetry.metric_points(name)),
+        key=repr,
+    )
+
+
+def test_metrics(telemetry: Telemetry) -> None:
+    weather_agent().run_sync("Weather in Paris?")
+
+    chat = {
+        semconv.GEN_AI_OPERATION_NAME: "chat",
+        semconv.GEN_AI_PROVIDER_NAME: "function",
+        semconv.GEN_AI_REQUEST_MODEL: "weather-model",
+        semconv.GEN_AI_RESPONSE_MODEL: "weather-model",
+    }
+    assert _points(telemetry, semconv.METRIC_CLIENT_OPERATION_DURATION) == [(chat, 2)]
+    tokens = {
+        (p["attributes"][semconv.GEN_AI_TOKEN_TYPE], p["sum"])
+        for p in telemetry.metric_points(semconv.METRIC_CLIENT_TOKEN_USAGE)
+    }
+    assert tokens == {("input", 50), ("output", 9)}
+    tools = _points(telemetry, semconv.METRIC_EXECUTE_TOOL_DURATION)
+    assert [(a[semconv.GEN_AI_TOOL_NAME], n) for a, n in tools] == [
+        ("lookup_city", 1),
+        ("lookup_weather", 1),
+    ]
+    agent_name = {} if agent_span("weather") == "invoke_agent" else {"gen_ai.agent.name": "weather"}
+    assert _points(telemetry, semconv.METRIC_INVOKE_AGENT_DURATION) == [
+        ({**agent_name, semconv.GEN_AI_REQUEST_MODEL: "weather-model"}, 1)
+    ]
+
+
+def test_content_capture(telemetry: Telemetry, capture_content: Any) -> None:
+    weather_agent().run_sync("Weather in Paris?")
+
+    first, second = (s for s in telemetry.spans() if s.name == "chat weather-model")
+    assert json.loads(first.attributes[semconv.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]}
+    ]
+    assert json.loads(first.attributes[semconv.GEN_AI_SYSTEM_INSTRUCTIONS]) == [
+        {"type": "text", "content": "Be brief."}
+    ]
+    definitions = json.loads(first.attributes[semconv.GEN_AI_TOOL_DEFINITIONS])
+    assert [(d["name"], d["description"]) for d in definitions] == [
+        ("lookup_city", "Country of a city."),
+        ("lookup_weather", "Current weather."),
+    ]
+    assert json.loads(first.attributes[semconv.GEN_AI_OUTPUT_MESSAGES]) == [
+        {
+            "role": "assistant",
+            "finish_reason": "tool_call",
+            "parts": [
+                {"type": "tool_call", "id": "call_1", "name": "lookup_city",
+                 "arguments": {"city": "Paris"}},
+                {"type": "tool_call", "id": "call_2", "name": "lookup_weather",
+                 "arguments": {"city": "Paris"}},
+            ],
+        }
+    ]  # fmt: skip
+    history = json.loads(second.attributes[semconv.GEN_AI_INPUT_MESSAGES])
+    assert [m["role"] for m in history] == ["user", "assistant", "tool", "tool"]
+    assert history[2]["parts"] == [
+        {"type": "tool_call_response", "id": "call_1", "response": "Paris, France"}
+    ]
+    tool = telemetry.find("execute_tool lookup_weather")
+    assert json.loads(tool.attributes[semconv.GEN_AI_TOOL_CALL_ARGUMENTS]) == {"city": "Paris"}
+    assert tool.attributes[semconv.GEN_AI_TOOL_CALL_RESULT] == "sunny"
+    telemetry.assert_conformant()
+
+
+def test_request_parameters_and_conversation(telemetry: Telemetry) -> None:
+    agent = Agent(TestModel(custom_output_text="ok"), name="p", capabilities=[Tracing()])
+    kwargs: dict[str, Any] = {"conversation_id": "conv-1"} if V2 else {}
+    agent.run_sync(
+        "hi",
+        model_settings={"temperature": 0.2, "max_tokens": 50, "top_p": 0.9, "seed": 7},
+        **kwargs,
+    )
+
+    chat = telemetry.find("chat test")
+    assert chat.attributes[semconv.GEN_AI_REQUEST_TEMPERATURE] == 0.2
+    assert chat.attributes[semconv.GEN_AI_REQUEST_MAX_TOKENS] == 50
+    assert chat.attributes[semconv.GEN_AI_REQUEST_TOP_P] == 0.9
+    assert chat.attributes[semconv.GEN_AI_REQUEST_SEED] == 7
+    assert chat.attributes[semconv.GEN_AI_OUTPUT_TYPE] == "text"
+    assert semconv.GEN_AI_REQUEST_STREAM not in chat.attributes
+    if V2:
+        agent_span_ = telemetry.find("invoke_agent p")
+        assert agent_span_.attributes[semconv.GEN_AI_CONVERSATION_ID] == "conv-1"
+        assert chat.attributes[semconv.GEN_AI_CONVERSATION_ID] == "conv-1"
+
+
+def test_streamed_run(telemetry: Telemetry) -> None:
+    agent = Agent(streaming("Hel", "lo", " world"), name="streamer", capabilities=[Tracing()])
+
+    async def consume() -> list[str]:
+        async with agent.run_stream("hi") as stream:
+            return [chunk async for chunk in stream.stream_text(delta=True)]
+
+    chunks = asyncio.run(consume())
+
+    assert "".join(chunks) == "Hello world"
+    assert telemetry.tree(attributes=(semconv.GEN_AI_REQUEST_STREAM,)) == "\n".join(
+        [
+            f"{agent_span('streamer')} [INTERNAL]",
+            "  chat streamer [CLIENT] gen_ai.request.stream=True",
+        ]
+    )
+    chat = telemetry.find("chat streamer")
+    first_chunk = chat.attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert 0 < first_chunk < (chat.end_ns - chat.start_ns) / 1e9
+    (ttfc,) = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_TO_FIRST_CHUNK)
+    assert ttfc["count"] == 1
+    if V2:  # 1.x run_stream hands the chunks after the first to the caller unobserved
+        (per_chunk,) = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
+        assert per_chunk["count"] >= 2  # one per chunk after the first
+    telemetry.assert_conformant()
+
+
+def test_plain_run_stays_unstreamed(telemetry: Telemetry) -> None:
+    """Observing streams must not switch a plain run to streamed model requests."""
+    agent = Agent(streaming("x"), name="s", capabilities=[Tracing()])
+    with pytest.raises(Exception, match="stream"):
+        agent.run_sync("hi")  # no non-streaming function: only streamed requests could succeed
+
+
+def expert_and_boss() -> tuple[Agent[None, str], Agent[None, str]]:
+    expert: Agent[None, str] = Agent(
+        scripted(text("42", "resp_expert", input_tokens=7, output_tokens=1), name="expert-model"),
+        name="expert",
+        capabilities=[Tracing()],
+    )
+    boss: Agent[None, str] = Agent(
+        scripted(
+            tool_calls(("ask_expert", {"question": "meaning?"}, "call_9"), input_tokens=10,
+                       output_tokens=3),
+            text("The expert says 42", "resp_boss", input_tokens=15, output_tokens=5),
+            name="boss-model",
+        ),
+        name="boss",
+        capabilities=[Tracing()],
+    )  # fmt: skip
+
+    @boss.tool
+    async def ask_expert(ctx: RunContext[None], question: str) -> str:
+        """Delegate to the expert agent."""
+        result = await expert.run(question, usage=ctx.usage)
+        return result.output
+
+    return boss, expert
+
+
+def test_delegation(telemetry: Telemetry) -> None:
+    boss, _ = expert_and_boss()
+    assert boss.run_sync("What is the meaning of life?").output == "The expert says 42"
+
+    assert telemetry.tree(attributes=USAGE_ATTRS[:2]) == "\n".join(
+        [
+            f"{agent_span('boss')} [INTERNAL] gen_ai.usage.input_tokens=25"
+            " gen_ai.usage.output_tokens=8",
+            "  chat boss-model [CLIENT] gen_ai.usage.input_tokens=10 gen_ai.usage.output_tokens=3",
+            "  execute_tool ask_expert [INTERNAL]",
+            f"    {agent_span('expert')} [INTERNAL] gen_ai.usage.input_tokens=7"
+            " gen_ai.usage.output_tokens=1",
+            "      chat expert-model [CLIENT] gen_ai.usage.input_tokens=7"
+            " gen_ai.usage.output_tokens=1",
+            "  chat boss-model [CLIENT] gen_ai.usage.input_tokens=15 gen_ai.usage.output_tokens=5",
+        ]
+    )
+    assert len({span.trace_id for span in telemetry.spans()}) == 1
+    telemetry.assert_conformant()
+
+
+def test_tool_that_raises(telemetry: Telemetry) -> None:
+    boom = ValueError("database down")
+    agent: Agent[None, str] = Agent(
+        scripted(tool_calls(("fetch", {}, "call_1"), input_tokens=3, output_tokens=1),
+                 name="m"),
+        name="fragile",
+        capabilities=[Tracing()],
+    )  # fmt: skip
+
+    @agent.tool_plain
+    def fetch() -> str:
+        raise boom
+
+    with pytest.raises(ValueError, match="database down") as raised:
+        agent.run_sync("go")
+
+    assert raised.value is boom
+    assert telemetry.tree() == "\n".join(
+        [
+            f"{agent_span('fragile')} [INTERNAL] !ERROR error.type=ValueError",
+            "  chat m [CLIENT]",
+            "  execute_tool fetch [INTERNAL] !ERROR error.type=ValueError",
+        ]
+    )
+    telemetry.assert_conformant()
+
+
+def test_model_retry_is_not_a_failure(telemetry: Telemetry) -> None:
+    agent: Agent[None, str] = Agent(
+        scripted(
+            tool_calls(("flaky", {"n": 1}, "call_1"), input_tokens=3, output_tokens=1),
+            tool_calls(("flaky", {"n": 2}, "call_2"), input_tokens=5, output_tokens=1),
+            text("done", input_tokens=7, output_tokens=1),
+            name="m",
+        ),
+        name="retrier",
+        capabilities=[Tracing()],
+    )
+
+    @agent.tool_plain(retries=2)
+    def flaky(n: int) -> str:
+        if n == 1:
+            raise ModelRetry("n must be 2")
+        return "ok"
+
+    assert agent.run_sync("go").output == "done"
+    assert telemetry.tree(
+        attributes=(semconv.GEN_AI_TOOL_CALL_ID, semconv.THREADLINE_RETRY_CAUSE)
+    ) == "\n".join(
+        [
+            f"{agent_span('retrier')} [INTERNAL]",
+            "  chat m [CLIENT]",
+            "  execute_tool flaky [INTERNAL] gen_ai.tool.call.id=call_1"
+            " threadline.retry.cause=model_retry",
+            "  chat m [CLIENT]",
+            "  execute_tool flaky [INTERNAL] gen_ai.tool.call.id=call_2",
+            "  chat m [CLIENT]",
+        ]
+    )
+    telemetry.assert_conformant()
+
+
+def test_output_validation_retry(telemetry: Telemetry) -> None:
+    agent: Agent[None, str] = Agent(
+        scripted(text("maybe", "resp_1"), text("yes", "resp_2"), name="m"),
+        name="validated",
+        capabilities=[Tracing()],
+        retries=2,
+    )
+
+    @agent.output_validator
+    def must_be_sure(output: str) -> str:
+        if output != "yes":
+            raise ModelRetry("answer yes or no")
+        return output
+
+    assert agent.run_sync("sure?").output == "yes"
+    assert telemetry.tree(
+        attributes=(semconv.GEN_AI_RESPONSE_ID, semconv.THREADLINE_RETRY_CAUSE)
+    ) == "\n".join(
+        [
+            f"{agent_span('validated')} [INTERNAL]",
+            "  chat m [CLIENT] gen_ai.response.id=resp_1",
+            "  chat m [CLIENT] gen_ai.response.id=resp_2 threadline.retry.cause=output_validation",
+        ]
+    )
+    telemetry.assert_conformant()
+
+
+def test_iter(telemetry: Telemetry) -> None:
+    agent = weather_agent()
+
+    async def drive() -> list[str]:
+        kinds = []
+        async with agent.iter("Weather in Paris?") as run:
+            async for node in run:
+                kinds.append(type(node).__name__)
+        return kinds
+
+    kinds = asyncio.run(drive())
+    assert "CallToolsNode" in kinds
+    assert telemetry.tree() == "\n".join(
+        [
+            f"{agent_span('weather')} [INTERNAL]",
+            "  chat weather-model [CLIENT]",
+            "  execute_tool lookup_city [INTERNAL]",
+            "  execute_tool lookup_weather [INTERNAL]",
+            "  chat weather-model [CLIENT]",
+        ]
+    )
+
+
+def test_session_baggage_on_every_span(telemetry: Telemetry) -> None:
+    boss, _ = expert_and_boss()
+    with threadline.session("sess-1", user_id="user-7"):
+        boss.run_sync("What is the meaning of life?")
+
+    spans = telemetry.spans()
+    assert len(spans) == 6
+    for span in spans:
+        assert span.attributes[semconv.SESSION_ID] == "sess-1", span.name
+        assert span.attributes[semconv.USER_ID] == "user-7", span.name
+
+
+def test_no_context_left_attached(telemetry: Telemetry) -> None:
+    weather_agent().run_sync("Weather in Paris?")
+    assert threadline.current_run() is None
+
+
+def test_fail_open(telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("threadline bug")
+
+    monkeypatch.setattr(threadline, "invoke_agent", broken)
+    assert weather_agent().run_sync("Weather in Paris?").output == "Sunny in Paris, France"
+    assert telemetry.spans() == []
+
+    monkeypatch.undo()
+    monkeypatch.setattr(threadline, "inference", broken)
+    monkeypatch.setattr(threadline, "execute_tool", broken)
+    assert weather_agent().run_sync("Weather in Paris?").output == "Sunny in Paris, France"
+    assert telemetry.tree() == f"{agent_span('weather')} [INTERNAL]"
