@@ -27,7 +27,22 @@ from threadline.testing import install_jsonl_exporter
 MAJOR = int(version("mcp").split(".", 1)[0])
 
 
-def lookup(city: str) -> str:
+if MAJOR >= 2:
+    from mcp.server.mcpserver import Context
+else:
+    from mcp.server.fastmcp import Context
+
+
+def wire_baggage(meta: Any) -> Any:
+    """The ``baggage`` entry of ``_meta`` exactly as it came over the wire."""
+    if meta is None:
+        return None
+    if isinstance(meta, dict):
+        return meta.get("baggage")
+    return (getattr(meta, "model_extra", None) or {}).get("baggage")
+
+
+def lookup(city: str, meta: Any = None) -> str:
     # The tool's own work: a span that must be a child of the tools/call SERVER span.
     with threadline.step("lookup_forecast"):
         seen = {
@@ -35,8 +50,13 @@ def lookup(city: str) -> str:
             "forecast": "sunny",
             "session": threadline.current_session(),
             "baggage": dict(baggage.get_all()),
+            "wire_baggage": wire_baggage(meta),
         }
     return json.dumps(seen, sort_keys=True)
+
+
+def get_weather(city: str, ctx: Context) -> str:  # type: ignore[type-arg]
+    return lookup(city, ctx.request_context.meta)
 
 
 def broken(city: str) -> str:
@@ -55,7 +75,7 @@ def build() -> Any:
 
         threadline.mcp.instrument()
         server = FastMCP("weather")
-    server.tool(name="get_weather")(lookup)
+    server.tool(name="get_weather")(get_weather)
     server.tool(name="broken")(broken)
     return server
 
@@ -79,7 +99,9 @@ def build_lowlevel() -> Any:
             return types.CallToolResult(
                 content=[types.TextContent(type="text", text="no forecast")], is_error=True
             )
-        return types.CallToolResult(content=[types.TextContent(type="text", text=lookup(city))])
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=lookup(city, ctx.meta))]
+        )
 
     server = Server("weather", on_list_tools=list_tools, on_call_tool=call_tool)
     server.middleware.append(threadline.mcp.TracingMiddleware())
@@ -113,9 +135,42 @@ def serve_http(server: Any, port_file: str) -> None:
     anyio.run(main)
 
 
+def record_metrics() -> Any:
+    """With ``METRICS_FILE`` set, threadline's metrics are written there as JSON when the server
+    exits (a stdio server exits when its client disconnects)."""
+    path = os.environ.get("METRICS_FILE")
+    if not path:
+        return None
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    threadline.configure(meter_provider=MeterProvider(metric_readers=[reader]))
+
+    def dump() -> None:
+        points = []
+        data = reader.get_metrics_data()
+        for resource_metrics in data.resource_metrics if data else ():
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    for point in metric.data.data_points:
+                        points.append(
+                            {
+                                "name": metric.name,
+                                "attributes": dict(point.attributes or {}),
+                                "count": getattr(point, "count", None),
+                            }
+                        )
+        with open(path, "w") as file:
+            json.dump(points, file)
+
+    return dump
+
+
 def main() -> None:
     transport, spans_file = sys.argv[1], sys.argv[2]
     install_jsonl_exporter(spans_file, resource=Resource({"service.name": "mcp-server"}))
+    dump_metrics = record_metrics()
     server = build()
     if transport == "stdio":
         if MAJOR >= 2 and os.environ.get("SERVER_LOWLEVEL"):
@@ -131,6 +186,8 @@ def main() -> None:
             server.run("stdio")
     else:
         serve_http(server, sys.argv[3])
+    if dump_metrics is not None:
+        dump_metrics()
 
 
 if __name__ == "__main__":

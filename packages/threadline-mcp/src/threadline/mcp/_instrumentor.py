@@ -45,8 +45,9 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Traces MCP clients (mcp 2.x and 1.x) and servers (mcp 1.x; for 2.x servers add
     :class:`threadline.mcp.TracingMiddleware` to the server's middleware)."""
 
-    def __init__(self) -> None:
-        self._patches = _Patches()
+    # BaseInstrumentor is a singleton whose __init__ runs on every MCPInstrumentor() call, so
+    # the undo list lives on the class, not in __init__.
+    _patches = _Patches()
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _INSTRUMENTS

@@ -1,0 +1,183 @@
+"""One trace across two processes: this test process is the MCP client (instrumented with
+``threadline.mcp.instrument()``), ``mcp_server.py`` runs in a subprocess and writes its spans to a
+JSON-lines file. The two halves are merged and checked as one tree.
+
+In-process clients copy contextvars into the server and would pass without any propagation, so
+every server here is a real subprocess, over stdio or streamable HTTP on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from harness import MAJOR, connect, http_server, is_error, stdio_params, tool_text
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
+
+import threadline
+from threadline.testing import SpanRecord, find, read_spans_jsonl, render_tree
+
+pytestmark = pytest.mark.usefixtures("instrumented")
+
+# (transport, client mode, server flavour). mcp 1.x has one client mode and one server kind.
+if MAJOR >= 2:
+    CASES = [
+        ("stdio", "legacy", "mcpserver"),
+        ("stdio", "auto", "mcpserver"),
+        ("http", "legacy", "mcpserver"),
+        ("http", "auto", "mcpserver"),
+        ("stdio", "legacy", "lowlevel"),
+        ("http", "auto", "lowlevel"),
+    ]
+else:
+    CASES = [("stdio", "legacy", "fastmcp"), ("http", "legacy", "fastmcp")]
+
+SESSION = {"session.id": "sess-42", "user.id": "u-1"}
+
+
+async def _agent_turn(target: Any, mode: str, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """An agent turn inside a threadline session, with a third-party baggage entry that must
+    never leave this process."""
+    results = []
+    async with connect(target, mode=mode) as session:
+        with threadline.session("sess-42", user_id="u-1"):
+            token = otel_context.attach(baggage.set_baggage("secret.token", "hunter2"))
+            try:
+                with threadline.invoke_agent("weather_agent"):
+                    for name, arguments in calls:
+                        results.append(await session.call_tool(name, arguments))
+            finally:
+                otel_context.detach(token)
+    return results
+
+
+def _run(
+    tmp_path: Path, transport: str, mode: str, flavour: str, calls: list[tuple[str, dict[str, Any]]]
+) -> tuple[list[Any], list[SpanRecord]]:
+    spans_file = tmp_path / "server-spans.jsonl"
+    env = {"SERVER_LOWLEVEL": "1"} if flavour == "lowlevel" else {}
+    if transport == "stdio":
+        results = anyio.run(_agent_turn, stdio_params(spans_file, **env), mode, calls)
+    else:
+        with http_server(tmp_path, spans_file, **env) as url:
+            results = anyio.run(_agent_turn, url, mode, calls)
+    return results, read_spans_jsonl(spans_file)
+
+
+def _agent_trace(client: list[SpanRecord], server: list[SpanRecord]) -> list[SpanRecord]:
+    agent = find(client, "invoke_agent weather_agent")
+    return [s for s in [*client, *server] if s.trace_id == agent.trace_id]
+
+
+@pytest.mark.parametrize(("transport", "mode", "flavour"), CASES)
+def test_one_trace_across_processes(
+    telemetry: Any, tmp_path: Path, transport: str, mode: str, flavour: str
+) -> None:
+    (result,), server_spans = _run(
+        tmp_path, transport, mode, flavour, [("get_weather", {"city": "Paris"})]
+    )
+    client_spans = telemetry.spans()
+    merged = _agent_trace(client_spans, server_spans)
+
+    # The client lists tools after a call to validate structured output: a second request.
+    assert render_tree(merged, attributes=("session.id",)) == """\
+invoke_agent weather_agent [INTERNAL] session.id=sess-42
+  tools/call get_weather [CLIENT] session.id=sess-42
+    tools/call get_weather [SERVER] session.id=sess-42
+      lookup_forecast [INTERNAL] session.id=sess-42
+  tools/list [CLIENT] session.id=sess-42
+    tools/list [SERVER] session.id=sess-42"""
+
+    client_call = find(client_spans, "tools/call get_weather")
+    server_call = find(server_spans, "tools/call get_weather")
+    tool_span = find(server_spans, "lookup_forecast")
+    assert server_call.trace_id == client_call.trace_id
+    assert server_call.parent_span_id == client_call.span_id
+    assert tool_span.parent_span_id == server_call.span_id
+    assert server_call.resource["service.name"] == "mcp-server"
+
+    modern = MAJOR >= 2 and mode == "auto"
+    expected = {
+        "mcp.method.name": "tools/call",
+        "gen_ai.tool.name": "get_weather",
+        "gen_ai.operation.name": "execute_tool",
+        "jsonrpc.request.id": client_call.attributes["jsonrpc.request.id"],
+        "network.transport": "pipe" if transport == "stdio" else "tcp",
+        "mcp.protocol.version": "2026-07-28" if modern else "2025-11-25",
+        **SESSION,
+    }
+    assert {k: server_call.attributes.get(k) for k in expected} == expected
+    assert client_call.kind == "CLIENT"
+    assert client_call.attributes["mcp.method.name"] == "tools/call"
+    assert client_call.attributes["gen_ai.operation.name"] == "execute_tool"
+    # An MCP session id exists only on handshake-era streamable HTTP.
+    has_session = transport == "http" and not modern
+    assert ("mcp.session.id" in server_call.attributes) is has_session
+    if transport == "http":
+        assert server_call.attributes["network.protocol.name"] == "http"
+        assert server_call.attributes["client.address"] == "127.0.0.1"
+
+    # Exactly one SERVER span per request (the SDK's built-in middleware was replaced) and no
+    # SDK "MCP send" client spans.
+    assert [s.scope for s in server_spans if s.kind == "SERVER"] == ["threadline"] * len(
+        [s for s in server_spans if s.kind == "SERVER"]
+    )
+    assert not [s for s in client_spans if s.name.startswith("MCP send")]
+
+    # What the tool saw: the session baggage, readable inside the tool; the third-party key
+    # never went over the wire.
+    seen = json.loads(tool_text(result))
+    assert seen["session"] == SESSION
+    assert seen["baggage"] == SESSION
+    assert "secret" not in (seen["wire_baggage"] or "")
+    assert "hunter2" not in (seen["wire_baggage"] or "")
+
+
+@pytest.mark.parametrize(("transport", "mode", "flavour"), CASES[:1] + CASES[-1:])
+def test_tool_error(telemetry: Any, tmp_path: Path, transport: str, mode: str, flavour: str) -> None:
+    (result,), server_spans = _run(tmp_path, transport, mode, flavour, [("broken", {"city": "Paris"})])
+    assert is_error(result)
+    merged = _agent_trace(telemetry.spans(), server_spans)
+    tree = render_tree([s for s in merged if s.name != "tools/list"])
+    assert tree == """\
+invoke_agent weather_agent [INTERNAL]
+  tools/call broken [CLIENT] !ERROR error.type=tool_error
+    tools/call broken [SERVER] !ERROR error.type=tool_error"""
+
+
+def test_server_metrics(telemetry: Any, tmp_path: Path) -> None:
+    """Operation and session duration on the server; operation duration on the client."""
+    spans_file = tmp_path / "spans.jsonl"
+    metrics_file = tmp_path / "metrics.json"
+    params = stdio_params(spans_file, METRICS_FILE=str(metrics_file))
+    anyio.run(_agent_turn, params, "legacy", [("get_weather", {"city": "Paris"})])
+    for _ in range(200):  # the server writes its metrics as it exits
+        if metrics_file.exists():
+            break
+        anyio.run(anyio.sleep, 0.05)
+    points = json.loads(metrics_file.read_text())
+    calls = [
+        p
+        for p in points
+        if p["name"] == "mcp.server.operation.duration"
+        and p["attributes"].get("gen_ai.tool.name") == "get_weather"
+    ]
+    assert len(calls) == 1
+    assert calls[0]["attributes"]["mcp.method.name"] == "tools/call"
+    assert calls[0]["attributes"]["network.transport"] == "pipe"
+    assert "error.type" not in calls[0]["attributes"]
+    if MAJOR >= 2:
+        sessions = [p for p in points if p["name"] == "mcp.server.session.duration"]
+        assert [p["count"] for p in sessions] == [1]
+        assert sessions[0]["attributes"] == {"mcp.protocol.version": "2025-11-25"}
+
+    client = [
+        p
+        for p in telemetry.metric_points("mcp.client.operation.duration")
+        if p["attributes"].get("gen_ai.tool.name") == "get_weather"
+    ]
+    assert [p["count"] for p in client] == [1]
