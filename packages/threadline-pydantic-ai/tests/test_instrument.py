@@ -1,0 +1,122 @@
+"""instrument() / uninstrument() and the OpenTelemetry instrumentor entry point."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.metadata import entry_points
+
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+from pai_helpers import agent_span, scripted, text, tool_calls
+from pydantic_ai import Agent
+from pydantic_ai.models.test import TestModel
+
+import threadline.pydantic_ai
+from threadline.pydantic_ai import PydanticAIInstrumentor, Tracing
+from threadline.testing import Telemetry
+
+
+def plain_agent(name: str = "early", **kwargs: object) -> Agent[None, str]:
+    agent: Agent[None, str] = Agent(
+        scripted(
+            tool_calls(("ping", {}, "call_1"), input_tokens=2, output_tokens=1),
+            text("pong", input_tokens=3, output_tokens=1),
+            name="m",
+        ),
+        name=name,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+    @agent.tool_plain
+    def ping() -> str:
+        return "pong"
+
+    return agent
+
+
+EXPECTED = "\n".join(
+    [
+        "invoke_agent early [INTERNAL]",
+        "  chat m [CLIENT]",
+        "  execute_tool ping [INTERNAL]",
+        "  chat m [CLIENT]",
+    ]
+)
+
+
+def test_agents_created_before_the_call_are_traced(telemetry: Telemetry) -> None:
+    agent = plain_agent()  # created before instrument()
+    agent.run_sync("ping?")
+    assert telemetry.spans() == []
+
+    threadline.pydantic_ai.instrument()
+    assert agent.run_sync("ping?").output == "pong"
+    assert telemetry.tree() == EXPECTED
+    telemetry.assert_conformant()
+
+
+def test_instrument_is_idempotent(telemetry: Telemetry) -> None:
+    original = Agent.__dict__["iter"]
+    threadline.pydantic_ai.instrument()
+    threadline.pydantic_ai.instrument()
+    plain_agent().run_sync("ping?")
+    assert telemetry.tree() == EXPECTED
+
+    threadline.pydantic_ai.uninstrument()
+    threadline.pydantic_ai.uninstrument()
+    assert Agent.__dict__["iter"] is original
+    telemetry.span_exporter.clear()
+    plain_agent().run_sync("ping?")
+    assert telemetry.spans() == []
+
+
+def test_explicit_tracing_and_instrument_do_not_double(telemetry: Telemetry) -> None:
+    threadline.pydantic_ai.instrument()
+    plain_agent(capabilities=[Tracing()]).run_sync("ping?")
+    per_run = [Tracing()]
+    plain_agent().run_sync("ping?", **({"capabilities": per_run} if _run_capabilities() else {}))
+
+    assert telemetry.tree() == "\n---\n".join(
+        [EXPECTED.replace("invoke_agent early", agent_span("early")), EXPECTED]
+    )
+
+
+def _run_capabilities() -> bool:
+    import inspect
+
+    return "capabilities" in inspect.signature(Agent.run_sync).parameters
+
+
+def test_streamed_and_iterated_runs(telemetry: Telemetry) -> None:
+    threadline.pydantic_ai.instrument()
+    agent: Agent[None, str] = Agent(TestModel(), name="early")
+
+    @agent.tool_plain
+    def ping() -> str:
+        return "pong"
+
+    async def drive() -> None:
+        async with agent.run_stream("ping?") as stream:
+            await stream.get_output()
+        async with agent.iter("ping?") as run:
+            async for _node in run:
+                pass
+
+    asyncio.run(drive())
+    expected = EXPECTED.replace("chat m", "chat test")
+    assert telemetry.tree() == "\n---\n".join([expected, expected])
+
+
+def test_instrumentor_entry_point() -> None:
+    (entry,) = entry_points(group="opentelemetry_instrumentor", name="pydantic_ai")
+    cls = entry.load()
+    assert cls is PydanticAIInstrumentor
+    instrumentor = cls()
+    assert isinstance(instrumentor, BaseInstrumentor)
+    assert instrumentor.instrumentation_dependencies() == ("pydantic-ai-slim >= 1.71.0",)
+    instrumentor.instrument()
+    assert instrumentor.is_instrumented_by_opentelemetry
+    assert Agent.__dict__["iter"].__module__ == "threadline.pydantic_ai._instrumentor"
+    instrumentor.uninstrument()
+    assert not instrumentor.is_instrumented_by_opentelemetry
