@@ -1,0 +1,429 @@
+"""Translation of LangChain objects (invocation params, messages, results) into threadline terms.
+
+Everything that builds content (messages, tool definitions, documents) is only called when
+content capture is on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from threadline import RequestParams, Usage
+from threadline.content import (
+    FunctionToolDefinition,
+    GenericPart,
+    InputMessage,
+    OutputMessage,
+    Part,
+    ReasoningPart,
+    RetrievalDocument,
+    TextPart,
+    ToolCallRequestPart,
+    ToolCallResponsePart,
+    UriPart,
+)
+
+# LangChain's ``ls_provider`` (and a few ``_type`` values) -> gen_ai.provider.name.
+_PROVIDERS: dict[str, str] = {
+    "openai": "openai",
+    "openai-chat": "openai",
+    "azure": "azure.ai.openai",
+    "azure_openai": "azure.ai.openai",
+    "azure-openai-chat": "azure.ai.openai",
+    "azure_ai": "azure.ai.inference",
+    "anthropic": "anthropic",
+    "anthropic-chat": "anthropic",
+    "google_genai": "gcp.gemini",
+    "google_gemini": "gcp.gemini",
+    "google_vertexai": "gcp.vertex_ai",
+    "vertexai": "gcp.vertex_ai",
+    "google_anthropic_vertex": "gcp.vertex_ai",
+    "bedrock": "aws.bedrock",
+    "amazon_bedrock": "aws.bedrock",
+    "bedrock_converse": "aws.bedrock",
+    "mistralai": "mistral_ai",
+    "mistral": "mistral_ai",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "xai": "x_ai",
+    "cohere": "cohere",
+    "ibm": "ibm.watsonx.ai",
+    "watsonx": "ibm.watsonx.ai",
+    "perplexity": "perplexity",
+}
+
+# Model-name keys of invocation params, most specific first.
+_MODEL_KEYS = ("model", "model_name", "model_id", "deployment_name", "azure_deployment")
+
+
+def provider_name(
+    metadata: Mapping[str, Any] | None,
+    invocation_params: Mapping[str, Any],
+    serialized: Mapping[str, Any] | None,
+) -> str:
+    raw = metadata.get("ls_provider") if metadata else None
+    if not isinstance(raw, str) or not raw:
+        raw = invocation_params.get("_type")
+    if isinstance(raw, str) and raw:
+        key = raw.lower()
+        return _PROVIDERS.get(key, key)
+    class_name = _class_name(serialized)
+    return class_name.lower() if class_name else "langchain"
+
+
+def model_name(
+    metadata: Mapping[str, Any] | None,
+    invocation_params: Mapping[str, Any],
+    serialized: Mapping[str, Any] | None,
+    run_name: Any,
+) -> str | None:
+    for key in _MODEL_KEYS:
+        value = invocation_params.get(key)
+        if isinstance(value, str) and value:
+            return value
+    if metadata:
+        value = metadata.get("ls_model_name")
+        if isinstance(value, str) and value:
+            return value
+    if isinstance(run_name, str) and run_name:
+        return run_name
+    return _class_name(serialized)
+
+
+def _class_name(serialized: Mapping[str, Any] | None) -> str | None:
+    if not serialized:
+        return None
+    ident = serialized.get("id")
+    if isinstance(ident, list) and ident and isinstance(ident[-1], str):
+        return ident[-1]
+    name = serialized.get("name")
+    return name if isinstance(name, str) else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def request_params(
+    invocation_params: Mapping[str, Any], metadata: Mapping[str, Any] | None
+) -> RequestParams | None:
+    inv = invocation_params
+    md = metadata or {}
+    temperature = _number(inv.get("temperature"))
+    if temperature is None:
+        temperature = _number(md.get("ls_temperature"))
+    max_tokens = (
+        _int(inv.get("max_tokens"))
+        or _int(inv.get("max_completion_tokens"))
+        or _int(inv.get("max_output_tokens"))
+        or _int(inv.get("max_tokens_to_sample"))
+        or _int(md.get("ls_max_tokens"))
+    )
+    stop = inv.get("stop") or inv.get("stop_sequences") or md.get("ls_stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    elif not isinstance(stop, (list, tuple)):
+        stop = None
+    choice_count = _int(inv.get("n"))
+    params = RequestParams(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=_number(inv.get("top_p")),
+        top_k=_int(inv.get("top_k")),
+        stop_sequences=stop,
+        frequency_penalty=_number(inv.get("frequency_penalty")),
+        presence_penalty=_number(inv.get("presence_penalty")),
+        seed=_int(inv.get("seed")),
+        choice_count=choice_count,
+    )
+    if params == _EMPTY_PARAMS:
+        return None
+    return params
+
+
+_EMPTY_PARAMS = RequestParams()
+
+
+def usage_from_metadata(usage: Mapping[str, Any]) -> Usage:
+    """``UsageMetadata`` (``AIMessage.usage_metadata``) -> Usage."""
+    inputs = usage.get("input_token_details") or {}
+    outputs = usage.get("output_token_details") or {}
+    return Usage(
+        input_tokens=_int(usage.get("input_tokens")),
+        output_tokens=_int(usage.get("output_tokens")),
+        cache_read_input_tokens=_int(inputs.get("cache_read")),
+        cache_write_input_tokens=_int(inputs.get("cache_creation")),
+        reasoning_output_tokens=_int(outputs.get("reasoning")),
+    )
+
+
+def usage_from_token_usage(usage: Any) -> Usage | None:
+    """A raw provider usage dict from ``llm_output`` (OpenAI or Anthropic style) -> Usage."""
+    if not isinstance(usage, Mapping):
+        return None
+    input_tokens = _int(usage.get("prompt_tokens"))
+    if input_tokens is None:
+        input_tokens = _int(usage.get("input_tokens"))
+    output_tokens = _int(usage.get("completion_tokens"))
+    if output_tokens is None:
+        output_tokens = _int(usage.get("output_tokens"))
+    if input_tokens is None and output_tokens is None:
+        return None
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_input_tokens=_int(prompt_details.get("cached_tokens")),
+        reasoning_output_tokens=_int(completion_details.get("reasoning_tokens")),
+    )
+
+
+_LANGCHAIN_IDS = ("run-", "lc_run-")
+
+
+class ResponseFacts:
+    __slots__ = ("finish_reasons", "response_id", "response_model", "usage")
+
+    def __init__(self) -> None:
+        self.finish_reasons: list[str] = []
+        self.response_id: str | None = None
+        self.response_model: str | None = None
+        self.usage: Usage | None = None
+
+
+def response_facts(response: Any) -> ResponseFacts:
+    """Finish reasons, ids, model and usage of an ``LLMResult`` for one run."""
+    facts = ResponseFacts()
+    generations = getattr(response, "generations", None) or ()
+    llm_output = getattr(response, "llm_output", None) or {}
+    for generation in generations[0] if generations else ():
+        info = getattr(generation, "generation_info", None) or {}
+        message = getattr(generation, "message", None)
+        meta: Mapping[str, Any] = getattr(message, "response_metadata", None) or {}
+        reason = (
+            info.get("finish_reason")
+            or meta.get("finish_reason")
+            or meta.get("stop_reason")
+            or info.get("stop_reason")
+        )
+        if isinstance(reason, str) and reason:
+            facts.finish_reasons.append(reason)
+        if facts.usage is None and message is not None:
+            usage = getattr(message, "usage_metadata", None)
+            if usage:
+                facts.usage = usage_from_metadata(usage)
+        if facts.response_model is None:
+            model = meta.get("model_name") or info.get("model_name") or meta.get("model")
+            if isinstance(model, str) and model:
+                facts.response_model = model
+        if facts.response_id is None:
+            ident = meta.get("id")
+            if not isinstance(ident, str) and message is not None:
+                ident = getattr(message, "id", None)
+            if isinstance(ident, str) and ident and not ident.startswith(_LANGCHAIN_IDS):
+                facts.response_id = ident
+    if isinstance(llm_output, Mapping):
+        model = llm_output.get("model_name") or llm_output.get("model")
+        if isinstance(model, str) and model:
+            facts.response_model = model
+        ident = llm_output.get("id")
+        if isinstance(ident, str) and ident:
+            facts.response_id = ident
+        if facts.usage is None:
+            facts.usage = usage_from_token_usage(
+                llm_output.get("token_usage") or llm_output.get("usage")
+            )
+    return facts
+
+
+# --- content (capture on only) ------------------------------------------------------------------
+
+_FINISH_REASONS = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "eos": "stop",
+    "complete": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "content_filter": "content_filter",
+    "safety": "content_filter",
+    "tool_calls": "tool_call",
+    "tool_call": "tool_call",
+    "tool_use": "tool_call",
+    "function_call": "tool_call",
+    "error": "error",
+}
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
+def _role(message: Any) -> str:
+    kind = getattr(message, "type", None)
+    if kind == "chat":
+        role = getattr(message, "role", None)
+        return role if isinstance(role, str) and role else "user"
+    if kind == "function":
+        return "tool"
+    if isinstance(kind, str):
+        return _ROLES.get(kind.removesuffix("Chunk").lower(), kind)
+    return "user"
+
+
+def _block_part(block: Any) -> Part | None:
+    if isinstance(block, str):
+        return TextPart(block)
+    if not isinstance(block, Mapping):
+        return TextPart(str(block))
+    kind = block.get("type")
+    if kind == "text":
+        return TextPart(str(block.get("text", "")))
+    if kind in ("reasoning", "thinking"):
+        text = block.get("reasoning") or block.get("thinking") or block.get("text") or ""
+        return ReasoningPart(str(text))
+    if kind in ("tool_use", "tool_call", "function_call"):
+        return None  # carried by message.tool_calls
+    if kind == "image_url":
+        url = block.get("image_url")
+        url = url.get("url") if isinstance(url, Mapping) else url
+        if isinstance(url, str):
+            return UriPart(modality="image", uri=url)
+    if kind in ("image", "audio", "video", "file") and isinstance(block.get("url"), str):
+        mime = block.get("mime_type")
+        return UriPart(
+            modality=kind if kind != "file" else "file",
+            uri=block["url"],
+            mime_type=mime if isinstance(mime, str) else None,
+        )
+    data = {str(k): v for k, v in block.items() if k != "type"}
+    return GenericPart(type=str(kind or "unknown"), data=data)
+
+
+def _content_parts(content: Any) -> list[Part]:
+    if isinstance(content, str):
+        return [TextPart(content)] if content else []
+    parts: list[Part] = []
+    if isinstance(content, list):
+        for block in content:
+            part = _block_part(block)
+            if part is not None:
+                parts.append(part)
+    elif content is not None:
+        parts.append(TextPart(str(content)))
+    return parts
+
+
+def _tool_call_parts(message: Any) -> list[Part]:
+    calls = getattr(message, "tool_calls", None) or ()
+    return [
+        ToolCallRequestPart(
+            name=str(call.get("name") or ""), id=call.get("id"), arguments=call.get("args")
+        )
+        for call in calls
+        if isinstance(call, Mapping)
+    ]
+
+
+def input_messages(messages: Sequence[Any]) -> list[InputMessage]:
+    out: list[InputMessage] = []
+    for message in messages:
+        role = _role(message)
+        content = getattr(message, "content", message)
+        if role == "tool":
+            parts: list[Part] = [
+                ToolCallResponsePart(
+                    response=content, id=getattr(message, "tool_call_id", None) or None
+                )
+            ]
+        else:
+            parts = _content_parts(content)
+            if role == "assistant":
+                parts.extend(_tool_call_parts(message))
+        name = getattr(message, "name", None)
+        out.append(
+            InputMessage(role=role, parts=parts, name=name if isinstance(name, str) else None)
+        )
+    return out
+
+
+def prompt_messages(prompts: Sequence[str]) -> list[InputMessage]:
+    return [InputMessage(role="user", parts=[TextPart(prompt)]) for prompt in prompts]
+
+
+def output_messages(response: Any) -> list[OutputMessage]:
+    out: list[OutputMessage] = []
+    generations = getattr(response, "generations", None) or ()
+    for generation in generations[0] if generations else ():
+        message = getattr(generation, "message", None)
+        info = getattr(generation, "generation_info", None) or {}
+        meta = getattr(message, "response_metadata", None) or {}
+        if message is not None:
+            parts = _content_parts(getattr(message, "content", None))
+            calls = _tool_call_parts(message)
+            parts.extend(calls)
+        else:
+            calls = []
+            parts = _content_parts(getattr(generation, "text", None))
+        raw = info.get("finish_reason") or meta.get("finish_reason") or meta.get("stop_reason")
+        reason = _FINISH_REASONS.get(str(raw).lower()) if raw else None
+        if reason is None:
+            reason = "tool_call" if calls else "stop"
+        out.append(OutputMessage(parts=parts, finish_reason=reason))
+    return out
+
+
+def tool_definitions(tools: Any) -> list[FunctionToolDefinition] | None:
+    if not isinstance(tools, (list, tuple)) or not tools:
+        return None
+    out: list[FunctionToolDefinition] = []
+    for tool in tools:
+        if not isinstance(tool, Mapping):
+            continue
+        function = tool.get("function")
+        spec: Mapping[str, Any] = function if isinstance(function, Mapping) else tool
+        name = spec.get("name")
+        if not isinstance(name, str):
+            continue
+        description = spec.get("description")
+        parameters = spec.get("parameters") or spec.get("input_schema")
+        out.append(
+            FunctionToolDefinition(
+                name=name,
+                description=description if isinstance(description, str) else None,
+                parameters=parameters if isinstance(parameters, Mapping) else None,
+            )
+        )
+    return out or None
+
+
+def tool_result(output: Any) -> Any:
+    """What a tool returned: a ToolMessage's content, or the value itself."""
+    if hasattr(output, "tool_call_id") and hasattr(output, "content"):
+        return output.content
+    return output
+
+
+def documents(docs: Sequence[Any]) -> list[RetrievalDocument]:
+    out: list[RetrievalDocument] = []
+    for doc in docs:
+        metadata = getattr(doc, "metadata", None) or {}
+        ident = getattr(doc, "id", None) or metadata.get("id")
+        score = metadata.get("score", metadata.get("relevance_score"))
+        out.append(
+            RetrievalDocument(
+                id=str(ident) if ident is not None else None,
+                score=float(score) if isinstance(score, (int, float)) else None,
+                content=str(getattr(doc, "page_content", doc)),
+            )
+        )
+    return out

@@ -1,0 +1,616 @@
+"""The callback handler: LangChain/LangGraph run events -> threadline runs.
+
+Parenting follows LangChain's ``parent_run_id``, never the ambient context: every chain run gets a
+small record (bounded map, removed when the run ends) pointing at its parent, and a run that does
+not become a span (a prompt, a parser, a sequence, a LangGraph node, ...) hands its children to
+the nearest ancestor that does. Chain spans are decided lazily: a chain turns out to be a
+LangGraph graph when its first node starts, so graph spans are created when the first descendant
+needs a parent (or when the graph ends), with the graph's own start time.
+
+Model, tool and retriever spans are made current between their start and end callbacks, so
+spans of HTTP clients nest under them. Those callback pairs run in one thread/task (LangChain
+calls this handler inline, ``run_inline = True``); a streamed model call is made current only
+until its first chunk, which arrives in the same ``next()`` as its start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+
+import threadline
+from threadline import InferenceRun, RetrievalRun, Run, ToolRun, semconv
+from threadline._failopen import report
+from threadline.langchain import _convert
+
+__all__ = ["CallbackHandler"]
+
+# LangGraph raises these to pause, resume or route a graph: control flow, not failures.
+_CONTROL_FLOW = frozenset(
+    {"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand", "GraphDrained"}
+)
+_NODE_TAG = "graph:step:"
+_HIDDEN_TAG = "langsmith:hidden"
+_CREATE_AGENT = "langchain_create_agent"
+_LEGACY_AGENTS = frozenset({"AgentExecutor"})
+_MAX_CHAINS = 50_000
+
+_SKIP, _PENDING, _EMITTED = 0, 1, 2
+_STREAM_ATTRIBUTES = {semconv.GEN_AI_REQUEST_STREAM: True}
+
+
+def _is_control_flow(error: BaseException) -> bool:
+    if isinstance(error, GeneratorExit):
+        return True  # the consumer stopped iterating a stream: not a failure of the run
+    for cls in type(error).__mro__:
+        if cls.__name__ in _CONTROL_FLOW and cls.__module__.startswith("langgraph"):
+            return True
+    return False
+
+
+class _Chain:
+    """Bookkeeping for one chain run (a runnable, a LangGraph graph or node)."""
+
+    __slots__ = (
+        "agent_node",
+        "graph",
+        "handler",
+        "hidden",
+        "metadata",
+        "name",
+        "parent",
+        "run",
+        "start_ns",
+        "state",
+    )
+
+    def __init__(
+        self,
+        handler: CallbackHandler,
+        parent: _Chain | Run | Context,
+        name: str,
+        metadata: Mapping[str, Any] | None,
+        hidden: bool,
+    ) -> None:
+        self.handler = handler
+        self.parent = parent
+        self.name = name
+        self.metadata = metadata
+        self.hidden = hidden
+        self.start_ns = time.time_ns()
+        self.state = _PENDING
+        self.run: Run | None = None
+        self.graph = False
+        self.agent_node = False
+
+
+# Shared by every handler instance, so a run seen by two handlers (the global one and one passed
+# in a config) is recorded once.
+_runs: threadline.RunRegistry[UUID, Run] = threadline.RunRegistry()
+_chains: dict[UUID, _Chain] = {}
+_lock = threading.RLock()
+
+
+def _remember(run_id: UUID, record: _Chain) -> None:
+    _chains[run_id] = record
+    if len(_chains) > _MAX_CHAINS:
+        # Chains whose end never arrives (abandoned streams) must not pile up.
+        with contextlib.suppress(StopIteration, RuntimeError, KeyError):
+            del _chains[next(iter(_chains))]
+
+
+def _emitted(record: _Chain) -> Run | None:
+    """The span of ``record``, created now if it is one we emit; None if it is skipped."""
+    run = record.run
+    if run is not None:
+        return run
+    if not record.graph:
+        if record.state == _SKIP:
+            return None
+        if not record.handler._emits_plain(record):
+            record.state = _SKIP
+            return None
+    handler = record.handler
+    with _lock:
+        if record.run is None:
+            run = handler._start_chain(record, _resolve(record.parent))
+            if run is None:
+                record.state = _SKIP
+            else:
+                record.run = run
+                record.state = _EMITTED
+        return record.run
+
+
+def _resolve(parent: _Chain | Run | Context | None) -> Run | Context | None:
+    """The nearest emitted ancestor (a Run), or the context the root chain started in."""
+    while isinstance(parent, _Chain):
+        run = _emitted(parent)
+        if run is not None:
+            return run
+        parent = parent.parent
+    return parent
+
+
+def _leaf_parent(parent_run_id: UUID | None) -> Run | Context | None:
+    if parent_run_id is None:
+        return None
+    record = _chains.get(parent_run_id)
+    if record is not None:
+        return _resolve(record)
+    return _runs.get(parent_run_id)
+
+
+def _chain_parent(parent_run_id: UUID | None) -> _Chain | Run | Context:
+    if parent_run_id is not None:
+        record = _chains.get(parent_run_id)
+        if record is not None:
+            return record
+        run = _runs.get(parent_run_id)
+        if run is not None:
+            return run
+    return otel_context.get_current()
+
+
+def _is_node(tags: Sequence[str] | None) -> bool:
+    if tags:
+        for tag in tags:
+            if tag.startswith(_NODE_TAG):
+                return True
+    return False
+
+
+class CallbackHandler(BaseCallbackHandler):
+    """Turns LangChain and LangGraph runs into threadline spans.
+
+    Pass it in ``config={"callbacks": [CallbackHandler()]}`` (or to a model's ``callbacks``), or
+    call :func:`threadline.langchain.instrument` once to have it on every run.
+
+    Args:
+        verbose: also emit a plain span for every other chain run (prompts, parsers, sequences,
+            lambdas, LangGraph nodes). By default those make no span and their children attach
+            to the nearest emitted ancestor.
+        agents: names of graphs or chains to record as ``invoke_agent`` (graphs from
+            ``create_agent`` and prebuilt ReAct agents are recognised without this).
+        workflows: names of chains (not graphs) to record as ``invoke_workflow``; LangGraph
+            graphs always are.
+    """
+
+    run_inline = True  # called on the caller's thread/task, in order: needed for attach/detach
+    raise_error = False
+
+    def __init__(
+        self,
+        *,
+        verbose: bool = False,
+        agents: Collection[str] = (),
+        workflows: Collection[str] = (),
+    ) -> None:
+        super().__init__()
+        self.verbose = verbose
+        self.agents = frozenset(agents)
+        self.workflows = frozenset(workflows)
+
+    # --- chains ----------------------------------------------------------------------------------
+    def _emits_plain(self, record: _Chain) -> bool:
+        """Whether a chain that is not a graph becomes a span."""
+        name = record.name
+        return (
+            (self.verbose and not record.hidden)
+            or name in self.agents
+            or name in self.workflows
+            or name in _LEGACY_AGENTS
+        )
+
+    def _start_chain(self, record: _Chain, parent: Run | Context | None) -> Run | None:
+        name = record.name
+        metadata = record.metadata or {}
+        start = record.start_ns
+        if record.graph:
+            thread_id = metadata.get("thread_id")
+            conversation_id = thread_id if isinstance(thread_id, str) and thread_id else None
+            if (
+                name in self.agents
+                or record.agent_node
+                or metadata.get("ls_integration") == _CREATE_AGENT
+            ):
+                return threadline.invoke_agent(
+                    name, parent=parent, conversation_id=conversation_id, start_time=start
+                )
+            return threadline.invoke_workflow(
+                name, parent=parent, conversation_id=conversation_id, start_time=start
+            )
+        if name in self.agents or name in _LEGACY_AGENTS:
+            return threadline.invoke_agent(name, parent=parent, start_time=start)
+        if name in self.workflows:
+            return threadline.invoke_workflow(name, parent=parent, start_time=start)
+        if self.verbose and not record.hidden:
+            return threadline.step(name, parent=parent, start_time=start)
+        return None
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            if run_id in _chains:
+                return
+            parent = _chain_parent(parent_run_id)
+            name = kwargs.get("name")
+            if not isinstance(name, str) or not name:
+                name = _serialized_name(serialized)
+            hidden = bool(tags) and _HIDDEN_TAG in tags  # type: ignore[operator]
+            record = _Chain(self, parent, name, metadata, hidden)
+            if isinstance(parent, _Chain) and _is_node(tags):
+                # A LangGraph node: its parent is a graph; the node itself is not a span.
+                parent.graph = True
+                if name == "agent":  # the model node of a prebuilt ReAct agent
+                    parent.agent_node = True
+                if not self.verbose:
+                    record.state = _SKIP
+            _remember(run_id, record)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("langchain.on_chain_start", error)
+
+    def on_chain_end(
+        self,
+        outputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            record = _chains.pop(run_id, None)
+            if record is not None:
+                run = _emitted(record)
+                if run is not None:
+                    run.end()
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("langchain.on_chain_end", error)
+
+    def on_chain_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            record = _chains.pop(run_id, None)
+            if record is not None:
+                run = _emitted(record)
+                if run is not None:
+                    _finish(run, error)
+        except Exception as error_:  # noqa: BLE001 - fail-open
+            report("langchain.on_chain_error", error_)
+
+    # --- models ----------------------------------------------------------------------------------
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            self._start_inference(
+                semconv.OP_CHAT, serialized, messages, None, run_id, parent_run_id, metadata, kwargs
+            )
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("langchain.on_chat_model_start", error)
+
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any],
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            self._start_inference(
+                semconv.OP_TEXT_COMPLETION,
+                serialized,
+                None,
+                prompts,
+                run_id,
+                parent_run_id,
+                metadata,
+                kwargs,
+            )
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("langchain.on_llm_start", error)
+
+    def _start_inference(
+        self,
+        operation: str,
+        serialized: dict[str, Any] | None,
+        messages: list[list[Any]] | None,
+        prompts: list[str] | None,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        metadata: dict[str, Any] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        if run_id in _runs:
+            return
+        invocation = kwargs.get("invocation_params") or {}
+        input_messages = tools = None
+        if threadline.capture_enabled():
+            if messages:
+                input_messages = _convert.input_messages(messages[0])
+            elif prompts:
+                input_messages = _convert.prompt_messages(prompts)
+            tools = _convert.tool_definitions(invocation.get("tools"))
+        run = threadline.inference(
+            _convert.model_name(metadata, invocation, serialized, kwargs.get("name")),
+            provider=_convert.provider_name(metadata, invocation, serialized),
+            operation=operation,
+            parent=_leaf_parent(parent_run_id),
+            request=_convert.request_params(invocation, metadata),
+            stream=invocation.get("stream") is True,
+            input_messages=input_messages,
+            tool_definitions=tools,
+        )
+        _runs.add(run_id, run)
+        # Several prompts in one generate() call run interleaved: only a single one is made
+        # current, so detaches always come back in order.
+        if (kwargs.get("batch_size") or 1) == 1:
+            run.attach()
+
+    def on_llm_new_token(
+        self,
+        token: Any,
+        *,
+        chunk: Any = None,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            run = _runs.get(run_id)
+            if not isinstance(run, InferenceRun):
+                return
+            if run.chunks == 0:
+                # The request is out and answered: stop being current before the first chunk
+                # is handed to the caller, so nothing stays attached between chunks.
+                run.detach()
+                run.update(attributes=_STREAM_ATTRIBUTES)
+            run.chunk()
+            if chunk is not None:
+                message = getattr(chunk, "message", None)
+                usage = getattr(message, "usage_metadata", None) if message is not None else None
+                if usage:
+                    run.update(usage=run.usage + _convert.usage_from_metadata(usage))
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("langchain.on_llm_new_token", error)
+
+    def on_llm_end(
+        self,
+        response: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            run = _runs.get(run_id)
+            if not isinstance(run, InferenceRun):
+                return
+            run.detach()
+            facts = _convert.response_facts(response)
+            run.update(
+                response_id=facts.response_id,
+                response_model=facts.response_model,
+                finish_reasons=facts.finish_reasons or None,
+                usage=facts.usage,
+                output_messages=(
+                    _convert.output_messages(response) if threadline.capture_enabled() else None
+                ),
+            )
+            run.end()
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("langchain.on_llm_end", error)
+
+    def on_llm_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            run = _runs.get(run_id)
+            if not isinstance(run, InferenceRun):
+                return
+            run.detach()
+            partial = kwargs.get("response")  # what a stream produced before it stopped
+            if partial is not None:
+                facts = _convert.response_facts(partial)
+                run.update(
+                    response_model=facts.response_model,
+                    finish_reasons=facts.finish_reasons or None,
+                    usage=facts.usage,
+                )
+            _finish(run, error)
+        except Exception as error_:  # noqa: BLE001 - fail-open
+            report("langchain.on_llm_error", error_)
+
+    # --- tools -----------------------------------------------------------------------------------
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any],
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            if run_id in _runs:
+                return
+            serialized = serialized or {}
+            name = kwargs.get("name") or serialized.get("name") or "tool"
+            description = serialized.get("description")
+            call_id = kwargs.get("tool_call_id")
+            arguments = None
+            if threadline.capture_enabled():
+                arguments = inputs if inputs is not None else input_str
+            run = threadline.execute_tool(
+                str(name),
+                parent=_leaf_parent(parent_run_id),
+                call_id=call_id if isinstance(call_id, str) else None,
+                description=description if isinstance(description, str) else None,
+                arguments=arguments,
+            )
+            _runs.add(run_id, run)
+            run.attach()
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("langchain.on_tool_start", error)
+
+    def on_tool_end(
+        self,
+        output: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            run = _runs.get(run_id)
+            if not isinstance(run, ToolRun):
+                return
+            run.detach()
+            call_id = getattr(output, "tool_call_id", None)
+            run.update(
+                result=_convert.tool_result(output) if threadline.capture_enabled() else None,
+                call_id=call_id if isinstance(call_id, str) and run.call_id is None else None,
+            )
+            run.end()
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("langchain.on_tool_end", error)
+
+    def on_tool_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            run = _runs.get(run_id)
+            if run is None:
+                return
+            run.detach()
+            _finish(run, error)
+        except Exception as error_:  # noqa: BLE001 - fail-open
+            report("langchain.on_tool_error", error_)
+
+    # --- retrievers ------------------------------------------------------------------------------
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any],
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            if run_id in _runs:
+                return
+            source = (metadata or {}).get("ls_vector_store_provider")
+            if not isinstance(source, str) or not source:
+                source = kwargs.get("name")
+                if not isinstance(source, str) or not source:
+                    source = _serialized_name(serialized)
+            run = threadline.retrieval(source, parent=_leaf_parent(parent_run_id), query=query)
+            _runs.add(run_id, run)
+            run.attach()
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("langchain.on_retriever_start", error)
+
+    def on_retriever_end(
+        self,
+        documents: Sequence[Any],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            run = _runs.get(run_id)
+            if not isinstance(run, RetrievalRun):
+                return
+            run.detach()
+            if threadline.capture_enabled():
+                run.update(documents=_convert.documents(documents))
+            run.end()
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("langchain.on_retriever_end", error)
+
+    def on_retriever_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            run = _runs.get(run_id)
+            if run is None:
+                return
+            run.detach()
+            _finish(run, error)
+        except Exception as error_:  # noqa: BLE001 - fail-open
+            report("langchain.on_retriever_error", error_)
+
+
+def _finish(run: Run, error: BaseException) -> None:
+    if _is_control_flow(error):
+        run.end()
+    else:
+        run.fail(error)
+
+
+def _serialized_name(serialized: Mapping[str, Any] | None) -> str:
+    if serialized:
+        name = serialized.get("name")
+        if isinstance(name, str) and name:
+            return name
+        ident = serialized.get("id")
+        if isinstance(ident, list) and ident and isinstance(ident[-1], str):
+            return ident[-1]
+    return "chain"

@@ -1,0 +1,102 @@
+"""Process-wide instrumentation through LangChain's configure hook (no monkeypatching)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection
+from contextvars import ContextVar
+from typing import Any, cast
+
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+
+from threadline._failopen import report
+from threadline.langchain._handler import CallbackHandler
+
+__all__ = ["LangChainInstrumentor", "instrument", "instrumented_handler", "uninstrument"]
+
+
+class _HookVar:
+    """What LangChain's configure hook reads: it only calls ``.get()``.
+
+    A real ``ContextVar`` cannot be switched off for threads that already exist (their copies
+    keep the old value, and new threads see its default), so the hook reads this switch instead:
+    every callback manager created while it returns a handler gets that handler (inheritable,
+    so nested runs too); after :func:`uninstrument` new runs get nothing and cost nothing.
+    """
+
+    __slots__ = ("handler",)
+
+    def __init__(self) -> None:
+        self.handler: CallbackHandler | None = None
+
+    def get(self, default: Any = None) -> CallbackHandler | None:
+        return self.handler
+
+
+_hook = _HookVar()
+_registered = False
+_lock = threading.Lock()
+
+
+def instrument(
+    *,
+    verbose: bool = False,
+    agents: Collection[str] = (),
+    workflows: Collection[str] = (),
+) -> CallbackHandler:
+    """Trace every LangChain/LangGraph run in this process. Idempotent; calling it again only
+    replaces the options. Returns the handler in use.
+
+    A :class:`CallbackHandler` passed explicitly in a run's callbacks takes precedence over the
+    global one (LangChain adds the hook's handler only when no handler of that class is present).
+    """
+    global _registered
+    handler = CallbackHandler(verbose=verbose, agents=agents, workflows=workflows)
+    with _lock:
+        if not _registered:
+            from langchain_core.tracers.context import register_configure_hook
+
+            register_configure_hook(
+                cast("ContextVar[Any]", _hook), inheritable=True, handle_class=CallbackHandler
+            )
+            _registered = True
+        _hook.handler = handler
+    return handler
+
+
+def uninstrument() -> None:
+    """Stop tracing runs started from now on (LangChain has no way to remove a configure hook,
+    so the hook stays registered but hands out nothing). Idempotent."""
+    _hook.handler = None
+
+
+def instrumented_handler() -> CallbackHandler | None:
+    """The handler :func:`instrument` installed, or None."""
+    return _hook.handler
+
+
+class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """OpenTelemetry instrumentor for LangChain and LangGraph (``opentelemetry-instrument``
+    loads it through the ``opentelemetry_instrumentor`` entry point).
+
+    ``LangChainInstrumentor().instrument(verbose=..., agents=..., workflows=...)`` takes the
+    options of :func:`instrument`.
+    """
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("langchain-core >= 0.3",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        try:
+            instrument(
+                verbose=bool(kwargs.get("verbose", False)),
+                agents=kwargs.get("agents", ()),
+                workflows=kwargs.get("workflows", ()),
+            )
+        except Exception as error:  # noqa: BLE001 - never break the host application
+            report("langchain.instrument", error)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        uninstrument()

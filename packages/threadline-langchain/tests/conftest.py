@@ -1,0 +1,151 @@
+"""Shared fixtures: offline OpenAI cassettes, fake models that call tools, a clean handler."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import vcr
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from threadline.langchain import CallbackHandler
+
+pytest_plugins = ["threadline.testing"]
+
+CASSETTES = Path(__file__).resolve().parents[3] / "cassettes" / "langchain"
+os.environ.setdefault("OPENAI_API_KEY", "test-key-not-used")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing may reach the network: cassettes or fakes answer every call."""
+
+    def blocked(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("network access in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", blocked)
+    monkeypatch.setattr(socket, "create_connection", blocked)
+    monkeypatch.setattr(socket, "getaddrinfo", blocked)
+
+
+@pytest.fixture
+def cassette() -> Any:
+    recorder = vcr.VCR(
+        cassette_library_dir=str(CASSETTES),
+        record_mode="none",
+        match_on=["method", "scheme", "host", "port", "path", "query"],
+    )
+    return recorder.use_cassette
+
+
+@pytest.fixture
+def handler() -> CallbackHandler:
+    return CallbackHandler()
+
+
+@pytest.fixture
+def config(handler: CallbackHandler) -> dict[str, Any]:
+    return {"callbacks": [handler]}
+
+
+class ScriptedChatModel(BaseChatModel):
+    """A chat model that answers with scripted messages (tool calls included) and usage.
+
+    Streams word by word, with the usage in a final empty chunk, like OpenAI does.
+    """
+
+    model: str = "scripted-1"
+    responses: list[AIMessage]
+    temperature: float | None = None
+    fail_with: str | None = None
+    index: int = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
+
+    def _next(self) -> AIMessage:
+        if self.fail_with:
+            raise ValueError(self.fail_with)
+        message = self.responses[self.index % len(self.responses)]
+        self.index += 1
+        return message
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        message = self._next()
+        reason = "tool_calls" if message.tool_calls else "stop"
+        return ChatResult(
+            generations=[
+                ChatGeneration(
+                    message=message.model_copy(
+                        update={
+                            "response_metadata": {
+                                "model_name": f"{self.model}-2026",
+                                "finish_reason": reason,
+                                "id": f"resp-{self.index}",
+                            }
+                        }
+                    ),
+                    generation_info={"finish_reason": reason},
+                )
+            ]
+        )
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        message = self._next()
+        words = str(message.content).split(" ")
+        for i, word in enumerate(words):
+            text = word if i == 0 else " " + word
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+            if run_manager:
+                run_manager.on_llm_new_token(text, chunk=chunk)
+            yield chunk
+        final = ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=message.usage_metadata,
+                response_metadata={"finish_reason": "stop", "model_name": f"{self.model}-2026"},
+            ),
+            generation_info={"finish_reason": "stop"},
+        )
+        if run_manager:
+            run_manager.on_llm_new_token("", chunk=final)
+        yield final
+
+
+def usage(input_tokens: int, output_tokens: int, **details: int) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+    }
+    if "cache_read" in details or "cache_creation" in details:
+        out["input_token_details"] = {
+            k: v for k, v in details.items() if k in ("cache_read", "cache_creation")
+        }
+    if "reasoning" in details:
+        out["output_token_details"] = {"reasoning": details["reasoning"]}
+    return out
