@@ -11,6 +11,7 @@ are traced by ``threadline.mcp.instrument()``. Set ``SERVER_LOWLEVEL=1`` (mcp 2.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sys
@@ -169,6 +170,9 @@ def record_metrics() -> Any:
 
 def main() -> None:
     transport, spans_file = sys.argv[1], sys.argv[2]
+    if os.environ.get("SERVER_DEBUG_LOG"):
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+        logging.getLogger("threadline").setLevel(logging.DEBUG)
     install_jsonl_exporter(spans_file, resource=Resource({"service.name": "mcp-server"}))
     dump_metrics = record_metrics()
     server = build()
