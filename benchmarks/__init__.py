@@ -1,0 +1,1 @@
+"""Overhead benchmarks of threadline against its peers (``nox -s bench``)."""

@@ -1,0 +1,290 @@
+"""Benchmark driver: per workload, every configuration in a fresh process, interleaved rounds
+with a rotated order, medians with min-max.
+
+    python benchmarks/run.py --python core=/path/to/python --python langchain=/path/... \
+        [--rounds 5] [--seconds 0.5] [--only langchain.chat] [--out benchmarks/results]
+
+Each group (``core``, ``langchain``, ``llamaindex``, ``pydantic_ai``, ``mcp``) runs with its own
+interpreter, because the peers of one framework do not install together with another's. For
+each workload the driver
+
+1. asks the worker which configurations exist in that environment,
+2. records the spans threadline emits for one call (the floor replays exactly those),
+3. calibrates ``n`` so the slowest configuration times about ``--seconds`` per process,
+4. runs ``--rounds`` rounds; round ``r`` runs every configuration once, in the order rotated by
+   ``r``, each in a new process (its own warm-up, then ``n`` timed calls),
+5. reports per configuration the median and min-max of microseconds per call over the rounds,
+   and the time added over the uninstrumented baseline (the median of per-round differences,
+   so slow drifts of the machine cancel out).
+
+Writes ``<out>/<date>-<host>.json`` (every measurement) and ``.md`` (the tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks._common import CONFIG_LABELS, CONFIG_ORDER  # noqa: E402
+
+WORKER = HERE / "worker.py"
+PEERS = ("openinference", "openllmetry", "native")
+# Targets of issue #9: added time per call against the floor and against the peers.
+FLOOR_TARGET = 1.5
+LANGCHAIN_TARGETS = {"openllmetry": 0.5, "openinference": 0.2}
+BEST_PEER_TARGET = 0.5
+
+
+def worker(python: str, *args: str, timeout: float = 600) -> dict[str, Any]:
+    proc = subprocess.run(
+        [python, str(WORKER), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=HERE.parent,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {args} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def versions(python: str) -> dict[str, str]:
+    code = (
+        "import importlib.metadata as m, json; out={}\n"
+        "for d in m.distributions():\n"
+        "    n=d.metadata['Name'] or ''\n"
+        "    if any(k in n.lower() for k in ('opentelemetry','openinference','threadline',"
+        "'langchain-core','llama-index-core','pydantic-ai','mcp','traceloop')): out[n]=d.version\n"
+        "print(json.dumps(dict(sorted(out.items()))))"
+    )
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    return dict(json.loads(proc.stdout))
+
+
+def measure_workload(
+    python: str, workload: str, configs: list[str], rounds: int, seconds: float, tmp: Path
+) -> dict[str, Any]:
+    template = tmp / f"{workload}.json"
+    if "floor" in configs:
+        if "threadline" not in configs:
+            configs = [c for c in configs if c != "floor"]
+        else:
+            worker(python, workload, "threadline", "1", "--record", str(template))
+    extra = ["--template", str(template)]
+
+    def args(config: str, n: int) -> list[str]:
+        return [workload, config, str(n), *(extra if config == "floor" else [])]
+
+    # Calibrate on the slowest configuration.
+    probe = 200
+    slowest = max(worker(python, *args(c, probe))["us_per_call"] for c in configs)
+    n = int(min(max(seconds * 1e6 / max(slowest, 0.01), 200), 200_000))
+
+    samples: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
+    for r in range(rounds):
+        order = configs[r % len(configs) :] + configs[: r % len(configs)]
+        for config in order:
+            samples[config].append(worker(python, *args(config, n)))
+        print(f"  {workload} round {r + 1}/{rounds}", flush=True)
+    return {"n": n, "configs": configs, "samples": samples}
+
+
+def summarise(result: dict[str, Any]) -> dict[str, Any]:
+    samples = result["samples"]
+    base = [s["us_per_call"] for s in samples.get("baseline", [])]
+    out: dict[str, Any] = {}
+    for config, runs in samples.items():
+        us = [s["us_per_call"] for s in runs]
+        row: dict[str, Any] = {
+            "us_median": statistics.median(us),
+            "us_min": min(us),
+            "us_max": max(us),
+            "spans_per_call": statistics.median(s["spans_per_call"] for s in runs),
+        }
+        if base and config != "baseline":
+            added = [u - b for u, b in zip(us, base, strict=False)]
+            row.update(
+                added_median=statistics.median(added), added_min=min(added), added_max=max(added)
+            )
+        out[config] = row
+    return out
+
+
+def ratios(summary: dict[str, Any], group: str) -> dict[str, Any]:
+    def added(config: str) -> float | None:
+        row = summary.get(config)
+        return None if row is None else row.get("added_median")
+
+    out: dict[str, Any] = {}
+    for ours in ("threadline", "threadline_content"):
+        mine = added(ours)
+        if mine is None:
+            continue
+        for other in ("floor", *PEERS):
+            theirs = added(other)
+            if theirs is not None and theirs > 0:
+                out[f"{ours}/{other}"] = mine / theirs
+    return out
+
+
+def targets(summary: dict[str, Any], group: str, rat: dict[str, Any]) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+    if "threadline/floor" in rat:
+        checks.append(_check("added <= 1.5 x floor", rat["threadline/floor"], FLOOR_TARGET))
+    if group == "langchain":
+        for peer, limit in LANGCHAIN_TARGETS.items():
+            if f"threadline/{peer}" in rat:
+                checks.append(
+                    _check(f"added <= {limit} x {peer}", rat[f"threadline/{peer}"], limit)
+                )
+    elif group != "core":
+        peer_ratios = {p: rat[f"threadline/{p}"] for p in PEERS if f"threadline/{p}" in rat}
+        if peer_ratios:
+            best = max(peer_ratios, key=lambda p: peer_ratios[p])  # the peer with least added
+            checks.append(
+                _check(f"added <= 0.5 x best peer ({best})", peer_ratios[best], BEST_PEER_TARGET)
+            )
+    return checks
+
+
+def _check(name: str, value: float, limit: float) -> dict[str, Any]:
+    return {"target": name, "ratio": value, "limit": limit, "holds": value <= limit}
+
+
+def fmt_range(row: dict[str, Any], key: str) -> str:
+    if f"{key}_median" not in row:
+        return "-"
+    return f"{row[f'{key}_median']:.1f} ({row[f'{key}_min']:.1f}-{row[f'{key}_max']:.1f})"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Benchmarks {report['date']} on {report['host']}",
+        "",
+        f"{report['machine']}; {report['rounds']} rounds per workload, each configuration in a "
+        "fresh process per round, order rotated each round. Microseconds per call: median "
+        "(min-max) over rounds. Added: median (min-max) of the per-round difference to the "
+        "uninstrumented baseline. Every configuration exports through a BatchSpanProcessor to a "
+        "no-op exporter.",
+        "",
+        "## Summary: added microseconds per call, and ratios",
+        "",
+        "| workload | floor | threadline | threadline content on | OpenInference | OpenLLMetry |"
+        " native | tl/floor | tl/OI | tl/OLLM | tl/native | targets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, wl in report["workloads"].items():
+        s, r = wl["summary"], wl["ratios"]
+
+        def a(config: str, s: dict[str, Any] = s) -> str:
+            row = s.get(config)
+            return "-" if row is None or "added_median" not in row else f"{row['added_median']:.1f}"
+
+        def q(key: str, r: dict[str, Any] = r) -> str:
+            return f"{r[key]:.2f}" if key in r else "-"
+
+        held = ", ".join(
+            f"{'OK' if c['holds'] else 'MISSED'} {c['target']} ({c['ratio']:.2f})"
+            for c in wl["targets"]
+        )
+        lines.append(
+            f"| {name} | {a('floor')} | {a('threadline')} | {a('threadline_content')} | "
+            f"{a('openinference')} | {a('openllmetry')} | {a('native')} | "
+            f"{q('threadline/floor')} | {q('threadline/openinference')} | "
+            f"{q('threadline/openllmetry')} | {q('threadline/native')} | {held or '-'} |"
+        )
+    lines += ["", "## Per workload", ""]
+    for name, wl in report["workloads"].items():
+        lines += [
+            f"### {name} (n={wl['n']} calls per process)",
+            "",
+            "| configuration | us/call | added us/call | spans/call |",
+            "|---|---|---|---|",
+        ]
+        for config in CONFIG_ORDER:
+            row = wl["summary"].get(config)
+            if row is None:
+                continue
+            lines.append(
+                f"| {CONFIG_LABELS[config]} | {fmt_range(row, 'us')} | "
+                f"{fmt_range(row, 'added')} | {row['spans_per_call']:g} |"
+            )
+        lines.append("")
+    lines += ["## Versions", ""]
+    for group, vers in report["versions"].items():
+        lines.append(f"- {group}: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--python", action="append", default=[], metavar="GROUP=PATH")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument("--only", action="append", default=[], help="workload or group prefix")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--name", default=None, help="result file stem")
+    args = parser.parse_args(argv)
+
+    pythons = dict(p.split("=", 1) for p in args.python) or {"core": sys.executable}
+    started = time.time()
+    report: dict[str, Any] = {
+        "date": dt.date.today().isoformat(),
+        "host": socket.gethostname(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}",
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "versions": {},
+        "workloads": {},
+    }
+    stem = args.name or f"{report['date']}-{report['host']}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for group, python in pythons.items():
+            listing = worker(python, "--list", group)
+            report["versions"][group] = versions(python)
+            for name in listing["workloads"]:
+                workload = f"{group}.{name}"
+                if args.only and not any(workload.startswith(o) for o in args.only):
+                    continue
+                configs = [c for c in CONFIG_ORDER if c in listing["configs"]]
+                print(f"{workload}: {', '.join(configs)}", flush=True)
+                try:
+                    result = measure_workload(
+                        python, workload, configs, args.rounds, args.seconds, Path(tmp)
+                    )
+                except (RuntimeError, subprocess.TimeoutExpired) as error:
+                    print(f"  FAILED: {error}", flush=True)
+                    report["workloads"][workload] = {"error": str(error)[-2000:]}
+                    continue
+                summary = summarise(result)
+                rat = ratios(summary, group)
+                result.update(summary=summary, ratios=rat, targets=targets(summary, group, rat))
+                report["workloads"][workload] = result
+                (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
+    report["workloads"] = {k: v for k, v in report["workloads"].items() if "summary" in v}
+    report["elapsed_s"] = round(time.time() - started)
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
+    (args.out / f"{stem}.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

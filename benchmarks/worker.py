@@ -1,0 +1,107 @@
+"""One measurement in a fresh process: ``python benchmarks/worker.py <workload> <config> <n>``.
+
+Sets up the configuration (global SDK TracerProvider with a BatchSpanProcessor to a no-op
+exporter, then the configuration's instrumentation), builds the workload, warms up, times ``n``
+calls with ``time.perf_counter_ns`` and prints one JSON object.
+
+Other forms:
+  worker.py --list <group>                      workloads and configurations available here
+  worker.py <workload> threadline 1 --record P  write the spans of one call to P (the floor's
+                                                template)
+  worker.py <workload> floor <n> --template P   the floor: no-op hook + replay of template P
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import Replay, Telemetry, with_floor, write_template
+
+
+def load(group: str) -> Any:
+    return importlib.import_module(f"benchmarks.workloads.{group}")
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--list"]:
+        module = load(argv[1])
+        print(json.dumps({"workloads": list(module.WORKLOADS), "configs": module.configs()}))
+        return 0
+    parser = argparse.ArgumentParser()
+    parser.add_argument("workload")
+    parser.add_argument("config")
+    parser.add_argument("n", type=int)
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--record", type=Path, default=None)
+    parser.add_argument("--template", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    group, _, name = args.workload.partition(".")
+    telemetry = Telemetry(record=args.record is not None)
+    module = load(group)
+    if args.config == "floor":
+        if args.template is None:
+            parser.error("the floor needs --template")
+        module.noop_hook()
+        call = module.WORKLOADS[name]()
+        call = with_floor(call, Replay(json.loads(args.template.read_text()), telemetry.provider))
+    else:
+        module.instrument(args.config)
+        call = module.WORKLOADS[name]()
+
+    warmup = args.warmup if args.warmup is not None else max(20, min(args.n // 5, 2000))
+    result = None
+    for _ in range(warmup):
+        result = call()
+
+    if args.record is not None:
+        telemetry.flush()
+        assert telemetry.memory is not None
+        telemetry.memory.clear()
+        call()
+        telemetry.flush()
+        spans = telemetry.memory.get_finished_spans()
+        write_template(args.record, spans)
+        print(json.dumps({"workload": args.workload, "spans": len(spans)}))
+        return 0
+
+    gc.collect()
+    exported_before = telemetry.flush()
+    start, cpu_start = time.perf_counter_ns(), time.thread_time_ns()
+    for _ in range(args.n):
+        result = call()
+    elapsed = time.perf_counter_ns() - start
+    cpu = time.thread_time_ns() - cpu_start
+    exported = telemetry.flush() - exported_before
+    close = getattr(module, "close", None)
+    if close is not None:
+        close()
+    print(
+        json.dumps(
+            {
+                "workload": args.workload,
+                "config": args.config,
+                "n": args.n,
+                "warmup": warmup,
+                "ns": elapsed,
+                "us_per_call": elapsed / args.n / 1000,
+                "cpu_us_per_call": cpu / args.n / 1000,
+                "spans_per_call": exported / args.n,
+                "result": repr(result)[:60],
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
