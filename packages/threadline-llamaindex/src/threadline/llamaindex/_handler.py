@@ -139,6 +139,21 @@ def _is_stream(result: Any) -> bool:
     return isinstance(result, (GeneratorType, AsyncGeneratorType)) or inspect.isasyncgen(result)
 
 
+def _tool_arguments(arguments: Mapping[str, Any]) -> Any:
+    """A tool call's arguments: its keyword arguments, else its one positional argument (step
+    agents call single-parameter tools positionally), else the positional ones as a list."""
+    kwargs = arguments.get("kwargs")
+    if kwargs:
+        return kwargs
+    args = arguments.get("args")
+    if args:
+        return args[0] if len(args) == 1 else list(args)
+    named = {k: v for k, v in arguments.items() if k not in ("args", "kwargs")}
+    if len(named) == 1:
+        return next(iter(named.values()))
+    return named or None
+
+
 def _agent_name(instance: Any) -> str:
     name = getattr(instance, "name", None)
     return name if isinstance(name, str) and name else type(instance).__name__
@@ -313,11 +328,7 @@ class Tracker:
         metadata = getattr(tool, "metadata", None)
         name = getattr(metadata, "name", None) or type(tool).__name__
         description = getattr(metadata, "description", None)
-        args = None
-        if threadline.capture_enabled():
-            args = arguments.get("kwargs") or {
-                k: v for k, v in arguments.items() if k not in ("self", "args")
-            }
+        args = _tool_arguments(arguments) if threadline.capture_enabled() else None
         return threadline.execute_tool(
             str(name),
             parent=parent,
