@@ -34,3 +34,7 @@ def clean_state() -> Iterator[None]:
     threadline.pydantic_ai.uninstrument()
     if hasattr(Agent, "instrument_all"):
         Agent.instrument_all(False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cassette(name): vcrpy cassette in cassettes/pydantic_ai/")

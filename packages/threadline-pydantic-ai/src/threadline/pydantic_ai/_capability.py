@@ -88,7 +88,8 @@ def _server(base_url: str | None) -> tuple[str | None, int | None]:
         return None, None
     try:
         parsed = urlparse(base_url)
-        return parsed.hostname, parsed.port
+        port = parsed.port or {"https": 443, "http": 80}.get(parsed.scheme)
+        return parsed.hostname, port
     except ValueError:
         return None, None
 
