@@ -109,6 +109,26 @@ def build_lowlevel() -> Any:
     return server
 
 
+def http_span(app: Any) -> Any:
+    """A stand-in for an ASGI instrumentation: one HTTP SERVER span per request, parented on
+    the request's ``traceparent`` header and current while the app runs."""
+    from opentelemetry import propagate, trace
+
+    tracer = trace.get_tracer("http-stand-in")
+
+    async def traced(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        parent = propagate.extract(headers)
+        with tracer.start_as_current_span(
+            f"{scope['method']} {scope['path']}", context=parent, kind=trace.SpanKind.SERVER
+        ):
+            return await app(scope, receive, send)
+
+    return traced
+
+
 def serve_http(server: Any, port_file: str) -> None:
     import anyio
     import uvicorn
@@ -117,6 +137,8 @@ def serve_http(server: Any, port_file: str) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     app = server.streamable_http_app()
+    if os.environ.get("SERVER_HTTP_SPAN"):
+        app = http_span(app)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     uvicorn_server = uvicorn.Server(config)
 

@@ -27,6 +27,7 @@ from threadline.mcp._common import error_code, is_modern, is_tool_error, targets
 _logger = logging.getLogger("threadline.mcp")
 
 _SESSION_STATE_KEY = "threadline.mcp.session_start"
+_EMPTY = Context()
 _MAX_SESSION_ID = 256
 _TRACE_KEYS = ("traceparent", "tracestate", "baggage")
 
@@ -41,10 +42,14 @@ def _has_trace_keys(carrier: object) -> bool:
     return isinstance(carrier, Mapping) and any(key in carrier for key in _TRACE_KEYS)
 
 
-def _parent(meta: object, headers: object) -> tuple[Context, list[trace.Link], bool]:
+def _parent(
+    meta: object, headers: object, *, ambient: Context | None = None
+) -> tuple[Context, list[trace.Link], bool]:
     """``(parent context, links, traced)`` for an inbound message; ``traced`` is False when
-    neither the message nor the ambient context carries a trace."""
-    ambient = otel_context.get_current()
+    neither the message nor the ambient context carries a trace. ``ambient`` defaults to the
+    current context."""
+    if ambient is None:
+        ambient = otel_context.get_current()
     ambient_span = _span_context(ambient)
     carrier: object = None
     if _has_trace_keys(meta):
@@ -133,6 +138,7 @@ class ServerCall:
         request: object = None,
         connection: object = None,
         notifications: NotificationPolicy = "traced",
+        ambient: Context | None = None,
     ) -> ServerCall | None:
         try:
             return cls._start(
@@ -143,6 +149,7 @@ class ServerCall:
                 request=request,
                 connection=connection,
                 notifications=notifications,
+                ambient=ambient,
             )
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.server.start", error)
@@ -159,6 +166,7 @@ class ServerCall:
         request: object,
         connection: object,
         notifications: NotificationPolicy,
+        ambient: Context | None,
     ) -> ServerCall | None:
         notification = request_id is None
         if notification and notifications == "none":
@@ -168,7 +176,7 @@ class ServerCall:
             _logger.debug("ignoring _meta of type %s", type(meta).__name__)
             meta = None
         headers = getattr(request, "headers", None)
-        parent, links, traced = _parent(meta, headers)
+        parent, links, traced = _parent(meta, headers, ambient=ambient)
         if notification and notifications == "traced" and not traced:
             return None  # e.g. notifications/initialized: no trace to join
         session_id = _session_id(connection, headers)
@@ -364,6 +372,9 @@ def _v1_call(message: Any, req: Any, session: Any) -> ServerCall | None:
         request_id=getattr(message, "request_id", None),
         protocol_version=version if isinstance(version, str) else None,
         request=request,
+        # 1.x runs handlers in the session's task group, whose context is whatever was current
+        # when the session started (over HTTP: the *first* request's), never this request's.
+        ambient=_EMPTY,
     )
 
 
