@@ -84,13 +84,16 @@ def test_one_trace_across_processes(
     merged = _agent_trace(client_spans, server_spans)
 
     # The client lists tools after a call to validate structured output: a second request.
-    assert render_tree(merged, attributes=("session.id",)) == """\
+    assert (
+        render_tree(merged, attributes=("session.id",))
+        == """\
 invoke_agent weather_agent [INTERNAL] session.id=sess-42
   tools/call get_weather [CLIENT] session.id=sess-42
     tools/call get_weather [SERVER] session.id=sess-42
       lookup_forecast [INTERNAL] session.id=sess-42
   tools/list [CLIENT] session.id=sess-42
     tools/list [SERVER] session.id=sess-42"""
+    )
 
     client_call = find(client_spans, "tools/call get_weather")
     server_call = find(server_spans, "tools/call get_weather")
@@ -138,15 +141,22 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
 
 
 @pytest.mark.parametrize(("transport", "mode", "flavour"), CASES[:1] + CASES[-1:])
-def test_tool_error(telemetry: Any, tmp_path: Path, transport: str, mode: str, flavour: str) -> None:
-    (result,), server_spans = _run(tmp_path, transport, mode, flavour, [("broken", {"city": "Paris"})])
+def test_tool_error(
+    telemetry: Any, tmp_path: Path, transport: str, mode: str, flavour: str
+) -> None:
+    (result,), server_spans = _run(
+        tmp_path, transport, mode, flavour, [("broken", {"city": "Paris"})]
+    )
     assert is_error(result)
     merged = _agent_trace(telemetry.spans(), server_spans)
     tree = render_tree([s for s in merged if s.name != "tools/list"])
-    assert tree == """\
+    assert (
+        tree
+        == """\
 invoke_agent weather_agent [INTERNAL]
   tools/call broken [CLIENT] !ERROR error.type=tool_error
     tools/call broken [SERVER] !ERROR error.type=tool_error"""
+    )
 
 
 def test_server_metrics(telemetry: Any, tmp_path: Path) -> None:

@@ -189,7 +189,9 @@ def test_hostile_meta_fuzz(server: RawServer) -> None:
 def test_hostile_values_dropped_not_attached(server: RawServer) -> None:
     answers = [
         server.call_weather({"baggage": 1, "traceparent": VALID_TRACEPARENT}),
-        server.call_weather({"traceparent": "garbage", "baggage": "session.id=ok,user.id=" + "y" * 1000}),
+        server.call_weather(
+            {"traceparent": "garbage", "baggage": "session.id=ok,user.id=" + "y" * 1000}
+        ),
         server.call_weather({"baggage": "secret.token=hunter2,session.id=s-2"}),
     ]
     seen = [json.loads(a["result"]["content"][0]["text"]) for a in answers]

@@ -40,7 +40,7 @@ class RawHttpClient:
                 **(headers or {}),
             },
         )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - localhost
+        with urllib.request.urlopen(request, timeout=30) as response:
             self.session_id = response.headers.get("mcp-session-id") or self.session_id
             body = response.read().decode()
         if "id" not in message:
@@ -53,19 +53,29 @@ class RawHttpClient:
                     return answer
         raise AssertionError(f"no answer in {body!r}")
 
-    def request(self, method: str, params: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+    def request(
+        self, method: str, params: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Any:
         self.next_id += 1
-        return self.post({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}, headers)
+        return self.post(
+            {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}, headers
+        )
 
     def handshake(self) -> None:
         self.request(
             "initialize",
-            {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+            {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
         )
         self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
 
-def _call(tmp_path: Path, headers: dict[str, str], meta: dict[str, Any] | None, **env: str) -> tuple[Any, list[SpanRecord]]:
+def _call(
+    tmp_path: Path, headers: dict[str, str], meta: dict[str, Any] | None, **env: str
+) -> tuple[Any, list[SpanRecord]]:
     spans_file = tmp_path / "spans.jsonl"
     with http_server(tmp_path, spans_file, **env) as url:
         client = RawHttpClient(url)
@@ -79,7 +89,9 @@ def _call(tmp_path: Path, headers: dict[str, str], meta: dict[str, Any] | None, 
 
 def test_headers_when_meta_has_no_context(tmp_path: Path) -> None:
     seen, spans = _call(
-        tmp_path, {"traceparent": HEADER_PARENT, "baggage": "session.id=from-header"}, {"progressToken": 1}
+        tmp_path,
+        {"traceparent": HEADER_PARENT, "baggage": "session.id=from-header"},
+        {"progressToken": 1},
     )
     server = find(spans, "tools/call get_weather")
     assert server.trace_id == HEADER_TRACE

@@ -24,7 +24,9 @@ from threadline.mcp._common import error_code, is_tool_error, targets
 _PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
 
 
-def start(method: str, params: object, *, request_id: int | str | None = None) -> threadline.McpRun | None:
+def start(
+    method: str, params: object, *, request_id: int | str | None = None
+) -> threadline.McpRun | None:
     """Start and attach the CLIENT run of a request about to be sent (``None`` on failure)."""
     try:
         tool_name, prompt_name, resource_uri = targets(method, params)
@@ -104,7 +106,9 @@ _NO_SPAN = _NoSpan()
 
 
 @contextmanager
-def sdk_span(name: str, *, attributes: Mapping[str, Any] | None = None, **_: Any) -> Iterator[_NoSpan]:
+def sdk_span(
+    name: str, *, attributes: Mapping[str, Any] | None = None, **_: Any
+) -> Iterator[_NoSpan]:
     """Replacement for ``jsonrpc_dispatcher.otel_span``: no span of its own; the request id the
     dispatcher just allocated goes onto our CLIENT run."""
     try:
@@ -115,7 +119,9 @@ def sdk_span(name: str, *, attributes: Mapping[str, Any] | None = None, **_: Any
             and attributes
             and semconv.JSONRPC_REQUEST_ID in attributes
         ):
-            run.set_attributes({semconv.JSONRPC_REQUEST_ID: str(attributes[semconv.JSONRPC_REQUEST_ID])})
+            run.set_attributes(
+                {semconv.JSONRPC_REQUEST_ID: str(attributes[semconv.JSONRPC_REQUEST_ID])}
+            )
     except Exception as error:  # noqa: BLE001 - fail-open
         report("threadline.mcp.client.sdk_span", error)
     yield _NO_SPAN
@@ -190,11 +196,15 @@ def v1_with_context(request: Any) -> Any:
 
 
 def wrap_send_request(original: Any) -> Any:
-    async def send_request(self: Any, request: Any, result_type: Any, *args: Any, **kwargs: Any) -> Any:
+    async def send_request(
+        self: Any, request: Any, result_type: Any, *args: Any, **kwargs: Any
+    ) -> Any:
         try:
             method, params = v1_method_params(request)
             request_id = getattr(self, "_request_id", None)
-            run = start(method, params, request_id=request_id if isinstance(request_id, int) else None)
+            run = start(
+                method, params, request_id=request_id if isinstance(request_id, int) else None
+            )
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.client.v1", error)
             run = None

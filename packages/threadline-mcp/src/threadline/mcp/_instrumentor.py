@@ -27,7 +27,9 @@ class _Patches:
     def __init__(self) -> None:
         self._undo: list[tuple[Any, str, Any]] = []
 
-    def replace(self, module: str, owner: str | None, name: str, make: Callable[[Any], Any]) -> None:
+    def replace(
+        self, module: str, owner: str | None, name: str, make: Callable[[Any], Any]
+    ) -> None:
         target: Any = importlib.import_module(module)
         if owner is not None:
             target = getattr(target, owner)
@@ -59,13 +61,25 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         try:
             if _major() >= 2:
                 dispatcher = "mcp.shared.jsonrpc_dispatcher"
-                patches.replace(dispatcher, "JSONRPCDispatcher", "send_raw_request", _client.wrap_send_raw_request)
-                patches.replace(dispatcher, None, "otel_span", lambda _: _client.sdk_span)
-                patches.replace(dispatcher, None, "inject_trace_context", lambda _: _client.inject_meta)
-            else:
-                patches.replace("mcp.shared.session", "BaseSession", "send_request", _client.wrap_send_request)
                 patches.replace(
-                    "mcp.server.lowlevel.server", "Server", "_handle_request", _server.wrap_handle_request
+                    dispatcher,
+                    "JSONRPCDispatcher",
+                    "send_raw_request",
+                    _client.wrap_send_raw_request,
+                )
+                patches.replace(dispatcher, None, "otel_span", lambda _: _client.sdk_span)
+                patches.replace(
+                    dispatcher, None, "inject_trace_context", lambda _: _client.inject_meta
+                )
+            else:
+                patches.replace(
+                    "mcp.shared.session", "BaseSession", "send_request", _client.wrap_send_request
+                )
+                patches.replace(
+                    "mcp.server.lowlevel.server",
+                    "Server",
+                    "_handle_request",
+                    _server.wrap_handle_request,
                 )
         except Exception as error:  # noqa: BLE001 - an unknown mcp layout: leave it untouched
             patches.undo()

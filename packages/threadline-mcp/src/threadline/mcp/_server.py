@@ -343,7 +343,9 @@ def _replace_builtin_middleware() -> None:
                 ours = next((m for m in chain if isinstance(m, TracingMiddleware)), None)
                 if ours is not None:
                     rest = [m for m in chain if m is not ours]
-                    at = next(i for i, m in enumerate(rest) if isinstance(m, OpenTelemetryMiddleware))
+                    at = next(
+                        i for i, m in enumerate(rest) if isinstance(m, OpenTelemetryMiddleware)
+                    )
                     rest[at] = ours
                     chain[:] = [m for m in rest if not isinstance(m, OpenTelemetryMiddleware)]
         except Exception as error:  # noqa: BLE001 - fail-open
@@ -384,7 +386,9 @@ def wrap_handle_request(original: Any) -> Any:
     1.x turns handler errors into an error response itself, so the outcome is read from what
     the handler answers (``message.respond``) rather than from an exception."""
 
-    async def _handle_request(self: Any, message: Any, req: Any, session: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _handle_request(
+        self: Any, message: Any, req: Any, session: Any, *args: Any, **kwargs: Any
+    ) -> Any:
         try:
             call = _v1_call(message, req, session)
         except Exception as error:  # noqa: BLE001 - fail-open
