@@ -19,11 +19,12 @@ two sessions, `<name>-newest` and `<name>-oldest`:
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import TypedDict
 
 import nox
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 
 class Framework(TypedDict):
@@ -85,10 +86,7 @@ def _integrations() -> list[str]:
 
 
 def _requirement_name(req: str) -> str:
-    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
-    if match is None:
-        raise ValueError(f"cannot read a package name from {req!r}")
-    return re.sub(r"[-_.]+", "-", match.group(0)).lower()
+    return canonicalize_name(Requirement(req).name)
 
 
 def _lowest(session: nox.Session, requirements: list[str], packages: list[str]) -> list[str]:
@@ -112,13 +110,21 @@ def _lowest(session: nox.Session, requirements: list[str], packages: list[str]) 
         external=True,
     )
     assert isinstance(compiled, str)
-    wanted = {_requirement_name(req) for req in requirements}
-    pins = [
-        line.strip()
-        for line in compiled.splitlines()
-        if "==" in line and _requirement_name(line.strip()) in wanted
-    ]
-    missing = wanted - {_requirement_name(pin) for pin in pins}
+    # The compiled pins carry no extras: take them back from the requirements.
+    extras: dict[str, set[str]] = {}
+    for req in requirements:
+        extras.setdefault(_requirement_name(req), set()).update(Requirement(req).extras)
+    pins: list[str] = []
+    for raw in compiled.splitlines():
+        line = raw.strip()
+        if "==" not in line or line.startswith("-"):
+            continue
+        pin = Requirement(line)
+        name = canonicalize_name(pin.name)
+        if name in extras:
+            extra = f"[{','.join(sorted(extras[name]))}]" if extras[name] else ""
+            pins.append(f"{name}{extra}{pin.specifier}")
+    missing = set(extras) - {_requirement_name(pin) for pin in pins}
     if missing:
         session.error(f"lowest resolution gave no pin for {sorted(missing)}:\n{compiled}")
     return pins
@@ -130,7 +136,7 @@ def _show_versions(session: nox.Session, requirements: list[str]) -> None:
     frozen = session.run("uv", "pip", "freeze", silent=True, external=True)
     assert isinstance(frozen, str)
     for line in frozen.splitlines():
-        if "==" in line and _requirement_name(line) in wanted:
+        if "==" in line and not line.startswith("-") and _requirement_name(line) in wanted:
             session.log(f"resolved: {line.strip()}")
 
 
