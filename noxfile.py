@@ -202,10 +202,11 @@ def packaging(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff lint and format check."""
+    """ruff lint and format check; uv.lock must match the pyproject.toml files."""
     session.install(RUFF)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("uv", "lock", "--check", external=True)
 
 
 @nox.session
