@@ -1,0 +1,93 @@
+"""Parenting across threads and tasks, and the OpenTelemetry context around LlamaIndex calls."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+from conftest import make_llm
+from llama_index.core.llms import ChatMessage
+from llama_index.core.query_engine import CustomQueryEngine
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+import threadline
+from threadline.testing import Telemetry
+
+MESSAGES = [ChatMessage(role="user", content="Say hello")]
+
+
+class ThreadedEngine(CustomQueryEngine):
+    """Hands the model call to a plain thread, which gets only the OpenTelemetry context
+    (as opentelemetry-instrumentation-threading carries it), not LlamaIndex's own."""
+
+    carry_context: bool = True
+
+    def custom_query(self, query_str: str) -> str:
+        parent = otel_context.get_current()
+        answers: list[str] = []
+
+        def work() -> None:
+            token = otel_context.attach(parent) if self.carry_context else None
+            try:
+                for chunk in make_llm().stream_chat(MESSAGES):
+                    answers.append(chunk.delta or "")
+            finally:
+                if token is not None:
+                    otel_context.detach(token)
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        return "".join(answers)
+
+
+def test_plain_thread_keeps_the_parent(telemetry: Telemetry, cassette: Any) -> None:
+    with cassette("stream_chat.yaml"):
+        assert str(ThreadedEngine().query("hi")) == "Hello streamed world"
+    assert telemetry.tree() == """\
+invoke_workflow ThreadedEngine [INTERNAL]
+  chat gpt-4o-mini [CLIENT]"""
+    telemetry.assert_conformant()
+
+
+def test_thread_without_any_context_starts_a_new_trace(
+    telemetry: Telemetry, cassette: Any
+) -> None:
+    with cassette("stream_chat.yaml"):
+        ThreadedEngine(carry_context=False).query("hi")
+    assert telemetry.tree() == """\
+invoke_workflow ThreadedEngine [INTERNAL]
+---
+chat gpt-4o-mini [CLIENT]"""
+
+
+def test_model_http_request_runs_inside_the_chat_span(telemetry: Telemetry, cassette: Any) -> None:
+    seen: list[Any] = []
+
+    def on_request(request: httpx.Request) -> None:
+        seen.append(threadline.current_run())
+
+    from llama_index.llms.openai import OpenAI
+
+    llm = OpenAI(
+        model="gpt-4o-mini",
+        max_retries=0,
+        http_client=httpx.Client(event_hooks={"request": [on_request]}),
+    )
+    with cassette("chat.yaml"):
+        llm.chat(MESSAGES)
+    (run,) = seen
+    chat = telemetry.find("chat gpt-4o-mini")
+    assert isinstance(run, threadline.InferenceRun)
+    assert format(run.span.get_span_context().span_id, "016x") == chat.span_id
+
+
+def test_no_context_left_attached(telemetry: Telemetry, cassette: Any) -> None:
+    before = otel_context.get_current()
+    with cassette("stream_chat.yaml"):
+        list(make_llm().stream_chat(MESSAGES))
+    assert otel_context.get_current() == before
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    assert threadline.current_run() is None

@@ -1,0 +1,103 @@
+"""Streaming chat: the span stays open until the stream ends and records time to first chunk."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from conftest import make_llm
+from llama_index.core.llms import ChatMessage
+
+import threadline
+import threadline.llamaindex
+from threadline import config
+from threadline._registry import open_runs
+from threadline.testing import Telemetry
+
+MESSAGES = [ChatMessage(role="user", content="Say hello")]
+ATTRIBUTES = (
+    "gen_ai.request.stream",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.response.finish_reasons",
+    "gen_ai.response.id",
+)
+STREAM_LINE = (
+    "chat gpt-4o-mini [CLIENT] gen_ai.request.stream=True gen_ai.usage.input_tokens=12 "
+    "gen_ai.usage.output_tokens=3 gen_ai.usage.cache_read.input_tokens=4 "
+    "gen_ai.usage.reasoning.output_tokens=1 gen_ai.response.finish_reasons=['stop'] "
+    "gen_ai.response.id=chatcmpl-st1"
+)
+
+
+def test_stream_chat_span_ends_after_last_chunk(telemetry: Telemetry, cassette: Any) -> None:
+    with cassette("stream_chat.yaml"):
+        stream = make_llm().stream_chat(MESSAGES)
+        # LlamaIndex has already exited its own span here; ours is still open.
+        assert telemetry.spans() == []
+        deltas = []
+        last_chunk_ns = 0
+        for chunk in stream:
+            assert telemetry.spans() == [], "the chat span ended before the stream did"
+            deltas.append(chunk.delta)
+            last_chunk_ns = time.time_ns()
+    assert "".join(d or "" for d in deltas) == "Hello streamed world"
+    assert telemetry.tree(attributes=ATTRIBUTES) == STREAM_LINE
+    span = telemetry.find("chat gpt-4o-mini")
+    assert span.end_ns >= last_chunk_ns
+    first_chunk = span.attributes["gen_ai.response.time_to_first_chunk"]
+    assert 0 < first_chunk * 1e9 <= span.duration_ns
+    (ttfc,) = telemetry.metric_points("gen_ai.client.operation.time_to_first_chunk")
+    assert ttfc["count"] == 1
+    assert ttfc["sum"] == first_chunk
+    # Six chunks reach LlamaIndex (role, three texts, finish, usage): five gaps between them.
+    (per_chunk,) = telemetry.metric_points("gen_ai.client.operation.time_per_output_chunk")
+    assert per_chunk["count"] == 5
+    telemetry.assert_conformant()
+
+
+def test_astream_chat(telemetry: Telemetry, cassette: Any) -> None:
+    async def consume() -> str:
+        text = ""
+        async for chunk in await make_llm().astream_chat(MESSAGES):
+            assert telemetry.spans() == []
+            text += chunk.delta or ""
+        return text
+
+    with cassette("stream_chat.yaml"):
+        assert asyncio.run(consume()) == "Hello streamed world"
+    assert telemetry.tree(attributes=ATTRIBUTES) == STREAM_LINE
+    telemetry.assert_conformant()
+
+
+def test_stream_closed_early_ends_the_span(telemetry: Telemetry, cassette: Any) -> None:
+    with cassette("stream_chat.yaml"):
+        stream = make_llm().stream_chat(MESSAGES)
+        first = next(stream)
+        assert first.delta == ""
+        stream.close()
+    span = telemetry.find("chat gpt-4o-mini")
+    assert span.status_code == "UNSET"
+    assert span.attributes["gen_ai.response.time_to_first_chunk"] > 0
+
+
+def test_stream_never_consumed_is_reaped(telemetry: Telemetry, cassette: Any) -> None:
+    previous = config.current()
+    config.configure(run_ttl_seconds=5.0)
+    try:
+        with cassette("stream_chat.yaml"):
+            stream = make_llm().stream_chat(MESSAGES)
+            assert telemetry.spans() == []
+            assert open_runs.reap(now=time.monotonic() + 10) == 1
+    finally:
+        config.restore(previous)
+    assert telemetry.tree(attributes=("threadline.abandoned", "threadline.abandon_reason")) == (
+        "chat gpt-4o-mini [CLIENT] threadline.abandoned=True threadline.abandon_reason=ttl"
+    )
+    del stream
+    # The integration's bookkeeping forgot the run with it.
+    tracker = threadline.llamaindex._installed[0]._tracker  # type: ignore[index]
+    assert (len(tracker.runs), len(tracker.streams), tracker.nodes) == (0, 0, {})
