@@ -418,3 +418,25 @@ def test_fail_open(telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(threadline, "execute_tool", broken)
     assert weather_agent().run_sync("Weather in Paris?").output == "Sunny in Paris, France"
     assert telemetry.tree() == f"{agent_span('weather')} [INTERNAL]"
+
+
+def test_abandoned_stream_ends_every_span(telemetry: Telemetry) -> None:
+    agent = Agent(streaming("a", "b", "c", "d"), name="quitter", capabilities=[Tracing()])
+
+    async def first_chunk_only() -> None:
+        async with agent.run_stream("hi") as stream:
+            async for _delta in stream.stream_text(delta=True):
+                break
+
+    asyncio.run(first_chunk_only())
+
+    # The run did not finish (Pydantic AI cancels it); what was streamed so far is kept.
+    assert telemetry.tree(attributes=(semconv.GEN_AI_USAGE_OUTPUT_TOKENS,)) == "\n".join(
+        [
+            f"{agent_span('quitter')} [INTERNAL] gen_ai.usage.output_tokens=4"
+            " !ERROR error.type=asyncio.exceptions.CancelledError",
+            "  chat streamer [CLIENT] gen_ai.usage.output_tokens=4",
+        ]
+    )
+    assert threadline.current_run() is None
+    assert len(threadline.open_runs) == 0
