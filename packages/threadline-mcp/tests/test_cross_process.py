@@ -191,3 +191,30 @@ def test_server_metrics(telemetry: Any, tmp_path: Path) -> None:
         if p["attributes"].get("gen_ai.tool.name") == "get_weather"
     ]
     assert [p["count"] for p in client] == [1]
+
+
+def test_json_rpc_error(telemetry: Any, tmp_path: Path) -> None:
+    """A JSON-RPC error answer: the CLIENT span fails with the code; the SERVER span records
+    the handler's exception (mcp 2.x) or the error response it sent (mcp 1.x)."""
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def ask() -> None:
+        async with connect(stdio_params(spans_file)) as session:
+            with threadline.invoke_agent("weather_agent"):
+                with pytest.raises(Exception, match="Unknown prompt") as raised:
+                    await session.client.get_prompt("forecast_brief", {})
+                assert raised.value.error.code == 0  # type: ignore[attr-defined]
+
+    anyio.run(ask)
+    merged = _agent_trace(telemetry.spans(), read_spans_jsonl(spans_file))
+    server_error = "ValueError" if MAJOR >= 2 else "0"
+    assert render_tree(merged, attributes=("rpc.response.status_code",)) == (
+        "invoke_agent weather_agent [INTERNAL]\n"
+        "  prompts/get forecast_brief [CLIENT] rpc.response.status_code=0 !ERROR error.type=0\n"
+        "    prompts/get forecast_brief [SERVER]"
+        + (" rpc.response.status_code=0" if MAJOR < 2 else "")
+        + f" !ERROR error.type={server_error}"
+    )
+    client = find(telemetry.spans(), "prompts/get forecast_brief")
+    assert client.attributes["gen_ai.prompt.name"] == "forecast_brief"
+    assert client.status_description == "Unknown prompt: forecast_brief"

@@ -1,0 +1,58 @@
+"""instrument()/uninstrument() and the entry point."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from harness import MAJOR
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+
+import threadline.mcp
+from threadline.mcp import MCPInstrumentor
+
+if MAJOR >= 2:
+    PATCHED = [
+        ("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher", "send_raw_request"),
+        ("mcp.shared.jsonrpc_dispatcher", None, "otel_span"),
+        ("mcp.shared.jsonrpc_dispatcher", None, "inject_trace_context"),
+    ]
+else:
+    PATCHED = [
+        ("mcp.shared.session", "BaseSession", "send_request"),
+        ("mcp.server.lowlevel.server", "Server", "_handle_request"),
+    ]
+
+
+def _current() -> list[object]:
+    found = []
+    for module, owner, name in PATCHED:
+        target: object = importlib.import_module(module)
+        if owner:
+            target = getattr(target, owner)
+        found.append(getattr(target, name))
+    return found
+
+
+def test_instrument_uninstrument_round_trip() -> None:
+    original = _current()
+    for _ in range(2):  # repeatable, and idempotent while instrumented
+        threadline.mcp.instrument()
+        threadline.mcp.instrument()
+        patched = _current()
+        assert all(p is not o for p, o in zip(patched, original, strict=True))
+        threadline.mcp.uninstrument()
+        assert all(p is o for p, o in zip(_current(), original, strict=True))
+
+
+def test_entry_point() -> None:
+    (entry,) = [
+        e
+        for e in entry_points(group="opentelemetry_instrumentor")
+        if e.value.startswith("threadline.mcp")
+    ]
+    assert entry.load() is MCPInstrumentor
+    assert isinstance(MCPInstrumentor(), BaseInstrumentor)
+    assert MCPInstrumentor().instrumentation_dependencies() == ("mcp >= 1.30",)

@@ -1,0 +1,200 @@
+"""The server middleware's mapping of outcomes to spans, driven directly with request contexts
+(no transport: nothing here is about propagation, which the subprocess tests cover)."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import anyio
+import pytest
+from harness import MAJOR
+
+import threadline
+import threadline.mcp
+from threadline.mcp import TracingMiddleware
+
+pytestmark = pytest.mark.skipif(MAJOR < 2, reason="ServerMiddleware is mcp 2.x")
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def _ctx(method: str = "tools/call", params: Any = None, request_id: Any = 7) -> Any:
+    if params is None:
+        params = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+    return types.SimpleNamespace(
+        method=method,
+        params=params,
+        request_id=request_id,
+        protocol_version="2025-11-25",
+        request=None,
+        session=types.SimpleNamespace(_connection=None),
+    )
+
+
+def _serve(middleware: TracingMiddleware, ctx: Any, handler: Any) -> Any:
+    async def main() -> Any:
+        return await middleware(ctx, handler)
+
+    return anyio.run(main)
+
+
+def _mcp_error(code: int, message: str) -> BaseException:
+    from mcp.shared.exceptions import MCPError
+
+    return MCPError(code=code, message=message)
+
+
+def test_success_and_tool_error(telemetry: Any) -> None:
+    async def ok(ctx: Any) -> Any:
+        return {"content": [], "isError": False}
+
+    async def soft_fail(ctx: Any) -> Any:
+        return {"content": [], "isError": True}
+
+    _serve(TracingMiddleware(), _ctx(), ok)
+    _serve(TracingMiddleware(), _ctx(), soft_fail)
+    assert telemetry.tree(attributes=("jsonrpc.request.id", "network.transport")) == (
+        "tools/call get_weather [SERVER] jsonrpc.request.id=7 network.transport=pipe\n---\n"
+        "tools/call get_weather [SERVER] jsonrpc.request.id=7 network.transport=pipe"
+        " !ERROR error.type=tool_error"
+    )
+    points = telemetry.metric_points("mcp.server.operation.duration")
+    assert sorted(p["attributes"].get("error.type", "") for p in points) == ["", "tool_error"]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [(-32602, "UNSET", None), (-32601, "UNSET", None), (-32603, "ERROR", "-32603")],
+)
+def test_json_rpc_errors(telemetry: Any, code: int, status: str, error: str | None) -> None:
+    """Bad-request codes are recorded but are not server errors; the rest are."""
+    raised = _mcp_error(code, "nope")
+
+    async def handler(ctx: Any) -> Any:
+        raise raised
+
+    with pytest.raises(type(raised)) as caught:
+        _serve(TracingMiddleware(), _ctx(), handler)
+    assert caught.value is raised
+    span = telemetry.find("tools/call get_weather")
+    assert span.attributes["rpc.response.status_code"] == str(code)
+    assert span.status_code == status
+    assert span.attributes.get("error.type") == error
+
+
+def test_handler_exception_is_reraised_untouched(telemetry: Any) -> None:
+    class WeatherDown(Exception):
+        pass
+
+    raised = WeatherDown("down")
+
+    async def handler(ctx: Any) -> Any:
+        raise raised
+
+    with pytest.raises(WeatherDown) as caught:
+        _serve(TracingMiddleware(), _ctx(), handler)
+    assert caught.value is raised
+    span = telemetry.find("tools/call get_weather")
+    assert span.attributes["error.type"].endswith("WeatherDown")
+    assert span.status_code == "ERROR"
+
+
+def test_context_is_attached_during_the_handler_and_detached_after(telemetry: Any) -> None:
+    seen: dict[str, Any] = {}
+
+    async def handler(ctx: Any) -> Any:
+        seen["run"] = threadline.current_run()
+        seen["session"] = threadline.current_session()
+        return {"content": []}
+
+    ctx = _ctx(
+        params={"name": "x", "_meta": {"traceparent": TRACEPARENT, "baggage": "session.id=s"}}
+    )
+    _serve(TracingMiddleware(), ctx, handler)
+    assert isinstance(seen["run"], threadline.McpRun)
+    assert seen["session"] == {"session.id": "s"}
+    assert threadline.current_run() is None
+    assert threadline.current_session() == {}
+    span = telemetry.find("tools/call x")
+    assert span.trace_id == TRACEPARENT.split("-")[1]
+    assert span.attributes["session.id"] == "s"
+
+
+@pytest.mark.parametrize(
+    ("policy", "meta", "traced"),
+    [
+        ("traced", None, False),
+        ("traced", {"traceparent": TRACEPARENT}, True),
+        ("all", None, True),
+        ("none", {"traceparent": TRACEPARENT}, False),
+    ],
+)
+def test_notifications(telemetry: Any, policy: Any, meta: Any, traced: bool) -> None:
+    params = {"requestId": 3} if meta is None else {"requestId": 3, "_meta": meta}
+
+    async def handler(ctx: Any) -> None:
+        return None
+
+    ctx = _ctx("notifications/cancelled", params, request_id=None)
+    _serve(TracingMiddleware(notifications=policy), ctx, handler)
+    names = [s.name for s in telemetry.spans()]
+    assert names == (["notifications/cancelled"] if traced else [])
+    if traced:
+        assert "jsonrpc.request.id" not in telemetry.spans()[0].attributes
+
+
+def test_cancellation(telemetry: Any) -> None:
+    async def main() -> None:
+        async def handler(ctx: Any) -> Any:
+            await anyio.sleep(10)
+
+        with anyio.move_on_after(0.05):
+            await TracingMiddleware()(_ctx(), handler)
+
+    anyio.run(main)
+    span = telemetry.find("tools/call get_weather")
+    assert span.attributes["error.type"] == "cancelled"
+    assert threadline.current_run() is None
+
+
+def test_fail_open(telemetry: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("telemetry bug")
+
+    monkeypatch.setattr(threadline, "mcp_request", broken)
+
+    async def handler(ctx: Any) -> Any:
+        return {"content": ["served"]}
+
+    assert _serve(TracingMiddleware(), _ctx(), handler) == {"content": ["served"]}
+    assert telemetry.spans() == []
+
+
+def test_replaces_the_sdk_middleware_in_place() -> None:
+    """Contract with the provisional SDK API: servers start with the SDK's OpenTelemetry
+    middleware, and composing a chain puts ours in its place (outermost)."""
+    from mcp.server._otel import OpenTelemetryMiddleware
+    from mcp.server.lowlevel import Server
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.runner import ServerRunner
+
+    ours = TracingMiddleware()
+    app = MCPServer("weather", middleware=[ours])
+    chain = app.middleware
+    assert isinstance(chain[0], OpenTelemetryMiddleware)
+    ServerRunner._compose_server_middleware(
+        types.SimpleNamespace(server=app._lowlevel_server), None
+    )  # type: ignore[arg-type]
+    assert chain[0] is ours
+    assert not [m for m in chain if isinstance(m, OpenTelemetryMiddleware)]
+    assert len(chain) == 2  # ours and the SDK's request-state boundary
+
+    low = Server("weather")
+    low.middleware.append(TracingMiddleware())
+    ServerRunner._compose_server_middleware(types.SimpleNamespace(server=low), None)  # type: ignore[arg-type]
+    assert [type(m) for m in low.middleware] == [TracingMiddleware]
+
+    untouched = Server("plain")  # no TracingMiddleware: the SDK's stays
+    ServerRunner._compose_server_middleware(types.SimpleNamespace(server=untouched), None)  # type: ignore[arg-type]
+    assert [type(m) for m in untouched.middleware] == [OpenTelemetryMiddleware]
