@@ -39,7 +39,7 @@ class Framework(TypedDict):
 # genai-prices >= 0.1 no longer reads OpenAI usage for pydantic-ai 1.71).
 # fmt: off
 FRAMEWORKS: dict[str, Framework] = {
-    "langchain":   {"package": "threadline-langchain",   "newest": ["langchain-core==1.7.2", "langgraph>=1,<2"], "oldest": ["langchain-core>=0.3,<0.4", "langgraph>=0.2,<0.3"],  "test_deps": []},  # noqa: E501
+    "langchain":   {"package": "threadline-langchain",   "newest": ["langchain-core==1.7.2", "langgraph>=1,<2", "langchain>=1,<2", "langchain-openai>=1,<2"], "oldest": ["langchain-core>=0.3,<0.4", "langgraph>=0.2,<0.3", "langchain-openai>=0.3,<0.4"], "test_deps": ["opentelemetry-instrumentation-httpx", "opentelemetry-distro"]},  # noqa: E501
     "llamaindex":  {"package": "threadline-llamaindex",  "newest": ["llama-index-core>=0.14,<0.15"],             "oldest": ["llama-index-core>=0.12,<0.13"],                     "test_deps": []},  # noqa: E501
     "pydantic_ai": {"package": "threadline-pydantic-ai", "newest": ["pydantic-ai-slim[openai]>=2,<3"],           "oldest": ["pydantic-ai-slim[openai]>=1.71.0,<2", "openai>=2.29,<3", "genai-prices>=0.0.73,<0.1"], "test_deps": []},  # noqa: E501
     "mcp":         {"package": "threadline-mcp",         "newest": ["mcp>=2.3,<2.4"],                            "oldest": ["mcp>=1.30,<2"],                                     "test_deps": []},  # noqa: E501

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator, Sequence
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import vcr
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.language_models.chat_models import BaseChatModel, generate_from_stream
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -65,6 +66,7 @@ class ScriptedChatModel(BaseChatModel):
     model: str = "scripted-1"
     responses: list[AIMessage]
     temperature: float | None = None
+    streaming: bool = False
     fail_with: str | None = None
     index: int = 0
 
@@ -89,6 +91,8 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if self.streaming:  # like provider models with streaming=True
+            return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
         message = self._next()
         reason = "tool_calls" if message.tool_calls else "stop"
         return ChatResult(
@@ -116,20 +120,38 @@ class ScriptedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         message = self._next()
-        words = str(message.content).split(" ")
+        words = str(message.content).split(" ") if message.content else []
         for i, word in enumerate(words):
             text = word if i == 0 else " " + word
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
             if run_manager:
                 run_manager.on_llm_new_token(text, chunk=chunk)
             yield chunk
+        for index, call in enumerate(message.tool_calls):
+            chunk = ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content="",
+                    tool_call_chunks=[
+                        {
+                            "name": call["name"],
+                            "args": json.dumps(call["args"]),
+                            "id": call["id"],
+                            "index": index,
+                        }
+                    ],
+                )
+            )
+            if run_manager:
+                run_manager.on_llm_new_token("", chunk=chunk)
+            yield chunk
+        reason = "tool_calls" if message.tool_calls else "stop"
         final = ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
                 usage_metadata=message.usage_metadata,
-                response_metadata={"finish_reason": "stop", "model_name": f"{self.model}-2026"},
+                response_metadata={"finish_reason": reason, "model_name": f"{self.model}-2026"},
             ),
-            generation_info={"finish_reason": "stop"},
+            generation_info={"finish_reason": reason},
         )
         if run_manager:
             run_manager.on_llm_new_token("", chunk=final)

@@ -1,0 +1,225 @@
+"""LangGraph agents: the agent span, its model calls and its tool calls, in one correct tree."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from langchain_openai import ChatOpenAI
+
+import threadline
+from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_model
+from conftest import CASSETTES
+from threadline import semconv
+
+AGENT_TREE = """\
+invoke_agent support [INTERNAL] gen_ai.usage.input_tokens=130 gen_ai.usage.output_tokens=40
+  chat scripted-1 [CLIENT] gen_ai.usage.input_tokens=40 gen_ai.usage.output_tokens=30
+  execute_tool get_time [INTERNAL] gen_ai.tool.call.id=call_time
+  execute_tool get_weather [INTERNAL] gen_ai.tool.call.id=call_weather
+  chat scripted-1 [CLIENT] gen_ai.usage.input_tokens=90 gen_ai.usage.output_tokens=10"""
+
+TREE_ATTRS = (
+    semconv.GEN_AI_USAGE_INPUT_TOKENS,
+    semconv.GEN_AI_USAGE_OUTPUT_TOKENS,
+    semconv.GEN_AI_TOOL_CALL_ID,
+)
+
+
+def test_agent_invoke(telemetry: Any, config: dict[str, Any]) -> None:
+    agent = build_agent(two_tool_model(), [get_weather, get_time])
+    result = agent.invoke({"messages": [("user", "Weather and time in Paris?")]}, config=config)
+    assert result["messages"][-1].content == "It is sunny and noon in Paris."
+    assert tools_sorted(telemetry.tree(attributes=TREE_ATTRS)) == AGENT_TREE
+
+    agent_span = telemetry.find("invoke_agent support")
+    assert agent_span.attributes[semconv.GEN_AI_AGENT_NAME] == "support"
+    assert agent_span.attributes[semconv.GEN_AI_REQUEST_MODEL] == "scripted-1"
+    chat = [s for s in telemetry.spans() if s.name.startswith("chat")][0]
+    assert chat.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_calls",)
+    assert chat.attributes[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 8
+    tool = telemetry.find("execute_tool get_weather")
+    assert tool.attributes[semconv.GEN_AI_TOOL_DESCRIPTION] == "Get the weather in a city."
+    assert tool.attributes[semconv.GEN_AI_TOOL_TYPE] == "function"
+    assert tool.attributes[semconv.GEN_AI_AGENT_NAME] == "support"
+    assert semconv.GEN_AI_TOOL_CALL_ARGUMENTS not in tool.attributes  # capture is off
+    assert semconv.GEN_AI_TOOL_CALL_RESULT not in tool.attributes
+    (agent_duration,) = telemetry.metric_points(semconv.METRIC_INVOKE_AGENT_DURATION)
+    assert agent_duration["attributes"][semconv.GEN_AI_AGENT_NAME] == "support"
+    tools = telemetry.metric_points(semconv.METRIC_EXECUTE_TOOL_DURATION)
+    assert sorted(p["attributes"][semconv.GEN_AI_TOOL_NAME] for p in tools) == [
+        "get_time",
+        "get_weather",
+    ]
+    telemetry.assert_conformant(strict=True)
+
+
+def test_agent_ainvoke(telemetry: Any, config: dict[str, Any]) -> None:
+    agent = build_agent(two_tool_model(), [get_weather, get_time])
+    asyncio.run(agent.ainvoke({"messages": [("user", "Weather?")]}, config=config))
+    assert tools_sorted(telemetry.tree(attributes=TREE_ATTRS)) == AGENT_TREE
+    telemetry.assert_conformant(strict=True)
+
+
+def test_agent_astream_messages(telemetry: Any, config: dict[str, Any]) -> None:
+    """Streaming the graph token by token: chat spans get streaming timing and usage."""
+    agent = build_agent(two_tool_model(streaming=True), [get_weather, get_time])
+
+    async def consume() -> list[Any]:
+        return [
+            item
+            async for item in agent.astream(
+                {"messages": [("user", "Weather?")]}, config=config, stream_mode="messages"
+            )
+        ]
+
+    asyncio.run(consume())
+    assert tools_sorted(telemetry.tree(attributes=TREE_ATTRS)) == AGENT_TREE
+    final = [s for s in telemetry.spans() if s.name.startswith("chat")][-1]
+    assert final.attributes[semconv.GEN_AI_REQUEST_STREAM] is True
+    assert final.attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    telemetry.assert_conformant(strict=True)
+
+
+def test_agent_stream_updates(telemetry: Any, config: dict[str, Any]) -> None:
+    agent = build_agent(two_tool_model(), [get_weather, get_time])
+    updates = list(agent.stream({"messages": [("user", "Weather?")]}, config=config))
+    assert len(updates) >= 3
+    assert tools_sorted(telemetry.tree(attributes=TREE_ATTRS)) == AGENT_TREE
+
+
+def test_agent_content_capture(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    agent = build_agent(two_tool_model(), [get_weather, get_time])
+    agent.invoke({"messages": [("user", "Weather and time in Paris?")]}, config=config)
+    tool = telemetry.find("execute_tool get_weather")
+    assert json.loads(tool.attributes[semconv.GEN_AI_TOOL_CALL_ARGUMENTS]) == {"city": "Paris"}
+    assert tool.attributes[semconv.GEN_AI_TOOL_CALL_RESULT] == "sunny in Paris"
+    first_chat = [s for s in telemetry.spans() if s.name.startswith("chat")][0]
+    definitions = json.loads(first_chat.attributes[semconv.GEN_AI_TOOL_DEFINITIONS])
+    assert sorted(d["name"] for d in definitions) == ["get_time", "get_weather"]
+    output = json.loads(first_chat.attributes[semconv.GEN_AI_OUTPUT_MESSAGES])
+    assert output == [
+        {
+            "role": "assistant",
+            "parts": [
+                {
+                    "type": "tool_call",
+                    "name": "get_weather",
+                    "id": "call_weather",
+                    "arguments": {"city": "Paris"},
+                },
+                {"type": "tool_call", "name": "get_time", "id": "call_time", "arguments": {"city": "Paris"}},
+            ],
+            "finish_reason": "tool_call",
+        }
+    ]
+    last_chat = [s for s in telemetry.spans() if s.name.startswith("chat")][-1]
+    inputs = json.loads(last_chat.attributes[semconv.GEN_AI_INPUT_MESSAGES])
+    assert [m["role"] for m in inputs] == ["user", "assistant", "tool", "tool"]
+    assert inputs[2]["parts"][0]["type"] == "tool_call_response"
+    telemetry.assert_conformant(strict=True)
+
+
+def test_session_baggage_on_every_span(telemetry: Any, config: dict[str, Any]) -> None:
+    agent = build_agent(two_tool_model(), [get_weather, get_time])
+    with threadline.session("sess-1", user_id="user-7", conversation_id="conv-3"):
+        agent.invoke({"messages": [("user", "Weather?")]}, config=config)
+    spans = telemetry.spans()
+    assert len(spans) == 5
+    for span in spans:
+        assert span.attributes[semconv.SESSION_ID] == "sess-1", span.name
+        assert span.attributes[semconv.USER_ID] == "user-7", span.name
+        assert span.attributes[semconv.GEN_AI_CONVERSATION_ID] == "conv-3", span.name
+
+
+# --- the real wire format, with an instrumented HTTP client -------------------------------------
+
+
+def _openai_http_module() -> Any:
+    """The HTTP library this openai release uses (httpx, or httpx2 from openai 3 on)."""
+    import openai._base_client as base
+
+    return getattr(base, "httpx2", None) or base.httpx
+
+
+def _cassette_bodies(name: str) -> list[str]:
+    data = yaml.safe_load(Path(CASSETTES, name).read_text())
+    return [item["response"]["body"]["string"] for item in data["interactions"]]
+
+
+@pytest.fixture
+def instrumented_client() -> Any:
+    """An HTTP client answering from the agent cassette, instrumented by
+    opentelemetry-instrumentation-httpx. (vcrpy replaces the client's send path, so the
+    instrumented transport would never run under a cassette.)"""
+    http = _openai_http_module()
+    from opentelemetry.instrumentation import httpx as otel_httpx
+
+    bodies = _cassette_bodies("agent_two_tools.yaml")
+
+    def answer(request: Any) -> Any:
+        return http.Response(
+            200, headers={"content-type": "application/json"}, content=bodies.pop(0).encode()
+        )
+
+    client = http.Client(transport=http.MockTransport(answer))
+    instrumentor_class = (
+        otel_httpx.HTTPXClientInstrumentor
+        if http.__name__ == "httpx"
+        else otel_httpx.HTTPX2ClientInstrumentor
+    )
+    instrumentor_class.instrument_client(client)
+    return client
+
+
+def test_http_span_nests_under_chat(
+    telemetry: Any, config: dict[str, Any], instrumented_client: Any, caplog: Any
+) -> None:
+    model = ChatOpenAI(
+        model="gpt-4o-mini", max_retries=0, http_client=instrumented_client, temperature=0
+    )
+    agent = build_agent(model, [get_weather, get_time])
+    with caplog.at_level("ERROR", logger="opentelemetry.context"):
+        result = agent.invoke({"messages": [("user", "Weather and time in Paris?")]}, config=config)
+    assert result["messages"][-1].content == "It is sunny and noon in Paris."
+    assert not caplog.records
+    tree = tools_sorted(telemetry.tree(attributes=(semconv.GEN_AI_TOOL_CALL_ID,)))
+    post = "POST [CLIENT]"
+    assert tree == f"""\
+invoke_agent support [INTERNAL]
+  chat gpt-4o-mini [CLIENT]
+    {post}
+  execute_tool get_time [INTERNAL] gen_ai.tool.call.id=call_time
+  execute_tool get_weather [INTERNAL] gen_ai.tool.call.id=call_weather
+  chat gpt-4o-mini [CLIENT]
+    {post}"""
+    print(telemetry.tree(attributes=(semconv.GEN_AI_TOOL_CALL_ID,)))
+    telemetry.assert_conformant()
+
+
+def test_agent_with_openai_cassette(telemetry: Any, config: dict[str, Any], cassette: Any) -> None:
+    model = ChatOpenAI(model="gpt-4o-mini", max_retries=0, temperature=0)
+    agent = build_agent(model, [get_weather, get_time])
+    with cassette("agent_two_tools.yaml"):
+        agent.invoke({"messages": [("user", "Weather and time in Paris?")]}, config=config)
+    assert tools_sorted(
+        telemetry.tree(attributes=(semconv.GEN_AI_USAGE_INPUT_TOKENS, semconv.GEN_AI_TOOL_CALL_ID))
+    ) == """\
+invoke_agent support [INTERNAL] gen_ai.usage.input_tokens=130
+  chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=40
+  execute_tool get_time [INTERNAL] gen_ai.tool.call.id=call_time
+  execute_tool get_weather [INTERNAL] gen_ai.tool.call.id=call_weather
+  chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=90"""
+    chats = [s for s in telemetry.spans() if s.name.startswith("chat")]
+    assert [s.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] for s in chats] == [
+        ("tool_calls",),
+        ("stop",),
+    ]
+    assert chats[1].attributes[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 64
+    telemetry.assert_conformant(strict=True)
