@@ -71,7 +71,9 @@ def _run_agent(cassette: Any, tools: list[Any]) -> str:
 def test_function_agent_tree(telemetry: Telemetry, cassette: Any) -> None:
     answer = _run_agent(cassette, [get_weather, get_time])
     assert answer == "It is sunny in Paris and the time is 14:00."
-    assert telemetry.tree(attributes=ATTRIBUTES) == """\
+    assert (
+        telemetry.tree(attributes=ATTRIBUTES)
+        == """\
 invoke_agent assistant [INTERNAL] gen_ai.agent.name=assistant gen_ai.usage.input_tokens=220 \
 gen_ai.usage.output_tokens=42
   chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=80 gen_ai.usage.output_tokens=30 \
@@ -80,6 +82,7 @@ gen_ai.response.finish_reasons=['tool_calls'] gen_ai.request.stream=True
   execute_tool get_time [INTERNAL] gen_ai.agent.name=assistant gen_ai.tool.call.id=call_time
   chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=140 gen_ai.usage.output_tokens=12 \
 gen_ai.response.finish_reasons=['stop'] gen_ai.request.stream=True"""
+    )
     # Workflow.run's span ends in another context: nothing may stay attached in this one.
     assert threadline.current_run() is None
     agent = telemetry.find("invoke_agent assistant")
@@ -102,7 +105,9 @@ gen_ai.response.finish_reasons=['stop'] gen_ai.request.stream=True"""
 def test_legacy_function_calling_agent_tree(telemetry: Telemetry, cassette: Any) -> None:
     answer = _run_agent(cassette, [get_weather, get_time])
     assert answer == "It is sunny in Paris and the time is 14:00."
-    assert telemetry.tree(attributes=ATTRIBUTES) == """\
+    assert (
+        telemetry.tree(attributes=ATTRIBUTES)
+        == """\
 invoke_agent FunctionCallingAgent [INTERNAL] gen_ai.agent.name=FunctionCallingAgent \
 gen_ai.usage.input_tokens=220 gen_ai.usage.output_tokens=42
   chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=80 gen_ai.usage.output_tokens=30 \
@@ -111,6 +116,7 @@ gen_ai.response.finish_reasons=['tool_calls']
   execute_tool get_time [INTERNAL] gen_ai.agent.name=FunctionCallingAgent
   chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=140 gen_ai.usage.output_tokens=12 \
 gen_ai.response.finish_reasons=['stop']"""
+    )
     telemetry.assert_conformant()
 
 
@@ -145,10 +151,13 @@ def test_failing_tool_is_an_error_span(telemetry: Telemetry, cassette: Any) -> N
     finally:
         fail_lookup.__name__ = "fail_lookup"
     assert answer == "It is sunny in Paris and the time is 14:00."
-    assert telemetry.tree() == """\
+    assert (
+        telemetry.tree()
+        == """\
 invoke_agent assistant [INTERNAL]
   chat gpt-4o-mini [CLIENT]
   execute_tool get_weather [INTERNAL]
   execute_tool get_time [INTERNAL] !ERROR error.type=LookupError
   chat gpt-4o-mini [CLIENT]"""
+    )
     telemetry.assert_conformant()

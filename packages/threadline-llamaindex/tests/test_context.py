@@ -46,21 +46,25 @@ class ThreadedEngine(CustomQueryEngine):
 def test_plain_thread_keeps_the_parent(telemetry: Telemetry, cassette: Any) -> None:
     with cassette("stream_chat.yaml"):
         assert str(ThreadedEngine().query("hi")) == "Hello streamed world"
-    assert telemetry.tree() == """\
+    assert (
+        telemetry.tree()
+        == """\
 invoke_workflow ThreadedEngine [INTERNAL]
   chat gpt-4o-mini [CLIENT]"""
+    )
     telemetry.assert_conformant()
 
 
-def test_thread_without_any_context_starts_a_new_trace(
-    telemetry: Telemetry, cassette: Any
-) -> None:
+def test_thread_without_any_context_starts_a_new_trace(telemetry: Telemetry, cassette: Any) -> None:
     with cassette("stream_chat.yaml"):
         ThreadedEngine(carry_context=False).query("hi")
-    assert telemetry.tree() == """\
+    assert (
+        telemetry.tree()
+        == """\
 invoke_workflow ThreadedEngine [INTERNAL]
 ---
 chat gpt-4o-mini [CLIENT]"""
+    )
 
 
 def test_model_http_request_runs_inside_the_chat_span(telemetry: Telemetry, cassette: Any) -> None:

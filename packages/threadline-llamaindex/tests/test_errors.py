@@ -21,11 +21,14 @@ def test_refused_chat_fails_the_query(telemetry: Telemetry, cassette: Any) -> No
         with pytest.raises(openai.AuthenticationError) as raised:
             engine.query("What is the capital of France?")
     assert raised.value.status_code == 401
-    assert telemetry.tree() == """\
+    assert (
+        telemetry.tree()
+        == """\
 invoke_workflow RetrieverQueryEngine [INTERNAL] !ERROR error.type=openai.AuthenticationError
   retrieval SimpleVectorStore [CLIENT]
     embeddings text-embedding-3-small [CLIENT]
   chat gpt-4o-mini [CLIENT] !ERROR error.type=openai.AuthenticationError"""
+    )
     chat = telemetry.find("chat gpt-4o-mini")
     assert chat.status_description is not None
     assert chat.status_description.startswith("AuthenticationError: Error code: 401")

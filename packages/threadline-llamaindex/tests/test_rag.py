@@ -45,10 +45,7 @@ def _query(telemetry: Telemetry, cassette: Any, *, use_async: bool = False) -> s
         index = make_index()
         telemetry.span_exporter.clear()
         engine = index.as_query_engine(llm=make_llm(), similarity_top_k=2)
-        if use_async:
-            response = asyncio.run(engine.aquery(QUESTION))
-        else:
-            response = engine.query(QUESTION)
+        response = asyncio.run(engine.aquery(QUESTION)) if use_async else engine.query(QUESTION)
     return str(response)
 
 
@@ -66,7 +63,9 @@ def test_rag_query_tree(telemetry: Telemetry, cassette: Any) -> None:
     telemetry.assert_conformant()
     # Content capture is off: no content attributes, and one trace for the whole query.
     for span in telemetry.spans():
-        assert not any(key.endswith(("messages", "documents", "query.text")) for key in span.attributes)
+        assert not any(
+            key.endswith(("messages", "documents", "query.text")) for key in span.attributes
+        )
     assert len({span.trace_id for span in telemetry.spans()}) == 1
 
 
@@ -74,7 +73,11 @@ def test_rag_query_metrics(telemetry: Telemetry, cassette: Any) -> None:
     _query(telemetry, cassette)
     durations = telemetry.metric_points("gen_ai.client.operation.duration")
     assert sorted(
-        (p["attributes"]["gen_ai.operation.name"], p["attributes"].get("gen_ai.request.model"), p["count"])
+        (
+            p["attributes"]["gen_ai.operation.name"],
+            p["attributes"].get("gen_ai.request.model"),
+            p["count"],
+        )
         for p in durations
     ) == [
         ("chat", "gpt-4o-mini", 1),

@@ -92,7 +92,9 @@ def endpoint(model: Any) -> tuple[str | None, int | None]:
     if found is None:
         try:
             parts = urlsplit(base)
-            port = parts.port or (443 if parts.scheme == "https" else 80 if parts.hostname else None)
+            port = parts.port or (
+                443 if parts.scheme == "https" else 80 if parts.hostname else None
+            )
             found = (parts.hostname, port)
         except ValueError:
             found = (None, None)
@@ -180,7 +182,9 @@ def usage_of(raw: Any) -> threadline.Usage | None:
         return threadline.Usage(
             input_tokens=prompt,
             output_tokens=_int(_get(usage, "completion_tokens")),
-            cache_read_input_tokens=_int(_get(_get(usage, "prompt_tokens_details"), "cached_tokens")),
+            cache_read_input_tokens=_int(
+                _get(_get(usage, "prompt_tokens_details"), "cached_tokens")
+            ),
             reasoning_output_tokens=_int(
                 _get(_get(usage, "completion_tokens_details"), "reasoning_tokens")
             ),

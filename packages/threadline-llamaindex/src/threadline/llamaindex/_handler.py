@@ -14,6 +14,7 @@ abandoned by threadline's reaper.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import inspect
 from collections.abc import Callable, Mapping
@@ -205,10 +206,8 @@ class Tracker:
             return
         nodes = self.nodes
         if len(nodes) >= _MAX_NODES:
-            try:
-                del nodes[next(iter(nodes))]
-            except (StopIteration, KeyError, RuntimeError):
-                pass
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                del nodes[next(iter(nodes))]  # the oldest: its span never exited
         nodes[id_] = parent
 
     def enter(self, id_: str, bound_args: Any, instance: Any, parent_id: str | None) -> None:
