@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 from typing import Any
 
@@ -198,3 +199,66 @@ def test_replaces_the_sdk_middleware_in_place() -> None:
     untouched = Server("plain")  # no TracingMiddleware: the SDK's stays
     ServerRunner._compose_server_middleware(types.SimpleNamespace(server=untouched), None)  # type: ignore[arg-type]
     assert [type(m) for m in untouched.middleware] == [OpenTelemetryMiddleware]
+
+
+def test_content_only_when_capture_is_on(telemetry: Any, capture_content: Any) -> None:
+    async def handler(ctx: Any) -> Any:
+        return {"content": [{"type": "text", "text": "sunny"}], "isError": False}
+
+    _serve(TracingMiddleware(), _ctx(), handler)
+    span = telemetry.find("tools/call get_weather")
+    assert json.loads(span.attributes["gen_ai.tool.call.arguments"]) == {"city": "Oslo"}
+    assert "sunny" in span.attributes["gen_ai.tool.call.result"]
+
+
+def test_no_content_by_default(telemetry: Any) -> None:
+    async def handler(ctx: Any) -> Any:
+        return {"content": [{"type": "text", "text": "sunny"}], "isError": False}
+
+    _serve(TracingMiddleware(), _ctx(), handler)
+    span = telemetry.find("tools/call get_weather")
+    assert not [k for k in span.attributes if k.startswith("gen_ai.tool.call.")]
+
+
+def test_client_wrapper_maps_outcomes(telemetry: Any, capture_content: Any) -> None:
+    """The mcp 2.x client wrapper around the dispatcher, with a stand-in dispatcher."""
+    from threadline.mcp import _client
+
+    sent: list[Any] = []
+
+    async def original(self: Any, method: str, params: Any, *args: Any, **kwargs: Any) -> Any:
+        meta: dict[str, Any] = dict(params.get("_meta") or {})
+        with _client.sdk_span("MCP send", attributes={"jsonrpc.request.id": "9"}):
+            _client.inject_meta(meta)
+        sent.append(meta)
+        if params["name"] == "down":
+            raise _mcp_error(-32603, "internal")
+        return {"content": [{"type": "text", "text": "sunny"}], "isError": params["name"] == "soft"}
+
+    send = _client.wrap_send_raw_request(original)
+
+    async def main() -> None:
+        with threadline.session("s-1"), threadline.invoke_agent("agent"):
+            await send(None, "tools/call", {"name": "ok", "arguments": {"a": 1}})
+            await send(None, "tools/call", {"name": "soft", "_meta": {"baggage": "secret=1"}})
+            with pytest.raises(Exception, match="internal"):
+                await send(None, "tools/call", {"name": "down"})
+
+    anyio.run(main)
+    assert telemetry.tree(attributes=("jsonrpc.request.id", "rpc.response.status_code")) == (
+        "invoke_agent agent [INTERNAL]\n"
+        "  tools/call ok [CLIENT] jsonrpc.request.id=9\n"
+        "  tools/call soft [CLIENT] jsonrpc.request.id=9 !ERROR error.type=tool_error\n"
+        "  tools/call down [CLIENT] jsonrpc.request.id=9 rpc.response.status_code=-32603"
+        " !ERROR error.type=-32603"
+    )
+    ok = telemetry.find("tools/call ok")
+    assert sent[0]["traceparent"].split("-")[2] == ok.span_id
+    assert [m["baggage"] for m in sent] == ["session.id=s-1"] * 3  # caller's "secret" replaced
+    assert json.loads(ok.attributes["gen_ai.tool.call.arguments"]) == {"a": 1}
+    points = telemetry.metric_points("mcp.client.operation.duration")
+    assert sorted(p["attributes"].get("error.type", "") for p in points) == [
+        "",
+        "-32603",
+        "tool_error",
+    ]
