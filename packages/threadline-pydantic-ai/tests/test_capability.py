@@ -39,7 +39,12 @@ def weather_agent(**kwargs: Any) -> Agent[None, str]:
         name="weather-model",
     )
     agent: Agent[None, str] = Agent(
-        model, name="weather", capabilities=[Tracing()], instructions="Be brief.", **kwargs
+        model,
+        name="weather",
+        description="Answers weather questions.",
+        capabilities=[Tracing()],
+        instructions="Be brief.",
+        **kwargs,
     )
 
     @agent.tool_plain
@@ -82,6 +87,9 @@ def test_tool_calling_agent(telemetry: Telemetry) -> None:
             " gen_ai.usage.input_tokens=30 gen_ai.usage.output_tokens=4",
         ]
     )
+    if agent_span("weather") != "invoke_agent":  # an unnamed agent span has no description
+        invoke = telemetry.find("invoke_agent weather")
+        assert invoke.attributes[semconv.GEN_AI_AGENT_DESCRIPTION] == "Answers weather questions."
     chat = telemetry.spans()[0]
     assert chat.attributes[semconv.GEN_AI_OPERATION_NAME] == "chat"
     assert chat.attributes[semconv.GEN_AI_REQUEST_MODEL] == "weather-model"

@@ -109,6 +109,16 @@ def _request_params(
     return threadline.RequestParams(**values)
 
 
+def _description(agent: Any, ctx: Any) -> str | None:
+    description = getattr(agent, "description", None)
+    if description is None:
+        return None
+    render = getattr(agent, "render_description", None)  # templated descriptions (2.x)
+    if render is not None:
+        description = render(ctx.deps)
+    return description if isinstance(description, str) and description else None
+
+
 def _usage(usage: Any) -> threadline.Usage:
     details = getattr(usage, "details", None) or {}
     reasoning = getattr(usage, "output_reasoning_tokens", None) or details.get("reasoning_tokens")
@@ -186,6 +196,7 @@ class Tracing(AbstractCapability[Any]):
             name = getattr(agent, "name", None)
             run = threadline.invoke_agent(
                 name if isinstance(name, str) else None,
+                description=_description(agent, ctx),
                 conversation_id=getattr(ctx, "conversation_id", None),
             )
             return run, run_id
