@@ -448,3 +448,23 @@ def test_abandoned_stream_ends_every_span(telemetry: Telemetry) -> None:
     )
     assert threadline.current_run() is None
     assert len(threadline.open_runs) == 0
+
+
+def test_concurrent_runs_of_one_agent(telemetry: Telemetry) -> None:
+    agent = weather_agent()
+
+    async def both() -> None:
+        await asyncio.gather(agent.run("Weather in Paris?"), agent.run("Weather in Paris?"))
+
+    asyncio.run(both())
+
+    one = "\n".join(
+        [
+            f"{agent_span('weather')} [INTERNAL]",
+            "  chat weather-model [CLIENT]",
+            "  execute_tool lookup_city [INTERNAL]",
+            "  execute_tool lookup_weather [INTERNAL]",
+            "  chat weather-model [CLIENT]",
+        ]
+    )
+    assert telemetry.tree() == f"{one}\n---\n{one}"
