@@ -171,3 +171,25 @@ def usage(input_tokens: int, output_tokens: int, **details: int) -> dict[str, An
     if "reasoning" in details:
         out["output_token_details"] = {"reasoning": details["reasoning"]}
     return out
+
+
+def tool_call_id_in_callbacks() -> bool:
+    """Whether this langchain-core passes the tool call id to tool callbacks (1.x does,
+    early 0.3 releases only put it on the resulting ToolMessage)."""
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.tools import tool
+
+    seen: list[Any] = []
+
+    class Probe(BaseCallbackHandler):
+        def on_tool_start(self, serialized: Any, input_str: Any, **kwargs: Any) -> None:
+            seen.append(kwargs.get("tool_call_id"))
+
+    @tool
+    def probe(x: int) -> int:
+        """Probe."""
+        return x
+
+    call = {"name": "probe", "args": {"x": 1}, "id": "probe-1", "type": "tool_call"}
+    probe.invoke(call, config={"callbacks": [Probe()]})
+    return seen == ["probe-1"]

@@ -114,7 +114,12 @@ def test_agent_content_capture(
                     "id": "call_weather",
                     "arguments": {"city": "Paris"},
                 },
-                {"type": "tool_call", "name": "get_time", "id": "call_time", "arguments": {"city": "Paris"}},
+                {
+                    "type": "tool_call",
+                    "name": "get_time",
+                    "id": "call_time",
+                    "arguments": {"city": "Paris"},
+                },
             ],
             "finish_reason": "tool_call",
         }
@@ -191,7 +196,9 @@ def test_http_span_nests_under_chat(
     assert not caplog.records
     tree = tools_sorted(telemetry.tree(attributes=(semconv.GEN_AI_TOOL_CALL_ID,)))
     post = "POST [CLIENT]"
-    assert tree == f"""\
+    assert (
+        tree
+        == f"""\
 invoke_agent support [INTERNAL]
   chat gpt-4o-mini [CLIENT]
     {post}
@@ -199,6 +206,7 @@ invoke_agent support [INTERNAL]
   execute_tool get_weather [INTERNAL] gen_ai.tool.call.id=call_weather
   chat gpt-4o-mini [CLIENT]
     {post}"""
+    )
     print(telemetry.tree(attributes=(semconv.GEN_AI_TOOL_CALL_ID,)))
     telemetry.assert_conformant()
 
@@ -208,14 +216,19 @@ def test_agent_with_openai_cassette(telemetry: Any, config: dict[str, Any], cass
     agent = build_agent(model, [get_weather, get_time])
     with cassette("agent_two_tools.yaml"):
         agent.invoke({"messages": [("user", "Weather and time in Paris?")]}, config=config)
-    assert tools_sorted(
-        telemetry.tree(attributes=(semconv.GEN_AI_USAGE_INPUT_TOKENS, semconv.GEN_AI_TOOL_CALL_ID))
-    ) == """\
+    assert (
+        tools_sorted(
+            telemetry.tree(
+                attributes=(semconv.GEN_AI_USAGE_INPUT_TOKENS, semconv.GEN_AI_TOOL_CALL_ID)
+            )
+        )
+        == """\
 invoke_agent support [INTERNAL] gen_ai.usage.input_tokens=130
   chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=40
   execute_tool get_time [INTERNAL] gen_ai.tool.call.id=call_time
   execute_tool get_weather [INTERNAL] gen_ai.tool.call.id=call_weather
   chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=90"""
+    )
     chats = [s for s in telemetry.spans() if s.name.startswith("chat")]
     assert [s.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] for s in chats] == [
         ("tool_calls",),

@@ -531,6 +531,9 @@ class CallbackHandler(BaseCallbackHandler):
             if run is None:
                 return
             run.detach()
+            call_id = kwargs.get("tool_call_id")
+            if isinstance(run, ToolRun) and run.call_id is None and isinstance(call_id, str):
+                run.update(call_id=call_id)
             _finish(run, error)
         except Exception as error_:  # noqa: BLE001 - fail-open
             report("langchain.on_tool_error", error_)

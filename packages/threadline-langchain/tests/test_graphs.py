@@ -1,0 +1,344 @@
+"""Graphs, chains, retrievers, errors and LangGraph control flow."""
+
+from __future__ import annotations
+
+import json
+import operator
+from typing import Annotated, Any
+
+import pytest
+from langchain_core.documents import Document
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.messages import AIMessage, ToolCall
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableLambda
+from langchain_core.tools import tool
+from langchain_core.retrievers import BaseRetriever
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
+
+from conftest import ScriptedChatModel, tool_call_id_in_callbacks, usage
+from threadline import semconv
+from threadline.langchain import CallbackHandler
+
+
+class State(TypedDict):
+    question: str
+    answer: str
+    log: Annotated[list[str], operator.add]
+
+
+def hello_model() -> ScriptedChatModel:
+    return ScriptedChatModel(
+        responses=[AIMessage(content="Hello there", usage_metadata=usage(7, 2))]  # type: ignore[arg-type]
+    )
+
+
+def workflow(model: Any) -> Any:
+    chain = ChatPromptTemplate.from_messages([("user", "{question}")]) | model | StrOutputParser()
+
+    def prepare(state: State) -> dict[str, Any]:
+        return {"log": ["prepare"]}
+
+    def respond(state: State) -> dict[str, Any]:
+        return {"answer": chain.invoke({"question": state["question"]}), "log": ["respond"]}
+
+    graph = StateGraph(State)
+    graph.add_node("prepare", prepare)
+    graph.add_node("respond", respond)
+    graph.add_edge(START, "prepare")
+    graph.add_edge("prepare", "respond")
+    graph.add_edge("respond", END)
+    return graph.compile().with_config(run_name="qa")
+
+
+def test_graph_is_a_workflow_and_nodes_make_no_spans(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    result = workflow(hello_model()).invoke({"question": "hi", "log": []}, config=config)
+    assert result["answer"] == "Hello there"
+    assert telemetry.tree(attributes=(semconv.GEN_AI_WORKFLOW_NAME,)) == (
+        "invoke_workflow qa [INTERNAL] gen_ai.workflow.name=qa\n  chat scripted-1 [CLIENT]"
+    )
+    (duration,) = telemetry.metric_points(semconv.METRIC_WORKFLOW_DURATION)
+    assert duration["attributes"] == {semconv.GEN_AI_WORKFLOW_NAME: "qa"}
+    telemetry.assert_conformant(strict=True)
+
+
+def test_verbose_emits_nodes_and_trivial_runnables(telemetry: Any) -> None:
+    config = {"callbacks": [CallbackHandler(verbose=True)]}
+    workflow(hello_model()).invoke({"question": "hi", "log": []}, config=config)
+    tree = telemetry.tree()
+    assert tree.startswith(
+        "invoke_workflow qa [INTERNAL]\n  prepare [INTERNAL]\n  respond [INTERNAL]"
+    )
+    assert "      ChatPromptTemplate [INTERNAL]" in tree
+    assert "      chat scripted-1 [CLIENT]" in tree
+    assert "      StrOutputParser [INTERNAL]" in tree
+    assert "    RunnableSequence [INTERNAL]" in tree
+    telemetry.assert_conformant(strict=True)
+
+
+def test_plain_chain_reparents_to_nearest_emitted_ancestor(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    model = hello_model()
+    prompt = ChatPromptTemplate.from_messages([("user", "{question}")])
+
+    def nested(inputs: dict[str, Any]) -> str:
+        # no config passed: LangChain still links the run to its parent
+        return str((prompt | model | StrOutputParser()).invoke(inputs))
+
+    chain = RunnableLambda(nested) | StrOutputParser()
+    assert chain.invoke({"question": "hi"}, config=config) == "Hello there"
+    assert telemetry.tree() == "chat scripted-1 [CLIENT]"
+
+
+def test_named_chain_as_agent_and_workflow(telemetry: Any) -> None:
+    model = hello_model()
+    support = (ChatPromptTemplate.from_messages([("user", "{q}")]) | model).with_config(
+        run_name="support"
+    )
+    pipeline = RunnableLambda(lambda q: support.invoke({"q": q})).with_config(run_name="pipeline")
+    handler = CallbackHandler(agents=["support"], workflows=["pipeline"])
+    pipeline.invoke("hi", config={"callbacks": [handler]})
+    assert telemetry.tree() == (
+        "invoke_workflow pipeline [INTERNAL]\n"
+        "  invoke_agent support [INTERNAL]\n"
+        "    chat scripted-1 [CLIENT]"
+    )
+    telemetry.assert_conformant(strict=True)
+
+
+def test_subgraph_is_a_nested_workflow(telemetry: Any, config: dict[str, Any]) -> None:
+    inner = StateGraph(State)
+    inner.add_node("ask", lambda s: {"answer": hello_model().invoke(s["question"]).content})
+    inner.add_edge(START, "ask")
+    inner_graph = inner.compile().with_config(run_name="inner")
+
+    outer = StateGraph(State)
+    outer.add_node("start", lambda s: {"log": ["start"]})
+    outer.add_node("delegate", inner_graph)
+    outer.add_edge(START, "start")
+    outer.add_edge("start", "delegate")
+    outer.compile().with_config(run_name="outer").invoke(
+        {"question": "hi", "log": []}, config=config
+    )
+    assert telemetry.tree() == (
+        "invoke_workflow outer [INTERNAL]\n"
+        "  invoke_workflow inner [INTERNAL]\n"
+        "    chat scripted-1 [CLIENT]"
+    )
+
+
+@tool
+def boom(city: str) -> str:
+    """Always fails."""
+    raise ValueError(f"no weather for {city}")
+
+
+def test_tool_error_marks_tool_and_graph(telemetry: Any, config: dict[str, Any]) -> None:
+    from langgraph.prebuilt import ToolNode
+
+    class Messages(TypedDict):
+        messages: Annotated[list[Any], operator.add]
+
+    graph = StateGraph(Messages)
+    graph.add_node("tools", ToolNode([boom], handle_tool_errors=False))
+    graph.add_edge(START, "tools")
+    call = AIMessage(content="", tool_calls=[ToolCall(name="boom", args={"city": "Oslo"}, id="b1")])
+    with pytest.raises(ValueError, match="no weather for Oslo") as raised:
+        graph.compile().with_config(run_name="tooling").invoke({"messages": [call]}, config=config)
+    assert type(raised.value) is ValueError  # the user's exception, untouched
+    call_id = " gen_ai.tool.call.id=b1" if tool_call_id_in_callbacks() else ""
+    assert telemetry.tree(attributes=(semconv.GEN_AI_TOOL_CALL_ID,)) == (
+        "invoke_workflow tooling [INTERNAL] !ERROR error.type=ValueError\n"
+        f"  execute_tool boom [INTERNAL]{call_id} !ERROR error.type=ValueError"
+    )
+    tool_span = telemetry.find("execute_tool boom")
+    assert tool_span.status_description == "ValueError: no weather for Oslo"
+    (tool_duration,) = telemetry.metric_points(semconv.METRIC_EXECUTE_TOOL_DURATION)
+    assert tool_duration["attributes"][semconv.ERROR_TYPE] == "ValueError"
+    # without the call id (old langchain-core), only the recommended attribute is missing
+    telemetry.assert_conformant(strict=bool(call_id))
+
+
+def test_model_error(telemetry: Any, config: dict[str, Any]) -> None:
+    model = ScriptedChatModel(responses=[], fail_with="quota exceeded")
+    with pytest.raises(ValueError, match="quota exceeded"):
+        workflow(model).invoke({"question": "hi", "log": []}, config=config)
+    assert telemetry.tree() == (
+        "invoke_workflow qa [INTERNAL] !ERROR error.type=ValueError\n"
+        "  chat scripted-1 [CLIENT] !ERROR error.type=ValueError"
+    )
+    telemetry.assert_conformant(strict=True)
+
+
+def _interrupting_graph() -> Any:
+    from langgraph.checkpoint.memory import MemorySaver
+
+    try:
+        from langgraph.types import interrupt
+    except ImportError:  # langgraph < 0.2.57: raise NodeInterrupt, resume after update_state
+        from langgraph.errors import NodeInterrupt
+
+        def ask(state: State) -> dict[str, Any]:
+            if not state.get("answer"):
+                raise NodeInterrupt("need an answer")
+            return {"log": ["answered"]}
+
+    else:
+
+        def ask(state: State) -> dict[str, Any]:
+            return {"answer": interrupt("need an answer"), "log": ["answered"]}
+
+    graph = StateGraph(State)
+    graph.add_node("ask", ask)
+    graph.add_node("respond", lambda s: {"log": [hello_model().invoke(s["answer"]).content]})
+    graph.add_edge(START, "ask")
+    graph.add_edge("ask", "respond")
+    return graph.compile(checkpointer=MemorySaver()).with_config(run_name="review")
+
+
+def test_interrupt_and_resume_are_not_errors(telemetry: Any, handler: CallbackHandler) -> None:
+    app = _interrupting_graph()
+    config: dict[str, Any] = {"callbacks": [handler], "configurable": {"thread_id": "thread-9"}}
+    app.invoke({"question": "hi", "log": []}, config=config)
+    try:
+        from langgraph.types import Command
+    except ImportError:
+        app.update_state(config, {"answer": "yes"})
+        final = app.invoke(None, config=config)
+    else:
+        final = app.invoke(Command(resume="yes"), config=config)
+    assert final["log"][-1] == "Hello there"
+    attrs = (semconv.GEN_AI_CONVERSATION_ID,)
+    assert telemetry.tree(attributes=attrs) == (
+        "invoke_workflow review [INTERNAL] gen_ai.conversation.id=thread-9\n"
+        "---\n"
+        "invoke_workflow review [INTERNAL] gen_ai.conversation.id=thread-9\n"
+        "  chat scripted-1 [CLIENT] gen_ai.conversation.id=thread-9"
+    )
+    assert all(span.status_code != "ERROR" for span in telemetry.spans())
+    telemetry.assert_conformant(strict=True)
+
+
+def test_interrupt_inside_a_tool_is_not_an_error(telemetry: Any, handler: CallbackHandler) -> None:
+    types = pytest.importorskip("langgraph.types")
+    if not hasattr(types, "interrupt"):
+        pytest.skip("interrupt() needs langgraph >= 0.2.57")
+    from langgraph.checkpoint.memory import MemorySaver
+    from langgraph.prebuilt import ToolNode
+
+    @tool
+    def approve(amount: int) -> str:
+        """Ask a human to approve a payment."""
+        return f"approved: {types.interrupt(f'approve {amount}?')}"
+
+    class Messages(TypedDict):
+        messages: Annotated[list[Any], operator.add]
+
+    graph = StateGraph(Messages)
+    graph.add_node("tools", ToolNode([approve]))
+    graph.add_edge(START, "tools")
+    app = graph.compile(checkpointer=MemorySaver()).with_config(run_name="payments")
+    config: dict[str, Any] = {"callbacks": [handler], "configurable": {"thread_id": "p1"}}
+    call = AIMessage(content="", tool_calls=[ToolCall(name="approve", args={"amount": 5}, id="a1")])
+    app.invoke({"messages": [call]}, config=config)
+    result = app.invoke(types.Command(resume="yes"), config=config)
+    assert result["messages"][-1].content == "approved: yes"
+    assert telemetry.tree() == (
+        "invoke_workflow payments [INTERNAL]\n"
+        "  execute_tool approve [INTERNAL]\n"
+        "---\n"
+        "invoke_workflow payments [INTERNAL]\n"
+        "  execute_tool approve [INTERNAL]"
+    )
+
+
+def test_parent_command_is_not_an_error(telemetry: Any, config: dict[str, Any]) -> None:
+    types = pytest.importorskip("langgraph.types")
+    if not hasattr(types, "Command") or not hasattr(types.Command, "PARENT"):
+        pytest.skip("Command.PARENT needs a newer langgraph")
+
+    inner = StateGraph(State)
+    inner.add_node("hop", lambda s: types.Command(graph=types.Command.PARENT, goto="done"))
+    inner.add_edge(START, "hop")
+
+    outer = StateGraph(State)
+    outer.add_node("child", inner.compile(), destinations=("done",))
+    outer.add_node("done", lambda s: {"answer": hello_model().invoke("hi").content})
+    outer.add_edge(START, "child")
+    result = (
+        outer.compile()
+        .with_config(run_name="router")
+        .invoke({"question": "q", "log": []}, config=config)
+    )
+    assert result["answer"] == "Hello there"
+    assert telemetry.tree() == (
+        "invoke_workflow router [INTERNAL]\n"
+        "  invoke_workflow LangGraph [INTERNAL]\n"
+        "  chat scripted-1 [CLIENT]"
+    )
+
+
+class CapitalsRetriever(BaseRetriever):
+    """Keyword search over a few documents."""
+
+    documents: list[Document]
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        words = {w.strip(".?") for w in query.lower().split()}
+        return [
+            d
+            for d in self.documents
+            if words & {w.strip(".?") for w in d.page_content.lower().split()}
+        ][:1]
+
+
+def _retriever() -> Any:
+    return CapitalsRetriever(
+        documents=[
+            Document(
+                page_content="Paris is the capital of France.", id="d1", metadata={"score": 0.9}
+            ),
+            Document(page_content="Oslo is the capital of Norway.", id="d2"),
+        ]
+    )
+
+
+def test_retriever_in_a_chain(telemetry: Any, config: dict[str, Any]) -> None:
+    retriever = _retriever()
+    prompt = ChatPromptTemplate.from_messages([("user", "{context}\n\n{question}")])
+    chain = (
+        {
+            "context": retriever | (lambda docs: "\n".join(d.page_content for d in docs)),
+            "question": lambda q: q,
+        }
+        | prompt
+        | hello_model()
+    )
+    chain.invoke("capital of France?", config=config)
+    tree = telemetry.tree(attributes=(semconv.GEN_AI_DATA_SOURCE_ID,))
+    assert tree.split("\n---\n") == [
+        "retrieval CapitalsRetriever [CLIENT] gen_ai.data_source.id=CapitalsRetriever",
+        "chat scripted-1 [CLIENT]",
+    ]
+    retrieval = telemetry.find("retrieval CapitalsRetriever")
+    assert semconv.GEN_AI_RETRIEVAL_DOCUMENTS not in retrieval.attributes
+    telemetry.assert_conformant(strict=True)
+
+
+def test_retriever_documents_with_capture(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    docs = _retriever().invoke("France", config=config)
+    retrieval = telemetry.find("retrieval CapitalsRetriever")
+    recorded = json.loads(retrieval.attributes[semconv.GEN_AI_RETRIEVAL_DOCUMENTS])
+    assert recorded == [{"id": "d1", "score": 0.9, "content": "Paris is the capital of France."}]
+    assert [d.id for d in docs] == ["d1"]
+    assert retrieval.attributes[semconv.GEN_AI_RETRIEVAL_QUERY_TEXT] == "France"
+    telemetry.assert_conformant(strict=True)
