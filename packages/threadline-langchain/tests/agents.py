@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from conftest import ScriptedChatModel, usage
 from langchain_core.messages import AIMessage, ToolCall
 from langchain_core.tools import tool
-
-from conftest import ScriptedChatModel, usage
 
 
 @tool

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_model
+from conftest import CASSETTES
 from langchain_openai import ChatOpenAI
 
 import threadline
-from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_model
-from conftest import CASSETTES
 from threadline import semconv
 
 AGENT_TREE = """\
@@ -39,7 +39,7 @@ def test_agent_invoke(telemetry: Any, config: dict[str, Any]) -> None:
     agent_span = telemetry.find("invoke_agent support")
     assert agent_span.attributes[semconv.GEN_AI_AGENT_NAME] == "support"
     assert agent_span.attributes[semconv.GEN_AI_REQUEST_MODEL] == "scripted-1"
-    chat = [s for s in telemetry.spans() if s.name.startswith("chat")][0]
+    chat = next(s for s in telemetry.spans() if s.name.startswith("chat"))
     assert chat.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_calls",)
     assert chat.attributes[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 8
     tool = telemetry.find("execute_tool get_weather")
@@ -100,7 +100,7 @@ def test_agent_content_capture(
     tool = telemetry.find("execute_tool get_weather")
     assert json.loads(tool.attributes[semconv.GEN_AI_TOOL_CALL_ARGUMENTS]) == {"city": "Paris"}
     assert tool.attributes[semconv.GEN_AI_TOOL_CALL_RESULT] == "sunny in Paris"
-    first_chat = [s for s in telemetry.spans() if s.name.startswith("chat")][0]
+    first_chat = next(s for s in telemetry.spans() if s.name.startswith("chat"))
     definitions = json.loads(first_chat.attributes[semconv.GEN_AI_TOOL_DEFINITIONS])
     assert sorted(d["name"] for d in definitions) == ["get_time", "get_weather"]
     output = json.loads(first_chat.attributes[semconv.GEN_AI_OUTPUT_MESSAGES])

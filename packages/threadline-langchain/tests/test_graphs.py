@@ -7,18 +7,18 @@ import operator
 from typing import Annotated, Any
 
 import pytest
-from langchain_core.documents import Document
+from conftest import ScriptedChatModel, tool_call_id_in_callbacks, usage
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, ToolCall
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
-from langchain_core.retrievers import BaseRetriever
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
-from conftest import ScriptedChatModel, tool_call_id_in_callbacks, usage
 from threadline import semconv
 from threadline.langchain import CallbackHandler
 
