@@ -36,7 +36,7 @@ if MAJOR >= 2:
 else:
     CASES = [("stdio", "legacy", "fastmcp"), ("http", "legacy", "fastmcp")]
 
-SESSION = {"session.id": "sess-42", "user.id": "u-1"}
+SESSION = {"session.id": "sess-42", "user.id": "u-1", "gen_ai.conversation.id": "conv-7"}
 
 
 async def _agent_turn(target: Any, mode: str, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
@@ -44,7 +44,7 @@ async def _agent_turn(target: Any, mode: str, calls: list[tuple[str, dict[str, A
     never leave this process."""
     results = []
     async with connect(target, mode=mode) as session:
-        with threadline.session("sess-42", user_id="u-1"):
+        with threadline.session("sess-42", user_id="u-1", conversation_id="conv-7"):
             token = otel_context.attach(baggage.set_baggage("secret.token", "hunter2"))
             try:
                 with threadline.invoke_agent("weather_agent"):

@@ -1057,6 +1057,8 @@ class McpRun(Run):
     :meth:`fail_rpc` and :meth:`fail_tool`.
     """
 
+    # A tools/call is an execute_tool operation: it carries the conversation like ToolRun.
+    _records_conversation = True
     __slots__ = ("_metric_attributes", "method")
 
     def __init__(
