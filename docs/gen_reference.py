@@ -48,6 +48,7 @@ SPANS = [
             semconv.GEN_AI_TOOL_DEFINITIONS,
             semconv.THREADLINE_COST_USD,
             semconv.THREADLINE_CONTENT_TRUNCATED,
+            semconv.THREADLINE_RETRY_CAUSE,
         ],
     ),
     (
@@ -94,6 +95,7 @@ SPANS = [
             semconv.GEN_AI_CONVERSATION_ID,
             semconv.GEN_AI_TOOL_CALL_ARGUMENTS,
             semconv.GEN_AI_TOOL_CALL_RESULT,
+            semconv.THREADLINE_RETRY_CAUSE,
         ],
     ),
     (
