@@ -1,0 +1,202 @@
+"""Context handling: concurrency, threads, generators, abandoned streams, no detach errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_model
+from conftest import ScriptedChatModel, usage
+from langchain_core.messages import AIMessage
+from langgraph.graph import START, StateGraph
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from typing_extensions import TypedDict
+
+import threadline
+from threadline import semconv
+from threadline.testing import spans_by_trace
+
+
+@pytest.fixture(autouse=True)
+def no_detach_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """No test here may make OpenTelemetry log "Failed to detach context", or leave a context
+    attached."""
+    before = otel_context.get_current()
+    with caplog.at_level(logging.DEBUG, logger="opentelemetry.context"):
+        yield
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry.context")]
+    assert otel_context.get_current() == before
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+class State(TypedDict):
+    question: str
+    answer: str
+
+
+def answering_graph(model: Any) -> Any:
+    async def respond(state: State) -> dict[str, Any]:
+        message = await model.ainvoke(state["question"])
+        return {"answer": message.content}
+
+    graph = StateGraph(State)
+    graph.add_node("respond", respond)
+    graph.add_edge(START, "respond")
+    return graph.compile().with_config(run_name="qa")
+
+
+def hello_model() -> ScriptedChatModel:
+    return ScriptedChatModel(
+        responses=[AIMessage(content="Hello there", usage_metadata=usage(7, 2))]  # type: ignore[arg-type]
+    )
+
+
+def test_1000_concurrent_ainvoke_make_1000_separate_traces(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    graph = answering_graph(hello_model())
+
+    async def one(i: int) -> str:
+        with threadline.session(f"session-{i}"):
+            result = await graph.ainvoke({"question": f"q{i}"}, config=config)
+        return str(result["answer"])
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(one(i) for i in range(1000)))
+
+    answers = asyncio.run(main())
+    assert answers == ["Hello there"] * 1000
+    traces = spans_by_trace(telemetry.spans())
+    assert len(traces) == 1000
+    sessions = set()
+    for spans in traces.values():
+        root, chat = spans
+        assert root.name == "invoke_workflow qa"
+        assert root.parent_span_id is None
+        assert chat.name == "chat scripted-1"
+        assert chat.parent_span_id == root.span_id
+        assert chat.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 7
+        session = root.attributes[semconv.SESSION_ID]
+        assert chat.attributes[semconv.SESSION_ID] == session
+        sessions.add(session)
+    assert len(sessions) == 1000
+    telemetry.assert_conformant(strict=True)
+
+
+def test_threads_keep_their_own_trees(telemetry: Any, config: dict[str, Any]) -> None:
+    tracer = trace.get_tracer("test")
+
+    def run(i: int) -> None:
+        agent = build_agent(two_tool_model(), [get_weather, get_time])
+        with tracer.start_as_current_span(f"request {i}"):
+            agent.invoke({"messages": [("user", "Weather?")]}, config=config)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(run, range(32)))
+    traces = spans_by_trace(telemetry.spans())
+    assert len(traces) == 32
+    for spans in traces.values():
+        tree = tools_sorted(threadline.testing.render_tree(spans))
+        request = spans[0].name
+        assert tree == (
+            f"{request} [INTERNAL]\n"
+            "  invoke_agent support [INTERNAL]\n"
+            "    chat scripted-1 [CLIENT]\n"
+            "    execute_tool get_time [INTERNAL]\n"
+            "    execute_tool get_weather [INTERNAL]\n"
+            "    chat scripted-1 [CLIENT]"
+        )
+
+
+def test_model_span_is_current_while_the_model_runs(config: dict[str, Any]) -> None:
+    seen: list[str] = []
+
+    class Peeking(ScriptedChatModel):
+        def _generate(self, *args: Any, **kwargs: Any) -> Any:
+            current = threadline.current_run()
+            seen.append(current.span.name if current else "-")  # type: ignore[attr-defined]
+            return super()._generate(*args, **kwargs)
+
+    model = Peeking(responses=[AIMessage(content="hi")])
+    model.invoke("x", config=config)
+    asyncio.run(model.ainvoke("x", config=config))
+    model.batch(["a", "b"], config=config)
+    assert seen == ["chat scripted-1"] * 4
+    assert threadline.current_run() is None
+
+
+def test_tool_span_is_current_while_the_tool_runs(config: dict[str, Any]) -> None:
+    from langchain_core.tools import tool
+
+    @tool
+    def peek(x: int) -> str:
+        """Report the current run."""
+        current = threadline.current_run()
+        return current.span.name if current else "-"  # type: ignore[attr-defined]
+
+    assert peek.invoke({"x": 1}, config=config) == "execute_tool peek"
+    assert asyncio.run(peek.ainvoke({"x": 1}, config=config)) == "execute_tool peek"
+
+
+def test_stream_is_not_current_between_chunks(telemetry: Any, config: dict[str, Any]) -> None:
+    model = hello_model()
+    for _ in model.stream("hi", config=config):
+        assert threadline.current_run() is None
+    assert telemetry.tree(attributes=(semconv.GEN_AI_USAGE_OUTPUT_TOKENS,)) == (
+        "chat scripted-1 [CLIENT] gen_ai.usage.output_tokens=2"
+    )
+
+
+def test_abandoned_stream_closed_ends_with_usage_seen(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    stream = hello_model().stream("hi", config=config)
+    chunks = [next(stream), next(stream), next(stream)]  # the last carries the usage
+    assert chunks[-1].usage_metadata is not None
+    stream.close()  # the consumer stops before the end
+    assert telemetry.tree(
+        attributes=(semconv.GEN_AI_USAGE_INPUT_TOKENS, semconv.GEN_AI_USAGE_OUTPUT_TOKENS)
+    ) == ("chat scripted-1 [CLIENT] gen_ai.usage.input_tokens=7 gen_ai.usage.output_tokens=2")
+
+
+def test_abandoned_stream_is_reaped_with_usage_seen(telemetry: Any, config: dict[str, Any]) -> None:
+    stream = hello_model().stream("hi", config=config)
+    for _ in range(3):
+        next(stream)  # never exhausted: LangChain never reports the end
+    assert telemetry.spans() == []
+    threadline.open_runs.reap(now=time.monotonic() + 10_000)
+    (span,) = telemetry.spans()
+    assert span.name == "chat scripted-1"
+    assert span.attributes[semconv.THREADLINE_ABANDONED] is True
+    assert span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 2
+    assert span.attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    del stream
+
+
+def test_abandoned_async_graph_stream(telemetry: Any, config: dict[str, Any]) -> None:
+    agent = build_agent(two_tool_model(), [get_weather, get_time])
+
+    async def first_update() -> Any:
+        stream = agent.astream({"messages": [("user", "Weather?")]}, config=config)
+        async for update in stream:
+            await stream.aclose()
+            return update
+        return None
+
+    assert asyncio.run(first_update()) is not None
+    tree = telemetry.tree()
+    assert tree.startswith("invoke_agent support [INTERNAL]\n  chat scripted-1 [CLIENT]")
+    assert "!ERROR" not in tree
+
+
+def test_sync_graph_generator_abandoned(telemetry: Any, config: dict[str, Any]) -> None:
+    agent = build_agent(two_tool_model(), [get_weather, get_time])
+    for _update in agent.stream({"messages": [("user", "Weather?")]}, config=config):
+        break
+    assert "!ERROR" not in telemetry.tree()
