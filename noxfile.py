@@ -1,7 +1,7 @@
 """Build and test sessions for the threadline monorepo.
 
 `nox -s tests` runs everything CI runs: the core tests, then every framework
-session (newest and oldest), `cross`, `packaging`, `lint` and `typecheck`.
+session (newest and oldest), `cross`, `packaging`, `docs`, `lint` and `typecheck`.
 `nox -l` lists the sessions.
 
 Framework support is driven by the FRAMEWORKS table below. Each entry makes
