@@ -161,3 +161,55 @@ invoke_agent assistant [INTERNAL]
   chat gpt-4o-mini [CLIENT]"""
     )
     telemetry.assert_conformant()
+
+
+@pytest.mark.skipif(FunctionAgent is None, reason="no agent workflows in this LlamaIndex")
+def test_react_agent_tree(telemetry: Telemetry, cassette: Any) -> None:
+    from llama_index.core.agent.workflow import ReActAgent
+
+    agent = ReActAgent(name="reasoner", tools=[get_weather, get_time], llm=make_llm())
+
+    async def run() -> str:
+        return str(await agent.run(user_msg="Weather and time in Paris?"))
+
+    with cassette("react_agent.yaml"):
+        assert asyncio.run(run()) == "It is sunny in Paris and the time is 14:00."
+    assert (
+        telemetry.tree(attributes=("gen_ai.usage.input_tokens",))
+        == """\
+invoke_agent reasoner [INTERNAL] gen_ai.usage.input_tokens=720
+  chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=200
+  execute_tool get_weather [INTERNAL]
+  chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=240
+  execute_tool get_time [INTERNAL]
+  chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=280"""
+    )
+    # ReAct tool calls get ids made up by LlamaIndex (the model wrote text, not tool calls).
+    for tool in (s for s in telemetry.spans() if s.name.startswith("execute_tool")):
+        assert tool.attributes["gen_ai.tool.call.id"]
+    telemetry.assert_conformant()
+
+
+@pytest.mark.skipif(FunctionAgent is None, reason="no agent workflows in this LlamaIndex")
+def test_agent_workflow_tree(telemetry: Telemetry, cassette: Any) -> None:
+    from llama_index.core.agent.workflow import AgentWorkflow
+
+    assert FunctionAgent is not None
+    agent = FunctionAgent(name="assistant", tools=[get_weather, get_time], llm=make_llm())
+    workflow = AgentWorkflow(agents=[agent], root_agent="assistant")
+
+    async def run() -> str:
+        return str(await workflow.run(user_msg="Weather and time in Paris?"))
+
+    with cassette("agent.yaml"):
+        assert asyncio.run(run()) == "It is sunny in Paris and the time is 14:00."
+    assert (
+        telemetry.tree()
+        == """\
+invoke_agent AgentWorkflow [INTERNAL]
+  chat gpt-4o-mini [CLIENT]
+  execute_tool get_weather [INTERNAL]
+  execute_tool get_time [INTERNAL]
+  chat gpt-4o-mini [CLIENT]"""
+    )
+    telemetry.assert_conformant()

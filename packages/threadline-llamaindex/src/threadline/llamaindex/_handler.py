@@ -124,9 +124,10 @@ def _classify(types: _Types, instance: Any, method: str, verbose: bool) -> Kind:
     if isinstance(instance, types.tool):
         return Kind.TOOL if method in _TOOL_METHODS else fallback
     if isinstance(instance, types.workflow):
-        if method != "run":
-            return fallback
-        return Kind.AGENT if isinstance(instance, types.agents) else Kind.WORKFLOW
+        if method == "run":
+            return Kind.AGENT if isinstance(instance, types.agents) else Kind.WORKFLOW
+        # Before llama-index-workflows 2, steps are spanned as methods of the workflow.
+        return Kind.TOOL_STEP if method == "call_tool" else fallback
     is_query = method in _QUERY_METHODS and isinstance(instance, types.query_engine)
     is_chat = method in _CHAT_METHODS and isinstance(instance, types.chat_engine)
     if is_query or is_chat:
@@ -175,6 +176,7 @@ class Tracker:
         # Non-emitted span id -> nearest emitted ancestor run (absent: none, use the context).
         self.nodes: dict[str, threadline.Run] = {}
         self.kinds: dict[tuple[type, str], Kind] = {}
+        self.tool_errors: dict[int, BaseException] = {}
         self.events: Mapping[type, Callable[[Any], None]] = {
             LLMChatInProgressEvent: self.on_progress,
             LLMCompletionInProgressEvent: self.on_progress,
@@ -261,7 +263,7 @@ class Tracker:
         else:
             run = threadline.step(prefix, parent=parent)
         self.runs.add(id_, run)
-        if isinstance(instance, self.types.workflow):
+        if kind is not Kind.TOOL_STEP and isinstance(instance, self.types.workflow):
             # Workflow.run returns a future and its span exits when the workflow finishes,
             # in another context: making the run current here would leave it attached.
             return
@@ -375,8 +377,9 @@ class Tracker:
     def _tool_result(self, run: threadline.ToolRun, result: Any) -> bool:
         """Record a tool's output; True when it reported an error (and the run failed)."""
         output = getattr(result, "tool_output", result)  # ToolCallResult or ToolOutput
+        raised = self.tool_errors.pop(id(run), None) if self.tool_errors else None
         if getattr(output, "is_error", False):
-            error = getattr(output, "exception", None)
+            error = getattr(output, "exception", None) or raised
             run.fail(error if isinstance(error, BaseException) else "tool_error")
             return True
         if threadline.capture_enabled():
@@ -387,9 +390,17 @@ class Tracker:
     def drop(self, id_: str, err: BaseException | None) -> None:
         run = self.runs.get(id_)
         if run is None:
-            self.nodes.pop(id_, None)
+            parent = self.nodes.pop(id_, None)
+            if err is not None and isinstance(parent, threadline.ToolRun):
+                # The tool itself raised inside an agent's tool step; the step turns the error
+                # into an error output, which may not carry the exception.
+                if len(self.tool_errors) >= _MAX_KINDS:
+                    self.tool_errors.clear()
+                self.tool_errors[id(parent)] = err
             return
         run.detach()
+        if self.tool_errors:
+            self.tool_errors.pop(id(run), None)
         if err is None:
             run.end()
         else:
