@@ -124,6 +124,13 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
         assert server_call.attributes["network.protocol.name"] == "http"
         assert server_call.attributes["client.address"] == "127.0.0.1"
 
+    # The handshake (handshake era only) is traced on both sides too.
+    if not modern:
+        client_init = find(client_spans, "initialize")
+        server_init = find(server_spans, "initialize")
+        assert server_init.parent_span_id == client_init.span_id
+        assert server_init.attributes["mcp.protocol.version"] == "2025-11-25"
+
     # Exactly one SERVER span per request (the SDK's built-in middleware was replaced) and no
     # SDK "MCP send" client spans.
     assert [s.scope for s in server_spans if s.kind == "SERVER"] == ["threadline"] * len(
@@ -180,10 +187,9 @@ def test_server_metrics(telemetry: Any, tmp_path: Path) -> None:
     assert calls[0]["attributes"]["mcp.method.name"] == "tools/call"
     assert calls[0]["attributes"]["network.transport"] == "pipe"
     assert "error.type" not in calls[0]["attributes"]
-    if MAJOR >= 2:
-        sessions = [p for p in points if p["name"] == "mcp.server.session.duration"]
-        assert [p["count"] for p in sessions] == [1]
-        assert sessions[0]["attributes"] == {"mcp.protocol.version": "2025-11-25"}
+    sessions = [p for p in points if p["name"] == "mcp.server.session.duration"]
+    assert [p["count"] for p in sessions] == [1]
+    assert sessions[0]["attributes"] == {"mcp.protocol.version": "2025-11-25"}
 
     client = [
         p
@@ -191,6 +197,10 @@ def test_server_metrics(telemetry: Any, tmp_path: Path) -> None:
         if p["attributes"].get("gen_ai.tool.name") == "get_weather"
     ]
     assert [p["count"] for p in client] == [1]
+    (client_session,) = telemetry.metric_points("mcp.client.session.duration")
+    assert client_session["count"] == 1
+    if MAJOR >= 2:  # mcp 1.x clients do not keep the negotiated version
+        assert client_session["attributes"] == {"mcp.protocol.version": "2025-11-25"}
 
 
 def test_json_rpc_error(telemetry: Any, tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ mcp 1.x has no propagation at all: ``BaseSession.send_request`` gets a copy of t
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any
@@ -220,3 +222,56 @@ def wrap_send_request(original: Any) -> Any:
 
     send_request.__wrapped__ = original  # type: ignore[attr-defined]
     return send_request
+
+
+# --- session duration ----------------------------------------------------------------------------
+_session_starts: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def _session_version(session: Any) -> str | None:
+    version = getattr(session, "_negotiated_version", None)  # mcp 2.x ClientSession
+    if version is None:  # mcp 1.x ServerSession
+        version = getattr(getattr(session, "client_params", None), "protocolVersion", None)
+    return version if isinstance(version, str) else None
+
+
+def _is_server_session(session: Any) -> bool:
+    return type(session).__name__ == "ServerSession"
+
+
+def wrap_session_enter(original: Any) -> Any:
+    async def __aenter__(self: Any) -> Any:
+        entered = await original(self)
+        try:
+            _session_starts[self] = time.monotonic()
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.session_enter", error)
+        return entered
+
+    __aenter__.__wrapped__ = original  # type: ignore[attr-defined]
+    return __aenter__
+
+
+def wrap_session_exit(original: Any) -> Any:
+    async def __aexit__(self: Any, *args: Any) -> Any:
+        try:
+            return await original(self, *args)
+        finally:
+            _session_ended(self, args[1] if len(args) > 1 else None)
+
+    __aexit__.__wrapped__ = original  # type: ignore[attr-defined]
+    return __aexit__
+
+
+@guarded(site="threadline.mcp.session_exit")
+def _session_ended(session: Any, error: object) -> None:
+    """``mcp.{client,server}.session.duration`` for a session object that was entered."""
+    start = _session_starts.pop(session, None)
+    if start is None:
+        return
+    threadline.record_mcp_session(
+        time.monotonic() - start,
+        server=_is_server_session(session),
+        protocol_version=_session_version(session),
+        error=threadline.error_type(error) if isinstance(error, Exception) else None,
+    )

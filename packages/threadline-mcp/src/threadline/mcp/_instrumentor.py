@@ -71,6 +71,9 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 patches.replace(
                     dispatcher, None, "inject_trace_context", lambda _: _client.inject_meta
                 )
+                session = "mcp.client.session"
+                patches.replace(session, "ClientSession", "__aenter__", _client.wrap_session_enter)
+                patches.replace(session, "ClientSession", "__aexit__", _client.wrap_session_exit)
             else:
                 patches.replace(
                     "mcp.shared.session", "BaseSession", "send_request", _client.wrap_send_request
@@ -81,6 +84,16 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                     "_handle_request",
                     _server.wrap_handle_request,
                 )
+                patches.replace(
+                    "mcp.server.session",
+                    "ServerSession",
+                    "_received_request",
+                    _server.wrap_received_request,
+                )
+                # Client and server sessions: mcp.{client,server}.session.duration.
+                shared = "mcp.shared.session"
+                patches.replace(shared, "BaseSession", "__aenter__", _client.wrap_session_enter)
+                patches.replace(shared, "BaseSession", "__aexit__", _client.wrap_session_exit)
         except Exception as error:  # noqa: BLE001 - an unknown mcp layout: leave it untouched
             patches.undo()
             report("threadline.mcp.instrument", error)

@@ -396,26 +396,53 @@ def wrap_handle_request(original: Any) -> Any:
             call = None
         if call is None:
             return await original(self, message, req, session, *args, **kwargs)
-        respond = message.respond
-
-        async def traced_respond(response: Any) -> Any:
-            _v1_responded(call, response)
-            return await respond(response)
-
-        try:
-            message.respond = traced_respond
-        except Exception as error:  # noqa: BLE001 - fail-open
-            report("threadline.mcp.server.v1_respond", error)
-        try:
-            return await original(self, message, req, session, *args, **kwargs)
-        except BaseException as error:
-            call.fail(error)
-            raise
-        finally:
-            _v1_cleanup(call, message, traced_respond)
+        return await _v1_traced(
+            call, message, lambda: original(self, message, req, session, *args, **kwargs)
+        )
 
     _handle_request.__wrapped__ = original  # type: ignore[attr-defined]
     return _handle_request
+
+
+def wrap_received_request(original: Any) -> Any:
+    """Wraps mcp 1.x ``ServerSession._received_request(responder)``, which answers
+    ``initialize`` itself (the server's handlers never see it)."""
+
+    async def _received_request(self: Any, responder: Any, *args: Any, **kwargs: Any) -> Any:
+        call = None
+        try:
+            request = getattr(responder, "request", None)
+            if getattr(getattr(request, "root", None), "method", None) == "initialize":
+                call = _v1_call(responder, request, self)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.server.v1_initialize", error)
+        if call is None:
+            return await original(self, responder, *args, **kwargs)
+        return await _v1_traced(call, responder, lambda: original(self, responder, *args, **kwargs))
+
+    _received_request.__wrapped__ = original  # type: ignore[attr-defined]
+    return _received_request
+
+
+async def _v1_traced(call: ServerCall, message: Any, invoke: Callable[[], Awaitable[Any]]) -> Any:
+    """Run ``invoke`` with ``call`` finished by whatever ``message.respond`` is given."""
+    respond = message.respond
+
+    async def traced_respond(response: Any) -> Any:
+        _v1_responded(call, response)
+        return await respond(response)
+
+    try:
+        message.respond = traced_respond
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("threadline.mcp.server.v1_respond", error)
+    try:
+        return await invoke()
+    except BaseException as error:
+        call.fail(error)
+        raise
+    finally:
+        _v1_cleanup(call, message, traced_respond)
 
 
 @guarded(site="threadline.mcp.server.v1_responded")
