@@ -77,15 +77,30 @@ def provider_of(cls: type) -> str:
 
 
 _endpoints: dict[str, tuple[str | None, int | None]] = {}
+_attribute_names: dict[tuple[type, tuple[str, ...]], tuple[str, ...]] = {}
+_BASE_URL_ATTRIBUTES = ("api_base", "azure_endpoint", "base_url")
+_MODEL_ATTRIBUTES = ("model", "model_name", "model_id")
+
+
+def _present(obj: Any, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of ``names`` the class of ``obj`` has (asked once per class: a missing attribute
+    on a pydantic model costs an exception each time)."""
+    key = (type(obj), names)
+    found = _attribute_names.get(key)
+    if found is None:
+        found = tuple(name for name in names if hasattr(obj, name))
+        if len(_attribute_names) < 1024:
+            _attribute_names[key] = found
+    return found
 
 
 def endpoint(model: Any) -> tuple[str | None, int | None]:
     """``server.address``/``server.port`` from the model's API base URL, if it has one."""
-    base = (
-        getattr(model, "api_base", None)
-        or getattr(model, "azure_endpoint", None)
-        or getattr(model, "base_url", None)
-    )
+    base = None
+    for name in _present(model, _BASE_URL_ATTRIBUTES):
+        base = getattr(model, name, None)
+        if base:
+            break
     if not isinstance(base, str) or not base:
         return None, None
     found = _endpoints.get(base)
@@ -104,7 +119,7 @@ def endpoint(model: Any) -> tuple[str | None, int | None]:
 
 
 def model_name(model: Any) -> str | None:
-    for attr in ("model", "model_name", "model_id"):
+    for attr in _present(model, _MODEL_ATTRIBUTES):
         value = getattr(model, attr, None)
         if isinstance(value, str) and value:
             return value
