@@ -19,6 +19,7 @@ from opentelemetry import baggage
 from opentelemetry import context as otel_context
 
 import threadline
+import threadline.mcp
 from threadline.testing import SpanRecord, find, read_spans_jsonl, render_tree
 
 pytestmark = pytest.mark.usefixtures("instrumented")
@@ -228,3 +229,47 @@ def test_json_rpc_error(telemetry: Any, tmp_path: Path) -> None:
     client = find(telemetry.spans(), "prompts/get forecast_brief")
     assert client.attributes["gen_ai.prompt.name"] == "forecast_brief"
     assert client.status_description == "Unknown prompt: forecast_brief"
+
+
+@pytest.mark.parametrize("merge", [False, True])
+def test_under_a_framework_tool_span(telemetry: Any, tmp_path: Path, merge: bool) -> None:
+    """A framework already traces the tool (an ``execute_tool`` span): the CLIENT span goes
+    under it, or with ``merge_tool_spans=True`` the call is recorded on that span itself."""
+    threadline.mcp.uninstrument()  # options apply when instrumenting
+    threadline.mcp.instrument(merge_tool_spans=merge)
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def turn() -> None:
+        async with connect(stdio_params(spans_file)) as session:
+            with threadline.invoke_agent("weather_agent"):
+                with threadline.execute_tool("get_weather"):
+                    await session.call_tool("get_weather", {"city": "Paris"})
+
+    try:
+        anyio.run(turn)
+    finally:
+        threadline.mcp.uninstrument()
+        threadline.mcp.instrument()
+    merged = _agent_trace(telemetry.spans(), read_spans_jsonl(spans_file))
+    tree = render_tree(
+        [s for s in merged if s.name != "tools/list"], attributes=("mcp.method.name",)
+    )
+    if merge:
+        assert (
+            tree
+            == """\
+invoke_agent weather_agent [INTERNAL]
+  execute_tool get_weather [INTERNAL] mcp.method.name=tools/call
+    tools/call get_weather [SERVER] mcp.method.name=tools/call
+      lookup_forecast [INTERNAL]"""
+        )
+    else:
+        assert (
+            tree
+            == """\
+invoke_agent weather_agent [INTERNAL]
+  execute_tool get_weather [INTERNAL]
+    tools/call get_weather [CLIENT] mcp.method.name=tools/call
+      tools/call get_weather [SERVER] mcp.method.name=tools/call
+        lookup_forecast [INTERNAL]"""
+        )

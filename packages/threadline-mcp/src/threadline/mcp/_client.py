@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 import threadline
@@ -26,12 +27,44 @@ from threadline.mcp._common import error_code, is_tool_error, targets
 _PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
 
 
+class Options:
+    """Set by ``instrument(...)``."""
+
+    merge_tool_spans = False
+    """When a ``tools/call`` is made while the current span is a threadline ``execute_tool``
+    span for the same tool (an agent framework already traces the tool execution), add the MCP
+    attributes to that span instead of starting a CLIENT span under it (the MCP conventions'
+    optional de-duplication). Its context is what goes over the wire."""
+
+
+def _merge_into_tool_span(method: str, tool_name: str | None) -> bool:
+    outer = threadline.current_run()
+    if (
+        not isinstance(outer, threadline.ToolRun)
+        or outer.name != tool_name
+        or outer.ended
+        or trace.get_current_span() is not outer.span
+    ):
+        return False
+    outer.set_attributes(
+        {semconv.MCP_METHOD_NAME: method, semconv.GEN_AI_OPERATION_NAME: semconv.OP_EXECUTE_TOOL}
+    )
+    return True
+
+
 def start(
     method: str, params: object, *, request_id: int | str | None = None
 ) -> threadline.McpRun | None:
-    """Start and attach the CLIENT run of a request about to be sent (``None`` on failure)."""
+    """Start and attach the CLIENT run of a request about to be sent (``None`` on failure, or
+    when the request is recorded on an enclosing tool span instead)."""
     try:
         tool_name, prompt_name, resource_uri = targets(method, params)
+        if (
+            Options.merge_tool_spans
+            and method == "tools/call"
+            and _merge_into_tool_span(method, tool_name)
+        ):
+            return None
         version = None
         meta = params.get("_meta") if isinstance(params, Mapping) else None
         if isinstance(meta, Mapping):
@@ -210,8 +243,8 @@ def wrap_send_request(original: Any) -> Any:
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.client.v1", error)
             run = None
-        if run is None:
-            return await original(self, request, result_type, *args, **kwargs)
+        if run is None:  # no span of ours (merged into a tool span): still propagate
+            return await original(self, v1_with_context(request), result_type, *args, **kwargs)
         try:
             result = await original(self, v1_with_context(request), result_type, *args, **kwargs)
         except BaseException as error:

@@ -57,6 +57,7 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         from threadline.mcp import _client, _server
 
+        _client.Options.merge_tool_spans = bool(kwargs.get("merge_tool_spans", False))
         patches = self._patches
         try:
             if _major() >= 2:
@@ -102,9 +103,12 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         self._patches.undo()
 
 
-def instrument(**kwargs: Any) -> None:
-    """Trace MCP clients (and mcp 1.x servers) in this process. Idempotent."""
-    MCPInstrumentor().instrument(**kwargs)
+def instrument(*, merge_tool_spans: bool = False, **kwargs: Any) -> None:
+    """Trace MCP clients (and mcp 1.x servers) in this process. Idempotent.
+
+    ``merge_tool_spans``: record a ``tools/call`` on the enclosing threadline ``execute_tool``
+    span of the same tool instead of a CLIENT span beneath it (off by default)."""
+    MCPInstrumentor().instrument(merge_tool_spans=merge_tool_spans, **kwargs)
 
 
 def uninstrument() -> None:
