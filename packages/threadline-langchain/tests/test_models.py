@@ -173,3 +173,17 @@ def test_provider_error_marks_span(telemetry: Any, config: dict[str, Any], casse
         f"chat gpt-4o-mini [CLIENT] !ERROR error.type={error_type}"
     )
     telemetry.assert_conformant()
+
+
+def test_plain_llm_is_text_completion(telemetry: Any, config: dict[str, Any]) -> None:
+    from langchain_core.language_models.fake import FakeListLLM
+
+    llm = FakeListLLM(responses=["forty-two"])
+    assert llm.invoke("meaning of life?", config=config) == "forty-two"
+    span = telemetry.find("text_completion FakeListLLM")
+    assert span.kind == "CLIENT"
+    assert span.attributes[semconv.GEN_AI_OPERATION_NAME] == "text_completion"
+    assert (
+        span.attributes[semconv.GEN_AI_PROVIDER_NAME] == "fakelist"
+    )  # ls_provider LangChain derives from the class
+    telemetry.assert_conformant()
