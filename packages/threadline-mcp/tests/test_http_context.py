@@ -134,3 +134,17 @@ def test_http_span_is_the_parent_without_meta_context(tmp_path: Path) -> None:
     else:
         # mcp 1.x handlers never see their request's HTTP span (see above): the header is used.
         assert server.parent_span_id == "2222222222222222"
+
+
+def test_header_parent_with_meta_baggage(tmp_path: Path) -> None:
+    """_meta with baggage but no (valid) traceparent: the header gives the parent, _meta's
+    baggage wins over the header's."""
+    seen, spans = _call(
+        tmp_path,
+        {"traceparent": HEADER_PARENT, "baggage": "session.id=from-header"},
+        {"traceparent": "garbage", "baggage": "session.id=from-meta"},
+    )
+    server = find(spans, "tools/call get_weather")
+    assert server.trace_id == HEADER_TRACE
+    assert server.parent_span_id == "2222222222222222"
+    assert seen["session"] == {"session.id": "from-meta"}

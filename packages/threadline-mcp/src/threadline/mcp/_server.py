@@ -51,16 +51,16 @@ def _parent(
     if ambient is None:
         ambient = otel_context.get_current()
     ambient_span = _span_context(ambient)
-    carrier: object = None
-    if _has_trace_keys(meta):
-        carrier = meta
-    elif not ambient_span.is_valid and _has_trace_keys(headers):
-        # A header-only upstream (gateway, proxy): headers are the only context there is.
-        carrier = headers
-    if carrier is None:
-        return ambient, [], ambient_span.is_valid
-    parent = threadline.extract(carrier, ambient)
+    in_meta = _has_trace_keys(meta)
+    parent = threadline.extract(meta, ambient) if in_meta else ambient
     remote = _span_context(parent)
+    if not remote.is_valid and _has_trace_keys(headers):
+        # No parent from _meta and no HTTP span: a header-only upstream (gateway, proxy) set
+        # the context in HTTP headers. _meta baggage, if any, still wins over header baggage.
+        parent = threadline.extract(headers, ambient)
+        if in_meta:
+            parent = threadline.extract(meta, parent)
+        remote = _span_context(parent)
     links: list[trace.Link] = []
     if ambient_span.is_valid and remote.span_id != ambient_span.span_id:
         links = threadline.links_to([ambient])
