@@ -262,3 +262,22 @@ def test_client_wrapper_maps_outcomes(telemetry: Any, capture_content: Any) -> N
         "-32603",
         "tool_error",
     ]
+
+
+def test_client_cancellation(telemetry: Any) -> None:
+    from threadline.mcp import _client
+
+    async def original(self: Any, method: str, params: Any, *args: Any, **kwargs: Any) -> Any:
+        await anyio.sleep(10)
+
+    send = _client.wrap_send_raw_request(original)
+
+    async def main() -> None:
+        with anyio.move_on_after(0.05):
+            await send(None, "tools/call", {"name": "slow"})
+
+    anyio.run(main)
+    span = telemetry.find("tools/call slow")
+    assert span.kind == "CLIENT"
+    assert span.attributes["error.type"] == "cancelled"
+    assert threadline.current_run() is None

@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind
 import threadline
 from threadline import semconv
 from threadline._failopen import guarded, report
-from threadline.mcp._common import error_code, is_tool_error, targets
+from threadline.mcp._common import error_code, is_cancellation, is_tool_error, targets
 
 _PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
 
@@ -111,6 +111,8 @@ def fail(run: threadline.McpRun, error: BaseException) -> None:
     rpc = error_code(error)
     if rpc is not None:
         run.fail_rpc(rpc[0], rpc[1])
+    elif is_cancellation(error):
+        run.fail("cancelled")
     else:
         run.fail(error)
 

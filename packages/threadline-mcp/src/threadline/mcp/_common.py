@@ -54,3 +54,12 @@ def error_code(error: BaseException) -> tuple[int, str] | None:
 
 def is_modern(protocol_version: object) -> bool:
     return isinstance(protocol_version, str) and protocol_version >= MODERN_ERA
+
+
+def is_cancellation(error: BaseException) -> bool:
+    """The request was cancelled (the async framework's cancellation exception)."""
+    try:
+        import anyio
+    except ImportError:  # pragma: no cover - anyio comes with mcp
+        return False
+    return isinstance(error, anyio.get_cancelled_exc_class())

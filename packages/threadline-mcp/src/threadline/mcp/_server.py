@@ -22,7 +22,7 @@ from opentelemetry.context import Context
 
 import threadline
 from threadline._failopen import guarded, report
-from threadline.mcp._common import error_code, is_modern, is_tool_error, targets
+from threadline.mcp._common import error_code, is_cancellation, is_modern, is_tool_error, targets
 
 _logger = logging.getLogger("threadline.mcp")
 
@@ -235,7 +235,7 @@ class ServerCall:
         elif _is_validation_error(error):
             # What the SDK answers; pydantic's text echoes client input, so it stays off the span.
             run.fail_rpc(-32602, "Invalid request parameters")
-        elif _is_cancellation(error):
+        elif is_cancellation(error):
             run.fail("cancelled")
         else:
             run.fail(error)
@@ -259,14 +259,6 @@ def _is_validation_error(error: BaseException) -> bool:
     except ImportError:  # pragma: no cover - pydantic comes with mcp
         return False
     return isinstance(error, ValidationError)
-
-
-def _is_cancellation(error: BaseException) -> bool:
-    try:
-        import anyio
-    except ImportError:  # pragma: no cover - anyio comes with mcp
-        return False
-    return isinstance(error, anyio.get_cancelled_exc_class())
 
 
 class TracingMiddleware:
