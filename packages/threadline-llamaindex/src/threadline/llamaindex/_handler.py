@@ -71,6 +71,8 @@ _EMBEDDING_METHODS = frozenset(
 _RETRIEVAL_METHODS = frozenset({"retrieve", "aretrieve"})
 _TOOL_METHODS = frozenset({"call", "acall", "__call__"})
 _QUERY_METHODS = frozenset({"query", "aquery"})
+# Exceptions LlamaIndex raises to steer a workflow, not to report a failure.
+_CONTROL_FLOW = frozenset({"WorkflowDone"})
 _LEGACY_AGENT_CLASSES = frozenset({"AgentRunner", "BaseAgent", "BaseAgentRunner"})
 
 
@@ -401,7 +403,7 @@ class Tracker:
         run.detach()
         if self.tool_errors:
             self.tool_errors.pop(id(run), None)
-        if err is None:
+        if err is None or type(err).__name__ in _CONTROL_FLOW:
             run.end()
         else:
             run.fail(err)

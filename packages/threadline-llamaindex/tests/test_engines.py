@@ -1,0 +1,78 @@
+"""Chat engines and custom workflows are `invoke_workflow` spans around their model calls."""
+
+# No `from __future__ import annotations`: LlamaIndex 0.12.0 validates step annotations as types.
+
+import asyncio
+from typing import Any
+
+import pytest
+from conftest import make_llm
+from llama_index.core.llms import ChatMessage
+
+import threadline
+from threadline.testing import Telemetry
+
+try:
+    from llama_index.core.workflow import StartEvent, StopEvent, Workflow, step
+except ImportError:  # pragma: no cover - every supported release has workflows
+    Workflow = None
+else:
+
+    class AskFlow(Workflow):  # type: ignore[misc]
+        @step
+        async def ask(self, ev: StartEvent) -> StopEvent:
+            response = await make_llm().achat([ChatMessage(role="user", content=ev.question)])
+            return StopEvent(result=response.message.content)
+
+
+def test_chat_engine(telemetry: Telemetry, cassette: Any) -> None:
+    from llama_index.core.chat_engine import SimpleChatEngine
+
+    engine = SimpleChatEngine.from_defaults(llm=make_llm())
+    with cassette("chat.yaml"):
+        assert str(engine.chat("Capital of France?")) == "The capital of France is Paris."
+    assert (
+        telemetry.tree(attributes=("gen_ai.workflow.name",))
+        == """\
+invoke_workflow SimpleChatEngine [INTERNAL] gen_ai.workflow.name=SimpleChatEngine
+  chat gpt-4o-mini [CLIENT]"""
+    )
+    telemetry.assert_conformant()
+
+
+@pytest.mark.skipif(Workflow is None, reason="no workflows")
+def test_custom_workflow(telemetry: Telemetry, cassette: Any) -> None:
+    async def run() -> str:
+        return str(await AskFlow(timeout=10).run(question="Capital of France?"))
+
+    with cassette("chat.yaml"):
+        assert asyncio.run(run()) == "The capital of France is Paris."
+    assert (
+        telemetry.tree()
+        == """\
+invoke_workflow AskFlow [INTERNAL]
+  chat gpt-4o-mini [CLIENT]"""
+    )
+    assert threadline.current_run() is None
+    telemetry.assert_conformant()
+    (point,) = telemetry.metric_points("gen_ai.workflow.duration")
+    assert point["attributes"] == {"gen_ai.workflow.name": "AskFlow"}
+
+
+@pytest.mark.skipif(Workflow is None, reason="no workflows")
+def test_workflow_done_is_not_an_error(telemetry: Telemetry, cassette: Any) -> None:
+    import threadline.llamaindex
+
+    threadline.llamaindex.uninstrument()
+    threadline.llamaindex.instrument(verbose=True)  # shows the internal steps too
+
+    async def run() -> str:
+        return str(await AskFlow(timeout=10).run(question="Capital of France?"))
+
+    with cassette("chat.yaml"):
+        asyncio.run(run())
+    spans = telemetry.spans()
+    assert telemetry.find("invoke_workflow AskFlow")
+    # Early workflow releases end a run by raising WorkflowDone inside a `_done` step.
+    assert [s.name for s in spans if s.status_code == "ERROR"] == []
+    telemetry.assert_conformant()
