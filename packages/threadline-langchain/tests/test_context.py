@@ -200,3 +200,26 @@ def test_sync_graph_generator_abandoned(telemetry: Any, config: dict[str, Any]) 
     for _update in agent.stream({"messages": [("user", "Weather?")]}, config=config):
         break
     assert "!ERROR" not in telemetry.tree()
+
+
+def test_astream_events(telemetry: Any, config: dict[str, Any]) -> None:
+    """The FastAPI-style event stream: same tree, nothing left attached, no detach errors."""
+    agent = build_agent(two_tool_model(streaming=True), [get_weather, get_time])
+
+    async def consume() -> list[str]:
+        return [
+            event["event"]
+            async for event in agent.astream_events(
+                {"messages": [("user", "Weather?")]}, config=config, version="v2"
+            )
+        ]
+
+    events = asyncio.run(consume())
+    assert "on_chat_model_stream" in events
+    assert tools_sorted(telemetry.tree()) == (
+        "invoke_agent support [INTERNAL]\n"
+        "  chat scripted-1 [CLIENT]\n"
+        "  execute_tool get_time [INTERNAL]\n"
+        "  execute_tool get_weather [INTERNAL]\n"
+        "  chat scripted-1 [CLIENT]"
+    )
