@@ -101,3 +101,25 @@ def test_stream_never_consumed_is_reaped(telemetry: Telemetry, cassette: Any) ->
     # The integration's bookkeeping forgot the run with it.
     tracker = threadline.llamaindex._installed[0]._tracker  # type: ignore[index]
     assert (len(tracker.runs), len(tracker.streams), tracker.nodes) == (0, 0, {})
+
+
+def test_stream_complete_on_a_chat_model_is_chat(telemetry: Telemetry, cassette: Any) -> None:
+    with cassette("stream_chat.yaml"):
+        text = "".join(r.delta or "" for r in make_llm().stream_complete("Say hello"))
+    assert text == "Hello streamed world"
+    assert telemetry.tree(attributes=ATTRIBUTES) == STREAM_LINE
+    telemetry.assert_conformant()
+
+
+def test_completion_model_in_process(telemetry: Telemetry) -> None:
+    from llama_index.core.llms import MockLLM
+
+    chunks = list(MockLLM(max_tokens=3).stream_complete("a b c d"))
+    assert len(chunks) == 3
+    assert telemetry.tree(attributes=("gen_ai.provider.name", "gen_ai.request.max_tokens")) == (
+        "text_completion unknown [INTERNAL] gen_ai.provider.name=llama_index "
+        "gen_ai.request.max_tokens=3"
+    )
+    span = telemetry.find("text_completion unknown")
+    assert span.attributes["gen_ai.response.time_to_first_chunk"] > 0
+    telemetry.assert_conformant()

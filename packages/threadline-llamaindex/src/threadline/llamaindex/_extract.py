@@ -119,11 +119,22 @@ def endpoint(model: Any) -> tuple[str | None, int | None]:
 
 
 def model_name(model: Any) -> str | None:
+    """The model's name: its ``model``/``model_name``/``model_id`` field, else what its
+    ``metadata`` (LLMs) reports."""
     for attr in _present(model, _MODEL_ATTRIBUTES):
         value = getattr(model, attr, None)
         if isinstance(value, str) and value:
             return value
-    return None
+    name = getattr(metadata(model), "model_name", None)
+    return name if isinstance(name, str) and name else None
+
+
+def metadata(llm: Any) -> Any:
+    """An LLM's ``LLMMetadata`` (a property that some LLMs compute), or ``None``."""
+    try:
+        return getattr(llm, "metadata", None)
+    except Exception:  # noqa: BLE001 - a metadata property that fails is no metadata
+        return None
 
 
 def _number(value: Any) -> float | None:

@@ -293,10 +293,15 @@ class Tracker:
                 input_messages = _extract.prompt_messages(arguments["prompt"])
             if call_kwargs and call_kwargs.get("tools"):
                 tools = _extract.tool_definitions(call_kwargs["tools"])
+        operation = semconv.OP_CHAT
+        if kind is Kind.COMPLETION:
+            # complete() on a chat model is a chat request on the wire.
+            chat_model = getattr(_extract.metadata(llm), "is_chat_model", False)
+            operation = semconv.OP_CHAT if chat_model is True else semconv.OP_TEXT_COMPLETION
         return threadline.inference(
             _extract.model_name(llm),
             provider=provider,
-            operation=semconv.OP_CHAT if kind is Kind.CHAT else semconv.OP_TEXT_COMPLETION,
+            operation=operation,
             parent=parent,
             request=_extract.request_params(llm, call_kwargs),
             stream="stream" in prefix,
