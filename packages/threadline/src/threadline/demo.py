@@ -1,16 +1,27 @@
-"""``threadline demo``: a scripted agent run, traced offline and printed as a tree.
+"""``threadline demo``: one agent request across LangGraph, LlamaIndex, Pydantic AI and MCP,
+traced offline and printed as a tree with a per-session summary.
 
-The run is ``invoke_agent`` → ``chat`` (asks for a tool) → ``execute_tool`` → ``chat`` (answers),
-inside a ``threadline.session``. Nothing touches the network unless ``--otlp URL`` is given, in
-which case the spans are also exported over OTLP/HTTP.
+Inside ``threadline.session("demo-session", user_id="demo-user")`` a LangGraph agent answers a
+question by retrieving from a small LlamaIndex index, delegating to a Pydantic AI sub-agent and
+calling a tool on an MCP server that runs as a stdio subprocess (see
+:mod:`threadline._demo_stack`). Every model is a framework's fake model: nothing touches the
+network unless ``--otlp URL`` is given, in which case both processes also export their spans over
+OTLP/HTTP. The spans of both processes are written as OTLP JSON to ``--output``.
+
+Without the frameworks installed, the demo says so in one line and shows a scripted run instead:
+``invoke_agent`` -> ``chat`` (asks for a tool) -> ``execute_tool`` -> ``chat`` (answers).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 import threadline
@@ -84,24 +95,110 @@ def scripted_agent_run(question: str = "What's the weather in Paris?") -> str:
     return answer
 
 
+DEFAULT_OUTPUT = "threadline-demo-trace.json"
+SESSION_ID = "demo-session"
+USER_ID = "demo-user"
+TREE_ATTRIBUTES = (
+    semconv.GEN_AI_USAGE_INPUT_TOKENS,
+    semconv.GEN_AI_USAGE_OUTPUT_TOKENS,
+    semconv.THREADLINE_COST_USD,
+    semconv.SESSION_ID,
+)
+
+# What the cross-framework run imports: (module, what to tell the user).
+_FRAMEWORKS = (
+    ("langgraph", "langgraph"),
+    ("langchain_core", "langchain-core"),
+    ("llama_index.core", "llama-index-core"),
+    ("pydantic_ai", "pydantic-ai-slim"),
+    ("mcp", "mcp"),
+    ("threadline.langchain", "threadline-langchain"),
+    ("threadline.llamaindex", "threadline-llamaindex"),
+    ("threadline.pydantic_ai", "threadline-pydantic-ai"),
+    ("threadline.mcp", "threadline-mcp"),
+)
+
+
+def missing_frameworks() -> list[str]:
+    """The distributions the cross-framework run needs that are not installed."""
+    missing = []
+    for module, dist in _FRAMEWORKS:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(dist)
+    return missing
+
+
+def _run_stack(server_spans: Path, otlp: str | None) -> str:
+    import asyncio
+
+    from threadline import _demo_stack
+
+    _demo_stack.instrument()
+    try:
+        with threadline.session(SESSION_ID, user_id=USER_ID):
+            return asyncio.run(_demo_stack.run(str(server_spans), otlp))
+    finally:
+        _demo_stack.uninstrument()
+
+
+def _color(out: TextIO) -> bool:
+    isatty = getattr(out, "isatty", None)
+    return bool(isatty and isatty()) and "NO_COLOR" not in os.environ
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="threadline demo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="threadline demo",
+        description="Trace one agent request across LangGraph, LlamaIndex, Pydantic AI and MCP "
+        "(offline, fake models) and print it as a tree.",
+    )
     parser.add_argument("--otlp", metavar="URL", help="also export spans over OTLP/HTTP to URL")
     parser.add_argument(
         "--content", action="store_true", help="capture prompt/response content on spans"
     )
+    parser.add_argument(
+        "--output",
+        metavar="PATH",
+        default=DEFAULT_OUTPUT,
+        help=f"write the spans as OTLP JSON to PATH (default: {DEFAULT_OUTPUT}; '' to skip)",
+    )
+    parser.add_argument(
+        "--scripted",
+        action="store_true",
+        help="show the scripted single-process run even if the frameworks are installed",
+    )
     args = parser.parse_args(argv)
     out = out or sys.stdout
     try:
+        from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-        from threadline.testing.tree import render_tree
+        from threadline import _demo_report
+        from threadline.testing.jsonl import read_spans_jsonl
+        from threadline.testing.records import SpanRecord, records
+        from threadline.testing.tree import render_tree, trace_ids
     except ImportError as error:
-        print(f"threadline demo needs the SDK: pip install 'threadline[sdk]' ({error})", file=out)
+        print(
+            f"threadline demo needs the SDK and test kit: pip install 'threadline[sdk,testing]' "
+            f"({error})",
+            file=out,
+        )
         return 2
-    provider = TracerProvider()
+    missing = [] if args.scripted else missing_frameworks()
+    full = not args.scripted and not missing
+    if missing:
+        print(
+            f"note: the cross-framework demo needs {', '.join(missing)} "
+            "(pip install 'threadline[all]' langgraph); showing the scripted run instead",
+            file=out,
+        )
+    provider = TracerProvider(resource=Resource.create({"service.name": "threadline-demo"}))
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
     if args.otlp:
@@ -114,27 +211,60 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         tracer_provider=provider, capture_content="SPAN_ONLY" if args.content else "NO_CONTENT"
     )
     load_prices()
+    server_spans: list[SpanRecord] = []
     try:
-        with threadline.session("demo-session", user_id="demo-user"):
-            answer = scripted_agent_run()
+        if full:
+            from threadline._demo_stack import QUESTION
+
+            print(
+                "threadline demo: a LangGraph agent retrieves from a LlamaIndex index, asks a "
+                "Pydantic AI sub-agent and calls an MCP server (stdio subprocess); fake models, "
+                "offline\n",
+                file=out,
+            )
+            print(f"question: {QUESTION}", file=out)
+            with tempfile.TemporaryDirectory(prefix="threadline-demo-") as tmp:
+                jsonl = Path(tmp) / "mcp-server-spans.jsonl"
+                env_capture = os.environ.get(threadline.config.ENV_CAPTURE_CONTENT)
+                if args.content:  # the server process reads its capture mode from here
+                    os.environ[threadline.config.ENV_CAPTURE_CONTENT] = "SPAN_ONLY"
+                try:
+                    answer = _run_stack(jsonl, args.otlp)
+                finally:
+                    if args.content:
+                        if env_capture is None:
+                            os.environ.pop(threadline.config.ENV_CAPTURE_CONTENT, None)
+                        else:
+                            os.environ[threadline.config.ENV_CAPTURE_CONTENT] = env_capture
+                server_spans = read_spans_jsonl(jsonl)
+        else:
+            with threadline.session(SESSION_ID, user_id=USER_ID):
+                answer = scripted_agent_run()
     finally:
         threadline.config.restore(previous)
         provider.shutdown()
-    spans = memory.get_finished_spans()
+    local_spans = records(memory.get_finished_spans())
+    spans = local_spans + server_spans
     print(f"answer: {answer}\n", file=out)
-    print(
-        render_tree(
-            spans,
-            attributes=(
-                semconv.GEN_AI_USAGE_INPUT_TOKENS,
-                semconv.GEN_AI_USAGE_OUTPUT_TOKENS,
-                semconv.THREADLINE_COST_USD,
-                semconv.SESSION_ID,
-            ),
-            durations=True,
-        ),
-        file=out,
-    )
+    traces = trace_ids(spans)
+    processes = "2 processes" if server_spans else "1 process"
+    trace_label = next(iter(traces)) if len(traces) == 1 else f"{len(traces)} traces"
+    print(f"trace {trace_label}: {len(spans)} spans from {processes}", file=out)
+    tree = render_tree(spans, attributes=TREE_ATTRIBUTES, durations=True)
+    print(_demo_report.highlight_errors(tree, color=_color(out)), file=out)
+    print("", file=out)
+    print(_demo_report.session_summaries(spans), file=out)
+    print("", file=out)
+    if args.output:
+        path = _demo_report.write_otlp_json(spans, args.output)
+        print(f"wrote {len(spans)} spans as OTLP JSON to {path}", file=out)
     if args.otlp:
-        print(f"\nexported {len(spans)} spans to {args.otlp}", file=out)
+        if server_spans:
+            print(
+                f"exported {len(local_spans)} spans to {args.otlp} "
+                f"(the MCP server exported its {len(server_spans)} itself)",
+                file=out,
+            )
+        else:
+            print(f"exported {len(spans)} spans to {args.otlp}", file=out)
     return 0
