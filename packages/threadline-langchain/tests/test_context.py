@@ -19,6 +19,7 @@ from opentelemetry import trace
 from typing_extensions import TypedDict
 
 import threadline
+import threadline.langchain
 from threadline import semconv
 from threadline.testing import spans_by_trace
 
@@ -223,3 +224,47 @@ def test_astream_events(telemetry: Any, config: dict[str, Any]) -> None:
         "  execute_tool get_weather [INTERNAL]\n"
         "  chat scripted-1 [CLIENT]"
     )
+
+
+def _graph_with_own_spans() -> Any:
+    """A graph whose nodes make spans of their own (as any other library would), one sync and
+    one async node, running in parallel."""
+    tracer = trace.get_tracer("app")
+
+    def lookup(state: State) -> dict[str, Any]:
+        with tracer.start_as_current_span("db query"):
+            pass
+        return {"answer": "found"}
+
+    async def notify(state: State) -> dict[str, Any]:
+        with threadline.execute_tool("send_email"):
+            pass
+        return {"question": state["question"]}
+
+    graph = StateGraph(State)
+    graph.add_node("lookup", lookup)
+    graph.add_node("notify", notify)
+    graph.add_edge(START, "lookup")
+    graph.add_edge(START, "notify")
+    return graph.compile().with_config(run_name="pipeline")
+
+
+def test_spans_made_inside_nodes_nest_under_the_graph(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    graph = _graph_with_own_spans()
+    asyncio.run(graph.ainvoke({"question": "q"}, config=config))
+    expected = (
+        "invoke_workflow pipeline [INTERNAL]\n"
+        "  db query [INTERNAL]\n"
+        "  execute_tool send_email [INTERNAL]"
+    )
+    assert "\n".join(sorted(telemetry.tree().split("\n"))) == "\n".join(
+        sorted(expected.split("\n"))
+    )
+    telemetry.span_exporter.clear()
+    with_verbose = {"callbacks": [threadline.langchain.CallbackHandler(verbose=True)]}
+    asyncio.run(graph.ainvoke({"question": "q"}, config=with_verbose))
+    tree = telemetry.tree()
+    assert "  lookup [INTERNAL]\n    db query [INTERNAL]" in tree
+    assert "  notify [INTERNAL]\n    execute_tool send_email [INTERNAL]" in tree

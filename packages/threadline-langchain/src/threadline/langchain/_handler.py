@@ -8,9 +8,10 @@ LangGraph graph when its first node starts, so graph spans are created when the 
 needs a parent (or when the graph ends), with the graph's own start time.
 
 Model, tool and retriever spans are made current between their start and end callbacks, so
-spans of HTTP clients nest under them. Those callback pairs run in one thread/task (LangChain
-calls this handler inline, ``run_inline = True``); a streamed model call is made current only
-until its first chunk, which arrives in the same ``next()`` as its start.
+spans of HTTP clients nest under them; while a LangGraph node runs, the graph's span is current,
+so spans made by code inside nodes nest under the graph. Those callback pairs run in one
+thread/task (LangChain calls this handler inline, ``run_inline = True``); a streamed model call
+is made current only until its first chunk, which arrives in the same ``next()`` as its start.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
+from contextvars import Token
 from typing import Any
 from uuid import UUID
 
@@ -27,7 +29,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
 import threadline
-from threadline import InferenceRun, RetrievalRun, Run, ToolRun, semconv
+from threadline import InferenceRun, RetrievalRun, Run, ToolRun, _context, semconv
 from threadline._failopen import report
 from threadline.langchain import _convert
 
@@ -70,6 +72,7 @@ class _Chain:
         "run",
         "start_ns",
         "state",
+        "token",
     )
 
     def __init__(
@@ -90,6 +93,7 @@ class _Chain:
         self.run: Run | None = None
         self.graph = False
         self.agent_node = False
+        self.token: Token[Context] | None = None
 
 
 # Shared by every handler instance, so a run seen by two handlers (the global one and one passed
@@ -263,6 +267,14 @@ class CallbackHandler(BaseCallbackHandler):
                     parent.agent_node = True
                 if not self.verbose:
                     record.state = _SKIP
+                if not hidden:
+                    # Code inside a node runs under the graph's span (or the node's own, when
+                    # verbose): spans other libraries make there nest under it. LangGraph
+                    # invokes a node synchronously in one thread/task, so its end detaches
+                    # in the same context.
+                    target = _emitted(record) if self.verbose else _resolve(parent)
+                    if isinstance(target, Run):
+                        record.token = _context.attach(target.context)
             _remember(run_id, record)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_chain_start", error)
@@ -278,6 +290,8 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             record = _chains.pop(run_id, None)
             if record is not None:
+                if record.token is not None:
+                    _context.detach(record.token)
                 run = _emitted(record)
                 if run is not None:
                     run.end()
@@ -295,6 +309,8 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             record = _chains.pop(run_id, None)
             if record is not None:
+                if record.token is not None:
+                    _context.detach(record.token)
                 run = _emitted(record)
                 if run is not None:
                     _finish(run, error)
