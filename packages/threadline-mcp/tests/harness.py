@@ -82,12 +82,13 @@ def stdio_params(spans: Path, **env: str) -> Any:
 
 
 @asynccontextmanager
-async def connect(target: Any, *, mode: str = "legacy") -> AsyncIterator[Session]:
-    """``target``: stdio parameters or an HTTP URL. ``mode`` (mcp 2.x): legacy or auto."""
+async def connect(target: Any, *, mode: str = "legacy", **options: Any) -> AsyncIterator[Session]:
+    """``target``: stdio parameters or an HTTP URL. ``mode`` (mcp 2.x): legacy or auto.
+    ``options``: client callbacks such as ``sampling_callback``."""
     if MAJOR >= 2:
         from mcp import Client
 
-        async with Client(target, mode=mode) as client:  # type: ignore[arg-type]
+        async with Client(target, mode=mode, **options) as client:  # type: ignore[arg-type]
             yield Session(client)
         return
     from mcp import ClientSession
@@ -97,14 +98,17 @@ async def connect(target: Any, *, mode: str = "legacy") -> AsyncIterator[Session
 
         async with (
             streamable_http_client(target) as (read, write, _),
-            ClientSession(read, write) as session,
+            ClientSession(read, write, **options) as session,
         ):
             await session.initialize()
             yield Session(session)
     else:
         from mcp.client.stdio import stdio_client
 
-        async with stdio_client(target) as (read, write), ClientSession(read, write) as session:
+        async with (
+            stdio_client(target) as (read, write),
+            ClientSession(read, write, **options) as session,
+        ):
             await session.initialize()
             yield Session(session)
 

@@ -64,9 +64,26 @@ def broken(city: str) -> str:
     raise ValueError(f"no forecast for {city}")
 
 
+async def ask_model(question: str, ctx: Context) -> str:  # type: ignore[type-arg]
+    """Asks the client's model (sampling): a request from the server back to the client."""
+    from mcp import types
+
+    result = await ctx.session.create_message(
+        messages=[
+            types.SamplingMessage(
+                role="user", content=types.TextContent(type="text", text=question)
+            )
+        ],
+        max_tokens=16,
+    )
+    return getattr(result.content, "text", "")
+
+
 def build() -> Any:
     if MAJOR >= 2 and os.environ.get("SERVER_LOWLEVEL"):
         return build_lowlevel()
+    # Requests this server sends to its client (sampling) are traced by instrument().
+    threadline.mcp.instrument()
     if MAJOR >= 2:
         from mcp.server.mcpserver import MCPServer
 
@@ -74,10 +91,10 @@ def build() -> Any:
     else:
         from mcp.server.fastmcp import FastMCP
 
-        threadline.mcp.instrument()
         server = FastMCP("weather")
     server.tool(name="get_weather")(get_weather)
     server.tool(name="broken")(broken)
+    server.tool(name="ask_model")(ask_model)
     return server
 
 

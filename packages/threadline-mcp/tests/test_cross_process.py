@@ -273,3 +273,49 @@ invoke_agent weather_agent [INTERNAL]
       tools/call get_weather [SERVER] mcp.method.name=tools/call
         lookup_forecast [INTERNAL]"""
         )
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_server_to_client_request(telemetry: Any, tmp_path: Path, transport: str) -> None:
+    """Sampling: the server asks the client's model from inside a tool. The request back to
+    the client continues the same trace, and the client's callback runs in it with the
+    session baggage."""
+    from mcp import types
+
+    spans_file = tmp_path / "spans.jsonl"
+    seen: dict[str, Any] = {}
+
+    async def sampling_callback(context: Any, params: Any) -> Any:
+        with threadline.step("answer_locally"):
+            seen["session"] = threadline.current_session()
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="42"), model="stub"
+        )
+
+    async def turn(target: Any) -> Any:
+        async with connect(target, sampling_callback=sampling_callback) as session:
+            with threadline.session("sess-42"), threadline.invoke_agent("weather_agent"):
+                return await session.call_tool("ask_model", {"question": "6*7?"})
+
+    if transport == "stdio":
+        result = anyio.run(turn, stdio_params(spans_file))
+    else:
+        with http_server(tmp_path, spans_file) as url:
+            result = anyio.run(turn, url)
+    assert tool_text(result) == "42"
+    merged = _agent_trace(telemetry.spans(), read_spans_jsonl(spans_file))
+    tree = render_tree([s for s in merged if s.name != "tools/list"], attributes=("session.id",))
+    assert (
+        tree
+        == """\
+invoke_agent weather_agent [INTERNAL] session.id=sess-42
+  tools/call ask_model [CLIENT] session.id=sess-42
+    tools/call ask_model [SERVER] session.id=sess-42
+      sampling/createMessage [CLIENT] session.id=sess-42
+        sampling/createMessage [SERVER] session.id=sess-42
+          answer_locally [INTERNAL] session.id=sess-42"""
+    )
+    assert seen["session"] == {"session.id": "sess-42"}
+    sampling_server = find(telemetry.spans(), "sampling/createMessage")
+    assert sampling_server.kind == "SERVER"
+    assert "network.transport" not in sampling_server.attributes

@@ -73,6 +73,9 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                     dispatcher, None, "inject_trace_context", lambda _: _client.inject_meta
                 )
                 session = "mcp.client.session"
+                patches.replace(
+                    session, "ClientSession", "_on_request", _server.wrap_client_on_request
+                )
                 patches.replace(session, "ClientSession", "__aenter__", _client.wrap_session_enter)
                 patches.replace(session, "ClientSession", "__aexit__", _client.wrap_session_exit)
             else:
@@ -90,6 +93,12 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                     "ServerSession",
                     "_received_request",
                     _server.wrap_received_request,
+                )
+                patches.replace(
+                    "mcp.client.session",
+                    "ClientSession",
+                    "_received_request",
+                    _server.wrap_client_received_request,
                 )
                 # Client and server sessions: mcp.{client,server}.session.duration.
                 shared = "mcp.shared.session"

@@ -139,6 +139,7 @@ class ServerCall:
         connection: object = None,
         notifications: NotificationPolicy = "traced",
         ambient: Context | None = None,
+        network: bool = True,
     ) -> ServerCall | None:
         try:
             return cls._start(
@@ -150,6 +151,7 @@ class ServerCall:
                 connection=connection,
                 notifications=notifications,
                 ambient=ambient,
+                network=network,
             )
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.server.start", error)
@@ -167,6 +169,7 @@ class ServerCall:
         connection: object,
         notifications: NotificationPolicy,
         ambient: Context | None,
+        network: bool,
     ) -> ServerCall | None:
         notification = request_id is None
         if notification and notifications == "none":
@@ -185,7 +188,7 @@ class ServerCall:
         else:
             session_id = None  # 2026-07-28 and later have no sessions
         tool_name, prompt_name, resource_uri = targets(method, params)
-        transport, protocol, address, port = _network(request)
+        transport, protocol, address, port = _network(request) if network else (None,) * 4
         run = threadline.mcp_request(
             method,
             server=True,
@@ -350,7 +353,7 @@ def _replace_builtin_middleware() -> None:
 
 
 # --- mcp 1.x (no middleware, no propagation): installed by instrument() -------------------------
-def _v1_call(message: Any, req: Any, session: Any) -> ServerCall | None:
+def _v1_call(message: Any, req: Any, session: Any, *, network: bool = True) -> ServerCall | None:
     from threadline.mcp._client import v1_method_params
 
     method, params = v1_method_params(req)
@@ -369,6 +372,7 @@ def _v1_call(message: Any, req: Any, session: Any) -> ServerCall | None:
         # 1.x runs handlers in the session's task group, whose context is whatever was current
         # when the session started (over HTTP: the *first* request's), never this request's.
         ambient=_EMPTY,
+        network=network,
     )
 
 
@@ -454,3 +458,55 @@ def _v1_cleanup(call: ServerCall, message: Any, traced_respond: Any) -> None:
     if not call.run.ended:  # cancelled before answering
         call.run.detach()
         call.run.fail("cancelled")
+
+
+# --- requests from the server to the client (sampling, elicitation, roots) -----------------------
+# The client answers them: SERVER spans in the client process, parented on the server's CLIENT
+# span through _meta. The reader task that runs these callbacks carries whatever context was
+# current when the connection opened, so it is never used as a parent.
+def wrap_client_on_request(original: Any) -> Any:
+    """Wraps mcp 2.x ``ClientSession._on_request(dctx, method, params)``."""
+
+    async def _on_request(self: Any, dctx: Any, method: str, params: Any, *args: Any) -> Any:
+        call = None
+        try:
+            version = getattr(self, "_negotiated_version", None)
+            call = ServerCall.start(
+                method,
+                params,
+                request_id=getattr(dctx, "request_id", None),
+                protocol_version=version if isinstance(version, str) else None,
+                ambient=_EMPTY,
+                network=False,
+            )
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.client.inbound", error)
+        if call is None:
+            return await original(self, dctx, method, params, *args)
+        try:
+            result = await original(self, dctx, method, params, *args)
+        except BaseException as error:
+            call.fail(error)
+            raise
+        call.finish(result)
+        return result
+
+    _on_request.__wrapped__ = original  # type: ignore[attr-defined]
+    return _on_request
+
+
+def wrap_client_received_request(original: Any) -> Any:
+    """Wraps mcp 1.x ``ClientSession._received_request(responder)``."""
+
+    async def _received_request(self: Any, responder: Any, *args: Any, **kwargs: Any) -> Any:
+        call = None
+        try:
+            call = _v1_call(responder, getattr(responder, "request", None), None, network=False)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.client.v1_inbound", error)
+        if call is None:
+            return await original(self, responder, *args, **kwargs)
+        return await _v1_traced(call, responder, lambda: original(self, responder, *args, **kwargs))
+
+    _received_request.__wrapped__ = original  # type: ignore[attr-defined]
+    return _received_request
