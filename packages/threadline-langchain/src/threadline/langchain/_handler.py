@@ -258,7 +258,7 @@ class CallbackHandler(BaseCallbackHandler):
             name = kwargs.get("name")
             if not isinstance(name, str) or not name:
                 name = _serialized_name(serialized)
-            hidden = bool(tags) and _HIDDEN_TAG in tags  # type: ignore[operator]
+            hidden = tags is not None and _HIDDEN_TAG in tags
             record = _Chain(self, parent, name, metadata, hidden)
             if isinstance(parent, _Chain) and _is_node(tags):
                 # A LangGraph node: its parent is a graph; the node itself is not a span.
