@@ -42,7 +42,7 @@ def two_tool_model(**kwargs: Any) -> ScriptedChatModel:
                     ToolCall(name="get_weather", args={"city": "Paris"}, id="call_weather"),
                     ToolCall(name="get_time", args={"city": "Paris"}, id="call_time"),
                 ],
-                usage_metadata=usage(40, 30, cache_read=8),  # type: ignore[arg-type]
+                usage_metadata=usage(40, 30, cache_read=8, cache_creation=2),  # type: ignore[arg-type]
             ),
             AIMessage(
                 content="It is sunny and noon in Paris.",

@@ -42,6 +42,11 @@ def test_agent_invoke(telemetry: Any, config: dict[str, Any]) -> None:
     chat = next(s for s in telemetry.spans() if s.name.startswith("chat"))
     assert chat.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_calls",)
     assert chat.attributes[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 8
+    assert chat.attributes[semconv.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] == 2
+    assert chat.attributes[semconv.GEN_AI_RESPONSE_MODEL] == "scripted-1-2026"
+    assert chat.attributes[semconv.GEN_AI_RESPONSE_ID] == "resp-1"
+    last_chat = [s for s in telemetry.spans() if s.name.startswith("chat")][-1]
+    assert last_chat.attributes[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] == 4
     tool = telemetry.find("execute_tool get_weather")
     assert tool.attributes[semconv.GEN_AI_TOOL_DESCRIPTION] == "Get the weather in a city."
     assert tool.attributes[semconv.GEN_AI_TOOL_TYPE] == "function"
