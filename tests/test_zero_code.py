@@ -1,0 +1,148 @@
+"""Zero-code instrumentation: ``opentelemetry-instrument python app.py`` traces each framework
+through threadline's ``opentelemetry_instrumentor`` entry points.
+
+Each app in ``zero_code/`` uses its framework's fake model and never imports threadline. It runs
+in a subprocess under ``opentelemetry-instrument`` with the console exporter (spans as JSON on
+stdout, batched and flushed at exit). The control run disables that framework's entry point
+(``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``) and must lose the threadline spans, so the spans are
+the entry point's doing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from threadline.testing import SpanRecord, render_tree
+
+APPS = Path(__file__).with_name("zero_code")
+INSTRUMENT = Path(sys.executable).with_name("opentelemetry-instrument")
+ATTRIBUTES = (
+    "gen_ai.operation.name",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.tool.name",
+    "mcp.method.name",
+)
+
+# framework -> (entry point name, threadline distribution, expected tree)
+CASES = {
+    "langchain": (
+        "threadline_langchain",
+        "threadline-langchain",
+        """\
+invoke_agent weather-agent [INTERNAL] gen_ai.operation.name=invoke_agent \
+gen_ai.usage.input_tokens=60 gen_ai.usage.output_tokens=12
+  chat ToolCallingFakeModel [CLIENT] gen_ai.operation.name=chat gen_ai.usage.input_tokens=20 \
+gen_ai.usage.output_tokens=5
+  execute_tool get_weather [INTERNAL] gen_ai.operation.name=execute_tool \
+gen_ai.tool.name=get_weather
+  chat ToolCallingFakeModel [CLIENT] gen_ai.operation.name=chat gen_ai.usage.input_tokens=40 \
+gen_ai.usage.output_tokens=7""",
+    ),
+    "llamaindex": (
+        "llamaindex",
+        "threadline-llamaindex",
+        """\
+embeddings unknown [CLIENT] gen_ai.operation.name=embeddings
+---
+invoke_workflow RetrieverQueryEngine [INTERNAL] gen_ai.operation.name=invoke_workflow
+  retrieval SimpleVectorStore [CLIENT] gen_ai.operation.name=retrieval
+    embeddings unknown [CLIENT] gen_ai.operation.name=embeddings
+  text_completion unknown [INTERNAL] gen_ai.operation.name=text_completion""",
+    ),
+    "pydantic_ai": (
+        "pydantic_ai",
+        "threadline-pydantic-ai",
+        """\
+invoke_agent support [INTERNAL] gen_ai.operation.name=invoke_agent
+  chat test [CLIENT] gen_ai.operation.name=chat
+  execute_tool get_weather [INTERNAL] gen_ai.operation.name=execute_tool \
+gen_ai.tool.name=get_weather
+  chat test [CLIENT] gen_ai.operation.name=chat""",
+    ),
+    "mcp": (
+        "threadline_mcp",
+        "threadline-mcp",
+        """\
+server/discover [CLIENT] mcp.method.name=server/discover
+---
+tools/call get_weather [CLIENT] gen_ai.operation.name=execute_tool gen_ai.tool.name=get_weather \
+mcp.method.name=tools/call
+---
+tools/list [CLIENT] mcp.method.name=tools/list""",
+    ),
+}
+
+
+def _console_spans(stdout: str) -> list[SpanRecord]:
+    """The ConsoleSpanExporter's output: one pretty-printed ``span.to_json()`` after another."""
+    decoder = json.JSONDecoder()
+    spans: list[SpanRecord] = []
+    index = 0
+    while True:
+        while index < len(stdout) and stdout[index].isspace():
+            index += 1
+        if index >= len(stdout):
+            return spans
+        data, index = decoder.raw_decode(stdout, index)
+        spans.append(SpanRecord.from_json(data))
+
+
+def _run_instrumented(app: str, **env: str) -> list[SpanRecord]:
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_SERVICE_NAME": f"zero-code-{app}",
+        **env,
+    }
+    result = subprocess.run(
+        [str(INSTRUMENT), sys.executable, str(APPS / f"app_{app}.py")],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return _console_spans(result.stdout)
+
+
+def test_every_integration_registers_an_instrumentor_entry_point() -> None:
+    found = {
+        ep.name: ep.dist.name if ep.dist else None
+        for ep in entry_points(group="opentelemetry_instrumentor")
+    }
+    for name, dist, _ in CASES.values():
+        assert found.get(name) == dist
+
+
+@pytest.mark.parametrize("app", sorted(CASES))
+def test_opentelemetry_instrument_traces_the_app(app: str) -> None:
+    _, _, expected = CASES[app]
+    spans = _run_instrumented(app)
+    # TestModel estimates its usage from the prompt: check tokens are there, not their count.
+    attributes = ATTRIBUTES if app != "pydantic_ai" else ATTRIBUTES[:1] + ATTRIBUTES[3:]
+    assert render_tree(spans, attributes=attributes) == expected
+    for span in spans:
+        if span.name.startswith(("chat ", "invoke_agent ")):
+            assert span.attributes["gen_ai.usage.input_tokens"] > 0
+            assert span.attributes["gen_ai.usage.output_tokens"] > 0
+    assert {span.resource.get("service.name") for span in spans} == {f"zero-code-{app}"}
+
+
+@pytest.mark.parametrize("app", sorted(CASES))
+def test_without_the_entry_point_the_app_is_not_traced_by_threadline(app: str) -> None:
+    entry_point, _, _ = CASES[app]
+    spans = _run_instrumented(app, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=entry_point)
+    # What is left is the framework's own telemetry, if any (mcp 2.x's "MCP send ..." spans).
+    assert not [span for span in spans if "gen_ai.operation.name" in span.attributes]
+    assert all(span.name.startswith("MCP send ") for span in spans)
