@@ -118,6 +118,12 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     assert client_call.kind == "CLIENT"
     assert client_call.attributes["mcp.method.name"] == "tools/call"
     assert client_call.attributes["gen_ai.operation.name"] == "execute_tool"
+    if MAJOR >= 2:  # the 2.x Client knows its transport and the negotiated version
+        assert client_call.attributes["mcp.protocol.version"] == expected["mcp.protocol.version"]
+        assert client_call.attributes["network.transport"] == expected["network.transport"]
+        if transport == "http":
+            assert client_call.attributes["server.address"] == "127.0.0.1"
+            assert isinstance(client_call.attributes["server.port"], int)
     # An MCP session id exists only on handshake-era streamable HTTP.
     has_session = transport == "http" and not modern
     assert ("mcp.session.id" in server_call.attributes) is has_session

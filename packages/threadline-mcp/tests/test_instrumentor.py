@@ -18,6 +18,8 @@ if MAJOR >= 2:
         ("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher", "send_raw_request"),
         ("mcp.shared.jsonrpc_dispatcher", None, "otel_span"),
         ("mcp.shared.jsonrpc_dispatcher", None, "inject_trace_context"),
+        ("mcp.client.client", "Client", "_build_session"),
+        ("mcp.client.session", "ClientSession", "_on_request"),
         ("mcp.client.session", "ClientSession", "__aenter__"),
         ("mcp.client.session", "ClientSession", "__aexit__"),
     ]
@@ -26,6 +28,7 @@ else:
         ("mcp.shared.session", "BaseSession", "send_request"),
         ("mcp.server.lowlevel.server", "Server", "_handle_request"),
         ("mcp.server.session", "ServerSession", "_received_request"),
+        ("mcp.client.session", "ClientSession", "_received_request"),
         ("mcp.shared.session", "BaseSession", "__aenter__"),
         ("mcp.shared.session", "BaseSession", "__aexit__"),
     ]

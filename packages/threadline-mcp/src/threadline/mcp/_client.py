@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -52,8 +53,76 @@ def _merge_into_tool_span(method: str, tool_name: str | None) -> bool:
     return True
 
 
+class Peer:
+    """What a 2.x client connection knows about its server, for the CLIENT spans."""
+
+    __slots__ = ("address", "port", "session", "transport")
+
+    def __init__(self, transport: str | None, address: str | None, port: int | None) -> None:
+        self.transport = transport
+        self.address = address
+        self.port = port
+        self.session: weakref.ReferenceType[Any] | None = None
+
+    @property
+    def protocol_version(self) -> str | None:
+        session = self.session() if self.session is not None else None
+        version = getattr(session, "protocol_version", None)
+        return version if isinstance(version, str) else None
+
+
+# ClientSession -> Peer (set by Client), and dispatcher -> Peer (set when the session is entered).
+_session_peers: weakref.WeakKeyDictionary[Any, Peer] = weakref.WeakKeyDictionary()
+_dispatcher_peers: weakref.WeakKeyDictionary[Any, Peer] = weakref.WeakKeyDictionary()
+
+
+def _peer_of(server: object) -> Peer:
+    if isinstance(server, str):
+        url = urlsplit(server)
+        port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+        return Peer("tcp", url.hostname, port)
+    if type(server).__name__ == "StdioServerParameters":
+        return Peer("pipe", None, None)
+    return Peer(None, None, None)
+
+
+def wrap_build_session(original: Any) -> Any:
+    """Wraps mcp 2.x ``Client._build_session``: remembers how the session reaches its server."""
+
+    async def _build_session(self: Any, *args: Any, **kwargs: Any) -> Any:
+        session = await original(self, *args, **kwargs)
+        try:
+            _session_peers[session] = _peer_of(getattr(self, "server", None))
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.client.build_session", error)
+        return session
+
+    _build_session.__wrapped__ = original  # type: ignore[attr-defined]
+    return _build_session
+
+
+def _peer_for(dispatcher: Any) -> Peer | None:
+    try:
+        return _dispatcher_peers.get(dispatcher)
+    except TypeError:  # not weak-referenceable: nothing was registered for it
+        return None
+
+
+def _register_dispatcher(session: Any) -> None:
+    dispatcher = getattr(session, "_dispatcher", None)
+    if dispatcher is None:
+        return
+    peer = _session_peers.get(session) or Peer(None, None, None)
+    peer.session = weakref.ref(session)
+    _dispatcher_peers[dispatcher] = peer
+
+
 def start(
-    method: str, params: object, *, request_id: int | str | None = None
+    method: str,
+    params: object,
+    *,
+    request_id: int | str | None = None,
+    peer: Peer | None = None,
 ) -> threadline.McpRun | None:
     """Start and attach the CLIENT run of a request about to be sent (``None`` on failure, or
     when the request is recorded on an enclosing tool span instead)."""
@@ -70,6 +139,8 @@ def start(
         if isinstance(meta, Mapping):
             value = meta.get(_PROTOCOL_VERSION_META_KEY)
             version = value if isinstance(value, str) else None
+        if peer is not None and version is None:
+            version = peer.protocol_version
         run = threadline.mcp_request(
             method,
             server=False,
@@ -78,6 +149,9 @@ def start(
             resource_uri=resource_uri,
             request_id=request_id,
             protocol_version=version,
+            transport=peer.transport if peer is not None else None,
+            peer_address=peer.address if peer is not None else None,
+            peer_port=peer.port if peer is not None else None,
         )
         if method == "tools/call" and threadline.capture_enabled() and isinstance(params, Mapping):
             run.update(arguments=params.get("arguments"))
@@ -174,7 +248,7 @@ def wrap_send_raw_request(original: Any) -> Any:
     async def send_raw_request(
         self: Any, method: str, params: Mapping[str, Any] | None, *args: Any, **kwargs: Any
     ) -> Any:
-        run = start(method, params)
+        run = start(method, params, peer=_peer_for(self))
         if run is None:
             return await original(self, method, params, *args, **kwargs)
         try:
@@ -264,7 +338,7 @@ _session_starts: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictiona
 
 
 def _session_version(session: Any) -> str | None:
-    version = getattr(session, "_negotiated_version", None)  # mcp 2.x ClientSession
+    version = getattr(session, "protocol_version", None)  # mcp 2.x ClientSession
     if version is None:  # mcp 1.x ServerSession
         version = getattr(getattr(session, "client_params", None), "protocolVersion", None)
     return version if isinstance(version, str) else None
@@ -279,6 +353,7 @@ def wrap_session_enter(original: Any) -> Any:
         entered = await original(self)
         try:
             _session_starts[self] = time.monotonic()
+            _register_dispatcher(self)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.session_enter", error)
         return entered

@@ -72,6 +72,9 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 patches.replace(
                     dispatcher, None, "inject_trace_context", lambda _: _client.inject_meta
                 )
+                patches.replace(
+                    "mcp.client.client", "Client", "_build_session", _client.wrap_build_session
+                )
                 session = "mcp.client.session"
                 patches.replace(
                     session, "ClientSession", "_on_request", _server.wrap_client_on_request
