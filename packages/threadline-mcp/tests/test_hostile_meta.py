@@ -203,3 +203,36 @@ def test_hostile_values_dropped_not_attached(server: RawServer) -> None:
     assert spans[0].parent_span_id == VALID_TRACEPARENT.split("-")[2]
     assert spans[1].parent_span_id is None
     assert "secret.token" not in json.dumps([s.attributes for s in spans])
+
+
+def test_hostile_request_id_and_version(tmp_path: Path) -> None:
+    raw = RawServer(tmp_path)
+    try:
+        answer = raw.request(
+            "initialize",
+            {
+                "protocolVersion": "9" * 100_000,
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        )
+        assert "result" in answer
+        raw.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        long_id = "i" * 100_000
+        raw.send(
+            {
+                "jsonrpc": "2.0",
+                "id": long_id,
+                "method": "tools/call",
+                "params": {"name": "get_weather", "arguments": {"city": "Oslo"}},
+            }
+        )
+        answer = json.loads(raw.lines.get(timeout=10))
+        assert answer["id"] == long_id
+        assert "result" in answer
+    finally:
+        raw.close()
+    spans = read_spans_jsonl(raw.spans)
+    call = next(s for s in spans if s.name == "tools/call get_weather")
+    assert "jsonrpc.request.id" not in call.attributes
+    assert all(len(str(v)) < 1000 for s in spans for v in s.attributes.values())

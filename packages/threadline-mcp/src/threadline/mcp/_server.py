@@ -29,6 +29,8 @@ _logger = logging.getLogger("threadline.mcp")
 _SESSION_STATE_KEY = "threadline.mcp.session_start"
 _EMPTY = Context()
 _MAX_SESSION_ID = 256
+_MAX_REQUEST_ID = 128
+_MAX_VERSION = 32
 _TRACE_KEYS = ("traceparent", "tracestate", "baggage")
 
 NotificationPolicy = Literal["traced", "all", "none"]
@@ -174,6 +176,11 @@ class ServerCall:
         notification = request_id is None
         if notification and notifications == "none":
             return None
+        # Ids and versions come from the peer: oversized ones stay off the span.
+        if isinstance(request_id, str) and len(request_id) > _MAX_REQUEST_ID:
+            request_id = None
+        if protocol_version is not None and len(protocol_version) > _MAX_VERSION:
+            protocol_version = None
         meta = params.get("_meta") if isinstance(params, Mapping) else None
         if meta is not None and not isinstance(meta, Mapping):
             _logger.debug("ignoring _meta of type %s", type(meta).__name__)
