@@ -35,6 +35,7 @@ STREAM_LINE = (
 
 def test_stream_chat_span_ends_after_last_chunk(telemetry: Telemetry, cassette: Any) -> None:
     with cassette("stream_chat.yaml"):
+        started = time.monotonic()
         stream = make_llm().stream_chat(MESSAGES)
         # LlamaIndex has already exited its own span here; ours is still open.
         assert telemetry.spans() == []
@@ -44,12 +45,13 @@ def test_stream_chat_span_ends_after_last_chunk(telemetry: Telemetry, cassette: 
             assert telemetry.spans() == [], "the chat span ended before the stream did"
             deltas.append(chunk.delta)
             last_chunk_ns = time.time_ns()
+        consumed = time.monotonic() - started
     assert "".join(d or "" for d in deltas) == "Hello streamed world"
     assert telemetry.tree(attributes=ATTRIBUTES) == STREAM_LINE
     span = telemetry.find("chat gpt-4o-mini")
     assert span.end_ns >= last_chunk_ns
     first_chunk = span.attributes["gen_ai.response.time_to_first_chunk"]
-    assert 0 < first_chunk * 1e9 <= span.duration_ns
+    assert 0 < first_chunk < consumed
     (ttfc,) = telemetry.metric_points("gen_ai.client.operation.time_to_first_chunk")
     assert ttfc["count"] == 1
     assert ttfc["sum"] == first_chunk
