@@ -47,7 +47,9 @@ FRAMEWORKS: dict[str, Framework] = {
 # fmt: on
 
 # Framework versions for the shared environment of `cross`, `typecheck` and
-# `demo`: one set that installs together.
+# `demo`: one set that installs together. pydantic-ai-slim comes without its
+# [openai] extra (>=2.32 needs openai>=3.31, llama-index-llms-openai pins
+# openai<3): the demo and the cross tests use fake models only.
 CROSS_PINS = [
     "langchain-core==1.7.2",
     "langgraph>=1,<2",
@@ -55,6 +57,9 @@ CROSS_PINS = [
     "pydantic-ai-slim>=2,<3",
     "mcp==2.3.0",
 ]
+
+# `opentelemetry-instrument` (zero-code tests in `cross`).
+CROSS_TEST_DEPS = ["opentelemetry-distro", "opentelemetry-instrumentation"]
 
 # Test dependencies common to every framework session and `cross`.
 TEST_DEPS = ["pytest", "hypothesis", "vcrpy", "pytest-asyncio"]
@@ -181,13 +186,15 @@ for _name in FRAMEWORKS:
 
 @nox.session
 def cross(session: nox.Session) -> None:
-    """Cross-framework tests (tests/) with every integration in one environment."""
+    """Cross-framework tests (tests/) with every integration in one environment: the
+    `threadline demo` run and zero-code instrumentation under `opentelemetry-instrument`."""
     session.install(
-        *_editable(f"{CORE}[testing,sdk]"),
+        *_editable(f"{CORE}[testing,sdk,otlp]"),
         *_integrations(),
         *CROSS_PINS,
         *TEST_DEPS,
         *(dep for fw in FRAMEWORKS.values() for dep in fw["test_deps"]),
+        *CROSS_TEST_DEPS,
     )
     _show_versions(session, CROSS_PINS)
     session.run("pytest", "tests", "-m", "not packaging", *session.posargs)
@@ -232,7 +239,8 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Run `threadline demo` with every integration installed."""
+    """Run `threadline demo` with every integration installed (arguments pass on, e.g.
+    `nox -s demo -- --otlp http://localhost:4318/v1/traces`)."""
     session.install(*_editable(f"{CORE}[all]"), *_integrations(), *CROSS_PINS)
     session.run("threadline", "demo", *session.posargs)
 
