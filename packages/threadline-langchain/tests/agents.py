@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from conftest import ScriptedChatModel, usage
@@ -53,25 +52,41 @@ def two_tool_model(**kwargs: Any) -> ScriptedChatModel:
     )
 
 
-_TOOL_LINE = re.compile(r"^(\s*)execute_tool ")
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _blocks(lines: list[str]) -> list[list[str]]:
+    """Split sibling lines (same indentation) into blocks: each head with its descendants."""
+    blocks: list[list[str]] = []
+    for line in lines:
+        if blocks and _indent(line) > _indent(blocks[-1][0]):
+            blocks[-1].append(line)
+        else:
+            blocks.append([line])
+    return blocks
+
+
+def _canonical(lines: list[str]) -> list[str]:
+    out: list[str] = []
+    tools: list[list[str]] = []
+    for block in _blocks(lines):
+        block = [block[0], *_canonical(block[1:])]
+        if block[0].lstrip().startswith("execute_tool "):
+            tools.append(block)
+            continue
+        for tool_block in sorted(tools):
+            out.extend(tool_block)
+        tools = []
+        out.extend(block)
+    for tool_block in sorted(tools):
+        out.extend(tool_block)
+    return out
 
 
 def tools_sorted(tree: str) -> str:
-    """Parallel tool calls start in any order: sort each run of sibling tool lines by name."""
-    lines = tree.split("\n")
-    out: list[str] = []
-    group: list[str] = []
-    indent: str | None = None
-    for line in [*lines, ""]:
-        match = _TOOL_LINE.match(line)
-        if match and (indent is None or match.group(1) == indent):
-            group.append(line)
-            indent = match.group(1)
-            continue
-        out.extend(sorted(group))
-        group, indent = [], None
-        if match:
-            group, indent = [line], match.group(1)
-        else:
-            out.append(line)
-    return "\n".join(out[:-1])
+    """Parallel tool calls start in any order: sort each run of sibling tool spans (with their
+    subtrees) by name."""
+    if not tree:
+        return tree
+    return "\n".join(_canonical(tree.split("\n")))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_model
-from conftest import CASSETTES
+from conftest import CASSETTES, ScriptedChatModel, usage
 from langchain_openai import ChatOpenAI
 
 import threadline
@@ -241,3 +241,65 @@ invoke_agent support [INTERNAL] gen_ai.usage.input_tokens=130
     ]
     assert chats[1].attributes[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 64
     telemetry.assert_conformant(strict=True)
+
+
+def test_agent_and_workflow_called_from_a_tool(telemetry: Any, config: dict[str, Any]) -> None:
+    """Nested runs: a sub-agent and a plain workflow inside a tool of the outer agent."""
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import tool
+    from langgraph.graph import START, StateGraph
+    from typing_extensions import TypedDict
+
+    class Lookup(TypedDict):
+        city: str
+        report: str
+
+    flow = StateGraph(Lookup)
+    flow.add_node("fetch", lambda state: {"report": f"sunny in {state['city']}"})
+    flow.add_edge(START, "fetch")
+    lookup_flow = flow.compile().with_config(run_name="lookup_flow")
+    researcher = build_agent(
+        ScriptedChatModel(
+            responses=[AIMessage(content="checked", usage_metadata=usage(3, 1))]  # type: ignore[arg-type]
+        ),
+        [],
+        name="researcher",
+    )
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Get the weather in a city."""
+        report = lookup_flow.invoke({"city": city})["report"]
+        checked = researcher.invoke({"messages": [("user", report)]})["messages"][-1].content
+        return f"{report} ({checked})"
+
+    agent = build_agent(two_tool_model(), [get_weather, get_time])
+    agent.invoke({"messages": [("user", "Weather?")]}, config=config)
+    assert (
+        tools_sorted(telemetry.tree())
+        == """\
+invoke_agent support [INTERNAL]
+  chat scripted-1 [CLIENT]
+  execute_tool get_time [INTERNAL]
+  execute_tool get_weather [INTERNAL]
+    invoke_workflow lookup_flow [INTERNAL]
+    invoke_agent researcher [INTERNAL]
+      chat scripted-1 [CLIENT]
+  chat scripted-1 [CLIENT]"""
+    )
+    telemetry.assert_conformant(strict=True)
+
+
+def test_create_agent_with_middleware_is_an_agent(telemetry: Any, config: dict[str, Any]) -> None:
+    agents = pytest.importorskip("langchain.agents")
+    middleware = pytest.importorskip("langchain.agents.middleware")
+
+    class Noting(middleware.AgentMiddleware):  # type: ignore[misc, name-defined]
+        def before_model(self, state: Any, runtime: Any) -> None:
+            return None
+
+    agent = agents.create_agent(
+        two_tool_model(), [get_weather, get_time], name="support", middleware=[Noting()]
+    )
+    agent.invoke({"messages": [("user", "Weather?")]}, config=config)
+    assert tools_sorted(telemetry.tree(attributes=TREE_ATTRS)) == AGENT_TREE

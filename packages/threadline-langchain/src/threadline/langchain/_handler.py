@@ -42,6 +42,8 @@ _CONTROL_FLOW = frozenset(
 _NODE_TAG = "graph:step:"
 _HIDDEN_TAG = "langsmith:hidden"
 _CREATE_AGENT = "langchain_create_agent"
+_REACT_AGENT_NODES = frozenset({"agent", "pre_model_hook"})
+_MIDDLEWARE_NODE_SUFFIXES = (".before_agent", ".before_model", ".after_model", ".after_agent")
 _LEGACY_AGENTS = frozenset({"AgentExecutor"})
 _MAX_CHAINS = 50_000
 
@@ -164,6 +166,19 @@ def _chain_parent(parent_run_id: UUID | None) -> _Chain | Run | Context:
     return otel_context.get_current()
 
 
+def _is_agent_node(name: str, graph: _Chain) -> bool:
+    """Whether a graph's node shows the graph is an agent: the model node of a prebuilt ReAct
+    agent, or the model/middleware node of a ``create_agent`` graph. (``create_agent`` marks its
+    graph's metadata, but metadata is inherited by every graph run beneath it, so the marker
+    alone would also make a plain workflow called from an agent's tool an agent.)"""
+    if name in _REACT_AGENT_NODES:
+        return True
+    if name == "model" or name.endswith(_MIDDLEWARE_NODE_SUFFIXES):
+        metadata = graph.metadata
+        return metadata is not None and metadata.get("ls_integration") == _CREATE_AGENT
+    return False
+
+
 def _is_node(tags: Sequence[str] | None) -> bool:
     if tags:
         for tag in tags:
@@ -221,11 +236,7 @@ class CallbackHandler(BaseCallbackHandler):
         if record.graph:
             thread_id = metadata.get("thread_id")
             conversation_id = thread_id if isinstance(thread_id, str) and thread_id else None
-            if (
-                name in self.agents
-                or record.agent_node
-                or metadata.get("ls_integration") == _CREATE_AGENT
-            ):
+            if name in self.agents or record.agent_node:
                 return threadline.invoke_agent(
                     name, parent=parent, conversation_id=conversation_id, start_time=start
                 )
@@ -263,7 +274,7 @@ class CallbackHandler(BaseCallbackHandler):
             if isinstance(parent, _Chain) and _is_node(tags):
                 # A LangGraph node: its parent is a graph; the node itself is not a span.
                 parent.graph = True
-                if name == "agent":  # the model node of a prebuilt ReAct agent
+                if _is_agent_node(name, parent):
                     parent.agent_node = True
                 if not self.verbose:
                     record.state = _SKIP
