@@ -325,3 +325,26 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     sampling_server = find(telemetry.spans(), "sampling/createMessage")
     assert sampling_server.kind == "SERVER"
     assert "network.transport" not in sampling_server.attributes
+
+
+def test_control_without_client_instrumentation(telemetry: Any, tmp_path: Path) -> None:
+    """Control for the leak and parenting checks above: without ``instrument()`` the mcp 2.x SDK
+    sends every baggage entry (the third-party one included) and parents the server on its own
+    ``MCP send`` span; mcp 1.x sends no context at all."""
+    threadline.mcp.uninstrument()
+    try:
+        (result,), server_spans = _run(
+            tmp_path, "stdio", "legacy", "default", [("get_weather", {"city": "Paris"})]
+        )
+    finally:
+        threadline.mcp.instrument()
+    wire = json.loads(tool_text(result))["wire_baggage"]
+    server_call = find(server_spans, "tools/call get_weather")
+    if MAJOR >= 2:
+        assert "secret.token=hunter2" in wire
+        sdk_span = find(telemetry.spans(), "MCP send tools/call get_weather")
+        assert sdk_span.scope == "mcp-python-sdk"
+        assert server_call.parent_span_id == sdk_span.span_id
+    else:
+        assert wire is None
+        assert server_call.parent_span_id is None
