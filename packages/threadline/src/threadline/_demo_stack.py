@@ -72,7 +72,7 @@ def _script() -> list[AIMessage]:
         AIMessage(
             content="",
             tool_calls=call("search_guides", {"query": "cycling to the Louvre"}, "call_guides"),
-            usage_metadata=_usage(212, 24),  # type: ignore[arg-type]
+            usage_metadata=_usage(212, 24),
         ),
         AIMessage(
             content="",
@@ -81,21 +81,21 @@ def _script() -> list[AIMessage]:
                 {"question": "Is the riverside path safe for a tourist?"},
                 "call_expert",
             ),
-            usage_metadata=_usage(338, 31, cache_read=192),  # type: ignore[arg-type]
+            usage_metadata=_usage(338, 31, cache_read=192),
         ),
         AIMessage(
             content="",
             tool_calls=call("get_weather", {"city": "Louvre"}, "call_weather_1"),
-            usage_metadata=_usage(401, 19, cache_read=320),  # type: ignore[arg-type]
+            usage_metadata=_usage(401, 19, cache_read=320),
         ),
         AIMessage(
             content="",
             tool_calls=call("get_weather", {"city": "Paris"}, "call_weather_2"),
-            usage_metadata=_usage(446, 19, cache_read=384),  # type: ignore[arg-type]
+            usage_metadata=_usage(446, 19, cache_read=384),
         ),
         AIMessage(
             content=ANSWER,
-            usage_metadata=_usage(497, 46, cache_read=448, reasoning=12),  # type: ignore[arg-type]
+            usage_metadata=_usage(497, 46, cache_read=448, reasoning=12),
         ),
     ]
 
