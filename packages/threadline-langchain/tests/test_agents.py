@@ -212,7 +212,18 @@ invoke_agent support [INTERNAL]
   chat gpt-4o-mini [CLIENT]
     {post}"""
     )
-    print(telemetry.tree(attributes=(semconv.GEN_AI_TOOL_CALL_ID,)))
+    print(  # shown with `pytest -s`
+        telemetry.tree(
+            attributes=(
+                semconv.GEN_AI_USAGE_INPUT_TOKENS,
+                semconv.GEN_AI_USAGE_OUTPUT_TOKENS,
+                semconv.GEN_AI_RESPONSE_FINISH_REASONS,
+                semconv.GEN_AI_TOOL_CALL_ID,
+                "http.method",
+                "http.url",
+            )
+        )
+    )
     telemetry.assert_conformant()
 
 
