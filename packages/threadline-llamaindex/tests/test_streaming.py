@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from conftest import make_llm
 from llama_index.core.llms import ChatMessage
 
@@ -123,5 +124,32 @@ def test_completion_model_in_process(telemetry: Telemetry) -> None:
         "gen_ai.request.max_tokens=3"
     )
     span = telemetry.find("text_completion unknown")
+    assert span.attributes["gen_ai.response.time_to_first_chunk"] > 0
+    telemetry.assert_conformant()
+
+
+def test_stream_failing_midway_is_an_error(telemetry: Telemetry) -> None:
+    from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+
+    class Flaky(CustomLLM):
+        model: str = "flaky-1"
+
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name=self.model)
+
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            yield CompletionResponse(text="Hel", delta="Hel")
+            raise ConnectionResetError("stream cut")
+
+    stream = Flaky().stream_chat(MESSAGES)
+    assert next(stream).delta == "Hel"
+    with pytest.raises(ConnectionResetError):
+        next(stream)
+    assert telemetry.tree() == ("chat flaky-1 [CLIENT] !ERROR error.type=ConnectionResetError")
+    span = telemetry.find("chat flaky-1")
     assert span.attributes["gen_ai.response.time_to_first_chunk"] > 0
     telemetry.assert_conformant()

@@ -440,19 +440,19 @@ class Tracker:
             if not isinstance(found, threadline.InferenceRun):
                 return
             run = found
-        finish = self.stream_finish.pop(span_id, None) if streamed else None
+        recorded = self.stream_finish.pop(span_id, None) if streamed else None
+        finish = recorded
         response = event.response
         raw = getattr(response, "raw", None) if response is not None else None
+        usage = _extract.usage_of(raw) if raw is not None else None
+        if usage is None and response is not None:
+            usage = _extract.usage_of({"usage": getattr(response, "additional_kwargs", None)})
         if raw is not None:
             response_id, response_model = _extract.response_facts(raw)
             if finish is None:
                 finish = _extract.finish_reason_of(raw)
-            run.update(
-                response_id=response_id,
-                response_model=response_model,
-                usage=_extract.usage_of(raw),
-                finish_reasons=[finish] if finish and not streamed else None,
-            )
+            run.update(response_id=response_id, response_model=response_model)
+        run.update(usage=usage, finish_reasons=[finish] if finish and not recorded else None)
         if response is not None and threadline.capture_enabled():
             message = _extract.output_message(response, finish)
             if message is not None:

@@ -1,0 +1,106 @@
+"""Reading provider responses: usage (cache and reasoning tokens too), finish reasons, providers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import threadline
+from threadline.llamaindex import _extract
+
+
+@pytest.mark.parametrize(
+    ("raw", "usage"),
+    [
+        pytest.param(
+            {
+                "usage": {
+                    "prompt_tokens": 120,
+                    "completion_tokens": 8,
+                    "prompt_tokens_details": {"cached_tokens": 64},
+                    "completion_tokens_details": {"reasoning_tokens": 3},
+                }
+            },
+            threadline.Usage(120, 8, cache_read_input_tokens=64, reasoning_output_tokens=3),
+            id="openai-chat",
+        ),
+        pytest.param(
+            {
+                "usage": {
+                    "input_tokens": 50,
+                    "output_tokens": 9,
+                    "input_tokens_details": {"cached_tokens": 10},
+                    "output_tokens_details": {"reasoning_tokens": 4},
+                }
+            },
+            threadline.Usage(50, 9, cache_read_input_tokens=10, reasoning_output_tokens=4),
+            id="openai-responses",
+        ),
+        pytest.param(
+            {
+                "usage": {
+                    "input_tokens": 20,
+                    "output_tokens": 7,
+                    "cache_read_input_tokens": 100,
+                    "cache_creation_input_tokens": 30,
+                }
+            },
+            # Anthropic counts cached input apart; the conventions' input_tokens include it.
+            threadline.Usage(150, 7, cache_read_input_tokens=100, cache_write_input_tokens=30),
+            id="anthropic",
+        ),
+        pytest.param(
+            {
+                "usage_metadata": {
+                    "prompt_token_count": 40,
+                    "candidates_token_count": 5,
+                    "cached_content_token_count": 16,
+                    "thoughts_token_count": 2,
+                }
+            },
+            threadline.Usage(40, 5, cache_read_input_tokens=16, reasoning_output_tokens=2),
+            id="gemini",
+        ),
+        pytest.param(
+            {"usage": {"inputTokens": 11, "outputTokens": 6}},
+            threadline.Usage(11, 6),
+            id="bedrock-converse",
+        ),
+        pytest.param({"choices": []}, None, id="no-usage"),
+    ],
+)
+def test_usage_of(raw: Any, usage: threadline.Usage | None) -> None:
+    assert _extract.usage_of(raw) == usage
+
+
+def test_finish_reasons() -> None:
+    assert _extract.finish_reason_of({"choices": [{"finish_reason": "tool_calls"}]}) == (
+        "tool_calls"
+    )
+    assert _extract.finish_reason_of({"stop_reason": "end_turn"}) == "end_turn"
+    assert _extract.finish_reason_of({"choices": []}) is None
+    assert _extract.output_finish_reason("tool_calls") == "tool_call"
+    assert _extract.output_finish_reason("end_turn") == "stop"
+
+
+def test_providers_from_packages() -> None:
+    def cls(module: str) -> type:
+        return type("Model", (), {"__module__": module})
+
+    assert _extract.provider_of(cls("llama_index.llms.openai.base")) == "openai"
+    assert _extract.provider_of(cls("llama_index.llms.azure_openai.base")) == "azure.ai.openai"
+    assert _extract.provider_of(cls("llama_index.llms.bedrock_converse.base")) == "aws.bedrock"
+    assert _extract.provider_of(cls("llama_index.embeddings.cohere.base")) == "cohere"
+    assert _extract.provider_of(cls("llama_index.llms.ollama.base")) == "ollama"
+    assert _extract.provider_of(cls("llama_index.core.llms.mock")) == "llama_index"
+    assert _extract.provider_of(cls("my_company.models")) == "my_company"
+
+
+def test_endpoint() -> None:
+    class Model:
+        api_base = "http://localhost:11434/v1"
+
+    assert _extract.endpoint(Model()) == ("localhost", 11434)
+    Model.api_base = "https://example.openai.azure.com/openai"
+    assert _extract.endpoint(Model()) == ("example.openai.azure.com", 443)
