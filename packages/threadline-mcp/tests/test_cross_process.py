@@ -348,3 +348,44 @@ def test_control_without_client_instrumentation(telemetry: Any, tmp_path: Path) 
     else:
         assert wire is None
         assert server_call.parent_span_id is None
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_concurrent_calls_keep_their_own_context(
+    telemetry: Any, tmp_path: Path, transport: str
+) -> None:
+    """Ten calls in flight at once on one connection, each in its own session: every server
+    span, tool span and tool sees only its own caller's trace and session."""
+    spans_file = tmp_path / "spans.jsonl"
+    seen: dict[int, Any] = {}
+
+    async def turn(target: Any) -> None:
+        async with connect(target) as session:
+
+            async def one(i: int) -> None:
+                with threadline.session(f"s-{i}"), threadline.invoke_agent(f"agent-{i}"):
+                    result = await session.call_tool("get_weather", {"city": f"c{i}"})
+                seen[i] = json.loads(tool_text(result))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(10):
+                    tg.start_soon(one, i)
+
+    if transport == "stdio":
+        anyio.run(turn, stdio_params(spans_file))
+    else:
+        with http_server(tmp_path, spans_file) as url:
+            anyio.run(turn, url)
+    client_spans = telemetry.spans()
+    server_spans = read_spans_jsonl(spans_file)
+    for i in range(10):
+        assert seen[i]["city"] == f"c{i}"
+        assert seen[i]["session"] == {"session.id": f"s-{i}"}
+        agent = find(client_spans, f"invoke_agent agent-{i}")
+        client_call = next(
+            s for s in client_spans if s.parent_span_id == agent.span_id and s.kind == "CLIENT"
+        )
+        server_call = next(s for s in server_spans if s.parent_span_id == client_call.span_id)
+        assert server_call.attributes["session.id"] == f"s-{i}"
+        tool = next(s for s in server_spans if s.parent_span_id == server_call.span_id)
+        assert tool.attributes["session.id"] == f"s-{i}"
