@@ -169,6 +169,25 @@ def test_summary_counts_mcp_requests_once_and_tokens_only_on_model_spans() -> No
     )
 
 
+def test_counting_exporter_tells_exported_from_failed_spans() -> None:
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    class Flaky(SpanExporter):
+        def __init__(self) -> None:
+            self.results = [SpanExportResult.SUCCESS, SpanExportResult.FAILURE]
+
+        def export(self, spans: Any) -> SpanExportResult:
+            if not self.results:
+                raise ConnectionError("collector gone")
+            return self.results.pop(0)
+
+    counting = _demo_report.CountingExporter(Flaky())
+    assert counting.export([object()] * 3) is SpanExportResult.SUCCESS  # type: ignore[list-item]
+    assert counting.export([object()] * 2) is SpanExportResult.FAILURE  # type: ignore[list-item]
+    assert counting.export([object()]) is SpanExportResult.FAILURE  # type: ignore[list-item]
+    assert (counting.exported, counting.failed) == (3, 3)
+
+
 def test_error_lines_are_red_only_on_a_terminal() -> None:
     tree = "a [INTERNAL]\n  b [CLIENT] !ERROR error.type=tool_error"
     assert _demo_report.highlight_errors(tree, color=False) == tree

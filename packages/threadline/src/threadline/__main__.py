@@ -9,7 +9,7 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print("usage: threadline demo [--otlp URL] [--content]")
+        print("usage: threadline demo [--otlp URL] [--content] [--output PATH] [--scripted]")
         return 0 if args else 2
     if args[0] == "demo":
         from threadline.demo import main as demo

@@ -51,10 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if len(args) > 1:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        # Simple (not batch): every span is sent before the server exits with its stdin.
-        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=args[1])))
+        # Batched, so an unreachable collector costs one export timeout at exit, not one per
+        # span; the JSON lines file gets every span as it ends either way.
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=args[1], timeout=5))
+        )
     threadline.configure(tracer_provider=provider)
     server = MCPServer(
         "weather", log_level="WARNING", middleware=[threadline.mcp.TracingMiddleware()]

@@ -12,6 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
 from threadline import semconv
 from threadline.testing.records import SpanRecord
 
@@ -32,6 +35,32 @@ _TOKEN_TYPES = (
     ("reasoning", semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
 )
 _MCP_METHOD = "mcp.method.name"
+
+
+class CountingExporter(SpanExporter):
+    """Passes spans on to ``exporter`` and counts how many it exported and how many failed."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self.exporter = exporter
+        self.exported = 0
+        self.failed = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.exporter.export(spans)
+        except Exception:  # noqa: BLE001 - an exporter that raises failed to export
+            result = SpanExportResult.FAILURE
+        if result is SpanExportResult.SUCCESS:
+            self.exported += len(spans)
+        else:
+            self.failed += len(spans)
+        return result
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
 
 
 def highlight_errors(tree: str, *, color: bool) -> str:

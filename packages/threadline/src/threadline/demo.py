@@ -201,11 +201,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     provider = TracerProvider(resource=Resource.create({"service.name": "threadline-demo"}))
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
+    otlp: _demo_report.CountingExporter | None = None
     if args.otlp:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=args.otlp)))
+        otlp = _demo_report.CountingExporter(OTLPSpanExporter(endpoint=args.otlp, timeout=5))
+        provider.add_span_processor(BatchSpanProcessor(otlp))
     previous = threadline.config.current()
     threadline.configure(
         tracer_provider=provider, capture_content="SPAN_ONLY" if args.content else "NO_CONTENT"
@@ -258,13 +260,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if args.output:
         path = _demo_report.write_otlp_json(spans, args.output)
         print(f"wrote {len(spans)} spans as OTLP JSON to {path}", file=out)
-    if args.otlp:
-        if server_spans:
+    if otlp is not None:
+        if otlp.failed:
             print(
-                f"exported {len(local_spans)} spans to {args.otlp} "
-                f"(the MCP server exported its {len(server_spans)} itself)",
+                f"could not export {otlp.failed} of {otlp.failed + otlp.exported} spans to "
+                f"{args.otlp} (is a collector listening there?)",
                 file=out,
             )
         else:
-            print(f"exported {len(spans)} spans to {args.otlp}", file=out)
+            print(f"exported {otlp.exported} spans to {args.otlp}", file=out)
+        if server_spans:
+            print(
+                f"the MCP server process exports its {len(server_spans)} spans there itself",
+                file=out,
+            )
     return 0
