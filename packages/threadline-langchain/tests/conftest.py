@@ -213,3 +213,10 @@ def tool_call_id_in_callbacks() -> bool:
     call = {"name": "probe", "args": {"x": 1}, "id": "probe-1", "type": "tool_call"}
     probe.invoke(call, config={"callbacks": [Probe()]})
     return seen == ["probe-1"]
+
+
+def openai_http_module() -> Any:
+    """The HTTP library this openai release uses (httpx, or httpx2 from openai 3 on)."""
+    import openai._base_client as base
+
+    return getattr(base, "httpx2", None) or base.httpx

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_model
-from conftest import CASSETTES, ScriptedChatModel, usage
+from conftest import CASSETTES, ScriptedChatModel, openai_http_module, usage
 from langchain_openai import ChatOpenAI
 
 import threadline
@@ -151,13 +151,6 @@ def test_session_baggage_on_every_span(telemetry: Any, config: dict[str, Any]) -
 # --- the real wire format, with an instrumented HTTP client -------------------------------------
 
 
-def _openai_http_module() -> Any:
-    """The HTTP library this openai release uses (httpx, or httpx2 from openai 3 on)."""
-    import openai._base_client as base
-
-    return getattr(base, "httpx2", None) or base.httpx
-
-
 def _cassette_bodies(name: str) -> list[str]:
     data = yaml.safe_load(Path(CASSETTES, name).read_text())
     return [item["response"]["body"]["string"] for item in data["interactions"]]
@@ -168,7 +161,7 @@ def instrumented_client() -> Any:
     """An HTTP client answering from the agent cassette, instrumented by
     opentelemetry-instrumentation-httpx. (vcrpy replaces the client's send path, so the
     instrumented transport would never run under a cassette.)"""
-    http = _openai_http_module()
+    http = openai_http_module()
     from opentelemetry.instrumentation import httpx as otel_httpx
 
     bodies = _cassette_bodies("agent_two_tools.yaml")

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from conftest import openai_http_module
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 
@@ -63,6 +64,8 @@ def _assert_metrics(telemetry: Any, *, input_tokens: int, output_tokens: int) ->
         semconv.GEN_AI_PROVIDER_NAME: "openai",
         semconv.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
         semconv.GEN_AI_RESPONSE_MODEL: "gpt-4o-mini-2024-07-18",
+        semconv.SERVER_ADDRESS: "api.openai.com",
+        semconv.SERVER_PORT: 443,
     }
     tokens = {
         point["attributes"][semconv.GEN_AI_TOKEN_TYPE]: point["sum"]
@@ -187,3 +190,21 @@ def test_plain_llm_is_text_completion(telemetry: Any, config: dict[str, Any]) ->
         span.attributes[semconv.GEN_AI_PROVIDER_NAME] == "fakelist"
     )  # ls_provider LangChain derives from the class
     telemetry.assert_conformant()
+
+
+def test_server_address_from_base_url(telemetry: Any, config: dict[str, Any]) -> None:
+    http = openai_http_module()
+    local = ChatOpenAI(
+        model="gpt-4o-mini",
+        base_url="http://llm.internal:8080/v1",
+        max_retries=0,
+        http_client=http.Client(
+            transport=http.MockTransport(lambda request: http.Response(503, json={}))
+        ),
+    )
+    with pytest.raises(Exception, match="503") as raised:
+        local.invoke("hi", config=config)
+    span = telemetry.find("chat gpt-4o-mini")
+    assert span.attributes[semconv.SERVER_ADDRESS] == "llm.internal"
+    assert span.attributes[semconv.SERVER_PORT] == 8080
+    assert span.attributes[semconv.ERROR_TYPE].endswith(type(raised.value).__name__)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from threadline import RequestParams, Usage
 from threadline.content import (
@@ -89,6 +90,37 @@ def model_name(
     if isinstance(run_name, str) and run_name:
         return run_name
     return _class_name(serialized)
+
+
+# Where a model class sends its requests when no base URL is configured.
+_DEFAULT_HOSTS = {"ChatOpenAI": "api.openai.com", "ChatAnthropic": "api.anthropic.com"}
+_BASE_URL_KEYS = (
+    "openai_api_base",
+    "base_url",
+    "azure_endpoint",
+    "anthropic_api_url",
+    "api_base",
+    "endpoint_url",
+)
+
+
+def server(serialized: Mapping[str, Any] | None) -> tuple[str | None, int | None]:
+    """``server.address``/``server.port`` from the model's configured base URL (or its class's
+    default host)."""
+    if not serialized:
+        return None, None
+    kwargs = serialized.get("kwargs")
+    if isinstance(kwargs, Mapping):
+        for key in _BASE_URL_KEYS:
+            url = kwargs.get(key)
+            if isinstance(url, str) and url:
+                try:
+                    parts = urlsplit(url)
+                    return parts.hostname, parts.port
+                except ValueError:
+                    return None, None
+    host = _DEFAULT_HOSTS.get(_class_name(serialized) or "")
+    return (host, 443) if host else (None, None)
 
 
 def _class_name(serialized: Mapping[str, Any] | None) -> str | None:

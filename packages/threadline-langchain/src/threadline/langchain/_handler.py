@@ -393,6 +393,7 @@ class CallbackHandler(BaseCallbackHandler):
             elif prompts:
                 input_messages = _convert.prompt_messages(prompts)
             tools = _convert.tool_definitions(invocation.get("tools"))
+        address, port = _convert.server(serialized)
         run = threadline.inference(
             _convert.model_name(metadata, invocation, serialized, kwargs.get("name")),
             provider=_convert.provider_name(metadata, invocation, serialized),
@@ -400,6 +401,8 @@ class CallbackHandler(BaseCallbackHandler):
             parent=_leaf_parent(parent_run_id),
             request=_convert.request_params(invocation, metadata),
             stream=invocation.get("stream") is True,
+            server_address=address,
+            server_port=port,
             input_messages=input_messages,
             tool_definitions=tools,
         )
