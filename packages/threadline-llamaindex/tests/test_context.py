@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
+import json
 import threading
 from typing import Any
 
 import httpx
+import pytest
 from conftest import make_llm
 from llama_index.core.llms import ChatMessage
 from llama_index.core.query_engine import CustomQueryEngine
@@ -95,3 +98,31 @@ def test_no_context_left_attached(telemetry: Telemetry, cassette: Any) -> None:
     assert otel_context.get_current() == before
     assert trace.get_current_span() is trace.INVALID_SPAN
     assert threadline.current_run() is None
+
+
+def test_propagation_context_crosses_a_process_boundary(
+    telemetry: Telemetry, cassette: Any
+) -> None:
+    from llama_index.core.instrumentation import get_dispatcher
+
+    dispatcher = get_dispatcher()
+    if not hasattr(dispatcher, "capture_propagation_context"):
+        pytest.skip("this LlamaIndex has no propagation hooks")
+    with threadline.invoke_workflow("caller"):
+        carrier = json.loads(json.dumps(dispatcher.capture_propagation_context()))
+    assert set(carrier["threadline"]) == {"traceparent"}
+
+    def other_process() -> None:
+        # A fresh context: no LlamaIndex parent, no OpenTelemetry context.
+        assert threadline.current_run() is None
+        dispatcher.restore_propagation_context(carrier)
+        make_llm().chat(MESSAGES)
+
+    with cassette("chat.yaml"):
+        contextvars.Context().run(other_process)
+    assert (
+        telemetry.tree()
+        == """\
+invoke_workflow caller [INTERNAL]
+  chat gpt-4o-mini [CLIENT]"""
+    )

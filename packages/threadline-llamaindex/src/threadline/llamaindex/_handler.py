@@ -18,8 +18,9 @@ import contextlib
 import enum
 import inspect
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from types import AsyncGeneratorType, GeneratorType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
@@ -30,7 +31,7 @@ from llama_index.core.instrumentation.events.llm import (
     LLMCompletionEndEvent,
     LLMCompletionInProgressEvent,
 )
-from llama_index.core.instrumentation.span import BaseSpan
+from llama_index.core.instrumentation.span import BaseSpan, active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from pydantic import PrivateAttr
 
@@ -39,8 +40,20 @@ from threadline import semconv
 from threadline._failopen import report
 from threadline.llamaindex import _extract
 
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
 _MAX_NODES = 20_000
 _MAX_KINDS = 4_096
+_PROPAGATION_KEY = "threadline"
+
+Parent: TypeAlias = "threadline.Run | Context"
+
+# The parent handed over by LlamaIndex's propagation hooks (a workflow run continued in another
+# task or process): used by spans that have no LlamaIndex parent.
+_remote_parent: ContextVar[Context | None] = ContextVar(
+    "threadline_llamaindex_parent", default=None
+)
 
 
 class Kind(enum.Enum):
@@ -176,7 +189,7 @@ class Tracker:
         )
         self.stream_finish: dict[str, str] = {}
         # Non-emitted span id -> nearest emitted ancestor run (absent: none, use the context).
-        self.nodes: dict[str, threadline.Run] = {}
+        self.nodes: dict[str, Parent] = {}
         self.kinds: dict[tuple[type, str], Kind] = {}
         self.tool_errors: dict[int, BaseException] = {}
         self.events: Mapping[type, Callable[[Any], None]] = {
@@ -199,13 +212,16 @@ class Tracker:
             self.kinds[key] = kind
         return kind
 
-    def _parent(self, parent_id: str | None) -> threadline.Run | None:
+    def _parent(self, parent_id: str | None) -> Parent | None:
         if parent_id is None:
+            remote = _remote_parent.get()
+            if remote is not None and threadline.current_run() is None:
+                return remote
             return None
         run = self.runs.get(parent_id)
         return run if run is not None else self.nodes.get(parent_id)
 
-    def _remember(self, id_: str, parent: threadline.Run | None) -> None:
+    def _remember(self, id_: str, parent: Parent | None) -> None:
         if parent is None:
             return
         nodes = self.nodes
@@ -277,7 +293,7 @@ class Tracker:
         prefix: str,
         llm: Any,
         arguments: Mapping[str, Any],
-        parent: threadline.Run | None,
+        parent: Parent | None,
     ) -> threadline.InferenceRun:
         provider = _extract.provider_of(type(llm))
         call_kwargs = arguments.get("kwargs")
@@ -313,7 +329,7 @@ class Tracker:
         )
 
     def _retrieval(
-        self, retriever: Any, arguments: Mapping[str, Any], parent: threadline.Run | None
+        self, retriever: Any, arguments: Mapping[str, Any], parent: Parent | None
     ) -> threadline.RetrievalRun:
         store = getattr(retriever, "_vector_store", None)
         source = type(store).__name__ if store is not None else type(retriever).__name__
@@ -331,7 +347,7 @@ class Tracker:
         )
 
     def _tool(
-        self, tool: Any, arguments: Mapping[str, Any], parent: threadline.Run | None
+        self, tool: Any, arguments: Mapping[str, Any], parent: Parent | None
     ) -> threadline.ToolRun:
         metadata = getattr(tool, "metadata", None)
         name = getattr(metadata, "name", None) or type(tool).__name__
@@ -345,7 +361,7 @@ class Tracker:
         )
 
     def _tool_step(
-        self, arguments: Mapping[str, Any], parent: threadline.Run | None
+        self, arguments: Mapping[str, Any], parent: Parent | None
     ) -> threadline.ToolRun | None:
         event = arguments.get("ev")
         name = getattr(event, "tool_name", None)
@@ -412,6 +428,21 @@ class Tracker:
             run.end()
         else:
             run.fail(err)
+
+    # --- propagation ---------------------------------------------------------------------------
+    def capture(self) -> dict[str, Any]:
+        """The trace position of the current LlamaIndex span, for another task or process."""
+        parent = self._parent(active_span_id.get())
+        carrier: dict[str, Any] = {}
+        threadline.inject(
+            carrier, context=parent.context if isinstance(parent, threadline.Run) else parent
+        )
+        return {_PROPAGATION_KEY: carrier} if carrier else {}
+
+    def restore(self, context: Mapping[str, Any]) -> None:
+        carrier = context.get(_PROPAGATION_KEY)
+        if isinstance(carrier, Mapping) and carrier:
+            _remote_parent.set(threadline.extract(carrier))
 
     # --- events --------------------------------------------------------------------------------
     def on_progress(self, event: Any) -> None:
@@ -531,6 +562,19 @@ class SpanHandler(BaseSpanHandler[BaseSpan]):
             self._tracker.drop(id_, err)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.span_drop", error)
+
+    def capture_propagation_context(self) -> dict[str, Any]:
+        try:
+            return self._tracker.capture()
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("llamaindex.capture_propagation_context", error)
+            return {}
+
+    def restore_propagation_context(self, context: dict[str, Any]) -> None:
+        try:
+            self._tracker.restore(context)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("llamaindex.restore_propagation_context", error)
 
     def new_span(
         self,
