@@ -64,6 +64,13 @@ def broken(city: str) -> str:
     raise ValueError(f"no forecast for {city}")
 
 
+async def slow(seconds: float) -> str:
+    import anyio
+
+    await anyio.sleep(seconds)
+    return "done"
+
+
 async def ask_model(question: str, ctx: Context) -> str:  # type: ignore[type-arg]
     """Asks the client's model (sampling): a request from the server back to the client."""
     from mcp import types
@@ -95,6 +102,7 @@ def build() -> Any:
     server.tool(name="get_weather")(get_weather)
     server.tool(name="broken")(broken)
     server.tool(name="ask_model")(ask_model)
+    server.tool(name="slow")(slow)
     return server
 
 

@@ -9,6 +9,7 @@ every server here is a real subprocess, over stdio or streamable HTTP on 127.0.0
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -389,3 +390,35 @@ def test_concurrent_calls_keep_their_own_context(
         assert server_call.attributes["session.id"] == f"s-{i}"
         tool = next(s for s in server_spans if s.parent_span_id == server_call.span_id)
         assert tool.attributes["session.id"] == f"s-{i}"
+
+
+@pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x clients send no notifications/cancelled")
+def test_timed_out_call_and_its_cancellation_share_the_trace(
+    telemetry: Any, tmp_path: Path
+) -> None:
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def turn() -> None:
+        async with connect(stdio_params(spans_file)) as session:
+            with threadline.invoke_agent("weather_agent"):
+                with pytest.raises(Exception, match="timed out"):
+                    await session.client.call_tool(
+                        "slow", {"seconds": 30}, read_timeout_seconds=0.5
+                    )
+
+    anyio.run(turn)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the server notices the cancellation asynchronously
+        server_spans = read_spans_jsonl(spans_file)
+        if any(s.name == "notifications/cancelled" for s in server_spans):
+            break
+        time.sleep(0.05)
+    merged = _agent_trace(telemetry.spans(), server_spans)
+    client = next(s for s in merged if s.name == "tools/call slow" and s.kind == "CLIENT")
+    code = client.attributes["rpc.response.status_code"]
+    assert render_tree(merged) == (
+        "invoke_agent weather_agent [INTERNAL]\n"
+        f"  tools/call slow [CLIENT] !ERROR error.type={code}\n"
+        "    tools/call slow [SERVER] !ERROR error.type=cancelled\n"
+        "    notifications/cancelled [SERVER]"
+    )

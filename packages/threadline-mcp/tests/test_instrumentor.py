@@ -16,6 +16,7 @@ from threadline.mcp import MCPInstrumentor
 if MAJOR >= 2:
     PATCHED = [
         ("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher", "send_raw_request"),
+        ("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher", "notify"),
         ("mcp.shared.jsonrpc_dispatcher", None, "otel_span"),
         ("mcp.shared.jsonrpc_dispatcher", None, "inject_trace_context"),
         ("mcp.client.client", "Client", "_build_session"),

@@ -263,6 +263,37 @@ def wrap_send_raw_request(original: Any) -> Any:
     return send_raw_request
 
 
+def _with_context(params: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """``params`` with the current trace context (and allow-listed baggage) in ``_meta``, or
+    ``params`` itself when there is nothing to send."""
+    existing = params.get("_meta") if params is not None else None
+    meta: dict[str, Any] = dict(existing) if isinstance(existing, Mapping) else {}
+    threadline.inject(meta)
+    if "traceparent" not in meta and "baggage" not in meta:
+        return params
+    out = dict(params) if params is not None else {}
+    out["_meta"] = meta
+    return out
+
+
+def wrap_notify(original: Any) -> Any:
+    """mcp 2.x ``JSONRPCDispatcher.notify``: notifications carry the context too (the MCP
+    conventions inject into requests *and* notifications). A ``notifications/cancelled`` sent
+    for a timed-out request thereby joins that request's trace."""
+
+    async def notify(
+        self: Any, method: str, params: Mapping[str, Any] | None, *args: Any, **kwargs: Any
+    ) -> Any:
+        try:
+            params = _with_context(params)
+        except Exception as error:  # noqa: BLE001 - fail-open: send it as it was
+            report("threadline.mcp.client.notify", error)
+        return await original(self, method, params, *args, **kwargs)
+
+    notify.__wrapped__ = original  # type: ignore[attr-defined]
+    return notify
+
+
 # --- mcp 1.x -----------------------------------------------------------------------------------
 def v1_method_params(request: Any) -> tuple[str, dict[str, Any] | None]:
     """Method and a plain view of the params (name/uri/arguments/_meta) of a 1.x request."""

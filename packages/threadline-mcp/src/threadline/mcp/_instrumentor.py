@@ -68,6 +68,7 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                     "send_raw_request",
                     _client.wrap_send_raw_request,
                 )
+                patches.replace(dispatcher, "JSONRPCDispatcher", "notify", _client.wrap_notify)
                 patches.replace(dispatcher, None, "otel_span", lambda _: _client.sdk_span)
                 patches.replace(
                     dispatcher, None, "inject_trace_context", lambda _: _client.inject_meta
