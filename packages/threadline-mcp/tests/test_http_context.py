@@ -148,3 +148,37 @@ def test_header_parent_with_meta_baggage(tmp_path: Path) -> None:
     assert server.trace_id == HEADER_TRACE
     assert server.parent_span_id == "2222222222222222"
     assert seen["session"] == {"session.id": "from-meta"}
+
+
+def test_hostile_headers_and_meta_over_http(tmp_path: Path) -> None:
+    spans_file = tmp_path / "spans.jsonl"
+    cases: list[tuple[dict[str, str], Any]] = [
+        ({"traceparent": "x" * 8000}, {"baggage": 1}),
+        ({"traceparent": HEADER_PARENT[:-2] + "zz", "baggage": "session.id=" + "y" * 6000}, None),
+        ({"baggage": ",".join(f"k{i}=v" for i in range(1000))}, {"traceparent": ["x"] * 50}),
+        ({"tracestate": "a=b," * 1500, "traceparent": HEADER_PARENT}, {"tracestate": 7}),
+    ]
+    with http_server(tmp_path, spans_file) as url:
+        client = RawHttpClient(url)
+        client.handshake()
+        for headers, meta in cases:
+            params: dict[str, Any] = {"name": "get_weather", "arguments": {"city": "Rome"}}
+            if meta is not None:
+                params["_meta"] = meta
+            answer = client.request("tools/call", params, headers)
+            assert answer["result"]["isError"] is False
+        seen = client.request(
+            "tools/call",
+            {
+                "name": "get_weather",
+                "arguments": {"city": "Rome"},
+                "_meta": {"traceparent": META_PARENT},
+            },
+        )
+        assert "result" in seen
+    spans = [s for s in read_spans_jsonl(spans_file) if s.name == "tools/call get_weather"]
+    assert len(spans) == len(cases) + 1
+    assert spans[-1].trace_id == META_TRACE
+    # The valid header traceparent with an oversized tracestate still parents the span.
+    assert spans[3].trace_id == HEADER_TRACE
+    assert "session.id" not in spans[1].attributes
