@@ -210,8 +210,13 @@ class Run:
         self._token: Token[Context] | None = None
         self._ctx: Context | None = None
         self._end_callbacks: list[tuple[RunRegistry[Any, Any], Any]] | None = None
+        tracer = resolved().tracer
+        # one instant for the span start and the monotonic clock behind durations and
+        # time to first chunk, so neither can exceed the span
         self.start_monotonic = time.monotonic()
-        self.span = resolved().tracer.start_span(
+        if start_time is None:
+            start_time = time.time_ns()
+        self.span = tracer.start_span(
             name,
             context=parent_ctx,
             kind=kind,
