@@ -367,3 +367,27 @@ def test_invalid_arguments_are_clear_errors() -> None:
         threadline.inference("m", provider="p", operation="chatting")
     with pytest.raises(ValueError, match="remote agent needs its provider"):
         threadline.invoke_agent("a", remote=True)
+
+
+def test_late_created_run_measures_from_its_start_time(telemetry: Telemetry) -> None:
+    import time
+
+    started = time.time_ns() - 2_000_000_000  # the framework saw it start 2 s ago
+    threadline.invoke_workflow("late", start_time=started).end()
+    [point] = telemetry.metric_points(semconv.METRIC_WORKFLOW_DURATION)
+    assert point["sum"] >= 2.0
+    span = find(telemetry.spans(), "invoke_workflow late")
+    assert span.start_ns == started
+
+
+def test_attach_context_helpers_are_safe_across_threads() -> None:
+    run = threadline.execute_tool("node")
+    token = threadline.attach_context(run.context)
+    results: list[bool] = []
+    thread = threading.Thread(target=lambda: results.append(threadline.detach_context(token)))
+    thread.start()
+    thread.join()
+    assert results == [False]  # a foreign thread cannot undo it, and says so quietly
+    assert threadline.detach_context(token) is True
+    assert threadline.detach_context(token) is False  # already used
+    run.end()

@@ -12,6 +12,8 @@ __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 from typing import Any
 
 from threadline import content, semconv
+from threadline._context import attach as attach_context
+from threadline._context import detach as detach_context
 from threadline._factories import (
     create_agent,
     embeddings,
@@ -63,6 +65,7 @@ __all__ = [
     "ToolRun",
     "Usage",
     "WorkflowRun",
+    "attach_context",
     "capture_enabled",
     "configure",
     "content",
@@ -70,6 +73,7 @@ __all__ = [
     "create_agent",
     "current_run",
     "current_session",
+    "detach_context",
     "embeddings",
     "error_type",
     "execute_tool",

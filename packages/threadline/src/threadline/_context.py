@@ -16,12 +16,14 @@ from opentelemetry.context import _RUNTIME_CONTEXT, Context
 
 
 def attach(ctx: Context) -> Token[Context]:
+    """Make ``ctx`` current; undo with :func:`detach` (exposed as
+    ``threadline.attach_context``)."""
     return otel_context.attach(ctx)
 
 
 def detach(token: Token[Context]) -> bool:
     """Reset ``token``; returns False (silently) when it belongs to another context or was
-    already used."""
+    already used (exposed as ``threadline.detach_context``)."""
     try:
         _RUNTIME_CONTEXT.detach(token)
     except (ValueError, RuntimeError):

@@ -216,6 +216,8 @@ class Run:
         self.start_monotonic = time.monotonic()
         if start_time is None:
             start_time = time.time_ns()
+        else:  # a run created late (e.g. a graph seen at its first node) measures from then
+            self.start_monotonic -= max(time.time_ns() - start_time, 0) / 1e9
         self.span = tracer.start_span(
             name,
             context=parent_ctx,
