@@ -281,3 +281,15 @@ def test_client_cancellation(telemetry: Any) -> None:
     assert span.kind == "CLIENT"
     assert span.attributes["error.type"] == "cancelled"
     assert threadline.current_run() is None
+
+
+def test_construction_survives_a_changed_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If a future SDK drops the seam used to replace its middleware, servers still start."""
+    from mcp.server import runner
+
+    from threadline.mcp import _server
+
+    monkeypatch.delattr(runner.ServerRunner, "_compose_server_middleware")
+    monkeypatch.setattr(_server, "_REPLACING", "_threadline_test_marker")
+    middleware = TracingMiddleware()
+    assert middleware.notifications == "traced"

@@ -288,7 +288,10 @@ class TracingMiddleware:
 
     def __init__(self, *, notifications: NotificationPolicy = "traced") -> None:
         self.notifications: NotificationPolicy = notifications
-        _replace_builtin_middleware()
+        try:
+            _replace_builtin_middleware()
+        except Exception as error:  # noqa: BLE001 - a changed SDK must not break the server
+            report("threadline.mcp.replace_builtin_middleware", error)
 
     async def __call__(
         self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]
