@@ -53,6 +53,7 @@ _END_LOCK = threading.Lock()
 _MAX_BAGGAGE_VALUE = 256
 _RunT = TypeVar("_RunT", bound="Run")
 _prices_warm = [False]
+_CHUNK_BATCH = 256
 
 
 @dataclasses.dataclass(slots=True)
@@ -396,6 +397,7 @@ class InferenceRun(Run):
 
     _records_conversation = True
     __slots__ = (
+        "_chunk_gaps",
         "_chunks",
         "_input_messages",
         "_last_chunk",
@@ -435,6 +437,7 @@ class InferenceRun(Run):
         self.response_model: str | None = None
         self.usage = Usage()
         self._chunks = 0
+        self._chunk_gaps: list[float] | None = None
         self._last_chunk = 0.0
         self._input_messages = input_messages
         self._system_instructions = system_instructions
@@ -476,24 +479,39 @@ class InferenceRun(Run):
         else:
             self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, conversation_id)
 
-    @guarded()
     def chunk(self, count: int = 1) -> None:
         """Record the arrival of streamed output chunk(s): time to first chunk, then time per
-        output chunk."""
-        if self._ended:
-            return
-        now = time.monotonic()
-        instruments = resolved().instruments
-        if self._chunks == 0:
-            first = now - self.start_monotonic
-            self.span.set_attribute(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, first)
-            instruments.time_to_first_chunk.record(first, self._metric_attributes)
-        else:
-            instruments.time_per_output_chunk.record(
-                (now - self._last_chunk) / max(count, 1), self._metric_attributes
-            )
-        self._chunks += count
-        self._last_chunk = now
+        output chunk.
+
+        Called once per token, so it only notes the gap; the per-chunk histogram is recorded
+        in a batch (at the end, or every ``_CHUNK_BATCH`` chunks) off the stream's path."""
+        try:
+            if self._ended:
+                return
+            now = time.monotonic()
+            if self._chunks == 0:
+                first = now - self.start_monotonic
+                self.span.set_attribute(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, first)
+                resolved().instruments.time_to_first_chunk.record(first, self._metric_attributes)
+            else:
+                gaps = self._chunk_gaps
+                if gaps is None:
+                    gaps = self._chunk_gaps = []
+                gaps.append((now - self._last_chunk) / max(count, 1))
+                if len(gaps) >= _CHUNK_BATCH:
+                    self._flush_chunk_gaps()
+            self._chunks += count
+            self._last_chunk = now
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("InferenceRun.chunk", error)
+
+    def _flush_chunk_gaps(self) -> None:
+        gaps, self._chunk_gaps = self._chunk_gaps, None
+        if gaps:
+            histogram = resolved().instruments.time_per_output_chunk
+            attributes = self._metric_attributes
+            for gap in gaps:
+                histogram.record(gap, attributes)
 
     @property
     def chunks(self) -> int:
@@ -581,6 +599,7 @@ class InferenceRun(Run):
 
     def _record_metrics(self, error_type: str | None, duration: float) -> None:
         instruments = resolved().instruments
+        self._flush_chunk_gaps()
         attrs = self._metric_attributes
         if self.response_model or error_type:
             attrs = dict(attrs)
