@@ -57,7 +57,7 @@ def test_demo_exports_one_whole_trace_over_otlp(
     receiver: tuple[str, list[ExportTraceServiceRequest]],
 ) -> None:
     url, received = receiver
-    assert main(["--otlp", url], out=io.StringIO()) == 0
+    assert main(["--scripted", "--output", "", "--otlp", url], out=io.StringIO()) == 0
     spans = [
         span
         for request in received
