@@ -104,12 +104,16 @@ def measure_workload(
     return {"n": n, "configs": configs, "samples": samples}
 
 
-def summarise(result: dict[str, Any]) -> dict[str, Any]:
+METRICS = {"cpu": "cpu_us_per_call", "wall": "us_per_call"}
+
+
+def summarise(result: dict[str, Any], metric: str) -> dict[str, Any]:
+    key = METRICS[metric]
     samples = result["samples"]
-    base = [s["us_per_call"] for s in samples.get("baseline", [])]
+    base = [s[key] for s in samples.get("baseline", [])]
     out: dict[str, Any] = {}
     for config, runs in samples.items():
-        us = [s["us_per_call"] for s in runs]
+        us = [s[key] for s in runs]
         row: dict[str, Any] = {
             "us_median": statistics.median(us),
             "us_min": min(us),
@@ -172,24 +176,23 @@ def fmt_range(row: dict[str, Any], key: str) -> str:
     return f"{row[f'{key}_median']:.1f} ({row[f'{key}_min']:.1f}-{row[f'{key}_max']:.1f})"
 
 
-def markdown(report: dict[str, Any]) -> str:
+METRIC_TITLES = {
+    "cpu": "process CPU time (time.process_time_ns: every thread of the worker, so the export "
+    "thread's work counts too)",
+    "wall": "wall-clock time (time.perf_counter_ns)",
+}
+
+
+def _summary_table(report: dict[str, Any], metric: str) -> list[str]:
     lines = [
-        f"# Benchmarks {report['date']} on {report['host']}",
-        "",
-        f"{report['machine']}; {report['rounds']} rounds per workload, each configuration in a "
-        "fresh process per round, order rotated each round. Microseconds per call: median "
-        "(min-max) over rounds. Added: median (min-max) of the per-round difference to the "
-        "uninstrumented baseline. Every configuration exports through a BatchSpanProcessor to a "
-        "no-op exporter.",
-        "",
-        "## Summary: added microseconds per call, and ratios",
+        f"### Added microseconds per call, {metric}",
         "",
         "| workload | floor | threadline | threadline content on | OpenInference | OpenLLMetry |"
         " native | tl/floor | tl/OI | tl/OLLM | tl/native | targets |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, wl in report["workloads"].items():
-        s, r = wl["summary"], wl["ratios"]
+        s, r = wl[metric]["summary"], wl[metric]["ratios"]
 
         def a(config: str, s: dict[str, Any] = s) -> str:
             row = s.get(config)
@@ -198,9 +201,9 @@ def markdown(report: dict[str, Any]) -> str:
         def q(key: str, r: dict[str, Any] = r) -> str:
             return f"{r[key]:.2f}" if key in r else "-"
 
-        held = ", ".join(
-            f"{'OK' if c['holds'] else 'MISSED'} {c['target']} ({c['ratio']:.2f})"
-            for c in wl["targets"]
+        held = "; ".join(
+            f"{'OK' if c['holds'] else '**MISSED**'} {c['target']} ({c['ratio']:.2f})"
+            for c in wl[metric]["targets"]
         )
         lines.append(
             f"| {name} | {a('floor')} | {a('threadline')} | {a('threadline_content')} | "
@@ -208,22 +211,72 @@ def markdown(report: dict[str, Any]) -> str:
             f"{q('threadline/floor')} | {q('threadline/openinference')} | "
             f"{q('threadline/openllmetry')} | {q('threadline/native')} | {held or '-'} |"
         )
-    lines += ["", "## Per workload", ""]
+    return [*lines, ""]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Benchmarks {report['date']} on {report['host']}",
+        "",
+        f"{report['machine']}; {report['rounds']} rounds per workload, each configuration in a "
+        "fresh process per round, order rotated each round. Microseconds per call: median "
+        "(min-max) over rounds. Added: median (min-max) of the per-round difference to the "
+        "uninstrumented baseline. Every configuration exports through a BatchSpanProcessor to a "
+        "no-op exporter. Ratios (tl = threadline, content off) divide added times. Two clocks: "
+        + "; ".join(f"**{m}**: {t}" for m, t in METRIC_TITLES.items())
+        + ".",
+        "",
+        "## Summary",
+        "",
+    ]
+    for metric in METRICS:
+        lines += _summary_table(report, metric)
+    content = [
+        f"| {name} | "
+        + " | ".join(
+            f"{wl[m]['ratios'][f'threadline_content/{p}']:.2f}"
+            if f"threadline_content/{p}" in wl[m]["ratios"]
+            else "-"
+            for m in METRICS
+            for p in ("floor", "openinference", "openllmetry", "native")
+        )
+        + " |"
+        for name, wl in report["workloads"].items()
+    ]
+    lines += [
+        "### Content capture on: ratios of threadline (content on) to each configuration",
+        "",
+        "| workload | "
+        + " | ".join(f"{m} /{p}" for m in METRICS for p in ("floor", "OI", "OLLM", "native"))
+        + " |",
+        "|---|" + "---|" * 8,
+        *content,
+        "",
+        "## Per workload",
+        "",
+    ]
     for name, wl in report["workloads"].items():
         lines += [
             f"### {name} (n={wl['n']} calls per process)",
             "",
-            "| configuration | us/call | added us/call | spans/call |",
-            "|---|---|---|---|",
+            "| configuration | CPU us/call | CPU added | wall us/call | wall added | spans/call |",
+            "|---|---|---|---|---|---|",
         ]
         for config in CONFIG_ORDER:
-            row = wl["summary"].get(config)
-            if row is None:
+            cpu = wl["cpu"]["summary"].get(config)
+            wall = wl["wall"]["summary"].get(config)
+            if cpu is None or wall is None:
                 continue
             lines.append(
-                f"| {CONFIG_LABELS[config]} | {fmt_range(row, 'us')} | "
-                f"{fmt_range(row, 'added')} | {row['spans_per_call']:g} |"
+                f"| {CONFIG_LABELS[config]} | {fmt_range(cpu, 'us')} | {fmt_range(cpu, 'added')} "
+                f"| {fmt_range(wall, 'us')} | {fmt_range(wall, 'added')} | "
+                f"{cpu['spans_per_call']:g} |"
             )
+        lines.append("")
+    if report.get("failed"):
+        lines += ["## Failed workloads", ""]
+        for name, wl in report["failed"].items():
+            lines.append(f"- {name}: `{wl['error'].strip().splitlines()[-1]}`")
         lines.append("")
     lines += ["## Versions", ""]
     for group, vers in report["versions"].items():
@@ -273,12 +326,18 @@ def main(argv: list[str]) -> int:
                     print(f"  FAILED: {error}", flush=True)
                     report["workloads"][workload] = {"error": str(error)[-2000:]}
                     continue
-                summary = summarise(result)
-                rat = ratios(summary, group)
-                result.update(summary=summary, ratios=rat, targets=targets(summary, group, rat))
+                for metric in METRICS:
+                    summary = summarise(result, metric)
+                    rat = ratios(summary, group)
+                    result[metric] = {
+                        "summary": summary,
+                        "ratios": rat,
+                        "targets": targets(summary, group, rat),
+                    }
                 report["workloads"][workload] = result
                 (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
-    report["workloads"] = {k: v for k, v in report["workloads"].items() if "summary" in v}
+    report["failed"] = {k: v for k, v in report["workloads"].items() if "error" in v}
+    report["workloads"] = {k: v for k, v in report["workloads"].items() if "error" not in v}
     report["elapsed_s"] = round(time.time() - started)
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
     (args.out / f"{stem}.md").write_text(markdown(report))

@@ -17,6 +17,7 @@ import argparse
 import gc
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     group, _, name = args.workload.partition(".")
+    # Workloads that span processes (MCP) pass these on to their other side.
+    os.environ["BENCH_CONFIG"] = args.config
+    if args.record is not None:
+        os.environ["BENCH_RECORD"] = str(args.record)
+    if args.template is not None:
+        os.environ["BENCH_TEMPLATE"] = str(args.template)
     telemetry = Telemetry(record=args.record is not None)
     module = load(group)
     if args.config == "floor":
@@ -71,16 +78,23 @@ def main(argv: list[str]) -> int:
         telemetry.flush()
         spans = telemetry.memory.get_finished_spans()
         write_template(args.record, spans)
+        record_other = getattr(module, "record_other_side", None)
+        if record_other is not None:
+            record_other()
         print(json.dumps({"workload": args.workload, "spans": len(spans)}))
         return 0
 
+    # CPU time spent for this process in other processes (an MCP server), if any.
+    other_cpu = getattr(module, "other_cpu_ns", lambda: 0)
     gc.collect()
     exported_before = telemetry.flush()
-    start, cpu_start = time.perf_counter_ns(), time.thread_time_ns()
+    other_start = other_cpu()
+    start, cpu_start = time.perf_counter_ns(), time.process_time_ns()
     for _ in range(args.n):
         result = call()
     elapsed = time.perf_counter_ns() - start
-    cpu = time.thread_time_ns() - cpu_start
+    cpu = time.process_time_ns() - cpu_start
+    cpu += other_cpu() - other_start
     exported = telemetry.flush() - exported_before
     close = getattr(module, "close", None)
     if close is not None:

@@ -1,0 +1,100 @@
+"""Pydantic AI workload on ``TestModel`` (no network): an agent run in which the model calls a
+tool once and then answers."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+from pydantic_ai import Agent
+from pydantic_ai.capabilities import AbstractCapability
+from pydantic_ai.models.test import TestModel
+
+_capabilities: list[Any] = []
+_loop = asyncio.new_event_loop()
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def configs() -> list[str]:
+    out = ["baseline", "floor"]
+    if _has("threadline.pydantic_ai"):
+        out += ["threadline", "threadline_content"]
+    out.append("native")
+    if _has("openinference.instrumentation.pydantic_ai"):
+        out.append("openinference")
+    return out
+
+
+def instrument(config: str) -> None:
+    if config == "baseline":
+        return
+    if config in ("threadline", "threadline_content"):
+        import threadline
+        import threadline.pydantic_ai
+
+        threadline.configure(
+            capture_content="SPAN_ONLY" if config == "threadline_content" else False
+        )
+        threadline.pydantic_ai.instrument()
+    elif config in ("native", "openinference"):
+        # Pydantic AI's own OpenTelemetry instrumentation (global tracer provider; content on,
+        # its default). OpenInference for Pydantic AI is a span processor that rewrites those
+        # spans into its own schema; it must run before the exporter's processor.
+        Agent.instrument_all()
+        if config == "openinference":
+            from openinference.instrumentation.pydantic_ai import OpenInferenceSpanProcessor
+            from opentelemetry import trace
+
+            multi = trace.get_tracer_provider()._active_span_processor  # type: ignore[attr-defined]
+            multi._span_processors = (OpenInferenceSpanProcessor(), *multi._span_processors)
+    else:
+        raise SystemExit(f"pydantic_ai has no configuration {config!r}")
+
+
+class _Noop(AbstractCapability[Any]):
+    """Pass-through versions of the hooks threadline's capability implements."""
+
+    async def wrap_run(self, ctx: Any, *, handler: Any) -> Any:
+        return await handler()
+
+    async def wrap_model_request(self, ctx: Any, *, request_context: Any, handler: Any) -> Any:
+        return await handler(request_context)
+
+    async def wrap_tool_execute(self, ctx: Any, *, call: Any, tool_def: Any, args: Any,
+                                handler: Any) -> Any:  # fmt: skip
+        return await handler(args)
+
+
+def noop_hook() -> None:
+    _capabilities.append(_Noop())
+
+
+async def get_weather(city: str) -> str:
+    """Current weather in a city (async: a sync tool would run in a worker thread)."""
+    return f"sunny in {city}"
+
+
+def make_agent_tool() -> Callable[[], Any]:
+    agent = Agent(
+        TestModel(custom_output_text="It is sunny in Paris."),
+        name="weather",
+        instructions="You are a weather assistant.",
+        tools=[get_weather],
+        capabilities=list(_capabilities),
+    )
+
+    def run() -> Any:
+        return _loop.run_until_complete(agent.run("What is the weather in Paris?")).output
+
+    return run
+
+
+WORKLOADS: dict[str, Callable[[], Callable[[], Any]]] = {"agent_tool": make_agent_tool}
