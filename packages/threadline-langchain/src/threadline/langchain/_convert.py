@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from threadline import RequestParams, Usage
 from threadline.content import (
@@ -24,35 +23,12 @@ from threadline.content import (
     ToolCallResponsePart,
     UriPart,
 )
+from threadline.providers import provider_name as _normalize_provider
+from threadline.providers import server_address, usage_from_provider
 
-# LangChain's ``ls_provider`` (and a few ``_type`` values) -> gen_ai.provider.name.
-_PROVIDERS: dict[str, str] = {
-    "openai": "openai",
-    "openai-chat": "openai",
-    "azure": "azure.ai.openai",
-    "azure_openai": "azure.ai.openai",
-    "azure-openai-chat": "azure.ai.openai",
-    "azure_ai": "azure.ai.inference",
-    "anthropic": "anthropic",
-    "anthropic-chat": "anthropic",
-    "google_genai": "gcp.gemini",
-    "google_gemini": "gcp.gemini",
-    "google_vertexai": "gcp.vertex_ai",
-    "vertexai": "gcp.vertex_ai",
-    "google_anthropic_vertex": "gcp.vertex_ai",
-    "bedrock": "aws.bedrock",
-    "amazon_bedrock": "aws.bedrock",
-    "bedrock_converse": "aws.bedrock",
-    "mistralai": "mistral_ai",
-    "mistral": "mistral_ai",
-    "groq": "groq",
-    "deepseek": "deepseek",
-    "xai": "x_ai",
-    "cohere": "cohere",
-    "ibm": "ibm.watsonx.ai",
-    "watsonx": "ibm.watsonx.ai",
-    "perplexity": "perplexity",
-}
+# LangChain's ``ls_provider`` values that differ from core's common aliases:
+# langchain-google-genai talks to the Gemini API.
+_PROVIDER_OVERRIDES: dict[str, str] = {"google_genai": "gcp.gemini"}
 
 # Model-name keys of invocation params, most specific first.
 _MODEL_KEYS = ("model", "model_name", "model_id", "deployment_name", "azure_deployment")
@@ -67,8 +43,7 @@ def provider_name(
     if not isinstance(raw, str) or not raw:
         raw = invocation_params.get("_type")
     if isinstance(raw, str) and raw:
-        key = raw.lower()
-        return _PROVIDERS.get(key, key)
+        return _normalize_provider(raw, _PROVIDER_OVERRIDES)
     class_name = _class_name(serialized)
     return class_name.lower() if class_name else "langchain"
 
@@ -114,11 +89,7 @@ def server(serialized: Mapping[str, Any] | None) -> tuple[str | None, int | None
         for key in _BASE_URL_KEYS:
             url = kwargs.get(key)
             if isinstance(url, str) and url:
-                try:
-                    parts = urlsplit(url)
-                    return parts.hostname, parts.port
-                except ValueError:
-                    return None, None
+                return server_address(url)
     host = _DEFAULT_HOSTS.get(_class_name(serialized) or "")
     return (host, 443) if host else (None, None)
 
@@ -199,25 +170,8 @@ def usage_from_metadata(usage: Mapping[str, Any]) -> Usage:
 
 
 def usage_from_token_usage(usage: Any) -> Usage | None:
-    """A raw provider usage dict from ``llm_output`` (OpenAI or Anthropic style) -> Usage."""
-    if not isinstance(usage, Mapping):
-        return None
-    input_tokens = _int(usage.get("prompt_tokens"))
-    if input_tokens is None:
-        input_tokens = _int(usage.get("input_tokens"))
-    output_tokens = _int(usage.get("completion_tokens"))
-    if output_tokens is None:
-        output_tokens = _int(usage.get("output_tokens"))
-    if input_tokens is None and output_tokens is None:
-        return None
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    return Usage(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cache_read_input_tokens=_int(prompt_details.get("cached_tokens")),
-        reasoning_output_tokens=_int(completion_details.get("reasoning_tokens")),
-    )
+    """A raw provider usage dict from ``llm_output`` (OpenAI, Anthropic, ... shapes) -> Usage."""
+    return usage_from_provider(usage) if isinstance(usage, Mapping) else None
 
 
 _LANGCHAIN_IDS = ("run-", "lc_run-")

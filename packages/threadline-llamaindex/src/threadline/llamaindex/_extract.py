@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import threadline
 from threadline.content import (
@@ -25,29 +24,11 @@ from threadline.content import (
     ToolCallRequestPart,
     ToolCallResponsePart,
 )
+from threadline.providers import provider_name, server_address, usage_from_provider
 
-# Provider packages (`llama_index.llms.<x>` / `llama_index.embeddings.<x>`) whose provider has a
-# `gen_ai.provider.name` value of its own; any other package is reported under its own name.
-_PROVIDERS: Mapping[str, str] = {
-    "openai": "openai",
-    "openai_like": "openai",
-    "azure_openai": "azure.ai.openai",
-    "azure_inference": "azure.ai.inference",
-    "anthropic": "anthropic",
-    "bedrock": "aws.bedrock",
-    "bedrock_converse": "aws.bedrock",
-    "gemini": "gcp.gemini",
-    "google_genai": "gcp.gen_ai",
-    "vertex": "gcp.vertex_ai",
-    "mistralai": "mistral_ai",
-    "groq": "groq",
-    "cohere": "cohere",
-    "deepseek": "deepseek",
-    "perplexity": "perplexity",
-    "xai": "x_ai",
-    "ibm": "ibm.watsonx.ai",
-    "watsonx": "ibm.watsonx.ai",
-}
+# LlamaIndex package names whose provider differs from core's common aliases: the
+# google-genai SDK reaches both Gemini API and Vertex AI, so only the family is known.
+_PROVIDER_OVERRIDES: Mapping[str, str] = {"google_genai": "gcp.gen_ai"}
 # Models that run inside this process (LlamaIndex's own mocks): INTERNAL inference spans.
 IN_PROCESS_PROVIDER = "llama_index"
 
@@ -70,13 +51,12 @@ def provider_of(cls: type) -> str:
     for prefix in ("llama_index.llms.", "llama_index.embeddings."):
         if module.startswith(prefix):
             package = module[len(prefix) :].partition(".")[0]
-            return _PROVIDERS.get(package, package)
+            return provider_name(package, _PROVIDER_OVERRIDES)
     if module.startswith("llama_index.core."):
         return IN_PROCESS_PROVIDER
     return module.partition(".")[0] or "unknown"
 
 
-_endpoints: dict[str, tuple[str | None, int | None]] = {}
 _attribute_names: dict[tuple[type, tuple[str, ...]], tuple[str, ...]] = {}
 _BASE_URL_ATTRIBUTES = ("api_base", "azure_endpoint", "base_url")
 _MODEL_ATTRIBUTES = ("model", "model_name", "model_id")
@@ -103,19 +83,7 @@ def endpoint(model: Any) -> tuple[str | None, int | None]:
             break
     if not isinstance(base, str) or not base:
         return None, None
-    found = _endpoints.get(base)
-    if found is None:
-        try:
-            parts = urlsplit(base)
-            port = parts.port or (
-                443 if parts.scheme == "https" else 80 if parts.hostname else None
-            )
-            found = (parts.hostname, port)
-        except ValueError:
-            found = (None, None)
-        if len(_endpoints) < 256:
-            _endpoints[base] = found
-    return found
+    return server_address(base)
 
 
 def model_name(model: Any) -> str | None:
@@ -190,55 +158,10 @@ def _get(obj: Any, key: str) -> Any:
 
 
 def usage_of(raw: Any) -> threadline.Usage | None:
-    """Token usage from a provider response (OpenAI chat/responses, Anthropic, Gemini,
-    Bedrock shapes), or ``None`` when the response reports none."""
+    """Token usage from a provider response (``usage``, or Gemini's ``usage_metadata``), or
+    ``None`` when the response reports none."""
     usage = _get(raw, "usage")
-    if usage is None:
-        meta = _get(raw, "usage_metadata")  # Gemini
-        if meta is None:
-            return None
-        return threadline.Usage(
-            input_tokens=_int(_get(meta, "prompt_token_count")),
-            output_tokens=_int(_get(meta, "candidates_token_count")),
-            cache_read_input_tokens=_int(_get(meta, "cached_content_token_count")),
-            reasoning_output_tokens=_int(_get(meta, "thoughts_token_count")),
-        )
-    prompt = _int(_get(usage, "prompt_tokens"))
-    if prompt is not None:  # OpenAI chat completions (and compatible APIs)
-        return threadline.Usage(
-            input_tokens=prompt,
-            output_tokens=_int(_get(usage, "completion_tokens")),
-            cache_read_input_tokens=_int(
-                _get(_get(usage, "prompt_tokens_details"), "cached_tokens")
-            ),
-            reasoning_output_tokens=_int(
-                _get(_get(usage, "completion_tokens_details"), "reasoning_tokens")
-            ),
-        )
-    input_tokens = _int(_get(usage, "input_tokens"))
-    if input_tokens is None:
-        input_tokens = _int(_get(usage, "inputTokens"))  # Bedrock Converse
-        if input_tokens is None:
-            return None
-        return threadline.Usage(
-            input_tokens=input_tokens, output_tokens=_int(_get(usage, "outputTokens"))
-        )
-    cache_read = _int(_get(usage, "cache_read_input_tokens"))
-    cache_write = _int(_get(usage, "cache_creation_input_tokens"))
-    if cache_read is not None or cache_write is not None:
-        # Anthropic counts cached input apart from input_tokens; the conventions include it.
-        input_tokens += (cache_read or 0) + (cache_write or 0)
-    else:  # OpenAI Responses API
-        cache_read = _int(_get(_get(usage, "input_tokens_details"), "cached_tokens"))
-    return threadline.Usage(
-        input_tokens=input_tokens,
-        output_tokens=_int(_get(usage, "output_tokens")),
-        cache_read_input_tokens=cache_read,
-        cache_write_input_tokens=cache_write,
-        reasoning_output_tokens=_int(
-            _get(_get(usage, "output_tokens_details"), "reasoning_tokens")
-        ),
-    )
+    return usage_from_provider(usage if usage is not None else _get(raw, "usage_metadata"))
 
 
 def finish_reason_of(raw: Any) -> str | None:

@@ -15,7 +15,6 @@ import weakref
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -24,6 +23,7 @@ import threadline
 from threadline import semconv
 from threadline._failopen import guarded, report
 from threadline.mcp._common import error_code, is_cancellation, is_tool_error, targets
+from threadline.providers import server_address
 
 _PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
 
@@ -78,9 +78,7 @@ _dispatcher_peers: weakref.WeakKeyDictionary[Any, Peer] = weakref.WeakKeyDiction
 
 def _peer_of(server: object) -> Peer:
     if isinstance(server, str):
-        url = urlsplit(server)
-        port = url.port or {"http": 80, "https": 443}.get(url.scheme)
-        return Peer("tcp", url.hostname, port)
+        return Peer("tcp", *server_address(server))
     if type(server).__name__ == "StdioServerParameters":
         return Peer("pipe", None, None)
     return Peer(None, None, None)

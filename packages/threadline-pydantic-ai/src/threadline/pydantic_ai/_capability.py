@@ -9,12 +9,10 @@ several tasks (``iter``, streamed requests) still forms one tree.
 from __future__ import annotations
 
 import contextvars
-import functools
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from opentelemetry.trace import NoOpTracer
 
@@ -23,6 +21,7 @@ from pydantic_ai import exceptions as _exc
 from pydantic_ai.capabilities import AbstractCapability
 from threadline import semconv
 from threadline._failopen import report
+from threadline.providers import server_address
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
@@ -80,18 +79,6 @@ def _warn_native() -> None:
         DuplicateTelemetryWarning,
         stacklevel=3,
     )
-
-
-@functools.lru_cache(maxsize=64)
-def _server(base_url: str | None) -> tuple[str | None, int | None]:
-    if not base_url:
-        return None, None
-    try:
-        parsed = urlparse(base_url)
-        port = parsed.port or {"https": 443, "http": 80}.get(parsed.scheme)
-        return parsed.hostname, port
-    except ValueError:
-        return None, None
 
 
 def _request_params(
@@ -223,7 +210,7 @@ class Tracing(AbstractCapability[Any]):
         try:
             model = getattr(request_context, "model", None) or ctx.model
             parameters = request_context.model_request_parameters
-            address, port = _server(model.base_url)
+            address, port = server_address(model.base_url)
             attributes: dict[str, AttributeValue] | None = None
             if _answers_rejected_output(request_context):
                 attributes = {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_OUTPUT_VALIDATION}

@@ -1,0 +1,157 @@
+"""Provider facts every integration needs the same way: ``gen_ai.provider.name`` values,
+``server.address``/``server.port`` from a base URL, and token usage from provider responses.
+
+Frameworks name providers differently (LangChain's ``ls_provider``, LlamaIndex's package names,
+Pydantic AI's model classes), but the wire formats they wrap are the same few: OpenAI chat
+completions and Responses, Anthropic messages, Gemini, Bedrock Converse.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from threadline._runs import Usage
+
+# Common provider identifiers -> gen_ai.provider.name (values from the conventions' registry).
+PROVIDER_ALIASES: Mapping[str, str] = {
+    "openai": "openai",
+    "openai-chat": "openai",
+    "openai_like": "openai",
+    "azure": "azure.ai.openai",
+    "azure_openai": "azure.ai.openai",
+    "azure-openai-chat": "azure.ai.openai",
+    "azure_ai": "azure.ai.inference",
+    "azure_inference": "azure.ai.inference",
+    "anthropic": "anthropic",
+    "anthropic-chat": "anthropic",
+    "google_gemini": "gcp.gemini",
+    "gemini": "gcp.gemini",
+    "google_vertexai": "gcp.vertex_ai",
+    "vertexai": "gcp.vertex_ai",
+    "vertex": "gcp.vertex_ai",
+    "google_anthropic_vertex": "gcp.vertex_ai",
+    "bedrock": "aws.bedrock",
+    "amazon_bedrock": "aws.bedrock",
+    "bedrock_converse": "aws.bedrock",
+    "mistralai": "mistral_ai",
+    "mistral": "mistral_ai",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "xai": "x_ai",
+    "grok": "x_ai",
+    "cohere": "cohere",
+    "ibm": "ibm.watsonx.ai",
+    "watsonx": "ibm.watsonx.ai",
+    "perplexity": "perplexity",
+    "moonshotai": "moonshot_ai",
+}
+
+
+def provider_name(raw: str, overrides: Mapping[str, str] | None = None) -> str:
+    """``gen_ai.provider.name`` for a framework's provider identifier; unknown identifiers are
+    reported as given (lower-cased), as the conventions ask for providers they do not list."""
+    key = raw.strip().lower()
+    if overrides and key in overrides:
+        return overrides[key]
+    return PROVIDER_ALIASES.get(key, key)
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80, "wss": 443, "ws": 80}
+_endpoints: dict[str, tuple[str | None, int | None]] = {}
+_endpoints_lock = threading.Lock()
+_MAX_ENDPOINTS = 512
+
+
+def server_address(url: str | None) -> tuple[str | None, int | None]:
+    """``(server.address, server.port)`` of a base URL, the port defaulting from the scheme;
+    ``(None, None)`` when there is no usable URL. Cached: called on every model request."""
+    if not url:
+        return None, None
+    found = _endpoints.get(url)
+    if found is not None:
+        return found
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port or (_DEFAULT_PORTS.get(parts.scheme) if host else None)
+        found = (host, port) if host else (None, None)
+    except ValueError:
+        found = (None, None)
+    with _endpoints_lock:
+        if len(_endpoints) >= _MAX_ENDPOINTS:
+            _endpoints.clear()
+        _endpoints[url] = found
+    return found
+
+
+def _get(obj: Any, key: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def usage_from_provider(usage: Any) -> Usage | None:
+    """Token usage from a provider's usage object (a mapping or an SDK object) in any of the
+    OpenAI chat, OpenAI Responses, Anthropic, Gemini (``usage_metadata``) and Bedrock Converse
+    shapes; ``None`` when it reports no tokens. Input tokens always include cached ones."""
+    if usage is None:
+        return None
+    prompt = _int(_get(usage, "prompt_tokens"))
+    if prompt is not None:  # OpenAI chat completions and compatible APIs
+        return Usage(
+            input_tokens=prompt,
+            output_tokens=_int(_get(usage, "completion_tokens")),
+            cache_read_input_tokens=_int(
+                _get(_get(usage, "prompt_tokens_details"), "cached_tokens")
+            ),
+            reasoning_output_tokens=_int(
+                _get(_get(usage, "completion_tokens_details"), "reasoning_tokens")
+            ),
+        )
+    gemini = _int(_get(usage, "prompt_token_count"))
+    if gemini is not None:
+        return Usage(
+            input_tokens=gemini,
+            output_tokens=_int(_get(usage, "candidates_token_count")),
+            cache_read_input_tokens=_int(_get(usage, "cached_content_token_count")),
+            reasoning_output_tokens=_int(_get(usage, "thoughts_token_count")),
+        )
+    input_tokens = _int(_get(usage, "input_tokens"))
+    if input_tokens is None:
+        bedrock = _int(_get(usage, "inputTokens"))
+        if bedrock is None:
+            return None
+        return Usage(
+            input_tokens=bedrock,
+            output_tokens=_int(_get(usage, "outputTokens")),
+            cache_read_input_tokens=_int(_get(usage, "cacheReadInputTokens")),
+            cache_write_input_tokens=_int(_get(usage, "cacheWriteInputTokens")),
+        )
+    cache_read = _int(_get(usage, "cache_read_input_tokens"))
+    cache_write = _int(_get(usage, "cache_creation_input_tokens"))
+    if cache_read is not None or cache_write is not None:
+        # Anthropic counts cached input apart from input_tokens; the conventions include it.
+        input_tokens += (cache_read or 0) + (cache_write or 0)
+    else:  # OpenAI Responses API
+        cache_read = _int(_get(_get(usage, "input_tokens_details"), "cached_tokens"))
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=_int(_get(usage, "output_tokens")),
+        cache_read_input_tokens=cache_read,
+        cache_write_input_tokens=cache_write,
+        reasoning_output_tokens=_int(
+            _get(_get(usage, "output_tokens_details"), "reasoning_tokens")
+        ),
+    )
+
+
+__all__ = ["PROVIDER_ALIASES", "provider_name", "server_address", "usage_from_provider"]

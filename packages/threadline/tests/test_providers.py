@@ -1,0 +1,94 @@
+"""Provider names, server addresses and usage shapes shared by every integration."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from threadline import Usage
+from threadline.providers import provider_name, server_address, usage_from_provider
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("openai", "openai"),
+        ("Azure_OpenAI", "azure.ai.openai"),
+        ("bedrock_converse", "aws.bedrock"),
+        ("mistralai", "mistral_ai"),
+        ("xai", "x_ai"),
+        ("ollama", "ollama"),  # not in the registry: reported as given
+    ],
+)
+def test_provider_name(raw: str, expected: str) -> None:
+    assert provider_name(raw) == expected
+
+
+def test_provider_overrides_win() -> None:
+    assert provider_name("google_genai", {"google_genai": "gcp.gen_ai"}) == "gcp.gen_ai"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://api.openai.com/v1", ("api.openai.com", 443)),
+        ("http://localhost:11434", ("localhost", 11434)),
+        ("http://127.0.0.1/v1", ("127.0.0.1", 80)),
+        ("not a url", (None, None)),
+        ("http://[::1", (None, None)),
+        (None, (None, None)),
+        ("", (None, None)),
+    ],
+)
+def test_server_address(url: str | None, expected: tuple[str | None, int | None]) -> None:
+    assert server_address(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        (  # OpenAI chat completions
+            {
+                "prompt_tokens": 100,
+                "completion_tokens": 20,
+                "prompt_tokens_details": {"cached_tokens": 64},
+                "completion_tokens_details": {"reasoning_tokens": 5},
+            },
+            Usage(100, 20, 64, None, 5),
+        ),
+        (  # OpenAI Responses (SDK object)
+            SimpleNamespace(
+                input_tokens=50,
+                output_tokens=7,
+                input_tokens_details=SimpleNamespace(cached_tokens=10),
+                output_tokens_details=SimpleNamespace(reasoning_tokens=2),
+            ),
+            Usage(50, 7, 10, None, 2),
+        ),
+        (  # Anthropic: cached input counted apart, added into input
+            {
+                "input_tokens": 30,
+                "output_tokens": 9,
+                "cache_read_input_tokens": 100,
+                "cache_creation_input_tokens": 20,
+            },
+            Usage(150, 9, 100, 20, None),
+        ),
+        (  # Gemini usage_metadata
+            {
+                "prompt_token_count": 12,
+                "candidates_token_count": 3,
+                "cached_content_token_count": 4,
+                "thoughts_token_count": 1,
+            },
+            Usage(12, 3, 4, None, 1),
+        ),
+        ({"inputTokens": 8, "outputTokens": 2}, Usage(8, 2)),  # Bedrock Converse
+        ({"total": 3}, None),
+        (None, None),
+    ],
+)
+def test_usage_shapes(usage: Any, expected: Usage | None) -> None:
+    assert usage_from_provider(usage) == expected
