@@ -4,18 +4,17 @@ it, and its printed tree, summary, OTLP JSON file and OTLP/HTTP export are check
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from threadline.testing.otlp import OtlpReceiver, otlp_receiver
 
 TREE = """\
 invoke_agent trip-planner [INTERNAL]
@@ -170,58 +169,21 @@ def test_content_capture_reaches_both_processes(tmp_path: Path) -> None:
 # --- --otlp: both processes export to one collector ----------------------------------------------
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-            ExportTraceServiceResponse,
-        )
-
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(body)
-        self.server.received.append(request)  # type: ignore[attr-defined]
-        payload = ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-
 @pytest.fixture
-def collector() -> Iterator[tuple[str, list[Any]]]:
+def collector() -> Iterator[OtlpReceiver]:
     pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.received = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1/traces", server.received  # type: ignore[attr-defined]
-    finally:
-        server.shutdown()
+    with otlp_receiver() as receiver:
+        yield receiver
 
 
-def test_otlp_export_from_both_processes(collector: tuple[str, list[Any]], tmp_path: Path) -> None:
-    url, received = collector
+def test_otlp_export_from_both_processes(collector: OtlpReceiver, tmp_path: Path) -> None:
+    url = collector.url
     stdout = _demo("--otlp", url, cwd=tmp_path)
     assert f"exported {SPANS - SERVER_SPANS} spans to {url}\n" in stdout
     assert f"the MCP server process exports its {SERVER_SPANS} spans there itself" in stdout
     services: dict[str, list[Any]] = {}
-    for request in received:
-        for resource_spans in request.resource_spans:
-            service = next(
-                kv.value.string_value
-                for kv in resource_spans.resource.attributes
-                if kv.key == "service.name"
-            )
-            for scope_spans in resource_spans.scope_spans:
-                services.setdefault(service, []).extend(scope_spans.spans)
+    for resource, span in collector.spans():
+        services.setdefault(resource["service.name"], []).append(span)
     assert {name: len(spans) for name, spans in services.items()} == {
         "threadline-demo": SPANS - SERVER_SPANS,
         "threadline-demo-weather": SERVER_SPANS,

@@ -2,70 +2,20 @@
 
 from __future__ import annotations
 
-import gzip
 import io
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
-pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-
 from threadline.demo import main
+from threadline.testing.otlp import otlp_receiver
+
+pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[ExportTraceServiceRequest]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(body)
-        self.server.received.append(request)  # type: ignore[attr-defined]
-        payload = ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.received = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1/traces", server.received  # type: ignore[attr-defined]
-    finally:
-        server.shutdown()
-
-
-def test_demo_exports_one_whole_trace_over_otlp(
-    receiver: tuple[str, list[ExportTraceServiceRequest]],
-) -> None:
-    url, received = receiver
-    assert main(["--scripted", "--output", "", "--otlp", url], out=io.StringIO()) == 0
-    spans = [
-        span
-        for request in received
-        for resource_spans in request.resource_spans
-        for scope_spans in resource_spans.scope_spans
-        if scope_spans.scope.name == "threadline"
-        for span in scope_spans.spans
-    ]
+def test_demo_exports_one_whole_trace_over_otlp() -> None:
+    with otlp_receiver() as receiver:
+        assert main(["--scripted", "--output", "", "--otlp", receiver.url], out=io.StringIO()) == 0
+        spans = [span for _, span in receiver.spans(scope="threadline")]
     assert sorted(span.name for span in spans) == [
         "chat gpt-4o-mini",
         "chat gpt-4o-mini",
