@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from conftest import assert_clean_context, drain_open_runs
-from opentelemetry import context as otel_context
-from opentelemetry.context import Context
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 
 import threadline
 

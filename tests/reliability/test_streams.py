@@ -19,8 +19,8 @@ CHUNKS_BEFORE_STOP = 3
 
 
 @pytest.fixture
-def traced(span_exporter: Any) -> Iterator[Any]:
-    yield span_exporter
+def traced(span_exporter: Any) -> Any:
+    return span_exporter
 
 
 def _ended_names(exporter: Any) -> list[str]:
