@@ -256,6 +256,63 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session
+def reliability(session: nox.Session) -> None:
+    """The whole reliability suite (tests/reliability): fault injection, cancelled and
+    abandoned streams, callback fuzzing, isolation, 100k runs per integration and a 10-minute
+    RSS soak (`THREADLINE_SOAK_SECONDS` changes it). Its fast part also runs in `cross`."""
+    session.install(
+        *_editable(f"{CORE}[testing,sdk]"),
+        *_integrations(),
+        *CROSS_PINS,
+        *TEST_DEPS,
+        *(dep for fw in FRAMEWORKS.values() for dep in fw["test_deps"]),
+    )
+    _show_versions(session, CROSS_PINS)
+    session.run(
+        "pytest",
+        "tests/reliability",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"THREADLINE_RELIABILITY_FULL": "1"},
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Overhead benchmarks against the peers (slow; not part of `tests`). One virtualenv per
+    framework (benchmarks/requirements/<group>.txt: its peers), then benchmarks/run.py; the
+    arguments pass on, e.g. `nox -s bench -- --rounds 9 --only langchain`. Results land in
+    benchmarks/results/."""
+    session.install(*_editable(f"{CORE}[sdk]"))
+    pythons = [f"core={os.path.join(session.bin, 'python')}"]
+    for requirements in sorted(Path("benchmarks/requirements").glob("*.txt")):
+        group = requirements.stem
+        if group == "core":
+            continue
+        venv = Path(session.virtualenv.location).parent / f"bench-{group}"
+        session.run(
+            "uv", "venv", "--quiet", "--allow-existing", "--python",
+            os.path.join(session.bin, "python"), str(venv),
+            external=True,
+        )  # fmt: skip
+        python = str(venv / "bin" / "python")
+        session.run(
+            "uv", "pip", "install", "--quiet", "--python", python,
+            *_editable(f"{CORE}[sdk]", f"packages/{FRAMEWORKS[group]['package']}"),
+            "-r", str(requirements),
+            external=True,
+        )  # fmt: skip
+        pythons.append(f"{group}={python}")
+    session.run(
+        "python",
+        "benchmarks/run.py",
+        *(arg for python in pythons for arg in ("--python", python)),
+        *session.posargs,
+    )
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """Everything CI runs: core tests here, then every other test session."""
     for name in FRAMEWORKS:

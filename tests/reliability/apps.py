@@ -26,6 +26,8 @@ class App:
     ok: Callable[[], Any]
     fail: Callable[[BaseException], Any]
     fail_is_result: bool = False
+    soak: Callable[[], Any] | None = None
+    """A cheaper ``ok`` for 100k-call soaks (one event loop or connection for all calls)."""
 
 
 # --- LangChain -------------------------------------------------------------------------------
@@ -140,8 +142,13 @@ def pydantic_ai_app() -> App:
         finally:
             failure.clear()
 
+    loop = asyncio.new_event_loop()
+
+    def soak() -> Any:
+        return loop.run_until_complete(agent.run(PROMPT)).output
+
     app = App("pydantic_ai", threadline.pydantic_ai.instrument,
-              threadline.pydantic_ai.uninstrument, ok, fail)  # fmt: skip
+              threadline.pydantic_ai.uninstrument, ok, fail, soak=soak)  # fmt: skip
     app.agent = agent  # type: ignore[attr-defined]
     return app
 
@@ -184,8 +191,27 @@ def mcp_app() -> App:
         finally:
             failure.clear()
 
+    loop = asyncio.new_event_loop()
+    client: list[Any] = []
+
+    async def hold(ready: asyncio.Future[Any], stop: asyncio.Event) -> None:
+        async with Client(server) as connected:
+            ready.set_result(connected)
+            await stop.wait()
+
+    def soak() -> Any:
+        # One connection for all calls: the client is opened inside a task that stays alive.
+        if not client:
+            ready: asyncio.Future[Any] = loop.create_future()
+            stop = asyncio.Event()
+            client.append(loop.create_task(hold(ready, stop)))
+            client.append(stop)
+            client.append(loop.run_until_complete(ready))
+        result = loop.run_until_complete(client[2].call_tool("get_weather", {"city": "Paris"}))
+        return (result.is_error, [c.text for c in result.content])
+
     app = App("mcp", threadline.mcp.instrument, threadline.mcp.uninstrument, ok, fail,
-              fail_is_result=True)  # fmt: skip
+              fail_is_result=True, soak=soak)  # fmt: skip
     app.server = server  # type: ignore[attr-defined]
     return app
 

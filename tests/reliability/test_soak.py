@@ -102,7 +102,8 @@ def app(request: pytest.FixtureRequest) -> Iterator[App]:
 
 def test_completed_runs_retain_nothing(app: App, dropping_provider: _Counting) -> None:
     runs = RUNS if FULL else FAST_RUNS.get(app.name, RUNS)
-    growth, samples = _growth(app.ok, runs, dropping_provider.flush)
+    call = app.soak if FULL and app.soak is not None else app.ok
+    growth, samples = _growth(call, runs, dropping_provider.flush)
     threadline.open_runs.reap()
     # Slack for interpreter and framework caches: 64 KiB plus 32 bytes per run (a run's span
     # alone is over 1 KiB, so retaining any run's state fails this).
@@ -160,7 +161,7 @@ def test_rss_flat_over_a_soak(dropping_provider: _Counting) -> None:
         next_sample = time.monotonic()
         while time.monotonic() < deadline:
             for each in apps:
-                each.ok()
+                (each.soak or each.ok)()
                 calls += 1
             if time.monotonic() >= next_sample:
                 gc.collect()
