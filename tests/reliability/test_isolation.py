@@ -77,9 +77,7 @@ def test_mcp_server_200_concurrent_calls_with_hostile_meta(span_exporter: Any) -
 
                 async def call(i: int) -> Any:
                     meta = HOSTILE_META[i % len(HOSTILE_META)] if i % 3 == 0 else None
-                    result = await client.call_tool(
-                        "get_weather", {"city": f"city-{i}"}, meta=meta
-                    )
+                    result = await client.call_tool("get_weather", {"city": f"city-{i}"}, meta=meta)
                     return result.is_error, result.content[0].text
 
                 return await asyncio.gather(*(call(i) for i in range(200)))

@@ -8,6 +8,7 @@ CI runs each integration for a few thousand calls; ``nox -s reliability``
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import time
 import tracemalloc
@@ -88,7 +89,7 @@ def _growth(
                 print(stat, *stat.traceback.format()[-16:], sep="\n")
     finally:
         tracemalloc.stop()
-    steps = sorted(b - a for a, b in zip(samples, samples[1:], strict=False))
+    steps = sorted(b - a for a, b in itertools.pairwise(samples))
     return steps[len(steps) // 2] * len(steps), samples
 
 
@@ -146,7 +147,7 @@ def test_abandoned_runs_stay_within_the_cap(dropping_provider: _Counting) -> Non
 @pytest.mark.soak
 def test_rss_flat_over_a_soak(dropping_provider: _Counting) -> None:
     apps = []
-    for name, make in APPS.items():
+    for make in APPS.values():
         try:
             apps.append(make())
         except pytest.skip.Exception:
@@ -171,7 +172,7 @@ def test_rss_flat_over_a_soak(dropping_provider: _Counting) -> None:
         for each in apps:
             each.uninstrument()
     quarter = max(len(samples) // 4, 1)
-    early = sorted(samples[quarter : 2 * quarter])[quarter // 2] if len(samples) >= 8 else samples[0]
+    early = samples[0] if len(samples) < 8 else sorted(samples[quarter : 2 * quarter])[quarter // 2]
     late = sorted(samples[-quarter:])[quarter // 2]
     print(f"soak: {calls} calls in {seconds:.0f}s, RSS {early >> 20} MiB -> {late >> 20} MiB")
     assert late - early < 16 * 1024 * 1024, [s >> 20 for s in samples]
