@@ -246,6 +246,15 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def phoenix(session: nox.Session) -> None:
+    """Run the demo against Arize Phoenix (a real OTLP backend from PyPI) and check through its
+    REST API that the trace is there with the gen_ai attributes Phoenix understands. Not part of
+    `tests`: Phoenix is a large install."""
+    session.install("arize-phoenix", *_editable(f"{CORE}[all]"), *_integrations(), *CROSS_PINS)
+    session.run("python", "tests/phoenix/check_phoenix.py")
+
+
+@nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site with warnings as errors (the span reference is regenerated
     first and must match the committed page)."""
