@@ -47,7 +47,7 @@ gen_ai.tool.name=get_weather
 gen_ai.usage.output_tokens=7""",
     ),
     "llamaindex": (
-        "llamaindex",
+        "threadline_llamaindex",
         "threadline-llamaindex",
         """\
 embeddings unknown [CLIENT] gen_ai.operation.name=embeddings
@@ -58,7 +58,7 @@ invoke_workflow RetrieverQueryEngine [INTERNAL] gen_ai.operation.name=invoke_wor
   text_completion unknown [INTERNAL] gen_ai.operation.name=text_completion""",
     ),
     "pydantic_ai": (
-        "pydantic_ai",
+        "threadline_pydantic_ai",
         "threadline-pydantic-ai",
         """\
 invoke_agent support [INTERNAL] gen_ai.operation.name=invoke_agent

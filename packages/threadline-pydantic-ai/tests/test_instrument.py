@@ -109,7 +109,7 @@ def test_streamed_and_iterated_runs(telemetry: Telemetry) -> None:
 
 
 def test_instrumentor_entry_point() -> None:
-    (entry,) = entry_points(group="opentelemetry_instrumentor", name="pydantic_ai")
+    (entry,) = entry_points(group="opentelemetry_instrumentor", name="threadline_pydantic_ai")
     cls = entry.load()
     assert cls is PydanticAIInstrumentor
     instrumentor = cls()
