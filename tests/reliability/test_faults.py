@@ -50,13 +50,6 @@ class UserError(Exception):
     """Raised by the user's own code; must reach the caller as the same object."""
 
 
-# A span processor that raises in on_end makes the SDK's span.end() raise inside Run._finish,
-# which then skips open_runs.discard(): the ended run stays tracked until capacity eviction.
-KNOWN_STUCK = pytest.mark.xfail(
-    reason="core: Run._finish skips open-run bookkeeping when span.end() raises", strict=True
-)
-
-
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_user_call_is_untouched(
     app: App,
@@ -90,11 +83,7 @@ def test_user_call_is_untouched(
     assert all(run.ended for run in threadline.open_runs._runs.values())
 
 
-STUCK_FAULTS = [
-    pytest.param(f, marks=KNOWN_STUCK) if f == "processor_end_raises" else f
-    for f in FAULTS
-    if f != "end_raises"
-]
+STUCK_FAULTS = [f for f in FAULTS if f != "end_raises"]
 
 
 @pytest.mark.parametrize("fault", STUCK_FAULTS)

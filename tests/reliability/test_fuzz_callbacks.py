@@ -26,14 +26,6 @@ FUZZ = settings(
 )
 IDS = 6  # a small pool, so starts, ends and parents collide often
 
-# Two runs attached in one context and ended out of order (A attached, B attached, A ends,
-# B ends) leave A's ended span current: resetting B's token restores the context B saw.
-OUT_OF_ORDER_DETACH = pytest.mark.xfail(
-    reason="core: out-of-order detach of two runs attached in one context leaves the first "
-    "run's span current",
-    strict=True,
-)
-
 
 def _reset_context() -> None:
     """Start the next example from an empty context, whatever this one left."""
@@ -73,8 +65,8 @@ def langchain_machine() -> type[RuleBasedStateMachine]:
         def __init__(self) -> None:
             super().__init__()
             self.handler = CallbackHandler(verbose=True, agents=["agent"])
-            # Runs whose end failed in an earlier fault-injection test stay registered (see
-            # KNOWN_STUCK in test_faults.py); they are not this machine's to account for.
+            # Runs an earlier fault-injection test left registered are not this machine's to
+            # account for.
             entries = handler_module._runs._entries
             for key, run in list(entries.items()):
                 if run.ended:
@@ -166,7 +158,11 @@ def test_langchain_callbacks_in_any_order() -> None:
     _run(langchain_machine(), check_context=False)
 
 
-@OUT_OF_ORDER_DETACH
+@pytest.mark.xfail(
+    reason="a LangGraph node's start without its end (a callback LangChain never omits) leaves "
+    "the graph span attached: the node attachment is not a run the reaper can end",
+    strict=True,
+)
 def test_langchain_callbacks_in_any_order_leave_no_context() -> None:
     _run(langchain_machine(), check_context=True)
 
@@ -261,6 +257,5 @@ def test_llamaindex_callbacks_in_any_order() -> None:
     _run(llamaindex_machine(), check_context=False)
 
 
-@OUT_OF_ORDER_DETACH
 def test_llamaindex_callbacks_in_any_order_leave_no_context() -> None:
     _run(llamaindex_machine(), check_context=True)

@@ -45,7 +45,9 @@ def test_instrument_is_idempotent_and_removable(telemetry: Telemetry, cassette: 
 def test_instrumentor_entry_point(telemetry: Telemetry, cassette: Any) -> None:
     threadline.llamaindex.uninstrument()
     (entry,) = [
-        e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "threadline_llamaindex"
+        e
+        for e in entry_points(group="opentelemetry_instrumentor")
+        if e.name == "threadline_llamaindex"
     ]
     assert entry.load() is LlamaIndexInstrumentor
     instrumentor = LlamaIndexInstrumentor()

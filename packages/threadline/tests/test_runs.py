@@ -391,3 +391,35 @@ def test_attach_context_helpers_are_safe_across_threads() -> None:
     assert threadline.detach_context(token) is True
     assert threadline.detach_context(token) is False  # already used
     run.end()
+
+
+def test_runs_ended_out_of_order_leave_no_context_behind(telemetry: Telemetry) -> None:
+    before = otel_context.get_current()
+    first = threadline.execute_tool("first")
+    second = threadline.execute_tool("second")
+    first.attach()
+    second.attach()
+    first.end()  # covered by `second`: detaches once `second` has gone
+    assert trace.get_current_span() is second.span
+    second.end()
+    assert otel_context.get_current() == before
+
+
+def test_raising_span_processor_still_ends_the_run_cleanly() -> None:
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    class Raising(SpanProcessor):
+        def on_end(self, span: object) -> None:
+            raise RuntimeError("processor bug")
+
+    provider = TracerProvider()
+    provider.add_span_processor(Raising())
+    previous = threadline.config.current()
+    threadline.configure(tracer_provider=provider)
+    try:
+        with threadline.execute_tool("t") as run:
+            pass
+    finally:
+        threadline.config.restore(previous)
+    assert run.ended
+    assert len(threadline.open_runs) == 0

@@ -43,6 +43,7 @@ def _inert(cls: type[_R], parent: Run | Context | None) -> _R:
     """A run that records nothing, returned when starting a real one failed."""
     run = object.__new__(cls)
     run._ended = True
+    run._detach_pending = False
     run._token = None
     run._ctx = parent.context if isinstance(parent, Run) else parent
     run._parent_ctx = run._ctx or Context()

@@ -156,6 +156,18 @@ def _session_attributes(ctx: Context, *, conversation: bool) -> dict[str, Attrib
     return out
 
 
+def _unwind_pending_detaches() -> None:
+    """Detach runs beneath the current one that asked to detach while covered."""
+    while True:
+        run = current_run()
+        if run is None or not run._detach_pending or run._token is None:
+            return
+        if otel_context.get_current() is not run._ctx or not _context.detach(run._token):
+            return
+        run._token = None
+        run._detach_pending = False
+
+
 def current_run(ctx: Context | None = None) -> Run | None:
     """The innermost threadline run of ``ctx`` (default: the current context)."""
     value = otel_context.get_value(_RUN_KEY, ctx)
@@ -171,6 +183,7 @@ class Run:
 
     __slots__ = (
         "_ctx",
+        "_detach_pending",
         "_end_callbacks",
         "_ended",
         "_parent_ctx",
@@ -208,6 +221,7 @@ class Run:
             session.update(attributes)  # explicit values win over baggage
             attributes = session
         self._ended = False
+        self._detach_pending = False
         self._token: Token[Context] | None = None
         self._ctx: Context | None = None
         self._end_callbacks: list[tuple[RunRegistry[Any, Any], Any]] | None = None
@@ -257,10 +271,23 @@ class Run:
     @guarded()
     def detach(self) -> None:
         """Undo :meth:`attach`. From a foreign thread/task this does nothing, and the attaching
-        context can still detach later."""
+        context can still detach later.
+
+        Runs attached in one context may end out of order (A attached, B attached, A ends):
+        resetting A's token first would make B's later reset bring back A's ended span. So a
+        run that is not the current one only marks itself, and is detached when the runs
+        attached above it have gone.
+        """
         token = self._token
-        if token is not None and _context.detach(token):
+        if token is None:
+            return
+        if otel_context.get_current() is not self._ctx:
+            self._detach_pending = True
+            return
+        if _context.detach(token):
             self._token = None
+            self._detach_pending = False
+            _unwind_pending_detaches()
 
     def __enter__(self: _RunT) -> _RunT:
         self.attach()
@@ -335,7 +362,10 @@ class Run:
             self._before_end(error_type)
         except Exception as error:  # noqa: BLE001 - the span must still end
             report(f"{type(self).__name__}._before_end", error)
-        self.span.end(end_time=end_time)
+        try:
+            self.span.end(end_time=end_time)
+        except Exception as error:  # noqa: BLE001 - a raising span processor; bookkeeping goes on
+            report("span.end", error)
         open_runs.discard(self)
         if self._token is not None:
             self.detach()
