@@ -151,3 +151,51 @@ def test_pydantic_ai_run_stream_left_early(pai: Any, traced: Any) -> None:
 
     assert asyncio.run(main()) is not None
     _assert_all_ended(traced, "invoke_agent")
+
+
+# --- MCP -------------------------------------------------------------------------------------
+def test_mcp_call_cancelled_in_flight(span_exporter: Any) -> None:
+    """A client call cancelled while the server's tool is still working: the client span ends,
+    and the server keeps answering later calls on the same connection."""
+    pytest.importorskip("threadline.mcp")
+    mcp = pytest.importorskip("mcp")
+    if not hasattr(mcp, "Client"):
+        pytest.skip("in-process MCP client needs mcp 2.x")
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    import threadline.mcp
+
+    started = asyncio.Event()
+
+    async def slow(city: str) -> str:
+        started.set()
+        await asyncio.sleep(3600)
+        return city
+
+    def fast(city: str) -> str:
+        return f"sunny in {city}"
+
+    server = MCPServer("weather", middleware=[threadline.mcp.TracingMiddleware()])
+    server.tool(name="slow")(slow)
+    server.tool(name="get_weather")(fast)
+    threadline.mcp.instrument()
+    try:
+
+        async def main() -> Any:
+            async with Client(server) as client:
+                call = asyncio.ensure_future(client.call_tool("slow", {"city": "Oslo"}))
+                await started.wait()
+                call.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await call
+                after = await client.call_tool("get_weather", {"city": "Paris"})
+                return after.content[0].text
+
+        assert asyncio.run(main()) == "sunny in Paris"
+    finally:
+        threadline.mcp.uninstrument()
+    names = _ended_names(span_exporter)
+    assert "tools/call slow" in names, names  # the cancelled call's span ended
+    assert len(threadline.open_runs) == 0
+    assert_clean_context()
