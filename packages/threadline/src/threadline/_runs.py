@@ -95,7 +95,7 @@ class Usage:
         return out
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)  # not frozen: a frozen __init__ costs µs on every call
 class RequestParams:
     """Sampling parameters of an inference request; ``None`` fields are not recorded."""
 
@@ -433,6 +433,7 @@ class InferenceRun(Run):
         "_last_chunk",
         "_metric_attributes",
         "_output_messages",
+        "_pending",
         "_system_instructions",
         "_tool_definitions",
         "conversation_id",
@@ -468,6 +469,7 @@ class InferenceRun(Run):
         self.usage = Usage()
         self._chunks = 0
         self._chunk_gaps: list[float] | None = None
+        self._pending: dict[str, AttributeValue] | None = None
         self._last_chunk = 0.0
         self._input_messages = input_messages
         self._system_instructions = system_instructions
@@ -521,7 +523,7 @@ class InferenceRun(Run):
             now = time.monotonic()
             if self._chunks == 0:
                 first = now - self.start_monotonic
-                self.span.set_attribute(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, first)
+                self._pending_attribute(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, first)
                 resolved().instruments.time_to_first_chunk.record(first, self._metric_attributes)
             else:
                 gaps = self._chunk_gaps
@@ -534,6 +536,12 @@ class InferenceRun(Run):
             self._last_chunk = now
         except Exception as error:  # noqa: BLE001 - fail-open
             report("InferenceRun.chunk", error)
+
+    def _pending_attribute(self, key: str, value: AttributeValue) -> None:
+        if self._pending is None:
+            self._pending = {key: value}
+        else:
+            self._pending[key] = value
 
     def _flush_chunk_gaps(self) -> None:
         gaps, self._chunk_gaps = self._chunk_gaps, None
@@ -579,7 +587,12 @@ class InferenceRun(Run):
         if attributes:
             attrs.update(attributes)
         if attrs:
-            self.span.set_attributes(attrs)
+            # applied once at the end: each set_attributes takes the span's lock
+            pending = self._pending
+            if pending is None:
+                self._pending = attrs
+            else:
+                pending.update(attrs)
         if output_messages is not None:
             self._output_messages = output_messages
         if input_messages is not None:
@@ -590,6 +603,9 @@ class InferenceRun(Run):
             self._tool_definitions = tool_definitions
 
     def _before_end(self, error_type: str | None) -> None:
+        pending, self._pending = self._pending, None
+        if pending:
+            self.span.set_attributes(pending)
         agent = self._nearest(AgentRun)
         if agent is not None:
             agent._add_usage(self.usage, self.model)
