@@ -2,8 +2,9 @@
 
 Every run threadline starts is tracked here until it ends. The tracker holds at most
 ``max_open_runs`` runs; the oldest is ended as abandoned when a new one would exceed it. A run
-open for longer than ``run_ttl_seconds`` is ended as abandoned by a daemon reaper thread (and
-opportunistically when runs start), keeping whatever usage it had seen.
+open for longer than ``run_ttl_seconds`` is ended as abandoned by a daemon reaper thread, which
+wakes every quarter TTL (at most 30 s) and whenever the settings change, keeping whatever usage
+the run had seen.
 """
 
 from __future__ import annotations
@@ -33,20 +34,16 @@ class _OpenRuns:
         self._wake = threading.Event()
 
     def add(self, run: Run) -> None:
-        settings = config.current()
-        evicted: list[Run] = []
-        expired_head = False
+        # Runs past their TTL are left to the reaper thread: checking on every start would put
+        # that work on the caller's path.
+        runs = self._runs
         with self._lock:
-            self._runs[id(run)] = run
-            while len(self._runs) > settings.max_open_runs:
-                evicted.append(self._runs.popitem(last=False)[1])
-            if self._runs:
-                head = next(iter(self._runs.values()))
-                expired_head = run.start_monotonic - head.start_monotonic > settings.run_ttl_seconds
-        for old in evicted:
-            old.abandon("capacity")
-        if expired_head:
-            self.reap()
+            runs[id(run)] = run
+            over = len(runs) - config.current().max_open_runs
+            evicted = [runs.popitem(last=False)[1] for _ in range(over)] if over > 0 else None
+        if evicted:
+            for old in evicted:
+                old.abandon("capacity")
         if self._reaper is None:
             self._start_reaper()
 
