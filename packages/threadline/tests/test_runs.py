@@ -423,3 +423,60 @@ def test_raising_span_processor_still_ends_the_run_cleanly() -> None:
         threadline.config.restore(previous)
     assert run.ended
     assert len(threadline.open_runs) == 0
+
+
+_LATE_METER_PROVIDER = """
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+import threadline
+from threadline._providers import resolved
+
+def chat():
+    run = threadline.inference("m", provider="openai")
+    run.update(usage=threadline.Usage(input_tokens=3, output_tokens=2))
+    run.end()
+
+chat()  # no meter provider yet: nothing to record, nothing built
+assert resolved().recording_instruments() is None
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+chat()  # the global proxies now forward: recorded
+names = {
+    m.name
+    for rm in reader.get_metrics_data().resource_metrics
+    for sm in rm.scope_metrics
+    for m in sm.metrics
+}
+assert names == {"gen_ai.client.operation.duration", "gen_ai.client.token.usage"}, names
+print("ok")
+"""
+
+
+def test_metrics_start_when_the_global_meter_provider_is_set_late() -> None:
+    # A fresh interpreter: the global meter provider can be set once per process.
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", _LATE_METER_PROVIDER],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_explicit_no_op_meter_provider_records_nothing(telemetry: Telemetry) -> None:
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    from threadline._providers import resolved
+
+    threadline.configure(meter_provider=NoOpMeterProvider())
+    assert resolved().recording_instruments() is None
+    with threadline.inference("m", provider="openai"):
+        pass
+    assert len(telemetry.spans()) == 1

@@ -12,11 +12,17 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import _logs as logs
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import NoOpMeterProvider
 
 from threadline import config, semconv
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Counter, Histogram
+
+try:  # the stand-in the API returns until an application sets a global meter provider
+    from opentelemetry.metrics._internal import _ProxyMeterProvider as _UnsetMeterProvider
+except ImportError:  # pragma: no cover - a future API without it: always record
+    _UnsetMeterProvider = ()  # type: ignore[assignment,misc]
 
 _SCOPE = "threadline"
 try:
@@ -91,7 +97,7 @@ class Instruments:
 
 
 class _Resolved:
-    __slots__ = ("event_logger", "instruments", "tracer")
+    __slots__ = ("_metering", "event_logger", "instruments", "tracer")
 
     def __init__(self, settings: config.Settings) -> None:
         tracer_provider = settings.tracer_provider
@@ -108,11 +114,36 @@ class _Resolved:
             else metrics.get_meter(_SCOPE, _VERSION, schema_url=semconv.SCHEMA_URL)
         )
         self.instruments = Instruments(meter)
+        # Whether the instruments record anything: with the global meter provider unset or a
+        # no-op one, building metric attributes at the end of every run is wasted work. None:
+        # the global is unset and may be set later (checked again on use).
+        self._metering: bool | None = (
+            not isinstance(meter_provider, NoOpMeterProvider)
+            if meter_provider is not None
+            else _global_metering()
+        )
         self.event_logger = (
             logger_provider.get_logger(_SCOPE, _VERSION, schema_url=semconv.SCHEMA_URL)
             if logger_provider is not None
             else logs.get_logger(_SCOPE, _VERSION, schema_url=semconv.SCHEMA_URL)
         )
+
+    def recording_instruments(self) -> Instruments | None:
+        """The instruments, or None while no meter provider would record what they get."""
+        metering = self._metering
+        if metering is None:
+            metering = _global_metering()
+            if metering is None:
+                return None
+            self._metering = metering
+        return self.instruments if metering else None
+
+
+def _global_metering() -> bool | None:
+    provider = metrics.get_meter_provider()
+    if isinstance(provider, _UnsetMeterProvider):
+        return None
+    return not isinstance(provider, NoOpMeterProvider)
 
 
 _resolved: _Resolved | None = None

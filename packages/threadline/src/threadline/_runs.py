@@ -24,7 +24,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from threadline import _context, config, semconv
 from threadline._failopen import guarded, report
-from threadline._providers import resolved
+from threadline._providers import Instruments, resolved
 from threadline._registry import open_runs
 from threadline.content import (
     FunctionToolDefinition,
@@ -374,7 +374,9 @@ class Run:
             for registry, key in callbacks:
                 registry._discard(key, self)
         try:
-            self._record_metrics(error_type, duration)
+            instruments = resolved().recording_instruments()
+            if instruments is not None:
+                self._record_metrics(instruments, error_type, duration)
         except Exception as error:  # noqa: BLE001
             report(f"{type(self).__name__}._record_metrics", error)
 
@@ -388,7 +390,9 @@ class Run:
     def _before_end(self, error_type: str | None) -> None:
         """Subclasses set their end-of-run attributes here."""
 
-    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+    def _record_metrics(
+        self, instruments: Instruments, error_type: str | None, duration: float
+    ) -> None:
         """Subclasses record their metrics here."""
 
     @guarded()
@@ -511,31 +515,39 @@ class InferenceRun(Run):
         else:
             self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, conversation_id)
 
-    def chunk(self, count: int = 1) -> None:
+    def chunk(self, count: int = 1) -> bool:
         """Record the arrival of streamed output chunk(s): time to first chunk, then time per
-        output chunk.
+        output chunk. Returns whether these were the stream's first chunk(s).
 
         Called once per token, so it only notes the gap; the per-chunk histogram is recorded
         in a batch (at the end, or every ``_CHUNK_BATCH`` chunks) off the stream's path."""
         try:
             if self._ended:
-                return
+                return False
             now = time.monotonic()
-            if self._chunks == 0:
-                first = now - self.start_monotonic
-                self._pending_attribute(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, first)
-                resolved().instruments.time_to_first_chunk.record(first, self._metric_attributes)
-            else:
+            seen = self._chunks
+            self._chunks = seen + count
+            if seen:
                 gaps = self._chunk_gaps
                 if gaps is None:
                     gaps = self._chunk_gaps = []
-                gaps.append((now - self._last_chunk) / max(count, 1))
+                gaps.append(
+                    (now - self._last_chunk) / count if count > 1 else now - self._last_chunk
+                )
+                self._last_chunk = now
                 if len(gaps) >= _CHUNK_BATCH:
-                    self._flush_chunk_gaps()
-            self._chunks += count
+                    self._flush_chunk_gaps(resolved().recording_instruments())
+                return False
             self._last_chunk = now
+            first = now - self.start_monotonic
+            self._pending_attribute(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, first)
+            instruments = resolved().recording_instruments()
+            if instruments is not None:
+                instruments.time_to_first_chunk.record(first, self._metric_attributes)
+            return True
         except Exception as error:  # noqa: BLE001 - fail-open
             report("InferenceRun.chunk", error)
+            return False
 
     def _pending_attribute(self, key: str, value: AttributeValue) -> None:
         if self._pending is None:
@@ -543,10 +555,10 @@ class InferenceRun(Run):
         else:
             self._pending[key] = value
 
-    def _flush_chunk_gaps(self) -> None:
+    def _flush_chunk_gaps(self, instruments: Instruments | None) -> None:
         gaps, self._chunk_gaps = self._chunk_gaps, None
-        if gaps:
-            histogram = resolved().instruments.time_per_output_chunk
+        if gaps and instruments is not None:
+            histogram = instruments.time_per_output_chunk
             attributes = self._metric_attributes
             for gap in gaps:
                 histogram.record(gap, attributes)
@@ -603,22 +615,26 @@ class InferenceRun(Run):
             self._tool_definitions = tool_definitions
 
     def _before_end(self, error_type: str | None) -> None:
-        pending, self._pending = self._pending, None
-        if pending:
-            self.span.set_attributes(pending)
+        pending, self._pending = self._pending, None  # ours: built by update()
         agent = self._nearest(AgentRun)
         if agent is not None:
             agent._add_usage(self.usage, self.model)
         if config.current().cost:
             cost = estimate_cost(self.provider, self.response_model or self.model, self.usage)
             if cost is not None:
-                self.span.set_attribute(semconv.THREADLINE_COST_USD, cost)
-                metric: dict[str, AttributeValue] = {
-                    semconv.GEN_AI_PROVIDER_NAME: self.provider,
-                    semconv.GEN_AI_REQUEST_MODEL: self.model or "",
-                }
-                metric.update(_metric_baggage(self._parent_ctx))
-                resolved().instruments.cost.add(cost, metric)
+                if pending is None:
+                    pending = {}
+                pending[semconv.THREADLINE_COST_USD] = cost
+                instruments = resolved().recording_instruments()
+                if instruments is not None:
+                    metric: dict[str, AttributeValue] = {
+                        semconv.GEN_AI_PROVIDER_NAME: self.provider,
+                        semconv.GEN_AI_REQUEST_MODEL: self.model or "",
+                    }
+                    metric.update(_metric_baggage(self._parent_ctx))
+                    instruments.cost.add(cost, metric)
+        if pending:
+            self.span.set_attributes(pending)
         capture = _capture()
         if capture is None:
             return
@@ -643,9 +659,10 @@ class InferenceRun(Run):
         if mode.on_event:
             _emit_details_event(self, content)
 
-    def _record_metrics(self, error_type: str | None, duration: float) -> None:
-        instruments = resolved().instruments
-        self._flush_chunk_gaps()
+    def _record_metrics(
+        self, instruments: Instruments, error_type: str | None, duration: float
+    ) -> None:
+        self._flush_chunk_gaps(instruments)
         attrs = self._metric_attributes
         if self.response_model or error_type:
             attrs = dict(attrs)
@@ -764,13 +781,14 @@ class EmbeddingsRun(Run):
         if dimension_count is not None:
             self.span.set_attribute(semconv.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, dimension_count)
 
-    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+    def _record_metrics(
+        self, instruments: Instruments, error_type: str | None, duration: float
+    ) -> None:
         attrs = dict(self._metric_attributes)
         if self.response_model:
             attrs[semconv.GEN_AI_RESPONSE_MODEL] = self.response_model
         if error_type:
             attrs[semconv.ERROR_TYPE] = error_type
-        instruments = resolved().instruments
         instruments.operation_duration.record(duration, attrs)
         _record_tokens(instruments, attrs, Usage(input_tokens=self.usage.input_tokens))
 
@@ -840,11 +858,13 @@ class RetrievalRun(Run):
                 semconv.GEN_AI_RETRIEVAL_DOCUMENTS, dumps(documents_json(self._documents, lim))
             )
 
-    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+    def _record_metrics(
+        self, instruments: Instruments, error_type: str | None, duration: float
+    ) -> None:
         attrs = self._metric_attributes
         if error_type:
             attrs = {**attrs, semconv.ERROR_TYPE: error_type}
-        resolved().instruments.operation_duration.record(duration, attrs)
+        instruments.operation_duration.record(duration, attrs)
 
 
 class ToolRun(Run):
@@ -941,11 +961,13 @@ class ToolRun(Run):
                     key, payload if isinstance(payload, str) else dumps(payload)
                 )
 
-    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+    def _record_metrics(
+        self, instruments: Instruments, error_type: str | None, duration: float
+    ) -> None:
         attrs = self._metric_attributes
         if error_type:
             attrs = {**attrs, semconv.ERROR_TYPE: error_type}
-        resolved().instruments.tool_duration.record(duration, attrs)
+        instruments.tool_duration.record(duration, attrs)
 
 
 class AgentRun(Run):
@@ -1041,7 +1063,9 @@ class AgentRun(Run):
         if len(self._models) == 1:
             self.span.set_attribute(semconv.GEN_AI_REQUEST_MODEL, next(iter(self._models)))
 
-    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+    def _record_metrics(
+        self, instruments: Instruments, error_type: str | None, duration: float
+    ) -> None:
         attrs: dict[str, AttributeValue] = {}
         if self.name:
             attrs[semconv.GEN_AI_AGENT_NAME] = self.name
@@ -1049,7 +1073,6 @@ class AgentRun(Run):
             attrs[semconv.GEN_AI_REQUEST_MODEL] = next(iter(self._models))
         if error_type:
             attrs[semconv.ERROR_TYPE] = error_type
-        instruments = resolved().instruments
         if self.operation == semconv.OP_CREATE_AGENT:
             attrs[semconv.GEN_AI_OPERATION_NAME] = self.operation
             instruments.operation_duration.record(duration, attrs)
@@ -1092,13 +1115,15 @@ class WorkflowRun(Run):
         if self.conversation_id is not None:
             self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, self.conversation_id)
 
-    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+    def _record_metrics(
+        self, instruments: Instruments, error_type: str | None, duration: float
+    ) -> None:
         attrs: dict[str, AttributeValue] = {}
         if self.name:
             attrs[semconv.GEN_AI_WORKFLOW_NAME] = self.name
         if error_type:
             attrs[semconv.ERROR_TYPE] = error_type
-        resolved().instruments.workflow_duration.record(duration, attrs)
+        instruments.workflow_duration.record(duration, attrs)
 
 
 class StepRun(Run):
@@ -1246,11 +1271,12 @@ class McpRun(Run):
         if attributes:
             self.span.set_attributes(attributes)
 
-    def _record_metrics(self, error_type: str | None, duration: float) -> None:
+    def _record_metrics(
+        self, instruments: Instruments, error_type: str | None, duration: float
+    ) -> None:
         attrs = self._metric_attributes
         if error_type:
             attrs = {**attrs, semconv.ERROR_TYPE: error_type}
-        instruments = resolved().instruments
         histogram = (
             instruments.mcp_server_duration
             if self.kind is SpanKind.SERVER
@@ -1273,7 +1299,9 @@ def record_mcp_session(
             attrs[semconv.MCP_PROTOCOL_VERSION] = protocol_version
         if error:
             attrs[semconv.ERROR_TYPE] = error
-        instruments = resolved().instruments
+        instruments = resolved().recording_instruments()
+        if instruments is None:
+            return
         histogram = (
             instruments.mcp_server_session_duration
             if server

@@ -105,15 +105,34 @@ def _class_name(serialized: Mapping[str, Any] | None) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    return None
+    # exact types: a bool is an int subclass but no sampling parameter
+    return value if type(value) is float or type(value) is int else None
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return None
+    return value if type(value) is int else None
+
+
+# Keys that carry sampling parameters: a model whose invocation params and metadata have none of
+# them (common for local and fake models) skips the conversion below.
+_PARAM_KEYS = frozenset(
+    {
+        "temperature",
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "max_tokens_to_sample",
+        "stop",
+        "stop_sequences",
+        "n",
+        "top_p",
+        "top_k",
+        "frequency_penalty",
+        "presence_penalty",
+        "seed",
+    }
+)
+_METADATA_PARAM_KEYS = frozenset({"ls_temperature", "ls_max_tokens", "ls_stop"})
 
 
 def request_params(
@@ -121,6 +140,8 @@ def request_params(
 ) -> RequestParams | None:
     inv = invocation_params
     md = metadata or {}
+    if inv.keys().isdisjoint(_PARAM_KEYS) and md.keys().isdisjoint(_METADATA_PARAM_KEYS):
+        return None
     temperature = _number(inv.get("temperature"))
     if temperature is None:
         temperature = _number(md.get("ls_temperature"))
@@ -136,24 +157,35 @@ def request_params(
         stop = [stop]
     elif not isinstance(stop, (list, tuple)):
         stop = None
+    top_p = _number(inv.get("top_p"))
+    top_k = _int(inv.get("top_k"))
+    frequency_penalty = _number(inv.get("frequency_penalty"))
+    presence_penalty = _number(inv.get("presence_penalty"))
+    seed = _int(inv.get("seed"))
     choice_count = _int(inv.get("n"))
-    params = RequestParams(
+    if (
+        max_tokens is None
+        and temperature is None
+        and top_p is None
+        and top_k is None
+        and not stop
+        and frequency_penalty is None
+        and presence_penalty is None
+        and seed is None
+        and choice_count is None
+    ):
+        return None
+    return RequestParams(
         max_tokens=max_tokens,
         temperature=temperature,
-        top_p=_number(inv.get("top_p")),
-        top_k=_int(inv.get("top_k")),
+        top_p=top_p,
+        top_k=top_k,
         stop_sequences=stop,
-        frequency_penalty=_number(inv.get("frequency_penalty")),
-        presence_penalty=_number(inv.get("presence_penalty")),
-        seed=_int(inv.get("seed")),
+        frequency_penalty=frequency_penalty,
+        presence_penalty=presence_penalty,
+        seed=seed,
         choice_count=choice_count,
     )
-    if params == _EMPTY_PARAMS:
-        return None
-    return params
-
-
-_EMPTY_PARAMS = RequestParams()
 
 
 def usage_from_metadata(usage: Mapping[str, Any]) -> Usage:
@@ -218,7 +250,7 @@ def response_facts(response: Any) -> ResponseFacts:
                 ident = getattr(message, "id", None)
             if isinstance(ident, str) and ident and not ident.startswith(_LANGCHAIN_IDS):
                 facts.response_id = ident
-    if isinstance(llm_output, Mapping):
+    if isinstance(llm_output, (dict, Mapping)):  # dict first: an ABC check is slower
         model = llm_output.get("model_name") or llm_output.get("model")
         if isinstance(model, str) and model:
             facts.response_model = model

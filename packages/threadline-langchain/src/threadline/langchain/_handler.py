@@ -217,6 +217,7 @@ class CallbackHandler(BaseCallbackHandler):
         self.verbose = verbose
         self.agents = frozenset(agents)
         self.workflows = frozenset(workflows)
+        self._streaming: tuple[UUID, InferenceRun] | None = None
 
     # --- chains ----------------------------------------------------------------------------------
     def _emits_plain(self, record: _Chain) -> bool:
@@ -422,18 +423,24 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            run = _runs.get(run_id)
-            if not isinstance(run, InferenceRun):
-                return
-            if run.chunks == 0:
+            # Called once per token: the run of the previous token is remembered, so most
+            # calls skip the registry lookup (LangChain passes the same run_id object).
+            streaming = self._streaming
+            if streaming is not None and streaming[0] is run_id:
+                run = streaming[1]
+            else:
+                found = _runs.get(run_id)
+                if not isinstance(found, InferenceRun):
+                    return
+                run = found
+                self._streaming = (run_id, run)
+            if run.chunk():
                 # The request is out and answered: stop being current before the first chunk
                 # is handed to the caller, so nothing stays attached between chunks.
                 run.detach()
                 run.update(attributes=_STREAM_ATTRIBUTES)
-            run.chunk()
             if chunk is not None:
-                message = getattr(chunk, "message", None)
-                usage = getattr(message, "usage_metadata", None) if message is not None else None
+                usage = getattr(getattr(chunk, "message", None), "usage_metadata", None)
                 if usage:
                     run.update(usage=run.usage + _convert.usage_from_metadata(usage))
         except Exception as error:  # noqa: BLE001 - fail-open
@@ -451,6 +458,7 @@ class CallbackHandler(BaseCallbackHandler):
             run = _runs.get(run_id)
             if not isinstance(run, InferenceRun):
                 return
+            self._forget_stream(run)
             run.detach()
             facts = _convert.response_facts(response)
             run.update(
@@ -478,6 +486,7 @@ class CallbackHandler(BaseCallbackHandler):
             run = _runs.get(run_id)
             if not isinstance(run, InferenceRun):
                 return
+            self._forget_stream(run)
             run.detach()
             partial = kwargs.get("response")  # what a stream produced before it stopped
             if partial is not None:
@@ -490,6 +499,11 @@ class CallbackHandler(BaseCallbackHandler):
             _finish(run, error)
         except Exception as error_:  # noqa: BLE001 - fail-open
             report("langchain.on_llm_error", error_)
+
+    def _forget_stream(self, run: InferenceRun) -> None:
+        streaming = self._streaming
+        if streaming is not None and streaming[1] is run:
+            self._streaming = None
 
     # --- tools -----------------------------------------------------------------------------------
     def on_tool_start(

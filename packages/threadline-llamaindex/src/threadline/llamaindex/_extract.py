@@ -106,33 +106,44 @@ def metadata(llm: Any) -> Any:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    return None
+    # exact types: a bool is an int subclass but no sampling parameter
+    return value if type(value) is float or type(value) is int else None
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return None
+    return value if type(value) is int else None
 
 
-def request_params(llm: Any, call_kwargs: Mapping[str, Any] | None) -> threadline.RequestParams:
+_PARAM_ATTRIBUTES = ("additional_kwargs", "max_tokens", "temperature")
+
+
+def request_params(
+    llm: Any, call_kwargs: Mapping[str, Any] | None
+) -> threadline.RequestParams | None:
     """Sampling parameters: the model's fields, its ``additional_kwargs``, then per-call kwargs."""
-    merged: dict[str, Any] = {}
-    extra = getattr(llm, "additional_kwargs", None)
-    if isinstance(extra, Mapping):
-        merged.update(extra)
-    if call_kwargs:
-        merged.update(call_kwargs)
+    present = _present(llm, _PARAM_ATTRIBUTES)
+    extra = getattr(llm, "additional_kwargs", None) if "additional_kwargs" in present else None
+    merged: Mapping[str, Any]
+    if call_kwargs and isinstance(extra, Mapping) and extra:
+        merged = {**extra, **call_kwargs}
+    elif call_kwargs:
+        merged = call_kwargs
+    elif isinstance(extra, Mapping):
+        merged = extra
+    else:
+        merged = {}
     max_tokens = _int(merged.get("max_tokens", merged.get("max_completion_tokens")))
-    if max_tokens is None:
+    if max_tokens is None and "max_tokens" in present:
         max_tokens = _int(getattr(llm, "max_tokens", None))
         if max_tokens is not None and max_tokens <= 0:
             max_tokens = None
     temperature = _number(merged.get("temperature"))
-    if temperature is None:
+    if temperature is None and "temperature" in present:
         temperature = _number(getattr(llm, "temperature", None))
+    if not merged:
+        if max_tokens is None and temperature is None:
+            return None
+        return threadline.RequestParams(max_tokens=max_tokens, temperature=temperature)
     stop = merged.get("stop")
     if isinstance(stop, str):
         stop = [stop]

@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import AsyncGeneratorType, GeneratorType
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
@@ -33,7 +33,6 @@ from llama_index.core.instrumentation.events.llm import (
 )
 from llama_index.core.instrumentation.span import BaseSpan, active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
-from pydantic import PrivateAttr
 
 import threadline
 from threadline import semconv
@@ -513,11 +512,13 @@ class SpanHandler(BaseSpanHandler[BaseSpan]):
     lock per span) is skipped: the tracker keeps what it needs.
     """
 
-    _tracker: Tracker = PrivateAttr()
+    # A plain instance attribute, not a pydantic PrivateAttr: reading one of those goes through
+    # BaseModel.__getattr__ (over a microsecond), and this is read on every span and event.
+    _tracker: ClassVar[Tracker]
 
     def __init__(self, tracker: Tracker) -> None:
         super().__init__()
-        self._tracker = tracker
+        object.__setattr__(self, "_tracker", tracker)
 
     @classmethod
     def class_name(cls) -> str:
@@ -611,11 +612,13 @@ class SpanHandler(BaseSpanHandler[BaseSpan]):
 class EventHandler(BaseEventHandler):
     """Registered on LlamaIndex's root dispatcher; forwards the LLM events the tracker needs."""
 
-    _tracker: Tracker = PrivateAttr()
+    # A plain instance attribute, not a pydantic PrivateAttr: reading one of those goes through
+    # BaseModel.__getattr__ (over a microsecond), and this is read on every span and event.
+    _tracker: ClassVar[Tracker]
 
     def __init__(self, tracker: Tracker) -> None:
         super().__init__()
-        self._tracker = tracker
+        object.__setattr__(self, "_tracker", tracker)
 
     @classmethod
     def class_name(cls) -> str:

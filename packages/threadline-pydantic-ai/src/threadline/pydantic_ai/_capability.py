@@ -48,6 +48,7 @@ _CONTROL_FLOW: tuple[type[BaseException], ...] = tuple(
     if isinstance(cls := getattr(_exc, name, None), type)
 )
 
+_STREAM_ATTRIBUTES = {semconv.GEN_AI_REQUEST_STREAM: True}
 _OUTPUT_TYPES = {"text": "text", "native": "json", "prompted": "json", "image": "image"}
 _SETTINGS_KEYS = (
     "max_tokens",
@@ -299,10 +300,8 @@ class Tracing(AbstractCapability[Any]):
                 kind = getattr(event, "event_kind", None)
                 if kind == "part_delta" or kind == "part_start":
                     chat = self._chat
-                    if chat is not None:
-                        if chat.chunks == 0:
-                            chat.set_attributes({semconv.GEN_AI_REQUEST_STREAM: True})
-                        chat.chunk()
+                    if chat is not None and chat.chunk():
+                        chat.set_attributes(_STREAM_ATTRIBUTES)
                 yield event
         finally:
             aclose = getattr(stream, "aclose", None)
