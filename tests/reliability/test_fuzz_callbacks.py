@@ -158,12 +158,6 @@ def test_langchain_callbacks_in_any_order() -> None:
     _run(langchain_machine(), check_context=False)
 
 
-@pytest.mark.xfail(
-    reason="a LangGraph node's start without its end (a callback LangChain never omits) leaves "
-    "the graph span attached: the node attachment is not a run the reaper can end. Not strict: "
-    "whether hypothesis reaches that sequence in its budget varies from run to run",
-    strict=False,
-)
 def test_langchain_callbacks_in_any_order_leave_no_context() -> None:
     _run(langchain_machine(), check_context=True)
 

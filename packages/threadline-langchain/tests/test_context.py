@@ -255,3 +255,44 @@ def test_spans_made_inside_nodes_nest_under_the_graph(
     tree = telemetry.tree()
     assert "  lookup [INTERNAL]\n    db query [INTERNAL]" in tree
     assert "  notify [INTERNAL]\n    execute_tool send_email [INTERNAL]" in tree
+
+
+def _graph_with_a_node_that_never_ends(handler: threadline.langchain.CallbackHandler) -> Any:
+    """Callbacks of a graph whose node starts and never ends (the node's own end is lost)."""
+    import uuid
+
+    graph_id, node_id = uuid.uuid4(), uuid.uuid4()
+    handler.on_chain_start({"name": "LangGraph"}, {}, run_id=graph_id, name="LangGraph")
+    handler.on_chain_start(
+        {"name": "respond"}, {}, run_id=node_id, parent_run_id=graph_id,
+        tags=["graph:step:1"], name="respond",
+    )  # fmt: skip
+    assert trace.get_current_span().is_recording()  # the node runs under the graph's span
+    return graph_id
+
+
+def test_node_without_its_end_is_detached_when_the_graph_ends(telemetry: Any) -> None:
+    handler = threadline.langchain.CallbackHandler()
+    graph_id = _graph_with_a_node_that_never_ends(handler)
+    handler.on_chain_end({}, run_id=graph_id)
+    assert not trace.get_current_span().get_span_context().is_valid
+    assert [s.name for s in telemetry.spans()] == ["invoke_workflow LangGraph"]
+    _forget_lost_records()
+
+
+def test_node_without_its_end_is_detached_when_the_graph_is_reaped(telemetry: Any) -> None:
+    handler = threadline.langchain.CallbackHandler()
+    _graph_with_a_node_that_never_ends(handler)
+    threadline.open_runs.reap(now=time.monotonic() + 10**9)  # the reaper, in this context
+    assert not trace.get_current_span().get_span_context().is_valid
+    assert threadline.current_run() is None
+    (span,) = telemetry.spans()
+    assert span.attributes[semconv.THREADLINE_ABANDONED] is True
+    _forget_lost_records()
+
+
+def _forget_lost_records() -> None:
+    # Records of chain runs whose end never arrives stay until the record cap evicts them.
+    from threadline.langchain import _handler
+
+    _handler._chains.clear()

@@ -480,3 +480,30 @@ def test_explicit_no_op_meter_provider_records_nothing(telemetry: Telemetry) -> 
     with threadline.inference("m", provider="openai"):
         pass
     assert len(telemetry.spans()) == 1
+
+
+def test_scopes_left_open_are_detached_when_the_run_ends(telemetry: Telemetry) -> None:
+    before = otel_context.get_current()
+    graph = threadline.invoke_workflow("graph")
+    first = graph.attach_scope()
+    second = graph.attach_scope()  # a nested step
+    assert first is not None and second is not None
+    assert threadline.current_run() is graph
+    graph.detach_scope(second)
+    assert threadline.current_run() is graph  # the outer step is still open
+    graph.end()  # the outer step's end never came
+    assert otel_context.get_current() is before
+    assert graph.attach_scope() is None  # ended: nothing to attach
+
+
+def test_scope_covered_by_a_child_is_detached_when_the_child_goes(telemetry: Telemetry) -> None:
+    before = otel_context.get_current()
+    graph = threadline.invoke_workflow("graph")
+    graph.attach_scope()
+    chat = threadline.inference("m", provider="openai")
+    chat.attach()  # current above the graph's scope
+    graph.end()  # cannot detach its scope while the chat's attachment covers it
+    assert threadline.current_run() is chat
+    chat.detach()
+    chat.end()
+    assert otel_context.get_current() is before

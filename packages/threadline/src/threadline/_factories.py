@@ -45,6 +45,7 @@ def _inert(cls: type[_R], parent: Run | Context | None) -> _R:
     run._ended = True
     run._detach_pending = False
     run._token = None
+    run._scopes = None
     run._ctx = parent.context if isinstance(parent, Run) else parent
     run._parent_ctx = run._ctx or Context()
     run._end_callbacks = None

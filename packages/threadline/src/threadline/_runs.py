@@ -157,15 +157,24 @@ def _session_attributes(ctx: Context, *, conversation: bool) -> dict[str, Attrib
 
 
 def _unwind_pending_detaches() -> None:
-    """Detach runs beneath the current one that asked to detach while covered."""
+    """Detach runs beneath the current one that asked to detach while covered (their own
+    attachment, or scopes left open when they ended)."""
     while True:
         run = current_run()
-        if run is None or not run._detach_pending or run._token is None:
+        if run is None or not run._detach_pending or otel_context.get_current() is not run._ctx:
             return
-        if otel_context.get_current() is not run._ctx or not _context.detach(run._token):
-            return
-        run._token = None
-        run._detach_pending = False
+        if run._token is not None:
+            if not _context.detach(run._token):
+                return
+            run._token = None
+        else:
+            scopes = run._scopes
+            if not scopes:
+                run._detach_pending = False
+                return
+            _context.detach(scopes.pop())  # a token of another context detaches nothing
+        if run._token is None and not run._scopes:
+            run._detach_pending = False
 
 
 def current_run(ctx: Context | None = None) -> Run | None:
@@ -187,6 +196,7 @@ class Run:
         "_end_callbacks",
         "_ended",
         "_parent_ctx",
+        "_scopes",
         "_token",
         "kind",
         "operation",
@@ -223,6 +233,7 @@ class Run:
         self._ended = False
         self._detach_pending = False
         self._token: Token[Context] | None = None
+        self._scopes: list[Token[Context]] | None = None
         self._ctx: Context | None = None
         self._end_callbacks: list[tuple[RunRegistry[Any, Any], Any]] | None = None
         tracer = resolved().tracer
@@ -287,6 +298,46 @@ class Run:
         if _context.detach(token):
             self._token = None
             self._detach_pending = False
+            _unwind_pending_detaches()
+
+    def attach_scope(self) -> Token[Context] | None:
+        """Make this run current for a nested step that is no run of its own (a LangGraph node
+        inside its graph) until :meth:`detach_scope`; returns the token (None once ended).
+
+        A scope still attached when the run ends in the same context is detached then, so a
+        step whose end never arrives does not leave the run's span current."""
+        try:
+            if self._ended:
+                return None
+            token = _context.attach(self.context)
+            if self._scopes is None:
+                self._scopes = [token]
+            else:
+                self._scopes.append(token)
+            return token
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("Run.attach_scope", error)
+            return None
+
+    def detach_scope(self, token: Token[Context]) -> None:
+        """Undo :meth:`attach_scope` (nothing happens from a foreign thread/task)."""
+        try:
+            scopes = self._scopes
+            if scopes is not None and token in scopes:
+                scopes.remove(token)
+            if _context.detach(token):
+                _unwind_pending_detaches()
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("Run.detach_scope", error)
+
+    def _close_scopes(self) -> None:
+        """At the end: detach scopes whose steps never ended, when they are on top here."""
+        scopes = self._scopes
+        while scopes and self._token is None and otel_context.get_current() is self._ctx:
+            _context.detach(scopes.pop())  # a token of another context detaches nothing
+        if scopes:
+            self._detach_pending = True  # covered by another attachment: undone when it goes
+        else:
             _unwind_pending_detaches()
 
     def __enter__(self: _RunT) -> _RunT:
@@ -369,6 +420,8 @@ class Run:
         open_runs.discard(self)
         if self._token is not None:
             self.detach()
+        if self._scopes:
+            self._close_scopes()
         callbacks, self._end_callbacks = self._end_callbacks, None
         if callbacks:
             for registry, key in callbacks:

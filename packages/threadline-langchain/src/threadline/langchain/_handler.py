@@ -29,7 +29,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
 import threadline
-from threadline import InferenceRun, RetrievalRun, Run, ToolRun, _context, semconv
+from threadline import InferenceRun, RetrievalRun, Run, ToolRun, semconv
 from threadline._failopen import report
 from threadline.langchain import _convert
 
@@ -72,6 +72,7 @@ class _Chain:
         "name",
         "parent",
         "run",
+        "scope",
         "start_ns",
         "state",
         "token",
@@ -96,6 +97,7 @@ class _Chain:
         self.graph = False
         self.agent_node = False
         self.token: Token[Context] | None = None
+        self.scope: Run | None = None  # the run made current while this node runs
 
 
 # Shared by every handler instance, so a run seen by two handlers (the global one and one passed
@@ -286,7 +288,8 @@ class CallbackHandler(BaseCallbackHandler):
                     # in the same context.
                     target = _emitted(record) if self.verbose else _resolve(parent)
                     if isinstance(target, Run):
-                        record.token = _context.attach(target.context)
+                        record.token = target.attach_scope()
+                        record.scope = target
             _remember(run_id, record)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_chain_start", error)
@@ -302,8 +305,8 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             record = _chains.pop(run_id, None)
             if record is not None:
-                if record.token is not None:
-                    _context.detach(record.token)
+                if record.token is not None and record.scope is not None:
+                    record.scope.detach_scope(record.token)
                 run = _emitted(record)
                 if run is not None:
                     run.end()
@@ -321,8 +324,8 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             record = _chains.pop(run_id, None)
             if record is not None:
-                if record.token is not None:
-                    _context.detach(record.token)
+                if record.token is not None and record.scope is not None:
+                    record.scope.detach_scope(record.token)
                 run = _emitted(record)
                 if run is not None:
                     _finish(run, error)
