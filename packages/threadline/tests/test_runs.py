@@ -487,7 +487,8 @@ def test_scopes_left_open_are_detached_when_the_run_ends(telemetry: Telemetry) -
     graph = threadline.invoke_workflow("graph")
     first = graph.attach_scope()
     second = graph.attach_scope()  # a nested step
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert threadline.current_run() is graph
     graph.detach_scope(second)
     assert threadline.current_run() is graph  # the outer step is still open
