@@ -12,7 +12,6 @@ from pydantic_ai import Agent
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.models.test import TestModel
 
-_capabilities: list[Any] = []
 _loop = asyncio.new_event_loop()
 
 
@@ -74,7 +73,16 @@ class _Noop(AbstractCapability[Any]):
 
 
 def noop_hook() -> None:
-    _capabilities.append(_Noop())
+    """The pass-through capability, added to every run the way ``threadline.pydantic_ai
+    .instrument()`` adds its own: through ``Agent.iter``'s per-run ``capabilities``."""
+    original = Agent.__dict__["iter"]
+    noop = _Noop()
+
+    def iter_with_noop(self: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["capabilities"] = [*(kwargs.get("capabilities") or ()), noop]
+        return original(self, *args, **kwargs)
+
+    Agent.iter = iter_with_noop  # type: ignore[method-assign]
 
 
 async def get_weather(city: str) -> str:
@@ -88,7 +96,6 @@ def make_agent_tool() -> Callable[[], Any]:
         name="weather",
         instructions="You are a weather assistant.",
         tools=[get_weather],
-        capabilities=list(_capabilities),
     )
 
     def run() -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextvars
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
-from dataclasses import KW_ONLY, dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import NoOpTracer
@@ -66,6 +66,34 @@ _traced_run: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "threadline_pydantic_ai_traced_run", default=None
 )
 _warned = [False]
+
+
+_MAX_RUNS = 100_000  # runs recorded at once per capability; beyond it, no per-run spans
+
+
+class _RunState:
+    """What one recorded agent run's hooks share: its span and its model request in flight."""
+
+    __slots__ = ("chat", "run")
+
+    def __init__(self, run: AgentRun) -> None:
+        self.run = run
+        self.chat: InferenceRun | None = None
+
+
+async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIterator[Any]:
+    try:
+        async for event in stream:
+            kind = getattr(event, "event_kind", None)
+            if kind == "part_delta" or kind == "part_start":
+                chat = state.chat
+                if chat is not None and chat.chunk():
+                    chat.set_attributes(_STREAM_ATTRIBUTES)
+            yield event
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _warn_native() -> None:
@@ -162,14 +190,14 @@ class Tracing(AbstractCapability[Any]):
 
     _agent: Any = field(default=None, init=False, repr=False, compare=False)
     """The agent, when known only from ``instrument()`` (releases whose RunContext lacks it)."""
-    _run: AgentRun | None = field(default=None, init=False, repr=False, compare=False)
-    _chat: InferenceRun | None = field(default=None, init=False, repr=False, compare=False)
+    _runs: dict[str, _RunState] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Runs being recorded, by Pydantic AI run id. Per-run state lives here rather than on a
+    copy made in ``for_run``: a capability that returns a new object there makes Pydantic AI
+    rebuild and re-sort the run's whole capability chain."""
 
-    async def for_run(self, ctx: Any) -> Tracing:
-        # Per-run state lives on a copy; `replace` resets the init=False fields.
-        copy = replace(self)
-        copy._agent = self._agent
-        return copy
+    def _state(self, ctx: Any) -> _RunState | None:
+        run_id = getattr(ctx, "run_id", None)
+        return self._runs.get(run_id) if run_id is not None else None
 
     # --- agent run -------------------------------------------------------------------------
     def _start_agent(self, ctx: Any) -> tuple[AgentRun, str | None] | None:
@@ -197,14 +225,17 @@ class Tracing(AbstractCapability[Any]):
         if started is None:
             return await handler()
         run, run_id = started
-        self._run = run
+        key = run_id if run_id is not None and len(self._runs) < _MAX_RUNS else None
+        if key is not None:
+            self._runs[key] = _RunState(run)
         token = _traced_run.set(run_id)
         try:
             with run:
                 return await handler()
         finally:
             _traced_run.reset(token)
-            self._run = None
+            if key is not None:
+                self._runs.pop(key, None)
 
     # --- model requests --------------------------------------------------------------------
     def _start_chat(self, ctx: Any, request_context: Any, parent: AgentRun) -> InferenceRun | None:
@@ -257,13 +288,13 @@ class Tracing(AbstractCapability[Any]):
         chat.end()
 
     async def wrap_model_request(self, ctx: Any, *, request_context: Any, handler: Any) -> Any:
-        parent = self._run
-        if parent is None:
+        state = self._state(ctx)
+        if state is None:
             return await handler(request_context)
-        chat = self._start_chat(ctx, request_context, parent)
+        chat = self._start_chat(ctx, request_context, state.run)
         if chat is None:
             return await handler(request_context)
-        self._chat = chat
+        state.chat = chat
         chat.attach()  # HTTP client spans nest under the chat span
         try:
             response = await handler(request_context)
@@ -278,8 +309,8 @@ class Tracing(AbstractCapability[Any]):
             raise
         finally:
             chat.detach()
-            if self._chat is chat:
-                self._chat = None
+            if state.chat is chat:
+                state.chat = None
         self._end_chat(chat, response)
         return response
 
@@ -290,24 +321,12 @@ class Tracing(AbstractCapability[Any]):
         return False
 
     def wrap_run_event_stream(self, ctx: Any, *, stream: AsyncIterable[Any]) -> AsyncIterable[Any]:
-        if self._run is None:
+        state = self._state(ctx)
+        if state is None:
             return stream
-        return self._count_chunks(stream)
+        return _count_chunks(state, stream)
 
-    async def _count_chunks(self, stream: AsyncIterable[Any]) -> AsyncIterator[Any]:
-        try:
-            async for event in stream:
-                kind = getattr(event, "event_kind", None)
-                if kind == "part_delta" or kind == "part_start":
-                    chat = self._chat
-                    if chat is not None and chat.chunk():
-                        chat.set_attributes(_STREAM_ATTRIBUTES)
-                yield event
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
+    # --- tools ---
     # --- tools -----------------------------------------------------------------------------
     def _start_tool(self, call: Any, tool_def: Any, args: Any, parent: AgentRun) -> ToolRun | None:
         try:
@@ -325,10 +344,10 @@ class Tracing(AbstractCapability[Any]):
     async def wrap_tool_execute(
         self, ctx: Any, *, call: Any, tool_def: Any, args: Any, handler: Any
     ) -> Any:
-        parent = self._run
-        if parent is None:
+        state = self._state(ctx)
+        if state is None:
             return await handler(args)
-        tool = self._start_tool(call, tool_def, args, parent)
+        tool = self._start_tool(call, tool_def, args, state.run)
         if tool is None:
             return await handler(args)
         tool.attach()  # a sub-agent or HTTP call inside the tool nests under it
