@@ -23,6 +23,12 @@ try:  # the stand-in the API returns until an application sets a global meter pr
     from opentelemetry.metrics._internal import _ProxyMeterProvider as _UnsetMeterProvider
 except ImportError:  # pragma: no cover - a future API without it: always record
     _UnsetMeterProvider = ()  # type: ignore[assignment,misc]
+_initial = metrics.get_meter_provider()
+_unset_proxy: _UnsetMeterProvider | None = (
+    _initial
+    if isinstance(_initial, _UnsetMeterProvider) and hasattr(_initial, "_real_meter_provider")
+    else None
+)
 
 _SCOPE = "threadline"
 try:
@@ -140,6 +146,13 @@ class _Resolved:
 
 
 def _global_metering() -> bool | None:
+    """Whether the global meter provider records; None while none is set."""
+    proxy = _unset_proxy
+    if proxy is not None:
+        # The API's stand-in learns when a provider is set; reading that is cheaper than
+        # get_meter_provider(), which looks at the environment on every call while unset.
+        real = proxy._real_meter_provider
+        return None if real is None else not isinstance(real, NoOpMeterProvider)
     provider = metrics.get_meter_provider()
     if isinstance(provider, _UnsetMeterProvider):
         return None

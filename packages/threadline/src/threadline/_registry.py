@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -28,7 +27,10 @@ _R = TypeVar("_R", bound="Run")
 
 class _OpenRuns:
     def __init__(self) -> None:
-        self._runs: OrderedDict[int, Run] = OrderedDict()
+        # Insertion-ordered: oldest first. Adding and removing one run are single dict
+        # operations, atomic under the GIL, so a run's start and end take no lock; the lock
+        # serializes eviction and the reaper's scan.
+        self._runs: dict[int, Run] = {}
         self._lock = threading.Lock()
         self._reaper: threading.Thread | None = None
         self._wake = threading.Event()
@@ -37,19 +39,27 @@ class _OpenRuns:
         # Runs past their TTL are left to the reaper thread: checking on every start would put
         # that work on the caller's path.
         runs = self._runs
-        with self._lock:
-            runs[id(run)] = run
-            over = len(runs) - config.current().max_open_runs
-            evicted = [runs.popitem(last=False)[1] for _ in range(over)] if over > 0 else None
-        if evicted:
-            for old in evicted:
-                old.abandon("capacity")
+        runs[id(run)] = run
+        if len(runs) > config.current().max_open_runs:
+            self._evict()
         if self._reaper is None:
             self._start_reaper()
 
-    def discard(self, run: Run) -> None:
+    def _evict(self) -> None:
+        evicted: list[Run] = []
         with self._lock:
-            self._runs.pop(id(run), None)
+            runs = self._runs
+            limit = config.current().max_open_runs
+            while len(runs) > limit:
+                try:
+                    evicted.append(runs.pop(next(iter(runs))))
+                except (StopIteration, KeyError, RuntimeError):  # emptied concurrently
+                    break
+        for old in evicted:
+            old.abandon("capacity")
+
+    def discard(self, run: Run) -> None:
+        self._runs.pop(id(run), None)
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -60,10 +70,11 @@ class _OpenRuns:
         now = time.monotonic() if now is None else now
         expired: list[Run] = []
         with self._lock:
-            for run in self._runs.values():
-                if now - run.start_monotonic <= ttl:
-                    break  # ordered by start: the rest are younger
-                expired.append(run)
+            oldest_first = list(self._runs.values())  # one C-level copy: atomic under the GIL
+        for run in oldest_first:
+            if now - run.start_monotonic <= ttl:
+                break  # ordered by start: the rest are younger
+            expired.append(run)
         for run in expired:
             run.abandon("ttl")
         return len(expired)

@@ -49,6 +49,12 @@ if TYPE_CHECKING:
     from threadline._registry import RunRegistry
 
 _RUN_KEY = otel_context.create_key("threadline.run")
+_BAGGAGE_KEY: str | None
+try:
+    from opentelemetry.baggage import _BAGGAGE_KEY
+except ImportError:  # pragma: no cover - an API without it: read through the public call
+    _BAGGAGE_KEY = None
+
 _END_LOCK = threading.Lock()
 _MAX_BAGGAGE_VALUE = 256
 _RunT = TypeVar("_RunT", bound="Run")
@@ -140,9 +146,17 @@ def error_type(error: BaseException) -> str:
     return f"{module}.{cls.__qualname__}"
 
 
+def _baggage_entries(ctx: Context) -> Mapping[str, object]:
+    # What otel_baggage.get_all reads, without wrapping it in a new read-only view per run.
+    if _BAGGAGE_KEY is None:
+        return otel_baggage.get_all(ctx)
+    entries = otel_context.get_value(_BAGGAGE_KEY, ctx)
+    return entries if isinstance(entries, dict) else {}
+
+
 def _session_attributes(ctx: Context, *, conversation: bool) -> dict[str, AttributeValue]:
     """Allow-listed baggage entries of ``ctx`` as span attributes (hostile values dropped)."""
-    entries = otel_baggage.get_all(ctx)
+    entries = _baggage_entries(ctx)
     if not entries:
         return {}
     allow = config.current().baggage_allowlist
@@ -474,7 +488,7 @@ class Run:
 
 def _capture() -> tuple[config.ContentCapture, _Limiter] | None:
     settings = config.current()
-    if not settings.capture_content.enabled:
+    if settings.capture_content is config.NO_CONTENT:
         return None
     return settings.capture_content, _Limiter(settings)
 

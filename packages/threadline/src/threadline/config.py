@@ -66,7 +66,11 @@ class ContentCapture(enum.Enum):
 
     @property
     def enabled(self) -> bool:
-        return self is not ContentCapture.NO_CONTENT
+        return self is not NO_CONTENT
+
+
+# Module constant: checked on every run, and a member lookup on an Enum class is slow.
+NO_CONTENT = ContentCapture.NO_CONTENT
 
 
 Redactor = Callable[["Part"], "Part | None"]

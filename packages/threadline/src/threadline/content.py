@@ -124,7 +124,7 @@ Redactable: TypeAlias = Part | FunctionToolDefinition | RetrievalDocument
 
 def capture_enabled() -> bool:
     """Whether content is recorded anywhere; integrations skip building content when False."""
-    return config.current().capture_content.enabled
+    return config.current().capture_content is not config.NO_CONTENT
 
 
 _TRUNCATION_MARK = "…[truncated]"

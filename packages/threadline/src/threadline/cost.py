@@ -99,7 +99,12 @@ def _lookup(provider: str, model: str) -> Any:
 
 def estimate_cost(provider: str | None, model: str | None, usage: Usage) -> float | None:
     """USD estimate for one call, or ``None`` when it cannot be known."""
-    if not provider or not model or (usage.input_tokens is None and usage.output_tokens is None):
+    if (
+        _available is False  # no genai-prices
+        or not provider
+        or not model
+        or (usage.input_tokens is None and usage.output_tokens is None)
+    ):
         return None
     usage_key = (
         provider,
