@@ -508,3 +508,33 @@ def test_scope_covered_by_a_child_is_detached_when_the_child_goes(telemetry: Tel
     chat.detach()
     chat.end()
     assert otel_context.get_current() is before
+
+
+def test_ended_runs_are_freed_without_the_garbage_collector(telemetry: Telemetry) -> None:
+    """No reference cycle outlives a run: its span and context are freed by refcounting, not
+    left for the collector (which would cost every application a collection pass per few
+    hundred calls)."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        with threadline.invoke_agent("agent") as agent:
+            chat = threadline.inference("m", provider="openai", parent=agent)
+            chat.attach()
+            chat.detach()
+            chat.end()
+            tool = threadline.execute_tool("t", parent=agent)
+            tool.end()
+            graph = threadline.invoke_workflow("graph", parent=agent)
+            graph.attach_scope()
+            graph.end()
+        del agent, chat, tool, graph
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        cyclic = [type(o).__name__ for o in gc.garbage if isinstance(o, threadline.Run)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert cyclic == []

@@ -189,6 +189,8 @@ def _unwind_pending_detaches() -> None:
             _context.detach(scopes.pop())  # a token of another context detaches nothing
         if run._token is None and not run._scopes:
             run._detach_pending = False
+            if run._ended:
+                run._ctx = None  # as in Run._finish: no cycle left for the collector
 
 
 def current_run(ctx: Context | None = None) -> Run | None:
@@ -436,6 +438,10 @@ class Run:
             self.detach()
         if self._scopes:
             self._close_scopes()
+        if self._token is None and not self._scopes:
+            # The context holds the run: dropping it lets refcounting free the run and its
+            # span at once, instead of leaving a cycle for the garbage collector.
+            self._ctx = None
         callbacks, self._end_callbacks = self._end_callbacks, None
         if callbacks:
             for registry, key in callbacks:

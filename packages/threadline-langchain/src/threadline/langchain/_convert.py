@@ -113,79 +113,59 @@ def _int(value: Any) -> int | None:
     return value if type(value) is int else None
 
 
-# Keys that carry sampling parameters: a model whose invocation params and metadata have none of
-# them (common for local and fake models) skips the conversion below.
-_PARAM_KEYS = frozenset(
-    {
-        "temperature",
-        "max_tokens",
-        "max_completion_tokens",
-        "max_output_tokens",
-        "max_tokens_to_sample",
-        "stop",
-        "stop_sequences",
-        "n",
-        "top_p",
-        "top_k",
-        "frequency_penalty",
-        "presence_penalty",
-        "seed",
-    }
+def _stop(value: Any) -> list[str] | None:
+    if isinstance(value, str):
+        return [value] if value else None
+    return list(value) if isinstance(value, (list, tuple)) and value else None
+
+
+# Invocation-param keys of sampling parameters -> (RequestParams field, conversion), in order of
+# precedence: the first key present with a usable value sets its field.
+_PARAMS: tuple[tuple[str, str, Any], ...] = (
+    ("temperature", "temperature", _number),
+    ("max_tokens", "max_tokens", _int),
+    ("max_completion_tokens", "max_tokens", _int),
+    ("max_output_tokens", "max_tokens", _int),
+    ("max_tokens_to_sample", "max_tokens", _int),
+    ("top_p", "top_p", _number),
+    ("top_k", "top_k", _int),
+    ("stop", "stop_sequences", _stop),
+    ("stop_sequences", "stop_sequences", _stop),
+    ("frequency_penalty", "frequency_penalty", _number),
+    ("presence_penalty", "presence_penalty", _number),
+    ("seed", "seed", _int),
+    ("n", "choice_count", _int),
 )
-_METADATA_PARAM_KEYS = frozenset({"ls_temperature", "ls_max_tokens", "ls_stop"})
+_PARAM_KEYS = frozenset(key for key, _, _ in _PARAMS)
+# LangSmith's metadata copies, used when the invocation params lack the value.
+_METADATA_PARAMS: tuple[tuple[str, str, Any], ...] = (
+    ("ls_temperature", "temperature", _number),
+    ("ls_max_tokens", "max_tokens", _int),
+    ("ls_stop", "stop_sequences", _stop),
+)
+_METADATA_PARAM_KEYS = frozenset(key for key, _, _ in _METADATA_PARAMS)
 
 
 def request_params(
     invocation_params: Mapping[str, Any], metadata: Mapping[str, Any] | None
 ) -> RequestParams | None:
-    inv = invocation_params
-    md = metadata or {}
-    if inv.keys().isdisjoint(_PARAM_KEYS) and md.keys().isdisjoint(_METADATA_PARAM_KEYS):
-        return None
-    temperature = _number(inv.get("temperature"))
-    if temperature is None:
-        temperature = _number(md.get("ls_temperature"))
-    max_tokens = (
-        _int(inv.get("max_tokens"))
-        or _int(inv.get("max_completion_tokens"))
-        or _int(inv.get("max_output_tokens"))
-        or _int(inv.get("max_tokens_to_sample"))
-        or _int(md.get("ls_max_tokens"))
-    )
-    stop = inv.get("stop") or inv.get("stop_sequences") or md.get("ls_stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    elif not isinstance(stop, (list, tuple)):
-        stop = None
-    top_p = _number(inv.get("top_p"))
-    top_k = _int(inv.get("top_k"))
-    frequency_penalty = _number(inv.get("frequency_penalty"))
-    presence_penalty = _number(inv.get("presence_penalty"))
-    seed = _int(inv.get("seed"))
-    choice_count = _int(inv.get("n"))
-    if (
-        max_tokens is None
-        and temperature is None
-        and top_p is None
-        and top_k is None
-        and not stop
-        and frequency_penalty is None
-        and presence_penalty is None
-        and seed is None
-        and choice_count is None
-    ):
-        return None
-    return RequestParams(
-        max_tokens=max_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        stop_sequences=stop,
-        frequency_penalty=frequency_penalty,
-        presence_penalty=presence_penalty,
-        seed=seed,
-        choice_count=choice_count,
-    )
+    found: dict[str, Any] = {}
+    present = invocation_params.keys() & _PARAM_KEYS  # usually a few keys, often none
+    if present:
+        for key, name, convert in _PARAMS:
+            if key in present and name not in found:
+                value = convert(invocation_params[key])
+                if value is not None:
+                    found[name] = value
+    if metadata:
+        present = metadata.keys() & _METADATA_PARAM_KEYS
+        if present:
+            for key, name, convert in _METADATA_PARAMS:
+                if key in present and name not in found:
+                    value = convert(metadata[key])
+                    if value is not None:
+                        found[name] = value
+    return RequestParams(**found) if found else None
 
 
 def usage_from_metadata(usage: Mapping[str, Any]) -> Usage:
