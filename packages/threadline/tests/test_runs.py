@@ -197,6 +197,15 @@ def test_streaming_chunks_record_time_to_first_chunk(telemetry: Telemetry) -> No
     assert run.chunks == 5
 
 
+def test_long_stream_records_every_chunk_gap_across_batches(telemetry: Telemetry) -> None:
+    run = threadline.inference("gpt-4o", provider="openai", stream=True)
+    assert run.chunk() is True
+    assert not any(run.chunk() for _ in range(599))  # gaps flushed every 256 chunks
+    run.end()
+    [tpoc] = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
+    assert tpoc["count"] == 599
+
+
 def test_metrics_names_attributes_and_buckets(telemetry: Telemetry) -> None:
     agent_run()
     duration = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)

@@ -601,15 +601,12 @@ class InferenceRun(Run):
             seen = self._chunks
             self._chunks = seen + count
             if seen:
-                gaps = self._chunk_gaps
-                if gaps is None:
-                    gaps = self._chunk_gaps = []
-                gaps.append(
-                    (now - self._last_chunk) / count if count > 1 else now - self._last_chunk
-                )
-                self._last_chunk = now
-                if len(gaps) >= _CHUNK_BATCH:
-                    self._flush_chunk_gaps(resolved().recording_instruments())
+                gaps = self._chunk_gaps  # None: no meter records them, so none are kept
+                if gaps is not None:
+                    last, self._last_chunk = self._last_chunk, now
+                    gaps.append((now - last) / count if count > 1 else now - last)
+                    if len(gaps) >= _CHUNK_BATCH:
+                        self._flush_chunk_gaps(resolved().recording_instruments())
                 return False
             self._last_chunk = now
             first = now - self.start_monotonic
@@ -617,6 +614,7 @@ class InferenceRun(Run):
             instruments = resolved().recording_instruments()
             if instruments is not None:
                 instruments.time_to_first_chunk.record(first, self._metric_attributes)
+                self._chunk_gaps = []
             return True
         except Exception as error:  # noqa: BLE001 - fail-open
             report("InferenceRun.chunk", error)
@@ -629,12 +627,14 @@ class InferenceRun(Run):
             self._pending[key] = value
 
     def _flush_chunk_gaps(self, instruments: Instruments | None) -> None:
-        gaps, self._chunk_gaps = self._chunk_gaps, None
-        if gaps and instruments is not None:
-            histogram = instruments.time_per_output_chunk
-            attributes = self._metric_attributes
-            for gap in gaps:
-                histogram.record(gap, attributes)
+        gaps = self._chunk_gaps
+        if gaps:
+            if instruments is not None:
+                histogram = instruments.time_per_output_chunk
+                attributes = self._metric_attributes
+                for gap in gaps:
+                    histogram.record(gap, attributes)
+            gaps.clear()
 
     @property
     def chunks(self) -> int:
