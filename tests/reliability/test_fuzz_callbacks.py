@@ -71,6 +71,10 @@ def langchain_machine() -> type[RuleBasedStateMachine]:
             for key, run in list(entries.items()):
                 if run.ended:
                     entries.pop(key, None)
+            # Chain records an earlier example left (their ends never came) hold tokens of a
+            # context the teardown replaced; run ids repeat across examples, so they would
+            # tie this example to the previous ones.
+            handler_module._chains.clear()
 
         @rule(run_id=ids, parent=parents, name=chain_names, tag=tags,
               thread=st.sampled_from([None, "t1"]))  # fmt: skip

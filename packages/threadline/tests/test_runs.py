@@ -547,3 +547,49 @@ def test_ended_runs_are_freed_without_the_garbage_collector(telemetry: Telemetry
         gc.garbage.clear()
         gc.enable()
     assert cyclic == []
+
+
+def test_scopes_of_parallel_steps_in_tasks_each_leave_their_task_clean(
+    telemetry: Telemetry,
+) -> None:
+    graph = threadline.invoke_workflow("graph")
+
+    async def node(started: asyncio.Event, release: asyncio.Event) -> bool:
+        token = graph.attach_scope()
+        assert token is not None
+        started.set()
+        await release.wait()
+        graph.detach_scope(token)
+        return threadline.current_run() is None
+
+    async def main() -> list[bool]:
+        first_started, second_started = asyncio.Event(), asyncio.Event()
+        first_release, second_release = asyncio.Event(), asyncio.Event()
+        first = asyncio.create_task(node(first_started, first_release))
+        second = asyncio.create_task(node(second_started, second_release))
+        await first_started.wait()
+        await second_started.wait()
+        first_release.set()  # the step that started first ends first
+        clean_first = await first
+        second_release.set()
+        return [clean_first, await second]
+
+    assert asyncio.run(main()) == [True, True]
+    graph.end()
+    assert threadline.current_run() is None
+
+
+def test_scope_detached_while_covered_goes_when_the_cover_goes(telemetry: Telemetry) -> None:
+    before = otel_context.get_current()
+    graph = threadline.invoke_workflow("graph")
+    token = graph.attach_scope()
+    assert token is not None
+    chat = threadline.inference("m", provider="openai")
+    chat.attach()
+    graph.detach_scope(token)  # the step ends while the chat's attachment covers it
+    assert threadline.current_run() is chat
+    chat.detach()
+    assert otel_context.get_current() is before
+    chat.end()
+    graph.end()
+    assert otel_context.get_current() is before

@@ -46,6 +46,7 @@ def _inert(cls: type[_R], parent: Run | Context | None) -> _R:
     run._detach_pending = False
     run._token = None
     run._scopes = None
+    run._released_scopes = None
     run._ctx = parent.context if isinstance(parent, Run) else parent
     run._parent_ctx = run._ctx or Context()
     run._end_callbacks = None

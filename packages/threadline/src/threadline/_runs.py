@@ -182,11 +182,10 @@ def _unwind_pending_detaches() -> None:
                 return
             run._token = None
         else:
-            scopes = run._scopes
-            if not scopes:
-                run._detach_pending = False
+            if not run._undo_one_scope(all_open=run._ended):
+                if not run._scopes:
+                    run._detach_pending = False
                 return
-            _context.detach(scopes.pop())  # a token of another context detaches nothing
         if run._token is None and not run._scopes:
             run._detach_pending = False
             if run._ended:
@@ -212,6 +211,7 @@ class Run:
         "_end_callbacks",
         "_ended",
         "_parent_ctx",
+        "_released_scopes",
         "_scopes",
         "_token",
         "kind",
@@ -250,6 +250,7 @@ class Run:
         self._detach_pending = False
         self._token: Token[Context] | None = None
         self._scopes: list[Token[Context]] | None = None
+        self._released_scopes: list[Token[Context]] | None = None
         self._ctx: Context | None = None
         self._end_callbacks: list[tuple[RunRegistry[Any, Any], Any]] | None = None
         tracer = resolved().tracer
@@ -339,8 +340,19 @@ class Run:
         """Undo :meth:`attach_scope` (nothing happens from a foreign thread/task)."""
         try:
             scopes = self._scopes
-            if scopes is not None and token in scopes:
-                scopes.remove(token)
+            if not scopes or token not in scopes:
+                return  # closed already, when the run ended
+            if otel_context.get_current() is not self._ctx:
+                # Something attached above this scope is still current: resetting the token now
+                # would drop that too, and its own reset would bring this run back. The scope
+                # is undone when what covers it goes (see _unwind_pending_detaches).
+                if self._released_scopes is None:
+                    self._released_scopes = [token]  # tokens are unhashable: a list
+                else:
+                    self._released_scopes.append(token)
+                self._detach_pending = True
+                return
+            scopes.remove(token)
             if _context.detach(token):
                 _unwind_pending_detaches()
         except Exception as error:  # noqa: BLE001 - fail-open
@@ -348,13 +360,35 @@ class Run:
 
     def _close_scopes(self) -> None:
         """At the end: detach scopes whose steps never ended, when they are on top here."""
-        scopes = self._scopes
-        while scopes and self._token is None and otel_context.get_current() is self._ctx:
-            _context.detach(scopes.pop())  # a token of another context detaches nothing
-        if scopes:
-            self._detach_pending = True  # covered by another attachment: undone when it goes
+        while (
+            self._scopes
+            and self._token is None
+            and otel_context.get_current() is self._ctx
+            and self._undo_one_scope(all_open=True)
+        ):
+            pass
+        if self._scopes:
+            self._detach_pending = True  # covered here, or open in another context
         else:
             _unwind_pending_detaches()
+
+    def _undo_one_scope(self, *, all_open: bool) -> bool:
+        """Reset the most recent scope token of the current context (released ones only,
+        unless ``all_open``); False when there is none. Tokens of other contexts (parallel
+        steps in other tasks) cannot be reset here and stay for their own context."""
+        scopes = self._scopes
+        if not scopes:
+            return False
+        released = self._released_scopes
+        for token in reversed(scopes):
+            if not all_open and (released is None or token not in released):
+                continue
+            if _context.detach(token):
+                scopes.remove(token)
+                if released is not None and token in released:
+                    released.remove(token)
+                return True
+        return False
 
     def __enter__(self: _RunT) -> _RunT:
         self.attach()
