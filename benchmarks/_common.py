@@ -5,6 +5,7 @@ made with the raw OpenTelemetry SDK.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,15 @@ CONFIG_LABELS = {
     "openllmetry": "OpenLLMetry (traceloop)",
     "native": "native instrumentation",
 }
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (a configuration exists only where its
+    instrumentation is installed)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 class NoopExporter(SpanExporter):

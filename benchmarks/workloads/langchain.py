@@ -4,7 +4,6 @@ the tool runs)."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +14,8 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
+
+from benchmarks._common import installed
 
 ANSWER = "It is sunny in Paris, 21 degrees."
 USAGE = {"input_tokens": 12, "output_tokens": 9, "total_tokens": 21}
@@ -86,20 +87,13 @@ def get_weather(city: str) -> str:
 
 def configs() -> list[str]:
     out = ["baseline", "floor"]
-    if _has("threadline.langchain"):
+    if installed("threadline.langchain"):
         out += ["threadline", "threadline_content"]
-    if _has("openinference.instrumentation.langchain"):
+    if installed("openinference.instrumentation.langchain"):
         out.append("openinference")
-    if _has("opentelemetry.instrumentation.langchain"):
+    if installed("opentelemetry.instrumentation.langchain"):
         out.append("openllmetry")
     return out
-
-
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def instrument(config: str) -> None:

@@ -3,7 +3,6 @@ RAG query over a small in-memory vector index."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +11,8 @@ from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.llms import ChatMessage, MockLLM
+
+from benchmarks._common import installed
 
 Settings.llm = MockLLM(max_tokens=16)
 Settings.embed_model = MockEmbedding(embed_dim=16)
@@ -24,20 +25,13 @@ DOCS = [
 ]
 
 
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def configs() -> list[str]:
     out = ["baseline", "floor"]
-    if _has("threadline.llamaindex"):
+    if installed("threadline.llamaindex"):
         out += ["threadline", "threadline_content"]
-    if _has("openinference.instrumentation.llama_index"):
+    if installed("openinference.instrumentation.llama_index"):
         out.append("openinference")
-    if _has("opentelemetry.instrumentation.llamaindex"):
+    if installed("opentelemetry.instrumentation.llamaindex"):
         out.append("openllmetry")
     return out
 

@@ -5,7 +5,6 @@ trips; CPU time adds the server's."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -15,6 +14,8 @@ from typing import Any
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from benchmarks._common import installed
+
 SERVER = Path(__file__).resolve().parents[1] / "mcp_server.py"
 _loop = asyncio.new_event_loop()
 _session: Any = None
@@ -22,16 +23,9 @@ _stop: asyncio.Event | None = None
 _holder: asyncio.Task[None] | None = None
 
 
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def configs() -> list[str]:
     out = ["baseline", "floor"]
-    if _has("threadline.mcp"):
+    if installed("threadline.mcp"):
         out += ["threadline", "threadline_content"]
     out.append("native")
     return out

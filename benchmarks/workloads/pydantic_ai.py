@@ -4,7 +4,6 @@ tool once and then answers."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -12,22 +11,17 @@ from pydantic_ai import Agent
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.models.test import TestModel
 
+from benchmarks._common import installed
+
 _loop = asyncio.new_event_loop()
-
-
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def configs() -> list[str]:
     out = ["baseline", "floor"]
-    if _has("threadline.pydantic_ai"):
+    if installed("threadline.pydantic_ai"):
         out += ["threadline", "threadline_content"]
     out.append("native")
-    if _has("openinference.instrumentation.pydantic_ai"):
+    if installed("openinference.instrumentation.pydantic_ai"):
         out.append("openinference")
     return out
 

@@ -92,3 +92,14 @@ def test_server_address(url: str | None, expected: tuple[str | None, int | None]
 )
 def test_usage_shapes(usage: Any, expected: Usage | None) -> None:
     assert usage_from_provider(usage) == expected
+
+
+def test_payload_value_helpers_reject_bools_and_other_types() -> None:
+    from threadline.providers import field_value, int_value, number_value
+
+    assert [int_value(v) for v in (3, True, 3.0, "3", None)] == [3, None, None, None, None]
+    assert [number_value(v) for v in (3, 0.5, False, "1")] == [3, 0.5, None, None]
+    assert field_value({"a": 1}, "a") == 1
+    assert field_value(SimpleNamespace(a=2), "a") == 2
+    assert field_value(None, "a") is None
+    assert field_value(SimpleNamespace(), "a") is None

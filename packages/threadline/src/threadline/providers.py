@@ -87,7 +87,9 @@ def server_address(url: str | None) -> tuple[str | None, int | None]:
     return found
 
 
-def _get(obj: Any, key: str) -> Any:
+def field_value(obj: Any, key: str) -> Any:
+    """``obj[key]`` of a mapping, else attribute ``key`` of an object; None when absent.
+    Provider payloads reach integrations as dicts or as SDK objects."""
     if obj is None:
         return None
     if isinstance(obj, Mapping):
@@ -95,8 +97,14 @@ def _get(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def int_value(value: Any) -> int | None:
+    """``value`` if it is an int (a bool is not), else None."""
+    return value if type(value) is int else None
+
+
+def number_value(value: Any) -> float | None:
+    """``value`` if it is an int or a float (a bool is neither), else None."""
+    return value if type(value) is float or type(value) is int else None
 
 
 def usage_from_provider(usage: Any) -> Usage | None:
@@ -105,53 +113,63 @@ def usage_from_provider(usage: Any) -> Usage | None:
     shapes; ``None`` when it reports no tokens. Input tokens always include cached ones."""
     if usage is None:
         return None
-    prompt = _int(_get(usage, "prompt_tokens"))
+    prompt = int_value(field_value(usage, "prompt_tokens"))
     if prompt is not None:  # OpenAI chat completions and compatible APIs
         return Usage(
             input_tokens=prompt,
-            output_tokens=_int(_get(usage, "completion_tokens")),
-            cache_read_input_tokens=_int(
-                _get(_get(usage, "prompt_tokens_details"), "cached_tokens")
+            output_tokens=int_value(field_value(usage, "completion_tokens")),
+            cache_read_input_tokens=int_value(
+                field_value(field_value(usage, "prompt_tokens_details"), "cached_tokens")
             ),
-            reasoning_output_tokens=_int(
-                _get(_get(usage, "completion_tokens_details"), "reasoning_tokens")
+            reasoning_output_tokens=int_value(
+                field_value(field_value(usage, "completion_tokens_details"), "reasoning_tokens")
             ),
         )
-    gemini = _int(_get(usage, "prompt_token_count"))
+    gemini = int_value(field_value(usage, "prompt_token_count"))
     if gemini is not None:
         return Usage(
             input_tokens=gemini,
-            output_tokens=_int(_get(usage, "candidates_token_count")),
-            cache_read_input_tokens=_int(_get(usage, "cached_content_token_count")),
-            reasoning_output_tokens=_int(_get(usage, "thoughts_token_count")),
+            output_tokens=int_value(field_value(usage, "candidates_token_count")),
+            cache_read_input_tokens=int_value(field_value(usage, "cached_content_token_count")),
+            reasoning_output_tokens=int_value(field_value(usage, "thoughts_token_count")),
         )
-    input_tokens = _int(_get(usage, "input_tokens"))
+    input_tokens = int_value(field_value(usage, "input_tokens"))
     if input_tokens is None:
-        bedrock = _int(_get(usage, "inputTokens"))
+        bedrock = int_value(field_value(usage, "inputTokens"))
         if bedrock is None:
             return None
         return Usage(
             input_tokens=bedrock,
-            output_tokens=_int(_get(usage, "outputTokens")),
-            cache_read_input_tokens=_int(_get(usage, "cacheReadInputTokens")),
-            cache_write_input_tokens=_int(_get(usage, "cacheWriteInputTokens")),
+            output_tokens=int_value(field_value(usage, "outputTokens")),
+            cache_read_input_tokens=int_value(field_value(usage, "cacheReadInputTokens")),
+            cache_write_input_tokens=int_value(field_value(usage, "cacheWriteInputTokens")),
         )
-    cache_read = _int(_get(usage, "cache_read_input_tokens"))
-    cache_write = _int(_get(usage, "cache_creation_input_tokens"))
+    cache_read = int_value(field_value(usage, "cache_read_input_tokens"))
+    cache_write = int_value(field_value(usage, "cache_creation_input_tokens"))
     if cache_read is not None or cache_write is not None:
         # Anthropic counts cached input apart from input_tokens; the conventions include it.
         input_tokens += (cache_read or 0) + (cache_write or 0)
     else:  # OpenAI Responses API
-        cache_read = _int(_get(_get(usage, "input_tokens_details"), "cached_tokens"))
+        cache_read = int_value(
+            field_value(field_value(usage, "input_tokens_details"), "cached_tokens")
+        )
     return Usage(
         input_tokens=input_tokens,
-        output_tokens=_int(_get(usage, "output_tokens")),
+        output_tokens=int_value(field_value(usage, "output_tokens")),
         cache_read_input_tokens=cache_read,
         cache_write_input_tokens=cache_write,
-        reasoning_output_tokens=_int(
-            _get(_get(usage, "output_tokens_details"), "reasoning_tokens")
+        reasoning_output_tokens=int_value(
+            field_value(field_value(usage, "output_tokens_details"), "reasoning_tokens")
         ),
     )
 
 
-__all__ = ["PROVIDER_ALIASES", "provider_name", "server_address", "usage_from_provider"]
+__all__ = [
+    "PROVIDER_ALIASES",
+    "field_value",
+    "int_value",
+    "number_value",
+    "provider_name",
+    "server_address",
+    "usage_from_provider",
+]

@@ -23,6 +23,8 @@ from threadline.content import (
     ToolCallResponsePart,
     UriPart,
 )
+from threadline.providers import int_value as _int
+from threadline.providers import number_value as _number
 from threadline.providers import provider_name as _normalize_provider
 from threadline.providers import server_address, usage_from_provider
 
@@ -102,15 +104,6 @@ def _class_name(serialized: Mapping[str, Any] | None) -> str | None:
         return ident[-1]
     name = serialized.get("name")
     return name if isinstance(name, str) else None
-
-
-def _number(value: Any) -> float | None:
-    # exact types: a bool is an int subclass but no sampling parameter
-    return value if type(value) is float or type(value) is int else None
-
-
-def _int(value: Any) -> int | None:
-    return value if type(value) is int else None
 
 
 def _stop(value: Any) -> list[str] | None:

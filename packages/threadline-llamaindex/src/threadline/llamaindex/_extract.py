@@ -24,6 +24,9 @@ from threadline.content import (
     ToolCallRequestPart,
     ToolCallResponsePart,
 )
+from threadline.providers import field_value as _get
+from threadline.providers import int_value as _int
+from threadline.providers import number_value as _number
 from threadline.providers import provider_name, server_address, usage_from_provider
 
 # LlamaIndex package names whose provider differs from core's common aliases: the
@@ -105,15 +108,6 @@ def metadata(llm: Any) -> Any:
         return None
 
 
-def _number(value: Any) -> float | None:
-    # exact types: a bool is an int subclass but no sampling parameter
-    return value if type(value) is float or type(value) is int else None
-
-
-def _int(value: Any) -> int | None:
-    return value if type(value) is int else None
-
-
 _PARAM_ATTRIBUTES = ("additional_kwargs", "max_tokens", "temperature")
 
 
@@ -158,14 +152,6 @@ def request_params(
         seed=_int(merged.get("seed")),
         choice_count=_int(merged.get("n")),
     )
-
-
-def _get(obj: Any, key: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    return getattr(obj, key, None)
 
 
 def usage_of(raw: Any) -> threadline.Usage | None:
