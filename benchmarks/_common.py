@@ -52,6 +52,27 @@ def installed(module: str) -> bool:
         return False
 
 
+THREADLINE_CONFIGS = ("threadline", "threadline_content")
+
+
+def configure_threadline(config: str) -> None:
+    """Content capture as the configuration asks: on the span for ``threadline_content``, off
+    (threadline's default) for ``threadline``."""
+    import threadline
+
+    threadline.configure(capture_content="SPAN_ONLY" if config == "threadline_content" else False)
+
+
+def instrument_threadline(config: str, integration: str) -> bool:
+    """For a threadline configuration, set its content capture and call
+    ``threadline.<integration>.instrument()``; False (nothing done) for any other."""
+    if config not in THREADLINE_CONFIGS:
+        return False
+    configure_threadline(config)
+    importlib.import_module(f"threadline.{integration}").instrument()
+    return True
+
+
 class NoopExporter(SpanExporter):
     """Drops spans; counts them so a run can report how many spans each call produced."""
 

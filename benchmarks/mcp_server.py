@@ -18,7 +18,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 
-from benchmarks._common import Replay, Telemetry, span_template
+from benchmarks._common import (
+    THREADLINE_CONFIGS,
+    Replay,
+    Telemetry,
+    configure_threadline,
+    span_template,
+)
 from benchmarks.workloads.mcp_common import drop_native_server
 
 CONFIG = os.environ.get("BENCH_CONFIG", "baseline")
@@ -39,13 +45,10 @@ def main() -> None:
     from mcp.server.mcpserver import MCPServer
 
     middleware: list[Any] = []
-    if CONFIG in ("threadline", "threadline_content"):
-        import threadline
+    if CONFIG in THREADLINE_CONFIGS:
         import threadline.mcp
 
-        threadline.configure(
-            capture_content="SPAN_ONLY" if CONFIG == "threadline_content" else False
-        )
+        configure_threadline(CONFIG)
         middleware.append(threadline.mcp.TracingMiddleware())
     elif CONFIG == "floor":
         template = Path(os.environ["BENCH_TEMPLATE"] + ".server.json")

@@ -39,7 +39,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks._common import CONFIG_LABELS, CONFIG_ORDER  # noqa: E402
+from benchmarks._common import CONFIG_LABELS, CONFIG_ORDER, THREADLINE_CONFIGS  # noqa: E402
 
 WORKER = HERE / "worker.py"
 PEERS = ("openinference", "openllmetry", "native")
@@ -135,7 +135,7 @@ def ratios(summary: dict[str, Any], group: str) -> dict[str, Any]:
         return None if row is None else row.get("added_median")
 
     out: dict[str, Any] = {}
-    for ours in ("threadline", "threadline_content"):
+    for ours in THREADLINE_CONFIGS:
         mine = added(ours)
         if mine is None:
             continue

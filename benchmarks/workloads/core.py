@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import threadline
+from benchmarks._common import THREADLINE_CONFIGS, configure_threadline
 from threadline.content import (
     OutputMessage,
     TextPart,
@@ -18,13 +19,13 @@ ANSWER = "It is sunny in Paris, 21 degrees."
 
 
 def configs() -> list[str]:
-    return ["baseline", "floor", "threadline", "threadline_content"]
+    return ["baseline", "floor", *THREADLINE_CONFIGS]
 
 
 def instrument(config: str) -> None:
-    if config == "threadline_content":
-        threadline.configure(capture_content="SPAN_ONLY")
-    elif config not in ("baseline", "threadline"):
+    if config in THREADLINE_CONFIGS:
+        configure_threadline(config)
+    elif config != "baseline":
         raise SystemExit(f"core has no configuration {config!r}")
     global _INSTRUMENTED
     _INSTRUMENTED = config != "baseline"

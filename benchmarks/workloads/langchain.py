@@ -15,7 +15,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 
-from benchmarks._common import installed
+from benchmarks._common import THREADLINE_CONFIGS, installed, instrument_threadline
 
 ANSWER = "It is sunny in Paris, 21 degrees."
 USAGE = {"input_tokens": 12, "output_tokens": 9, "total_tokens": 21}
@@ -88,7 +88,7 @@ def get_weather(city: str) -> str:
 def configs() -> list[str]:
     out = ["baseline", "floor"]
     if installed("threadline.langchain"):
-        out += ["threadline", "threadline_content"]
+        out += THREADLINE_CONFIGS
     if installed("openinference.instrumentation.langchain"):
         out.append("openinference")
     if installed("opentelemetry.instrumentation.langchain"):
@@ -99,15 +99,9 @@ def configs() -> list[str]:
 def instrument(config: str) -> None:
     if config == "baseline":
         return
-    if config in ("threadline", "threadline_content"):
-        import threadline
-        import threadline.langchain
-
-        threadline.configure(
-            capture_content="SPAN_ONLY" if config == "threadline_content" else False
-        )
-        threadline.langchain.instrument()
-    elif config == "openinference":
+    if instrument_threadline(config, "langchain"):
+        return
+    if config == "openinference":
         from openinference.instrumentation.langchain import LangChainInstrumentor
 
         LangChainInstrumentor().instrument()

@@ -12,7 +12,7 @@ from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.llms import ChatMessage, MockLLM
 
-from benchmarks._common import installed
+from benchmarks._common import THREADLINE_CONFIGS, installed, instrument_threadline
 
 Settings.llm = MockLLM(max_tokens=16)
 Settings.embed_model = MockEmbedding(embed_dim=16)
@@ -28,7 +28,7 @@ DOCS = [
 def configs() -> list[str]:
     out = ["baseline", "floor"]
     if installed("threadline.llamaindex"):
-        out += ["threadline", "threadline_content"]
+        out += THREADLINE_CONFIGS
     if installed("openinference.instrumentation.llama_index"):
         out.append("openinference")
     if installed("opentelemetry.instrumentation.llamaindex"):
@@ -39,15 +39,9 @@ def configs() -> list[str]:
 def instrument(config: str) -> None:
     if config == "baseline":
         return
-    if config in ("threadline", "threadline_content"):
-        import threadline
-        import threadline.llamaindex
-
-        threadline.configure(
-            capture_content="SPAN_ONLY" if config == "threadline_content" else False
-        )
-        threadline.llamaindex.instrument()
-    elif config == "openinference":
+    if instrument_threadline(config, "llamaindex"):
+        return
+    if config == "openinference":
         from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
 
         LlamaIndexInstrumentor().instrument()

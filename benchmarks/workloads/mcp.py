@@ -14,7 +14,7 @@ from typing import Any
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from benchmarks._common import installed
+from benchmarks._common import THREADLINE_CONFIGS, installed, instrument_threadline
 
 SERVER = Path(__file__).resolve().parents[1] / "mcp_server.py"
 _loop = asyncio.new_event_loop()
@@ -26,7 +26,7 @@ _holder: asyncio.Task[None] | None = None
 def configs() -> list[str]:
     out = ["baseline", "floor"]
     if installed("threadline.mcp"):
-        out += ["threadline", "threadline_content"]
+        out += THREADLINE_CONFIGS
     out.append("native")
     return out
 
@@ -34,15 +34,9 @@ def configs() -> list[str]:
 def instrument(config: str) -> None:
     from benchmarks.workloads import mcp_common
 
-    if config in ("threadline", "threadline_content"):
-        import threadline
-        import threadline.mcp
-
-        threadline.configure(
-            capture_content="SPAN_ONLY" if config == "threadline_content" else False
-        )
-        threadline.mcp.instrument()
-    elif config == "baseline":
+    if instrument_threadline(config, "mcp"):
+        return
+    if config == "baseline":
         mcp_common.disable_native_client()
     elif config != "native":
         raise SystemExit(f"mcp has no configuration {config!r}")

@@ -11,7 +11,7 @@ from pydantic_ai import Agent
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.models.test import TestModel
 
-from benchmarks._common import installed
+from benchmarks._common import THREADLINE_CONFIGS, installed, instrument_threadline
 
 _loop = asyncio.new_event_loop()
 
@@ -19,7 +19,7 @@ _loop = asyncio.new_event_loop()
 def configs() -> list[str]:
     out = ["baseline", "floor"]
     if installed("threadline.pydantic_ai"):
-        out += ["threadline", "threadline_content"]
+        out += THREADLINE_CONFIGS
     out.append("native")
     if installed("openinference.instrumentation.pydantic_ai"):
         out.append("openinference")
@@ -29,15 +29,9 @@ def configs() -> list[str]:
 def instrument(config: str) -> None:
     if config == "baseline":
         return
-    if config in ("threadline", "threadline_content"):
-        import threadline
-        import threadline.pydantic_ai
-
-        threadline.configure(
-            capture_content="SPAN_ONLY" if config == "threadline_content" else False
-        )
-        threadline.pydantic_ai.instrument()
-    elif config in ("native", "openinference"):
+    if instrument_threadline(config, "pydantic_ai"):
+        return
+    if config in ("native", "openinference"):
         # Pydantic AI's own OpenTelemetry instrumentation (global tracer provider; content on,
         # its default). OpenInference for Pydantic AI is a span processor that rewrites those
         # spans into its own schema; it must run before the exporter's processor.
