@@ -14,6 +14,17 @@ from typing import Any
 
 import pytest
 
+# _meta a hostile MCP client may send: malformed, oversized or wrongly typed trace context.
+HOSTILE_META: list[Any] = [
+    {"traceparent": "00-zzzz-yyyy-01"},
+    {"traceparent": "00-" + "0" * 32 + "-" + "0" * 16 + "-01"},
+    {"baggage": "session.id=" + "x" * 100_000},
+    {"baggage": ",".join(f"k{i}=v" for i in range(5000))},
+    {"traceparent": ["not", "a", "string"], "baggage": {"nested": True}},
+    {"tracestate": "a=" + "b" * 10_000, "traceparent": 42},
+    {"baggage": "session.id=%E0%A4%A, user.id=\x00\x01"},
+]
+
 PROMPT = "What is the weather in Paris?"
 ANSWER = "It is sunny in Paris."
 

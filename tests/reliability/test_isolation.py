@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from apps import ANSWER, PROMPT, langchain_app, mcp_app
+from apps import ANSWER, HOSTILE_META, PROMPT, langchain_app, mcp_app
 from conftest import assert_clean_context
 
 import threadline
@@ -51,17 +51,6 @@ def test_langchain_1000_concurrent_sessions(span_exporter: Any) -> None:
     assert len({s.context.trace_id for s in spans}) == SESSIONS
     assert len(threadline.open_runs) == 0
     assert_clean_context()
-
-
-HOSTILE_META: list[Any] = [
-    {"traceparent": "00-zzzz-yyyy-01"},
-    {"traceparent": "00-" + "0" * 32 + "-" + "0" * 16 + "-01"},
-    {"baggage": "session.id=" + "x" * 100_000},
-    {"baggage": ",".join(f"k{i}=v" for i in range(5000))},
-    {"traceparent": ["not", "a", "string"], "baggage": {"nested": True}},
-    {"tracestate": "a=" + "b" * 10_000, "traceparent": 42},
-    {"baggage": "session.id=%E0%A4%A, user.id=\x00\x01"},
-]
 
 
 def test_mcp_server_200_concurrent_calls_with_hostile_meta(span_exporter: Any) -> None:

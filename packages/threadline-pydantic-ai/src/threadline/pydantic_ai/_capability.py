@@ -326,7 +326,6 @@ class Tracing(AbstractCapability[Any]):
             return stream
         return _count_chunks(state, stream)
 
-    # --- tools ---
     # --- tools -----------------------------------------------------------------------------
     def _start_tool(self, call: Any, tool_def: Any, args: Any, parent: AgentRun) -> ToolRun | None:
         try:
