@@ -649,17 +649,18 @@ class InferenceRun(Run):
         try:
             if self._ended:
                 return False
-            now = time.monotonic()
             seen = self._chunks
             self._chunks = seen + count
             if seen:
                 gaps = self._chunk_gaps  # None: no meter records them, so none are kept
                 if gaps is not None:
+                    now = time.monotonic()
                     last, self._last_chunk = self._last_chunk, now
                     gaps.append((now - last) / count if count > 1 else now - last)
                     if len(gaps) >= _CHUNK_BATCH:
                         self._flush_chunk_gaps(resolved().recording_instruments())
                 return False
+            now = time.monotonic()
             self._last_chunk = now
             first = now - self.start_monotonic
             self._pending_attribute(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, first)
