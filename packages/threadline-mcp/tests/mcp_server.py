@@ -5,7 +5,8 @@
 
 Spans go to SPANS_FILE as JSON lines. mcp 2.x servers use ``TracingMiddleware``; mcp 1.x servers
 are traced by ``threadline.mcp.instrument()``. Set ``SERVER_LOWLEVEL=1`` (mcp 2.x) for a low-level
-``Server`` instead of ``MCPServer``.
+``Server`` instead of ``MCPServer``, ``SERVER_INSTRUMENT_ONLY=1`` (mcp 2.x) for an ``MCPServer``
+traced by ``instrument()`` alone.
 """
 
 from __future__ import annotations
@@ -94,7 +95,12 @@ def build() -> Any:
     if MAJOR >= 2:
         from mcp.server.mcpserver import MCPServer
 
-        server: Any = MCPServer("weather", middleware=[threadline.mcp.TracingMiddleware()])
+        # SERVER_INSTRUMENT_ONLY: no middleware of its own; instrument() (as zero-code
+        # instrumentation would) puts ours in place of the SDK's.
+        middleware = (
+            [] if os.environ.get("SERVER_INSTRUMENT_ONLY") else [threadline.mcp.TracingMiddleware()]
+        )
+        server: Any = MCPServer("weather", middleware=middleware)
     else:
         from mcp.server.fastmcp import FastMCP
 

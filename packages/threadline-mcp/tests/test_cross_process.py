@@ -34,10 +34,17 @@ if MAJOR >= 2:
         ("http", "auto", "mcpserver"),
         ("stdio", "legacy", "lowlevel"),
         ("http", "auto", "lowlevel"),
+        ("stdio", "legacy", "instrumented"),
+        ("http", "legacy", "instrumented"),
     ]
 else:
     CASES = [("stdio", "legacy", "fastmcp"), ("http", "legacy", "fastmcp")]
 
+# How mcp_server.py builds each server flavour ("instrumented": instrument() alone, no middleware).
+FLAVOUR_ENV = {
+    "lowlevel": {"SERVER_LOWLEVEL": "1"},
+    "instrumented": {"SERVER_INSTRUMENT_ONLY": "1"},
+}
 SESSION = {"session.id": "sess-42", "user.id": "u-1", "gen_ai.conversation.id": "conv-7"}
 
 
@@ -61,7 +68,7 @@ def _run(
     tmp_path: Path, transport: str, mode: str, flavour: str, calls: list[tuple[str, dict[str, Any]]]
 ) -> tuple[list[Any], list[SpanRecord]]:
     spans_file = tmp_path / "server-spans.jsonl"
-    env = {"SERVER_LOWLEVEL": "1"} if flavour == "lowlevel" else {}
+    env = FLAVOUR_ENV.get(flavour, {})
     if transport == "stdio":
         results = anyio.run(_agent_turn, stdio_params(spans_file, **env), mode, calls)
     else:

@@ -201,6 +201,34 @@ def test_replaces_the_sdk_middleware_in_place() -> None:
     assert [type(m) for m in untouched.middleware] == [OpenTelemetryMiddleware]
 
 
+def test_instrument_traces_servers_without_middleware_of_their_own() -> None:
+    """Zero-code: with instrument(), a server that has only the SDK's middleware is composed
+    with ours in its place; its own list is left as it was, and uninstrument() brings the SDK's
+    back."""
+    from mcp.server._otel import OpenTelemetryMiddleware
+    from mcp.server.lowlevel import Server
+    from mcp.server.runner import ServerRunner
+
+    def outermost(server: Any) -> Any:
+        call = ServerRunner._compose_server_middleware(types.SimpleNamespace(server=server), None)  # type: ignore[arg-type]
+        return call.args[0]  # partial(_apply_middleware, middleware, inner)
+
+    plain = Server("plain")
+    threadline.mcp.instrument()
+    try:
+        assert isinstance(outermost(plain), TracingMiddleware)
+        assert [type(m) for m in plain.middleware] == [OpenTelemetryMiddleware]
+        removed = Server("no-otel")
+        removed.middleware.clear()  # the server opted out of tracing: it stays out
+        assert (
+            ServerRunner._compose_server_middleware(types.SimpleNamespace(server=removed), "inner")
+            == "inner"
+        )  # type: ignore[arg-type]
+    finally:
+        threadline.mcp.uninstrument()
+    assert isinstance(outermost(plain), OpenTelemetryMiddleware)
+
+
 def test_content_only_when_capture_is_on(telemetry: Any, capture_content: Any) -> None:
     async def handler(ctx: Any) -> Any:
         return {"content": [{"type": "text", "text": "sunny"}], "isError": False}

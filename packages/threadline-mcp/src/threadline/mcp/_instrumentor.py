@@ -44,8 +44,9 @@ class _Patches:
 
 
 class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Traces MCP clients (mcp 2.x and 1.x) and servers (mcp 1.x; for 2.x servers add
-    :class:`threadline.mcp.TracingMiddleware` to the server's middleware)."""
+    """Traces MCP clients and servers in this process (mcp 2.x and 1.x). A 2.x server gets a
+    :class:`threadline.mcp.TracingMiddleware` in place of the SDK's built-in OpenTelemetry
+    middleware unless it has one of its own."""
 
     # BaseInstrumentor is a singleton whose __init__ runs on every MCPInstrumentor() call, so
     # the undo list lives on the class, not in __init__.
@@ -82,6 +83,7 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 )
                 patches.replace(session, "ClientSession", "__aenter__", _client.wrap_session_enter)
                 patches.replace(session, "ClientSession", "__aexit__", _client.wrap_session_exit)
+                _server.trace_every_server(True)
             else:
                 patches.replace(
                     "mcp.shared.session", "BaseSession", "send_request", _client.wrap_send_request
@@ -113,11 +115,14 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             report("threadline.mcp.instrument", error)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        from threadline.mcp import _server
+
         self._patches.undo()
+        _server.trace_every_server(False)
 
 
 def instrument(*, merge_tool_spans: bool = False, **kwargs: Any) -> None:
-    """Trace MCP clients (and mcp 1.x servers) in this process. Idempotent.
+    """Trace MCP clients and servers in this process. Idempotent.
 
     ``merge_tool_spans``: record a ``tools/call`` on the enclosing threadline ``execute_tool``
     span of the same tool instead of a CLIENT span beneath it (off by default)."""

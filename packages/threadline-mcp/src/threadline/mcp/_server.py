@@ -327,11 +327,44 @@ class TracingMiddleware:
 _REPLACING = "_threadline_replaces_builtin"
 
 
+class _Auto:
+    """Set by ``instrument()``: servers with no :class:`TracingMiddleware` of their own get
+    this one in place of the SDK's ``OpenTelemetryMiddleware`` (zero-code server tracing)."""
+
+    middleware: TracingMiddleware | None = None
+
+
+def trace_every_server(enabled: bool) -> None:
+    """``instrument()``/``uninstrument()`` for mcp 2.x servers."""
+    if enabled:
+        _replace_builtin_middleware()
+        if _Auto.middleware is None:
+            _Auto.middleware = TracingMiddleware()
+    else:
+        _Auto.middleware = None
+
+
+def _chain_with_ours(chain: list[Any], builtin: type) -> list[Any] | None:
+    """``chain`` with one TracingMiddleware where the SDK's sits and no SDK one left, or None
+    when it needs no change (no SDK middleware, or nothing of ours to put there)."""
+    if not any(isinstance(m, builtin) for m in chain):
+        return None
+    ours = next((m for m in chain if isinstance(m, TracingMiddleware)), None) or _Auto.middleware
+    if ours is None:
+        return None
+    rest = [m for m in chain if m is not ours]
+    at = next(i for i, m in enumerate(rest) if isinstance(m, builtin))
+    rest[at] = ours
+    return [m for m in rest if not isinstance(m, builtin)]
+
+
 def _replace_builtin_middleware() -> None:
     """Make every ``ServerRunner`` put a ``TracingMiddleware`` where the SDK's
-    ``OpenTelemetryMiddleware`` sits in its server's chain, dropping the SDK's, when both are
-    present. Done when the chain is composed, which happens per message, so middleware added
-    after the server was built is covered too."""
+    ``OpenTelemetryMiddleware`` sits in its server's chain, dropping the SDK's: the server's own
+    one when it has one (kept in its list), else the one ``instrument()`` installed (used for
+    that composition only, so ``uninstrument()`` gives the SDK's back). Done when the chain is
+    composed, which happens per message, so middleware added after the server was built is
+    covered too."""
     try:
         from mcp.server import runner
         from mcp.server._otel import OpenTelemetryMiddleware
@@ -342,20 +375,25 @@ def _replace_builtin_middleware() -> None:
         return
 
     def compose(self: Any, inner: Any) -> Any:
+        chain = replaced = None
         try:
             chain = self.server.middleware
-            if any(isinstance(m, OpenTelemetryMiddleware) for m in chain):
-                ours = next((m for m in chain if isinstance(m, TracingMiddleware)), None)
-                if ours is not None:
-                    rest = [m for m in chain if m is not ours]
-                    at = next(
-                        i for i, m in enumerate(rest) if isinstance(m, OpenTelemetryMiddleware)
-                    )
-                    rest[at] = ours
-                    chain[:] = [m for m in rest if not isinstance(m, OpenTelemetryMiddleware)]
+            replaced = _chain_with_ours(chain, OpenTelemetryMiddleware)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.replace_builtin_middleware", error)
-        return original(self, inner)
+        if replaced is None or chain is None:
+            return original(self, inner)
+        if any(isinstance(m, TracingMiddleware) for m in chain):
+            chain[:] = replaced  # the server asked for ours: keep it that way
+            return original(self, inner)
+        # The composed call holds the middleware it was built from: the server's list is
+        # restored at once (composition is synchronous, nothing else runs in between).
+        saved = list(chain)
+        chain[:] = replaced
+        try:
+            return original(self, inner)
+        finally:
+            chain[:] = saved
 
     setattr(compose, _REPLACING, True)
     compose.__wrapped__ = original  # type: ignore[attr-defined]
