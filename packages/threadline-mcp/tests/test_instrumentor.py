@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import entry_points
+from typing import Any
 
+import anyio
+import pytest
 from harness import MAJOR
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
 
+import threadline
 import threadline.mcp
 from threadline.mcp import MCPInstrumentor
 
@@ -19,6 +23,7 @@ if MAJOR >= 2:
         ("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher", "notify"),
         ("mcp.shared.jsonrpc_dispatcher", None, "otel_span"),
         ("mcp.shared.jsonrpc_dispatcher", None, "inject_trace_context"),
+        ("mcp.shared.direct_dispatcher", "DirectDispatcher", "send_raw_request"),
         ("mcp.client.client", "Client", "_build_session"),
         ("mcp.client.session", "ClientSession", "_on_request"),
         ("mcp.client.session", "ClientSession", "__aenter__"),
@@ -65,3 +70,38 @@ def test_entry_point() -> None:
     assert entry.load() is MCPInstrumentor
     assert isinstance(MCPInstrumentor(), BaseInstrumentor)
     assert MCPInstrumentor().instrumentation_dependencies() == ("mcp >= 1.30",)
+
+
+@pytest.mark.skipif(MAJOR < 2, reason="Client(server) in-process is mcp 2.x")
+def test_in_process_client_and_server(telemetry: Any, instrumented: None) -> None:
+    """``Client(server)`` with the server in this process: instrument() alone traces both
+    sides, the server's span under the client's (the server runs in the caller's context)."""
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("weather")
+
+    @server.tool()
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        return f"sunny in {city}"
+
+    async def main() -> None:
+        async with Client(server) as client:
+            with threadline.invoke_agent("weather_agent"):
+                await client.call_tool("get_weather", {"city": "Paris"})
+
+    anyio.run(main)
+    agent = telemetry.find("invoke_agent weather_agent")
+    trees = telemetry.tree(attributes=("gen_ai.tool.name",)).split("\n---\n")
+    # (the client lists tools after a call to validate its output: a second request)
+    assert [tree for tree in trees if tree.startswith("invoke_agent")] == [
+        "invoke_agent weather_agent [INTERNAL]\n"
+        "  tools/call get_weather [CLIENT] gen_ai.tool.name=get_weather\n"
+        "    tools/call get_weather [SERVER] gen_ai.tool.name=get_weather\n"
+        "  tools/list [CLIENT]\n"
+        "    tools/list [SERVER]"
+    ]
+    assert {span.trace_id for span in telemetry.spans() if span.name.startswith("tools/")} == {
+        agent.trace_id
+    }

@@ -70,6 +70,14 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                     _client.wrap_send_raw_request,
                 )
                 patches.replace(dispatcher, "JSONRPCDispatcher", "notify", _client.wrap_notify)
+                # Client(server) with an in-process server: requests call the server directly
+                # (no _meta needed: the server's span joins the current context).
+                patches.replace(
+                    "mcp.shared.direct_dispatcher",
+                    "DirectDispatcher",
+                    "send_raw_request",
+                    _client.wrap_send_raw_request,
+                )
                 patches.replace(dispatcher, None, "otel_span", lambda _: _client.sdk_span)
                 patches.replace(
                     dispatcher, None, "inject_trace_context", lambda _: _client.inject_meta
