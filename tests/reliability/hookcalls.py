@@ -4,7 +4,8 @@ Each call runs as its own asyncio task; its inner handler waits on a future that
 resolves later (a result, an exception object) or the caller cancels the task. A call may
 start inside another call's handler, in the context that handler saw, as a nested agent run,
 a tool's MCP request or a parallel tool task would. Every call must come back with exactly
-what its handler produced (or ``CancelledError``), and leave its task's context as it found it.
+what its handler produced (or ``CancelledError``), run the handler exactly once (unless
+cancelled before it), and leave its task's context as it found it.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ Hook = Callable[[Callable[..., Awaitable[Any]]], Awaitable[Any]]
 
 
 class Call:
-    __slots__ = ("expected", "gate", "inner", "task")
+    __slots__ = ("entries", "expected", "gate", "inner", "task")
 
     def __init__(self, gate: asyncio.Future[Any]) -> None:
         self.gate = gate
         self.inner: contextvars.Context | None = None
         """The context the inner handler runs in, once it has been entered."""
+        self.entries = 0
         self.expected: Any = None
         self.task: asyncio.Task[None] | None = None
 
@@ -50,6 +52,7 @@ class HookCalls:
         context = parent.inner.copy() if parent is not None and parent.inner else None
 
         async def handler(*args: Any, **kwargs: Any) -> Any:
+            call.entries += 1
             call.inner = contextvars.copy_context()
             return await call.gate
 
@@ -63,6 +66,9 @@ class HookCalls:
             after = dict(otel_context.get_current())
             if after != before:
                 self.problems.append(f"{key!r}: context changed: {before} -> {after}")
+            cancelled = outcome[0] == "raised" and isinstance(outcome[1], asyncio.CancelledError)
+            if call.entries != 1 and not (cancelled and call.entries == 0):
+                self.problems.append(f"{key!r}: the user's handler ran {call.entries} times")
             expected = call.expected
             if expected is not None and outcome[0] == expected[0]:
                 same = outcome[1] is expected[1] or (

@@ -21,6 +21,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
 import threadline
+from threadline._failopen import reported_sites
 
 FUZZ = settings(
     max_examples=100,
@@ -53,6 +54,7 @@ class _Machine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.calls = HookCalls()
+        self.reported_before = reported_sites()
 
     def _in_flight(self, data: st.DataObject) -> Any:
         return data.draw(st.sampled_from(sorted(self.calls.calls, key=repr)))
@@ -64,13 +66,14 @@ class _Machine(RuleBasedStateMachine):
         return data.draw(st.one_of(st.none(), st.sampled_from(sorted(self.calls.calls, key=repr))))
 
     @precondition(lambda self: bool(self.calls.calls))
-    @rule(data=st.data(), outcome=st.sampled_from(["result", "error", "cancel"]))
-    def finish(self, data: st.DataObject, outcome: str) -> None:
+    @rule(data=st.data(), outcome=st.sampled_from(["result", "error", "cancel"]),
+          error=st.integers(0, 3))  # fmt: skip
+    def finish(self, data: st.DataObject, outcome: str, error: int) -> None:
         key = self._in_flight(data)
         if outcome == "cancel":
             self.calls.resolve(key, ("cancel", None))
         elif outcome == "error":
-            self.calls.resolve(key, ("raised", self.error(key)))
+            self.calls.resolve(key, ("raised", self.error(key, error)))
         else:
             self.calls.resolve(key, ("result", self.result(key)))
 
@@ -80,7 +83,8 @@ class _Machine(RuleBasedStateMachine):
         key = self._in_flight(data)
         self.calls.resolve(key, ("result", self.result(key)))
 
-    def error(self, key: Any) -> BaseException:
+    def error(self, key: Any, kind: int) -> BaseException:
+        """One of four errors the handler raises (``kind`` 0-3)."""
         return ValueError(f"user error {key}")
 
     def result(self, key: Any) -> Any:
@@ -99,9 +103,12 @@ class _Machine(RuleBasedStateMachine):
             self.calls.close()
             assert not self.calls.problems, self.calls.problems
             self.after_close()
-            drain_open_runs()
-            assert len(threadline.open_runs) == 0
+            # Every call came back (cancelled at worst), so every run it started has ended:
+            # nothing is left for the reaper.
+            assert drain_open_runs() == 0
             assert_clean_context()
+            # Hostile input and odd orderings are handled, not internal errors.
+            assert reported_sites() == self.reported_before
         finally:
             otel_context._RUNTIME_CONTEXT._current_context.set(Context())  # type: ignore[attr-defined]
 
@@ -151,10 +158,10 @@ def pydantic_ai_machine() -> type[RuleBasedStateMachine]:
             active = sorted({r for k, r in self.run_of.items() if k in self.calls.calls})
             return data.draw(st.sampled_from([*active, *active, 7]))
 
-        def error(self, key: Any) -> BaseException:
+        def error(self, key: Any, kind: int) -> BaseException:
             kinds = (ValueError(f"user error {key}"), ModelRetry("again"),
                      ApprovalRequired(), Abort())  # fmt: skip
-            return kinds[self.calls.finished % len(kinds)]
+            return kinds[kind]
 
         def result(self, key: Any) -> Any:
             return ModelResponse(parts=[TextPart(f"answer {key}")], model_name="test",
@@ -278,6 +285,12 @@ def mcp_machine() -> type[RuleBasedStateMachine]:
     class Dispatcher:
         """Stands in for the client-side JSON-RPC dispatcher the wrappers patch."""
 
+    class Session:
+        """Stands in for a ClientSession over that dispatcher."""
+
+        def __init__(self, dispatcher: Dispatcher) -> None:
+            self._dispatcher = dispatcher
+
     class McpHooks(_Machine):
         def __init__(self) -> None:
             super().__init__()
@@ -286,12 +299,13 @@ def mcp_machine() -> type[RuleBasedStateMachine]:
                                 for _ in range(2)]  # fmt: skip
             self.closed: set[int] = set()
             self.dispatcher = Dispatcher()
-            self.sessions = [Dispatcher() for _ in range(2)]
+            # Client sessions over that dispatcher (entering one registers it for the spans).
+            self.sessions = [Session(self.dispatcher) for _ in range(2)]
 
-        def error(self, key: Any) -> BaseException:
+        def error(self, key: Any, kind: int) -> BaseException:
             kinds = (ValueError(f"user error {key}"), MCPError(-32602, "bad params"),
                      validation_error, Abort())  # fmt: skip
-            return kinds[self.calls.finished % len(kinds)]
+            return kinds[kind]
 
         def result(self, key: Any) -> Any:
             is_error = self.calls.finished % 2 == 0

@@ -18,6 +18,9 @@ import threadline.mcp
 from threadline.mcp import MCPInstrumentor
 
 if MAJOR >= 2:
+    # Module level: the in-process server below resolves its tools' annotations here.
+    from mcp.server.mcpserver import Context
+
     PATCHED = [
         ("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher", "send_raw_request"),
         ("mcp.shared.jsonrpc_dispatcher", "JSONRPCDispatcher", "notify"),
@@ -75,8 +78,9 @@ def test_entry_point() -> None:
 @pytest.mark.skipif(MAJOR < 2, reason="Client(server) in-process is mcp 2.x")
 def test_in_process_client_and_server(telemetry: Any, instrumented: None) -> None:
     """``Client(server)`` with the server in this process: instrument() alone traces both
-    sides, the server's span under the client's (the server runs in the caller's context)."""
-    from mcp import Client
+    sides, each SERVER span under its CLIENT span (the server runs in the caller's context),
+    the server's request back to the client (sampling) included."""
+    from mcp import Client, types
     from mcp.server.mcpserver import MCPServer
 
     server = MCPServer("weather")
@@ -86,10 +90,25 @@ def test_in_process_client_and_server(telemetry: Any, instrumented: None) -> Non
         """Current weather for a city."""
         return f"sunny in {city}"
 
+    @server.tool()
+    async def ask_model(question: str, ctx: Context) -> str:  # type: ignore[type-arg]
+        """Asks the client's model."""
+        message = types.SamplingMessage(
+            role="user", content=types.TextContent(type="text", text=question)
+        )
+        result = await ctx.session.create_message(messages=[message], max_tokens=8)
+        return getattr(result.content, "text", "")
+
+    async def sampling_callback(context: Any, params: Any) -> Any:
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="42"), model="stub"
+        )
+
     async def main() -> None:
-        async with Client(server) as client:
+        async with Client(server, mode="legacy", sampling_callback=sampling_callback) as client:
             with threadline.invoke_agent("weather_agent"):
                 await client.call_tool("get_weather", {"city": "Paris"})
+                await client.call_tool("ask_model", {"question": "6*7?"})
 
     anyio.run(main)
     agent = telemetry.find("invoke_agent weather_agent")
@@ -100,8 +119,10 @@ def test_in_process_client_and_server(telemetry: Any, instrumented: None) -> Non
         "  tools/call get_weather [CLIENT] gen_ai.tool.name=get_weather\n"
         "    tools/call get_weather [SERVER] gen_ai.tool.name=get_weather\n"
         "  tools/list [CLIENT]\n"
-        "    tools/list [SERVER]"
+        "    tools/list [SERVER]\n"
+        "  tools/call ask_model [CLIENT] gen_ai.tool.name=ask_model\n"
+        "    tools/call ask_model [SERVER] gen_ai.tool.name=ask_model\n"
+        "      sampling/createMessage [CLIENT]\n"
+        "        sampling/createMessage [SERVER]"
     ]
-    assert {span.trace_id for span in telemetry.spans() if span.name.startswith("tools/")} == {
-        agent.trace_id
-    }
+    assert {span.trace_id for span in telemetry.spans() if "/" in span.name} == {agent.trace_id}

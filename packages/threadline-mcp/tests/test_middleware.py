@@ -223,7 +223,7 @@ def test_instrument_traces_servers_without_middleware_of_their_own() -> None:
         assert (
             ServerRunner._compose_server_middleware(types.SimpleNamespace(server=removed), "inner")
             == "inner"
-        )  # type: ignore[arg-type]
+        )
     finally:
         threadline.mcp.uninstrument()
     assert isinstance(outermost(plain), OpenTelemetryMiddleware)

@@ -593,3 +593,20 @@ def test_scope_detached_while_covered_goes_when_the_cover_goes(telemetry: Teleme
     chat.end()
     graph.end()
     assert otel_context.get_current() is before
+
+
+def test_request_params_drop_unset_and_bool_values() -> None:
+    params = threadline.RequestParams(
+        max_tokens=True,  # type: ignore[arg-type]
+        temperature=0.0,
+        top_k=0,
+        seed=False,  # type: ignore[arg-type]
+        output_type=True,  # type: ignore[arg-type]
+        stop_sequences=[],
+        choice_count=1,
+    )
+    assert params.attributes() == {"gen_ai.request.temperature": 0.0, "gen_ai.request.top_k": 0}
+    assert threadline.RequestParams(output_type="json", choice_count=2).attributes() == {
+        "gen_ai.output.type": "json",
+        "gen_ai.request.choice.count": 2,
+    }

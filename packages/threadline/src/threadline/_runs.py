@@ -119,21 +119,21 @@ class RequestParams:
     def attributes(self) -> dict[str, AttributeValue]:
         out: dict[str, AttributeValue] = {}
         # One test per field (a loop over (key, value) pairs builds them on every request).
-        if _number(self.max_tokens):
+        if _given(self.max_tokens):
             out[semconv.GEN_AI_REQUEST_MAX_TOKENS] = self.max_tokens
-        if _number(self.temperature):
+        if _given(self.temperature):
             out[semconv.GEN_AI_REQUEST_TEMPERATURE] = self.temperature
-        if _number(self.top_p):
+        if _given(self.top_p):
             out[semconv.GEN_AI_REQUEST_TOP_P] = self.top_p
-        if _number(self.top_k):
+        if _given(self.top_k):
             out[semconv.GEN_AI_REQUEST_TOP_K] = self.top_k
-        if _number(self.frequency_penalty):
+        if _given(self.frequency_penalty):
             out[semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY] = self.frequency_penalty
-        if _number(self.presence_penalty):
+        if _given(self.presence_penalty):
             out[semconv.GEN_AI_REQUEST_PRESENCE_PENALTY] = self.presence_penalty
-        if _number(self.seed):
+        if _given(self.seed):
             out[semconv.GEN_AI_REQUEST_SEED] = self.seed
-        if self.output_type is not None:
+        if _given(self.output_type):
             out[semconv.GEN_AI_OUTPUT_TYPE] = self.output_type
         if self.stop_sequences:
             out[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = [str(s) for s in self.stop_sequences]
@@ -142,7 +142,7 @@ class RequestParams:
         return out
 
 
-def _number(value: float | None) -> TypeGuard[float]:
+def _given(value: float | str | None) -> TypeGuard[float | str]:
     """Set, and not a bool (``True`` would pass for 1)."""
     return value is not None and value is not True and value is not False
 

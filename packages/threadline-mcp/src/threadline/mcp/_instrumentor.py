@@ -1,4 +1,5 @@
-"""``MCPInstrumentor``: the client side for mcp 2.x, both sides for mcp 1.x."""
+"""``MCPInstrumentor``: clients and servers, mcp 2.x and 1.x (2.x servers through
+``TracingMiddleware`` in place of the SDK's OpenTelemetry middleware)."""
 
 from __future__ import annotations
 
@@ -70,8 +71,9 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                     _client.wrap_send_raw_request,
                 )
                 patches.replace(dispatcher, "JSONRPCDispatcher", "notify", _client.wrap_notify)
-                # Client(server) with an in-process server: requests call the server directly
-                # (no _meta needed: the server's span joins the current context).
+                # Client(server) with an in-process server: requests (and the server's requests
+                # back to the client) call the peer directly; no _meta is needed, the peer's
+                # span joins the current context.
                 patches.replace(
                     "mcp.shared.direct_dispatcher",
                     "DirectDispatcher",

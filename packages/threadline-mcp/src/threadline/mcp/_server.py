@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from types import SimpleNamespace
 from typing import Any, Literal
 
 from opentelemetry import context as otel_context
@@ -360,11 +361,11 @@ def _chain_with_ours(chain: list[Any], builtin: type) -> list[Any] | None:
 
 def _replace_builtin_middleware() -> None:
     """Make every ``ServerRunner`` put a ``TracingMiddleware`` where the SDK's
-    ``OpenTelemetryMiddleware`` sits in its server's chain, dropping the SDK's: the server's own
-    one when it has one (kept in its list), else the one ``instrument()`` installed (used for
-    that composition only, so ``uninstrument()`` gives the SDK's back). Done when the chain is
-    composed, which happens per message, so middleware added after the server was built is
-    covered too."""
+    ``OpenTelemetryMiddleware`` sits in its server's chain, dropping the SDK's. A server with a
+    ``TracingMiddleware`` of its own gets its list rewritten that way; any other server, while
+    ``instrument()`` is on, is composed with the one ``instrument()`` installed and its list left
+    as it is (so ``uninstrument()`` gives the SDK's back). Done when the chain is composed, which
+    happens per message, so middleware added after the server was built is covered too."""
     try:
         from mcp.server import runner
         from mcp.server._otel import OpenTelemetryMiddleware
@@ -375,25 +376,20 @@ def _replace_builtin_middleware() -> None:
         return
 
     def compose(self: Any, inner: Any) -> Any:
-        chain = replaced = None
         try:
             chain = self.server.middleware
             replaced = _chain_with_ours(chain, OpenTelemetryMiddleware)
-        except Exception as error:  # noqa: BLE001 - fail-open
+            if replaced is not None:
+                if any(isinstance(m, TracingMiddleware) for m in chain):
+                    chain[:] = replaced  # the server asked for ours: keep it that way
+                else:
+                    # The composition reads only ``self.server.middleware`` (the contract test
+                    # checks it): hand it the substituted chain, leaving the server's list alone.
+                    view = SimpleNamespace(server=SimpleNamespace(middleware=replaced))
+                    return original(view, inner)  # type: ignore[arg-type]
+        except Exception as error:  # noqa: BLE001 - fail-open: the SDK's own composition
             report("threadline.mcp.replace_builtin_middleware", error)
-        if replaced is None or chain is None:
-            return original(self, inner)
-        if any(isinstance(m, TracingMiddleware) for m in chain):
-            chain[:] = replaced  # the server asked for ours: keep it that way
-            return original(self, inner)
-        # The composed call holds the middleware it was built from: the server's list is
-        # restored at once (composition is synchronous, nothing else runs in between).
-        saved = list(chain)
-        chain[:] = replaced
-        try:
-            return original(self, inner)
-        finally:
-            chain[:] = saved
+        return original(self, inner)
 
     setattr(compose, _REPLACING, True)
     compose.__wrapped__ = original  # type: ignore[attr-defined]
