@@ -79,6 +79,8 @@ class HookCalls:
                     self.problems.append(f"{key!r}: got {outcome}, expected {expected}")
             elif expected is not None:
                 self.problems.append(f"{key!r}: got {outcome}, expected {expected}")
+            else:
+                self.problems.append(f"{key!r}: came back with {outcome} before its handler did")
             self.finished += 1
 
         call.task = self.loop.create_task(body(), context=context)
