@@ -257,6 +257,8 @@ class Run:
         if session:
             session.update(attributes)  # explicit values win over baggage
             attributes = session
+        if self.parent_run is not None:
+            self._inherit(attributes)
         self._ended = False
         self._detach_pending = False
         self._token: Token[Context] | None = None
@@ -512,6 +514,10 @@ class Run:
         if self._ended:  # ended concurrently: undo the registration
             registry._discard(key, self)
 
+    def _inherit(self, attributes: dict[str, AttributeValue]) -> None:
+        """Subclasses add what they take from the enclosing runs (conversation, agent name) to
+        the start attributes: known before the span starts, it costs no second pass."""
+
     def _before_end(self, error_type: str | None) -> None:
         """Subclasses set their end-of-run attributes here."""
 
@@ -542,6 +548,17 @@ class Run:
                 return str(conversation)
             run = run.parent_run
         return None
+
+
+def _inherit_conversation(
+    run: InferenceRun | ToolRun | AgentRun | WorkflowRun, attributes: dict[str, AttributeValue]
+) -> None:
+    """The conversation of ``run``: its explicit ``conversation_id`` (set before the start), else
+    the nearest enclosing run's; into the start attributes."""
+    if run.conversation_id is None:
+        run.conversation_id = run._inherited_conversation_id()
+    if run.conversation_id is not None:
+        attributes[semconv.GEN_AI_CONVERSATION_ID] = run.conversation_id
 
 
 def _capture() -> tuple[config.ContentCapture, _Limiter] | None:
@@ -622,6 +639,8 @@ class InferenceRun(Run):
             attrs[semconv.GEN_AI_REQUEST_STREAM] = True
         if attributes:
             attrs.update(attributes)
+        if conversation_id is not None:
+            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id  # without a parent too
         self.conversation_id = conversation_id
         if not _prices_warm[0] and config.current().cost:
             _prices_warm[0] = True
@@ -633,12 +652,9 @@ class InferenceRun(Run):
             kind=kind,
             start_time=start_time,
         )
-        if conversation_id is None:
-            self.conversation_id = self._inherited_conversation_id()
-            if self.conversation_id is not None:
-                self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, self.conversation_id)
-        else:
-            self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, conversation_id)
+
+    def _inherit(self, attributes: dict[str, AttributeValue]) -> None:
+        _inherit_conversation(self, attributes)
 
     def chunk(self, count: int = 1) -> bool:
         """Record the arrival of streamed output chunk(s): time to first chunk, then time per
@@ -744,9 +760,10 @@ class InferenceRun(Run):
 
     def _before_end(self, error_type: str | None) -> None:
         pending, self._pending = self._pending, None  # ours: built by update()
-        agent = self._nearest(AgentRun)
-        if agent is not None:
-            agent._add_usage(self.usage, self.model)
+        if self.parent_run is not None:
+            agent = self._nearest(AgentRun)
+            if agent is not None:
+                agent._add_usage(self.usage, self.model)
         if config.current().cost:
             cost = estimate_cost(self.provider, self.response_model or self.model, self.usage)
             if cost is not None:
@@ -1000,7 +1017,16 @@ class ToolRun(Run):
 
     operation = semconv.OP_EXECUTE_TOOL
     _records_conversation = True
-    __slots__ = ("_arguments", "_has_result", "_metric_attributes", "_result", "call_id", "name")
+    __slots__ = (
+        "_arguments",
+        "_has_result",
+        "_metric_attributes",
+        "_result",
+        "agent_name",
+        "call_id",
+        "conversation_id",
+        "name",
+    )
 
     def __init__(
         self,
@@ -1031,27 +1057,30 @@ class ToolRun(Run):
             attrs[semconv.GEN_AI_TOOL_CALL_ID] = call_id
         if description:
             attrs[semconv.GEN_AI_TOOL_DESCRIPTION] = description
-        if conversation_id:
-            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id
         if attributes:
             attrs.update(attributes)
         metric: dict[str, AttributeValue] = {semconv.GEN_AI_TOOL_NAME: name}
         if tool_type:
             metric[semconv.GEN_AI_TOOL_TYPE] = tool_type
+        self.conversation_id = conversation_id or None
+        if self.conversation_id is not None:
+            attrs[semconv.GEN_AI_CONVERSATION_ID] = self.conversation_id  # without a parent too
+        self.agent_name = agent_name
+        if agent_name:
+            attrs[semconv.GEN_AI_AGENT_NAME] = metric[semconv.GEN_AI_AGENT_NAME] = agent_name
         self._metric_attributes = metric
         super().__init__(
             f"{self.operation} {name}", attrs, parent, kind=SpanKind.INTERNAL, start_time=start_time
         )
-        if agent_name is None:
+
+    def _inherit(self, attributes: dict[str, AttributeValue]) -> None:
+        if self.agent_name is None:
             agent = self._nearest(AgentRun)
-            agent_name = agent.name if agent is not None else None
-        if agent_name:
-            self.span.set_attribute(semconv.GEN_AI_AGENT_NAME, agent_name)
-            metric[semconv.GEN_AI_AGENT_NAME] = agent_name
-        if conversation_id is None:
-            inherited = self._inherited_conversation_id()
-            if inherited:
-                self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, inherited)
+            if agent is not None and agent.name:
+                self.agent_name = agent.name
+                attributes[semconv.GEN_AI_AGENT_NAME] = agent.name
+                self._metric_attributes[semconv.GEN_AI_AGENT_NAME] = agent.name
+        _inherit_conversation(self, attributes)
 
     @guarded()
     def update(
@@ -1146,6 +1175,8 @@ class AgentRun(Run):
                 attrs[semconv.GEN_AI_AGENT_VERSION] = version
         if attributes:
             attrs.update(attributes)
+        if conversation_id is not None:
+            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id  # without a parent too
         self.conversation_id = conversation_id
         super().__init__(
             f"{operation} {name}" if name else operation,
@@ -1154,10 +1185,9 @@ class AgentRun(Run):
             kind=kind,
             start_time=start_time,
         )
-        if conversation_id is None:
-            self.conversation_id = self._inherited_conversation_id()
-        if self.conversation_id is not None:
-            self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, self.conversation_id)
+
+    def _inherit(self, attributes: dict[str, AttributeValue]) -> None:
+        _inherit_conversation(self, attributes)
 
     def _add_usage(self, usage: Usage, model: str | None) -> None:
         with self._usage_lock:
@@ -1187,9 +1217,11 @@ class AgentRun(Run):
 
     def _before_end(self, error_type: str | None) -> None:
         # input/output only: cache tokens are not recorded on agent spans (semconv-genai #469)
-        self.span.set_attributes(self.usage.attributes(breakdown=self.kind is SpanKind.CLIENT))
+        attrs = self.usage.attributes(breakdown=self.kind is SpanKind.CLIENT)
         if len(self._models) == 1:
-            self.span.set_attribute(semconv.GEN_AI_REQUEST_MODEL, next(iter(self._models)))
+            attrs[semconv.GEN_AI_REQUEST_MODEL] = next(iter(self._models))
+        if attrs:
+            self.span.set_attributes(attrs)  # one pass: each call takes the span's lock
 
     def _record_metrics(
         self, instruments: Instruments, error_type: str | None, duration: float
@@ -1230,6 +1262,8 @@ class WorkflowRun(Run):
             attrs[semconv.GEN_AI_WORKFLOW_NAME] = name
         if attributes:
             attrs.update(attributes)
+        if conversation_id is not None:
+            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id  # without a parent too
         self.conversation_id = conversation_id
         super().__init__(
             f"{self.operation} {name}" if name else self.operation,
@@ -1238,10 +1272,9 @@ class WorkflowRun(Run):
             kind=SpanKind.INTERNAL,
             start_time=start_time,
         )
-        if conversation_id is None:
-            self.conversation_id = self._inherited_conversation_id()
-        if self.conversation_id is not None:
-            self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, self.conversation_id)
+
+    def _inherit(self, attributes: dict[str, AttributeValue]) -> None:
+        _inherit_conversation(self, attributes)
 
     def _record_metrics(
         self, instruments: Instruments, error_type: str | None, duration: float
