@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from typing import Any
 
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 import threadline
-from threadline import semconv
+from threadline import config, semconv
 from threadline.testing import Telemetry, find
 
 
@@ -610,3 +611,30 @@ def test_request_params_drop_unset_and_bool_values() -> None:
         "gen_ai.output.type": "json",
         "gen_ai.request.choice.count": 2,
     }
+
+
+def test_inherited_attributes_are_there_when_the_span_starts() -> None:
+    """The agent name and conversation a run takes from its enclosing runs are start attributes
+    (a span processor's ``on_start`` sees them, and the span needs no second attribute pass)."""
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    seen: dict[str, dict[str, object]] = {}
+
+    class AtStart(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            seen[span.name] = dict(span.attributes or {})
+
+    provider = TracerProvider()
+    provider.add_span_processor(AtStart())
+    previous = config.current()
+    threadline.configure(tracer_provider=provider)
+    try:
+        with threadline.invoke_agent("weather", conversation_id="conv-1"):
+            threadline.execute_tool("get_weather").end()
+            threadline.inference("m", provider="openai").end()
+    finally:
+        config.restore(previous)
+    assert seen["execute_tool get_weather"][semconv.GEN_AI_AGENT_NAME] == "weather"
+    assert seen["execute_tool get_weather"][semconv.GEN_AI_CONVERSATION_ID] == "conv-1"
+    assert seen["chat m"][semconv.GEN_AI_CONVERSATION_ID] == "conv-1"
+    assert seen["invoke_agent weather"][semconv.GEN_AI_CONVERSATION_ID] == "conv-1"

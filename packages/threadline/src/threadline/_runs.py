@@ -553,12 +553,13 @@ class Run:
 def _inherit_conversation(
     run: InferenceRun | ToolRun | AgentRun | WorkflowRun, attributes: dict[str, AttributeValue]
 ) -> None:
-    """The conversation of ``run``: its explicit ``conversation_id`` (set before the start), else
-    the nearest enclosing run's; into the start attributes."""
+    """A ``run`` with no explicit ``conversation_id`` (that one is already in its attributes)
+    takes the nearest enclosing run's, into its start attributes."""
     if run.conversation_id is None:
-        run.conversation_id = run._inherited_conversation_id()
-    if run.conversation_id is not None:
-        attributes[semconv.GEN_AI_CONVERSATION_ID] = run.conversation_id
+        inherited = run._inherited_conversation_id()
+        if inherited is not None:
+            run.conversation_id = inherited
+            attributes[semconv.GEN_AI_CONVERSATION_ID] = inherited
 
 
 def _capture() -> tuple[config.ContentCapture, _Limiter] | None:
@@ -640,7 +641,7 @@ class InferenceRun(Run):
         if attributes:
             attrs.update(attributes)
         if conversation_id is not None:
-            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id  # without a parent too
+            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id
         self.conversation_id = conversation_id
         if not _prices_warm[0] and config.current().cost:
             _prices_warm[0] = True
@@ -1064,7 +1065,7 @@ class ToolRun(Run):
             metric[semconv.GEN_AI_TOOL_TYPE] = tool_type
         self.conversation_id = conversation_id or None
         if self.conversation_id is not None:
-            attrs[semconv.GEN_AI_CONVERSATION_ID] = self.conversation_id  # without a parent too
+            attrs[semconv.GEN_AI_CONVERSATION_ID] = self.conversation_id
         self.agent_name = agent_name
         if agent_name:
             attrs[semconv.GEN_AI_AGENT_NAME] = metric[semconv.GEN_AI_AGENT_NAME] = agent_name
@@ -1176,7 +1177,7 @@ class AgentRun(Run):
         if attributes:
             attrs.update(attributes)
         if conversation_id is not None:
-            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id  # without a parent too
+            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id
         self.conversation_id = conversation_id
         super().__init__(
             f"{operation} {name}" if name else operation,
@@ -1263,7 +1264,7 @@ class WorkflowRun(Run):
         if attributes:
             attrs.update(attributes)
         if conversation_id is not None:
-            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id  # without a parent too
+            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id
         self.conversation_id = conversation_id
         super().__init__(
             f"{self.operation} {name}" if name else self.operation,
