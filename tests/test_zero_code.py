@@ -146,3 +146,80 @@ def test_without_the_entry_point_the_app_is_not_traced_by_threadline(app: str) -
     # What is left is the framework's own telemetry, if any (mcp 2.x's "MCP send ..." spans).
     assert not [span for span in spans if "gen_ai.operation.name" in span.attributes]
     assert all(span.name.startswith("MCP send ") for span in spans)
+
+
+def _serve_and_call(tmp_path: Path, **env: str) -> tuple[list[SpanRecord], str]:
+    """Run ``mcp_weather_http_server.py`` under ``opentelemetry-instrument``, call its tool once
+    from this process inside a span of ours (the mcp 2.x client sends that span's context in
+    ``_meta``), stop the server and return its spans and the caller span's id."""
+    import signal
+    import time
+
+    import anyio
+    from mcp import Client
+    from opentelemetry.sdk.trace import TracerProvider
+
+    port_file = tmp_path / "port"
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_SERVICE_NAME": "zero-code-mcp-server",
+        **env,
+    }
+    server = subprocess.Popen(
+        [str(INSTRUMENT), sys.executable, str(APPS / "mcp_weather_http_server.py"), str(port_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            assert server.poll() is None, server.communicate()[1]
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port_file.read_text()}/mcp"
+
+        async def call() -> str:
+            async with Client(url) as client:
+                tracer = TracerProvider().get_tracer("test")
+                with tracer.start_as_current_span("caller") as span:
+                    result = await client.call_tool("get_weather", {"city": "Paris"})
+                    assert not result.is_error
+                    return format(span.get_span_context().span_id, "016x")
+
+        caller = anyio.run(call)
+    finally:
+        server.send_signal(signal.SIGINT)  # uvicorn shuts down; the SDK flushes at exit
+        stdout, stderr = server.communicate(timeout=60)
+    assert server.returncode == 0, stderr
+    return _console_spans(stdout), caller
+
+
+def test_opentelemetry_instrument_traces_an_mcp_server(tmp_path: Path) -> None:
+    """mcp 2.x: a server with no middleware of its own, under ``opentelemetry-instrument``, gets
+    threadline's SERVER spans (in place of the SDK's), joined to the caller's trace."""
+    pytest.importorskip("mcp.server.mcpserver")
+    spans, caller = _serve_and_call(tmp_path)
+    calls = [s for s in spans if s.name == "tools/call get_weather"]
+    assert len(calls) == 1, [s.name for s in spans]  # ours only: the SDK's span was replaced
+    (call,) = calls
+    assert call.kind == "SERVER"
+    assert call.parent_span_id == caller
+    # What the SDK's own span does not record: the transport and the peer.
+    assert call.attributes["network.transport"] == "tcp"
+    assert call.attributes["client.address"] == "127.0.0.1"
+    assert call.attributes["gen_ai.tool.name"] == "get_weather"
+
+
+def test_without_the_entry_point_the_mcp_server_keeps_the_sdk_spans(tmp_path: Path) -> None:
+    pytest.importorskip("mcp.server.mcpserver")
+    spans, caller = _serve_and_call(
+        tmp_path, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="threadline_mcp"
+    )
+    (call,) = [s for s in spans if s.name == "tools/call get_weather"]
+    assert call.parent_span_id == caller
+    assert "network.transport" not in call.attributes
