@@ -4,6 +4,7 @@ written to the file given as the first argument. Run it under ``opentelemetry-in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -40,10 +41,8 @@ def main(port_file: str) -> None:
             tasks.start_soon(announce)
             await http.serve(sockets=[sock])
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the signal after shutdown
         anyio.run(serve)
-    except KeyboardInterrupt:  # uvicorn re-raises the signal once it has shut down
-        pass
 
 
 if __name__ == "__main__":
