@@ -95,15 +95,21 @@ def _console_spans(stdout: str) -> list[SpanRecord]:
         spans.append(SpanRecord.from_json(data))
 
 
-def _run_instrumented(app: str, **env: str) -> list[SpanRecord]:
-    environment = {
+def _instrument_env(service: str, **env: str) -> dict[str, str]:
+    """This process's environment without its OTEL_ settings: spans to the console exporter,
+    no metrics or logs, and ``service`` as the service name; ``env`` on top."""
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
         "OTEL_TRACES_EXPORTER": "console",
         "OTEL_METRICS_EXPORTER": "none",
         "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_SERVICE_NAME": f"zero-code-{app}",
+        "OTEL_SERVICE_NAME": service,
         **env,
     }
+
+
+def _run_instrumented(app: str, **env: str) -> list[SpanRecord]:
+    environment = _instrument_env(f"zero-code-{app}", **env)
     result = subprocess.run(
         [str(INSTRUMENT), sys.executable, str(APPS / f"app_{app}.py")],
         capture_output=True,
@@ -160,14 +166,7 @@ def _serve_and_call(tmp_path: Path, **env: str) -> tuple[list[SpanRecord], str]:
     from opentelemetry.sdk.trace import TracerProvider
 
     port_file = tmp_path / "port"
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-        "OTEL_TRACES_EXPORTER": "console",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_SERVICE_NAME": "zero-code-mcp-server",
-        **env,
-    }
+    environment = _instrument_env("zero-code-mcp-server", **env)
     server = subprocess.Popen(
         [str(INSTRUMENT), sys.executable, str(APPS / "mcp_weather_http_server.py"), str(port_file)],
         stdout=subprocess.PIPE,
