@@ -143,22 +143,26 @@ def request_params(
     invocation_params: Mapping[str, Any], metadata: Mapping[str, Any] | None
 ) -> RequestParams | None:
     found: dict[str, Any] = {}
-    present = invocation_params.keys() & _PARAM_KEYS  # usually a few keys, often none
+    _collect(invocation_params, _PARAMS, _PARAM_KEYS, found)
+    if metadata:
+        _collect(metadata, _METADATA_PARAMS, _METADATA_PARAM_KEYS, found)
+    return RequestParams(**found) if found else None
+
+
+def _collect(
+    source: Mapping[str, Any],
+    table: tuple[tuple[str, str, Any], ...],
+    keys: frozenset[str],
+    found: dict[str, Any],
+) -> None:
+    """Fields of ``table`` that ``source`` has a usable value for and ``found`` lacks."""
+    present = source.keys() & keys  # usually a few keys, often none
     if present:
-        for key, name, convert in _PARAMS:
+        for key, name, convert in table:
             if key in present and name not in found:
-                value = convert(invocation_params[key])
+                value = convert(source[key])
                 if value is not None:
                     found[name] = value
-    if metadata:
-        present = metadata.keys() & _METADATA_PARAM_KEYS
-        if present:
-            for key, name, convert in _METADATA_PARAMS:
-                if key in present and name not in found:
-                    value = convert(metadata[key])
-                    if value is not None:
-                        found[name] = value
-    return RequestParams(**found) if found else None
 
 
 def usage_from_metadata(usage: Mapping[str, Any]) -> Usage:
