@@ -257,8 +257,7 @@ class Run:
         if session:
             session.update(attributes)  # explicit values win over baggage
             attributes = session
-        if self.parent_run is not None:
-            self._inherit(attributes)
+        self._start_attributes(attributes)
         self._ended = False
         self._detach_pending = False
         self._token: Token[Context] | None = None
@@ -514,9 +513,9 @@ class Run:
         if self._ended:  # ended concurrently: undo the registration
             registry._discard(key, self)
 
-    def _inherit(self, attributes: dict[str, AttributeValue]) -> None:
-        """Subclasses add what they take from the enclosing runs (conversation, agent name) to
-        the start attributes: known before the span starts, it costs no second pass."""
+    def _start_attributes(self, attributes: dict[str, AttributeValue]) -> None:
+        """Subclasses add what needs the parent run (conversation, agent name) to the start
+        attributes: known before the span starts, it costs no second pass."""
 
     def _before_end(self, error_type: str | None) -> None:
         """Subclasses set their end-of-run attributes here."""
@@ -550,16 +549,16 @@ class Run:
         return None
 
 
-def _inherit_conversation(
+def _conversation_attribute(
     run: InferenceRun | ToolRun | AgentRun | WorkflowRun, attributes: dict[str, AttributeValue]
 ) -> None:
-    """A ``run`` with no explicit ``conversation_id`` (that one is already in its attributes)
-    takes the nearest enclosing run's, into its start attributes."""
-    if run.conversation_id is None:
-        inherited = run._inherited_conversation_id()
-        if inherited is not None:
-            run.conversation_id = inherited
-            attributes[semconv.GEN_AI_CONVERSATION_ID] = inherited
+    """``run``'s conversation into its start attributes: its explicit ``conversation_id``, else
+    the nearest enclosing run's."""
+    conversation = run.conversation_id
+    if conversation is None and run.parent_run is not None:
+        conversation = run.conversation_id = run._inherited_conversation_id()
+    if conversation is not None:
+        attributes[semconv.GEN_AI_CONVERSATION_ID] = conversation
 
 
 def _capture() -> tuple[config.ContentCapture, _Limiter] | None:
@@ -640,8 +639,6 @@ class InferenceRun(Run):
             attrs[semconv.GEN_AI_REQUEST_STREAM] = True
         if attributes:
             attrs.update(attributes)
-        if conversation_id is not None:
-            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id
         self.conversation_id = conversation_id
         if not _prices_warm[0] and config.current().cost:
             _prices_warm[0] = True
@@ -654,8 +651,8 @@ class InferenceRun(Run):
             start_time=start_time,
         )
 
-    def _inherit(self, attributes: dict[str, AttributeValue]) -> None:
-        _inherit_conversation(self, attributes)
+    def _start_attributes(self, attributes: dict[str, AttributeValue]) -> None:
+        _conversation_attribute(self, attributes)
 
     def chunk(self, count: int = 1) -> bool:
         """Record the arrival of streamed output chunk(s): time to first chunk, then time per
@@ -728,7 +725,6 @@ class InferenceRun(Run):
         try:
             if self._ended:
                 return
-            # one set_attributes call: each call takes the span's lock
             attrs: dict[str, AttributeValue] = usage.attributes() if usage is not None else {}
             if usage is not None:
                 self.usage = usage
@@ -1064,8 +1060,6 @@ class ToolRun(Run):
         if tool_type:
             metric[semconv.GEN_AI_TOOL_TYPE] = tool_type
         self.conversation_id = conversation_id or None
-        if self.conversation_id is not None:
-            attrs[semconv.GEN_AI_CONVERSATION_ID] = self.conversation_id
         self.agent_name = agent_name
         if agent_name:
             attrs[semconv.GEN_AI_AGENT_NAME] = metric[semconv.GEN_AI_AGENT_NAME] = agent_name
@@ -1074,14 +1068,14 @@ class ToolRun(Run):
             f"{self.operation} {name}", attrs, parent, kind=SpanKind.INTERNAL, start_time=start_time
         )
 
-    def _inherit(self, attributes: dict[str, AttributeValue]) -> None:
-        if self.agent_name is None:
+    def _start_attributes(self, attributes: dict[str, AttributeValue]) -> None:
+        if self.agent_name is None and self.parent_run is not None:
             agent = self._nearest(AgentRun)
             if agent is not None and agent.name:
                 self.agent_name = agent.name
                 attributes[semconv.GEN_AI_AGENT_NAME] = agent.name
                 self._metric_attributes[semconv.GEN_AI_AGENT_NAME] = agent.name
-        _inherit_conversation(self, attributes)
+        _conversation_attribute(self, attributes)
 
     @guarded()
     def update(
@@ -1176,8 +1170,6 @@ class AgentRun(Run):
                 attrs[semconv.GEN_AI_AGENT_VERSION] = version
         if attributes:
             attrs.update(attributes)
-        if conversation_id is not None:
-            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id
         self.conversation_id = conversation_id
         super().__init__(
             f"{operation} {name}" if name else operation,
@@ -1187,8 +1179,8 @@ class AgentRun(Run):
             start_time=start_time,
         )
 
-    def _inherit(self, attributes: dict[str, AttributeValue]) -> None:
-        _inherit_conversation(self, attributes)
+    def _start_attributes(self, attributes: dict[str, AttributeValue]) -> None:
+        _conversation_attribute(self, attributes)
 
     def _add_usage(self, usage: Usage, model: str | None) -> None:
         with self._usage_lock:
@@ -1263,8 +1255,6 @@ class WorkflowRun(Run):
             attrs[semconv.GEN_AI_WORKFLOW_NAME] = name
         if attributes:
             attrs.update(attributes)
-        if conversation_id is not None:
-            attrs[semconv.GEN_AI_CONVERSATION_ID] = conversation_id
         self.conversation_id = conversation_id
         super().__init__(
             f"{self.operation} {name}" if name else self.operation,
@@ -1274,8 +1264,8 @@ class WorkflowRun(Run):
             start_time=start_time,
         )
 
-    def _inherit(self, attributes: dict[str, AttributeValue]) -> None:
-        _inherit_conversation(self, attributes)
+    def _start_attributes(self, attributes: dict[str, AttributeValue]) -> None:
+        _conversation_attribute(self, attributes)
 
     def _record_metrics(
         self, instruments: Instruments, error_type: str | None, duration: float
