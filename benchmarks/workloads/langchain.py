@@ -116,6 +116,10 @@ def instrument(config: str) -> None:
 class _Noop(BaseCallbackHandler):
     run_inline = True
 
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        """A no-op of its own: the base class raises NotImplementedError here, which makes
+        LangChain format every message and call ``on_llm_start`` instead."""
+
 
 class _NoopHook:
     handler = _Noop()
