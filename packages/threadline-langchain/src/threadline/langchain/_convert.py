@@ -96,6 +96,76 @@ def server(serialized: Mapping[str, Any] | None) -> tuple[str | None, int | None
     return (host, 443) if host else (None, None)
 
 
+# Embedding classes keep their configuration as fields, not in callbacks' serialized kwargs.
+_EMBEDDINGS_MODEL_FIELDS = ("model", "model_name", "model_id", "deployment", "azure_deployment")
+_EMBEDDINGS_PROVIDER_OVERRIDES: dict[str, str] = {
+    **_PROVIDER_OVERRIDES,
+    "aws": "aws.bedrock",
+    "core": "langchain",  # langchain_core's fakes run in this process
+}
+_EMBEDDINGS_DEFAULT_HOSTS = {"OpenAIEmbeddings": "api.openai.com"}
+_fields: dict[tuple[type, tuple[str, ...]], tuple[str, ...]] = {}
+
+
+def _present(obj: Any, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of ``names`` the class of ``obj`` has (asked once per class: a missing attribute
+    on a pydantic model costs an exception each time)."""
+    key = (type(obj), names)
+    found = _fields.get(key)
+    if found is None:
+        found = tuple(name for name in names if hasattr(obj, name))
+        if len(_fields) < 1024:
+            _fields[key] = found
+    return found
+
+
+def _first_str(obj: Any, names: tuple[str, ...]) -> str | None:
+    for name in _present(obj, names):
+        value = getattr(obj, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+class EmbeddingsModel:
+    """What an embedding model object says about itself: model, provider, endpoint."""
+
+    __slots__ = ("model", "provider", "server_address", "server_port")
+
+    def __init__(self, embedder: Any) -> None:
+        cls = type(embedder)
+        self.model = _first_str(embedder, _EMBEDDINGS_MODEL_FIELDS)
+        self.provider = _embeddings_provider(cls)
+        url = _first_str(embedder, _BASE_URL_KEYS)
+        if url:
+            self.server_address, self.server_port = server_address(url)
+        else:
+            host = _EMBEDDINGS_DEFAULT_HOSTS.get(cls.__name__)
+            self.server_address, self.server_port = (host, 443) if host else (None, None)
+
+
+def _embeddings_provider(cls: type) -> str:
+    """From the partner package (``langchain_openai`` -> openai), else the class name
+    (``langchain_community``'s ``OllamaEmbeddings`` -> ollama)."""
+    if cls.__name__.startswith("Azure"):
+        return "azure.ai.openai"
+    package = cls.__module__.partition(".")[0]
+    key = package.removeprefix("langchain_")
+    if key == package or key == "community":
+        key = cls.__name__.removesuffix("Embeddings") or cls.__name__
+    return _normalize_provider(key, _EMBEDDINGS_PROVIDER_OVERRIDES)
+
+
+def dimension_count(vectors: Any) -> int | None:
+    """The length of the (first) vector an ``embed_*`` call returned."""
+    first = vectors[0] if isinstance(vectors, list) and vectors else None
+    if isinstance(first, list):
+        return len(first) or None
+    if isinstance(first, float):
+        return len(vectors)
+    return None
+
+
 def _class_name(serialized: Mapping[str, Any] | None) -> str | None:
     if not serialized:
         return None

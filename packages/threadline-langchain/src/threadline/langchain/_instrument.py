@@ -1,4 +1,5 @@
-"""Process-wide instrumentation through LangChain's configure hook (no monkeypatching)."""
+"""Process-wide instrumentation: LangChain's configure hook gives every run the handler; embedding
+models, which send no callbacks, have their ``embed_*`` methods wrapped."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 
 from threadline._failopen import report
+from threadline.langchain._embeddings import instrument_embeddings, uninstrument_embeddings
 from threadline.langchain._handler import CallbackHandler
 
 __all__ = ["LangChainInstrumentor", "instrument", "instrumented_handler", "uninstrument"]
@@ -46,8 +48,8 @@ def instrument(
     agents: Collection[str] = (),
     workflows: Collection[str] = (),
 ) -> CallbackHandler:
-    """Trace every LangChain/LangGraph run in this process. Idempotent; calling it again only
-    replaces the options. Returns the handler in use.
+    """Trace every LangChain/LangGraph run in this process, and every call of an embedding
+    model. Idempotent; calling it again only replaces the options. Returns the handler in use.
 
     A :class:`CallbackHandler` passed explicitly in a run's callbacks takes precedence over the
     global one (LangChain adds the hook's handler only when no handler of that class is present).
@@ -63,13 +65,22 @@ def instrument(
             )
             _registered = True
         _hook.handler = handler
+    try:
+        instrument_embeddings()
+    except Exception as error:  # noqa: BLE001 - runs are traced even if embeddings are not
+        report("langchain.instrument_embeddings", error)
     return handler
 
 
 def uninstrument() -> None:
     """Stop tracing runs started from now on (LangChain has no way to remove a configure hook,
-    so the hook stays registered but hands out nothing). Idempotent."""
+    so the hook stays registered but hands out nothing); embedding models get their own
+    methods back. Idempotent."""
     _hook.handler = None
+    try:
+        uninstrument_embeddings()
+    except Exception as error:  # noqa: BLE001
+        report("langchain.uninstrument_embeddings", error)
 
 
 def instrumented_handler() -> CallbackHandler | None:
