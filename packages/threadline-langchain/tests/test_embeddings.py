@@ -201,3 +201,29 @@ def test_an_internal_error_never_reaches_the_caller(
     assert RemoteEmbeddings().embed_query("Paris") == [5.0] * 4
     assert telemetry.spans() == []
     assert "langchain.embeddings" in _failopen.reported_sites()
+
+
+def test_model_wrapping_another_nests_its_call(telemetry: Any) -> None:
+    class CachedEmbeddings(Embeddings):
+        """Like LangChain's CacheBackedEmbeddings: answers from a cache, else asks ``inner``."""
+
+        def __init__(self, inner: Embeddings) -> None:
+            self.inner = inner
+            self.cache: dict[str, list[float]] = {}
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            missing = [t for t in texts if t not in self.cache]
+            if missing:
+                self.cache.update(zip(missing, self.inner.embed_documents(missing), strict=True))
+            return [self.cache[t] for t in texts]
+
+        def embed_query(self, text: str) -> list[float]:
+            return self.embed_documents([text])[0]
+
+    cached = CachedEmbeddings(RemoteEmbeddings())
+    cached.embed_query("Paris")
+    cached.embed_query("Paris")  # from the cache: no call to the remote model
+    assert telemetry.tree().split("\n---\n") == [
+        "embeddings [CLIENT]\n  embeddings text-embedding-3-small [CLIENT]",
+        "embeddings [CLIENT]",
+    ]

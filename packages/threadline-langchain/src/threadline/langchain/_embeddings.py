@@ -12,6 +12,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import threadline
@@ -24,6 +25,8 @@ _MARK = "__threadline_embeddings__"
 _lock = threading.Lock()
 _patched: list[tuple[type, str, Any]] = []  # (class, method name, original) to restore
 _hooked = False
+# The model whose call is being traced here: its own nested calls make no second span.
+_tracing: ContextVar[object | None] = ContextVar("threadline_langchain_embedder", default=None)
 
 
 def instrument_embeddings() -> None:
@@ -99,9 +102,13 @@ def _wrap(method: Callable[..., Any]) -> Callable[..., Any]:
             run = _start(self)
             if run is None:
                 return await method(self, *args, **kwargs)
-            with run:  # current while it runs: the HTTP client's spans nest under it
-                result = await method(self, *args, **kwargs)
-                _record(run, result)
+            token = _tracing.set(self)
+            try:
+                with run:  # current while it runs: the HTTP client's spans nest under it
+                    result = await method(self, *args, **kwargs)
+                    _record(run, result)
+            finally:
+                _tracing.reset(token)
             return result
 
     else:
@@ -111,9 +118,13 @@ def _wrap(method: Callable[..., Any]) -> Callable[..., Any]:
             run = _start(self)
             if run is None:
                 return method(self, *args, **kwargs)
-            with run:
-                result = method(self, *args, **kwargs)
-                _record(run, result)
+            token = _tracing.set(self)
+            try:
+                with run:
+                    result = method(self, *args, **kwargs)
+                    _record(run, result)
+            finally:
+                _tracing.reset(token)
             return result
 
     setattr(wrapper, _MARK, True)
@@ -121,12 +132,12 @@ def _wrap(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _start(embedder: Any) -> threadline.EmbeddingsRun | None:
-    """A run for this call, or None when the call is part of one already being traced
-    (``embed_query`` implemented by ``embed_documents``, ``aembed_query`` by ``embed_query``
-    in an executor)."""
+    """A run for this call, or None when the call is part of one of the same model already
+    being traced (``embed_query`` implemented by ``embed_documents``, ``aembed_query`` by
+    ``embed_query`` in an executor). A model that wraps another (``CacheBackedEmbeddings``)
+    has its span, and the wrapped model's call nests under it."""
     try:
-        current = threadline.current_run()
-        if isinstance(current, threadline.EmbeddingsRun) and not current.ended:
+        if _tracing.get() is embedder:
             return None
         model = _convert.EmbeddingsModel(embedder)
         return threadline.embeddings(
