@@ -97,6 +97,31 @@ def field_value(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
+_fields_present: dict[tuple[type, tuple[str, ...]], tuple[str, ...]] = {}
+_MAX_FIELD_CLASSES = 1024
+
+
+def fields_present(obj: Any, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of ``names`` the class of ``obj`` has, asked once per class: model objects are
+    often pydantic models, where reading a missing attribute raises (and costs) each time."""
+    key = (type(obj), names)
+    found = _fields_present.get(key)
+    if found is None:
+        found = tuple(name for name in names if hasattr(obj, name))
+        if len(_fields_present) < _MAX_FIELD_CLASSES:
+            _fields_present[key] = found
+    return found
+
+
+def first_text_field(obj: Any, names: tuple[str, ...]) -> str | None:
+    """The first of ``obj``'s attributes ``names`` that holds a non-empty string."""
+    for name in fields_present(obj, names):
+        value = getattr(obj, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def int_value(value: Any) -> int | None:
     """``value`` if it is an int (a bool is not), else None."""
     return value if type(value) is int else None
@@ -167,6 +192,8 @@ def usage_from_provider(usage: Any) -> Usage | None:
 __all__ = [
     "PROVIDER_ALIASES",
     "field_value",
+    "fields_present",
+    "first_text_field",
     "int_value",
     "number_value",
     "provider_name",

@@ -23,10 +23,10 @@ from threadline.content import (
     ToolCallResponsePart,
     UriPart,
 )
+from threadline.providers import first_text_field, server_address, usage_from_provider
 from threadline.providers import int_value as _int
 from threadline.providers import number_value as _number
 from threadline.providers import provider_name as _normalize_provider
-from threadline.providers import server_address, usage_from_provider
 
 # LangChain's ``ls_provider`` values that differ from core's common aliases:
 # langchain-google-genai talks to the Gemini API.
@@ -104,27 +104,6 @@ _EMBEDDINGS_PROVIDER_OVERRIDES: dict[str, str] = {
     "core": "langchain",  # langchain_core's fakes run in this process
 }
 _EMBEDDINGS_DEFAULT_HOSTS = {"OpenAIEmbeddings": "api.openai.com"}
-_fields: dict[tuple[type, tuple[str, ...]], tuple[str, ...]] = {}
-
-
-def _present(obj: Any, names: tuple[str, ...]) -> tuple[str, ...]:
-    """Which of ``names`` the class of ``obj`` has (asked once per class: a missing attribute
-    on a pydantic model costs an exception each time)."""
-    key = (type(obj), names)
-    found = _fields.get(key)
-    if found is None:
-        found = tuple(name for name in names if hasattr(obj, name))
-        if len(_fields) < 1024:
-            _fields[key] = found
-    return found
-
-
-def _first_str(obj: Any, names: tuple[str, ...]) -> str | None:
-    for name in _present(obj, names):
-        value = getattr(obj, name, None)
-        if isinstance(value, str) and value:
-            return value
-    return None
 
 
 class EmbeddingsModel:
@@ -134,9 +113,9 @@ class EmbeddingsModel:
 
     def __init__(self, embedder: Any) -> None:
         cls = type(embedder)
-        self.model = _first_str(embedder, _EMBEDDINGS_MODEL_FIELDS)
+        self.model = first_text_field(embedder, _EMBEDDINGS_MODEL_FIELDS)
         self.provider = _embeddings_provider(cls)
-        url = _first_str(embedder, _BASE_URL_KEYS)
+        url = first_text_field(embedder, _BASE_URL_KEYS)
         if url:
             self.server_address, self.server_port = server_address(url)
         else:

@@ -25,9 +25,15 @@ from threadline.content import (
     ToolCallResponsePart,
 )
 from threadline.providers import field_value as _get
+from threadline.providers import (
+    fields_present,
+    first_text_field,
+    provider_name,
+    server_address,
+    usage_from_provider,
+)
 from threadline.providers import int_value as _int
 from threadline.providers import number_value as _number
-from threadline.providers import provider_name, server_address, usage_from_provider
 
 # LlamaIndex package names whose provider differs from core's common aliases: the
 # google-genai SDK reaches both Gemini API and Vertex AI, so only the family is known.
@@ -60,42 +66,21 @@ def provider_of(cls: type) -> str:
     return module.partition(".")[0] or "unknown"
 
 
-_attribute_names: dict[tuple[type, tuple[str, ...]], tuple[str, ...]] = {}
 _BASE_URL_ATTRIBUTES = ("api_base", "azure_endpoint", "base_url")
 _MODEL_ATTRIBUTES = ("model", "model_name", "model_id")
 
 
-def _present(obj: Any, names: tuple[str, ...]) -> tuple[str, ...]:
-    """Which of ``names`` the class of ``obj`` has (asked once per class: a missing attribute
-    on a pydantic model costs an exception each time)."""
-    key = (type(obj), names)
-    found = _attribute_names.get(key)
-    if found is None:
-        found = tuple(name for name in names if hasattr(obj, name))
-        if len(_attribute_names) < 1024:
-            _attribute_names[key] = found
-    return found
-
-
 def endpoint(model: Any) -> tuple[str | None, int | None]:
     """``server.address``/``server.port`` from the model's API base URL, if it has one."""
-    base = None
-    for name in _present(model, _BASE_URL_ATTRIBUTES):
-        base = getattr(model, name, None)
-        if base:
-            break
-    if not isinstance(base, str) or not base:
-        return None, None
-    return server_address(base)
+    return server_address(first_text_field(model, _BASE_URL_ATTRIBUTES))
 
 
 def model_name(model: Any) -> str | None:
     """The model's name: its ``model``/``model_name``/``model_id`` field, else what its
     ``metadata`` (LLMs) reports."""
-    for attr in _present(model, _MODEL_ATTRIBUTES):
-        value = getattr(model, attr, None)
-        if isinstance(value, str) and value:
-            return value
+    name = first_text_field(model, _MODEL_ATTRIBUTES)
+    if name is not None:
+        return name
     name = getattr(metadata(model), "model_name", None)
     return name if isinstance(name, str) and name else None
 
@@ -115,7 +100,7 @@ def request_params(
     llm: Any, call_kwargs: Mapping[str, Any] | None
 ) -> threadline.RequestParams | None:
     """Sampling parameters: the model's fields, its ``additional_kwargs``, then per-call kwargs."""
-    present = _present(llm, _PARAM_ATTRIBUTES)
+    present = fields_present(llm, _PARAM_ATTRIBUTES)
     extra = getattr(llm, "additional_kwargs", None) if "additional_kwargs" in present else None
     merged: Mapping[str, Any]
     if call_kwargs and isinstance(extra, Mapping) and extra:
