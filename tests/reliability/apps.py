@@ -96,6 +96,41 @@ def langchain_app() -> App:
     return app
 
 
+def langchain_embeddings_app() -> App:
+    """An embedding model: its calls are traced by wrapped methods, not callbacks."""
+    pytest.importorskip("threadline.langchain")
+    from langchain_core.embeddings import Embeddings
+
+    import threadline.langchain
+
+    class FakeEmbeddings(Embeddings):
+        model = "text-embedding-3-small"
+
+        def __init__(self, error: BaseException | None = None) -> None:
+            self.error = error
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            if self.error is not None:
+                raise self.error
+            return [[float(len(text)), 1.0] for text in texts]
+
+        def embed_query(self, text: str) -> list[float]:
+            return self.embed_documents([text])[0]
+
+    def ok() -> Any:
+        model = FakeEmbeddings()
+        return (model.embed_query(PROMPT), asyncio.run(model.aembed_documents([ANSWER])))
+
+    def fail(error: BaseException) -> Any:
+        return FakeEmbeddings(error).embed_query(PROMPT)
+
+    def soak() -> Any:
+        return FakeEmbeddings().embed_query(PROMPT)
+
+    return App("langchain_embeddings", threadline.langchain.instrument,
+               threadline.langchain.uninstrument, ok, fail, soak=soak)  # fmt: skip
+
+
 # --- LlamaIndex ------------------------------------------------------------------------------
 def llamaindex_app() -> App:
     pytest.importorskip("threadline.llamaindex")
@@ -229,6 +264,7 @@ def mcp_app() -> App:
 
 APPS: dict[str, Callable[[], App]] = {
     "langchain": langchain_app,
+    "langchain_embeddings": langchain_embeddings_app,
     "llamaindex": llamaindex_app,
     "pydantic_ai": pydantic_ai_app,
     "mcp": mcp_app,
