@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from pai_helpers import V2, agent_span, scripted, streaming, text, tool_calls
 from pydantic_ai import Agent, ModelRetry, RunContext
+from pydantic_ai import exceptions as _exc
+from pydantic_ai.capabilities import AbstractCapability
+from pydantic_ai.messages import ModelResponse, TextPart
 from pydantic_ai.models.test import TestModel
 
 import threadline
@@ -201,6 +205,55 @@ def test_request_parameters_and_conversation(telemetry: Telemetry) -> None:
         agent_span_ = telemetry.find("invoke_agent p")
         assert agent_span_.attributes[semconv.GEN_AI_CONVERSATION_ID] == "conv-1"
         assert chat.attributes[semconv.GEN_AI_CONVERSATION_ID] == "conv-1"
+
+
+def test_session_conversation_wins_over_the_minted_one(telemetry: Telemetry) -> None:
+    """Without a ``conversation_id`` argument, Pydantic AI 2.x mints a new id per run; the one
+    the application set on the session is the conversation."""
+    agent = Agent(TestModel(custom_output_text="ok"), name="support", capabilities=[Tracing()])
+    with threadline.session("sess-42", conversation_id="thread-3"):
+        agent.run_sync("first question")
+        agent.run_sync("second question")
+    agent.run_sync("outside the session")
+    *in_session, outside_chat, outside_agent = telemetry.spans()
+    assert len(in_session) == 4
+    for span in in_session:
+        assert span.attributes[semconv.GEN_AI_CONVERSATION_ID] == "thread-3", span.name
+    if V2:  # outside a session, the run's own conversation id
+        minted = outside_agent.attributes[semconv.GEN_AI_CONVERSATION_ID]
+        assert minted != "thread-3"
+        assert outside_chat.attributes[semconv.GEN_AI_CONVERSATION_ID] == minted
+
+
+@pytest.mark.skipif(not hasattr(_exc, "SkipModelRequest"), reason="no SkipModelRequest")
+@pytest.mark.parametrize("tracing_first", [True, False])
+def test_request_answered_by_a_capability_is_no_failure(
+    telemetry: Telemetry, tracing_first: bool
+) -> None:
+    """A capability raising SkipModelRequest (a cache) answers in the model's place: the chat
+    span ends normally, with the response it was given."""
+
+    @dataclass
+    class CachedAnswer(AbstractCapability[Any]):
+        async def before_model_request(self, ctx: Any, request_context: Any) -> Any:
+            response = ModelResponse(parts=[TextPart("cached")], finish_reason="stop")
+            raise _exc.SkipModelRequest(response)
+
+    capabilities = [Tracing(), CachedAnswer()]
+    agent = Agent(
+        TestModel(),
+        name="cached",
+        capabilities=capabilities if tracing_first else capabilities[::-1],
+    )
+    assert agent.run_sync("hi").output == "cached"
+    spans = {span.name: span for span in telemetry.spans()}
+    assert set(spans) <= {"chat test", agent_span("cached")}
+    for span in spans.values():
+        assert span.status_code == "UNSET", span.name
+        assert semconv.ERROR_TYPE not in span.attributes
+    if V2:  # on 1.x the hook runs before wrap_model_request: no chat span at all
+        assert spans["chat test"].attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+    assert threadline.current_run() is None
 
 
 def test_streamed_run(telemetry: Telemetry) -> None:

@@ -22,6 +22,7 @@ from pydantic_ai.capabilities import AbstractCapability
 from threadline import semconv
 from threadline._failopen import report
 from threadline.providers import server_address
+from threadline.sessions import current_session
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
@@ -46,6 +47,12 @@ _CONTROL_FLOW: tuple[type[BaseException], ...] = tuple(
     cls
     for name in ("CallDeferred", "ApprovalRequired", "SkipToolExecution")
     if isinstance(cls := getattr(_exc, name, None), type)
+)
+
+# A capability answering a model request itself (a cache, a guardrail) raises this with the
+# response to use instead of the model's: the request succeeded.
+_SKIPPED_REQUEST: tuple[type[BaseException], ...] = tuple(
+    cls for cls in (getattr(_exc, "SkipModelRequest", None),) if isinstance(cls, type)
 )
 
 _STREAM_ATTRIBUTES = {semconv.GEN_AI_REQUEST_STREAM: True}
@@ -210,10 +217,15 @@ class Tracing(AbstractCapability[Any]):
                 return None  # another Tracing records this run
             agent = getattr(ctx, "agent", None) or self._agent
             name = getattr(agent, "name", None)
+            # A conversation set on the session (threadline.session(conversation_id=...)) wins:
+            # without a conversation_id argument Pydantic AI mints a new id for every run.
+            conversation_id = None
+            if semconv.GEN_AI_CONVERSATION_ID not in current_session():
+                conversation_id = getattr(ctx, "conversation_id", None)
             run = threadline.invoke_agent(
                 name if isinstance(name, str) else None,
                 description=_description(agent, ctx),
-                conversation_id=getattr(ctx, "conversation_id", None),
+                conversation_id=conversation_id,
             )
             return run, run_id
         except Exception as error:  # noqa: BLE001
@@ -271,6 +283,9 @@ class Tracing(AbstractCapability[Any]):
             return None
 
     def _end_chat(self, chat: InferenceRun, response: Any) -> None:
+        if response is None:
+            chat.end()
+            return
         try:
             finish = response.finish_reason
             chat.update(
@@ -304,6 +319,8 @@ class Tracing(AbstractCapability[Any]):
                     {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_MODEL_RETRY}
                 )
                 chat.end()
+            elif isinstance(error, _SKIPPED_REQUEST):
+                self._end_chat(chat, getattr(error, "response", None))
             else:
                 chat.fail(error)
             raise
