@@ -13,8 +13,10 @@ from typing import Any
 from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_model
 from conftest import ScriptedChatModel, usage
 from langchain_core.messages import AIMessage
+from langchain_core.prompts import ChatPromptTemplate
 from langgraph.graph import START, StateGraph
 from opentelemetry import trace
+from pydantic import Field
 from typing_extensions import TypedDict
 
 import threadline
@@ -102,21 +104,116 @@ def test_threads_keep_their_own_trees(telemetry: Any, config: dict[str, Any]) ->
         )
 
 
+class Peeking(ScriptedChatModel):
+    """Notes the current run while the model works (where an HTTP client would make its span)."""
+
+    seen: list[str] = Field(default_factory=list)
+
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        current = threadline.current_run()
+        self.seen.append(current.span.name if current else "-")  # type: ignore[attr-defined]
+        return super()._generate(*args, **kwargs)
+
+
 def test_model_span_is_current_while_the_model_runs(config: dict[str, Any]) -> None:
-    seen: list[str] = []
-
-    class Peeking(ScriptedChatModel):
-        def _generate(self, *args: Any, **kwargs: Any) -> Any:
-            current = threadline.current_run()
-            seen.append(current.span.name if current else "-")  # type: ignore[attr-defined]
-            return super()._generate(*args, **kwargs)
-
     model = Peeking(responses=[AIMessage(content="hi")])
     model.invoke("x", config=config)
-    asyncio.run(model.ainvoke("x", config=config))
     model.batch(["a", "b"], config=config)
-    assert seen == ["chat scripted-1"] * 4
+    in_a_chain = ChatPromptTemplate.from_messages([("user", "{q}")]) | model
+    asyncio.run(in_a_chain.ainvoke({"q": "x"}, config=config))
+    assert model.seen == ["chat scripted-1"] * 4
     assert threadline.current_run() is None
+
+
+def test_top_level_async_call_is_current_only_under_instrument(config: dict[str, Any]) -> None:
+    """A top-level ``ainvoke`` cancelled by its caller sends no callback: with only a handler,
+    its span is not made current (it could stay current in the caller's task);
+    ``instrument()`` guards the call and makes it current."""
+    model = Peeking(responses=[AIMessage(content="hi")])
+    asyncio.run(model.ainvoke("x", config=config))
+    threadline.langchain.instrument()
+    try:
+        asyncio.run(model.ainvoke("x"))
+    finally:
+        threadline.langchain.uninstrument()
+    assert model.seen == ["-", "chat scripted-1"]
+
+
+class Stalling(ScriptedChatModel):
+    """Never answers in time: the caller's timeout cancels the request."""
+
+    async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(60)
+        raise AssertionError("not cancelled")
+
+
+async def _timed_out(call: Any) -> None:
+    try:
+        async with asyncio.timeout(0.05):
+            await call
+    except TimeoutError:
+        pass
+    assert threadline.current_run() is None, "a cancelled call left its span current"
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+def _stalling_tool() -> Any:
+    from langchain_core.tools import tool
+
+    @tool
+    async def slow_lookup(city: str) -> str:
+        """Never answers in time."""
+        await asyncio.sleep(60)
+        return city
+
+    return slow_lookup
+
+
+def test_cancelled_calls_under_instrument_end_as_cancelled(telemetry: Any) -> None:
+    threadline.langchain.instrument()
+    try:
+        model = Stalling(responses=[AIMessage(content="hi")])
+        asyncio.run(_timed_out(model.ainvoke("x")))
+        asyncio.run(_timed_out(_stalling_tool().ainvoke({"city": "Paris"})))
+    finally:
+        threadline.langchain.uninstrument()
+    assert [
+        (s.name, s.status_code, s.attributes[semconv.ERROR_TYPE]) for s in telemetry.spans()
+    ] == [
+        ("chat scripted-1", "ERROR", "asyncio.exceptions.CancelledError"),
+        ("execute_tool slow_lookup", "ERROR", "asyncio.exceptions.CancelledError"),
+    ]
+    assert len(threadline.open_runs) == 0
+
+
+def test_cancelled_call_in_a_chain_ends_with_the_chain(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    chain = ChatPromptTemplate.from_messages([("user", "{q}")]) | Stalling(
+        responses=[AIMessage(content="hi")]
+    )
+    asyncio.run(_timed_out(chain.ainvoke({"q": "x"}, config=config)))
+    (span,) = telemetry.spans()
+    assert (span.name, span.status_code) == ("chat scripted-1", "ERROR")
+    assert span.attributes[semconv.ERROR_TYPE] == "asyncio.exceptions.CancelledError"
+    assert len(threadline.open_runs) == 0
+
+
+def test_cancelled_top_level_call_with_a_handler_only(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """Without instrument()'s guard nothing ends the span at once; it is not current, and the
+    reaper ends it as abandoned."""
+    asyncio.run(
+        _timed_out(Stalling(responses=[AIMessage(content="hi")]).ainvoke("x", config=config))
+    )
+    asyncio.run(_timed_out(_stalling_tool().ainvoke({"city": "Paris"}, config=config)))
+    assert telemetry.spans() == []
+    assert threadline.open_runs.reap(now=time.monotonic() + 86_400) == 2
+    assert {s.name: s.attributes[semconv.THREADLINE_ABANDONED] for s in telemetry.spans()} == {
+        "chat scripted-1": True,
+        "execute_tool slow_lookup": True,
+    }
 
 
 def test_tool_span_is_current_while_the_tool_runs(config: dict[str, Any]) -> None:

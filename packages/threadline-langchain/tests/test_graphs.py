@@ -164,6 +164,28 @@ def test_tool_error_marks_tool_and_graph(telemetry: Any, config: dict[str, Any])
     telemetry.assert_conformant(strict=bool(call_id))
 
 
+def test_tool_error_handled_by_langchain_marks_the_tool(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """A tool with ``handle_tool_error`` turns its ToolException into a ToolMessage with status
+    "error", sent through on_tool_end: the tool failed, the caller goes on."""
+    from langchain_core.tools import ToolException
+
+    @tool
+    def lookup_order(order_id: str) -> str:
+        """Look up an order."""
+        raise ToolException("orders backend unavailable")
+
+    lookup_order.handle_tool_error = True
+    call = {"name": "lookup_order", "args": {"order_id": "42"}, "id": "c1", "type": "tool_call"}
+    message = lookup_order.invoke(call, config=config)
+    assert message.status == "error"
+    (span,) = telemetry.spans()
+    assert (span.name, span.status_code) == ("execute_tool lookup_order", "ERROR")
+    assert span.attributes[semconv.ERROR_TYPE] == "tool_error"
+    telemetry.assert_conformant()
+
+
 def test_model_error(telemetry: Any, config: dict[str, Any]) -> None:
     model = ScriptedChatModel(responses=[], fail_with="quota exceeded")
     with pytest.raises(ValueError, match="quota exceeded"):

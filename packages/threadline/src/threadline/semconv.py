@@ -119,6 +119,9 @@ TOOL_TYPE_DATASTORE: Final = "datastore"
 # --- core (stable) attributes -----------------------------------------------------------------
 ERROR_TYPE: Final = "error.type"
 ERROR_TYPE_OTHER: Final = "_OTHER"
+# error.type of a tool that reported its failure in its result instead of raising (an MCP
+# result with isError, a LangChain ToolMessage with status "error", a LlamaIndex error output).
+ERROR_TYPE_TOOL_ERROR: Final = "tool_error"
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 CLIENT_ADDRESS: Final = "client.address"
@@ -137,7 +140,7 @@ MCP_PROTOCOL_VERSION: Final = "mcp.protocol.version"
 JSONRPC_REQUEST_ID: Final = "jsonrpc.request.id"
 JSONRPC_PROTOCOL_VERSION: Final = "jsonrpc.protocol.version"
 RPC_RESPONSE_STATUS_CODE: Final = "rpc.response.status_code"
-MCP_ERROR_TYPE_TOOL_ERROR: Final = "tool_error"
+MCP_ERROR_TYPE_TOOL_ERROR: Final = ERROR_TYPE_TOOL_ERROR
 MCP_METHOD_NAMES: Final = frozenset(
     {
         "initialize",

@@ -16,11 +16,12 @@ is made current only until its first chunk, which arrives in the same ``next()``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
-from contextvars import Token
+from contextvars import ContextVar, Token
 from typing import Any
 from uuid import UUID
 
@@ -113,6 +114,78 @@ def _remember(run_id: UUID, record: _Chain) -> None:
         # Chains whose end never arrives (abandoned streams) must not pile up.
         with contextlib.suppress(StopIteration, RuntimeError, KeyError):
             del _chains[next(iter(_chains))]
+
+
+# Model, tool and retriever runs by the LangChain run they started in (a chain, or a tool for a
+# model called inside it). When that run ends, any of them still open lost its own end callback.
+_Leaf = tuple[UUID, Run]
+_children: dict[UUID, list[_Leaf]] = {}
+# Set by instrument()'s guard around LangChain's async model, tool and retriever entry points:
+# collects the top-level runs started inside, to end them if the call is cancelled.
+guarded_calls: ContextVar[list[_Leaf] | None] = ContextVar(
+    "threadline_langchain_guarded_call", default=None
+)
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _start_leaf(run_id: UUID, parent_run_id: UUID | None, run: Run, *, attach: bool) -> None:
+    """Register a model/tool/retriever run and make it current (``attach``) when its end is
+    certain to come back to this context, or to an enclosing run that can end it instead.
+
+    LangChain sends no callback when an async call is cancelled (``asyncio.timeout`` around
+    ``ainvoke``: the ``CancelledError`` passes by ``agenerate``'s error handling, and
+    ``BaseTool.arun`` and ``BaseRetriever.ainvoke`` only report ``Exception``). Inside a chain,
+    the chain's error callback ends what is left open (:func:`end_unfinished`); a top-level
+    async call is made current only under instrument()'s guard, which does the same, since the
+    run would otherwise stay current in the caller's task.
+    """
+    _runs.add(run_id, run)
+    leaf = (run_id, run)
+    if parent_run_id is not None:
+        siblings = _children.get(parent_run_id)
+        if siblings is None:
+            _children[parent_run_id] = [leaf]
+            if len(_children) > _MAX_CHAINS:  # parents whose end never reaches this handler
+                with contextlib.suppress(StopIteration, RuntimeError, KeyError):
+                    del _children[next(iter(_children))]
+        else:
+            siblings.append(leaf)
+    else:
+        guard = guarded_calls.get()
+        if guard is not None:
+            guard.append(leaf)
+        elif _in_event_loop():
+            return
+    if attach:
+        run.attach()
+
+
+def _run_ended(run_id: UUID, error: BaseException | None = None) -> None:
+    """A LangChain run ended: end what it started that is still open."""
+    children = _children.pop(run_id, None)
+    if children:
+        end_unfinished(children, error)
+
+
+def end_unfinished(leaves: Sequence[_Leaf], error: BaseException | None) -> None:
+    """End the runs of ``leaves`` still open, innermost first: with ``error`` (what their
+    enclosing run failed with), or as abandoned when it ended normally."""
+    for run_id, run in reversed(leaves):
+        if run.ended:
+            continue
+        _run_ended(run_id, error)
+        run.detach()
+        if error is None:
+            run.abandon("end callback missing")
+        else:
+            _finish(run, error)
 
 
 def _emitted(record: _Chain) -> Run | None:
@@ -303,6 +376,8 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            if _children:
+                _run_ended(run_id)
             record = _chains.pop(run_id, None)
             if record is not None:
                 if record.token is not None and record.scope is not None:
@@ -322,6 +397,8 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            if _children:
+                _run_ended(run_id, error)
             record = _chains.pop(run_id, None)
             if record is not None:
                 if record.token is not None and record.scope is not None:
@@ -410,11 +487,9 @@ class CallbackHandler(BaseCallbackHandler):
             input_messages=input_messages,
             tool_definitions=tools,
         )
-        _runs.add(run_id, run)
         # Several prompts in one generate() call run interleaved: only a single one is made
         # current, so detaches always come back in order.
-        if (kwargs.get("batch_size") or 1) == 1:
-            run.attach()
+        _start_leaf(run_id, parent_run_id, run, attach=(kwargs.get("batch_size") or 1) == 1)
 
     def on_llm_new_token(
         self,
@@ -538,8 +613,7 @@ class CallbackHandler(BaseCallbackHandler):
                 description=description if isinstance(description, str) else None,
                 arguments=arguments,
             )
-            _runs.add(run_id, run)
-            run.attach()
+            _start_leaf(run_id, parent_run_id, run, attach=True)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_tool_start", error)
 
@@ -552,6 +626,8 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            if _children:
+                _run_ended(run_id)
             run = _runs.get(run_id)
             if not isinstance(run, ToolRun):
                 return
@@ -561,7 +637,12 @@ class CallbackHandler(BaseCallbackHandler):
                 result=_convert.tool_result(output) if threadline.capture_enabled() else None,
                 call_id=call_id if isinstance(call_id, str) and run.call_id is None else None,
             )
-            run.end()
+            if getattr(output, "status", None) == "error":
+                # A failure LangChain handled (handle_tool_error / handle_validation_error):
+                # reported as a ToolMessage, not through on_tool_error.
+                run.fail(semconv.ERROR_TYPE_TOOL_ERROR)
+            else:
+                run.end()
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_tool_end", error)
 
@@ -574,6 +655,8 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            if _children:
+                _run_ended(run_id, error)
             run = _runs.get(run_id)
             if run is None:
                 return
@@ -606,8 +689,7 @@ class CallbackHandler(BaseCallbackHandler):
                 if not isinstance(source, str) or not source:
                     source = _serialized_name(serialized)
             run = threadline.retrieval(source, parent=_leaf_parent(parent_run_id), query=query)
-            _runs.add(run_id, run)
-            run.attach()
+            _start_leaf(run_id, parent_run_id, run, attach=True)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_retriever_start", error)
 

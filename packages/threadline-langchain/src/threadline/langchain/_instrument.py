@@ -1,10 +1,14 @@
 """Process-wide instrumentation: LangChain's configure hook gives every run the handler; embedding
-models, which send no callbacks, have their ``embed_*`` methods wrapped."""
+models, which send no callbacks, have their ``embed_*`` methods wrapped; and the async entry points
+that send no callback when cancelled are guarded, so their spans end and never stay current."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from contextvars import ContextVar
 from typing import Any, cast
 
@@ -14,7 +18,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 
 from threadline._failopen import report
 from threadline.langchain._embeddings import instrument_embeddings, uninstrument_embeddings
-from threadline.langchain._handler import CallbackHandler
+from threadline.langchain._handler import CallbackHandler, end_unfinished, guarded_calls
 
 __all__ = ["LangChainInstrumentor", "instrument", "instrumented_handler", "uninstrument"]
 
@@ -40,6 +44,60 @@ class _HookVar:
 _hook = _HookVar()
 _registered = False
 _lock = threading.Lock()
+
+
+# Async entry points whose cancellation LangChain does not report (its error handling there
+# catches Exception, or gathers results): (module, class, method).
+_GUARDED = (
+    ("langchain_core.language_models.chat_models", "BaseChatModel", "agenerate"),
+    ("langchain_core.tools", "BaseTool", "arun"),
+    ("langchain_core.retrievers", "BaseRetriever", "ainvoke"),
+)
+_MARK = "__threadline_guard__"
+_guarded: list[tuple[type, str, Any]] = []
+
+
+def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started: list[Any] = []
+        token = guarded_calls.set(started)
+        try:
+            return await method(self, *args, **kwargs)
+        except BaseException as error:
+            if started:
+                try:
+                    end_unfinished(started, error)
+                except Exception as internal:  # noqa: BLE001 - fail-open
+                    report("langchain.guard", internal)
+            raise
+        finally:
+            with contextlib.suppress(ValueError):  # reset from another context: nothing to undo
+                guarded_calls.reset(token)
+
+    setattr(guarded, _MARK, True)
+    return guarded
+
+
+def _guard_entry_points() -> None:
+    import importlib
+
+    for module_name, class_name, name in _GUARDED:
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+        if not isinstance(cls, type):
+            continue
+        method = cls.__dict__.get(name)
+        if not inspect.iscoroutinefunction(method) or getattr(method, _MARK, False):
+            continue
+        setattr(cls, name, _guard(method))
+        _guarded.append((cls, name, method))
+
+
+def _unguard_entry_points() -> None:
+    while _guarded:
+        cls, name, method = _guarded.pop()
+        if getattr(cls.__dict__.get(name), _MARK, False):
+            setattr(cls, name, method)
 
 
 def instrument(
@@ -69,6 +127,11 @@ def instrument(
         instrument_embeddings()
     except Exception as error:  # noqa: BLE001 - runs are traced even if embeddings are not
         report("langchain.instrument_embeddings", error)
+    try:
+        with _lock:
+            _guard_entry_points()
+    except Exception as error:  # noqa: BLE001 - top-level async calls are then not made current
+        report("langchain.guard_entry_points", error)
     return handler
 
 
@@ -79,8 +142,10 @@ def uninstrument() -> None:
     _hook.handler = None
     try:
         uninstrument_embeddings()
+        with _lock:
+            _unguard_entry_points()
     except Exception as error:  # noqa: BLE001
-        report("langchain.uninstrument_embeddings", error)
+        report("langchain.uninstrument", error)
 
 
 def instrumented_handler() -> CallbackHandler | None:

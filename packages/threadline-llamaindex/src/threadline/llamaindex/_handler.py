@@ -402,7 +402,7 @@ class Tracker:
         raised = self.tool_errors.pop(id(run), None) if self.tool_errors else None
         if getattr(output, "is_error", False):
             error = getattr(output, "exception", None) or raised
-            run.fail(error if isinstance(error, BaseException) else "tool_error")
+            run.fail(error if isinstance(error, BaseException) else semconv.ERROR_TYPE_TOOL_ERROR)
             return True
         if threadline.capture_enabled():
             content = getattr(output, "content", None)
