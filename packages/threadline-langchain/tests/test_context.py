@@ -21,7 +21,7 @@ from typing_extensions import TypedDict
 
 import threadline
 import threadline.langchain
-from threadline import semconv
+from threadline import InferenceRun, semconv
 from threadline.testing import spans_by_trace
 
 
@@ -261,6 +261,27 @@ def test_abandoned_stream_is_reaped_with_usage_seen(telemetry: Any, config: dict
     assert span.attributes[semconv.THREADLINE_ABANDONED] is True
     assert span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 2
     assert span.attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    del stream
+
+
+def test_two_handlers_count_each_chunk_once(telemetry: Any) -> None:
+    """One handler on the model and one in the config (both allowed): every chunk reaches both,
+    and the stream's chunks and usage are counted once."""
+    from threadline.langchain import CallbackHandler
+
+    model = ScriptedChatModel(
+        responses=[AIMessage(content="Hello there", usage_metadata=usage(7, 2))],
+        callbacks=[CallbackHandler()],
+    )
+    stream = model.stream("hi", config={"callbacks": [CallbackHandler()]})
+    for _ in range(3):
+        next(stream)  # the third chunk carries the usage
+    (run,) = (r for r in threadline.open_runs._runs.values() if isinstance(r, InferenceRun))
+    assert run.chunks == 3
+    threadline.open_runs.reap(now=time.monotonic() + 10_000)
+    (span,) = telemetry.spans()
+    assert span.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 7
+    assert span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 2
     del stream
 
 

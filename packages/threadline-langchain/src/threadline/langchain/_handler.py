@@ -106,6 +106,7 @@ class _Chain:
 _runs: threadline.RunRegistry[UUID, Run] = threadline.RunRegistry()
 _chains: dict[UUID, _Chain] = {}
 _lock = threading.RLock()
+_last_chunk: list[tuple[UUID, object] | None] = [None]  # the latest streamed chunk, and its run
 
 
 def _remember(run_id: UUID, record: _Chain) -> None:
@@ -501,6 +502,13 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            if chunk is not None:
+                # Two handlers on one run (one on the model, one in the config) both get every
+                # chunk, as the same object: count it once.
+                last = _last_chunk[0]
+                if last is not None and last[1] is chunk and last[0] == run_id:
+                    return
+                _last_chunk[0] = (run_id, chunk)
             # Called once per token: the run of the previous token is remembered, so most
             # calls skip the registry lookup (LangChain passes the same run_id object).
             streaming = self._streaming
@@ -579,6 +587,7 @@ class CallbackHandler(BaseCallbackHandler):
             report("langchain.on_llm_error", error_)
 
     def _forget_stream(self, run: InferenceRun) -> None:
+        _last_chunk[0] = None
         streaming = self._streaming
         if streaming is not None and streaming[1] is run:
             self._streaming = None
