@@ -167,7 +167,8 @@ def serve_http(server: Any, port_file: str) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    app = server.streamable_http_app()
+    stateless = {"stateless_http": True} if os.environ.get("SERVER_STATELESS") else {}
+    app = server.streamable_http_app(**stateless)
     if os.environ.get("SERVER_HTTP_SPAN"):
         app = http_span(app)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from harness import MAJOR, http_server
 
 from threadline.testing import SpanRecord, find, read_spans_jsonl
@@ -182,3 +183,23 @@ def test_hostile_headers_and_meta_over_http(tmp_path: Path) -> None:
     # The valid header traceparent with an oversized tracestate still parents the span.
     assert spans[3].trace_id == HEADER_TRACE
     assert "session.id" not in spans[1].attributes
+
+
+def test_stateless_server_records_no_session_from_the_client(tmp_path: Path) -> None:
+    """A stateless server issues no session id: an ``Mcp-Session-Id`` header the client makes
+    up is not recorded as the session (mcp 2.x; 1.x has no connection to ask)."""
+    if MAJOR < 2:
+        pytest.skip("mcp 1.x handlers cannot tell a stateless transport from a stateful one")
+    spans_file = tmp_path / "spans.jsonl"
+    with http_server(tmp_path, spans_file, SERVER_STATELESS="1") as url:
+        client = RawHttpClient(url)
+        client.handshake()
+        assert client.session_id is None  # the server issued none
+        client.session_id = "made-up-by-the-client"
+        answer = client.request(
+            "tools/call", {"name": "get_weather", "arguments": {"city": "Rome"}}
+        )
+    assert "result" in answer
+    server = find(read_spans_jsonl(spans_file), "tools/call get_weather")
+    assert "mcp.session.id" not in server.attributes
+    assert server.attributes["network.transport"] == "tcp"

@@ -126,3 +126,28 @@ def test_in_process_client_and_server(telemetry: Any, instrumented: None) -> Non
         "        sampling/createMessage [SERVER]"
     ]
     assert {span.trace_id for span in telemetry.spans() if "/" in span.name} == {agent.trace_id}
+
+
+@pytest.mark.skipif(MAJOR < 2, reason="Client(server) in-process is mcp 2.x")
+def test_direct_in_process_client_has_no_network(telemetry: Any, instrumented: None) -> None:
+    """``Client(server)`` through the direct dispatcher (no transport at all): the SERVER span
+    claims no ``network.transport``."""
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("weather")
+
+    @server.tool()
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        return f"sunny in {city}"
+
+    async def main() -> None:
+        async with Client(server, mode="auto") as client:
+            await client.call_tool("get_weather", {"city": "Paris"})
+
+    anyio.run(main)
+    spans = [s for s in telemetry.spans() if s.name == "tools/call get_weather"]
+    assert sorted(s.kind for s in spans) == ["CLIENT", "SERVER"]
+    for span in spans:
+        assert "network.transport" not in span.attributes, span.kind

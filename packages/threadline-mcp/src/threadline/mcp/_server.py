@@ -71,12 +71,29 @@ def _parent(
 
 
 def _session_id(connection: object, headers: object) -> str | None:
-    value = getattr(connection, "session_id", None)
-    if value is None and isinstance(headers, Mapping):
+    """The session this request belongs to. On mcp 2.x, only the id the server issued: a
+    stateless server has none, whatever ``mcp-session-id`` header the client sends. mcp 1.x
+    has no connection object, so the header is read (its stateful transport rejects unknown
+    ids before any handler runs)."""
+    if connection is not None:
+        value = getattr(connection, "session_id", None)
+    elif isinstance(headers, Mapping):
         value = headers.get("mcp-session-id")
+    else:
+        return None
     if isinstance(value, str) and 0 < len(value) <= _MAX_SESSION_ID:
         return value
     return None
+
+
+def _in_process(session: object) -> bool:
+    """Whether a 2.x request came from an in-process ``Client(server)`` through the direct
+    dispatcher: no transport, so no network attributes."""
+    outbound = getattr(session, "_request_outbound", None)
+    transport = getattr(outbound, "transport", None) or getattr(
+        getattr(outbound, "_inner", None), "transport", None
+    )
+    return getattr(transport, "kind", None) == "direct"
 
 
 def _network(
@@ -319,6 +336,7 @@ class TracingMiddleware:
                 request=ctx.request,
                 connection=getattr(session, "_connection", None),
                 notifications=self.notifications,
+                network=not _in_process(session),
             )
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.TracingMiddleware", error)
