@@ -128,6 +128,31 @@ def test_completion_model_in_process(telemetry: Telemetry) -> None:
     telemetry.assert_conformant()
 
 
+def test_async_stream_of_a_custom_llm_is_one_span(telemetry: Telemetry) -> None:
+    """CustomLLM.astream_chat/astream_complete hand out a generator that calls stream_chat /
+    stream_complete when iterated, after their own span has exited: still one span per call."""
+    from llama_index.core.llms import MockLLM
+
+    llm = MockLLM(max_tokens=3)
+
+    async def main() -> tuple[int, int]:
+        with threadline.invoke_agent("helper"):
+            chat = [c async for c in await llm.astream_chat(MESSAGES)]
+            completion = [c async for c in await llm.astream_complete("a b c d")]
+        return len(chat), len(completion)
+
+    assert asyncio.run(main()) == (3, 3)
+    assert telemetry.tree() == (
+        "invoke_agent helper [INTERNAL]\n"
+        "  chat unknown [INTERNAL]\n"
+        "  text_completion unknown [INTERNAL]"
+    )
+    for name in ("chat unknown", "text_completion unknown"):
+        assert telemetry.find(name).attributes["gen_ai.response.time_to_first_chunk"] > 0
+    points = telemetry.metric_points("gen_ai.client.operation.time_to_first_chunk")
+    assert sum(point["count"] for point in points) == 2  # one per call (chat, completion)
+
+
 def test_stream_failing_midway_is_an_error(telemetry: Telemetry) -> None:
     from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 

@@ -187,6 +187,10 @@ class Tracker:
             threadline.RunRegistry()
         )
         self.stream_finish: dict[str, str] = {}
+        # Per LLM object (by id): its latest stream handed out. CustomLLM.astream_* return a
+        # generator that calls stream_* only when iterated, after their span has exited: that
+        # inner call belongs to the stream (see enter).
+        self.handed_out: dict[int, threadline.InferenceRun] = {}
         # Non-emitted span id -> nearest emitted ancestor run (absent: none, use the context).
         self.nodes: dict[str, Parent] = {}
         self.kinds: dict[tuple[type, str], Kind] = {}
@@ -243,6 +247,12 @@ class Tracker:
             if isinstance(parent, threadline.InferenceRun) and not parent.ended:
                 self._remember(id_, parent)  # e.g. a chat implemented by complete()
                 return
+            if "stream" in prefix and self.handed_out:
+                outer = self.handed_out.get(id(instance))
+                if outer is not None and not outer.ended and outer.chunks == 0:
+                    # the sync stream behind an async one (CustomLLM.astream_chat)
+                    self._remember(id_, outer)
+                    return
             run = self._inference(kind, prefix, instance, arguments, parent)
         elif kind is Kind.EMBEDDINGS:
             if isinstance(parent, threadline.EmbeddingsRun) and not parent.ended:
@@ -375,7 +385,7 @@ class Tracker:
             arguments=args,
         )
 
-    def exit(self, id_: str, result: Any) -> None:
+    def exit(self, id_: str, result: Any, instance: Any = None) -> None:
         run = self.runs.get(id_)
         if run is None:
             self.nodes.pop(id_, None)
@@ -384,6 +394,10 @@ class Tracker:
         if isinstance(run, threadline.InferenceRun):
             if _is_stream(result):
                 self.streams.add(id_, run)  # ends on the stream's end event
+                if instance is not None:
+                    if len(self.handed_out) >= _MAX_NODES:
+                        self.handed_out.clear()
+                    self.handed_out[id(instance)] = run
                 return
         elif isinstance(run, threadline.ToolRun):
             if self._tool_result(run, result):
@@ -547,7 +561,7 @@ class SpanHandler(BaseSpanHandler[BaseSpan]):
         **kwargs: Any,
     ) -> None:
         try:
-            self._tracker.exit(id_, result)
+            self._tracker.exit(id_, result, instance)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.span_exit", error)
 
