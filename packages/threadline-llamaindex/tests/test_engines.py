@@ -76,3 +76,41 @@ def test_workflow_done_is_not_an_error(telemetry: Telemetry, cassette: Any) -> N
     # Early workflow releases end a run by raising WorkflowDone inside a `_done` step.
     assert [s.name for s in spans if s.status_code == "ERROR"] == []
     telemetry.assert_conformant()
+
+
+def test_structured_llm_is_the_model_it_wraps(telemetry: Telemetry) -> None:
+    """``llm.as_structured_llm(...)`` wraps the model in a StructuredLLM: the span is the
+    wrapped model's call, with its provider, kind and usage (not the wrapper's)."""
+    from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+    from llama_index.core.llms.callbacks import llm_completion_callback
+    from pydantic import BaseModel
+
+    class ProviderLLM(CustomLLM):
+        model: str = "gpt-4o-mini"
+
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name=self.model)
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            usage = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
+            raw = {"id": "resp-1", "choices": [{"finish_reason": "stop"}], "usage": usage}
+            return CompletionResponse(text='{"city": "Paris"}', raw=raw)
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    ProviderLLM.__module__ = "llama_index.llms.openai.base"  # as if from the OpenAI package
+
+    class City(BaseModel):
+        city: str
+
+    structured = ProviderLLM().as_structured_llm(City)
+    answer = structured.chat([ChatMessage(role="user", content="Which city?")])
+    assert answer.raw.city == "Paris"
+    (span,) = telemetry.spans()
+    assert (span.name, span.kind) == ("text_completion gpt-4o-mini", "CLIENT")
+    assert span.attributes["gen_ai.provider.name"] == "openai"
+    assert span.attributes["gen_ai.usage.input_tokens"] == 11
+    assert span.attributes["gen_ai.usage.output_tokens"] == 5

@@ -126,6 +126,9 @@ def _classify(types: _Types, instance: Any, method: str, verbose: bool) -> Kind:
         # Workflow steps are spanned as plain functions (``BaseWorkflowAgent.call_tool``).
         return Kind.TOOL_STEP if method == "call_tool" else fallback
     if isinstance(instance, types.llm):
+        if isinstance(getattr(instance, "llm", None), types.llm):
+            # A wrapper (StructuredLLM from as_structured_llm): the model it calls is the span.
+            return fallback
         if method in _CHAT_METHODS:
             return Kind.CHAT
         if method in _COMPLETION_METHODS:
