@@ -178,3 +178,52 @@ def test_stream_failing_midway_is_an_error(telemetry: Telemetry) -> None:
     span = telemetry.find("chat flaky-1")
     assert span.attributes["gen_ai.response.time_to_first_chunk"] > 0
     telemetry.assert_conformant()
+
+
+def _streaming_engine() -> Any:
+    from llama_index.core import Settings, VectorStoreIndex
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.schema import TextNode
+
+    Settings.embed_model = MockEmbedding(embed_dim=4)
+    index = VectorStoreIndex([TextNode(text=t) for t in ("Paris is sunny.", "Oslo is cold.")])
+    return index.as_query_engine(streaming=True, llm=MockLLM(max_tokens=5))
+
+
+QUERY_TREE = (
+    "invoke_workflow RetrieverQueryEngine [INTERNAL]\n"
+    "  retrieval SimpleVectorStore [CLIENT]\n"
+    "    embeddings unknown [CLIENT]\n"
+    "  text_completion unknown [INTERNAL]"
+)
+
+
+def test_streamed_query_answer_is_part_of_the_query(telemetry: Telemetry) -> None:
+    """A streaming query engine's model call may run only when the answer is iterated, after
+    the query's LlamaIndex span exited: it still nests under the query, whose span ends with
+    the answer."""
+    engine = _streaming_engine()
+    telemetry.span_exporter.clear()
+    response = engine.query("Weather in Paris?")
+    assert "".join(response.response_gen)
+    assert telemetry.tree() == QUERY_TREE
+    query = telemetry.find("invoke_workflow RetrieverQueryEngine")
+    assert query.end_ns >= telemetry.find("text_completion unknown").end_ns
+    assert threadline.current_run() is None
+
+
+def test_streamed_query_answer_async_and_closed_early(telemetry: Telemetry) -> None:
+    engine = _streaming_engine()
+    telemetry.span_exporter.clear()
+
+    async def main() -> None:
+        response = await engine.aquery("Weather in Paris?")
+        tokens = response.response_gen
+        async for _ in tokens:
+            break
+        await tokens.aclose()  # the caller stops reading: not an error
+
+    asyncio.run(main())
+    assert telemetry.tree() == QUERY_TREE
+    assert threadline.current_run() is None

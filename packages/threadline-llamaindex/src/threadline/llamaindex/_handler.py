@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
@@ -156,6 +156,77 @@ def _classify(types: _Types, instance: Any, method: str, verbose: bool) -> Kind:
 
 def _is_stream(result: Any) -> bool:
     return isinstance(result, (GeneratorType, AsyncGeneratorType)) or inspect.isasyncgen(result)
+
+
+def _stream_answer(run: threadline.WorkflowRun, response: Any) -> bool:
+    """A query engine's streamed answer (``streaming=True``): LlamaIndex calls the model only
+    when the caller iterates ``response_gen``, after the query's span has exited. Iterating it
+    then runs under the query's run, which ends when the answer does. False if not streamed."""
+    # A field of (Async)StreamingResponse; on other responses it is a property, made anew on
+    # every read (AgentChatResponse), and nothing is deferred.
+    tokens = getattr(response, "__dict__", {}).get("response_gen")
+    traced: Iterator[Any] | AsyncIterator[Any]
+    if isinstance(tokens, GeneratorType):
+        traced = _answer_tokens(run, tokens)
+    elif isinstance(tokens, AsyncGeneratorType):
+        traced = _answer_tokens_async(run, tokens)
+    else:
+        return False
+    try:
+        response.response_gen = traced
+    except Exception as error:  # noqa: BLE001 - a response we cannot wrap: end the run now
+        report("llamaindex.stream_answer", error)
+        return False
+    return True
+
+
+def _answer_tokens(run: threadline.WorkflowRun, tokens: Iterator[Any]) -> Iterator[Any]:
+    failure: BaseException | None = None
+    try:
+        while True:
+            scope = run.attach_scope()
+            try:
+                token = next(tokens)
+            except StopIteration:
+                return
+            except BaseException as error:
+                failure = error
+                raise
+            finally:
+                if scope is not None:
+                    run.detach_scope(scope)
+            yield token
+    finally:
+        _end_answer(run, failure)
+
+
+async def _answer_tokens_async(
+    run: threadline.WorkflowRun, tokens: AsyncIterator[Any]
+) -> AsyncIterator[Any]:
+    failure: BaseException | None = None
+    try:
+        while True:
+            scope = run.attach_scope()
+            try:
+                token = await tokens.__anext__()
+            except StopAsyncIteration:
+                return
+            except BaseException as error:
+                failure = error
+                raise
+            finally:
+                if scope is not None:
+                    run.detach_scope(scope)
+            yield token
+    finally:
+        _end_answer(run, failure)
+
+
+def _end_answer(run: threadline.WorkflowRun, failure: BaseException | None) -> None:
+    if failure is None or isinstance(failure, GeneratorExit):
+        run.end()  # consumed, or closed early by the caller
+    else:
+        run.fail(failure)
 
 
 def _tool_arguments(arguments: Mapping[str, Any]) -> Any:
@@ -411,6 +482,8 @@ class Tracker:
         elif isinstance(run, threadline.EmbeddingsRun) and isinstance(result, list) and result:
             first = result[0]
             run.update(dimension_count=len(first) if isinstance(first, list) else len(result))
+        elif isinstance(run, threadline.WorkflowRun) and _stream_answer(run, result):
+            return  # ends when the streamed answer does
         run.end()
 
     def _tool_result(self, run: threadline.ToolRun, result: Any) -> bool:
