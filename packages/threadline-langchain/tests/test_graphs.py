@@ -364,3 +364,11 @@ def test_retriever_documents_with_capture(
     assert [d.id for d in docs] == ["d1"]
     assert retrieval.attributes[semconv.GEN_AI_RETRIEVAL_QUERY_TEXT] == "France"
     telemetry.assert_conformant(strict=True)
+
+
+def test_thread_id_that_is_no_string(telemetry: Any, handler: CallbackHandler) -> None:
+    """LangGraph takes an int as a thread id: it is still the conversation."""
+    config = {"callbacks": [handler], "configurable": {"thread_id": 42}}
+    workflow(hello_model()).invoke({"question": "hi", "log": []}, config=config)
+    span = telemetry.find("invoke_workflow qa")
+    assert span.attributes[semconv.GEN_AI_CONVERSATION_ID] == "42"

@@ -64,6 +64,18 @@ def test_success_and_tool_error(telemetry: Any) -> None:
     assert sorted(p["attributes"].get("error.type", "") for p in points) == ["", "tool_error"]
 
 
+@pytest.mark.parametrize("request_id", ["x" * 129, 10**4000, -(10**19)])
+def test_oversized_request_ids_stay_off_the_span(telemetry: Any, request_id: Any) -> None:
+    """Ids come from the peer: JSON allows strings and integers of any size."""
+
+    async def ok(ctx: Any) -> Any:
+        return {"content": [], "isError": False}
+
+    _serve(TracingMiddleware(), _ctx(request_id=request_id), ok)
+    (span,) = telemetry.spans()
+    assert "jsonrpc.request.id" not in span.attributes
+
+
 @pytest.mark.parametrize(
     ("code", "status", "error"),
     [(-32602, "UNSET", None), (-32601, "UNSET", None), (-32603, "ERROR", "-32603")],

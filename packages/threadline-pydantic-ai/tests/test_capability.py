@@ -481,6 +481,22 @@ def test_fail_open(telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> Non
     assert telemetry.tree() == f"{agent_span('weather')} [INTERNAL]"
 
 
+def test_content_conversion_failing_keeps_the_span(
+    telemetry: Telemetry, capture_content: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from threadline.pydantic_ai import _content
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("threadline bug")
+
+    monkeypatch.setattr(_content, "input_messages", broken)
+    assert weather_agent().run_sync("Weather in Paris?").output == "Sunny in Paris, France"
+    chats = [span for span in telemetry.spans() if span.name.startswith("chat")]
+    assert len(chats) == 2  # both requests recorded and ended, without their input
+    assert all("gen_ai.input.messages" not in span.attributes for span in chats)
+    assert len(threadline.open_runs) == 0
+
+
 def test_abandoned_stream_ends_every_span(telemetry: Telemetry) -> None:
     agent = Agent(streaming("a", "b", "c", "d"), name="quitter", capabilities=[Tracing()])
 

@@ -312,6 +312,8 @@ class CallbackHandler(BaseCallbackHandler):
         start = record.start_ns
         if record.graph:
             thread_id = metadata.get("thread_id")
+            if isinstance(thread_id, (int, UUID)) and not isinstance(thread_id, bool):
+                thread_id = str(thread_id)  # LangGraph accepts any of these as a thread id
             conversation_id = thread_id if isinstance(thread_id, str) and thread_id else None
             if name in self.agents or record.agent_node:
                 return threadline.invoke_agent(

@@ -195,6 +195,8 @@ class ServerCall:
         if notification and notifications == "none":
             return None
         # Ids and versions come from the peer: oversized ones stay off the span.
+        if isinstance(request_id, int) and not -(10**18) < request_id < 10**18:
+            request_id = None  # JSON allows integers of any size
         if isinstance(request_id, str) and len(request_id) > _MAX_REQUEST_ID:
             request_id = None
         if protocol_version is not None and len(protocol_version) > _MAX_VERSION:

@@ -268,7 +268,11 @@ class Tracing(AbstractCapability[Any]):
                 server_port=port,
                 attributes=attributes,
             )
-            if threadline.capture_enabled():
+        except Exception as error:  # noqa: BLE001
+            report("threadline.pydantic_ai.wrap_model_request", error)
+            return None
+        if threadline.capture_enabled():
+            try:
                 from threadline.pydantic_ai import _content
 
                 messages, system = _content.input_messages(request_context.messages)
@@ -277,10 +281,9 @@ class Tracing(AbstractCapability[Any]):
                     system_instructions=_content.instruction_parts(parameters) or system or None,
                     tool_definitions=_content.tool_definitions(parameters) or None,
                 )
-            return chat
-        except Exception as error:  # noqa: BLE001
-            report("threadline.pydantic_ai.wrap_model_request", error)
-            return None
+            except Exception as error:  # noqa: BLE001 - the span goes on without its content
+                report("threadline.pydantic_ai.request_content", error)
+        return chat
 
     def _end_chat(self, chat: InferenceRun, response: Any) -> None:
         if response is None:
