@@ -258,6 +258,8 @@ def test_under_a_framework_tool_span(telemetry: Any, tmp_path: Path, merge: bool
             with threadline.invoke_agent("weather_agent"):
                 with threadline.execute_tool("get_weather"):
                     await session.call_tool("get_weather", {"city": "Paris"})
+                with threadline.execute_tool("broken"):  # answers with isError
+                    await session.call_tool("broken", {"city": "Paris"})
 
     try:
         anyio.run(turn)
@@ -266,9 +268,16 @@ def test_under_a_framework_tool_span(telemetry: Any, tmp_path: Path, merge: bool
         threadline.mcp.instrument()
     merged = _agent_trace(telemetry.spans(), read_spans_jsonl(spans_file))
     tree = render_tree(
-        [s for s in merged if s.name != "tools/list"], attributes=("mcp.method.name",)
+        [s for s in merged if s.name != "tools/list" and "broken" not in s.name],
+        attributes=("mcp.method.name",),
     )
+    tools = {s.name: s for s in merged if s.name.startswith("execute_tool")}
     if merge:
+        # the call's outcome and request id are on the tool span it was recorded on
+        assert [
+            (s.status_code, s.attributes.get("error.type"), "jsonrpc.request.id" in s.attributes)
+            for s in (tools["execute_tool get_weather"], tools["execute_tool broken"])
+        ] == [("UNSET", None, True), ("ERROR", "tool_error", True)]
         assert (
             tree
             == """\
@@ -287,6 +296,7 @@ invoke_agent weather_agent [INTERNAL]
       tools/call get_weather [SERVER] mcp.method.name=tools/call
         lookup_forecast [INTERNAL]"""
         )
+        assert all(s.status_code == "UNSET" for s in tools.values())  # the CLIENT spans fail
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])

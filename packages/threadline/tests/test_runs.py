@@ -155,6 +155,20 @@ def test_fail_with_error_code_and_builtin_error_type(telemetry: Telemetry) -> No
     telemetry.assert_conformant()
 
 
+def test_marked_failed_run_ended_by_its_owner(telemetry: Telemetry) -> None:
+    """``mark_failed`` on a run someone else ends (a framework's tool span around a failed MCP
+    call): the span and its metric carry the error, however the run then ends."""
+    run = threadline.execute_tool("lookup")
+    run.mark_failed("tool_error")
+    run.end()
+    run.mark_failed("too_late")  # ignored once ended
+    (span,) = telemetry.spans()
+    assert (span.status_code, span.attributes[semconv.ERROR_TYPE]) == ("ERROR", "tool_error")
+    (point,) = telemetry.metric_points(semconv.METRIC_EXECUTE_TOOL_DURATION)
+    assert point["attributes"][semconv.ERROR_TYPE] == "tool_error"
+    telemetry.assert_conformant()
+
+
 def test_generator_exit_is_not_an_error(telemetry: Telemetry) -> None:
     def stream():  # type: ignore[no-untyped-def]
         with threadline.inference("gpt-4o", provider="openai", stream=True) as run:

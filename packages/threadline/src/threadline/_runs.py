@@ -221,6 +221,7 @@ class Run:
         "_detach_pending",
         "_end_callbacks",
         "_ended",
+        "_failed_as",
         "_parent_ctx",
         "_released_scopes",
         "_scopes",
@@ -259,6 +260,7 @@ class Run:
             attributes = session
         self._start_attributes(attributes)
         self._ended = False
+        self._failed_as: str | None = None
         self._detach_pending = False
         self._token: Token[Context] | None = None
         self._scopes: list[Token[Context]] | None = None
@@ -436,7 +438,7 @@ class Run:
         """End the run successfully. Later calls (and updates) are ignored."""
         try:
             if self._claim_end():
-                self._finish(None, end_time)
+                self._finish(self._failed_as, end_time)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("Run.end", error)
 
@@ -452,6 +454,10 @@ class Run:
         given low-cardinality string such as a provider error code)."""
         if not self._claim_end():
             return
+        self._finish(self._set_error(error, description), end_time)
+
+    def _set_error(self, error: BaseException | str, description: str | None) -> str:
+        """Status ERROR and ``error.type`` on the span; returns the error type."""
         if isinstance(error, BaseException):
             kind = error_type(error)
             if description is None:
@@ -460,7 +466,15 @@ class Run:
             kind = str(error) or semconv.ERROR_TYPE_OTHER
         self.span.set_attribute(semconv.ERROR_TYPE, kind)
         self.span.set_status(Status(StatusCode.ERROR, description))
-        self._finish(kind, end_time)
+        return kind
+
+    @guarded()
+    def mark_failed(self, error: BaseException | str, *, description: str | None = None) -> None:
+        """Record that the operation failed, on a run someone else ends: status ERROR and
+        ``error.type`` now, and the error type on its metrics when it ends, however it ends
+        (e.g. a framework's tool span, ended normally, around an MCP call that failed)."""
+        if not self._ended:
+            self._failed_as = self._set_error(error, description)
 
     def abandon(self, reason: str = "abandoned") -> None:
         """End a run nobody ended (the reaper calls this); keeps what was recorded so far."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
@@ -38,7 +39,7 @@ class Options:
     optional de-duplication). Its context is what goes over the wire."""
 
 
-def _merge_into_tool_span(method: str, tool_name: str | None) -> bool:
+def _merge_into_tool_span(method: str, tool_name: str | None) -> threadline.ToolRun | None:
     outer = threadline.current_run()
     if (
         not isinstance(outer, threadline.ToolRun)
@@ -46,11 +47,17 @@ def _merge_into_tool_span(method: str, tool_name: str | None) -> bool:
         or outer.ended
         or trace.get_current_span() is not outer.span
     ):
-        return False
+        return None
     outer.set_attributes(
         {semconv.MCP_METHOD_NAME: method, semconv.GEN_AI_OPERATION_NAME: semconv.OP_EXECUTE_TOOL}
     )
-    return True
+    return outer
+
+
+# The tool span a tools/call is being recorded on (merge_tool_spans), while the call runs.
+_merged_call: ContextVar[threadline.ToolRun | None] = ContextVar(
+    "threadline_mcp_merged_call", default=None
+)
 
 
 class Peer:
@@ -121,17 +128,18 @@ def start(
     *,
     request_id: int | str | None = None,
     peer: Peer | None = None,
-) -> threadline.McpRun | None:
-    """Start and attach the CLIENT run of a request about to be sent (``None`` on failure, or
-    when the request is recorded on an enclosing tool span instead)."""
+) -> threadline.McpRun | threadline.ToolRun | None:
+    """Start and attach the CLIENT run of a request about to be sent (``None`` on failure).
+    A ``tools/call`` recorded on an enclosing tool span instead (``merge_tool_spans``) returns
+    that tool's run, which is not ours to end."""
     try:
         tool_name, prompt_name, resource_uri = targets(method, params)
-        if (
-            Options.merge_tool_spans
-            and method == "tools/call"
-            and _merge_into_tool_span(method, tool_name)
-        ):
-            return None
+        if Options.merge_tool_spans and method == "tools/call":
+            outer = _merge_into_tool_span(method, tool_name)
+            if outer is not None:
+                if request_id is not None:
+                    outer.set_attributes({semconv.JSONRPC_REQUEST_ID: str(request_id)})
+                return outer
         version = None
         meta = params.get("_meta") if isinstance(params, Mapping) else None
         if isinstance(meta, Mapping):
@@ -158,6 +166,32 @@ def start(
     except Exception as error:  # noqa: BLE001 - fail-open
         report("threadline.mcp.client.start", error)
         return None
+
+
+async def call_merged(tool: threadline.ToolRun, call: Callable[[], Awaitable[Any]]) -> Any:
+    """Make a ``tools/call`` recorded on ``tool``: its outcome marks the tool span, which its
+    owner (the agent framework) ends."""
+    token = _merged_call.set(tool)
+    try:
+        result = await call()
+    except BaseException as error:
+        _merged_failure(tool, error)
+        raise
+    finally:
+        _merged_call.reset(token)
+    if is_tool_error(result):
+        tool.mark_failed(semconv.ERROR_TYPE_TOOL_ERROR)
+    return result
+
+
+@guarded(site="threadline.mcp.client.merged")
+def _merged_failure(tool: threadline.ToolRun, error: BaseException) -> None:
+    # Only what the framework cannot know: the JSON-RPC error. An exception reaches the
+    # framework, which records it (or decides it is no failure).
+    rpc = error_code(error)
+    if rpc is not None:
+        tool.set_attributes({semconv.RPC_RESPONSE_STATUS_CODE: str(rpc[0])})
+        tool.mark_failed(str(rpc[0]), description=rpc[1])
 
 
 @guarded(site="threadline.mcp.client.finish")
@@ -221,16 +255,18 @@ def sdk_span(
     """Replacement for ``jsonrpc_dispatcher.otel_span``: no span of its own; the request id the
     dispatcher just allocated goes onto our CLIENT run."""
     try:
-        run = threadline.current_run()
-        if (
-            isinstance(run, threadline.McpRun)
-            and run.kind is SpanKind.CLIENT
-            and attributes
-            and semconv.JSONRPC_REQUEST_ID in attributes
-        ):
-            run.set_attributes(
-                {semconv.JSONRPC_REQUEST_ID: str(attributes[semconv.JSONRPC_REQUEST_ID])}
-            )
+        if attributes and semconv.JSONRPC_REQUEST_ID in attributes:
+            run = threadline.current_run()
+            merged = _merged_call.get()
+            target: threadline.Run | None = None
+            if isinstance(run, threadline.McpRun) and run.kind is SpanKind.CLIENT:
+                target = run
+            elif merged is not None and run is merged:
+                target = merged
+            if target is not None:
+                target.set_attributes(
+                    {semconv.JSONRPC_REQUEST_ID: str(attributes[semconv.JSONRPC_REQUEST_ID])}
+                )
     except Exception as error:  # noqa: BLE001 - fail-open
         report("threadline.mcp.client.sdk_span", error)
     yield _NO_SPAN
@@ -249,6 +285,8 @@ def wrap_send_raw_request(original: Any) -> Any:
         run = start(method, params, peer=_peer_for(self))
         if run is None:
             return await original(self, method, params, *args, **kwargs)
+        if isinstance(run, threadline.ToolRun):
+            return await call_merged(run, lambda: original(self, method, params, *args, **kwargs))
         try:
             result = await original(self, method, params, *args, **kwargs)
         except BaseException as error:
@@ -348,8 +386,13 @@ def wrap_send_request(original: Any) -> Any:
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.client.v1", error)
             run = None
-        if run is None:  # no span of ours (merged into a tool span): still propagate
+        if run is None:  # no span of ours: still propagate
             return await original(self, v1_with_context(request), result_type, *args, **kwargs)
+        if isinstance(run, threadline.ToolRun):  # recorded on the enclosing tool span
+            return await call_merged(
+                run,
+                lambda: original(self, v1_with_context(request), result_type, *args, **kwargs),
+            )
         try:
             result = await original(self, v1_with_context(request), result_type, *args, **kwargs)
         except BaseException as error:
