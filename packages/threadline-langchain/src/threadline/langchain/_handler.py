@@ -152,12 +152,11 @@ def _start_leaf(run_id: UUID, parent_run_id: UUID | None, run: Run, *, attach: b
     if parent_run_id is not None:
         siblings = _children.get(parent_run_id)
         if siblings is None:
-            _children[parent_run_id] = [leaf]
+            siblings = _children.setdefault(parent_run_id, [])  # one list, even from threads
             if len(_children) > _MAX_CHAINS:  # parents whose end never reaches this handler
                 with contextlib.suppress(StopIteration, RuntimeError, KeyError):
                     del _children[next(iter(_children))]
-        else:
-            siblings.append(leaf)
+        siblings.append(leaf)
     else:
         guard = guarded_calls.get()
         if guard is not None:
