@@ -55,6 +55,7 @@ def _context_hygiene(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         gc.collect()  # abandoned generators are closed when collected
     assert len(_handler._chains) == 0, "chain records must go when their runs end"
     assert len(_handler._runs) == 0, "run records must go when their runs end"
+    assert len(_handler._children) == 0, "open-child maps must go when their runs end"
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from typing_extensions import TypedDict
 import threadline
 import threadline.langchain
 from threadline import InferenceRun, semconv
+from threadline.langchain import CallbackHandler, _handler
 from threadline.testing import spans_by_trace
 
 
@@ -137,6 +138,49 @@ def test_top_level_async_call_is_current_only_under_instrument(config: dict[str,
     finally:
         threadline.langchain.uninstrument()
     assert model.seen == ["-", "chat scripted-1"]
+
+
+def test_sync_call_from_async_code_is_current() -> None:
+    """A sync ``invoke`` made where an event loop runs (an async web handler, a notebook cell)
+    reports its end: it is made current as anywhere else."""
+    model = Peeking(responses=[AIMessage(content="hi")])
+
+    async def main() -> None:
+        model.invoke("x", config={"callbacks": [CallbackHandler()]})
+
+    asyncio.run(main())
+    assert model.seen == ["chat scripted-1"]
+
+
+def test_no_record_outlives_its_run(config: dict[str, Any]) -> None:
+    """Runs nested in runs this handler does not see end (a handler on the model only, inside
+    a chain), a retriever wrapping a retriever, and one long chain calling a model many times:
+    nothing is held once each call is over (the hygiene fixture checks the maps at the end)."""
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_core.runnables import RunnableLambda
+
+    class Inner(BaseRetriever):
+        def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
+            return [Document(page_content=query)]
+
+    class Outer(BaseRetriever):  # the shape of ContextualCompressionRetriever
+        def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
+            return Inner().invoke(query, config={"callbacks": run_manager.get_child()})
+
+    Outer().invoke("q", config=config)
+    model = ScriptedChatModel(responses=[AIMessage(content="hi")], callbacks=[CallbackHandler()])
+    (ChatPromptTemplate.from_messages([("user", "{q}")]) | model).invoke({"q": "x"})
+    held: list[int] = []
+
+    def process(n: int) -> int:
+        for _ in range(n):
+            ScriptedChatModel(responses=[AIMessage(content="hi")]).invoke("x")
+            held.append(sum(len(children) for children in _handler._children.values()))
+        return n
+
+    RunnableLambda(process).invoke(50, config=config)
+    assert max(held) == 0  # ended runs leave their parent's map at once
 
 
 class Stalling(ScriptedChatModel):

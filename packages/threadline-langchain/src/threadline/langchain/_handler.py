@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
 from contextvars import ContextVar, Token
+from types import FrameType
 from typing import Any
 from uuid import UUID
 
@@ -117,23 +119,37 @@ def _remember(run_id: UUID, record: _Chain) -> None:
             del _chains[next(iter(_chains))]
 
 
-# Model, tool and retriever runs by the LangChain run they started in (a chain, or a tool for a
-# model called inside it). When that run ends, any of them still open lost its own end callback.
-_Leaf = tuple[UUID, Run]
-_children: dict[UUID, list[_Leaf]] = {}
+# Open model, tool and retriever runs by the LangChain run they started in (a chain, or a tool or
+# retriever for one called inside it). A run leaves its parent's map when it ends; when the parent
+# ends, a run still there lost its own end callback.
+_children: dict[UUID, dict[UUID, Run]] = {}
 # Set by instrument()'s guard around LangChain's async model, tool and retriever entry points:
 # collects the top-level runs started inside, to end them if the call is cancelled.
-guarded_calls: ContextVar[list[_Leaf] | None] = ContextVar(
+guarded_calls: ContextVar[dict[UUID, Run] | None] = ContextVar(
     "threadline_langchain_guarded_call", default=None
 )
+# LangChain's dispatchers of callbacks to handlers: which one called tells sync from async.
+_SYNC_DISPATCH, _ASYNC_DISPATCH = "handle_event", "_ahandle_event_for_handler"
 
 
-def _in_event_loop() -> bool:
+def _called_from_async_code() -> bool:
+    """Whether this callback comes from an async LangChain call (a sync ``invoke`` made in a
+    notebook cell or an async web handler also runs where an event loop is running)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return False
-    return True
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(8):
+        if frame is None:
+            break
+        name = frame.f_code.co_name
+        if name == _SYNC_DISPATCH:
+            return False
+        if name == _ASYNC_DISPATCH:
+            return True
+        frame = frame.f_back
+    return True  # not called by LangChain's dispatch: assume the cautious case
 
 
 def _start_leaf(run_id: UUID, parent_run_id: UUID | None, run: Run, *, attach: bool) -> None:
@@ -142,29 +158,40 @@ def _start_leaf(run_id: UUID, parent_run_id: UUID | None, run: Run, *, attach: b
 
     LangChain sends no callback when an async call is cancelled (``asyncio.timeout`` around
     ``ainvoke``: the ``CancelledError`` passes by ``agenerate``'s error handling, and
-    ``BaseTool.arun`` and ``BaseRetriever.ainvoke`` only report ``Exception``). Inside a chain,
-    the chain's error callback ends what is left open (:func:`end_unfinished`); a top-level
-    async call is made current only under instrument()'s guard, which does the same, since the
-    run would otherwise stay current in the caller's task.
+    ``BaseTool.arun`` and ``BaseRetriever.ainvoke`` only report ``Exception``). Inside a run this
+    handler follows, that run's end or error ends what is left open (:func:`end_unfinished`);
+    a top-level async call is made current only under instrument()'s guard, which does the same,
+    since the run would otherwise stay current in the caller's task.
     """
     _runs.add(run_id, run)
-    leaf = (run_id, run)
-    if parent_run_id is not None:
+    if parent_run_id is not None and (parent_run_id in _chains or parent_run_id in _runs):
         siblings = _children.get(parent_run_id)
         if siblings is None:
-            siblings = _children.setdefault(parent_run_id, [])  # one list, even from threads
+            siblings = _children.setdefault(parent_run_id, {})  # one map, even from threads
             if len(_children) > _MAX_CHAINS:  # parents whose end never reaches this handler
                 with contextlib.suppress(StopIteration, RuntimeError, KeyError):
                     del _children[next(iter(_children))]
-        siblings.append(leaf)
+        siblings[run_id] = run
     else:
         guard = guarded_calls.get()
         if guard is not None:
-            guard.append(leaf)
-        elif _in_event_loop():
+            guard[run_id] = run
+        elif _called_from_async_code():
             return
     if attach:
         run.attach()
+
+
+def _leaf_ended(run_id: UUID, parent_run_id: UUID | None, error: BaseException | None) -> None:
+    """A model/tool/retriever run ended: it leaves its parent's map, and what it started that
+    is still open is ended."""
+    if parent_run_id is not None:
+        siblings = _children.get(parent_run_id)
+        if siblings is not None:
+            siblings.pop(run_id, None)
+            if not siblings:
+                _children.pop(parent_run_id, None)
+    _run_ended(run_id, error)
 
 
 def _run_ended(run_id: UUID, error: BaseException | None = None) -> None:
@@ -174,10 +201,10 @@ def _run_ended(run_id: UUID, error: BaseException | None = None) -> None:
         end_unfinished(children, error)
 
 
-def end_unfinished(leaves: Sequence[_Leaf], error: BaseException | None) -> None:
+def end_unfinished(leaves: Mapping[UUID, Run], error: BaseException | None) -> None:
     """End the runs of ``leaves`` still open, innermost first: with ``error`` (what their
     enclosing run failed with), or as abandoned when it ended normally."""
-    for run_id, run in reversed(leaves):
+    for run_id, run in reversed(list(leaves.items())):
         if run.ended:
             continue
         _run_ended(run_id, error)
@@ -542,6 +569,8 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            if _children:
+                _leaf_ended(run_id, parent_run_id, None)
             run = _runs.get(run_id)
             if not isinstance(run, InferenceRun):
                 return
@@ -570,6 +599,8 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            if _children:
+                _leaf_ended(run_id, parent_run_id, error)
             run = _runs.get(run_id)
             if not isinstance(run, InferenceRun):
                 return
@@ -637,7 +668,7 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         try:
             if _children:
-                _run_ended(run_id)
+                _leaf_ended(run_id, parent_run_id, None)
             run = _runs.get(run_id)
             if not isinstance(run, ToolRun):
                 return
@@ -666,7 +697,7 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         try:
             if _children:
-                _run_ended(run_id, error)
+                _leaf_ended(run_id, parent_run_id, error)
             run = _runs.get(run_id)
             if run is None:
                 return
@@ -712,6 +743,8 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            if _children:
+                _leaf_ended(run_id, parent_run_id, None)
             run = _runs.get(run_id)
             if not isinstance(run, RetrievalRun):
                 return
@@ -731,6 +764,8 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            if _children:
+                _leaf_ended(run_id, parent_run_id, error)
             run = _runs.get(run_id)
             if run is None:
                 return

@@ -60,7 +60,7 @@ _guarded: list[tuple[type, str, Any]] = []
 def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     async def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
-        started: list[Any] = []
+        started: dict[Any, Any] = {}
         token = guarded_calls.set(started)
         try:
             return await method(self, *args, **kwargs)
