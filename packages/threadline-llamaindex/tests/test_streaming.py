@@ -153,6 +153,61 @@ def test_async_stream_of_a_custom_llm_is_one_span(telemetry: Telemetry) -> None:
     assert sum(point["count"] for point in points) == 2  # one per call (chat, completion)
 
 
+def test_streams_handed_out_before_they_are_read(telemetry: Telemetry) -> None:
+    """Several streams of one LLM object handed out before any is read, and a sync stream the
+    application calls meanwhile: a span per call, each ended once read."""
+    from llama_index.core.llms import MockLLM
+
+    llm = MockLLM(max_tokens=3)
+
+    async def main() -> list[int]:
+        first, second = await llm.astream_chat(MESSAGES), await llm.astream_chat(MESSAGES)
+        direct = len(list(llm.stream_chat(MESSAGES)))  # the application's own sync stream
+        return [len([c async for c in first]), len([c async for c in second]), direct]
+
+    assert asyncio.run(main()) == [3, 3, 3]
+    assert telemetry.tree().split("\n---\n") == ["chat unknown [INTERNAL]"] * 3
+    assert len(open_runs) == 0
+
+
+def test_native_async_streams_of_one_llm_in_parallel(telemetry: Telemetry) -> None:
+    """An LLM with async streaming of its own (as the provider LLMs have): two streams in
+    parallel are two spans."""
+    from llama_index.core.llms import ChatResponse, CompletionResponse, CustomLLM, LLMMetadata
+    from llama_index.core.llms.callbacks import llm_chat_callback
+
+    class NativeAsync(CustomLLM):
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="native-1")
+
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            return CompletionResponse(text="x")
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            yield CompletionResponse(text="x", delta="x")
+
+        @llm_chat_callback()
+        async def astream_chat(self, messages: Any, **kwargs: Any) -> Any:
+            async def gen() -> Any:
+                for _ in range(3):
+                    await asyncio.sleep(0.01)
+                    yield ChatResponse(message=ChatMessage(role="assistant", content="x"))
+
+            return gen()
+
+    llm = NativeAsync()
+
+    async def one() -> int:
+        return len([c async for c in await llm.astream_chat(MESSAGES)])
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(one(), one()))
+
+    assert asyncio.run(main()) == [3, 3]
+    assert telemetry.tree().split("\n---\n") == ["chat native-1 [CLIENT]"] * 2
+
+
 def test_stream_failing_midway_is_an_error(telemetry: Telemetry) -> None:
     from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import enum
 import inspect
+import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextvars import ContextVar
-from types import AsyncGeneratorType, GeneratorType
+from types import AsyncGeneratorType, FrameType, GeneratorType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
 
 _MAX_NODES = 20_000
+_MAX_HANDED_OUT = 1024
+_SYNC_STREAMS = (".stream_chat", ".stream_complete")
+_CUSTOM_LLM_FILE = os.path.join("llama_index", "core", "llms", "custom.py")
 _MAX_KINDS = 4_096
 _PROPAGATION_KEY = "threadline"
 
@@ -154,6 +159,20 @@ def _classify(types: _Types, instance: Any, method: str, verbose: bool) -> Kind:
     return fallback
 
 
+def _in_lazy_async_stream() -> bool:
+    """Whether this call comes from the generator CustomLLM's ``astream_*`` hands out (and not
+    from the application, calling a sync stream of the same LLM)."""
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(12):
+        if frame is None:
+            return False
+        code = frame.f_code
+        if code.co_name == "gen" and code.co_filename.endswith(_CUSTOM_LLM_FILE):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _is_stream(result: Any) -> bool:
     return isinstance(result, (GeneratorType, AsyncGeneratorType)) or inspect.isasyncgen(result)
 
@@ -261,10 +280,11 @@ class Tracker:
             threadline.RunRegistry()
         )
         self.stream_finish: dict[str, str] = {}
-        # Per LLM object (by id): its latest stream handed out. CustomLLM.astream_* return a
-        # generator that calls stream_* only when iterated, after their span has exited: that
-        # inner call belongs to the stream (see enter).
-        self.handed_out: dict[int, threadline.InferenceRun] = {}
+        # Per LLM object (by id): its async streams handed out and not read yet, where they are
+        # CustomLLM's: astream_* return a generator that calls stream_* only when iterated,
+        # after their span has exited; each such inner call belongs to one of them (see enter).
+        self.handed_out: dict[int, list[threadline.InferenceRun]] = {}
+        self.lazy_async: dict[tuple[type, str], bool] = {}
         # Non-emitted span id -> nearest emitted ancestor run (absent: none, use the context).
         self.nodes: dict[str, Parent] = {}
         self.kinds: dict[tuple[type, str], Kind] = {}
@@ -288,6 +308,34 @@ class Tracker:
                 self.kinds.clear()
             self.kinds[key] = kind
         return kind
+
+    def _lazy_async_stream(self, llm: Any, id_: str) -> bool:
+        """Whether this span is an ``astream_*`` of CustomLLM's own (lazy) implementation."""
+        method = id_.partition("-")[0].rpartition(".")[2]
+        if not method.startswith("astream_"):
+            return False
+        key = (type(llm), method)
+        lazy = self.lazy_async.get(key)
+        if lazy is None:
+            custom = _optional_class("llama_index.core.llms.custom", "CustomLLM")
+            # static lookup: the instrumented methods are descriptors that wrap anew on access
+            lazy = custom is not None and inspect.getattr_static(
+                type(llm), method, None
+            ) is inspect.getattr_static(custom, method, None)
+            if len(self.lazy_async) < _MAX_KINDS:
+                self.lazy_async[key] = lazy
+        return lazy
+
+    def _unread_async_stream(self, llm: Any) -> threadline.InferenceRun | None:
+        """Take the oldest unread async stream of ``llm`` still open, if any."""
+        pending = self.handed_out.get(id(llm))
+        while pending:
+            outer = pending.pop(0)
+            if not pending:
+                self.handed_out.pop(id(llm), None)
+            if not outer.ended and outer.chunks == 0:
+                return outer
+        return None
 
     def _parent(self, parent_id: str | None) -> Parent | None:
         if parent_id is None:
@@ -321,11 +369,10 @@ class Tracker:
             if isinstance(parent, threadline.InferenceRun) and not parent.ended:
                 self._remember(id_, parent)  # e.g. a chat implemented by complete()
                 return
-            if "stream" in prefix and self.handed_out:
-                outer = self.handed_out.get(id(instance))
-                if outer is not None and not outer.ended and outer.chunks == 0:
-                    # the sync stream behind an async one (CustomLLM.astream_chat)
-                    self._remember(id_, outer)
+            if self.handed_out and prefix.endswith(_SYNC_STREAMS) and _in_lazy_async_stream():
+                outer = self._unread_async_stream(instance)
+                if outer is not None:
+                    self._remember(id_, outer)  # the sync stream behind CustomLLM.astream_*
                     return
             run = self._inference(kind, prefix, instance, arguments, parent)
         elif kind is Kind.EMBEDDINGS:
@@ -468,10 +515,10 @@ class Tracker:
         if isinstance(run, threadline.InferenceRun):
             if _is_stream(result):
                 self.streams.add(id_, run)  # ends on the stream's end event
-                if instance is not None:
-                    if len(self.handed_out) >= _MAX_NODES:
+                if instance is not None and self._lazy_async_stream(instance, id_):
+                    if len(self.handed_out) >= _MAX_HANDED_OUT:
                         self.handed_out.clear()
-                    self.handed_out[id(instance)] = run
+                    self.handed_out.setdefault(id(instance), []).append(run)
                 return
         elif isinstance(run, threadline.ToolRun):
             if self._tool_result(run, result):
