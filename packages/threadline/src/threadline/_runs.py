@@ -483,7 +483,7 @@ class Run:
                 return
             self.span.set_attribute(semconv.THREADLINE_ABANDONED, True)
             self.span.set_attribute(semconv.THREADLINE_ABANDON_REASON, reason)
-            self._finish(None, None)
+            self._finish(self._failed_as, None)
         except Exception as error:  # noqa: BLE001
             report("Run.abandon", error)
 
