@@ -19,8 +19,8 @@ import enum
 import inspect
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
+from contextvars import ContextVar, Token
 from types import AsyncGeneratorType, FrameType, GeneratorType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
@@ -199,28 +199,31 @@ def _stream_answer(run: threadline.WorkflowRun, response: Any) -> bool:
     return True
 
 
-def _answer_tokens(run: threadline.WorkflowRun, tokens: Iterator[Any]) -> Iterator[Any]:
+# The sync and async twins below differ only in how they step through the answer.
+def _answer_tokens(
+    run: threadline.WorkflowRun, tokens: Generator[Any, None, None]
+) -> Iterator[Any]:
     failure: BaseException | None = None
     try:
         while True:
             scope = run.attach_scope()
             try:
                 token = next(tokens)
-            except StopIteration:
-                return
-            except BaseException as error:
-                failure = error
-                raise
             finally:
-                if scope is not None:
-                    run.detach_scope(scope)
+                _leave(run, scope)
             yield token
+    except StopIteration:
+        pass
+    except BaseException as error:  # GeneratorExit too: the caller closed the answer
+        failure = error
+        raise
     finally:
+        tokens.close()
         _end_answer(run, failure)
 
 
 async def _answer_tokens_async(
-    run: threadline.WorkflowRun, tokens: AsyncIterator[Any]
+    run: threadline.WorkflowRun, tokens: AsyncGenerator[Any, None]
 ) -> AsyncIterator[Any]:
     failure: BaseException | None = None
     try:
@@ -228,22 +231,28 @@ async def _answer_tokens_async(
             scope = run.attach_scope()
             try:
                 token = await tokens.__anext__()
-            except StopAsyncIteration:
-                return
-            except BaseException as error:
-                failure = error
-                raise
             finally:
-                if scope is not None:
-                    run.detach_scope(scope)
+                _leave(run, scope)
             yield token
+    except StopAsyncIteration:
+        pass
+    except BaseException as error:
+        failure = error
+        raise
     finally:
+        # Not closed here: LlamaIndex finalizes its own answer generator (closing it from here
+        # cancels the model stream it feeds from, on 0.12).
         _end_answer(run, failure)
+
+
+def _leave(run: threadline.WorkflowRun, scope: Token[Context] | None) -> None:
+    if scope is not None:
+        run.detach_scope(scope)
 
 
 def _end_answer(run: threadline.WorkflowRun, failure: BaseException | None) -> None:
     if failure is None or isinstance(failure, GeneratorExit):
-        run.end()  # consumed, or closed early by the caller
+        run.end()  # read to the end, or closed early by the caller
     else:
         run.fail(failure)
 
