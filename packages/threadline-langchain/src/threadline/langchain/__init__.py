@@ -14,7 +14,8 @@ or trace every run in the process::
 
 Chat models become ``chat {model}`` spans, tools ``execute_tool {name}``, retrievers
 ``retrieval {source}``, agent graphs ``invoke_agent {name}`` and other LangGraph graphs
-``invoke_workflow {name}``; trivial runnables make no span of their own.
+``invoke_workflow {name}``; trivial runnables make no span of their own. Under ``instrument()``
+embedding models make ``embeddings {model}`` spans too.
 """
 
 from threadline.langchain._handler import CallbackHandler
