@@ -135,9 +135,7 @@ _SYNC_DISPATCH, _ASYNC_DISPATCH = "handle_event", "_ahandle_event_for_handler"
 def _called_from_async_code() -> bool:
     """Whether this callback comes from an async LangChain call (a sync ``invoke`` made in a
     notebook cell or an async web handler also runs where an event loop is running)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if asyncio._get_running_loop() is None:  # the non-raising form: this runs on every call
         return False
     frame: FrameType | None = sys._getframe(2)
     for _ in range(8):
