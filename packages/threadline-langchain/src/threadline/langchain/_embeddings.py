@@ -17,13 +17,14 @@ from typing import Any
 
 import threadline
 from threadline._failopen import report
+from threadline._patching import Patches
 from threadline.langchain import _convert
 
 _METHODS = ("embed_documents", "embed_query", "aembed_documents", "aembed_query")
 _MARK = "__threadline_embeddings__"
 
 _lock = threading.Lock()
-_patched: list[tuple[type, str, Any]] = []  # (class, method name, original) to restore
+_patches = Patches()
 _hooked = False
 # The model whose call is being traced here: its own nested calls make no second span.
 _tracing: ContextVar[object | None] = ContextVar("threadline_langchain_embedder", default=None)
@@ -53,10 +54,7 @@ def uninstrument_embeddings() -> None:
             return
         if "__init_subclass__" in Embeddings.__dict__:
             del Embeddings.__init_subclass__
-        for cls, name, original in reversed(_patched):
-            if getattr(cls.__dict__.get(name), _MARK, False):
-                setattr(cls, name, original)
-        _patched.clear()
+        _patches.undo()
         _hooked = False
 
 
@@ -89,8 +87,7 @@ def _patch(cls: type) -> None:
             or getattr(original, "__isabstractmethod__", False)
         ):
             continue
-        setattr(cls, name, _wrap(original))
-        _patched.append((cls, name, original))
+        _patches.replace(cls, name, _wrap)
 
 
 def _wrap(method: Callable[..., Any]) -> Callable[..., Any]:

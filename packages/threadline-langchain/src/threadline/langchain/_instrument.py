@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import inspect
 import threading
 from collections.abc import Callable, Collection
@@ -17,6 +18,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 
 from threadline._failopen import report
+from threadline._patching import Patches
 from threadline.langchain._embeddings import instrument_embeddings, uninstrument_embeddings
 from threadline.langchain._handler import CallbackHandler, end_unfinished, guarded_calls
 
@@ -53,8 +55,7 @@ _GUARDED = (
     ("langchain_core.tools", "BaseTool", "arun"),
     ("langchain_core.retrievers", "BaseRetriever", "ainvoke"),
 )
-_MARK = "__threadline_guard__"
-_guarded: list[tuple[type, str, Any]] = []
+_guarded = Patches()
 
 
 def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -75,29 +76,16 @@ def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
             with contextlib.suppress(ValueError):  # reset from another context: nothing to undo
                 guarded_calls.reset(token)
 
-    setattr(guarded, _MARK, True)
     return guarded
 
 
 def _guard_entry_points() -> None:
-    import importlib
-
+    if _guarded:
+        return
     for module_name, class_name, name in _GUARDED:
         cls = getattr(importlib.import_module(module_name), class_name, None)
-        if not isinstance(cls, type):
-            continue
-        method = cls.__dict__.get(name)
-        if not inspect.iscoroutinefunction(method) or getattr(method, _MARK, False):
-            continue
-        setattr(cls, name, _guard(method))
-        _guarded.append((cls, name, method))
-
-
-def _unguard_entry_points() -> None:
-    while _guarded:
-        cls, name, method = _guarded.pop()
-        if getattr(cls.__dict__.get(name), _MARK, False):
-            setattr(cls, name, method)
+        if isinstance(cls, type) and inspect.iscoroutinefunction(cls.__dict__.get(name)):
+            _guarded.replace(cls, name, _guard)
 
 
 def instrument(
@@ -142,8 +130,7 @@ def uninstrument() -> None:
     _hook.handler = None
     try:
         uninstrument_embeddings()
-        with _lock:
-            _unguard_entry_points()
+        _guarded.undo()
     except Exception as error:  # noqa: BLE001
         report("langchain.uninstrument", error)
 

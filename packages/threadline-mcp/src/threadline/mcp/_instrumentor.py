@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
@@ -12,6 +11,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 
 from threadline._failopen import report
+from threadline._patching import Patches
 
 _INSTRUMENTS = ("mcp >= 1.30",)
 
@@ -22,28 +22,6 @@ def _major() -> int:
     return int(version("mcp").split(".", 1)[0])
 
 
-class _Patches:
-    """Attribute replacements that can be undone exactly."""
-
-    def __init__(self) -> None:
-        self._undo: list[tuple[Any, str, Any]] = []
-
-    def replace(
-        self, module: str, owner: str | None, name: str, make: Callable[[Any], Any]
-    ) -> None:
-        target: Any = importlib.import_module(module)
-        if owner is not None:
-            target = getattr(target, owner)
-        original = getattr(target, name)
-        setattr(target, name, make(original))
-        self._undo.append((target, name, original))
-
-    def undo(self) -> None:
-        while self._undo:
-            target, name, original = self._undo.pop()
-            setattr(target, name, original)
-
-
 class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Traces MCP clients and servers in this process (mcp 2.x and 1.x). A 2.x server gets a
     :class:`threadline.mcp.TracingMiddleware` in place of the SDK's built-in OpenTelemetry
@@ -51,7 +29,7 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     # BaseInstrumentor is a singleton whose __init__ runs on every MCPInstrumentor() call, so
     # the undo list lives on the class, not in __init__.
-    _patches = _Patches()
+    _patches = Patches()
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _INSTRUMENTS
@@ -64,53 +42,55 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         try:
             if _major() >= 2:
                 dispatcher = "mcp.shared.jsonrpc_dispatcher"
-                patches.replace(
+                patches.replace_in(
                     dispatcher,
                     "JSONRPCDispatcher",
                     "send_raw_request",
                     _client.wrap_send_raw_request,
                 )
-                patches.replace(dispatcher, "JSONRPCDispatcher", "notify", _client.wrap_notify)
+                patches.replace_in(dispatcher, "JSONRPCDispatcher", "notify", _client.wrap_notify)
                 # Client(server) with an in-process server: requests (and the server's requests
                 # back to the client) call the peer directly; no _meta is needed, the peer's
                 # span joins the current context.
-                patches.replace(
+                patches.replace_in(
                     "mcp.shared.direct_dispatcher",
                     "DirectDispatcher",
                     "send_raw_request",
                     _client.wrap_send_raw_request,
                 )
-                patches.replace(dispatcher, None, "otel_span", lambda _: _client.sdk_span)
-                patches.replace(
+                patches.replace_in(dispatcher, None, "otel_span", lambda _: _client.sdk_span)
+                patches.replace_in(
                     dispatcher, None, "inject_trace_context", lambda _: _client.inject_meta
                 )
-                patches.replace(
+                patches.replace_in(
                     "mcp.client.client", "Client", "_build_session", _client.wrap_build_session
                 )
                 session = "mcp.client.session"
-                patches.replace(
+                patches.replace_in(
                     session, "ClientSession", "_on_request", _server.wrap_client_on_request
                 )
-                patches.replace(session, "ClientSession", "__aenter__", _client.wrap_session_enter)
-                patches.replace(session, "ClientSession", "__aexit__", _client.wrap_session_exit)
+                patches.replace_in(
+                    session, "ClientSession", "__aenter__", _client.wrap_session_enter
+                )
+                patches.replace_in(session, "ClientSession", "__aexit__", _client.wrap_session_exit)
                 _server.trace_every_server(True)
             else:
-                patches.replace(
+                patches.replace_in(
                     "mcp.shared.session", "BaseSession", "send_request", _client.wrap_send_request
                 )
-                patches.replace(
+                patches.replace_in(
                     "mcp.server.lowlevel.server",
                     "Server",
                     "_handle_request",
                     _server.wrap_handle_request,
                 )
-                patches.replace(
+                patches.replace_in(
                     "mcp.server.session",
                     "ServerSession",
                     "_received_request",
                     _server.wrap_received_request,
                 )
-                patches.replace(
+                patches.replace_in(
                     "mcp.client.session",
                     "ClientSession",
                     "_received_request",
@@ -118,8 +98,8 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 )
                 # Client and server sessions: mcp.{client,server}.session.duration.
                 shared = "mcp.shared.session"
-                patches.replace(shared, "BaseSession", "__aenter__", _client.wrap_session_enter)
-                patches.replace(shared, "BaseSession", "__aexit__", _client.wrap_session_exit)
+                patches.replace_in(shared, "BaseSession", "__aenter__", _client.wrap_session_enter)
+                patches.replace_in(shared, "BaseSession", "__aexit__", _client.wrap_session_exit)
         except Exception as error:  # noqa: BLE001 - an unknown mcp layout: leave it untouched
             patches.undo()
             report("threadline.mcp.instrument", error)
