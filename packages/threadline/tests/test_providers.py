@@ -103,3 +103,13 @@ def test_payload_value_helpers_reject_bools_and_other_types() -> None:
     assert field_value(SimpleNamespace(a=2), "a") == 2
     assert field_value(None, "a") is None
     assert field_value(SimpleNamespace(), "a") is None
+
+
+def test_dimension_count() -> None:
+    from threadline.providers import dimension_count
+
+    assert dimension_count([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]) == 3  # a batch
+    assert dimension_count([0.1, 0.2]) == 2  # one vector
+    assert dimension_count([1, 0, 1, 1]) == 4
+    for nothing in ([], [[]], None, "text", [True, False], [{"x": 1}]):
+        assert dimension_count(nothing) is None, nothing

@@ -122,6 +122,19 @@ def first_text_field(obj: Any, names: tuple[str, ...]) -> str | None:
     return None
 
 
+def dimension_count(vectors: Any) -> int | None:
+    """``gen_ai.embeddings.dimension.count`` of what an embeddings call returned: the length of
+    its (first) vector; None for anything else."""
+    if not isinstance(vectors, list) or not vectors:
+        return None
+    first = vectors[0]
+    if isinstance(first, list):
+        return len(first) or None
+    if isinstance(first, (int, float)) and not isinstance(first, bool):
+        return len(vectors)  # one vector
+    return None
+
+
 def int_value(value: Any) -> int | None:
     """``value`` if it is an int (a bool is not), else None."""
     return value if type(value) is int else None
@@ -191,6 +204,7 @@ def usage_from_provider(usage: Any) -> Usage | None:
 
 __all__ = [
     "PROVIDER_ALIASES",
+    "dimension_count",
     "field_value",
     "fields_present",
     "first_text_field",

@@ -135,16 +135,6 @@ def _embeddings_provider(cls: type) -> str:
     return _normalize_provider(key, _EMBEDDINGS_PROVIDER_OVERRIDES)
 
 
-def dimension_count(vectors: Any) -> int | None:
-    """The length of the (first) vector an ``embed_*`` call returned."""
-    first = vectors[0] if isinstance(vectors, list) and vectors else None
-    if isinstance(first, list):
-        return len(first) or None
-    if isinstance(first, float):
-        return len(vectors)
-    return None
-
-
 def _class_name(serialized: Mapping[str, Any] | None) -> str | None:
     if not serialized:
         return None

@@ -19,6 +19,7 @@ import threadline
 from threadline._failopen import report
 from threadline._patching import Patches
 from threadline.langchain import _convert
+from threadline.providers import dimension_count
 
 _METHODS = ("embed_documents", "embed_query", "aembed_documents", "aembed_query")
 _MARK = "__threadline_embeddings__"
@@ -150,7 +151,7 @@ def _start(embedder: Any) -> threadline.EmbeddingsRun | None:
 
 def _record(run: threadline.EmbeddingsRun, vectors: Any) -> None:
     try:
-        dimensions = _convert.dimension_count(vectors)
+        dimensions = dimension_count(vectors)
         if dimensions is not None:
             run.update(dimension_count=dimensions)
     except Exception as error:  # noqa: BLE001 - fail-open

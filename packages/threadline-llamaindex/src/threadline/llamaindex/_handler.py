@@ -40,6 +40,7 @@ import threadline
 from threadline import semconv
 from threadline._failopen import report
 from threadline.llamaindex import _extract
+from threadline.providers import dimension_count
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -535,9 +536,8 @@ class Tracker:
         elif isinstance(run, threadline.RetrievalRun):
             if threadline.capture_enabled():
                 run.update(documents=_extract.documents(result, content=True))
-        elif isinstance(run, threadline.EmbeddingsRun) and isinstance(result, list) and result:
-            first = result[0]
-            run.update(dimension_count=len(first) if isinstance(first, list) else len(result))
+        elif isinstance(run, threadline.EmbeddingsRun):
+            run.update(dimension_count=dimension_count(result))
         elif isinstance(run, threadline.WorkflowRun) and _stream_answer(run, result):
             return  # ends when the streamed answer does
         run.end()
