@@ -15,7 +15,11 @@ each workload the driver
    ``r``, each in a new process (its own warm-up, then ``n`` timed calls),
 5. reports per configuration the median and min-max of microseconds per call over the rounds,
    and the time added over the uninstrumented baseline (the median of per-round differences,
-   so slow drifts of the machine cancel out).
+   so slow drifts of the machine cancel out),
+6. where valgrind is installed, runs every configuration once more under callgrind and reports
+   instructions per call: a clock the host's noise cannot move (``_instructions.py``; one run
+   each, since the count repeats to 0.01%; not for workloads whose work is partly in another
+   process, MCP).
 
 Writes ``<out>/<date>-<host>.json`` (every measurement) and ``.md`` (the tables).
 """
@@ -33,12 +37,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from benchmarks import _instructions  # noqa: E402
 from benchmarks._common import CONFIG_LABELS, CONFIG_ORDER, THREADLINE_CONFIGS  # noqa: E402
 
 WORKER = HERE / "worker.py"
@@ -49,14 +55,20 @@ LANGCHAIN_TARGETS = {"openllmetry": 0.5, "openinference": 0.2}
 BEST_PEER_TARGET = 0.5
 
 
-def worker(python: str, *args: str, timeout: float = 600) -> dict[str, Any]:
+def worker(
+    python: str,
+    *args: str,
+    timeout: float = 600,
+    prefix: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     proc = subprocess.run(
-        [python, str(WORKER), *args],
+        [*(prefix or []), python, str(WORKER), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=HERE.parent,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
+        env={**os.environ, **(env or {}), "PYTHONHASHSEED": "0"},
     )
     if proc.returncode != 0:
         raise RuntimeError(f"worker {args} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -102,6 +114,47 @@ def measure_workload(
             samples[config].append(worker(python, *args(config, n)))
         print(f"  {workload} round {r + 1}/{rounds}", flush=True)
     return {"n": n, "configs": configs, "samples": samples}
+
+
+# Workloads whose work is partly done in another process, which callgrind does not follow.
+NO_INSTRUCTIONS = ("mcp.",)
+
+
+def measure_instructions(
+    python: str, workload: str, configs: list[str], calls: int, tmp: Path, library: Path
+) -> dict[str, float]:
+    """Thousands of instructions per call of each configuration: one callgrind run each (two
+    at a time: a count does not depend on what else runs)."""
+    template = tmp / f"{workload}.json"
+
+    def count(config: str) -> float:
+        out_dir = Path(tempfile.mkdtemp(dir=tmp))
+        prefix, env = _instructions.command(library, out_dir)
+        extra = ["--template", str(template)] if config == "floor" else []
+        worker(python, workload, config, str(calls), "--warmup", "300", "--instructions",
+               *extra, prefix=prefix, env=env, timeout=1800)  # fmt: skip
+        return _instructions.read_count(out_dir) / calls / 1000
+
+    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
+        return dict(zip(configs, pool.map(count, configs), strict=True))
+
+
+def summarise_instructions(counts: dict[str, float], timed: dict[str, Any]) -> dict[str, Any]:
+    """Rows shaped like :func:`summarise`'s (one run each: median = min = max)."""
+    base = counts.get("baseline")
+    out: dict[str, Any] = {}
+    for config, value in counts.items():
+        row: dict[str, Any] = {
+            "us_median": value,
+            "us_min": value,
+            "us_max": value,
+            "spans_per_call": timed.get(config, {}).get("spans_per_call", 0),
+        }
+        if base is not None and config != "baseline":
+            added = value - base
+            row.update(added_median=added, added_min=added, added_max=added)
+        out[config] = row
+    return out
 
 
 METRICS = {"cpu": "cpu_us_per_call", "wall": "us_per_call"}
@@ -181,17 +234,29 @@ METRIC_TITLES = {
     "thread's work counts too)",
     "wall": "wall-clock time (time.perf_counter_ns)",
 }
+INSTRUCTIONS_TITLE = (
+    "thousands of instructions per call, counted by callgrind over every thread (one run "
+    "per configuration: the count repeats to 0.01%, whatever else the host runs; not for MCP, "
+    "whose server is another process)"
+)
+METRIC_HEADINGS = {"instructions": "Added thousands of instructions per call (callgrind)"}
+
+
+def _count(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]:.1f}" if key in row else "-"
 
 
 def _summary_table(report: dict[str, Any], metric: str) -> list[str]:
     lines = [
-        f"### Added microseconds per call, {metric}",
+        f"### {METRIC_HEADINGS.get(metric, f'Added microseconds per call, {metric}')}",
         "",
         "| workload | floor | threadline | threadline content on | OpenInference | OpenLLMetry |"
         " native | tl/floor | tl/OI | tl/OLLM | tl/native | targets |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, wl in report["workloads"].items():
+        if metric not in wl:
+            continue
         s, r = wl[metric]["summary"], wl[metric]["ratios"]
 
         def a(config: str, s: dict[str, Any] = s) -> str:
@@ -215,6 +280,7 @@ def _summary_table(report: dict[str, Any], metric: str) -> list[str]:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    counted = any("instructions" in wl for wl in report["workloads"].values())
     lines = [
         f"# Benchmarks {report['date']} on {report['host']}",
         "",
@@ -224,12 +290,17 @@ def markdown(report: dict[str, Any]) -> str:
         "uninstrumented baseline. Every configuration exports through a BatchSpanProcessor to a "
         "no-op exporter. Ratios (tl = threadline, content off) divide added times. Two clocks: "
         + "; ".join(f"**{m}**: {t}" for m, t in METRIC_TITLES.items())
-        + ".",
+        + "."
+        + (
+            f" A third, where valgrind is installed: **instructions**: {INSTRUCTIONS_TITLE}."
+            if counted
+            else ""
+        ),
         "",
         "## Summary",
         "",
     ]
-    for metric in METRICS:
+    for metric in (*METRICS, *(["instructions"] if counted else [])):
         lines += _summary_table(report, metric)
     content = [
         f"| {name} | "
@@ -259,17 +330,21 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             f"### {name} (n={wl['n']} calls per process)",
             "",
-            "| configuration | CPU us/call | CPU added | wall us/call | wall added | spans/call |",
-            "|---|---|---|---|---|---|",
+            "| configuration | CPU us/call | CPU added | wall us/call | wall added "
+            "| k instructions/call | k instructions added | spans/call |",
+            "|---|---|---|---|---|---|---|---|",
         ]
+        counts = wl.get("instructions", {}).get("summary", {})
         for config in CONFIG_ORDER:
             cpu = wl["cpu"]["summary"].get(config)
             wall = wl["wall"]["summary"].get(config)
             if cpu is None or wall is None:
                 continue
+            instr = counts.get(config, {})
             lines.append(
                 f"| {CONFIG_LABELS[config]} | {fmt_range(cpu, 'us')} | {fmt_range(cpu, 'added')} "
                 f"| {fmt_range(wall, 'us')} | {fmt_range(wall, 'added')} | "
+                f"{_count(instr, 'us_median')} | {_count(instr, 'added_median')} | "
                 f"{cpu['spans_per_call']:g} |"
             )
         lines.append("")
@@ -292,6 +367,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", action="append", default=[], help="workload or group prefix")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--name", default=None, help="result file stem")
+    parser.add_argument(
+        "--instruction-calls",
+        type=int,
+        default=200,
+        help="calls counted under callgrind per configuration (0: no instruction counts)",
+    )
     args = parser.parse_args(argv)
 
     pythons = dict(p.split("=", 1) for p in args.python) or {"core": sys.executable}
@@ -309,6 +390,9 @@ def main(argv: list[str]) -> int:
     stem = args.name or f"{report['date']}-{report['host']}"
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        library = _instructions.build(Path(tmp)) if args.instruction_calls > 0 else None
+        if library is None and args.instruction_calls > 0:
+            print("no instruction counts: valgrind or a C compiler is missing", flush=True)
         for group, python in pythons.items():
             listing = worker(python, "--list", group)
             report["versions"][group] = versions(python)
@@ -334,6 +418,22 @@ def main(argv: list[str]) -> int:
                         "ratios": rat,
                         "targets": targets(summary, group, rat),
                     }
+                if library is not None and not workload.startswith(NO_INSTRUCTIONS):
+                    try:
+                        counts = measure_instructions(
+                            python, workload, configs, args.instruction_calls, Path(tmp), library
+                        )
+                    except (RuntimeError, subprocess.TimeoutExpired) as error:
+                        print(f"  instruction count FAILED: {error}", flush=True)
+                    else:
+                        summary = summarise_instructions(counts, result["cpu"]["summary"])
+                        rat = ratios(summary, group)
+                        result["instructions"] = {
+                            "summary": summary,
+                            "ratios": rat,
+                            "targets": targets(summary, group, rat),
+                        }
+                        print(f"  {workload} instructions counted", flush=True)
                 report["workloads"][workload] = result
                 (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
     report["failed"] = {k: v for k, v in report["workloads"].items() if "error" in v}

@@ -9,6 +9,9 @@ Other forms:
   worker.py <workload> threadline 1 --record P  write the spans of one call to P (the floor's
                                                 template)
   worker.py <workload> floor <n> --template P   the floor: no-op hook + replay of template P
+  worker.py <workload> <config> <n> --instructions
+                                                run under callgrind: count the instructions
+                                                of the n calls (benchmarks/_instructions.py)
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--record", type=Path, default=None)
     parser.add_argument("--template", type=Path, default=None)
+    parser.add_argument("--instructions", action="store_true")
     args = parser.parse_args(argv)
 
     group, _, name = args.workload.partition(".")
@@ -82,6 +86,20 @@ def main(argv: list[str]) -> int:
         if record_other is not None:
             record_other()
         print(json.dumps({"workload": args.workload, "spans": len(spans)}))
+        return 0
+
+    if args.instructions:
+        from benchmarks._instructions import Counter
+
+        counter = Counter()
+        gc.collect()
+        telemetry.flush()
+        counter.start()
+        for _ in range(args.n):
+            result = call()
+        telemetry.flush()  # the export thread's work for these calls is theirs
+        counter.stop()
+        print(json.dumps({"workload": args.workload, "config": args.config, "n": args.n}))
         return 0
 
     # CPU time spent for this process in other processes (an MCP server), if any.

@@ -1,0 +1,77 @@
+"""A third clock that host noise cannot move: instructions per call, counted by Valgrind's
+callgrind.
+
+Timings on a shared host drift by tens of percent between minutes; the number of instructions a
+call executes does not (two runs agree to 0.01%). The worker runs under
+``valgrind --tool=callgrind --instr-atstart=no``: importing and warming up run uninstrumented,
+and a client request switches counting on for exactly the measured calls (every thread, so the
+export thread's work counts too) and dumps the count. Instructions are not time (a cache miss
+costs more than an add), so this clock complements the two timed ones and replaces neither.
+
+The client requests are C macros from ``valgrind/callgrind.h``: a three-function library is
+compiled once per run with the system C compiler. Without valgrind, its headers or a compiler,
+the clock is skipped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+_SOURCE = """
+#include <valgrind/callgrind.h>
+void tl_start(void) { CALLGRIND_START_INSTRUMENTATION; CALLGRIND_ZERO_STATS; }
+void tl_stop(void) { CALLGRIND_DUMP_STATS; CALLGRIND_STOP_INSTRUMENTATION; }
+"""
+LIBRARY_ENV = "BENCH_CALLGRIND_LIBRARY"
+
+
+def build(directory: Path) -> Path | None:
+    """Compile the client-request library into ``directory``; None where this host cannot
+    count instructions (no valgrind, no headers, no compiler)."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if shutil.which("valgrind") is None or compiler is None:
+        return None
+    source = directory / "tl_callgrind.c"
+    library = directory / "libtl_callgrind.so"
+    source.write_text(_SOURCE)
+    proc = subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O1", "-o", str(library), str(source)],
+        capture_output=True,
+        text=True,
+    )
+    return library if proc.returncode == 0 else None
+
+
+def command(library: Path, out_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The valgrind prefix of a worker command line, and the environment variable it needs."""
+    prefix = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out_dir}/callgrind.%p",
+    ]
+    return prefix, {LIBRARY_ENV: str(library)}
+
+
+def read_count(out_dir: Path) -> int:
+    """Instructions of the one dump the measured section wrote (``callgrind.<pid>.1``)."""
+    dumps = sorted(out_dir.glob("callgrind.*.1"))
+    if len(dumps) != 1:
+        raise RuntimeError(f"expected one callgrind dump in {out_dir}, found {len(dumps)}")
+    for line in dumps[0].read_text().splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no summary line in {dumps[0]}")
+
+
+class Counter:
+    """In the worker: brackets the measured calls (no-ops unless valgrind runs the process)."""
+
+    def __init__(self) -> None:
+        library = ctypes.CDLL(os.environ[LIBRARY_ENV])
+        self.start = library.tl_start
+        self.stop = library.tl_stop
