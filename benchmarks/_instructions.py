@@ -1,8 +1,10 @@
-"""A third clock that host noise cannot move: instructions per call, counted by Valgrind's
+"""A third clock that host noise hardly moves: instructions per call, counted by Valgrind's
 callgrind.
 
 Timings on a shared host drift by tens of percent between minutes; the number of instructions a
-call executes does not (two runs agree to 0.01%). The worker runs under
+call executes hardly does: two runs agree to 0.2% when each has a core to itself (a run kept
+waiting executes more hand-offs of the GIL between the application and the export thread, so
+counts are taken one at a time). The worker runs under
 ``valgrind --tool=callgrind --instr-atstart=no``: importing and warming up run uninstrumented,
 and a client request switches counting on for exactly the measured calls (every thread, so the
 export thread's work counts too) and dumps the count. Instructions are not time (a cache miss

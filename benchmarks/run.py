@@ -17,9 +17,9 @@ each workload the driver
    and the time added over the uninstrumented baseline (the median of per-round differences,
    so slow drifts of the machine cancel out),
 6. where valgrind is installed, runs every configuration once more under callgrind and reports
-   instructions per call: a clock the host's noise cannot move (``_instructions.py``; one run
-   each, since the count repeats to 0.01%; not for workloads whose work is partly in another
-   process, MCP).
+   instructions per call: a clock the host's noise hardly moves (``_instructions.py``; one run
+   each, one at a time, since the count repeats to 0.2%; not for workloads whose work is partly
+   in another process, MCP).
 
 Writes ``<out>/<date>-<host>.json`` (every measurement) and ``.md`` (the tables).
 """
@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +122,8 @@ NO_INSTRUCTIONS = ("mcp.",)
 def measure_instructions(
     python: str, workload: str, configs: list[str], calls: int, tmp: Path, library: Path
 ) -> dict[str, float]:
-    """Thousands of instructions per call of each configuration: one callgrind run each (two
-    at a time: a count does not depend on what else runs)."""
+    """Thousands of instructions per call of each configuration: one callgrind run each, one at
+    a time (a run that waits for a core executes more GIL hand-offs, which count)."""
     template = tmp / f"{workload}.json"
 
     def count(config: str) -> float:
@@ -135,8 +134,7 @@ def measure_instructions(
                *extra, prefix=prefix, env=env, timeout=1800)  # fmt: skip
         return _instructions.read_count(out_dir) / calls / 1000
 
-    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
-        return dict(zip(configs, pool.map(count, configs), strict=True))
+    return {config: count(config) for config in configs}
 
 
 def summarise_instructions(counts: dict[str, float], timed: dict[str, Any]) -> dict[str, Any]:
@@ -236,8 +234,8 @@ METRIC_TITLES = {
 }
 INSTRUCTIONS_TITLE = (
     "thousands of instructions per call, counted by callgrind over every thread (one run "
-    "per configuration: the count repeats to 0.01%, whatever else the host runs; not for MCP, "
-    "whose server is another process)"
+    "per configuration, one at a time: the count repeats to 0.2%; not for MCP, whose server "
+    "is another process)"
 )
 METRIC_HEADINGS = {"instructions": "Added thousands of instructions per call (callgrind)"}
 

@@ -114,3 +114,33 @@ def test_structured_llm_is_the_model_it_wraps(telemetry: Telemetry) -> None:
     assert span.attributes["gen_ai.provider.name"] == "openai"
     assert span.attributes["gen_ai.usage.input_tokens"] == 11
     assert span.attributes["gen_ai.usage.output_tokens"] == 5
+
+
+def test_usage_in_additional_kwargs(telemetry: Telemetry) -> None:
+    """LLMs without a raw response (local and custom ones) may report token counts in the
+    response's ``additional_kwargs``; a response with neither reports no usage."""
+    from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+    from llama_index.core.llms.callbacks import llm_completion_callback
+    from pydantic import Field
+
+    class LocalLLM(CustomLLM):
+        counts: dict[str, int] = Field(default_factory=dict)
+
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="local-7b")
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            return CompletionResponse(text="Paris", additional_kwargs=dict(self.counts))
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    LocalLLM(counts={"prompt_tokens": 9, "completion_tokens": 2}).complete("Capital?")
+    LocalLLM().complete("Capital?")
+    reported, silent = telemetry.spans()
+    assert reported.attributes["gen_ai.usage.input_tokens"] == 9
+    assert reported.attributes["gen_ai.usage.output_tokens"] == 2
+    assert "gen_ai.usage.input_tokens" not in silent.attributes
+    telemetry.assert_conformant()

@@ -55,6 +55,15 @@ try:
 except ImportError:  # pragma: no cover - an API without it: read through the public call
     _BAGGAGE_KEY = None
 
+
+def _span_key() -> str | None:
+    """The context key the API stores the current span under, read off the API itself (None
+    if setting a span ever stores anything but one key: then the public calls are used)."""
+    keys = list(trace.set_span_in_context(trace.INVALID_SPAN, Context()))
+    return keys[0] if len(keys) == 1 and isinstance(keys[0], str) else None
+
+
+_SPAN_KEY = _span_key()
 _END_LOCK = threading.Lock()
 _MAX_BAGGAGE_VALUE = 256
 _RunT = TypeVar("_RunT", bound="Run")
@@ -291,8 +300,14 @@ class Run:
         """The parent context with this run's span set: pass it as a child's ``parent``."""
         ctx = self._ctx
         if ctx is None:
-            ctx = trace.set_span_in_context(self.span, self._parent_ctx)
-            ctx = otel_context.set_value(_RUN_KEY, self, ctx)
+            if _SPAN_KEY is not None:  # one copy of the parent context instead of two
+                values = dict(self._parent_ctx)
+                values[_SPAN_KEY] = self.span
+                values[_RUN_KEY] = self
+                ctx = Context(values)
+            else:  # pragma: no cover - an API that stores the span differently
+                ctx = trace.set_span_in_context(self.span, self._parent_ctx)
+                ctx = otel_context.set_value(_RUN_KEY, self, ctx)
             self._ctx = ctx
         return ctx
 

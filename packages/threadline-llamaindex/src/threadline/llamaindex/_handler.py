@@ -622,13 +622,16 @@ class Tracker:
         raw = getattr(response, "raw", None) if response is not None else None
         usage = _extract.usage_of(raw) if raw is not None else None
         if usage is None and response is not None:
-            usage = _extract.usage_of({"usage": getattr(response, "additional_kwargs", None)})
+            extra = getattr(response, "additional_kwargs", None)
+            if extra:  # where some LLMs report usage; usually empty
+                usage = _extract.usage_of({"usage": extra})
         if raw is not None:
             response_id, response_model = _extract.response_facts(raw)
             if finish is None:
                 finish = _extract.finish_reason_of(raw)
             run.update(response_id=response_id, response_model=response_model)
-        run.update(usage=usage, finish_reasons=[finish] if finish and not recorded else None)
+        if usage is not None or (finish and not recorded):
+            run.update(usage=usage, finish_reasons=[finish] if finish and not recorded else None)
         if response is not None and threadline.capture_enabled():
             message = _extract.output_message(response, finish)
             if message is not None:
