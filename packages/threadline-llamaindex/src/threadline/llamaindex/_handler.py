@@ -630,8 +630,9 @@ class Tracker:
             if finish is None:
                 finish = _extract.finish_reason_of(raw)
             run.update(response_id=response_id, response_model=response_model)
-        if usage is not None or (finish and not recorded):
-            run.update(usage=usage, finish_reasons=[finish] if finish and not recorded else None)
+        finish_reasons = [finish] if finish and not recorded else None
+        if usage is not None or finish_reasons:
+            run.update(usage=usage, finish_reasons=finish_reasons)
         if response is not None and threadline.capture_enabled():
             message = _extract.output_message(response, finish)
             if message is not None:
