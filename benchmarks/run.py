@@ -217,6 +217,12 @@ def targets(summary: dict[str, Any], group: str, rat: dict[str, Any]) -> list[di
     return checks
 
 
+def verdict(summary: dict[str, Any], group: str) -> dict[str, Any]:
+    """One clock's summary of a workload, with its ratios and which targets hold."""
+    rat = ratios(summary, group)
+    return {"summary": summary, "ratios": rat, "targets": targets(summary, group, rat)}
+
+
 def _check(name: str, value: float, limit: float) -> dict[str, Any]:
     return {"target": name, "ratio": value, "limit": limit, "holds": value <= limit}
 
@@ -409,13 +415,7 @@ def main(argv: list[str]) -> int:
                     report["workloads"][workload] = {"error": str(error)[-2000:]}
                     continue
                 for metric in METRICS:
-                    summary = summarise(result, metric)
-                    rat = ratios(summary, group)
-                    result[metric] = {
-                        "summary": summary,
-                        "ratios": rat,
-                        "targets": targets(summary, group, rat),
-                    }
+                    result[metric] = verdict(summarise(result, metric), group)
                 if library is not None and not workload.startswith(NO_INSTRUCTIONS):
                     try:
                         counts = measure_instructions(
@@ -424,13 +424,9 @@ def main(argv: list[str]) -> int:
                     except (RuntimeError, subprocess.TimeoutExpired) as error:
                         print(f"  instruction count FAILED: {error}", flush=True)
                     else:
-                        summary = summarise_instructions(counts, result["cpu"]["summary"])
-                        rat = ratios(summary, group)
-                        result["instructions"] = {
-                            "summary": summary,
-                            "ratios": rat,
-                            "targets": targets(summary, group, rat),
-                        }
+                        result["instructions"] = verdict(
+                            summarise_instructions(counts, result["cpu"]["summary"]), group
+                        )
                         print(f"  {workload} instructions counted", flush=True)
                 report["workloads"][workload] = result
                 (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
