@@ -10,6 +10,11 @@ and a client request switches counting on for exactly the measured calls (every 
 export thread's work counts too) and dumps the count. Instructions are not time (a cache miss
 costs more than an add), so this clock complements the two timed ones and replaces neither.
 
+A workload whose calls are partly served by another process (the MCP server) has valgrind follow
+its children: the other side brackets its share of the same calls with the same client requests
+(started and stopped by two extra requests, which it counts in part: under one call in ``n``),
+and the counts of both processes add up.
+
 The client requests are C macros from ``valgrind/callgrind.h``: a three-function library is
 compiled once per run with the system C compiler. Without valgrind, its headers or a compiler,
 the clock is skipped.
@@ -54,24 +59,33 @@ def command(library: Path, out_dir: Path) -> tuple[list[str], dict[str, str]]:
         "valgrind",
         "--tool=callgrind",
         "--instr-atstart=no",
+        "--trace-children=yes",
         f"--callgrind-out-file={out_dir}/callgrind.%p",
     ]
     return prefix, {LIBRARY_ENV: str(library)}
 
 
-def read_count(out_dir: Path) -> int:
-    """Instructions of the one dump the measured section wrote (``callgrind.<pid>.1``)."""
+def read_count(out_dir: Path, processes: int = 1) -> int:
+    """Instructions of the dumps the measured sections wrote (``callgrind.<pid>.1``), one per
+    process that took part, summed."""
     dumps = sorted(out_dir.glob("callgrind.*.1"))
-    if len(dumps) != 1:
-        raise RuntimeError(f"expected one callgrind dump in {out_dir}, found {len(dumps)}")
-    for line in dumps[0].read_text().splitlines():
+    if len(dumps) != processes:
+        raise RuntimeError(
+            f"expected {processes} callgrind dump(s) in {out_dir}, found {len(dumps)}"
+        )
+    return sum(_summary(dump) for dump in dumps)
+
+
+def _summary(dump: Path) -> int:
+    for line in dump.read_text().splitlines():
         if line.startswith("summary:"):
             return int(line.split()[1])
-    raise RuntimeError(f"no summary line in {dumps[0]}")
+    raise RuntimeError(f"no summary line in {dump}")
 
 
 class Counter:
-    """In the worker: brackets the measured calls (no-ops unless valgrind runs the process)."""
+    """In the worker (and the other side of a workload that has one): brackets the measured
+    calls (no-ops unless valgrind runs the process)."""
 
     def __init__(self) -> None:
         library = ctypes.CDLL(os.environ[LIBRARY_ENV])

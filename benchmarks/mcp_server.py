@@ -71,6 +71,22 @@ def main() -> None:
     def cpu_ns() -> str:
         return str(time.process_time_ns())
 
+    counter: list[Any] = []
+
+    @server.tool(name="count_instructions")
+    async def count_instructions(on: bool) -> str:
+        if not counter:
+            from benchmarks._instructions import Counter
+
+            counter.append(Counter())
+        if on:
+            telemetry.provider.force_flush()
+            counter[0].start()
+        else:
+            telemetry.provider.force_flush()  # the export thread's work for the calls is theirs
+            counter[0].stop()
+        return "ok"
+
     @server.tool(name="dump_spans")
     def dump_spans(path: str) -> str:
         assert memory is not None

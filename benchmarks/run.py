@@ -18,8 +18,8 @@ each workload the driver
    so slow drifts of the machine cancel out),
 6. where valgrind is installed, runs every configuration once more under callgrind and reports
    instructions per call: a clock the host's noise hardly moves (``_instructions.py``; one run
-   each, one at a time, since the count repeats to 0.2%; not for workloads whose work is partly
-   in another process, MCP).
+   each, one at a time, since the count repeats to 0.2%; MCP's count adds its server's share
+   of the same calls).
 
 Writes ``<out>/<date>-<host>.json`` (every measurement) and ``.md`` (the tables).
 """
@@ -115,10 +115,6 @@ def measure_workload(
     return {"n": n, "configs": configs, "samples": samples}
 
 
-# Workloads whose work is partly done in another process, which callgrind does not follow.
-NO_INSTRUCTIONS = ("mcp.",)
-
-
 def measure_instructions(
     python: str, workload: str, configs: list[str], calls: int, tmp: Path, library: Path
 ) -> dict[str, float]:
@@ -130,9 +126,9 @@ def measure_instructions(
         out_dir = Path(tempfile.mkdtemp(dir=tmp))
         prefix, env = _instructions.command(library, out_dir)
         extra = ["--template", str(template)] if config == "floor" else []
-        worker(python, workload, config, str(calls), "--warmup", "300", "--instructions",
-               *extra, prefix=prefix, env=env, timeout=1800)  # fmt: skip
-        return _instructions.read_count(out_dir) / calls / 1000
+        done = worker(python, workload, config, str(calls), "--warmup", "300", "--instructions",
+                      *extra, prefix=prefix, env=env, timeout=1800)  # fmt: skip
+        return _instructions.read_count(out_dir, done["processes"]) / calls / 1000
 
     return {config: count(config) for config in configs}
 
@@ -240,8 +236,8 @@ METRIC_TITLES = {
 }
 INSTRUCTIONS_TITLE = (
     "thousands of instructions per call, counted by callgrind over every thread (one run "
-    "per configuration, one at a time: the count repeats to 0.2%; not for MCP, whose server "
-    "is another process)"
+    "per configuration, one at a time: the count repeats to 0.2%; MCP's adds the server "
+    "process's share of the same calls)"
 )
 METRIC_HEADINGS = {"instructions": "Added thousands of instructions per call (callgrind)"}
 
@@ -416,7 +412,7 @@ def main(argv: list[str]) -> int:
                     continue
                 for metric in METRICS:
                     result[metric] = verdict(summarise(result, metric), group)
-                if library is not None and not workload.startswith(NO_INSTRUCTIONS):
+                if library is not None:
                     try:
                         counts = measure_instructions(
                             python, workload, configs, args.instruction_calls, Path(tmp), library

@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,14 +93,23 @@ def main(argv: list[str]) -> int:
         from benchmarks._instructions import Counter
 
         counter = Counter()
+        # A workload served partly by another process counts that side too (MCP's server).
+        other_side: Callable[[bool], None] | None = getattr(module, "count_other_side", None)
         gc.collect()
         telemetry.flush()
+        if other_side is not None:
+            other_side(True)
         counter.start()
         for _ in range(args.n):
             result = call()
         telemetry.flush()  # the export thread's work for these calls is theirs
         counter.stop()
-        print(json.dumps({"workload": args.workload, "config": args.config, "n": args.n}))
+        if other_side is not None:
+            other_side(False)
+        close_workload(module)
+        processes = 1 if other_side is None else 2
+        summary = {"workload": args.workload, "config": args.config, "n": args.n}
+        print(json.dumps({**summary, "processes": processes}))
         return 0
 
     # CPU time spent for this process in other processes (an MCP server), if any.
@@ -114,9 +124,7 @@ def main(argv: list[str]) -> int:
     cpu = time.process_time_ns() - cpu_start
     cpu += other_cpu() - other_start
     exported = telemetry.flush() - exported_before
-    close = getattr(module, "close", None)
-    if close is not None:
-        close()
+    close_workload(module)
     print(
         json.dumps(
             {
@@ -133,6 +141,12 @@ def main(argv: list[str]) -> int:
         )
     )
     return 0
+
+
+def close_workload(module: Any) -> None:
+    close = getattr(module, "close", None)
+    if close is not None:
+        close()
 
 
 if __name__ == "__main__":

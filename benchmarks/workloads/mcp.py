@@ -88,6 +88,11 @@ def other_cpu_ns() -> int:
     return int(result.content[0].text)
 
 
+def count_other_side(on: bool) -> None:
+    """Start or stop the server's instruction count (see ``benchmarks/_instructions.py``)."""
+    _loop.run_until_complete(_open().call_tool("count_instructions", {"on": on}))
+
+
 def record_other_side() -> None:
     path = os.environ["BENCH_RECORD"] + ".server.json"
     _loop.run_until_complete(_open().call_tool("dump_spans", {"path": path}))
