@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import SERVER, server_env
+from harness import MAJOR, SERVER, server_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,13 +33,14 @@ class RawServer:
 
     def __init__(self, tmp_path: Path) -> None:
         self.spans = tmp_path / "spans.jsonl"
+        self.metrics = tmp_path / "metrics.json"
         self.log = tmp_path / "server.log"
         self.proc = subprocess.Popen(
             [sys.executable, str(SERVER), "stdio", str(self.spans)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log.open("w"),
-            env=server_env(SERVER_DEBUG_LOG="1"),
+            env=server_env(SERVER_DEBUG_LOG="1", METRICS_FILE=str(self.metrics)),
         )
         self.lines: queue.Queue[bytes] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -236,3 +237,37 @@ def test_hostile_request_id_and_version(tmp_path: Path) -> None:
     call = next(s for s in spans if s.name == "tools/call get_weather")
     assert "jsonrpc.request.id" not in call.attributes
     assert all(len(str(v)) < 1000 for s in spans for v in s.attributes.values())
+
+
+@pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x rejects unknown methods before any hook runs")
+def test_unknown_method_names_stay_bounded(server: RawServer) -> None:
+    """A method name comes from the peer, and the server's middleware sees it before the SDK
+    rejects it: the span keeps it truncated, the span name and the metrics get ``_OTHER``."""
+    for i in range(3):
+        answer = server.request(f"{i}" * 100_000, {})
+        assert answer["error"]["code"] == -32601
+    server.close()
+    spans = [s for s in read_spans_jsonl(server.spans) if s.name == "_OTHER"]
+    assert [s.attributes["mcp.method.name"] for s in spans] == [f"{i}" * 128 for i in range(3)]
+    for span in spans:
+        assert span.kind == "SERVER"
+        assert span.attributes["rpc.response.status_code"] == "-32601"
+        assert span.status_code != "ERROR"  # the peer's mistake, not the server's
+    points = json.loads(server.metrics.read_text())
+    unknown = [
+        p
+        for p in points
+        if p["name"] == "mcp.server.operation.duration"
+        and p["attributes"]["mcp.method.name"] not in ("initialize", "notifications/initialized")
+    ]
+    assert [(p["attributes"], p["count"]) for p in unknown] == [
+        (
+            {
+                "mcp.method.name": "_OTHER",
+                "mcp.protocol.version": "2025-11-25",
+                "network.transport": "pipe",
+                "rpc.response.status_code": "-32601",
+            },
+            3,
+        )
+    ]

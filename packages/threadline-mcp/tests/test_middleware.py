@@ -268,11 +268,15 @@ def test_client_wrapper_maps_outcomes(telemetry: Any, capture_content: Any) -> N
 
     async def original(self: Any, method: str, params: Any, *args: Any, **kwargs: Any) -> Any:
         meta: dict[str, Any] = dict(params.get("_meta") or {})
-        with _client.sdk_span("MCP send", attributes={"jsonrpc.request.id": "9"}):
+        with _client.sdk_span("MCP send", attributes={"jsonrpc.request.id": "9"}) as span:
             _client.inject_meta(meta)
+            if params["name"] == "down":  # an error response, marked as the SDK does
+                span.set_attributes({"error.type": "-32603", "rpc.response.status_code": "-32603"})
         sent.append(meta)
         if params["name"] == "down":
             raise _mcp_error(-32603, "internal")
+        if params["name"] == "slow":  # the SDK gave up waiting: no response
+            raise _mcp_error(-32001, "Request 'tools/call' timed out")
         return {"content": [{"type": "text", "text": "sunny"}], "isError": params["name"] == "soft"}
 
     send = _client.wrap_send_raw_request(original)
@@ -283,6 +287,8 @@ def test_client_wrapper_maps_outcomes(telemetry: Any, capture_content: Any) -> N
             await send(None, "tools/call", {"name": "soft", "_meta": {"baggage": "secret=1"}})
             with pytest.raises(Exception, match="internal"):
                 await send(None, "tools/call", {"name": "down"})
+            with pytest.raises(Exception, match="timed out"):
+                await send(None, "tools/call", {"name": "slow"})
 
     anyio.run(main)
     assert telemetry.tree(attributes=("jsonrpc.request.id", "rpc.response.status_code")) == (
@@ -290,16 +296,18 @@ def test_client_wrapper_maps_outcomes(telemetry: Any, capture_content: Any) -> N
         "  tools/call ok [CLIENT] jsonrpc.request.id=9\n"
         "  tools/call soft [CLIENT] jsonrpc.request.id=9 !ERROR error.type=tool_error\n"
         "  tools/call down [CLIENT] jsonrpc.request.id=9 rpc.response.status_code=-32603"
-        " !ERROR error.type=-32603"
+        " !ERROR error.type=-32603\n"
+        "  tools/call slow [CLIENT] jsonrpc.request.id=9 !ERROR error.type=timeout"
     )
     ok = telemetry.find("tools/call ok")
     assert sent[0]["traceparent"].split("-")[2] == ok.span_id
-    assert [m["baggage"] for m in sent] == ["session.id=s-1"] * 3  # caller's "secret" replaced
+    assert [m["baggage"] for m in sent] == ["session.id=s-1"] * 4  # caller's "secret" replaced
     assert json.loads(ok.attributes["gen_ai.tool.call.arguments"]) == {"a": 1}
     points = telemetry.metric_points("mcp.client.operation.duration")
     assert sorted(p["attributes"].get("error.type", "") for p in points) == [
         "",
         "-32603",
+        "timeout",
         "tool_error",
     ]
 
@@ -333,3 +341,26 @@ def test_construction_survives_a_changed_sdk(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(_server, "_REPLACING", "_threadline_test_marker")
     middleware = TracingMiddleware()
     assert middleware.notifications == "traced"
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "answered", "expected"),
+    [
+        (-32001, "Request 'tools/call' timed out", False, "timeout"),  # mcp 2.x, raised locally
+        (-32000, "Connection closed", False, "connection_closed"),
+        (-32000, "Connection closed", True, None),  # a server's own -32000 response
+        (-32603, "internal", True, None),
+        (408, "Timed out while waiting for response", None, "timeout"),  # mcp 1.x
+        (-32000, "Connection closed", None, "connection_closed"),
+        (-32000, "Server overloaded", None, None),
+        (-32603, "internal", None, None),
+    ],
+)
+def test_errors_the_sdk_raises_itself_are_not_responses(
+    code: int, message: str, answered: bool | None, expected: str | None
+) -> None:
+    """No ``rpc.response.status_code`` for an error no response carried (the conventions'
+    general ``error.type`` guidance applies to timeouts and transport errors)."""
+    from threadline.mcp._common import local_failure
+
+    assert local_failure(code, message, answered=answered) == expected

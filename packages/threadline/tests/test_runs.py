@@ -386,6 +386,74 @@ def test_mcp_runs(telemetry: Telemetry) -> None:
     assert len(telemetry.metric_points(semconv.METRIC_MCP_SERVER_OPERATION_DURATION)) == 2
 
 
+def test_mcp_metric_attributes_stay_bounded(telemetry: Telemetry) -> None:
+    """What a server's metrics get from the peer is bounded: no client address or ephemeral
+    port, no method name it does not know, no tool name it could not serve."""
+    served = threadline.mcp_request(
+        "tools/call",
+        server=True,
+        tool_name="get_weather",
+        transport="tcp",
+        peer_address="10.0.0.7",
+        peer_port=53124,
+    )
+    served.end()
+    unknown_tool = threadline.mcp_request("tools/call", server=True, tool_name="no_such_tool")
+    unknown_tool.fail_rpc(-32602, "Unknown tool: no_such_tool")
+    odd = threadline.mcp_request("x" * 300, server=True)
+    odd.fail_rpc(-32601, "Method not found")
+    tasks = threadline.mcp_request("tasks/get", server=True)  # protocol, not yet in the registry
+    tasks.end()
+    sent = threadline.mcp_request(
+        "tools/call", server=False, tool_name="t", peer_address="mcp.example.com", peer_port=443
+    )
+    sent.fail_rpc(-32603, "internal")
+
+    assert telemetry.tree() == (
+        "tools/call get_weather [SERVER]\n---\n"
+        "tools/call no_such_tool [SERVER]\n---\n"
+        "_OTHER [SERVER]\n---\n"
+        "tasks/get [SERVER]\n---\n"
+        "tools/call t [CLIENT] !ERROR error.type=-32603"
+    )
+    spans = telemetry.spans()
+    served_span = find(spans, "tools/call get_weather")
+    assert served_span.attributes[semconv.CLIENT_ADDRESS] == "10.0.0.7"
+    assert served_span.attributes[semconv.CLIENT_PORT] == 53124
+    assert find(spans, "_OTHER").attributes[semconv.MCP_METHOD_NAME] == "x" * 128
+
+    server_points = telemetry.metric_points(semconv.METRIC_MCP_SERVER_OPERATION_DURATION)
+    server_metrics = sorted(
+        (p["attributes"] for p in server_points), key=lambda a: a[semconv.MCP_METHOD_NAME]
+    )
+    assert server_metrics == [
+        {semconv.MCP_METHOD_NAME: "_OTHER", semconv.RPC_RESPONSE_STATUS_CODE: "-32601"},
+        {semconv.MCP_METHOD_NAME: "tasks/get"},
+        {
+            semconv.MCP_METHOD_NAME: "tools/call",
+            semconv.GEN_AI_TOOL_NAME: "get_weather",
+            semconv.GEN_AI_OPERATION_NAME: "execute_tool",
+            semconv.NETWORK_TRANSPORT: "tcp",
+        },
+        {
+            semconv.MCP_METHOD_NAME: "tools/call",
+            semconv.GEN_AI_OPERATION_NAME: "execute_tool",
+            semconv.RPC_RESPONSE_STATUS_CODE: "-32602",
+        },
+    ]
+    [client_point] = telemetry.metric_points(semconv.METRIC_MCP_CLIENT_OPERATION_DURATION)
+    assert client_point["attributes"] == {
+        semconv.MCP_METHOD_NAME: "tools/call",
+        semconv.GEN_AI_TOOL_NAME: "t",
+        semconv.GEN_AI_OPERATION_NAME: "execute_tool",
+        semconv.SERVER_ADDRESS: "mcp.example.com",
+        semconv.SERVER_PORT: 443,
+        semconv.RPC_RESPONSE_STATUS_CODE: "-32603",
+        semconv.ERROR_TYPE: "-32603",
+    }
+    telemetry.assert_conformant()
+
+
 def test_invalid_arguments_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="operation must be one of"):
         threadline.inference("m", provider="p", operation="chatting")

@@ -66,6 +66,7 @@ def _span_key() -> str | None:
 _SPAN_KEY = _span_key()
 _END_LOCK = threading.Lock()
 _MAX_BAGGAGE_VALUE = 256
+_MAX_MCP_METHOD = 128
 _RunT = TypeVar("_RunT", bound="Run")
 _prices_warm = [False]
 _CHUNK_BATCH = 256
@@ -1361,7 +1362,11 @@ class McpRun(Run):
     ) -> None:
         self.method = method
         self.operation = semconv.OP_EXECUTE_TOOL if method == "tools/call" else method
-        metric: dict[str, AttributeValue] = {semconv.MCP_METHOD_NAME: method}
+        # An inbound method name is the peer's choice, and servers see it before rejecting it:
+        # span name and metrics get a bounded value, the span keeps what was asked (truncated).
+        unknown = server and method not in semconv.MCP_KNOWN_METHODS
+        named = semconv.MCP_METHOD_OTHER if unknown else method
+        metric: dict[str, AttributeValue] = {semconv.MCP_METHOD_NAME: named}
         target = tool_name or prompt_name
         if tool_name:
             metric[semconv.GEN_AI_TOOL_NAME] = tool_name
@@ -1376,14 +1381,21 @@ class McpRun(Run):
         if network_protocol:
             metric[semconv.NETWORK_PROTOCOL_NAME] = network_protocol[0]
             metric[semconv.NETWORK_PROTOCOL_VERSION] = network_protocol[1]
+        peer: dict[str, AttributeValue] = {}
         if peer_address:
             address_key = semconv.CLIENT_ADDRESS if server else semconv.SERVER_ADDRESS
             port_key = semconv.CLIENT_PORT if server else semconv.SERVER_PORT
-            metric[address_key] = peer_address
+            peer[address_key] = peer_address
             if peer_port:
-                metric[port_key] = peer_port
+                peer[port_key] = peer_port
+            if not server:
+                # The server's address is in the client metric; a client's (an ephemeral
+                # port) is not in the server's.
+                metric.update(peer)
         self._metric_attributes = metric
-        attrs = dict(metric)
+        attrs = {**metric, **peer}
+        if unknown:
+            attrs[semconv.MCP_METHOD_NAME] = method[:_MAX_MCP_METHOD]
         if resource_uri:
             attrs[semconv.MCP_RESOURCE_URI] = resource_uri
         if request_id is not None:
@@ -1393,7 +1405,7 @@ class McpRun(Run):
         if attributes:
             attrs.update(attributes)
         super().__init__(
-            f"{method} {target}" if target else method,
+            f"{named} {target}" if target else named,
             attrs,
             parent,
             kind=SpanKind.SERVER if server else SpanKind.CLIENT,
@@ -1408,8 +1420,15 @@ class McpRun(Run):
         make the span an error."""
         if self._ended:
             return
-        self.span.set_attribute(semconv.RPC_RESPONSE_STATUS_CODE, str(code))
+        status = str(code)
+        self.span.set_attribute(semconv.RPC_RESPONSE_STATUS_CODE, status)
+        metric = self._metric_attributes
+        metric[semconv.RPC_RESPONSE_STATUS_CODE] = status
         if self.kind is SpanKind.SERVER and code in semconv.MCP_SERVER_NON_ERROR_CODES:
+            # The request named something this server does not serve (an unknown tool is
+            # -32602): that name came from the peer unchecked and stays off the metric.
+            metric.pop(semconv.GEN_AI_TOOL_NAME, None)
+            metric.pop(semconv.GEN_AI_PROMPT_NAME, None)
             self.end()
         else:
             self.fail(str(code), description=message)

@@ -175,6 +175,21 @@ MCP_METHOD_NAMES: Final = frozenset(
 )
 # Server side: these JSON-RPC codes describe the client's request, not a server failure.
 MCP_SERVER_NON_ERROR_CODES: Final = frozenset({-32700, -32600, -32601, -32602, -32002})
+# Methods of the MCP protocol (2025-11-25) that the registry above does not list yet.
+MCP_PROTOCOL_METHODS_UNLISTED: Final = frozenset(
+    {
+        "tasks/get",
+        "tasks/result",
+        "tasks/list",
+        "tasks/cancel",
+        "notifications/tasks/status",
+        "notifications/elicitation/complete",
+    }
+)
+MCP_KNOWN_METHODS: Final = MCP_METHOD_NAMES | MCP_PROTOCOL_METHODS_UNLISTED
+# What a server records for a method name outside these (the peer chose it): HTTP's
+# convention for request methods it does not know.
+MCP_METHOD_OTHER: Final = "_OTHER"
 
 # --- threadline's own attributes (not in the specification) ----------------------------------
 THREADLINE_ABANDONED: Final = "threadline.abandoned"

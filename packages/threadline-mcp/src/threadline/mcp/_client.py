@@ -23,7 +23,13 @@ from opentelemetry.trace import SpanKind
 import threadline
 from threadline import semconv
 from threadline._failopen import guarded, report
-from threadline.mcp._common import error_code, is_cancellation, is_tool_error, targets
+from threadline.mcp._common import (
+    error_code,
+    is_cancellation,
+    is_tool_error,
+    local_failure,
+    targets,
+)
 from threadline.providers import server_address
 
 _PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
@@ -168,14 +174,16 @@ def start(
         return None
 
 
-async def call_merged(tool: threadline.ToolRun, call: Callable[[], Awaitable[Any]]) -> Any:
+async def call_merged(
+    tool: threadline.ToolRun, call: Callable[[], Awaitable[Any]], sending: _NoSpan | None = None
+) -> Any:
     """Make a ``tools/call`` recorded on ``tool``: its outcome marks the tool span, which its
-    owner (the agent framework) ends."""
+    owner (the agent framework) ends. ``sending``: the SDK span's stand-in (mcp 2.x)."""
     token = _merged_call.set(tool)
     try:
         result = await call()
     except BaseException as error:
-        _merged_failure(tool, error)
+        _merged_failure(tool, error, sending.answered if sending is not None else None)
         raise
     finally:
         _merged_call.reset(token)
@@ -185,11 +193,11 @@ async def call_merged(tool: threadline.ToolRun, call: Callable[[], Awaitable[Any
 
 
 @guarded(site="threadline.mcp.client.merged")
-def _merged_failure(tool: threadline.ToolRun, error: BaseException) -> None:
-    # Only what the framework cannot know: the JSON-RPC error. An exception reaches the
-    # framework, which records it (or decides it is no failure).
+def _merged_failure(tool: threadline.ToolRun, error: BaseException, answered: bool | None) -> None:
+    # Only what the framework cannot know: the JSON-RPC error response. An exception reaches
+    # the framework, which records it (or decides it is no failure).
     rpc = error_code(error)
-    if rpc is not None:
+    if rpc is not None and local_failure(*rpc, answered=answered) is None:
         tool.set_attributes({semconv.RPC_RESPONSE_STATUS_CODE: str(rpc[0])})
         tool.mark_failed(str(rpc[0]), description=rpc[1])
 
@@ -212,11 +220,16 @@ def finish(run: threadline.McpRun, method: str, result: object) -> None:
 
 
 @guarded(site="threadline.mcp.client.fail")
-def fail(run: threadline.McpRun, error: BaseException) -> None:
+def fail(run: threadline.McpRun, error: BaseException, *, answered: bool | None = None) -> None:
+    """The request raised ``error``. ``answered``: see :func:`local_failure`."""
     run.detach()
     rpc = error_code(error)
     if rpc is not None:
-        run.fail_rpc(rpc[0], rpc[1])
+        local = local_failure(*rpc, answered=answered)
+        if local is None:
+            run.fail_rpc(*rpc)
+        else:
+            run.fail(local, description=rpc[1])
     elif is_cancellation(error):
         run.fail("cancelled")
     else:
@@ -225,12 +238,18 @@ def fail(run: threadline.McpRun, error: BaseException) -> None:
 
 # --- mcp 2.x -----------------------------------------------------------------------------------
 class _NoSpan:
-    """Stands in for the SDK's own ``MCP send …`` span while ours is current."""
+    """Stands in for the SDK's own ``MCP send …`` span while ours is current. The SDK gives it
+    ``rpc.response.status_code`` only when the peer answered with an error; an ``MCPError``
+    raised without that came from no response (a timeout, a closed connection)."""
 
-    __slots__ = ()
+    __slots__ = ("answered",)
+
+    def __init__(self) -> None:
+        self.answered = False
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        pass
+        if semconv.RPC_RESPONSE_STATUS_CODE in attributes:
+            self.answered = True
 
     def set_attribute(self, key: str, value: Any) -> None:
         pass
@@ -245,7 +264,8 @@ class _NoSpan:
         return False
 
 
-_NO_SPAN = _NoSpan()
+# The stand-in of the request being sent, read back when it fails.
+_sending: ContextVar[_NoSpan | None] = ContextVar("threadline_mcp_sending", default=None)
 
 
 @contextmanager
@@ -269,7 +289,7 @@ def sdk_span(
                 )
     except Exception as error:  # noqa: BLE001 - fail-open
         report("threadline.mcp.client.sdk_span", error)
-    yield _NO_SPAN
+    yield _sending.get() or _NoSpan()
 
 
 def inject_meta(meta: MutableMapping[str, Any]) -> None:
@@ -285,13 +305,20 @@ def wrap_send_raw_request(original: Any) -> Any:
         run = start(method, params, peer=_peer_for(self))
         if run is None:
             return await original(self, method, params, *args, **kwargs)
-        if isinstance(run, threadline.ToolRun):
-            return await call_merged(run, lambda: original(self, method, params, *args, **kwargs))
+        sending = _NoSpan()
+        token = _sending.set(sending)
         try:
-            result = await original(self, method, params, *args, **kwargs)
-        except BaseException as error:
-            fail(run, error)
-            raise
+            if isinstance(run, threadline.ToolRun):
+                return await call_merged(
+                    run, lambda: original(self, method, params, *args, **kwargs), sending
+                )
+            try:
+                result = await original(self, method, params, *args, **kwargs)
+            except BaseException as error:
+                fail(run, error, answered=sending.answered)
+                raise
+        finally:
+            _sending.reset(token)
         finish(run, method, result)
         return result
 

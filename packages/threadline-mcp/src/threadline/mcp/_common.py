@@ -52,6 +52,29 @@ def error_code(error: BaseException) -> tuple[int, str] | None:
     return None
 
 
+def local_failure(code: int, message: str, *, answered: bool | None) -> str | None:
+    """``error.type`` of an MCP error the SDK raised itself, with no error response from the
+    peer (so no ``rpc.response.status_code``); None for a JSON-RPC error response.
+    ``answered``: whether the SDK reported an error response (mcp 2.x); None where it cannot
+    tell (mcp 1.x), whose own errors are known by code and message."""
+    if answered is None:
+        if code == _HTTP_REQUEST_TIMEOUT:
+            return "timeout"
+        if code == _CONNECTION_CLOSED and message == "Connection closed":
+            return "connection_closed"
+        return None
+    if answered:
+        return None
+    return _LOCAL_FAILURES.get(code, str(code))
+
+
+# Codes the SDKs raise themselves: mcp 2.x REQUEST_TIMEOUT and CONNECTION_CLOSED; mcp 1.x times
+# out with HTTP's 408.
+_HTTP_REQUEST_TIMEOUT = 408
+_CONNECTION_CLOSED = -32000
+_LOCAL_FAILURES = {-32001: "timeout", _CONNECTION_CLOSED: "connection_closed"}
+
+
 def is_modern(protocol_version: object) -> bool:
     return isinstance(protocol_version, str) and protocol_version >= MODERN_ERA
 

@@ -203,6 +203,9 @@ class _SpanCheck:
 
     def mcp_name(self) -> Iterator[tuple[str, str]]:
         method = str(self.method)
+        if self.span.kind == _SERVER and method not in semconv.MCP_KNOWN_METHODS:
+            # A method the server does not know (the peer chose it) is named like HTTP's.
+            method = semconv.MCP_METHOD_OTHER
         for key in (semconv.GEN_AI_TOOL_NAME, semconv.GEN_AI_PROMPT_NAME):
             if _present(self.attributes, key):
                 expected = [f"{method} {self.attributes[key]}"]
