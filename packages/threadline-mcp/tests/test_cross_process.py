@@ -218,6 +218,26 @@ def test_server_metrics(telemetry: Any, tmp_path: Path) -> None:
         assert client_session["attributes"] == {"mcp.protocol.version": "2025-11-25"}
 
 
+@pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x does not speak 2026-07-28")
+def test_no_session_duration_without_sessions(telemetry: Any, tmp_path: Path) -> None:
+    """2026-07-28 connections have no session: neither side records a session duration."""
+    spans_file = tmp_path / "spans.jsonl"
+    metrics_file = tmp_path / "metrics.json"
+    params = stdio_params(spans_file, METRICS_FILE=str(metrics_file))
+    anyio.run(_agent_turn, params, "auto", [("get_weather", {"city": "Paris"})])
+    for _ in range(200):  # the server writes its metrics as it exits
+        if metrics_file.exists():
+            break
+        anyio.run(anyio.sleep, 0.05)
+    points = json.loads(metrics_file.read_text())
+    operations = [p for p in points if p["name"] == "mcp.server.operation.duration"]
+    assert {p["attributes"]["mcp.protocol.version"] for p in operations} == {"2026-07-28"}
+    assert [p for p in points if p["name"] == "mcp.server.session.duration"] == []
+    recorded = telemetry.metrics()
+    assert "mcp.client.operation.duration" in recorded
+    assert "mcp.client.session.duration" not in recorded
+
+
 def test_json_rpc_error(telemetry: Any, tmp_path: Path) -> None:
     """A JSON-RPC error answer: the CLIENT span fails with the code; the SERVER span records
     the handler's exception (mcp 2.x) or the error response it sent (mcp 1.x)."""

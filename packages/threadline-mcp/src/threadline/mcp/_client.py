@@ -26,6 +26,7 @@ from threadline._failopen import guarded, report
 from threadline.mcp._common import (
     error_code,
     is_cancellation,
+    is_modern,
     is_tool_error,
     local_failure,
     targets,
@@ -478,9 +479,12 @@ def _session_ended(session: Any, error: object) -> None:
     start = _session_starts.pop(session, None)
     if start is None:
         return
+    version = _session_version(session)
+    if is_modern(version):
+        return  # 2026-07-28 and later have no sessions (the server side records none either)
     threadline.record_mcp_session(
         time.monotonic() - start,
         server=_is_server_session(session),
-        protocol_version=_session_version(session),
+        protocol_version=version,
         error=threadline.error_type(error) if isinstance(error, Exception) else None,
     )
