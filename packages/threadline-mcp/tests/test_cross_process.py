@@ -317,6 +317,16 @@ invoke_agent weather_agent [INTERNAL]
         lookup_forecast [INTERNAL]"""
         )
         assert all(s.status_code == "UNSET" for s in tools.values())  # the CLIENT spans fail
+    # Merged or not, each call has its client operation duration point.
+    points = telemetry.metric_points("mcp.client.operation.duration")
+    calls = [p["attributes"] for p in points if p["attributes"]["mcp.method.name"] == "tools/call"]
+    assert sorted((a["gen_ai.tool.name"], a.get("error.type")) for a in calls) == [
+        ("broken", "tool_error"),
+        ("get_weather", None),
+    ]
+    assert [p["count"] for p in points if p["attributes"] in calls] == [1, 1]
+    if MAJOR >= 2:  # mcp 1.x clients do not keep the negotiated version
+        assert {a.get("mcp.protocol.version") for a in calls} == {"2025-11-25"}
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])

@@ -42,6 +42,7 @@ from threadline._runs import (
     current_run,
     error_type,
     links_to,
+    record_mcp_operation,
     record_mcp_session,
 )
 from threadline.config import ContentCapture, Settings, configure
@@ -86,6 +87,7 @@ __all__ = [
     "links_to",
     "mcp_request",
     "open_runs",
+    "record_mcp_operation",
     "record_mcp_session",
     "retrieval",
     "semconv",

@@ -1328,6 +1328,53 @@ class StepRun(Run):
         )
 
 
+def _mcp_attributes(
+    method: str,
+    *,
+    server: bool,
+    tool_name: str | None,
+    prompt_name: str | None,
+    protocol_version: str | None,
+    transport: str | None,
+    network_protocol: tuple[str, str] | None,
+    peer_address: str | None,
+    peer_port: int | None,
+) -> tuple[str, dict[str, AttributeValue], dict[str, AttributeValue]]:
+    """``(method as named, metric attributes, span-only peer attributes)`` of an MCP operation.
+
+    An inbound method name is the peer's choice, and servers see it before rejecting it: span
+    name and metrics get a bounded value (``_OTHER``), the span keeps what was asked."""
+    named = (
+        semconv.MCP_METHOD_OTHER if server and method not in semconv.MCP_KNOWN_METHODS else method
+    )
+    metric: dict[str, AttributeValue] = {semconv.MCP_METHOD_NAME: named}
+    if tool_name:
+        metric[semconv.GEN_AI_TOOL_NAME] = tool_name
+    if prompt_name:
+        metric[semconv.GEN_AI_PROMPT_NAME] = prompt_name
+    if method == "tools/call":
+        metric[semconv.GEN_AI_OPERATION_NAME] = semconv.OP_EXECUTE_TOOL
+    if protocol_version:
+        metric[semconv.MCP_PROTOCOL_VERSION] = protocol_version
+    if transport:
+        metric[semconv.NETWORK_TRANSPORT] = transport
+    if network_protocol:
+        metric[semconv.NETWORK_PROTOCOL_NAME] = network_protocol[0]
+        metric[semconv.NETWORK_PROTOCOL_VERSION] = network_protocol[1]
+    peer: dict[str, AttributeValue] = {}
+    if peer_address:
+        address_key = semconv.CLIENT_ADDRESS if server else semconv.SERVER_ADDRESS
+        port_key = semconv.CLIENT_PORT if server else semconv.SERVER_PORT
+        peer[address_key] = peer_address
+        if peer_port:
+            peer[port_key] = peer_port
+        if not server:
+            # The server's address is in the client metric; a client's (an ephemeral port) is
+            # not in the server's.
+            metric.update(peer)
+    return named, metric, peer
+
+
 class McpRun(Run):
     """One MCP request or notification (``mcp.client``/``mcp.server`` span types).
 
@@ -1362,39 +1409,21 @@ class McpRun(Run):
     ) -> None:
         self.method = method
         self.operation = semconv.OP_EXECUTE_TOOL if method == "tools/call" else method
-        # An inbound method name is the peer's choice, and servers see it before rejecting it:
-        # span name and metrics get a bounded value, the span keeps what was asked (truncated).
-        unknown = server and method not in semconv.MCP_KNOWN_METHODS
-        named = semconv.MCP_METHOD_OTHER if unknown else method
-        metric: dict[str, AttributeValue] = {semconv.MCP_METHOD_NAME: named}
+        named, metric, peer = _mcp_attributes(
+            method,
+            server=server,
+            tool_name=tool_name,
+            prompt_name=prompt_name,
+            protocol_version=protocol_version,
+            transport=transport,
+            network_protocol=network_protocol,
+            peer_address=peer_address,
+            peer_port=peer_port,
+        )
         target = tool_name or prompt_name
-        if tool_name:
-            metric[semconv.GEN_AI_TOOL_NAME] = tool_name
-        if prompt_name:
-            metric[semconv.GEN_AI_PROMPT_NAME] = prompt_name
-        if method == "tools/call":
-            metric[semconv.GEN_AI_OPERATION_NAME] = semconv.OP_EXECUTE_TOOL
-        if protocol_version:
-            metric[semconv.MCP_PROTOCOL_VERSION] = protocol_version
-        if transport:
-            metric[semconv.NETWORK_TRANSPORT] = transport
-        if network_protocol:
-            metric[semconv.NETWORK_PROTOCOL_NAME] = network_protocol[0]
-            metric[semconv.NETWORK_PROTOCOL_VERSION] = network_protocol[1]
-        peer: dict[str, AttributeValue] = {}
-        if peer_address:
-            address_key = semconv.CLIENT_ADDRESS if server else semconv.SERVER_ADDRESS
-            port_key = semconv.CLIENT_PORT if server else semconv.SERVER_PORT
-            peer[address_key] = peer_address
-            if peer_port:
-                peer[port_key] = peer_port
-            if not server:
-                # The server's address is in the client metric; a client's (an ephemeral
-                # port) is not in the server's.
-                metric.update(peer)
         self._metric_attributes = metric
         attrs = {**metric, **peer}
-        if unknown:
+        if named != method:
             attrs[semconv.MCP_METHOD_NAME] = method[:_MAX_MCP_METHOD]
         if resource_uri:
             attrs[semconv.MCP_RESOURCE_URI] = resource_uri
@@ -1483,6 +1512,48 @@ class McpRun(Run):
             else instruments.mcp_client_duration
         )
         histogram.record(duration, attrs)
+
+
+def record_mcp_operation(
+    duration: float,
+    method: str,
+    *,
+    server: bool = False,
+    tool_name: str | None = None,
+    prompt_name: str | None = None,
+    protocol_version: str | None = None,
+    transport: str | None = None,
+    peer_address: str | None = None,
+    peer_port: int | None = None,
+    status_code: int | None = None,
+    error: str | None = None,
+) -> None:
+    """Record ``mcp.{client,server}.operation.duration`` for an operation that has no MCP span
+    of its own (a ``tools/call`` recorded on a framework's tool span). ``status_code``: the
+    JSON-RPC error code of the response, if any; ``error``: its ``error.type``."""
+    try:
+        instruments = resolved().recording_instruments()
+        if instruments is None:
+            return
+        _, attrs, _ = _mcp_attributes(
+            method,
+            server=server,
+            tool_name=tool_name,
+            prompt_name=prompt_name,
+            protocol_version=protocol_version,
+            transport=transport,
+            network_protocol=None,
+            peer_address=peer_address,
+            peer_port=peer_port,
+        )
+        if status_code is not None:
+            attrs[semconv.RPC_RESPONSE_STATUS_CODE] = str(status_code)
+        if error:
+            attrs[semconv.ERROR_TYPE] = error
+        histogram = instruments.mcp_server_duration if server else instruments.mcp_client_duration
+        histogram.record(duration, attrs)
+    except Exception as error_:  # noqa: BLE001
+        report("record_mcp_operation", error_)
 
 
 def record_mcp_session(

@@ -129,6 +129,17 @@ def _register_dispatcher(session: Any) -> None:
     _dispatcher_peers[dispatcher] = peer
 
 
+def protocol_version(params: object, peer: Peer | None) -> str | None:
+    """The protocol version a request is sent under: its ``_meta`` entry (2026-07-28 and
+    later), else what the connection negotiated."""
+    meta = params.get("_meta") if isinstance(params, Mapping) else None
+    if isinstance(meta, Mapping):
+        value = meta.get(_PROTOCOL_VERSION_META_KEY)
+        if isinstance(value, str):
+            return value
+    return peer.protocol_version if peer is not None else None
+
+
 def start(
     method: str,
     params: object,
@@ -147,13 +158,6 @@ def start(
                 if request_id is not None:
                     outer.set_attributes({semconv.JSONRPC_REQUEST_ID: str(request_id)})
                 return outer
-        version = None
-        meta = params.get("_meta") if isinstance(params, Mapping) else None
-        if isinstance(meta, Mapping):
-            value = meta.get(_PROTOCOL_VERSION_META_KEY)
-            version = value if isinstance(value, str) else None
-        if peer is not None and version is None:
-            version = peer.protocol_version
         run = threadline.mcp_request(
             method,
             server=False,
@@ -161,7 +165,7 @@ def start(
             prompt_name=prompt_name,
             resource_uri=resource_uri,
             request_id=request_id,
-            protocol_version=version,
+            protocol_version=protocol_version(params, peer),
             transport=peer.transport if peer is not None else None,
             peer_address=peer.address if peer is not None else None,
             peer_port=peer.port if peer is not None else None,
@@ -176,31 +180,73 @@ def start(
 
 
 async def call_merged(
-    tool: threadline.ToolRun, call: Callable[[], Awaitable[Any]], sending: _NoSpan | None = None
+    tool: threadline.ToolRun,
+    call: Callable[[], Awaitable[Any]],
+    *,
+    params: object,
+    peer: Peer | None = None,
+    sending: _NoSpan | None = None,
 ) -> Any:
     """Make a ``tools/call`` recorded on ``tool``: its outcome marks the tool span, which its
-    owner (the agent framework) ends. ``sending``: the SDK span's stand-in (mcp 2.x)."""
+    owner (the agent framework) ends, and it gets its ``mcp.client.operation.duration`` point.
+    ``sending``: the SDK span's stand-in (mcp 2.x)."""
     token = _merged_call.set(tool)
+    started = time.monotonic()
+    outcome: tuple[int | None, str | None] | None = (None, None)
     try:
         result = await call()
     except BaseException as error:
-        _merged_failure(tool, error, sending.answered if sending is not None else None)
+        outcome = _merged_failure(tool, error, sending.answered if sending is not None else None)
         raise
+    else:
+        if is_tool_error(result):
+            tool.mark_failed(semconv.ERROR_TYPE_TOOL_ERROR)
+            outcome = (None, semconv.ERROR_TYPE_TOOL_ERROR)
+        return result
     finally:
         _merged_call.reset(token)
-    if is_tool_error(result):
-        tool.mark_failed(semconv.ERROR_TYPE_TOOL_ERROR)
-    return result
+        if outcome is not None:
+            _record_merged(tool, time.monotonic() - started, params, peer, *outcome)
 
 
 @guarded(site="threadline.mcp.client.merged")
-def _merged_failure(tool: threadline.ToolRun, error: BaseException, answered: bool | None) -> None:
-    # Only what the framework cannot know: the JSON-RPC error response. An exception reaches
-    # the framework, which records it (or decides it is no failure).
+def _merged_failure(
+    tool: threadline.ToolRun, error: BaseException, answered: bool | None
+) -> tuple[int | None, str | None]:
+    """``(JSON-RPC status code, error.type)`` of a failed merged call. On the span, only what
+    the framework cannot know: the JSON-RPC error response. The exception reaches the
+    framework, which records it (or decides it is no failure)."""
     rpc = error_code(error)
-    if rpc is not None and local_failure(*rpc, answered=answered) is None:
+    if rpc is not None:
+        local = local_failure(*rpc, answered=answered)
+        if local is not None:
+            return None, local
         tool.set_attributes({semconv.RPC_RESPONSE_STATUS_CODE: str(rpc[0])})
         tool.mark_failed(str(rpc[0]), description=rpc[1])
+        return rpc[0], str(rpc[0])
+    return None, "cancelled" if is_cancellation(error) else threadline.error_type(error)
+
+
+@guarded(site="threadline.mcp.client.merged_metric")
+def _record_merged(
+    tool: threadline.ToolRun,
+    duration: float,
+    params: object,
+    peer: Peer | None,
+    status: int | None,
+    error: str | None,
+) -> None:
+    threadline.record_mcp_operation(
+        duration,
+        "tools/call",
+        tool_name=tool.name,
+        protocol_version=protocol_version(params, peer),
+        transport=peer.transport if peer is not None else None,
+        peer_address=peer.address if peer is not None else None,
+        peer_port=peer.port if peer is not None else None,
+        status_code=status,
+        error=error,
+    )
 
 
 @guarded(site="threadline.mcp.client.finish")
@@ -303,7 +349,8 @@ def wrap_send_raw_request(original: Any) -> Any:
     async def send_raw_request(
         self: Any, method: str, params: Mapping[str, Any] | None, *args: Any, **kwargs: Any
     ) -> Any:
-        run = start(method, params, peer=_peer_for(self))
+        peer = _peer_for(self)
+        run = start(method, params, peer=peer)
         if run is None:
             return await original(self, method, params, *args, **kwargs)
         sending = _NoSpan()
@@ -311,7 +358,11 @@ def wrap_send_raw_request(original: Any) -> Any:
         try:
             if isinstance(run, threadline.ToolRun):
                 return await call_merged(
-                    run, lambda: original(self, method, params, *args, **kwargs), sending
+                    run,
+                    lambda: original(self, method, params, *args, **kwargs),
+                    params=params,
+                    peer=peer,
+                    sending=sending,
                 )
             try:
                 result = await original(self, method, params, *args, **kwargs)
@@ -420,6 +471,7 @@ def wrap_send_request(original: Any) -> Any:
             return await call_merged(
                 run,
                 lambda: original(self, v1_with_context(request), result_type, *args, **kwargs),
+                params=params,
             )
         try:
             result = await original(self, v1_with_context(request), result_type, *args, **kwargs)
