@@ -181,17 +181,21 @@ invoke_agent weather_agent [INTERNAL]
     )
 
 
-def test_server_metrics(telemetry: Any, tmp_path: Path) -> None:
-    """Operation and session duration on the server; operation duration on the client."""
-    spans_file = tmp_path / "spans.jsonl"
+def _server_metrics_of_a_turn(tmp_path: Path, mode: str) -> list[dict[str, Any]]:
+    """The metric points a stdio server records over one agent turn with one tool call."""
     metrics_file = tmp_path / "metrics.json"
-    params = stdio_params(spans_file, METRICS_FILE=str(metrics_file))
-    anyio.run(_agent_turn, params, "legacy", [("get_weather", {"city": "Paris"})])
+    params = stdio_params(tmp_path / "spans.jsonl", METRICS_FILE=str(metrics_file))
+    anyio.run(_agent_turn, params, mode, [("get_weather", {"city": "Paris"})])
     for _ in range(200):  # the server writes its metrics as it exits
         if metrics_file.exists():
             break
         anyio.run(anyio.sleep, 0.05)
-    points = json.loads(metrics_file.read_text())
+    return json.loads(metrics_file.read_text())  # type: ignore[no-any-return]
+
+
+def test_server_metrics(telemetry: Any, tmp_path: Path) -> None:
+    """Operation and session duration on the server; operation duration on the client."""
+    points = _server_metrics_of_a_turn(tmp_path, "legacy")
     calls = [
         p
         for p in points
@@ -221,15 +225,7 @@ def test_server_metrics(telemetry: Any, tmp_path: Path) -> None:
 @pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x does not speak 2026-07-28")
 def test_no_session_duration_without_sessions(telemetry: Any, tmp_path: Path) -> None:
     """2026-07-28 connections have no session: neither side records a session duration."""
-    spans_file = tmp_path / "spans.jsonl"
-    metrics_file = tmp_path / "metrics.json"
-    params = stdio_params(spans_file, METRICS_FILE=str(metrics_file))
-    anyio.run(_agent_turn, params, "auto", [("get_weather", {"city": "Paris"})])
-    for _ in range(200):  # the server writes its metrics as it exits
-        if metrics_file.exists():
-            break
-        anyio.run(anyio.sleep, 0.05)
-    points = json.loads(metrics_file.read_text())
+    points = _server_metrics_of_a_turn(tmp_path, "auto")
     operations = [p for p in points if p["name"] == "mcp.server.operation.duration"]
     assert {p["attributes"]["mcp.protocol.version"] for p in operations} == {"2026-07-28"}
     assert [p for p in points if p["name"] == "mcp.server.session.duration"] == []
