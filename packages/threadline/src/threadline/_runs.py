@@ -1460,7 +1460,7 @@ class McpRun(Run):
             metric.pop(semconv.GEN_AI_PROMPT_NAME, None)
             self.end()
         else:
-            self.fail(str(code), description=message)
+            self.fail(status, description=message)
 
     @guarded()
     def fail_tool(self, message: str | None = None) -> None:
