@@ -160,9 +160,17 @@ def http_span(app: Any) -> Any:
     return traced
 
 
-def serve_http(server: Any, port_file: str) -> None:
+def serve_http(server: Any, port_file: str, on_exit: Any = None) -> None:
+    """Serve until SIGTERM; ``on_exit`` runs once the server has shut down (uvicorn re-raises
+    the signal when ``serve`` returns, so nothing after it would run)."""
     import anyio
     import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets)
+            if on_exit is not None:
+                on_exit()
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -172,7 +180,7 @@ def serve_http(server: Any, port_file: str) -> None:
     if os.environ.get("SERVER_HTTP_SPAN"):
         app = http_span(app)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    uvicorn_server = uvicorn.Server(config)
+    uvicorn_server = Server(config)
 
     async def main() -> None:
         async def announce() -> None:
@@ -243,7 +251,8 @@ def main() -> None:
         else:
             server.run("stdio")
     else:
-        serve_http(server, sys.argv[3])
+        serve_http(server, sys.argv[3], on_exit=dump_metrics)
+        return
     if dump_metrics is not None:
         dump_metrics()
 

@@ -135,6 +135,12 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     # An MCP session id exists only on handshake-era streamable HTTP.
     has_session = transport == "http" and not modern
     assert ("mcp.session.id" in server_call.attributes) is has_session
+    if MAJOR >= 2:  # the client side of the same session (mcp 1.x posts outside its context)
+        session_ids = {
+            s.name: s.attributes.get("mcp.session.id") for s in client_spans if s.kind == "CLIENT"
+        }
+        expected_id = server_call.attributes.get("mcp.session.id")
+        assert set(session_ids.values()) == {expected_id}, session_ids
     if transport == "http":
         assert server_call.attributes["network.protocol.name"] == "http"
         assert server_call.attributes["client.address"] == "127.0.0.1"
@@ -181,11 +187,19 @@ invoke_agent weather_agent [INTERNAL]
     )
 
 
-def _server_metrics_of_a_turn(tmp_path: Path, mode: str) -> list[dict[str, Any]]:
-    """The metric points a stdio server records over one agent turn with one tool call."""
+def _server_metrics_of_a_turn(
+    tmp_path: Path, mode: str, transport: str = "stdio"
+) -> list[dict[str, Any]]:
+    """The metric points a server records over one agent turn with one tool call."""
     metrics_file = tmp_path / "metrics.json"
-    params = stdio_params(tmp_path / "spans.jsonl", METRICS_FILE=str(metrics_file))
-    anyio.run(_agent_turn, params, mode, [("get_weather", {"city": "Paris"})])
+    spans_file = tmp_path / "spans.jsonl"
+    calls = [("get_weather", {"city": "Paris"})]
+    if transport == "stdio":
+        params = stdio_params(spans_file, METRICS_FILE=str(metrics_file))
+        anyio.run(_agent_turn, params, mode, calls)
+    else:
+        with http_server(tmp_path, spans_file, METRICS_FILE=str(metrics_file)) as url:
+            anyio.run(_agent_turn, url, mode, calls)
     for _ in range(200):  # the server writes its metrics as it exits
         if metrics_file.exists():
             break
@@ -193,9 +207,11 @@ def _server_metrics_of_a_turn(tmp_path: Path, mode: str) -> list[dict[str, Any]]
     return json.loads(metrics_file.read_text())  # type: ignore[no-any-return]
 
 
-def test_server_metrics(telemetry: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_server_metrics(telemetry: Any, tmp_path: Path, transport: str) -> None:
     """Operation and session duration on the server; operation duration on the client."""
-    points = _server_metrics_of_a_turn(tmp_path, "legacy")
+    points = _server_metrics_of_a_turn(tmp_path, "legacy", transport)
+    http = transport == "http"
     calls = [
         p
         for p in points
@@ -204,11 +220,12 @@ def test_server_metrics(telemetry: Any, tmp_path: Path) -> None:
     ]
     assert len(calls) == 1
     assert calls[0]["attributes"]["mcp.method.name"] == "tools/call"
-    assert calls[0]["attributes"]["network.transport"] == "pipe"
+    assert calls[0]["attributes"]["network.transport"] == ("tcp" if http else "pipe")
     assert "error.type" not in calls[0]["attributes"]
     sessions = [p for p in points if p["name"] == "mcp.server.session.duration"]
     assert [p["count"] for p in sessions] == [1]
-    assert sessions[0]["attributes"] == {"mcp.protocol.version": "2025-11-25"}
+    over_http = {"network.protocol.name": "http"} if http else {}
+    assert sessions[0]["attributes"] == {"mcp.protocol.version": "2025-11-25", **over_http}
 
     client = [
         p
@@ -218,8 +235,13 @@ def test_server_metrics(telemetry: Any, tmp_path: Path) -> None:
     assert [p["count"] for p in client] == [1]
     (client_session,) = telemetry.metric_points("mcp.client.session.duration")
     assert client_session["count"] == 1
-    if MAJOR >= 2:  # mcp 1.x clients do not keep the negotiated version
-        assert client_session["attributes"] == {"mcp.protocol.version": "2025-11-25"}
+    if MAJOR >= 2:  # mcp 1.x clients know neither the negotiated version nor their server
+        if http:
+            port = client[0]["attributes"]["server.port"]
+            assert isinstance(port, int)
+            assert client[0]["attributes"]["network.protocol.name"] == "http"
+            over_http = {**over_http, "server.address": "127.0.0.1", "server.port": port}
+        assert client_session["attributes"] == {"mcp.protocol.version": "2025-11-25", **over_http}
 
 
 @pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x does not speak 2026-07-28")

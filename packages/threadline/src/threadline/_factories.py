@@ -311,7 +311,7 @@ def mcp_request(
     session_id: str | None = None,
     protocol_version: str | None = None,
     transport: str | None = None,
-    network_protocol: tuple[str, str] | None = None,
+    network_protocol: tuple[str, str | None] | None = None,
     peer_address: str | None = None,
     peer_port: int | None = None,
     links: Sequence[Link] | None = None,

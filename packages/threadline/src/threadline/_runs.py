@@ -1336,7 +1336,7 @@ def _mcp_attributes(
     prompt_name: str | None,
     protocol_version: str | None,
     transport: str | None,
-    network_protocol: tuple[str, str] | None,
+    network_protocol: tuple[str, str | None] | None,
     peer_address: str | None,
     peer_port: int | None,
 ) -> tuple[str, dict[str, AttributeValue], dict[str, AttributeValue]]:
@@ -1360,7 +1360,8 @@ def _mcp_attributes(
         metric[semconv.NETWORK_TRANSPORT] = transport
     if network_protocol:
         metric[semconv.NETWORK_PROTOCOL_NAME] = network_protocol[0]
-        metric[semconv.NETWORK_PROTOCOL_VERSION] = network_protocol[1]
+        if network_protocol[1]:
+            metric[semconv.NETWORK_PROTOCOL_VERSION] = network_protocol[1]
     peer: dict[str, AttributeValue] = {}
     if peer_address:
         address_key = semconv.CLIENT_ADDRESS if server else semconv.SERVER_ADDRESS
@@ -1400,7 +1401,7 @@ class McpRun(Run):
         session_id: str | None,
         protocol_version: str | None,
         transport: str | None,
-        network_protocol: tuple[str, str] | None,
+        network_protocol: tuple[str, str | None] | None,
         peer_address: str | None,
         peer_port: int | None,
         links: Sequence[Link] | None,
@@ -1523,6 +1524,7 @@ def record_mcp_operation(
     prompt_name: str | None = None,
     protocol_version: str | None = None,
     transport: str | None = None,
+    network_protocol: tuple[str, str | None] | None = None,
     peer_address: str | None = None,
     peer_port: int | None = None,
     status_code: int | None = None,
@@ -1542,7 +1544,7 @@ def record_mcp_operation(
             prompt_name=prompt_name,
             protocol_version=protocol_version,
             transport=transport,
-            network_protocol=None,
+            network_protocol=network_protocol,
             peer_address=peer_address,
             peer_port=peer_port,
         )
@@ -1561,13 +1563,24 @@ def record_mcp_session(
     *,
     server: bool,
     protocol_version: str | None = None,
+    network_protocol: str | None = None,
+    server_address: str | None = None,
+    server_port: int | None = None,
     error: str | None = None,
 ) -> None:
-    """Record ``mcp.{client,server}.session.duration`` for a session that ended."""
+    """Record ``mcp.{client,server}.session.duration`` for a session that ended.
+    ``network_protocol``: ``http`` for streamable HTTP; ``server_address``/``server_port``: the
+    server a client session talked to (the server side records no peer)."""
     try:
         attrs: dict[str, AttributeValue] = {}
         if protocol_version:
             attrs[semconv.MCP_PROTOCOL_VERSION] = protocol_version
+        if network_protocol:
+            attrs[semconv.NETWORK_PROTOCOL_NAME] = network_protocol
+        if server_address and not server:
+            attrs[semconv.SERVER_ADDRESS] = server_address
+            if server_port:
+                attrs[semconv.SERVER_PORT] = server_port
         if error:
             attrs[semconv.ERROR_TYPE] = error
         instruments = resolved().recording_instruments()

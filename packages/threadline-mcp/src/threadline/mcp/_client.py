@@ -29,6 +29,7 @@ from threadline.mcp._common import (
     is_modern,
     is_tool_error,
     local_failure,
+    session_id_text,
     targets,
 )
 from threadline.providers import server_address
@@ -70,12 +71,23 @@ _merged_call: ContextVar[threadline.ToolRun | None] = ContextVar(
 class Peer:
     """What a 2.x client connection knows about its server, for the CLIENT spans."""
 
-    __slots__ = ("address", "port", "session", "transport")
+    __slots__ = ("address", "network_protocol", "port", "session", "transport")
 
-    def __init__(self, transport: str | None, address: str | None, port: int | None) -> None:
+    def __init__(
+        self,
+        transport: str | None,
+        address: str | None,
+        port: int | None,
+        *,
+        protocol: str | None = None,
+    ) -> None:
         self.transport = transport
         self.address = address
         self.port = port
+        # (network.protocol.name, version): the version is the HTTP client's to negotiate
+        self.network_protocol: tuple[str, str | None] | None = (
+            (protocol, None) if protocol else None
+        )
         self.session: weakref.ReferenceType[Any] | None = None
 
     @property
@@ -91,8 +103,8 @@ _dispatcher_peers: weakref.WeakKeyDictionary[Any, Peer] = weakref.WeakKeyDiction
 
 
 def _peer_of(server: object) -> Peer:
-    if isinstance(server, str):
-        return Peer("tcp", *server_address(server))
+    if isinstance(server, str):  # a URL: streamable HTTP
+        return Peer("tcp", *server_address(server), protocol="http")
     if type(server).__name__ == "StdioServerParameters":
         return Peer("pipe", None, None)
     return Peer(None, None, None)
@@ -167,6 +179,7 @@ def start(
             request_id=request_id,
             protocol_version=protocol_version(params, peer),
             transport=peer.transport if peer is not None else None,
+            network_protocol=peer.network_protocol if peer is not None else None,
             peer_address=peer.address if peer is not None else None,
             peer_port=peer.port if peer is not None else None,
         )
@@ -242,6 +255,7 @@ def _record_merged(
         tool_name=tool.name,
         protocol_version=protocol_version(params, peer),
         transport=peer.transport if peer is not None else None,
+        network_protocol=peer.network_protocol if peer is not None else None,
         peer_address=peer.address if peer is not None else None,
         peer_port=peer.port if peer is not None else None,
         status_code=status,
@@ -323,13 +337,7 @@ def sdk_span(
     dispatcher just allocated goes onto our CLIENT run."""
     try:
         if attributes and semconv.JSONRPC_REQUEST_ID in attributes:
-            run = threadline.current_run()
-            merged = _merged_call.get()
-            target: threadline.Run | None = None
-            if isinstance(run, threadline.McpRun) and run.kind is SpanKind.CLIENT:
-                target = run
-            elif merged is not None and run is merged:
-                target = merged
+            target = _request_run()
             if target is not None:
                 target.set_attributes(
                     {semconv.JSONRPC_REQUEST_ID: str(attributes[semconv.JSONRPC_REQUEST_ID])}
@@ -337,6 +345,56 @@ def sdk_span(
     except Exception as error:  # noqa: BLE001 - fail-open
         report("threadline.mcp.client.sdk_span", error)
     yield _sending.get() or _NoSpan()
+
+
+def _request_run() -> threadline.Run | None:
+    """The run recording the request being sent in this context: our CLIENT run, or the tool
+    span a merged ``tools/call`` is recorded on."""
+    run = threadline.current_run()
+    if isinstance(run, threadline.McpRun) and run.kind is SpanKind.CLIENT:
+        return run
+    merged = _merged_call.get()
+    return merged if merged is not None and run is merged else None
+
+
+def _note_session(session_id: object) -> None:
+    value = session_id_text(session_id)
+    if value is not None:
+        run = _request_run()
+        if run is not None and not run.ended:
+            run.set_attributes({semconv.MCP_SESSION_ID: value})
+
+
+def wrap_handle_post_request(original: Any) -> Any:
+    """mcp 2.x ``StreamableHTTPTransport._handle_post_request``: the transport posts each
+    request in a task started in the sender's context, so the request's run is current here
+    and gets the ``Mcp-Session-Id`` the request is sent with."""
+
+    async def _handle_post_request(self: Any, ctx: Any) -> Any:
+        try:
+            _note_session(getattr(ctx, "session_id", None))
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.client.session_id", error)
+        return await original(self, ctx)
+
+    _handle_post_request.__wrapped__ = original  # type: ignore[attr-defined]
+    return _handle_post_request
+
+
+def wrap_extract_session_id(original: Any) -> Any:
+    """mcp 2.x ``StreamableHTTPTransport._maybe_extract_session_id_from_response``: the
+    ``initialize`` request learns the session id from its response."""
+
+    def _maybe_extract_session_id_from_response(self: Any, response: Any) -> Any:
+        result = original(self, response)
+        try:
+            _note_session(getattr(self, "session_id", None))
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.client.session_id", error)
+        return result
+
+    _maybe_extract_session_id_from_response.__wrapped__ = original  # type: ignore[attr-defined]
+    return _maybe_extract_session_id_from_response
 
 
 def inject_meta(meta: MutableMapping[str, Any]) -> None:
@@ -487,6 +545,14 @@ def wrap_send_request(original: Any) -> Any:
 
 # --- session duration ----------------------------------------------------------------------------
 _session_starts: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+# mcp 1.x server sessions seen serving HTTP requests (their session object cannot tell).
+_http_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def note_http_session(session: Any) -> None:
+    """An mcp 1.x server session received a request over HTTP."""
+    if session in _session_starts and session not in _http_sessions:
+        _http_sessions.add(session)
 
 
 def _session_version(session: Any) -> str | None:
@@ -534,9 +600,18 @@ def _session_ended(session: Any, error: object) -> None:
     version = _session_version(session)
     if is_modern(version):
         return  # 2026-07-28 and later have no sessions (the server side records none either)
+    server = _is_server_session(session)
+    peer = None if server else _session_peers.get(session)  # known for mcp 2.x Client
+    if server:
+        protocol = "http" if session in _http_sessions else None
+    else:
+        protocol = peer.network_protocol[0] if peer is not None and peer.network_protocol else None
     threadline.record_mcp_session(
         time.monotonic() - start,
-        server=_is_server_session(session),
+        server=server,
         protocol_version=version,
+        network_protocol=protocol,
+        server_address=peer.address if peer is not None else None,
+        server_port=peer.port if peer is not None else None,
         error=threadline.error_type(error) if isinstance(error, Exception) else None,
     )

@@ -10,6 +10,8 @@ from typing import Any
 # hostile peer and are left out rather than making huge span names.
 MAX_NAME = 256
 MAX_URI = 2048
+# Session ids are chosen by the server; a longer one is left out.
+MAX_SESSION_ID = 256
 
 MODERN_ERA = "2026-07-28"
 """Protocol versions from this one on have no sessions (stateless, per-request envelope)."""
@@ -19,6 +21,11 @@ def _text(value: object, limit: int) -> str | None:
     if isinstance(value, str) and 0 < len(value) <= limit:
         return value
     return None
+
+
+def session_id_text(value: object) -> str | None:
+    """An ``Mcp-Session-Id`` fit for ``mcp.session.id``, else ``None``."""
+    return _text(value, MAX_SESSION_ID)
 
 
 def targets(method: str, params: object) -> tuple[str | None, str | None, str | None]:

@@ -65,6 +65,19 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 patches.replace_in(
                     "mcp.client.client", "Client", "_build_session", _client.wrap_build_session
                 )
+                http = "mcp.client.streamable_http"
+                patches.replace_in(
+                    http,
+                    "StreamableHTTPTransport",
+                    "_handle_post_request",
+                    _client.wrap_handle_post_request,
+                )
+                patches.replace_in(
+                    http,
+                    "StreamableHTTPTransport",
+                    "_maybe_extract_session_id_from_response",
+                    _client.wrap_extract_session_id,
+                )
                 session = "mcp.client.session"
                 patches.replace_in(
                     session, "ClientSession", "_on_request", _server.wrap_client_on_request

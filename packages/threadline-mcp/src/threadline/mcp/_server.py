@@ -23,13 +23,19 @@ from opentelemetry.context import Context
 
 import threadline
 from threadline._failopen import guarded, report
-from threadline.mcp._common import error_code, is_cancellation, is_modern, is_tool_error, targets
+from threadline.mcp._common import (
+    error_code,
+    is_cancellation,
+    is_modern,
+    is_tool_error,
+    session_id_text,
+    targets,
+)
 
 _logger = logging.getLogger("threadline.mcp")
 
 _SESSION_STATE_KEY = "threadline.mcp.session_start"
 _EMPTY = Context()
-_MAX_SESSION_ID = 256
 _MAX_REQUEST_ID = 128
 _MAX_VERSION = 32
 _TRACE_KEYS = ("traceparent", "tracestate", "baggage")
@@ -81,9 +87,7 @@ def _session_id(connection: object, headers: object) -> str | None:
         value = headers.get("mcp-session-id")
     else:
         return None
-    if isinstance(value, str) and 0 < len(value) <= _MAX_SESSION_ID:
-        return value
-    return None
+    return session_id_text(value)
 
 
 def _in_process(session: object) -> bool:
@@ -133,6 +137,7 @@ def _watch_session(connection: Any, request: object, session_id: str | None) -> 
             time.monotonic() - start,
             server=True,
             protocol_version=version if isinstance(version, str) else None,
+            network_protocol="http" if request is not None else None,
         )
 
     connection.exit_stack.callback(ended)
@@ -418,13 +423,15 @@ def _replace_builtin_middleware() -> None:
 
 # --- mcp 1.x (no middleware, no propagation): installed by instrument() -------------------------
 def _v1_call(message: Any, req: Any, session: Any, *, network: bool = True) -> ServerCall | None:
-    from threadline.mcp._client import v1_method_params
+    from threadline.mcp._client import note_http_session, v1_method_params
 
     method, params = v1_method_params(req)
     request = None
     metadata = getattr(message, "message_metadata", None)
     if metadata is not None:
         request = getattr(metadata, "request_context", None)
+    if request is not None:
+        note_http_session(session)
     client_params = getattr(session, "client_params", None)
     version = getattr(client_params, "protocolVersion", None)
     return ServerCall.start(
