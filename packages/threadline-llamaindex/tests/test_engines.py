@@ -144,3 +144,67 @@ def test_usage_in_additional_kwargs(telemetry: Telemetry) -> None:
     assert reported.attributes["gen_ai.usage.output_tokens"] == 2
     assert "gen_ai.usage.input_tokens" not in silent.attributes
     telemetry.assert_conformant()
+
+
+def test_metadata_read_once_per_model(telemetry: Telemetry, monkeypatch: Any) -> None:
+    """An LLM's ``metadata`` property builds a new object on every read: threadline reads it
+    once per LLM object, and again when the LLM's model field changes (a chat model and a
+    completion model of one provider differ in ``is_chat_model``)."""
+    from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+    from llama_index.core.llms.callbacks import llm_completion_callback
+
+    from threadline.llamaindex import _extract
+
+    reads: list[str] = []  # by threadline (LlamaIndex reads metadata on its own too)
+    read_metadata = _extract.metadata
+
+    def counted(llm: Any) -> Any:
+        found = read_metadata(llm)
+        reads.append(found.model_name)
+        return found
+
+    monkeypatch.setattr(_extract, "metadata", counted)
+
+    class SwitchableLLM(CustomLLM):
+        model: str = "instruct-1"
+
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name=self.model, is_chat_model=self.model.startswith("chat"))
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            return CompletionResponse(text="ok")
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    class Unnamed(CustomLLM):
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="local-7b")
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            return CompletionResponse(text="ok")
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    llm = SwitchableLLM()
+    for _ in range(3):
+        llm.complete("hi")
+    llm.model = "chat-2"
+    llm.complete("hi")
+    unnamed = Unnamed()
+    unnamed.complete("hi")
+    unnamed.complete("hi")
+    assert [s.name for s in telemetry.spans()] == [
+        "text_completion instruct-1",
+        "text_completion instruct-1",
+        "text_completion instruct-1",
+        "chat chat-2",
+        "text_completion local-7b",
+        "text_completion local-7b",
+    ]
+    assert reads == ["instruct-1", "chat-2", "local-7b"]

@@ -8,8 +8,9 @@ between provider packages, and a field we cannot read is simply not recorded.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import threadline
 from threadline.content import (
@@ -54,9 +55,21 @@ _FINISH_REASONS: Mapping[str, str] = {
 }
 
 
+_providers: dict[type, str] = {}
+_MAX_CLASSES = 1024
+
+
 def provider_of(cls: type) -> str:
     """``gen_ai.provider.name`` for a model class, from the package it comes from."""
-    module = cls.__module__
+    found = _providers.get(cls)
+    if found is None:
+        found = _provider_of_module(cls.__module__)
+        if len(_providers) < _MAX_CLASSES:
+            _providers[cls] = found
+    return found
+
+
+def _provider_of_module(module: str) -> str:
     for prefix in ("llama_index.llms.", "llama_index.embeddings."):
         if module.startswith(prefix):
             package = module[len(prefix) :].partition(".")[0]
@@ -75,14 +88,57 @@ def endpoint(model: Any) -> tuple[str | None, int | None]:
     return server_address(first_text_field(model, _BASE_URL_ATTRIBUTES))
 
 
+def model_field(model: Any) -> str | None:
+    """The model's ``model``/``model_name``/``model_id`` field."""
+    return first_text_field(model, _MODEL_ATTRIBUTES)
+
+
 def model_name(model: Any) -> str | None:
     """The model's name: its ``model``/``model_name``/``model_id`` field, else what its
     ``metadata`` (LLMs) reports."""
     name = first_text_field(model, _MODEL_ATTRIBUTES)
     if name is not None:
         return name
-    name = getattr(metadata(model), "model_name", None)
-    return name if isinstance(name, str) and name else None
+    return metadata_facts(model, None).model_name
+
+
+class MetadataFacts(NamedTuple):
+    model_name: str | None
+    is_chat_model: bool
+
+
+_NO_METADATA = MetadataFacts(None, False)
+# id(model) -> (weak reference to it, its model field then, what its metadata said). Models are
+# pydantic objects, unhashable, so not WeakKeyDictionary keys; the weak reference tells a reused
+# id apart.
+_metadata_facts: dict[int, tuple[weakref.ReferenceType[Any], str | None, MetadataFacts]] = {}
+_MAX_MODELS = 1024
+
+
+def metadata_facts(model: Any, field_name: str | None) -> MetadataFacts:
+    """What a model's ``metadata`` says (its name, whether it is a chat model), read again
+    only when its model field (:func:`model_field`, given as ``field_name``) changes:
+    ``metadata`` is a property that builds a new ``LLMMetadata`` on every read."""
+    key = id(model)
+    entry = _metadata_facts.get(key)
+    if entry is not None and entry[0]() is model and entry[1] == field_name:
+        return entry[2]
+    meta = metadata(model)
+    if meta is None:
+        return _NO_METADATA
+    name = getattr(meta, "model_name", None)
+    facts = MetadataFacts(
+        name if isinstance(name, str) and name else None,
+        getattr(meta, "is_chat_model", False) is True,
+    )
+    try:
+        ref = weakref.ref(model)
+    except TypeError:  # not weak-referenceable: read again next time
+        return facts
+    if len(_metadata_facts) >= _MAX_MODELS:
+        _metadata_facts.clear()
+    _metadata_facts[key] = (ref, field_name, facts)
+    return facts
 
 
 def metadata(llm: Any) -> Any:

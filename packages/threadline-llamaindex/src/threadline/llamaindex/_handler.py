@@ -449,13 +449,16 @@ class Tracker:
                 input_messages = _extract.prompt_messages(arguments["prompt"])
             if call_kwargs and call_kwargs.get("tools"):
                 tools = _extract.tool_definitions(call_kwargs["tools"])
+        model = _extract.model_field(llm)
         operation = semconv.OP_CHAT
-        if kind is Kind.COMPLETION:
-            # complete() on a chat model is a chat request on the wire.
-            chat_model = getattr(_extract.metadata(llm), "is_chat_model", False)
-            operation = semconv.OP_CHAT if chat_model is True else semconv.OP_TEXT_COMPLETION
+        if model is None or kind is Kind.COMPLETION:
+            facts = _extract.metadata_facts(llm, model)
+            model = model or facts.model_name
+            if kind is Kind.COMPLETION and not facts.is_chat_model:
+                # complete() on a chat model is a chat request on the wire.
+                operation = semconv.OP_TEXT_COMPLETION
         return threadline.inference(
-            _extract.model_name(llm),
+            model,
             provider=provider,
             operation=operation,
             parent=parent,
