@@ -191,6 +191,20 @@ def test_metadata_read_once_per_model(telemetry: Telemetry, monkeypatch: Any) ->
         def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
             raise NotImplementedError
 
+    class ModeLLM(CustomLLM):  # no model field; is_chat_model is a field (as on MockLLM)
+        is_chat_model: bool = False
+
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="mode", is_chat_model=self.is_chat_model)
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            return CompletionResponse(text="ok")
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
     llm = SwitchableLLM()
     for _ in range(3):
         llm.complete("hi")
@@ -199,6 +213,10 @@ def test_metadata_read_once_per_model(telemetry: Telemetry, monkeypatch: Any) ->
     unnamed = Unnamed()
     unnamed.complete("hi")
     unnamed.complete("hi")
+    mode = ModeLLM()
+    mode.complete("hi")
+    mode.is_chat_model = True
+    mode.complete("hi")
     assert [s.name for s in telemetry.spans()] == [
         "text_completion instruct-1",
         "text_completion instruct-1",
@@ -206,5 +224,7 @@ def test_metadata_read_once_per_model(telemetry: Telemetry, monkeypatch: Any) ->
         "chat chat-2",
         "text_completion local-7b",
         "text_completion local-7b",
+        "text_completion mode",
+        "chat mode",
     ]
-    assert reads == ["instruct-1", "chat-2", "local-7b"]
+    assert reads == ["instruct-1", "chat-2", "local-7b", "mode", "mode"]

@@ -99,7 +99,7 @@ def model_name(model: Any) -> str | None:
     name = first_text_field(model, _MODEL_ATTRIBUTES)
     if name is not None:
         return name
-    return metadata_facts(model, None).model_name
+    return metadata_facts(model).model_name
 
 
 class MetadataFacts(NamedTuple):
@@ -108,20 +108,25 @@ class MetadataFacts(NamedTuple):
 
 
 _NO_METADATA = MetadataFacts(None, False)
-# id(model) -> (weak reference to it, its model field then, what its metadata said). Models are
-# pydantic objects, unhashable, so not WeakKeyDictionary keys; the weak reference tells a reused
-# id apart.
-_metadata_facts: dict[int, tuple[weakref.ReferenceType[Any], str | None, MetadataFacts]] = {}
+# The fields LLMs derive their metadata from: metadata is read again when one of them changes.
+_METADATA_SOURCES = ("model", "model_name", "model_id", "model_path", "is_chat_model")
+# id(model) -> (weak reference to it, its source fields then, what its metadata said). Models
+# are pydantic objects, unhashable, so not WeakKeyDictionary keys; the weak reference tells a
+# reused id apart.
+_metadata_facts: dict[int, tuple[weakref.ReferenceType[Any], tuple[Any, ...], MetadataFacts]] = {}
 _MAX_MODELS = 1024
 
 
-def metadata_facts(model: Any, field_name: str | None) -> MetadataFacts:
-    """What a model's ``metadata`` says (its name, whether it is a chat model), read again
-    only when its model field (:func:`model_field`, given as ``field_name``) changes:
-    ``metadata`` is a property that builds a new ``LLMMetadata`` on every read."""
+def metadata_facts(model: Any) -> MetadataFacts:
+    """What a model's ``metadata`` says (its name, whether it is a chat model). ``metadata`` is
+    a property that builds a new ``LLMMetadata`` on every read: it is read once per model
+    object, and again when a field it is derived from changes."""
+    sources = tuple(
+        [getattr(model, name, None) for name in fields_present(model, _METADATA_SOURCES)]
+    )
     key = id(model)
     entry = _metadata_facts.get(key)
-    if entry is not None and entry[0]() is model and entry[1] == field_name:
+    if entry is not None and entry[0]() is model and entry[1] == sources:
         return entry[2]
     meta = metadata(model)
     if meta is None:
@@ -137,7 +142,7 @@ def metadata_facts(model: Any, field_name: str | None) -> MetadataFacts:
         return facts
     if len(_metadata_facts) >= _MAX_MODELS:
         _metadata_facts.clear()
-    _metadata_facts[key] = (ref, field_name, facts)
+    _metadata_facts[key] = (ref, sources, facts)
     return facts
 
 

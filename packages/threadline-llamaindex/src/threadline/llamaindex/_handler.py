@@ -452,7 +452,7 @@ class Tracker:
         model = _extract.model_field(llm)
         operation = semconv.OP_CHAT
         if model is None or kind is Kind.COMPLETION:
-            facts = _extract.metadata_facts(llm, model)
+            facts = _extract.metadata_facts(llm)
             model = model or facts.model_name
             if kind is Kind.COMPLETION and not facts.is_chat_model:
                 # complete() on a chat model is a chat request on the wire.
