@@ -72,6 +72,12 @@ async def slow(seconds: float) -> str:
     return "done"
 
 
+async def chatty(ctx: Context) -> str:  # type: ignore[type-arg]
+    """Logs to the client while the call is open (a message on the request's own stream)."""
+    await ctx.info("working on it")
+    return "done"
+
+
 async def ask_model(question: str, ctx: Context) -> str:  # type: ignore[type-arg]
     """Asks the client's model (sampling): a request from the server back to the client."""
     from mcp import types
@@ -109,6 +115,7 @@ def build() -> Any:
     server.tool(name="broken")(broken)
     server.tool(name="ask_model")(ask_model)
     server.tool(name="slow")(slow)
+    server.tool(name="chatty")(chatty)
     return server
 
 

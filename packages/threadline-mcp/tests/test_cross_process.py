@@ -136,11 +136,11 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     has_session = transport == "http" and not modern
     assert ("mcp.session.id" in server_call.attributes) is has_session
     if MAJOR >= 2:  # the client side of the same session (mcp 1.x posts outside its context)
-        session_ids = {
-            s.name: s.attributes.get("mcp.session.id") for s in client_spans if s.kind == "CLIENT"
-        }
+        session_ids = [
+            (s.name, s.attributes.get("mcp.session.id")) for s in client_spans if s.kind == "CLIENT"
+        ]
         expected_id = server_call.attributes.get("mcp.session.id")
-        assert set(session_ids.values()) == {expected_id}, session_ids
+        assert {session_id for _, session_id in session_ids} == {expected_id}, session_ids
     if transport == "http":
         assert server_call.attributes["network.protocol.name"] == "http"
         assert server_call.attributes["client.address"] == "127.0.0.1"
@@ -188,9 +188,10 @@ invoke_agent weather_agent [INTERNAL]
 
 
 def _server_metrics_of_a_turn(
-    tmp_path: Path, mode: str, transport: str = "stdio"
+    tmp_path: Path, mode: str, transport: str = "stdio", server_url: list[str] | None = None
 ) -> list[dict[str, Any]]:
-    """The metric points a server records over one agent turn with one tool call."""
+    """The metric points a server records over one agent turn with one tool call (over HTTP,
+    the server's URL is appended to ``server_url``)."""
     metrics_file = tmp_path / "metrics.json"
     spans_file = tmp_path / "spans.jsonl"
     calls = [("get_weather", {"city": "Paris"})]
@@ -199,6 +200,8 @@ def _server_metrics_of_a_turn(
         anyio.run(_agent_turn, params, mode, calls)
     else:
         with http_server(tmp_path, spans_file, METRICS_FILE=str(metrics_file)) as url:
+            if server_url is not None:
+                server_url.append(url)
             anyio.run(_agent_turn, url, mode, calls)
     for _ in range(200):  # the server writes its metrics as it exits
         if metrics_file.exists():
@@ -210,7 +213,8 @@ def _server_metrics_of_a_turn(
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_server_metrics(telemetry: Any, tmp_path: Path, transport: str) -> None:
     """Operation and session duration on the server; operation duration on the client."""
-    points = _server_metrics_of_a_turn(tmp_path, "legacy", transport)
+    server_url: list[str] = []
+    points = _server_metrics_of_a_turn(tmp_path, "legacy", transport, server_url)
     http = transport == "http"
     calls = [
         p
@@ -237,8 +241,8 @@ def test_server_metrics(telemetry: Any, tmp_path: Path, transport: str) -> None:
     assert client_session["count"] == 1
     if MAJOR >= 2:  # mcp 1.x clients know neither the negotiated version nor their server
         if http:
-            port = client[0]["attributes"]["server.port"]
-            assert isinstance(port, int)
+            port = int(server_url[0].rsplit(":", 1)[1].split("/")[0])
+            assert client[0]["attributes"]["server.port"] == port
             assert client[0]["attributes"]["network.protocol.name"] == "http"
             over_http = {**over_http, "server.address": "127.0.0.1", "server.port": port}
         assert client_session["attributes"] == {"mcp.protocol.version": "2025-11-25", **over_http}
@@ -488,3 +492,41 @@ def test_timed_out_call_and_its_cancellation_share_the_trace(
         "    tools/call slow [SERVER] !ERROR error.type=cancelled\n"
         "    notifications/cancelled [SERVER]"
     )
+
+
+@pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x client spans have no session id")
+def test_session_ids_stay_with_their_server(telemetry: Any, tmp_path: Path) -> None:
+    """While a call to server A is open, a callback (here: on A's log message) notifies server
+    B. The transport posts that notification in the callback's context, where A's call is the
+    current span: B's session id must not land on it."""
+    spans_a, spans_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+
+    async def turn(url_a: str, url_b: str) -> None:
+        from mcp import Client
+
+        async with Client(url_b, mode="legacy") as b:
+
+            async def on_log(params: Any) -> None:
+                await b.session.send_roots_list_changed()
+
+            async with Client(url_a, mode="legacy", logging_callback=on_log) as a:
+                await a.call_tool("chatty", {})
+            await b.list_tools()
+
+    with (
+        http_server(tmp_path / "a", spans_a) as url_a,
+        http_server(tmp_path / "b", spans_b) as url_b,
+    ):
+        anyio.run(turn, url_a, url_b)
+    server_sessions = {}
+    for url, spans_file in ((url_a, spans_a), (url_b, spans_b)):
+        ids = {s.attributes.get("mcp.session.id") for s in read_spans_jsonl(spans_file)}
+        ids.discard(None)
+        (server_sessions[int(url.rsplit(":", 1)[1].split("/")[0])],) = ids
+    client_spans = [s for s in telemetry.spans() if s.kind == "CLIENT"]
+    assert {s.name for s in client_spans} >= {"tools/call chatty", "tools/list", "initialize"}
+    for span in client_spans:
+        expected = server_sessions[span.attributes["server.port"]]
+        assert span.attributes.get("mcp.session.id") == expected, span.name

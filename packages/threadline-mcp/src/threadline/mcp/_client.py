@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -303,10 +302,11 @@ class _NoSpan:
     ``rpc.response.status_code`` only when the peer answered with an error; an ``MCPError``
     raised without that came from no response (a timeout, a closed connection)."""
 
-    __slots__ = ("answered",)
+    __slots__ = ("answered", "request_id")
 
     def __init__(self) -> None:
         self.answered = False
+        self.request_id: str | None = None  # what the dispatcher allocated
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         if semconv.RPC_RESPONSE_STATUS_CODE in attributes:
@@ -324,27 +324,32 @@ class _NoSpan:
     def is_recording(self) -> bool:
         return False
 
+    # The SDK uses it as ``with otel_span(...) as span`` (a class is cheaper than a generator).
+    def __enter__(self) -> _NoSpan:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
 
 # The stand-in of the request being sent, read back when it fails.
 _sending: ContextVar[_NoSpan | None] = ContextVar("threadline_mcp_sending", default=None)
 
 
-@contextmanager
-def sdk_span(
-    name: str, *, attributes: Mapping[str, Any] | None = None, **_: Any
-) -> Iterator[_NoSpan]:
-    """Replacement for ``jsonrpc_dispatcher.otel_span``: no span of its own; the request id the
-    dispatcher just allocated goes onto our CLIENT run."""
+def sdk_span(name: str, *, attributes: Mapping[str, Any] | None = None, **_: Any) -> _NoSpan:
+    """Replacement for ``jsonrpc_dispatcher.otel_span`` (a context manager): no span of its
+    own; the request id the dispatcher just allocated goes onto our CLIENT run."""
+    stand_in = _sending.get() or _NoSpan()
     try:
         if attributes and semconv.JSONRPC_REQUEST_ID in attributes:
+            request_id = str(attributes[semconv.JSONRPC_REQUEST_ID])
+            stand_in.request_id = request_id
             target = _request_run()
             if target is not None:
-                target.set_attributes(
-                    {semconv.JSONRPC_REQUEST_ID: str(attributes[semconv.JSONRPC_REQUEST_ID])}
-                )
+                target.set_attributes({semconv.JSONRPC_REQUEST_ID: request_id})
     except Exception as error:  # noqa: BLE001 - fail-open
         report("threadline.mcp.client.sdk_span", error)
-    yield _sending.get() or _NoSpan()
+    return stand_in
 
 
 def _request_run() -> threadline.Run | None:
@@ -357,25 +362,44 @@ def _request_run() -> threadline.Run | None:
     return merged if merged is not None and run is merged else None
 
 
-def _note_session(session_id: object) -> None:
+def _note_session(session_id: object, message: object) -> None:
+    """Put the session id on the run of the request ``message``, if that is the request this
+    context is sending. The transport posts every message (notifications and responses too,
+    e.g. sent from a callback while some request's run is current) in its sender's context."""
+    stand_in = _sending.get()
+    request_id = getattr(message, "id", None)
+    if (
+        stand_in is not None
+        and request_id is not None
+        and getattr(message, "method", None) is not None  # a response has an id, no method
+        and str(request_id) == stand_in.request_id
+    ):
+        _tag_session(session_id)
+
+
+def _tag_session(session_id: object) -> None:
     value = session_id_text(session_id)
-    if value is not None:
-        run = _request_run()
-        if run is not None and not run.ended:
-            run.set_attributes({semconv.MCP_SESSION_ID: value})
+    run = _request_run() if value is not None else None
+    if run is not None and not run.ended:
+        run.set_attributes({semconv.MCP_SESSION_ID: value})
+
+
+def _posted(ctx: object) -> object:
+    return getattr(getattr(ctx, "session_message", None), "message", None)
 
 
 def wrap_handle_post_request(original: Any) -> Any:
-    """mcp 2.x ``StreamableHTTPTransport._handle_post_request``: the transport posts each
-    request in a task started in the sender's context, so the request's run is current here
-    and gets the ``Mcp-Session-Id`` the request is sent with."""
+    """mcp 2.x ``StreamableHTTPTransport._handle_post_request`` (and
+    ``_handle_resumption_request``): the transport posts each message in a task started in its
+    sender's context, so a request's run is current here; it gets the ``Mcp-Session-Id`` the
+    request is sent with."""
 
-    async def _handle_post_request(self: Any, ctx: Any) -> Any:
+    async def _handle_post_request(self: Any, ctx: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            _note_session(getattr(ctx, "session_id", None))
+            _note_session(getattr(ctx, "session_id", None), _posted(ctx))
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.client.session_id", error)
-        return await original(self, ctx)
+        return await original(self, ctx, *args, **kwargs)
 
     _handle_post_request.__wrapped__ = original  # type: ignore[attr-defined]
     return _handle_post_request
@@ -383,12 +407,15 @@ def wrap_handle_post_request(original: Any) -> Any:
 
 def wrap_extract_session_id(original: Any) -> Any:
     """mcp 2.x ``StreamableHTTPTransport._maybe_extract_session_id_from_response``: the
-    ``initialize`` request learns the session id from its response."""
+    ``initialize`` request learns the session id from its response. The transport calls it
+    for that request only, in the request's own POST task."""
 
-    def _maybe_extract_session_id_from_response(self: Any, response: Any) -> Any:
-        result = original(self, response)
+    def _maybe_extract_session_id_from_response(
+        self: Any, response: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        result = original(self, response, *args, **kwargs)
         try:
-            _note_session(getattr(self, "session_id", None))
+            _tag_session(getattr(self, "session_id", None))
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.client.session_id", error)
         return result

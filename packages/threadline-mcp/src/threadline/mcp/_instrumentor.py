@@ -75,6 +75,12 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 patches.replace_in(
                     http,
                     "StreamableHTTPTransport",
+                    "_handle_resumption_request",
+                    _client.wrap_handle_post_request,
+                )
+                patches.replace_in(
+                    http,
+                    "StreamableHTTPTransport",
                     "_maybe_extract_session_id_from_response",
                     _client.wrap_extract_session_id,
                 )
