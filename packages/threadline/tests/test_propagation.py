@@ -75,6 +75,10 @@ def test_hostile_carriers_are_dropped_quietly(caplog: Any) -> None:
         {"traceparent": 1, "baggage": 1},
         {"traceparent": "00-" + "0" * 32 + "-" + "0" * 16 + "-01"},  # all-zero ids are invalid
         {"traceparent": "zz-" + TRACE_ID + "-" + PARENT_ID + "-01"},
+        {"traceparent": "ff-" + TRACE_ID + "-" + PARENT_ID + "-01"},  # version ff is invalid
+        {"traceparent": TRACEPARENT + "-extra"},  # version 00 has exactly four fields
+        {"traceparent": TRACEPARENT.upper()},  # ids are lower-case hex
+        {"traceparent": "00-" + TRACE_ID[:-1] + "-" + PARENT_ID + "-01"},
         {"traceparent": TRACEPARENT + "x" * 1_000_000},
         {"baggage": "session.id=" + "x" * 1_000_000},
         {"baggage": ",".join(f"k{i}=v" for i in range(5000))},

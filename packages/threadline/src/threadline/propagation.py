@@ -23,6 +23,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from threadline import _context, config
 from threadline._failopen import report
+from threadline._runs import _baggage_entries
 
 _logger = logging.getLogger("threadline.propagation")
 
@@ -31,7 +32,6 @@ TRACESTATE = "tracestate"
 BAGGAGE = "baggage"
 
 # W3C Trace Context: version 00 is exactly 55 characters; later versions may append fields.
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[ -~]*)?$")
 _MAX_TRACEPARENT = 256
 _MAX_TRACESTATE = 512
 _MAX_TRACESTATE_MEMBERS = 32
@@ -63,7 +63,7 @@ def inject(carrier: MutableMapping[str, Any], context: Context | None = None) ->
 def _baggage_header(ctx: Context) -> str:
     allow = config.current().baggage_allowlist
     members = []
-    for key, value in otel_baggage.get_all(ctx).items():
+    for key, value in _baggage_entries(ctx).items():
         if key in allow and isinstance(value, str) and len(value) <= _MAX_VALUE:
             members.append(f"{key}={quote(value, safe='')}")
     return ",".join(members[:_MAX_BAGGAGE_MEMBERS])
@@ -111,8 +111,8 @@ def _extract(carrier: object, base: Context) -> Context:
     traceparent = _field(carrier, TRACEPARENT)
     if traceparent is not None:
         traceparent = traceparent.strip()
-        if len(traceparent) > _MAX_TRACEPARENT or not _TRACEPARENT.match(traceparent):
-            _logger.debug("dropping malformed traceparent %.80r", traceparent)
+        if len(traceparent) > _MAX_TRACEPARENT:  # before the SDK's parser, which warns
+            _logger.debug("dropping traceparent of %d characters", len(traceparent))
         else:
             fields: dict[str, str] = {TRACEPARENT: traceparent}
             tracestate = _field(carrier, TRACESTATE)
@@ -125,10 +125,12 @@ def _extract(carrier: object, base: Context) -> Context:
                 else:
                     _logger.debug("dropping oversized tracestate (%d chars)", len(tracestate))
             extracted = _tracecontext.extract(fields, ctx)
+            # The SDK's parser checks the W3C format (and rejects version ff, zero ids, and
+            # extra fields on version 00): anything else leaves no valid span context.
             if trace.get_current_span(extracted).get_span_context().is_valid:
                 ctx = extracted
             else:
-                _logger.debug("dropping invalid traceparent %.80r", traceparent)
+                _logger.debug("dropping malformed traceparent %.80r", traceparent)
     header = _field(carrier, BAGGAGE)
     if header is not None:
         for key, value in _parse_baggage(header):

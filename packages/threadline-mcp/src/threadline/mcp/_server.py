@@ -38,7 +38,6 @@ _SESSION_STATE_KEY = "threadline.mcp.session_start"
 _EMPTY = Context()
 _MAX_REQUEST_ID = 128
 _MAX_VERSION = 32
-_TRACE_KEYS = ("traceparent", "tracestate", "baggage")
 
 NotificationPolicy = Literal["traced", "all", "none"]
 
@@ -48,7 +47,9 @@ def _span_context(ctx: Context) -> trace.SpanContext:
 
 
 def _has_trace_keys(carrier: object) -> bool:
-    return isinstance(carrier, Mapping) and any(key in carrier for key in _TRACE_KEYS)
+    return isinstance(carrier, Mapping) and (
+        "traceparent" in carrier or "baggage" in carrier or "tracestate" in carrier
+    )
 
 
 def _parent(
