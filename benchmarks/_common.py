@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
@@ -164,19 +165,33 @@ class Replay:
             for s in template
         ]
 
-    def __call__(self) -> None:
+    def __call__(self, parent_context: Context | None = None) -> None:
+        """Emit the spans; root spans get ``parent_context`` (a remote parent) as parent."""
+        for span in reversed(self._start(parent_context)):
+            span.end()
+
+    def around(self, call: Callable[[Context], Any]) -> Any:
+        """Start the spans, run ``call`` with the first span's context (what a cross-process
+        call must propagate), then end them."""
+        started = self._start(None)
+        try:
+            return call(trace.set_span_in_context(started[0]))
+        finally:
+            for span in reversed(started):
+                span.end()
+
+    def _start(self, parent_context: Context | None) -> list[trace.Span]:
         tracer = self.tracer
         started: list[trace.Span] = []
         for name, kind, parent, attributes, events, error in self.spans:
-            ctx = trace.set_span_in_context(started[parent]) if parent is not None else None
+            ctx = parent_context if parent is None else trace.set_span_in_context(started[parent])
             span = tracer.start_span(name, context=ctx, kind=kind, attributes=attributes)
             for event_name, event_attributes in events:
                 span.add_event(event_name, event_attributes)
             if error:
                 span.set_status(Status(StatusCode.ERROR))
             started.append(span)
-        for span in reversed(started):
-            span.end()
+        return started
 
 
 def with_floor(call: Callable[[], Any], replay: Replay) -> Callable[[], Any]:

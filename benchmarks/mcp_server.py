@@ -12,7 +12,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
@@ -55,9 +55,12 @@ def main() -> None:
         replay = Replay(json.loads(template.read_text()), telemetry.provider)
 
         async def passthrough(ctx: Any, call_next: Any) -> Any:
+            # The floor joins the client's trace: extract what it propagated in _meta.
+            meta = getattr(ctx, "meta", None)
+            parent = propagate.extract(meta) if meta else None
             result = await call_next(ctx)
             if ctx.method == "tools/call" and (ctx.params or {}).get("name") == "get_weather":
-                replay()
+                replay(parent)
             return result
 
         middleware.append(passthrough)

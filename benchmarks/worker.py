@@ -65,7 +65,9 @@ def main(argv: list[str]) -> int:
             parser.error("the floor needs --template")
         module.noop_hook()
         call = module.WORKLOADS[name]()
-        call = with_floor(call, Replay(json.loads(args.template.read_text()), telemetry.provider))
+        # A workload may define its own floor (MCP's propagates the replayed span's context).
+        floor = getattr(module, "with_floor", with_floor)
+        call = floor(call, Replay(json.loads(args.template.read_text()), telemetry.provider))
     else:
         module.instrument(args.config)
         call = module.WORKLOADS[name]()

@@ -14,7 +14,7 @@ from typing import Any
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from benchmarks._common import THREADLINE_CONFIGS, installed, instrument_threadline
+from benchmarks._common import THREADLINE_CONFIGS, Replay, installed, instrument_threadline
 
 SERVER = Path(__file__).resolve().parents[1] / "mcp_server.py"
 _loop = asyncio.new_event_loop()
@@ -56,6 +56,32 @@ def noop_hook() -> None:
         return await original(self, *args, **kwargs)
 
     jsonrpc_dispatcher.JSONRPCDispatcher.send_raw_request = send_raw_request  # type: ignore[method-assign]
+
+
+def with_floor(call: Callable[[], Any], replay: Replay) -> Callable[[], Any]:
+    """The floor of a call that crosses processes: the replayed CLIENT span is started before
+    the call and its context injected into ``_meta`` with the global propagator, as any
+    instrumentation must for the server's span to join it; the server extracts it
+    (``benchmarks/mcp_server.py``)."""
+    from mcp.shared import jsonrpc_dispatcher
+    from opentelemetry import propagate
+    from opentelemetry.context import Context
+
+    sending: list[Context | None] = [None]
+
+    def inject(meta: dict[str, Any]) -> None:
+        propagate.inject(meta, context=sending[0])
+
+    jsonrpc_dispatcher.inject_trace_context = inject  # type: ignore[assignment]
+
+    def traced(ctx: Context) -> Any:
+        sending[0] = ctx
+        try:
+            return call()
+        finally:
+            sending[0] = None
+
+    return lambda: replay.around(traced)
 
 
 async def _hold(ready: asyncio.Future[Any]) -> None:
