@@ -96,10 +96,7 @@ def model_field(model: Any) -> str | None:
 def model_name(model: Any) -> str | None:
     """The model's name: its ``model``/``model_name``/``model_id`` field, else what its
     ``metadata`` (LLMs) reports."""
-    name = first_text_field(model, _MODEL_ATTRIBUTES)
-    if name is not None:
-        return name
-    return metadata_facts(model).model_name
+    return model_field(model) or metadata_facts(model).model_name
 
 
 class MetadataFacts(NamedTuple):
