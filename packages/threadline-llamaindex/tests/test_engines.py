@@ -228,3 +228,58 @@ def test_metadata_read_once_per_model(telemetry: Telemetry, monkeypatch: Any) ->
         "chat mode",
     ]
     assert reads == ["instruct-1", "chat-2", "local-7b", "mode", "mode"]
+
+
+def test_model_changes_are_seen(telemetry: Telemetry) -> None:
+    """What a model records is read once per model object: a field set anew, a dict field
+    edited in place, and a field whose ``==`` raises are all seen on the next request."""
+    from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+    from llama_index.core.llms.callbacks import llm_completion_callback
+    from pydantic import Field
+
+    class Unequal:
+        def __eq__(self, other: object) -> bool:
+            raise ValueError("ambiguous")  # as numpy arrays do
+
+        __hash__ = object.__hash__
+
+    class TunableLLM(CustomLLM):
+        model: str = "tune-1"
+        temperature: float = 0.1
+        additional_kwargs: dict[str, Any] = Field(default_factory=dict)
+        extra: Any = None
+
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name=self.model, is_chat_model=True)
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            return CompletionResponse(text="ok")
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    llm = TunableLLM()
+    llm.complete("hi")
+    llm.complete("hi")
+    llm.temperature = 0.7
+    llm.complete("hi")
+    llm.additional_kwargs["seed"] = 7
+    llm.complete("hi")
+    llm.extra = Unequal()
+    llm.complete("hi")
+    llm.extra = Unequal()
+    llm.complete("hi")
+    llm.model = "tune-2"
+    llm.complete("hi")
+    keys = ("gen_ai.request.model", "gen_ai.request.temperature", "gen_ai.request.seed")
+    assert [tuple(s.attributes.get(k) for k in keys) for s in telemetry.spans()] == [
+        ("tune-1", 0.1, None),
+        ("tune-1", 0.1, None),
+        ("tune-1", 0.7, None),
+        ("tune-1", 0.7, 7),
+        ("tune-1", 0.7, 7),
+        ("tune-1", 0.7, 7),
+        ("tune-2", 0.7, 7),
+    ]
