@@ -104,28 +104,3 @@ def test_endpoint() -> None:
     assert _extract.endpoint(Model()) == ("localhost", 11434)
     Model.api_base = "https://example.openai.azure.com/openai"
     assert _extract.endpoint(Model()) == ("example.openai.azure.com", 443)
-
-
-def test_model_facts_go_with_their_model() -> None:
-    """The per-model cache keeps a copy of the model's fields; it must not outlive the model
-    (nor keep what its fields hold alive)."""
-    import gc
-    import weakref
-
-    from llama_index.core.llms import MockLLM
-
-    class Client:  # stands for an HTTP client a model holds
-        pass
-
-    llm = MockLLM(max_tokens=5)
-    object.__setattr__(llm, "client", Client())
-    client = weakref.ref(llm.__dict__["client"])
-    facts = _extract.model_facts(llm)
-    assert (facts.provider, facts.request) == ("llama_index", threadline.RequestParams(5))
-    assert _extract.model_facts(llm) is facts  # read once
-    key = id(llm)
-    assert key in _extract._model_facts
-    del llm
-    gc.collect()
-    assert key not in _extract._model_facts
-    assert client() is None

@@ -120,8 +120,8 @@ _MAX_MODELS = 1024
 
 def model_facts(model: Any) -> ModelFacts:
     """The facts of :class:`ModelFacts`, read once per model object and again when one of its
-    fields changes: reading them takes a dozen pydantic attribute reads and ``metadata``, a
-    property that builds a new ``LLMMetadata`` each time.
+    fields changes: reading them costs more than the rest of a request's bookkeeping (pydantic
+    attribute reads, and ``metadata``, a property that builds a new ``LLMMetadata`` each time).
 
     A change is seen by comparing the object's fields (its ``__dict__``, where pydantic keeps
     them) with a copy taken when they were read: values compare by identity first, so an
@@ -134,10 +134,8 @@ def model_facts(model: Any) -> ModelFacts:
     facts = _read_model_facts(model)
     if not isinstance(fields, dict):
         return facts
-    key = id(model)
     try:
-        # The entry goes with the model: its copy of the fields must not keep them alive.
-        ref = weakref.ref(model, lambda _: _model_facts.pop(key, None))
+        ref = weakref.ref(model)
     except TypeError:  # not weak-referenceable: read again next time
         return facts
     snapshot = {
@@ -146,7 +144,7 @@ def model_facts(model: Any) -> ModelFacts:
     }
     if len(_model_facts) >= _MAX_MODELS:
         _model_facts.clear()
-    _model_facts[key] = _Entry(ref, snapshot, facts)
+    _model_facts[id(model)] = _Entry(ref, snapshot, facts)
     return facts
 
 
