@@ -93,81 +93,54 @@ def model_field(model: Any) -> str | None:
     return first_text_field(model, _MODEL_ATTRIBUTES)
 
 
-class ModelFacts(NamedTuple):
-    """What every request to a model object records about the model itself."""
+def model_name(model: Any) -> str | None:
+    """The model's name: its ``model``/``model_name``/``model_id`` field, else what its
+    ``metadata`` (LLMs) reports."""
+    return model_field(model) or metadata_facts(model).model_name
 
-    provider: str
-    server_address: str | None
-    server_port: int | None
-    # Its ``model``/``model_name``/``model_id`` field, else what its ``metadata`` reports.
-    model: str | None
+
+class MetadataFacts(NamedTuple):
+    model_name: str | None
     is_chat_model: bool
-    # Its own sampling parameters (fields and ``additional_kwargs``), before per-call kwargs.
-    request: threadline.RequestParams | None
 
 
-class _Entry(NamedTuple):
-    model: weakref.ReferenceType[Any]
-    fields: dict[str, Any]
-    facts: ModelFacts
-
-
-# id(model) -> entry. Models are pydantic objects, unhashable, so not WeakKeyDictionary keys;
-# the weak reference tells a reused id apart.
-_model_facts: dict[int, _Entry] = {}
+_NO_METADATA = MetadataFacts(None, False)
+# The fields LLMs derive their metadata from: metadata is read again when one of them changes.
+_METADATA_SOURCES = ("model", "model_name", "model_id", "model_path", "is_chat_model")
+# id(model) -> (weak reference to it, its source fields then, what its metadata said). Models
+# are pydantic objects, unhashable, so not WeakKeyDictionary keys; the weak reference tells a
+# reused id apart.
+_metadata_facts: dict[int, tuple[weakref.ReferenceType[Any], tuple[Any, ...], MetadataFacts]] = {}
 _MAX_MODELS = 1024
 
 
-def model_facts(model: Any) -> ModelFacts:
-    """The facts of :class:`ModelFacts`, read once per model object and again when one of its
-    fields changes: reading them costs more than the rest of a request's bookkeeping (pydantic
-    attribute reads, and ``metadata``, a property that builds a new ``LLMMetadata`` each time).
-
-    A change is seen by comparing the object's fields (its ``__dict__``, where pydantic keeps
-    them) with a copy taken when they were read: values compare by identity first, so an
-    unchanged model costs one pass over its fields; dict and list fields are copied, so editing
-    one in place (``llm.additional_kwargs["seed"] = 1``) is seen too."""
-    fields = getattr(model, "__dict__", None)
-    entry = _model_facts.get(id(model))
-    if entry is not None and entry.model() is model and _unchanged(entry.fields, fields):
-        return entry.facts
-    facts = _read_model_facts(model)
-    if not isinstance(fields, dict):
-        return facts
+def metadata_facts(model: Any) -> MetadataFacts:
+    """What a model's ``metadata`` says (its name, whether it is a chat model). ``metadata`` is
+    a property that builds a new ``LLMMetadata`` on every read: it is read once per model
+    object, and again when a field it is derived from changes."""
+    sources = tuple(
+        [getattr(model, name, None) for name in fields_present(model, _METADATA_SOURCES)]
+    )
+    key = id(model)
+    entry = _metadata_facts.get(key)
+    if entry is not None and entry[0]() is model and entry[1] == sources:
+        return entry[2]
+    meta = metadata(model)
+    if meta is None:
+        return _NO_METADATA
+    name = getattr(meta, "model_name", None)
+    facts = MetadataFacts(
+        name if isinstance(name, str) and name else None,
+        getattr(meta, "is_chat_model", False) is True,
+    )
     try:
         ref = weakref.ref(model)
     except TypeError:  # not weak-referenceable: read again next time
         return facts
-    snapshot = {
-        name: value.copy() if type(value) is dict or type(value) is list else value
-        for name, value in fields.items()
-    }
-    if len(_model_facts) >= _MAX_MODELS:
-        _model_facts.clear()
-    _model_facts[id(model)] = _Entry(ref, snapshot, facts)
+    if len(_metadata_facts) >= _MAX_MODELS:
+        _metadata_facts.clear()
+    _metadata_facts[key] = (ref, sources, facts)
     return facts
-
-
-def _unchanged(snapshot: dict[str, Any], fields: Any) -> bool:
-    try:
-        return bool(snapshot == fields)
-    except Exception:  # noqa: BLE001 - a field whose == raises (an array): read again
-        return False
-
-
-def _read_model_facts(model: Any) -> ModelFacts:
-    meta = metadata(model)
-    meta_name = getattr(meta, "model_name", None) if meta is not None else None
-    host, port = endpoint(model)
-    return ModelFacts(
-        provider=provider_of(type(model)),
-        server_address=host,
-        server_port=port,
-        model=model_field(model)
-        or (meta_name if isinstance(meta_name, str) and meta_name else None),
-        is_chat_model=meta is not None and getattr(meta, "is_chat_model", False) is True,
-        request=request_params(model, None),
-    )
 
 
 def metadata(llm: Any) -> Any:

@@ -278,33 +278,6 @@ def _agent_name(instance: Any) -> str:
     return name if isinstance(name, str) and name else type(instance).__name__
 
 
-def _record_response(
-    run: threadline.InferenceRun, response: Any, streamed_finish: str | None
-) -> None:
-    """What a model's response (a ``ChatResponse``/``CompletionResponse``) tells: usage, id,
-    model, finish reason (unless the stream recorded it already) and, with capture on, the
-    output message."""
-    raw = getattr(response, "raw", None)
-    usage = _extract.usage_of(raw) if raw is not None else None
-    if usage is None:
-        extra = getattr(response, "additional_kwargs", None)
-        if extra:  # where some LLMs report usage; usually empty
-            usage = _extract.usage_of({"usage": extra})
-    finish = streamed_finish
-    if raw is not None:
-        response_id, response_model = _extract.response_facts(raw)
-        if finish is None:
-            finish = _extract.finish_reason_of(raw)
-        run.update(response_id=response_id, response_model=response_model)
-    finish_reasons = [finish] if finish and not streamed_finish else None
-    if usage is not None or finish_reasons:
-        run.update(usage=usage, finish_reasons=finish_reasons)
-    if threadline.capture_enabled():
-        message = _extract.output_message(response, finish)
-        if message is not None:
-            run.update(output_messages=[message])
-
-
 class Tracker:
     """The state shared by the span and event handlers: open runs by LlamaIndex span id."""
 
@@ -416,13 +389,13 @@ class Tracker:
             if isinstance(parent, threadline.EmbeddingsRun) and not parent.ended:
                 self._remember(id_, parent)
                 return
-            facts = _extract.model_facts(instance)
+            host, port = _extract.endpoint(instance)
             run = threadline.embeddings(
-                facts.model,
-                provider=facts.provider,
+                _extract.model_name(instance),
+                provider=_extract.provider_of(type(instance)),
                 parent=parent,
-                server_address=facts.server_address,
-                server_port=facts.server_port,
+                server_address=host,
+                server_port=port,
             )
         elif kind is Kind.RETRIEVAL:
             run = self._retrieval(instance, arguments, parent)
@@ -462,10 +435,11 @@ class Tracker:
         arguments: Mapping[str, Any],
         parent: Parent | None,
     ) -> threadline.InferenceRun:
-        facts = _extract.model_facts(llm)
+        provider = _extract.provider_of(type(llm))
         call_kwargs = arguments.get("kwargs")
         if not isinstance(call_kwargs, Mapping):
             call_kwargs = None
+        host, port = _extract.endpoint(llm)
         input_messages = tools = None
         if threadline.capture_enabled():
             if kind is Kind.CHAT:
@@ -475,20 +449,26 @@ class Tracker:
                 input_messages = _extract.prompt_messages(arguments["prompt"])
             if call_kwargs and call_kwargs.get("tools"):
                 tools = _extract.tool_definitions(call_kwargs["tools"])
-        # complete() on a chat model is a chat request on the wire.
-        completion = kind is Kind.COMPLETION and not facts.is_chat_model
+        model = _extract.model_field(llm)
+        operation = semconv.OP_CHAT
+        if model is None or kind is Kind.COMPLETION:
+            facts = _extract.metadata_facts(llm)
+            model = model or facts.model_name
+            if kind is Kind.COMPLETION and not facts.is_chat_model:
+                # complete() on a chat model is a chat request on the wire.
+                operation = semconv.OP_TEXT_COMPLETION
         return threadline.inference(
-            facts.model,
-            provider=facts.provider,
-            operation=semconv.OP_TEXT_COMPLETION if completion else semconv.OP_CHAT,
+            model,
+            provider=provider,
+            operation=operation,
             parent=parent,
-            request=_extract.request_params(llm, call_kwargs) if call_kwargs else facts.request,
+            request=_extract.request_params(llm, call_kwargs),
             stream="stream" in prefix,
-            server_address=facts.server_address,
-            server_port=facts.server_port,
+            server_address=host,
+            server_port=port,
             input_messages=input_messages,
             tool_definitions=tools,
-            in_process=facts.provider == _extract.IN_PROCESS_PROVIDER,
+            in_process=provider == _extract.IN_PROCESS_PROVIDER,
         )
 
     def _retrieval(
@@ -553,8 +533,6 @@ class Tracker:
                         self.handed_out.clear()
                     self.handed_out.setdefault(id(instance), []).append(run)
                 return
-            if result is not None:
-                _record_response(run, result, None)
         elif isinstance(run, threadline.ToolRun):
             if self._tool_result(run, result):
                 return
@@ -631,14 +609,39 @@ class Tracker:
                 run.update(finish_reasons=[reason])
 
     def on_end(self, event: Any) -> None:
-        """A stream's last event: its response, then the end of its run. (A call that is no
-        stream records its response at its span's exit, which has the same response.)"""
         span_id = event.span_id
-        run = self.streams.pop(span_id) if span_id else None
-        if run is None:
+        if not span_id:
             return
-        _record_response(run, event.response, self.stream_finish.pop(span_id, None))
-        run.end()
+        run = self.streams.pop(span_id)
+        streamed = run is not None
+        if run is None:
+            found = self.runs.get(span_id)
+            if not isinstance(found, threadline.InferenceRun):
+                return
+            run = found
+        recorded = self.stream_finish.pop(span_id, None) if streamed else None
+        finish = recorded
+        response = event.response
+        raw = getattr(response, "raw", None) if response is not None else None
+        usage = _extract.usage_of(raw) if raw is not None else None
+        if usage is None and response is not None:
+            extra = getattr(response, "additional_kwargs", None)
+            if extra:  # where some LLMs report usage; usually empty
+                usage = _extract.usage_of({"usage": extra})
+        if raw is not None:
+            response_id, response_model = _extract.response_facts(raw)
+            if finish is None:
+                finish = _extract.finish_reason_of(raw)
+            run.update(response_id=response_id, response_model=response_model)
+        finish_reasons = [finish] if finish and not recorded else None
+        if usage is not None or finish_reasons:
+            run.update(usage=usage, finish_reasons=finish_reasons)
+        if response is not None and threadline.capture_enabled():
+            message = _extract.output_message(response, finish)
+            if message is not None:
+                run.update(output_messages=[message])
+        if streamed:
+            run.end()
 
     def on_exception(self, event: Any) -> None:
         span_id = event.span_id
