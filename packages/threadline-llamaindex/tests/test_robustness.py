@@ -38,6 +38,39 @@ def test_internal_error_does_not_reach_the_app(
     assert any("llamaindex.span_enter" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["chat", "stream_chat"])
+def test_unreadable_response_still_ends_the_span(
+    telemetry: Telemetry,
+    cassette: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: Any,
+    stream: bool,
+) -> None:
+    """Reading the response fails (our bug): the span ends anyway, without what the response
+    would have told, the application gets its answer, and the failure is logged."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug in threadline")
+
+    monkeypatch.setattr(_extract, "usage_of", broken)
+    llm = make_llm()
+    with caplog.at_level(logging.DEBUG, logger="threadline"):
+        if stream:
+            with cassette("stream_chat.yaml"):
+                text = "".join(chunk.delta or "" for chunk in llm.stream_chat(MESSAGES))
+        else:
+            with cassette("chat.yaml"):
+                text = str(llm.chat(MESSAGES).message.content)
+    assert text == ("Hello streamed world" if stream else "The capital of France is Paris.")
+    (span,) = telemetry.spans()
+    assert span.name == "chat gpt-4o-mini"
+    assert "gen_ai.usage.input_tokens" not in span.attributes
+    hook = "llamaindex.event" if stream else "llamaindex.span_exit"
+    assert any(hook in r.getMessage() for r in caplog.records)
+    tracker = _tracker()
+    assert (len(tracker.runs), len(tracker.streams)) == (0, 0)
+
+
 def test_no_state_left_after_calls(telemetry: Telemetry, cassette: Any) -> None:
     with cassette("rag_query.yaml"):
         make_index().as_query_engine(llm=make_llm()).query("What is the capital of France?")

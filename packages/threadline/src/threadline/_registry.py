@@ -140,6 +140,8 @@ class RunRegistry(Generic[_K, _R]):
         return self._entries.get(key)
 
     def pop(self, key: _K) -> _R | None:
+        if key not in self._entries:  # the common miss (e.g. an event of no stream), lock-free
+            return None
         with self._lock:
             return self._entries.pop(key, None)
 

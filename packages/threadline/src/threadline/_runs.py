@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextvars import Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
@@ -128,33 +128,37 @@ class RequestParams:
 
     def attributes(self) -> dict[str, AttributeValue]:
         out: dict[str, AttributeValue] = {}
-        # One test per field (a loop over (key, value) pairs builds them on every request).
-        if _given(self.max_tokens):
-            out[semconv.GEN_AI_REQUEST_MAX_TOKENS] = self.max_tokens
-        if _given(self.temperature):
-            out[semconv.GEN_AI_REQUEST_TEMPERATURE] = self.temperature
-        if _given(self.top_p):
-            out[semconv.GEN_AI_REQUEST_TOP_P] = self.top_p
-        if _given(self.top_k):
-            out[semconv.GEN_AI_REQUEST_TOP_K] = self.top_k
-        if _given(self.frequency_penalty):
-            out[semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY] = self.frequency_penalty
-        if _given(self.presence_penalty):
-            out[semconv.GEN_AI_REQUEST_PRESENCE_PENALTY] = self.presence_penalty
-        if _given(self.seed):
-            out[semconv.GEN_AI_REQUEST_SEED] = self.seed
-        if _given(self.output_type):
-            out[semconv.GEN_AI_OUTPUT_TYPE] = self.output_type
+        # Runs on every request: one inline test per field (set, and not a bool, which would
+        # pass for 1); a loop over (key, value) pairs or a helper call per field costs more.
+        value: Any = self.max_tokens
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_MAX_TOKENS] = value
+        value = self.temperature
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_TEMPERATURE] = value
+        value = self.top_p
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_TOP_P] = value
+        value = self.top_k
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_TOP_K] = value
+        value = self.frequency_penalty
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY] = value
+        value = self.presence_penalty
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_PRESENCE_PENALTY] = value
+        value = self.seed
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_SEED] = value
+        value = self.output_type
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_OUTPUT_TYPE] = value
         if self.stop_sequences:
             out[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = [str(s) for s in self.stop_sequences]
         if self.choice_count is not None and self.choice_count != 1:
             out[semconv.GEN_AI_REQUEST_CHOICE_COUNT] = self.choice_count
         return out
-
-
-def _given(value: float | str | None) -> TypeGuard[float | str]:
-    """Set, and not a bool (``True`` would pass for 1)."""
-    return value is not None and value is not True and value is not False
 
 
 def error_type(error: BaseException) -> str:
@@ -177,8 +181,9 @@ def _baggage_entries(ctx: Context) -> Mapping[str, object]:
 
 def _session_attributes(ctx: Context, *, conversation: bool) -> dict[str, AttributeValue]:
     """Allow-listed baggage entries of ``ctx`` as span attributes (hostile values dropped)."""
-    entries = _baggage_entries(ctx)
-    if not entries:
+    # _baggage_entries(ctx), inline: every run starts here
+    entries: object = otel_baggage.get_all(ctx) if _BAGGAGE_KEY is None else ctx.get(_BAGGAGE_KEY)
+    if not entries or not isinstance(entries, (dict, Mapping)):  # dict first: no ABC check
         return {}
     allow = config.current().baggage_allowlist
     out: dict[str, AttributeValue] = {}
@@ -254,15 +259,13 @@ class Run:
         links: Sequence[Link] | None = None,
     ) -> None:
         self.kind = kind
-        if parent is None:
-            parent_ctx = otel_context.get_current()
-            self.parent_run = current_run(parent_ctx)
-        elif isinstance(parent, Run):
+        if isinstance(parent, Run):
             parent_ctx = parent.context
-            self.parent_run = parent
+            self.parent_run: Run | None = parent
         else:
-            parent_ctx = parent
-            self.parent_run = current_run(parent_ctx)
+            parent_ctx = otel_context.get_current() if parent is None else parent
+            enclosing = parent_ctx.get(_RUN_KEY)  # current_run(parent_ctx), inline: every run
+            self.parent_run = enclosing if isinstance(enclosing, Run) else None
         self._parent_ctx = parent_ctx
         session = _session_attributes(parent_ctx, conversation=self._records_conversation)
         if session:
@@ -348,7 +351,11 @@ class Run:
             if _context.detach(token):
                 self._token = None
                 self._detach_pending = False
-                _unwind_pending_detaches()
+                # _unwind_pending_detaches() has nothing to do unless the run now current
+                # asked to detach; this runs on every detach, so look before calling
+                below = otel_context.get_current().get(_RUN_KEY)
+                if isinstance(below, Run) and below._detach_pending:
+                    _unwind_pending_detaches()
         except Exception as error:  # noqa: BLE001 - fail-open
             report("Run.detach", error)
 

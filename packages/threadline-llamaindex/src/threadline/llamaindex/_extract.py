@@ -160,27 +160,28 @@ def request_params(
     """Sampling parameters: the model's fields, its ``additional_kwargs``, then per-call kwargs."""
     present = fields_present(llm, _PARAM_ATTRIBUTES)
     extra = getattr(llm, "additional_kwargs", None) if "additional_kwargs" in present else None
-    merged: Mapping[str, Any]
-    if call_kwargs and isinstance(extra, Mapping) and extra:
-        merged = {**extra, **call_kwargs}
+    merged: Mapping[str, Any] | None
+    if not extra or not isinstance(extra, Mapping):
+        merged = call_kwargs or None
     elif call_kwargs:
-        merged = call_kwargs
-    elif isinstance(extra, Mapping):
-        merged = extra
+        merged = {**extra, **call_kwargs}
     else:
-        merged = {}
-    max_tokens = _int(merged.get("max_tokens", merged.get("max_completion_tokens")))
-    if max_tokens is None and "max_tokens" in present:
-        max_tokens = _int(getattr(llm, "max_tokens", None))
-        if max_tokens is not None and max_tokens <= 0:
-            max_tokens = None
-    temperature = _number(merged.get("temperature"))
-    if temperature is None and "temperature" in present:
-        temperature = _number(getattr(llm, "temperature", None))
-    if not merged:
+        merged = extra
+    if merged is None:
+        # Runs on every call of a model without extra parameters: only its own fields.
+        max_tokens = _own_max_tokens(llm) if "max_tokens" in present else None
+        temperature = (
+            _number(getattr(llm, "temperature", None)) if "temperature" in present else None
+        )
         if max_tokens is None and temperature is None:
             return None
         return threadline.RequestParams(max_tokens=max_tokens, temperature=temperature)
+    max_tokens = _int(merged.get("max_tokens", merged.get("max_completion_tokens")))
+    if max_tokens is None and "max_tokens" in present:
+        max_tokens = _own_max_tokens(llm)
+    temperature = _number(merged.get("temperature"))
+    if temperature is None and "temperature" in present:
+        temperature = _number(getattr(llm, "temperature", None))
     stop = merged.get("stop")
     if isinstance(stop, str):
         stop = [stop]
@@ -195,6 +196,12 @@ def request_params(
         seed=_int(merged.get("seed")),
         choice_count=_int(merged.get("n")),
     )
+
+
+def _own_max_tokens(llm: Any) -> int | None:
+    """A model's own ``max_tokens`` field; LlamaIndex models use -1 or 0 for "no limit"."""
+    value = getattr(llm, "max_tokens", None)
+    return value if type(value) is int and value > 0 else None
 
 
 def usage_of(raw: Any) -> threadline.Usage | None:

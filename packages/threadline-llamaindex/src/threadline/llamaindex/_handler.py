@@ -174,8 +174,7 @@ def _in_lazy_async_stream() -> bool:
     return False
 
 
-def _is_stream(result: Any) -> bool:
-    return isinstance(result, (GeneratorType, AsyncGeneratorType)) or inspect.isasyncgen(result)
+_STREAMS = (GeneratorType, AsyncGeneratorType)
 
 
 def _stream_answer(run: threadline.WorkflowRun, response: Any) -> bool:
@@ -276,6 +275,33 @@ def _tool_arguments(arguments: Mapping[str, Any]) -> Any:
 def _agent_name(instance: Any) -> str:
     name = getattr(instance, "name", None)
     return name if isinstance(name, str) and name else type(instance).__name__
+
+
+def _record_response(
+    run: threadline.InferenceRun, response: Any, streamed_finish: str | None
+) -> None:
+    """What a model's response (a ``ChatResponse``/``CompletionResponse``) tells: usage, id,
+    model, finish reason (unless the stream recorded it already) and, with capture on, the
+    output message."""
+    raw = getattr(response, "raw", None)
+    usage = _extract.usage_of(raw) if raw is not None else None
+    if usage is None:
+        extra = getattr(response, "additional_kwargs", None)
+        if extra:  # where some LLMs report usage; usually empty
+            usage = _extract.usage_of({"usage": extra})
+    finish = streamed_finish
+    if raw is not None:
+        response_id, response_model = _extract.response_facts(raw)
+        if finish is None:
+            finish = _extract.finish_reason_of(raw)
+        run.update(response_id=response_id, response_model=response_model)
+    finish_reasons = [finish] if finish and not streamed_finish else None
+    if usage is not None or finish_reasons:
+        run.update(usage=usage, finish_reasons=finish_reasons)
+    if threadline.capture_enabled():
+        message = _extract.output_message(response, finish)
+        if message is not None:
+            run.update(output_messages=[message])
 
 
 class Tracker:
@@ -526,12 +552,18 @@ class Tracker:
             return
         run.detach()
         if isinstance(run, threadline.InferenceRun):
-            if _is_stream(result):
+            if isinstance(result, _STREAMS):
                 self.streams.add(id_, run)  # ends on the stream's end event
                 if instance is not None and self._lazy_async_stream(instance, id_):
                     if len(self.handed_out) >= _MAX_HANDED_OUT:
                         self.handed_out.clear()
                     self.handed_out.setdefault(id(instance), []).append(run)
+                return
+            if result is not None:
+                try:
+                    _record_response(run, result, None)
+                finally:
+                    run.end()  # even when the response could not be read
                 return
         elif isinstance(run, threadline.ToolRun):
             if self._tool_result(run, result):
@@ -609,39 +641,16 @@ class Tracker:
                 run.update(finish_reasons=[reason])
 
     def on_end(self, event: Any) -> None:
+        """A stream's last event: its response, then the end of its run. (A call that is no
+        stream records its response at its span's exit, which returns the same response.)"""
         span_id = event.span_id
-        if not span_id:
-            return
-        run = self.streams.pop(span_id)
-        streamed = run is not None
+        run = self.streams.pop(span_id) if span_id else None
         if run is None:
-            found = self.runs.get(span_id)
-            if not isinstance(found, threadline.InferenceRun):
-                return
-            run = found
-        recorded = self.stream_finish.pop(span_id, None) if streamed else None
-        finish = recorded
-        response = event.response
-        raw = getattr(response, "raw", None) if response is not None else None
-        usage = _extract.usage_of(raw) if raw is not None else None
-        if usage is None and response is not None:
-            extra = getattr(response, "additional_kwargs", None)
-            if extra:  # where some LLMs report usage; usually empty
-                usage = _extract.usage_of({"usage": extra})
-        if raw is not None:
-            response_id, response_model = _extract.response_facts(raw)
-            if finish is None:
-                finish = _extract.finish_reason_of(raw)
-            run.update(response_id=response_id, response_model=response_model)
-        finish_reasons = [finish] if finish and not recorded else None
-        if usage is not None or finish_reasons:
-            run.update(usage=usage, finish_reasons=finish_reasons)
-        if response is not None and threadline.capture_enabled():
-            message = _extract.output_message(response, finish)
-            if message is not None:
-                run.update(output_messages=[message])
-        if streamed:
-            run.end()
+            return
+        try:
+            _record_response(run, event.response, self.stream_finish.pop(span_id, None))
+        finally:
+            run.end()  # even when the response could not be read
 
     def on_exception(self, event: Any) -> None:
         span_id = event.span_id
