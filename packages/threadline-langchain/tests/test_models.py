@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -189,6 +191,40 @@ def test_plain_llm_is_text_completion(telemetry: Any, config: dict[str, Any]) ->
     assert (
         span.attributes[semconv.GEN_AI_PROVIDER_NAME] == "fakelist"
     )  # ls_provider LangChain derives from the class
+    telemetry.assert_conformant()
+
+
+def test_plain_llm_stream_counts_chunks(
+    telemetry: Any, config: dict[str, Any], caplog: Any
+) -> None:
+    """A plain LLM streams ``GenerationChunk``s, which carry no message (and no usage)."""
+    from langchain_core.language_models.llms import LLM
+    from langchain_core.outputs import GenerationChunk
+
+    class EchoLLM(LLM):
+        @property
+        def _llm_type(self) -> str:
+            return "echo"
+
+        def _call(self, prompt: str, stop: Any = None, run_manager: Any = None, **kw: Any) -> str:
+            return "forty-two"
+
+        def _stream(
+            self, prompt: str, stop: Any = None, run_manager: Any = None, **kw: Any
+        ) -> Iterator[GenerationChunk]:
+            for text in ("forty", "-", "two"):
+                chunk = GenerationChunk(text=text)
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(text, chunk=chunk)
+                yield chunk
+
+    with caplog.at_level(logging.DEBUG, logger="threadline"):
+        assert "".join(EchoLLM().stream("meaning of life?", config=config)) == "forty-two"
+    span = telemetry.find("text_completion EchoLLM")
+    assert span.attributes[semconv.GEN_AI_REQUEST_STREAM] is True
+    assert span.attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert semconv.GEN_AI_USAGE_INPUT_TOKENS not in span.attributes
+    assert not [r for r in caplog.records if "langchain." in r.getMessage()]
     telemetry.assert_conformant()
 
 
