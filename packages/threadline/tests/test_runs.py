@@ -485,54 +485,31 @@ def test_attach_context_helpers_are_safe_across_threads() -> None:
     run.end()
 
 
-def test_context_helpers_follow_the_api_context() -> None:
-    """With the default runtime context, runs set the API's ContextVar directly: what they
-    attach is what ``opentelemetry.context`` sees, and the other way round."""
-    from threadline import _context
-
-    run = threadline.invoke_agent("agent")
-    token = _context.set_current(run.context)
-    try:
-        assert otel_context.get_current() is run.context
-        assert trace.get_current_span() is run.span
-    finally:
-        assert _context.detach(token) is True
-    api_token = otel_context.attach(run.context)
-    try:
-        assert _context.current() is run.context
-        assert threadline.current_run() is run
-    finally:
-        otel_context.detach(api_token)
-    assert threadline.current_run() is None
-    run.end()
-
-
-def test_other_runtime_contexts_go_through_the_api(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A runtime context chosen with OTEL_PYTHON_CONTEXT is used through the API."""
-    import importlib
-
+def test_runtime_context_replaced_after_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Libraries replace OpenTelemetry's runtime context after threadline is imported (Sentry's
+    integration does): runs attach, detach and find their parent through the one in use."""
     from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 
-    from threadline import _context
-
-    class Custom(ContextVarsRuntimeContext):  # not the default class: no direct access
+    class Replacement(ContextVarsRuntimeContext):
         pass
 
-    monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", Custom())
-    try:
-        fresh = importlib.reload(_context)
-        assert fresh._VARIABLE is None
-        assert fresh.current is otel_context.get_current
-        ctx = otel_context.set_value("k", "v")
-        token = fresh.attach(ctx)
-        assert otel_context.get_value("k") == "v"
-        assert fresh.detach(token) is True
-        assert fresh.detach(token) is False  # already used
-        assert otel_context.get_value("k") is None
-    finally:
-        monkeypatch.undo()
-        importlib.reload(_context)
-    assert _context._VARIABLE is not None
+    replacement = Replacement()
+    monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", replacement)
+    with threadline.invoke_agent("agent") as agent:
+        assert replacement.get_current() is agent.context
+        assert trace.get_current_span() is agent.span
+        tool = threadline.execute_tool("search")
+        assert tool.parent_run is agent
+        tool.attach()
+        assert threadline.current_run() is tool
+        tool.detach()
+        assert threadline.current_run() is agent
+        tool.end()
+    assert threadline.current_run() is None
+    assert replacement.get_current() == {}
+    token = threadline.attach_context(agent.context)
+    assert threadline.detach_context(token) is True
+    assert threadline.detach_context(token) is False  # already used
 
 
 def test_runs_ended_out_of_order_leave_no_context_behind(telemetry: Telemetry) -> None:

@@ -197,7 +197,7 @@ def _unwind_pending_detaches() -> None:
     attachment, or scopes left open when they ended)."""
     while True:
         run = current_run()
-        if run is None or not run._detach_pending or _context.current() is not run._ctx:
+        if run is None or not run._detach_pending or otel_context.get_current() is not run._ctx:
             return
         if run._token is not None:
             if not _context.detach(run._token):
@@ -216,7 +216,7 @@ def _unwind_pending_detaches() -> None:
 
 def current_run(ctx: Context | None = None) -> Run | None:
     """The innermost threadline run of ``ctx`` (default: the current context)."""
-    value = (_context.current() if ctx is None else ctx).get(_RUN_KEY)
+    value = otel_context.get_value(_RUN_KEY, ctx)
     return value if isinstance(value, Run) else None
 
 
@@ -259,7 +259,7 @@ class Run:
             parent_ctx = parent.context
             self.parent_run: Run | None = parent
         else:
-            parent_ctx = _context.current() if parent is None else parent
+            parent_ctx = otel_context.get_current() if parent is None else parent
             enclosing = parent_ctx.get(_RUN_KEY)  # current_run(parent_ctx), inline: every run
             self.parent_run = enclosing if isinstance(enclosing, Run) else None
         self._parent_ctx = parent_ctx
@@ -324,7 +324,7 @@ class Run:
         """
         try:
             if self._token is None and not self._ended:
-                self._token = _context.set_current(self.context)
+                self._token = _context.attach(self.context)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("Run.attach", error)
 
@@ -341,7 +341,7 @@ class Run:
         if token is None:
             return
         try:
-            if _context.current() is not self._ctx:
+            if otel_context.get_current() is not self._ctx:
                 self._detach_pending = True
                 return
             if _context.detach(token):
@@ -349,7 +349,7 @@ class Run:
                 self._detach_pending = False
                 # _unwind_pending_detaches() has nothing to do unless the run now current
                 # asked to detach; this runs on every detach, so look before calling
-                below = _context.current().get(_RUN_KEY)
+                below = otel_context.get_current().get(_RUN_KEY)
                 if isinstance(below, Run) and below._detach_pending:
                     _unwind_pending_detaches()
         except Exception as error:  # noqa: BLE001 - fail-open
@@ -364,7 +364,7 @@ class Run:
         try:
             if self._ended:
                 return None
-            token = _context.set_current(self.context)
+            token = _context.attach(self.context)
             if self._scopes is None:
                 self._scopes = [token]
             else:
@@ -380,7 +380,7 @@ class Run:
             scopes = self._scopes
             if not scopes or token not in scopes:
                 return  # closed already, when the run ended
-            if _context.current() is not self._ctx:
+            if otel_context.get_current() is not self._ctx:
                 # Something attached above this scope is still current: resetting the token now
                 # would drop that too, and its own reset would bring this run back. The scope
                 # is undone when what covers it goes (see _unwind_pending_detaches).
@@ -401,7 +401,7 @@ class Run:
         while (
             self._scopes
             and self._token is None
-            and _context.current() is self._ctx
+            and otel_context.get_current() is self._ctx
             and self._undo_one_scope(all_open=True)
         ):
             pass

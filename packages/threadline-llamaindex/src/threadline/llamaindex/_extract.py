@@ -161,7 +161,7 @@ def request_params(
     present = fields_present(llm, _PARAM_ATTRIBUTES)
     extra = getattr(llm, "additional_kwargs", None) if "additional_kwargs" in present else None
     merged: Mapping[str, Any] | None
-    if not extra or not isinstance(extra, Mapping):
+    if extra is None or not isinstance(extra, (dict, Mapping)) or not extra:
         merged = call_kwargs or None
     elif call_kwargs:
         merged = {**extra, **call_kwargs}
