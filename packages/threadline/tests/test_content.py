@@ -225,3 +225,91 @@ def test_configure_rejects_bad_values() -> None:
         threadline.configure(redactor="nope")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="baggage_allowlist"):
         threadline.configure(baggage_allowlist="session.id")
+
+
+def test_non_finite_numbers_are_recorded_as_null(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    threadline.configure(capture_content="SPAN_ONLY")
+    with threadline.execute_tool("stats") as tool:
+        tool.update(result={"mean": float("nan"), "max": float("inf")})
+    with threadline.retrieval("kb") as retrieval:
+        retrieval.update(documents=[RetrievalDocument(id="d1", score=float("-inf"))])
+    spans = telemetry.spans()
+    result = find(spans, "execute_tool stats").attributes[semconv.GEN_AI_TOOL_CALL_RESULT]
+    documents = find(spans, "retrieval kb").attributes[semconv.GEN_AI_RETRIEVAL_DOCUMENTS]
+    assert result == '{"mean":null,"max":null}'
+    assert documents == '[{"id":"d1","score":null}]'
+    telemetry.assert_conformant()
+
+
+def test_the_schema_check_rejects_non_finite_numbers() -> None:
+    from threadline.testing import content_errors
+
+    bad = '[{"role":"user","parts":[{"type":"text","content":"x","n":NaN}]}]'
+    assert content_errors(semconv.GEN_AI_INPUT_MESSAGES, bad)
+    assert not content_errors(semconv.GEN_AI_INPUT_MESSAGES, bad.replace("NaN", "null"))
+
+
+def test_redactor_sees_the_retrieval_query(telemetry: Telemetry, restore_settings: None) -> None:
+    def redact(part: Redactable) -> Redactable | None:
+        if isinstance(part, TextPart):
+            return TextPart(part.content.replace("bob@example.com", "<email>"))
+        return part
+
+    threadline.configure(capture_content="SPAN_ONLY", redactor=redact)
+    with threadline.retrieval("kb", query="find bob@example.com"):
+        pass
+    threadline.configure(redactor=lambda part: None if isinstance(part, TextPart) else part)
+    with threadline.retrieval("dropped", query="find bob@example.com"):
+        pass
+    spans = telemetry.spans()
+    kb = find(spans, "retrieval kb").attributes
+    assert kb[semconv.GEN_AI_RETRIEVAL_QUERY_TEXT] == "find <email>"
+    assert semconv.GEN_AI_RETRIEVAL_QUERY_TEXT not in find(spans, "retrieval dropped").attributes
+
+
+def test_every_span_with_cut_content_is_flagged(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    threadline.configure(capture_content="SPAN_ONLY", max_content_length=8)
+    with threadline.execute_tool("long", arguments={"q": "x" * 20}):
+        pass
+    with threadline.retrieval("kb", query="y" * 20):
+        pass
+    with threadline.execute_tool("short", arguments={"q": "x"}):
+        pass
+    spans = telemetry.spans()
+    for name in ("execute_tool long", "retrieval kb"):
+        assert find(spans, name).attributes[semconv.THREADLINE_CONTENT_TRUNCATED] is True, name
+    assert semconv.THREADLINE_CONTENT_TRUNCATED not in find(spans, "execute_tool short").attributes
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        (config.ENV_RUN_TTL, "nan"),
+        (config.ENV_RUN_TTL, "inf"),
+        (config.ENV_RUN_TTL, "-1"),
+        (config.ENV_COST, "enabled"),
+    ],
+)
+def test_invalid_env_values_keep_the_default(
+    env: str, value: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    previous = config.current()
+    monkeypatch.setenv(env, value)
+    try:
+        settings = config.reload_from_env()
+        assert settings.run_ttl_seconds == config.Settings.run_ttl_seconds
+        assert settings.cost is True
+    finally:
+        config.restore(previous)
+    assert f"ignoring invalid {env}" in caplog.text
+
+
+def test_configure_rejects_a_ttl_that_is_not_finite(restore_settings: None) -> None:
+    for ttl in (float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="run_ttl_seconds"):
+            threadline.configure(run_ttl_seconds=ttl)
+    assert threadline.configure(capture_content="1").capture_content.value == "SPAN_AND_EVENT"

@@ -747,3 +747,59 @@ def test_inherited_attributes_are_there_when_the_span_starts() -> None:
     assert seen["execute_tool get_weather"][semconv.GEN_AI_CONVERSATION_ID] == "conv-1"
     assert seen["chat m"][semconv.GEN_AI_CONVERSATION_ID] == "conv-1"
     assert seen["invoke_agent weather"][semconv.GEN_AI_CONVERSATION_ID] == "conv-1"
+
+
+def test_agent_metrics_carry_the_provider_and_model_given(telemetry: Telemetry) -> None:
+    with threadline.create_agent("helper", provider="openai", model="gpt-4o"):
+        pass
+    with threadline.invoke_agent("remote", provider="openai", model="gpt-4o-mini", remote=True):
+        pass
+    with threadline.invoke_agent("local", model="claude-sonnet-4"):
+        with threadline.inference("gpt-4o", provider="openai"):
+            pass  # the model given to the agent wins over its chats'
+    [created] = [
+        p
+        for p in telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+        if p["attributes"]["gen_ai.operation.name"] == "create_agent"
+    ]
+    assert created["attributes"] == {
+        "gen_ai.operation.name": "create_agent",
+        "gen_ai.agent.name": "helper",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o",
+    }
+    invoked = {
+        p["attributes"]["gen_ai.agent.name"]: p["attributes"]
+        for p in telemetry.metric_points(semconv.METRIC_INVOKE_AGENT_DURATION)
+    }
+    assert invoked["remote"] == {
+        "gen_ai.agent.name": "remote",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+    }
+    assert invoked["local"] == {
+        "gen_ai.agent.name": "local",
+        "gen_ai.request.model": "claude-sonnet-4",
+    }
+    local = find(telemetry.spans(), "invoke_agent local")
+    assert local.attributes["gen_ai.request.model"] == "claude-sonnet-4"
+
+
+def test_an_agent_counts_its_own_calls_not_its_sub_agents(telemetry: Telemetry) -> None:
+    with threadline.invoke_agent("supervisor"):
+        with threadline.inference("m", provider="openai") as chat:
+            chat.update(usage=threadline.Usage(input_tokens=100, output_tokens=10))
+        with threadline.invoke_agent("worker"):
+            with threadline.inference("m", provider="openai") as chat:
+                chat.update(usage=threadline.Usage(input_tokens=1000, output_tokens=500))
+    spans = telemetry.spans()
+    supervisor = find(spans, "invoke_agent supervisor").attributes
+    worker = find(spans, "invoke_agent worker").attributes
+    assert (supervisor["gen_ai.usage.input_tokens"], supervisor["gen_ai.usage.output_tokens"]) == (
+        100,
+        10,
+    )
+    assert (worker["gen_ai.usage.input_tokens"], worker["gen_ai.usage.output_tokens"]) == (
+        1000,
+        500,
+    )

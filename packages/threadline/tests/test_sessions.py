@@ -149,3 +149,26 @@ def test_session_leaves_context_clean() -> None:
         trace.get_current_span() is trace.INVALID_SPAN
         or not trace.get_current_span().is_recording()
     )
+
+
+def test_session_span_processor_keeps_what_the_span_has(telemetry: Telemetry) -> None:
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(threadline.SessionSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous = config.current()
+    threadline.configure(tracer_provider=provider)
+    try:
+        with threadline.session("s-1", conversation_id="from-baggage"):
+            with threadline.inference("m", provider="openai", conversation_id="explicit"):
+                pass
+            with threadline.retrieval("kb"):
+                pass
+            with provider.get_tracer("http-client").start_as_current_span("GET /x"):
+                pass
+    finally:
+        config.restore(previous)
+    spans = {s.name: dict(s.attributes or {}) for s in exporter.get_finished_spans()}
+    assert spans["chat m"][semconv.GEN_AI_CONVERSATION_ID] == "explicit"
+    assert semconv.GEN_AI_CONVERSATION_ID not in spans["retrieval kb"]
+    assert spans["GET /x"] == {"session.id": "s-1"}

@@ -36,6 +36,7 @@ from threadline.content import (
     documents_json,
     dumps,
     messages_json,
+    query_text,
     system_instructions_json,
     tool_definitions_json,
     tool_payload_json,
@@ -601,6 +602,17 @@ def _capture() -> tuple[config.ContentCapture, _Limiter] | None:
     return settings.capture_content, _Limiter(settings)
 
 
+def _set_content(span: trace.Span, content: Mapping[str, Any], lim: _Limiter) -> None:
+    """Content attributes (JSON text unless already a string), and the flag when any was cut."""
+    attributes: dict[str, AttributeValue] = {
+        key: value if isinstance(value, str) else dumps(value) for key, value in content.items()
+    }
+    if lim.truncated:
+        attributes[semconv.THREADLINE_CONTENT_TRUNCATED] = True
+    if attributes:
+        span.set_attributes(attributes)
+
+
 class InferenceRun(Run):
     """``chat``/``text_completion``/``generate_content`` call to a model: a CLIENT span."""
 
@@ -828,9 +840,7 @@ class InferenceRun(Run):
                 self._tool_definitions, lim
             )
         if mode.on_span:
-            self.span.set_attributes({key: dumps(value) for key, value in content.items()})
-            if lim.truncated:
-                self.span.set_attribute(semconv.THREADLINE_CONTENT_TRUNCATED, True)
+            _set_content(self.span, content, lim)
         if mode.on_event:
             _emit_details_event(self, content)
 
@@ -1026,12 +1036,14 @@ class RetrievalRun(Run):
         if capture is None or not capture[0].on_span:
             return
         _, lim = capture
+        content: dict[str, Any] = {}
         if self._query is not None:
-            self.span.set_attribute(semconv.GEN_AI_RETRIEVAL_QUERY_TEXT, lim.text(self._query))
+            query = query_text(self._query, lim)
+            if query is not None:
+                content[semconv.GEN_AI_RETRIEVAL_QUERY_TEXT] = query
         if self._documents is not None:
-            self.span.set_attribute(
-                semconv.GEN_AI_RETRIEVAL_DOCUMENTS, dumps(documents_json(self._documents, lim))
-            )
+            content[semconv.GEN_AI_RETRIEVAL_DOCUMENTS] = documents_json(self._documents, lim)
+        _set_content(self.span, content, lim)
 
     def _record_metrics(
         self, instruments: Instruments, error_type: str | None, duration: float
@@ -1129,6 +1141,7 @@ class ToolRun(Run):
         if capture is None or not capture[0].on_span:
             return
         _, lim = capture
+        content: dict[str, Any] = {}
         for key, value, present, request in (
             (
                 semconv.GEN_AI_TOOL_CALL_ARGUMENTS,
@@ -1142,9 +1155,8 @@ class ToolRun(Run):
                 continue
             payload = tool_payload_json(value, lim, request=request, call_id=self.call_id)
             if payload is not None:
-                self.span.set_attribute(
-                    key, payload if isinstance(payload, str) else dumps(payload)
-                )
+                content[key] = payload
+        _set_content(self.span, content, lim)
 
     def _record_metrics(
         self, instruments: Instruments, error_type: str | None, duration: float
@@ -1160,7 +1172,15 @@ class AgentRun(Run):
     ``create_agent`` (CLIENT). Sums the usage of the inference runs beneath it."""
 
     _records_conversation = True
-    __slots__ = ("_models", "_usage_lock", "conversation_id", "name", "usage")
+    __slots__ = (
+        "_models",
+        "_provider",
+        "_request_model",
+        "_usage_lock",
+        "conversation_id",
+        "name",
+        "usage",
+    )
 
     def __init__(
         self,
@@ -1183,9 +1203,11 @@ class AgentRun(Run):
         self.usage = Usage()
         self._models: set[str] = set()
         self._usage_lock = threading.Lock()
+        self._request_model = model or None
         kind = (
             SpanKind.CLIENT if remote or operation == semconv.OP_CREATE_AGENT else SpanKind.INTERNAL
         )
+        self._provider = provider if provider and kind is SpanKind.CLIENT else None
         attrs: dict[str, AttributeValue] = {semconv.GEN_AI_OPERATION_NAME: operation}
         if name:
             attrs[semconv.GEN_AI_AGENT_NAME] = name
@@ -1244,7 +1266,7 @@ class AgentRun(Run):
     def _before_end(self, error_type: str | None) -> None:
         # input/output only: cache tokens are not recorded on agent spans (semconv-genai #469)
         attrs = self.usage.attributes(breakdown=self.kind is SpanKind.CLIENT)
-        if len(self._models) == 1:
+        if len(self._models) == 1 and not self._request_model:
             attrs[semconv.GEN_AI_REQUEST_MODEL] = next(iter(self._models))
         if attrs:
             self.span.set_attributes(attrs)  # one pass: each call takes the span's lock
@@ -1255,7 +1277,11 @@ class AgentRun(Run):
         attrs: dict[str, AttributeValue] = {}
         if self.name:
             attrs[semconv.GEN_AI_AGENT_NAME] = self.name
-        if len(self._models) == 1:
+        if self._provider:  # a remote agent or create_agent: a call to a GenAI provider
+            attrs[semconv.GEN_AI_PROVIDER_NAME] = self._provider
+        if self._request_model:
+            attrs[semconv.GEN_AI_REQUEST_MODEL] = self._request_model
+        elif len(self._models) == 1:
             attrs[semconv.GEN_AI_REQUEST_MODEL] = next(iter(self._models))
         if error_type:
             attrs[semconv.ERROR_TYPE] = error_type
@@ -1491,6 +1517,7 @@ class McpRun(Run):
         capture = _capture()
         if capture is not None and capture[0].on_span:
             _, lim = capture
+            content: dict[str, Any] = {}
             for key, value, request in (
                 (semconv.GEN_AI_TOOL_CALL_ARGUMENTS, arguments, True),
                 (semconv.GEN_AI_TOOL_CALL_RESULT, result, False),
@@ -1498,9 +1525,8 @@ class McpRun(Run):
                 if value is not None:
                     payload = tool_payload_json(value, lim, request=request, call_id=None)
                     if payload is not None:
-                        self.span.set_attribute(
-                            key, payload if isinstance(payload, str) else dumps(payload)
-                        )
+                        content[key] = payload
+            _set_content(self.span, content, lim)
         if attributes:
             self.span.set_attributes(attributes)
 

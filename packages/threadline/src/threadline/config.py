@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import math
 import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
@@ -113,8 +114,17 @@ def _parse_keys(value: str) -> frozenset[str]:
     return frozenset(k.strip() for k in value.split(",") if k.strip())
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _parse_bool(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    normalized = value.strip().lower()
+    if normalized in _TRUE:
+        return True
+    if normalized in _FALSE:
+        return False
+    raise ValueError("not a boolean")
 
 
 def parse_capture_mode(value: str | ContentCapture | bool | None) -> ContentCapture:
@@ -151,8 +161,8 @@ def _from_env(environ: dict[str, str] | os._Environ[str]) -> Settings:
         if env in environ:
             try:
                 parsed = kind(environ[env])
-                if parsed <= 0:
-                    raise ValueError("must be positive")
+                if not 0 < parsed < math.inf:  # also refuses nan
+                    raise ValueError("must be positive and finite")
                 changes[field] = parsed
             except ValueError:
                 _logger.warning("threadline: ignoring invalid %s=%r", env, environ[env])
@@ -161,7 +171,10 @@ def _from_env(environ: dict[str, str] | os._Environ[str]) -> Settings:
     if ENV_METRIC_BAGGAGE_KEYS in environ:
         changes["metric_baggage_keys"] = _parse_keys(environ[ENV_METRIC_BAGGAGE_KEYS])
     if ENV_COST in environ:
-        changes["cost"] = _parse_bool(environ[ENV_COST])
+        try:
+            changes["cost"] = _parse_bool(environ[ENV_COST])
+        except ValueError:
+            _logger.warning("threadline: ignoring invalid %s=%r", ENV_COST, environ[ENV_COST])
     return Settings(**changes)
 
 
@@ -215,6 +228,8 @@ def configure(
             *ContentCapture.__members__,
             "TRUE",
             "FALSE",
+            "1",
+            "0",
         ):
             raise ValueError(
                 f"capture_content must be one of {', '.join(ContentCapture.__members__)}; "
@@ -231,8 +246,14 @@ def configure(
                 raise ValueError(f"{name} must be a positive int; got {value!r}")
             changes[name] = value
     if run_ttl_seconds is not _UNSET:
-        if not isinstance(run_ttl_seconds, (int, float)) or run_ttl_seconds <= 0:
-            raise ValueError(f"run_ttl_seconds must be a positive number; got {run_ttl_seconds!r}")
+        if (
+            not isinstance(run_ttl_seconds, (int, float))
+            or isinstance(run_ttl_seconds, bool)
+            or not 0 < run_ttl_seconds < math.inf  # also refuses nan
+        ):
+            raise ValueError(
+                f"run_ttl_seconds must be a positive finite number; got {run_ttl_seconds!r}"
+            )
         changes["run_ttl_seconds"] = float(run_ttl_seconds)
     if redactor is not _UNSET:
         if redactor is not None and not callable(redactor):

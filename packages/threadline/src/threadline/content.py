@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
@@ -298,8 +299,37 @@ def tool_payload_json(value: Any, lim: _Limiter, *, request: bool, call_id: str 
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON, as the conventions ask for content on span attributes."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Compact JSON, as the conventions ask for content on span attributes. Strict JSON: a
+    non-finite float (``NaN``, ``Infinity``, which most parsers reject) is written as null."""
+    try:
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False
+        )
+    except ValueError:
+        return json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _finite(value: Any, depth: int = 0) -> Any:
+    """``value`` with every non-finite float replaced by None (containers copied)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= _MAX_DEPTH:
+        return value
+    if isinstance(value, Mapping):
+        return {key: _finite(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item, depth + 1) for item in value]
+    return value
+
+
+def query_text(query: str, lim: _Limiter) -> str | None:
+    """A retrieval query, passed through the redactor as a text part (None: redacted away)."""
+    kept = lim.redact(TextPart(query))
+    if kept is None:
+        return None
+    if isinstance(kept, TextPart):
+        return lim.text(kept.content)
+    return None
 
 
 def text_input(role: str, text: str) -> InputMessage:

@@ -153,7 +153,18 @@ def _make_processor() -> type:
             try:
                 entries = current_session(parent_context)
                 if entries:
-                    span.set_attributes(entries)
+                    # What the span already has wins (an explicit conversation id, threadline's
+                    # own session attributes), and the conversation id stays off: the
+                    # conventions define it for GenAI operations only, which threadline's runs
+                    # stamp themselves.
+                    present = span.attributes or {}
+                    missing = {
+                        key: value
+                        for key, value in entries.items()
+                        if key not in present and key != semconv.GEN_AI_CONVERSATION_ID
+                    }
+                    if missing:
+                        span.set_attributes(missing)
             except Exception as error:  # noqa: BLE001 - fail-open
                 from threadline._failopen import report
 

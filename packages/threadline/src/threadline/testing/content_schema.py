@@ -43,6 +43,11 @@ def _json_shape(value: Any) -> Any:
     return value
 
 
+def _reject_constant(name: str) -> Any:
+    # Python's parser accepts NaN and Infinity; JSON (RFC 8259) and most backends do not.
+    raise ValueError(f"{name} is not JSON")
+
+
 def content_errors(attribute: str, value: Any, *, structured: bool = False) -> list[str]:
     """Why ``value`` is not valid content for ``attribute``; empty when valid.
 
@@ -55,7 +60,7 @@ def content_errors(attribute: str, value: Any, *, structured: bool = False) -> l
         return []
     if isinstance(value, str):
         try:
-            document = json.loads(value)
+            document = json.loads(value, parse_constant=_reject_constant)
         except ValueError as error:
             return [f"{attribute} is not valid JSON: {error}"]
     elif structured:
