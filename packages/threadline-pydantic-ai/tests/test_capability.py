@@ -13,6 +13,7 @@ from pydantic_ai import Agent, ModelRetry, RunContext
 from pydantic_ai import exceptions as _exc
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.messages import ModelResponse, TextPart
+from pydantic_ai.models.function import FunctionModel
 from pydantic_ai.models.test import TestModel
 
 import threadline
@@ -507,15 +508,57 @@ def test_abandoned_stream_ends_every_span(telemetry: Telemetry) -> None:
 
     asyncio.run(first_chunk_only())
 
-    # The run did not finish (Pydantic AI cancels it); what was streamed so far is kept.
+    # The caller stopped reading, which is no failure (Pydantic AI tears the run down by
+    # cancelling its task); what was streamed so far is kept.
     assert telemetry.tree(attributes=(semconv.GEN_AI_USAGE_OUTPUT_TOKENS,)) == "\n".join(
         [
-            f"{agent_span('quitter')} [INTERNAL] gen_ai.usage.output_tokens=4"
-            " !ERROR error.type=asyncio.exceptions.CancelledError",
+            f"{agent_span('quitter')} [INTERNAL] gen_ai.usage.output_tokens=4",
             "  chat streamer [CLIENT] gen_ai.usage.output_tokens=4",
         ]
     )
     assert threadline.current_run() is None
+    assert len(threadline.open_runs) == 0
+    assert not telemetry.metric_points(semconv.METRIC_INVOKE_AGENT_DURATION)[0]["attributes"].get(
+        semconv.ERROR_TYPE
+    )
+
+
+def test_iteration_stopped_early_is_no_error(telemetry: Telemetry) -> None:
+    agent = weather_agent()
+
+    async def first_node_only() -> None:
+        async with agent.iter("Weather in Paris?") as run:
+            async for _node in run:
+                break
+
+    asyncio.run(first_node_only())
+    assert telemetry.tree() == f"{agent_span('weather')} [INTERNAL]"
+    assert threadline.current_run() is None
+    assert len(threadline.open_runs) == 0
+
+
+def test_cancelled_run_is_an_error(telemetry: Telemetry) -> None:
+    async def impatient() -> None:
+        requested = asyncio.Event()
+
+        async def slow(messages: Any, info: Any) -> ModelResponse:
+            requested.set()
+            await asyncio.sleep(30)
+            return ModelResponse(parts=[TextPart("late")])
+
+        model = FunctionModel(slow, model_name="slow")
+        agent = Agent(model, name="waiter", capabilities=[Tracing()])
+        task = asyncio.create_task(agent.run("hi"))
+        await requested.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(impatient())
+    cancelled = " !ERROR error.type=asyncio.exceptions.CancelledError"
+    assert telemetry.tree() == "\n".join(
+        [f"{agent_span('waiter')} [INTERNAL]{cancelled}", f"  chat slow [CLIENT]{cancelled}"]
+    )
     assert len(threadline.open_runs) == 0
 
 
@@ -537,3 +580,55 @@ def test_concurrent_runs_of_one_agent(telemetry: Telemetry) -> None:
         ]
     )
     assert telemetry.tree() == f"{one}\n---\n{one}"
+
+
+def test_provider_names_follow_the_conventions(telemetry: Telemetry) -> None:
+    class BedrockModel(FunctionModel):
+        @property
+        def system(self) -> str:
+            return "bedrock"  # what Pydantic AI's BedrockConverseModel reports
+
+    model = BedrockModel(lambda messages, info: ModelResponse(parts=[TextPart("ok")]))
+    agent = Agent(model, name="b", capabilities=[Tracing()])
+    agent.run_sync("hi")
+    [chat] = [s for s in telemetry.spans() if s.name.startswith("chat")]
+    assert chat.attributes[semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
+
+
+def test_system_prompt_and_instructions_are_both_recorded(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    agent = Agent(
+        scripted(text("ok")),
+        name="policy",
+        capabilities=[Tracing()],
+        system_prompt="Follow the policy.",
+        instructions="Answer briefly.",
+    )
+    agent.run_sync("hi")
+    [chat] = [s for s in telemetry.spans() if s.name.startswith("chat")]
+    assert json.loads(chat.attributes[semconv.GEN_AI_SYSTEM_INSTRUCTIONS]) == [
+        {"type": "text", "content": "Follow the policy."},
+        {"type": "text", "content": "Answer briefly."},
+    ]
+    telemetry.assert_conformant()
+
+
+def test_tool_return_records_what_the_model_sees(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    from pydantic_ai.messages import ToolReturn
+
+    agent = Agent(
+        scripted(tool_calls(("lookup", {}, "call_1")), text("done")),
+        name="t",
+        capabilities=[Tracing()],
+    )
+
+    @agent.tool_plain
+    def lookup() -> Any:
+        return ToolReturn(return_value={"v": 1}, metadata={"internal": 2})
+
+    agent.run_sync("hi")
+    [tool] = [s for s in telemetry.spans() if s.name == "execute_tool lookup"]
+    assert json.loads(tool.attributes[semconv.GEN_AI_TOOL_CALL_RESULT]) == {"v": 1}

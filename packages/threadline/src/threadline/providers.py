@@ -29,6 +29,10 @@ PROVIDER_ALIASES: Mapping[str, str] = {
     "anthropic-chat": "anthropic",
     "google_gemini": "gcp.gemini",
     "gemini": "gcp.gemini",
+    "google": "gcp.gemini",  # Pydantic AI's Gemini API provider
+    "google-gla": "gcp.gemini",
+    "google-cloud": "gcp.vertex_ai",  # Pydantic AI's Vertex AI provider
+    "google-vertex": "gcp.vertex_ai",
     "google_vertexai": "gcp.vertex_ai",
     "vertexai": "gcp.vertex_ai",
     "vertex": "gcp.vertex_ai",
@@ -36,6 +40,7 @@ PROVIDER_ALIASES: Mapping[str, str] = {
     "bedrock": "aws.bedrock",
     "amazon_bedrock": "aws.bedrock",
     "bedrock_converse": "aws.bedrock",
+    "bedrock-mantle": "aws.bedrock",
     "mistralai": "mistral_ai",
     "mistral": "mistral_ai",
     "groq": "groq",

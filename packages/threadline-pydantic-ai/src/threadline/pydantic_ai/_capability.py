@@ -8,6 +8,8 @@ several tasks (``iter``, streamed requests) still forms one tree.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
@@ -21,7 +23,7 @@ from pydantic_ai import exceptions as _exc
 from pydantic_ai.capabilities import AbstractCapability
 from threadline import semconv
 from threadline._failopen import report
-from threadline.providers import server_address
+from threadline.providers import provider_name, server_address
 from threadline.sessions import current_session
 
 if TYPE_CHECKING:
@@ -81,11 +83,12 @@ _MAX_RUNS = 100_000  # runs recorded at once per capability; beyond it, no per-r
 class _RunState:
     """What one recorded agent run's hooks share: its span and its model request in flight."""
 
-    __slots__ = ("chat", "run")
+    __slots__ = ("chat", "failed", "run")
 
     def __init__(self, run: AgentRun) -> None:
         self.run = run
         self.chat: InferenceRun | None = None
+        self.failed = False  # the run body failed (on_run_error saw it)
 
 
 async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIterator[Any]:
@@ -101,6 +104,23 @@ async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIt
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _stopped_early(state: _RunState | None) -> bool:
+    """Whether a ``CancelledError`` in ``wrap_run`` is Pydantic AI tearing the run down because
+    its caller stopped early (``break`` out of ``run_stream``/``iter``/``run_stream_events``),
+    not a cancellation or failure of the run: Pydantic AI then cancels the task running
+    ``wrap_run`` without reporting an error, while a cancelled caller's error reaches
+    ``on_run_error`` (2.x) or is re-raised into the task without cancelling it (1.x)."""
+    if state is None or state.failed:
+        return False
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+; 3.10 records it as failed
+    return callable(cancelling) and cancelling() > 0
+
+
+def _is_tool_return(value: Any) -> bool:
+    return getattr(value, "kind", None) == "tool-return" and hasattr(value, "return_value")
 
 
 def _warn_native() -> None:
@@ -240,14 +260,43 @@ class Tracing(AbstractCapability[Any]):
         key = run_id if run_id is not None and len(self._runs) < _MAX_RUNS else None
         if key is not None:
             self._runs[key] = _RunState(run)
+        state = self._runs.get(key) if key is not None else None
         token = _traced_run.set(run_id)
+        run.attach()
         try:
-            with run:
-                return await handler()
+            result = await handler()
+        except asyncio.CancelledError as error:
+            run.detach()
+            if _stopped_early(state):
+                run.end()
+            else:
+                run.fail(error)
+            raise
+        except GeneratorExit:
+            run.detach()
+            run.end()
+            raise
+        except BaseException as error:
+            run.detach()
+            run.fail(error)
+            raise
         finally:
-            _traced_run.reset(token)
             if key is not None:
                 self._runs.pop(key, None)
+            with contextlib.suppress(ValueError):
+                # Pydantic AI 1.x may close an abandoned run's task from another context.
+                _traced_run.reset(token)
+        run.detach()
+        run.end()
+        return result
+
+    async def on_run_error(self, ctx: Any, *, error: BaseException) -> Any:
+        # Called with the run body's failure, a cancellation of the caller included (2.x, inside
+        # wrap_run; 1.x calls it after wrap_run, with the run already ended).
+        state = self._state(ctx)
+        if state is not None:
+            state.failed = True
+        raise error
 
     # --- model requests --------------------------------------------------------------------
     def _start_chat(self, ctx: Any, request_context: Any, parent: AgentRun) -> InferenceRun | None:
@@ -260,7 +309,7 @@ class Tracing(AbstractCapability[Any]):
                 attributes = {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_OUTPUT_VALIDATION}
             chat = threadline.inference(
                 model.model_name,
-                provider=model.system,
+                provider=provider_name(model.system),  # "bedrock" -> "aws.bedrock"
                 parent=parent,
                 request=_request_params(request_context.model_settings, parameters),
                 stream=bool(getattr(request_context, "streaming", False)),
@@ -275,10 +324,11 @@ class Tracing(AbstractCapability[Any]):
             try:
                 from threadline.pydantic_ai import _content
 
-                messages, system = _content.input_messages(request_context.messages)
+                messages, prompts, instructions = _content.input_messages(request_context.messages)
+                instructions = _content.instruction_parts(parameters) or instructions
                 chat.update(
                     input_messages=messages,
-                    system_instructions=_content.instruction_parts(parameters) or system or None,
+                    system_instructions=[*prompts, *instructions] or None,
                     tool_definitions=_content.tool_definitions(parameters) or None,
                 )
             except Exception as error:  # noqa: BLE001 - the span goes on without its content
@@ -386,6 +436,10 @@ class Tracing(AbstractCapability[Any]):
         finally:
             tool.detach()
         if threadline.capture_enabled():
-            tool.update(result=result)
+            # A ToolReturn wraps what the model sees (return_value) with app-only metadata.
+            recorded = (
+                getattr(result, "return_value", result) if _is_tool_return(result) else result
+            )
+            tool.update(result=recorded)
         tool.end()
         return result

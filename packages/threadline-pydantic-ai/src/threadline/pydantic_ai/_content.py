@@ -67,10 +67,14 @@ def _tool_response(part: Any) -> Any:
     return content
 
 
-def input_messages(messages: Iterable[Any]) -> tuple[list[InputMessage], list[Part]]:
-    """The chat history as input messages, and the system prompts as system instructions."""
+def input_messages(
+    messages: Iterable[Any],
+) -> tuple[list[InputMessage], list[Part], list[Part]]:
+    """The chat history as input messages, its system prompts, and the instructions of its
+    latest request (Pydantic AI sends both kinds to the model as system messages)."""
     out: list[InputMessage] = []
     system: list[Part] = []
+    latest_instructions: list[Part] = []
     for message in messages:
         if getattr(message, "kind", None) == "response":
             out.append(InputMessage("assistant", _response_parts(message.parts)))
@@ -106,8 +110,8 @@ def input_messages(messages: Iterable[Any]) -> tuple[list[InputMessage], list[Pa
         _flush(out, user)
         instructions = getattr(message, "instructions", None)
         if isinstance(instructions, str) and instructions:
-            system = [TextPart(instructions)]
-    return out, system
+            latest_instructions = [TextPart(instructions)]
+    return out, system, latest_instructions
 
 
 def _flush(out: list[InputMessage], user: list[Part]) -> None:
