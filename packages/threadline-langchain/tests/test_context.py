@@ -126,10 +126,10 @@ def test_model_span_is_current_while_the_model_runs(config: dict[str, Any]) -> N
     assert threadline.current_run() is None
 
 
-def test_top_level_async_call_is_current_only_under_instrument(config: dict[str, Any]) -> None:
-    """A top-level ``ainvoke`` cancelled by its caller sends no callback: with only a handler,
-    its span is not made current (it could stay current in the caller's task);
-    ``instrument()`` guards the call and makes it current."""
+def test_top_level_async_call_is_current_under_the_guard(config: dict[str, Any]) -> None:
+    """A top-level ``ainvoke`` cancelled by its caller sends no callback: it is made current only
+    under the guard handlers put on LangChain's async entry points, which ends and detaches it
+    then; without the guard (after ``uninstrument()`` removed it) it is not made current."""
     model = Peeking(responses=[AIMessage(content="hi")])
     asyncio.run(model.ainvoke("x", config=config))
     threadline.langchain.instrument()
@@ -137,7 +137,50 @@ def test_top_level_async_call_is_current_only_under_instrument(config: dict[str,
         asyncio.run(model.ainvoke("x"))
     finally:
         threadline.langchain.uninstrument()
-    assert model.seen == ["-", "chat scripted-1"]
+    asyncio.run(model.ainvoke("x", config=config))
+    assert model.seen == ["chat scripted-1", "chat scripted-1", "-"]
+    _handler.guard_entry_points()  # back for the tests that follow
+
+
+def test_async_call_leaves_its_caller_as_it_was(telemetry: Any, config: dict[str, Any]) -> None:
+    """LangChain sends an async model call's end through ``asyncio.gather``: in a task of its
+    own, a copy of the caller's context where the caller's attachment cannot be undone. The
+    guard undoes it in the caller when the call returns, so what the caller does next is not
+    parented to the ended span (at top level, or in a graph node)."""
+    model = hello_model()
+    tracer = trace.get_tracer("app")
+
+    async def node(state: State) -> dict[str, Any]:
+        message = await model.ainvoke(state["question"])
+        with tracer.start_as_current_span("db write"):
+            pass
+        return {"answer": message.content}
+
+    graph = StateGraph(State)
+    graph.add_node("node", node)
+    graph.add_edge(START, "node")
+    workflow = graph.compile().with_config(run_name="wf")
+
+    async def main() -> None:
+        before = trace.get_current_span()
+        await model.ainvoke("x", config=config)
+        assert trace.get_current_span() is before
+        with tracer.start_as_current_span("unrelated"):
+            pass
+        await workflow.ainvoke({"question": "q"}, config=config)
+
+    asyncio.run(main())
+    assert telemetry.tree() == "\n".join(
+        [
+            "chat scripted-1 [CLIENT]",
+            "---",
+            "unrelated [INTERNAL]",
+            "---",
+            "invoke_workflow wf [INTERNAL]",
+            "  chat scripted-1 [CLIENT]",
+            "  db write [INTERNAL]",
+        ]
+    )
 
 
 def test_sync_call_from_async_code_is_current() -> None:
@@ -246,12 +289,31 @@ def test_cancelled_call_in_a_chain_ends_with_the_chain(
 def test_cancelled_top_level_call_with_a_handler_only(
     telemetry: Any, config: dict[str, Any]
 ) -> None:
-    """Without instrument()'s guard nothing ends the span at once; it is not current, and the
-    reaper ends it as abandoned."""
+    """A handler guards LangChain's async entry points as instrument() does."""
     asyncio.run(
         _timed_out(Stalling(responses=[AIMessage(content="hi")]).ainvoke("x", config=config))
     )
     asyncio.run(_timed_out(_stalling_tool().ainvoke({"city": "Paris"}, config=config)))
+    assert [
+        (s.name, s.status_code, s.attributes[semconv.ERROR_TYPE]) for s in telemetry.spans()
+    ] == [
+        ("chat scripted-1", "ERROR", "asyncio.exceptions.CancelledError"),
+        ("execute_tool slow_lookup", "ERROR", "asyncio.exceptions.CancelledError"),
+    ]
+    assert len(threadline.open_runs) == 0
+
+
+def test_cancelled_top_level_call_without_the_guard(telemetry: Any, config: dict[str, Any]) -> None:
+    """Without the guard (uninstrument() removes it; a handler made later puts it back) nothing
+    ends the span at once; it is not current, and the reaper ends it as abandoned."""
+    _handler.unguard_entry_points()
+    try:
+        asyncio.run(
+            _timed_out(Stalling(responses=[AIMessage(content="hi")]).ainvoke("x", config=config))
+        )
+        asyncio.run(_timed_out(_stalling_tool().ainvoke({"city": "Paris"}, config=config)))
+    finally:
+        _handler.guard_entry_points()
     assert telemetry.spans() == []
     assert threadline.open_runs.reap(now=time.monotonic() + 86_400) == 2
     assert {s.name: s.attributes[semconv.THREADLINE_ABANDONED] for s in telemetry.spans()} == {

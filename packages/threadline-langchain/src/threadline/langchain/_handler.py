@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import importlib
+import inspect
 import sys
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar, Token
 from types import FrameType
 from typing import Any
@@ -34,6 +37,7 @@ from opentelemetry.context import Context
 import threadline
 from threadline import InferenceRun, RetrievalRun, Run, ToolRun, semconv
 from threadline._failopen import report
+from threadline._patching import Patches
 from threadline.langchain import _convert
 
 __all__ = ["CallbackHandler"]
@@ -123,8 +127,9 @@ def _remember(run_id: UUID, record: _Chain) -> None:
 # retriever for one called inside it). A run leaves its parent's map when it ends; when the parent
 # ends, a run still there lost its own end callback.
 _children: dict[UUID, dict[UUID, Run]] = {}
-# Set by instrument()'s guard around LangChain's async model, tool and retriever entry points:
-# collects the top-level runs started inside, to end them if the call is cancelled.
+# Set by the guard around LangChain's async model, tool and retriever entry points: collects the
+# runs made current inside, to end them if the call is cancelled and to make sure none stays
+# current in the caller once it returns.
 guarded_calls: ContextVar[dict[UUID, Run] | None] = ContextVar(
     "threadline_langchain_guarded_call", default=None
 )
@@ -162,6 +167,7 @@ def _start_leaf(run_id: UUID, parent_run_id: UUID | None, run: Run, *, attach: b
     since the run would otherwise stay current in the caller's task.
     """
     _runs.add(run_id, run)
+    guard = guarded_calls.get()
     if parent_run_id is not None and (parent_run_id in _chains or parent_run_id in _runs):
         siblings = _children.get(parent_run_id)
         if siblings is None:
@@ -170,13 +176,11 @@ def _start_leaf(run_id: UUID, parent_run_id: UUID | None, run: Run, *, attach: b
                 with contextlib.suppress(StopIteration, RuntimeError, KeyError):
                     del _children[next(iter(_children))]
         siblings[run_id] = run
-    else:
-        guard = guarded_calls.get()
+    elif guard is None and _called_from_async_code():
+        return
+    if attach:
         if guard is not None:
             guard[run_id] = run
-        elif _called_from_async_code():
-            return
-    if attach:
         run.attach()
 
 
@@ -211,6 +215,64 @@ def end_unfinished(leaves: Mapping[UUID, Run], error: BaseException | None) -> N
             run.abandon("end callback missing")
         else:
             _finish(run, error)
+
+
+# Async entry points whose end callback may come in another context, or none at all when
+# cancelled (LangChain's error handling there catches Exception): (module, class, method).
+# BaseChatModel.agenerate and BaseLLM.agenerate send on_llm_end through asyncio.gather, so it runs
+# in a task of its own, a copy of the caller's context, where the run made current in the caller
+# cannot be detached.
+_GUARDED = (
+    ("langchain_core.language_models.chat_models", "BaseChatModel", "agenerate"),
+    ("langchain_core.language_models.llms", "BaseLLM", "agenerate"),
+    ("langchain_core.tools", "BaseTool", "arun"),
+    ("langchain_core.retrievers", "BaseRetriever", "ainvoke"),
+)
+_guarded = Patches()
+_guard_lock = threading.Lock()
+
+
+def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started: dict[UUID, Run] = {}
+        token = guarded_calls.set(started)
+        try:
+            return await method(self, *args, **kwargs)
+        except BaseException as error:
+            if started:
+                try:
+                    end_unfinished(started, error)
+                except Exception as internal:  # noqa: BLE001 - fail-open
+                    report("langchain.guard", internal)
+            raise
+        finally:
+            if started:
+                for run in reversed(started.values()):
+                    run.detach()  # here, in the caller's context, where it was attached
+            with contextlib.suppress(ValueError):  # reset from another context: nothing to undo
+                guarded_calls.reset(token)
+
+    return guarded
+
+
+def guard_entry_points() -> None:
+    """Wrap LangChain's async entry points (once per process; see ``_GUARDED``)."""
+    try:
+        with _guard_lock:
+            if _guarded:
+                return
+            for module_name, class_name, name in _GUARDED:
+                cls = getattr(importlib.import_module(module_name), class_name, None)
+                if isinstance(cls, type) and inspect.iscoroutinefunction(cls.__dict__.get(name)):
+                    _guarded.replace(cls, name, _guard)
+    except Exception as error:  # noqa: BLE001 - async calls are then not made current at top level
+        report("langchain.guard_entry_points", error)
+
+
+def unguard_entry_points() -> None:
+    with _guard_lock:
+        _guarded.undo()
 
 
 def _emitted(record: _Chain) -> Run | None:
@@ -318,6 +380,7 @@ class CallbackHandler(BaseCallbackHandler):
         self.agents = frozenset(agents)
         self.workflows = frozenset(workflows)
         self._streaming: tuple[UUID, InferenceRun] | None = None
+        guard_entry_points()  # async calls must not leave a run current in their caller
 
     # --- chains ----------------------------------------------------------------------------------
     def _emits_plain(self, record: _Chain) -> bool:

@@ -4,12 +4,8 @@ that send no callback when cancelled are guarded, so their spans end and never s
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import importlib
-import inspect
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from contextvars import ContextVar
 from typing import Any, cast
 
@@ -18,9 +14,8 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 
 from threadline._failopen import report
-from threadline._patching import Patches
 from threadline.langchain._embeddings import instrument_embeddings, uninstrument_embeddings
-from threadline.langchain._handler import CallbackHandler, end_unfinished, guarded_calls
+from threadline.langchain._handler import CallbackHandler, guard_entry_points, unguard_entry_points
 
 __all__ = ["LangChainInstrumentor", "instrument", "instrumented_handler", "uninstrument"]
 
@@ -46,46 +41,6 @@ class _HookVar:
 _hook = _HookVar()
 _registered = False
 _lock = threading.Lock()
-
-
-# Async entry points whose cancellation LangChain does not report (its error handling there
-# catches Exception, or gathers results): (module, class, method).
-_GUARDED = (
-    ("langchain_core.language_models.chat_models", "BaseChatModel", "agenerate"),
-    ("langchain_core.tools", "BaseTool", "arun"),
-    ("langchain_core.retrievers", "BaseRetriever", "ainvoke"),
-)
-_guarded = Patches()
-
-
-def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    async def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
-        started: dict[Any, Any] = {}
-        token = guarded_calls.set(started)
-        try:
-            return await method(self, *args, **kwargs)
-        except BaseException as error:
-            if started:
-                try:
-                    end_unfinished(started, error)
-                except Exception as internal:  # noqa: BLE001 - fail-open
-                    report("langchain.guard", internal)
-            raise
-        finally:
-            with contextlib.suppress(ValueError):  # reset from another context: nothing to undo
-                guarded_calls.reset(token)
-
-    return guarded
-
-
-def _guard_entry_points() -> None:
-    if _guarded:
-        return
-    for module_name, class_name, name in _GUARDED:
-        cls = getattr(importlib.import_module(module_name), class_name, None)
-        if isinstance(cls, type) and inspect.iscoroutinefunction(cls.__dict__.get(name)):
-            _guarded.replace(cls, name, _guard)
 
 
 def instrument(
@@ -115,11 +70,7 @@ def instrument(
         instrument_embeddings()
     except Exception as error:  # noqa: BLE001 - runs are traced even if embeddings are not
         report("langchain.instrument_embeddings", error)
-    try:
-        with _lock:
-            _guard_entry_points()
-    except Exception as error:  # noqa: BLE001 - top-level async calls are then not made current
-        report("langchain.guard_entry_points", error)
+    guard_entry_points()  # the handler did already; explicit, as instrument() promises it
     return handler
 
 
@@ -130,7 +81,7 @@ def uninstrument() -> None:
     _hook.handler = None
     try:
         uninstrument_embeddings()
-        _guarded.undo()
+        unguard_entry_points()
     except Exception as error:  # noqa: BLE001
         report("langchain.uninstrument", error)
 
