@@ -244,3 +244,30 @@ def test_server_address_from_base_url(telemetry: Any, config: dict[str, Any]) ->
     assert span.attributes[semconv.SERVER_ADDRESS] == "llm.internal"
     assert span.attributes[semconv.SERVER_PORT] == 8080
     assert span.attributes[semconv.ERROR_TYPE].endswith(type(raised.value).__name__)
+
+
+def test_inline_media_is_a_blob_part(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    from conftest import ScriptedChatModel
+    from langchain_core.messages import AIMessage
+
+    png = "iVBORw0KGgo="
+    message = HumanMessage(
+        content=[
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+            {"type": "image", "source_type": "base64", "data": png, "mime_type": "image/png"},
+        ]
+    )
+    ScriptedChatModel(responses=[AIMessage(content="a cat")]).invoke([message], config=config)
+    [span] = telemetry.spans()
+    parts = json.loads(span.attributes[semconv.GEN_AI_INPUT_MESSAGES])[0]["parts"]
+    blob = {"type": "blob", "modality": "image", "content": png, "mime_type": "image/png"}
+    assert parts[1:] == [
+        blob,
+        {"type": "uri", "modality": "image", "uri": "https://example.com/cat.png"},
+        blob,
+    ]
+    telemetry.assert_conformant()

@@ -313,3 +313,17 @@ def test_configure_rejects_a_ttl_that_is_not_finite(restore_settings: None) -> N
         with pytest.raises(ValueError, match="run_ttl_seconds"):
             threadline.configure(run_ttl_seconds=ttl)
     assert threadline.configure(capture_content="1").capture_content.value == "SPAN_AND_EVENT"
+
+
+def test_media_given_by_url() -> None:
+    from threadline.content import UriPart, media_part
+
+    assert media_part("image", "data:image/png;base64,iVBORw0KGgo=") == BlobPart(
+        "image", b"\x89PNG\r\n\x1a\n", mime_type="image/png"
+    )
+    assert media_part("image", "https://example.com/a.png", "image/png") == UriPart(
+        "image", "https://example.com/a.png", mime_type="image/png"
+    )
+    # not base64 after all, or not marked as such: kept as the URI given
+    assert isinstance(media_part("image", "data:image/png;base64,%%%"), UriPart)
+    assert isinstance(media_part("image", "data:text/plain,hello"), UriPart)

@@ -332,6 +332,22 @@ def query_text(query: str, lim: _Limiter) -> str | None:
     return None
 
 
+def media_part(modality: str, uri: str, mime_type: str | None = None) -> BlobPart | UriPart:
+    """A part for media given by URL: a ``data:...;base64,`` URL is inline data, so a blob part
+    (the conventions' URI part is for references, not data URLs); anything else a URI part."""
+    if uri.startswith("data:"):
+        header, comma, payload = uri.partition(",")
+        if comma and header.endswith(";base64"):
+            declared = header[5:-7].split(";", 1)[0]
+            try:
+                data = base64.b64decode(payload, validate=True)
+            except ValueError:
+                pass  # not base64 after all: kept as the URI it is
+            else:
+                return BlobPart(modality, data, mime_type=declared or mime_type)
+    return UriPart(modality, uri, mime_type=mime_type)
+
+
 def text_input(role: str, text: str) -> InputMessage:
     """Shorthand for the common one-text-part message."""
     return InputMessage(role=role, parts=(TextPart(text),))
@@ -353,5 +369,6 @@ __all__ = [
     "ToolCallResponsePart",
     "UriPart",
     "capture_enabled",
+    "media_part",
     "text_input",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 
 from threadline import RequestParams, Usage
 from threadline.content import (
+    BlobPart,
     FunctionToolDefinition,
     GenericPart,
     InputMessage,
@@ -21,7 +22,7 @@ from threadline.content import (
     TextPart,
     ToolCallRequestPart,
     ToolCallResponsePart,
-    UriPart,
+    media_part,
 )
 from threadline.providers import first_text_field, server_address, usage_from_provider
 from threadline.providers import int_value as _int
@@ -331,14 +332,20 @@ def _block_part(block: Any) -> Part | None:
         url = block.get("image_url")
         url = url.get("url") if isinstance(url, Mapping) else url
         if isinstance(url, str):
-            return UriPart(modality="image", uri=url)
-    if kind in ("image", "audio", "video", "file") and isinstance(block.get("url"), str):
+            return media_part("image", url)
+    if kind in ("image", "audio", "video", "file"):
         mime = block.get("mime_type")
-        return UriPart(
-            modality=kind if kind != "file" else "file",
-            uri=block["url"],
-            mime_type=mime if isinstance(mime, str) else None,
-        )
+        mime = mime if isinstance(mime, str) else None
+        if isinstance(block.get("url"), str):
+            return media_part(kind, block["url"], mime)
+        # LangChain's standard data blocks: base64 (v1) or source_type="base64" + data (0.3)
+        data = block.get("base64")
+        if data is None and block.get("source_type") == "base64":
+            data = block.get("data")
+        if isinstance(data, str):
+            blob = media_part(kind, f"data:{mime or ''};base64,{data}")
+            if isinstance(blob, BlobPart):
+                return blob
     data = {str(k): v for k, v in block.items() if k != "type"}
     return GenericPart(type=str(kind or "unknown"), data=data)
 

@@ -21,7 +21,7 @@ from threadline.content import (
     TextPart,
     ToolCallRequestPart,
     ToolCallResponsePart,
-    UriPart,
+    media_part,
 )
 
 _URI_MODALITIES = {
@@ -44,7 +44,7 @@ def _user_content(item: Any) -> Part:
         return TextPart(item)
     kind = getattr(item, "kind", None)
     if kind in _URI_MODALITIES:
-        return UriPart(
+        return media_part(
             _URI_MODALITIES[kind], str(item.url), mime_type=getattr(item, "media_type", None)
         )
     if kind == "binary":
