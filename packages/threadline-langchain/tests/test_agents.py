@@ -307,3 +307,45 @@ def test_create_agent_with_middleware_is_an_agent(telemetry: Any, config: dict[s
     )
     agent.invoke({"messages": [("user", "Weather?")]}, config=config)
     assert tools_sorted(telemetry.tree(attributes=TREE_ATTRS)) == AGENT_TREE
+
+
+def test_create_agent_resumed_in_its_tools_is_an_agent(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """A run resumed after an interrupt inside a tool starts in the tools node: the agent is
+    known from its own metadata, not only from its model node running first."""
+    agents = pytest.importorskip("langchain.agents")
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import tool
+    from langgraph.checkpoint.memory import MemorySaver
+    from langgraph.types import Command, interrupt
+
+    @tool
+    def approve(amount: int) -> str:
+        """Ask a person to approve a payment."""
+        return f"approved: {interrupt(f'approve {amount}?')}"
+
+    model = ScriptedChatModel(
+        responses=[
+            AIMessage(
+                content="", tool_calls=[{"name": "approve", "args": {"amount": 5}, "id": "c1"}]
+            ),
+            AIMessage(content="paid"),
+        ]
+    )
+    agent = agents.create_agent(model, [approve], name="payer", checkpointer=MemorySaver())
+    run_config = {**config, "configurable": {"thread_id": "t-1"}}
+    agent.invoke({"messages": [("user", "pay 5")]}, config=run_config)
+    agent.invoke(Command(resume="yes"), config=run_config)
+    attributes = (semconv.GEN_AI_AGENT_NAME,)
+    assert telemetry.tree(attributes=attributes) == "\n".join(
+        [
+            "invoke_agent payer [INTERNAL] gen_ai.agent.name=payer",
+            "  chat scripted-1 [CLIENT]",
+            "  execute_tool approve [INTERNAL] gen_ai.agent.name=payer",
+            "---",
+            "invoke_agent payer [INTERNAL] gen_ai.agent.name=payer",
+            "  execute_tool approve [INTERNAL] gen_ai.agent.name=payer",
+            "  chat scripted-1 [CLIENT]",
+        ]
+    )

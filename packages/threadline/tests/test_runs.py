@@ -803,3 +803,22 @@ def test_an_agent_counts_its_own_calls_not_its_sub_agents(telemetry: Telemetry) 
         1000,
         500,
     )
+
+
+def test_failure_descriptions_are_for_people(telemetry: Telemetry) -> None:
+    import asyncio
+
+    for name, error in (
+        ("sentinel", asyncio.CancelledError(object())),  # LangGraph cancels with a sentinel
+        ("worded", asyncio.CancelledError("deadline")),
+        ("plain", ValueError("bad input")),
+        ("empty", ValueError()),
+    ):
+        threadline.execute_tool(name).fail(error)
+    described = {s.name: s.status_description for s in telemetry.spans()}
+    assert described == {
+        "execute_tool sentinel": "CancelledError",
+        "execute_tool worded": "CancelledError: deadline",
+        "execute_tool plain": "ValueError: bad input",
+        "execute_tool empty": "ValueError",
+    }

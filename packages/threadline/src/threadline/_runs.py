@@ -8,6 +8,7 @@ a run as a context manager, which makes its span current for the block.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import time
@@ -219,6 +220,18 @@ def current_run(ctx: Context | None = None) -> Run | None:
     """The innermost threadline run of ``ctx`` (default: the current context)."""
     value = otel_context.get_value(_RUN_KEY, ctx)
     return value if isinstance(value, Run) else None
+
+
+def _description(error: BaseException) -> str:
+    """The status description of a failure: the exception's class and message. A cancellation's
+    message is often a sentinel object (LangGraph cancels with one), not words for a person."""
+    name = type(error).__name__
+    if isinstance(error, asyncio.CancelledError) and not (
+        error.args and isinstance(error.args[0], str)
+    ):
+        return name
+    message = str(error)
+    return f"{name}: {message}"[:1024] if message else name
 
 
 class Run:
@@ -481,7 +494,7 @@ class Run:
         if isinstance(error, BaseException):
             kind = error_type(error)
             if description is None:
-                description = f"{type(error).__name__}: {error}"[:1024]
+                description = _description(error)
         else:
             kind = str(error) or semconv.ERROR_TYPE_OTHER
         self.span.set_attribute(semconv.ERROR_TYPE, kind)

@@ -341,6 +341,13 @@ def _is_agent_node(name: str, graph: _Chain) -> bool:
     return False
 
 
+def _is_created_agent(name: str, metadata: Mapping[str, Any]) -> bool:
+    """Whether a graph is a ``create_agent`` agent by its own metadata, known before any node
+    runs (a run resumed after an interrupt starts in the tools node, not the model's): the
+    agent's name is in it. A graph beneath the agent inherits the metadata under its own name."""
+    return metadata.get("ls_integration") == _CREATE_AGENT and metadata.get("lc_agent_name") == name
+
+
 def _is_node(tags: Sequence[str] | None) -> bool:
     if tags:
         for tag in tags:
@@ -402,7 +409,7 @@ class CallbackHandler(BaseCallbackHandler):
             if isinstance(thread_id, (int, UUID)) and not isinstance(thread_id, bool):
                 thread_id = str(thread_id)  # LangGraph accepts any of these as a thread id
             conversation_id = thread_id if isinstance(thread_id, str) and thread_id else None
-            if name in self.agents or record.agent_node:
+            if name in self.agents or record.agent_node or _is_created_agent(name, metadata):
                 return threadline.invoke_agent(
                     name, parent=parent, conversation_id=conversation_id, start_time=start
                 )
