@@ -17,6 +17,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
+from opentelemetry import trace
 from typing_extensions import TypedDict
 
 from threadline import semconv
@@ -92,7 +93,18 @@ def test_plain_chain_reparents_to_nearest_emitted_ancestor(
 
     chain = RunnableLambda(nested) | StrOutputParser()
     assert chain.invoke({"question": "hi"}, config=config) == "Hello there"
-    assert telemetry.tree() == "chat scripted-1 [CLIENT]"
+    # under an ambient span the root chain adds nothing: the calls are in its trace already
+    with trace.get_tracer("app").start_as_current_span("request"):
+        chain.invoke({"question": "hi"}, config=config)
+    assert telemetry.tree() == "\n".join(
+        [
+            "invoke_workflow RunnableSequence [INTERNAL]",
+            "  chat scripted-1 [CLIENT]",
+            "---",
+            "request [INTERNAL]",
+            "  chat scripted-1 [CLIENT]",
+        ]
+    )
 
 
 def test_named_chain_as_agent_and_workflow(telemetry: Any) -> None:
@@ -344,11 +356,14 @@ def test_retriever_in_a_chain(telemetry: Any, config: dict[str, Any]) -> None:
         | hello_model()
     )
     chain.invoke("capital of France?", config=config)
-    tree = telemetry.tree(attributes=(semconv.GEN_AI_DATA_SOURCE_ID,))
-    assert tree.split("\n---\n") == [
-        "retrieval CapitalsRetriever [CLIENT] gen_ai.data_source.id=CapitalsRetriever",
-        "chat scripted-1 [CLIENT]",
-    ]
+    # one trace: the root chain (started where no span is current) holds both calls
+    assert telemetry.tree(attributes=(semconv.GEN_AI_DATA_SOURCE_ID,)) == "\n".join(
+        [
+            "invoke_workflow RunnableSequence [INTERNAL]",
+            "  retrieval CapitalsRetriever [CLIENT] gen_ai.data_source.id=CapitalsRetriever",
+            "  chat scripted-1 [CLIENT]",
+        ]
+    )
     retrieval = telemetry.find("retrieval CapitalsRetriever")
     assert semconv.GEN_AI_RETRIEVAL_DOCUMENTS not in retrieval.attributes
     telemetry.assert_conformant(strict=True)

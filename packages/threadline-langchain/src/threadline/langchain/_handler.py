@@ -32,6 +32,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.context import Context
 
 import threadline
@@ -348,6 +349,16 @@ def _is_created_agent(name: str, metadata: Mapping[str, Any]) -> bool:
     return metadata.get("ls_integration") == _CREATE_AGENT and metadata.get("lc_agent_name") == name
 
 
+def _starts_a_trace(record: _Chain) -> bool:
+    """Whether ``record`` is a root chain started where no span is current."""
+    parent = record.parent
+    return (
+        isinstance(parent, Context)
+        and not record.hidden
+        and not trace.get_current_span(parent).get_span_context().is_valid
+    )
+
+
 def _is_node(tags: Sequence[str] | None) -> bool:
     if tags:
         for tag in tags:
@@ -391,13 +402,17 @@ class CallbackHandler(BaseCallbackHandler):
 
     # --- chains ----------------------------------------------------------------------------------
     def _emits_plain(self, record: _Chain) -> bool:
-        """Whether a chain that is not a graph becomes a span."""
+        """Whether a chain that is not a graph becomes a span: in verbose mode, when named as
+        an agent or workflow, and a root chain started outside any trace once something beneath
+        it makes a span (so two model calls of one chain, or the attempts of ``with_retry``,
+        are one trace, not one each)."""
         name = record.name
         return (
             (self.verbose and not record.hidden)
             or name in self.agents
             or name in self.workflows
             or name in _LEGACY_AGENTS
+            or _starts_a_trace(record)
         )
 
     def _start_chain(self, record: _Chain, parent: Run | Context | None) -> Run | None:
@@ -418,7 +433,7 @@ class CallbackHandler(BaseCallbackHandler):
             )
         if name in self.agents or name in _LEGACY_AGENTS:
             return threadline.invoke_agent(name, parent=parent, start_time=start)
-        if name in self.workflows:
+        if name in self.workflows or _starts_a_trace(record):
             return threadline.invoke_workflow(name, parent=parent, start_time=start)
         if self.verbose and not record.hidden:
             return threadline.step(name, parent=parent, start_time=start)
