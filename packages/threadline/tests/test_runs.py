@@ -822,3 +822,10 @@ def test_failure_descriptions_are_for_people(telemetry: Telemetry) -> None:
         "execute_tool plain": "ValueError: bad input",
         "execute_tool empty": "ValueError",
     }
+
+
+def test_finish_reasons_are_strings(telemetry: Telemetry) -> None:
+    with threadline.inference("m", provider="openai") as chat:
+        chat.update(finish_reasons=[None, "stop"])  # type: ignore[list-item]
+    [span] = telemetry.spans()
+    assert span.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)

@@ -792,7 +792,10 @@ class InferenceRun(Run):
                 self.response_model = response_model
                 attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
             if finish_reasons is not None:
-                attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = list(finish_reasons)
+                # a string[] attribute: a reason the provider left out (None) is not one
+                attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = [
+                    str(reason) for reason in finish_reasons if reason is not None
+                ]
             if attributes:
                 attrs.update(attributes)
             if attrs:
