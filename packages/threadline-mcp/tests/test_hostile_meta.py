@@ -271,3 +271,36 @@ def test_unknown_method_names_stay_bounded(server: RawServer) -> None:
             3,
         )
     ]
+
+
+def test_names_the_server_does_not_serve_stay_off_the_metric(server: RawServer) -> None:
+    """Tool and prompt names come from the peer: a failed call keeps its name on the operation
+    metric only when the server listed it or served it before, so a client asking for names
+    that do not exist cannot create series at will. The spans keep every name asked for."""
+    server.request("tools/call", {"name": "broken", "arguments": {"city": "Oslo"}})
+    server.request("tools/list", {})
+    server.request("tools/call", {"name": "broken", "arguments": {"city": "Oslo"}})
+    for i in range(3):
+        answer = server.request("tools/call", {"name": f"made-up-{i}", "arguments": {}})
+        assert answer["result"]["isError"] is True  # how the SDK answers an unknown tool
+        server.request("prompts/get", {"name": f"made-up-{i}"})
+    server.close()
+    points = json.loads(server.metrics.read_text())
+    failed = sorted(
+        (
+            p["attributes"]["mcp.method.name"],
+            p["attributes"].get("gen_ai.tool.name", "-"),
+            p["count"],
+        )
+        for p in points
+        if p["name"] == "mcp.server.operation.duration"
+        and p["attributes"]["mcp.method.name"] in ("tools/call", "prompts/get")
+    )
+    assert failed == [
+        ("prompts/get", "-", 3),
+        ("tools/call", "-", 4),  # broken before it was listed, and the three made up
+        ("tools/call", "broken", 1),
+    ]
+    assert all("gen_ai.prompt.name" not in p["attributes"] for p in points)
+    names = [s.name for s in read_spans_jsonl(server.spans)]
+    assert [f"tools/call made-up-{i}" in names for i in range(3)] == [True] * 3

@@ -152,3 +152,29 @@ def test_continue_trace_always_detaches() -> None:
     except KeyError:
         pass
     assert otel_context.get_current() == before
+
+
+def test_inject_drops_a_tracestate_of_another_trace(telemetry: Telemetry) -> None:
+    carrier = {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "tracestate": "vendor=upstream",
+    }
+    with threadline.execute_tool("t") as tool:
+        threadline.inject(carrier, tool.context)
+    assert carrier["traceparent"].split("-")[1] == f"{tool.span.get_span_context().trace_id:032x}"
+    assert "tracestate" not in carrier
+
+
+def test_extract_reads_opentelemetry_baggage_encoding() -> None:
+    """OpenTelemetry's own propagator (the MCP SDK's injection) writes a space as "+"."""
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+    carrier: dict[str, str] = {}
+    W3CBaggagePropagator().inject(
+        carrier, otel_baggage.set_baggage("session.id", "team a+b", otel_context.Context())
+    )
+    assert threadline.current_session(threadline.extract(carrier)) == {"session.id": "team a+b"}
+    ours: dict[str, str] = {}
+    with threadline.session("team a+b"):
+        threadline.inject(ours)
+    assert threadline.current_session(threadline.extract(ours)) == {"session.id": "team a+b"}

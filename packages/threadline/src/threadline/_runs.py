@@ -1514,6 +1514,20 @@ class McpRun(Run):
         self.fail(semconv.MCP_ERROR_TYPE_TOOL_ERROR, description=message)
 
     @guarded()
+    def served(self, *, tools: Iterable[object] = (), prompts: Iterable[object] = ()) -> None:
+        """Names this server listed (``tools/list``, ``prompts/list``): real ones, so a failed
+        call of one keeps its name on the operation metric."""
+        for key, names in (
+            (semconv.GEN_AI_TOOL_NAME, tools),
+            (semconv.GEN_AI_PROMPT_NAME, prompts),
+        ):
+            for name in names:
+                if len(_served) >= _MAX_SERVED:
+                    return
+                if isinstance(name, str):
+                    _served.add((key, name))
+
+    @guarded()
     def update(
         self,
         *,
@@ -1550,14 +1564,36 @@ class McpRun(Run):
         self, instruments: Instruments, error_type: str | None, duration: float
     ) -> None:
         attrs = self._metric_attributes
+        server = self.kind is SpanKind.SERVER
+        if server:
+            attrs = _served_names_only(attrs, failed=error_type is not None)
         if error_type:
             attrs = {**attrs, semconv.ERROR_TYPE: error_type}
-        histogram = (
-            instruments.mcp_server_duration
-            if self.kind is SpanKind.SERVER
-            else instruments.mcp_client_duration
-        )
+        histogram = instruments.mcp_server_duration if server else instruments.mcp_client_duration
         histogram.record(duration, attrs)
+
+
+# Tool and prompt names this process's servers listed or served without error. A failed call's
+# name reaches the server metric only when it is one of them: a client asking for names that do
+# not exist (an unknown tool is answered with an isError result, an unknown prompt with an
+# exception) must not create series at will.
+_served: set[tuple[str, str]] = set()
+_MAX_SERVED = 4_096
+
+
+def _served_names_only(
+    attrs: dict[str, AttributeValue], *, failed: bool
+) -> dict[str, AttributeValue]:
+    for key in (semconv.GEN_AI_TOOL_NAME, semconv.GEN_AI_PROMPT_NAME):
+        name = attrs.get(key)
+        if not isinstance(name, str):
+            continue
+        if not failed:
+            if len(_served) < _MAX_SERVED:
+                _served.add((key, name))
+        elif (key, name) not in _served:
+            attrs = {k: v for k, v in attrs.items() if k != key}
+    return attrs
 
 
 def record_mcp_operation(

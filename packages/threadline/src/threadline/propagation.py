@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_plus
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
@@ -50,6 +50,9 @@ def inject(carrier: MutableMapping[str, Any], context: Context | None = None) ->
     so keys outside the allow-list never leave the process."""
     try:
         ctx = context if context is not None else otel_context.get_current()
+        if trace.get_current_span(ctx).get_span_context().is_valid:
+            # a new traceparent: a tracestate already in the carrier belongs to another trace
+            carrier.pop(TRACESTATE, None)
         _tracecontext.inject(carrier, ctx)
         header = _baggage_header(ctx)
         if header:
@@ -158,7 +161,9 @@ def _parse_baggage(header: str) -> list[tuple[str, str]]:
         if key not in allow or not _TOKEN.match(key):
             continue
         try:
-            value = unquote(raw.strip(), errors="strict")
+            # unquote_plus, as OpenTelemetry's own baggage propagator: its peers (the MCP
+            # SDK's injection among them) encode a space as "+"
+            value = unquote_plus(raw.strip(), errors="strict")
         except UnicodeDecodeError:
             continue
         if not value or len(value) > _MAX_VALUE or not value.isprintable():

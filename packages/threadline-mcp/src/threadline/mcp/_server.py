@@ -252,7 +252,15 @@ class ServerCall:
             version = _result_field(result, "protocolVersion", "protocol_version")
             if isinstance(version, str):
                 run.update(protocol_version=version)
-        if self.method == "tools/call":
+        elif self.method == "tools/list" or self.method == "prompts/list":
+            listed = _result_field(result, self.method[:-5], self.method[:-5])
+            if isinstance(listed, (list, tuple)):
+                names = [_result_field(item, "name", "name") for item in listed]
+                if self.method == "tools/list":
+                    run.served(tools=names)
+                else:
+                    run.served(prompts=names)
+        elif self.method == "tools/call":
             if threadline.capture_enabled():
                 run.update(result=_result_field(result, "content", "content"))
             if is_tool_error(result):
