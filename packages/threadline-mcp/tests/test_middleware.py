@@ -364,3 +364,35 @@ def test_errors_the_sdk_raises_itself_are_not_responses(
     from threadline.mcp._common import local_failure
 
     assert local_failure(code, message, answered=answered) == expected
+
+
+def test_a_rejected_discovery_probe_is_no_error(telemetry: Any) -> None:
+    """Client(mode="auto") probes with server/discover and falls back to initialize when a
+    server of an older protocol rejects it: the rejection is recorded, not made an error."""
+    from threadline.mcp import _client
+
+    class Rejected(Exception):
+        def __init__(self, code: int) -> None:
+            self.error = types.SimpleNamespace(code=code, message="nope")
+
+    for method, code in (
+        ("server/discover", -32602),
+        ("server/discover", -32603),
+        ("ping", -32602),
+    ):
+        run = threadline.mcp_request(method, server=False)
+        _client.fail(run, Rejected(code), answered=True)
+    outcome = [
+        (
+            s.name,
+            s.status_code,
+            s.attributes.get("error.type"),
+            s.attributes["rpc.response.status_code"],
+        )
+        for s in telemetry.spans()
+    ]
+    assert outcome == [
+        ("server/discover", "UNSET", None, "-32602"),
+        ("server/discover", "ERROR", "-32603", "-32603"),
+        ("ping", "ERROR", "-32602", "-32602"),
+    ]

@@ -1489,17 +1489,20 @@ class McpRun(Run):
         )
 
     @guarded()
-    def fail_rpc(self, code: int, message: str | None = None) -> None:
+    def fail_rpc(self, code: int, message: str | None = None, *, expected: bool = False) -> None:
         """A JSON-RPC error response. On the server, codes that describe a bad request
         (parse error, invalid request/params, unknown method/resource) are recorded but do not
-        make the span an error."""
+        make the span an error; nor does an answer the caller ``expected`` (a probe the peer
+        may reject, such as ``server/discover`` to a server of an older protocol)."""
         if self._ended:
             return
         status = str(code)
         self.span.set_attribute(semconv.RPC_RESPONSE_STATUS_CODE, status)
         metric = self._metric_attributes
         metric[semconv.RPC_RESPONSE_STATUS_CODE] = status
-        if self.kind is SpanKind.SERVER and code in semconv.MCP_SERVER_NON_ERROR_CODES:
+        if expected:
+            self.end()
+        elif self.kind is SpanKind.SERVER and code in semconv.MCP_SERVER_NON_ERROR_CODES:
             # The request named something this server does not serve (an unknown tool is
             # -32602): that name came from the peer unchecked and stays off the metric.
             metric.pop(semconv.GEN_AI_TOOL_NAME, None)

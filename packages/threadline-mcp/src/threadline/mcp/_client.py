@@ -287,13 +287,19 @@ def fail(run: threadline.McpRun, error: BaseException, *, answered: bool | None 
     if rpc is not None:
         local = local_failure(*rpc, answered=answered)
         if local is None:
-            run.fail_rpc(*rpc)
+            # Client(mode="auto") probes with server/discover and falls back to initialize
+            # when a server of an older protocol rejects it: an answer it expects.
+            probe = run.method == "server/discover" and rpc[0] in _PROBE_REJECTIONS
+            run.fail_rpc(*rpc, expected=probe)
         else:
             run.fail(local, description=rpc[1])
     elif is_cancellation(error):
         run.fail("cancelled")
     else:
         run.fail(error)
+
+
+_PROBE_REJECTIONS = frozenset({-32601, -32602})  # method not found, invalid params
 
 
 # --- mcp 2.x -----------------------------------------------------------------------------------
