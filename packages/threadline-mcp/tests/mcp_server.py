@@ -182,7 +182,12 @@ def serve_http(server: Any, port_file: str, on_exit: Any = None) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    stateless = {"stateless_http": True} if os.environ.get("SERVER_STATELESS") else {}
+    stateless: dict[str, Any] = {}
+    if os.environ.get("SERVER_STATELESS"):
+        if MAJOR >= 2:
+            stateless["stateless_http"] = True
+        else:
+            server.settings.stateless_http = True  # FastMCP reads it from its settings
     app = server.streamable_http_app(**stateless)
     if os.environ.get("SERVER_HTTP_SPAN"):
         app = http_span(app)

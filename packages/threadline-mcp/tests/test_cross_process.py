@@ -188,7 +188,11 @@ invoke_agent weather_agent [INTERNAL]
 
 
 def _server_metrics_of_a_turn(
-    tmp_path: Path, mode: str, transport: str = "stdio", server_url: list[str] | None = None
+    tmp_path: Path,
+    mode: str,
+    transport: str = "stdio",
+    server_url: list[str] | None = None,
+    **server_env: str,
 ) -> list[dict[str, Any]]:
     """The metric points a server records over one agent turn with one tool call (over HTTP,
     the server's URL is appended to ``server_url``)."""
@@ -199,7 +203,7 @@ def _server_metrics_of_a_turn(
         params = stdio_params(spans_file, METRICS_FILE=str(metrics_file))
         anyio.run(_agent_turn, params, mode, calls)
     else:
-        with http_server(tmp_path, spans_file, METRICS_FILE=str(metrics_file)) as url:
+        with http_server(tmp_path, spans_file, METRICS_FILE=str(metrics_file), **server_env) as url:
             if server_url is not None:
                 server_url.append(url)
             anyio.run(_agent_turn, url, mode, calls)
@@ -246,6 +250,17 @@ def test_server_metrics(telemetry: Any, tmp_path: Path, transport: str) -> None:
             assert client[0]["attributes"]["network.protocol.name"] == "http"
             over_http = {**over_http, "server.address": "127.0.0.1", "server.port": port}
         assert client_session["attributes"] == {"mcp.protocol.version": "2025-11-25", **over_http}
+
+
+def test_stateless_http_server_records_no_session(telemetry: Any, tmp_path: Path) -> None:
+    """A stateless HTTP server handles each request in a session of its own: no sessions."""
+    points = _server_metrics_of_a_turn(tmp_path, "legacy", "http", SERVER_STATELESS="1")
+    assert any(
+        p["name"] == "mcp.server.operation.duration"
+        and p["attributes"].get("gen_ai.tool.name") == "get_weather"
+        for p in points
+    )
+    assert [p for p in points if p["name"] == "mcp.server.session.duration"] == []
 
 
 @pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x does not speak 2026-07-28")

@@ -599,11 +599,21 @@ def _is_server_session(session: Any) -> bool:
     return type(session).__name__ == "ServerSession"
 
 
+def _stateless(session: Any) -> bool:
+    """An mcp 1.x server session of a stateless HTTP server: one per request, initialized from
+    the start (no handshake), so no session to record."""
+    if not _is_server_session(session):
+        return False
+    state = getattr(session, "_initialization_state", None)
+    return getattr(state, "name", None) == "Initialized"
+
+
 def wrap_session_enter(original: Any) -> Any:
     async def __aenter__(self: Any) -> Any:
         entered = await original(self)
         try:
-            _session_starts[self] = time.monotonic()
+            if not _stateless(self):
+                _session_starts[self] = time.monotonic()
             _register_dispatcher(self)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.session_enter", error)
