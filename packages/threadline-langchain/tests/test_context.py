@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_model
 from conftest import ScriptedChatModel, usage
 from langchain_core.messages import AIMessage
@@ -256,14 +257,22 @@ def _stalling_tool() -> Any:
     return slow_lookup
 
 
-def test_cancelled_calls_under_instrument_end_as_cancelled(telemetry: Any) -> None:
-    threadline.langchain.instrument()
+@pytest.mark.parametrize("through", ["instrument", "handler"])
+def test_cancelled_top_level_calls_end_as_cancelled(
+    telemetry: Any, config: dict[str, Any], through: str
+) -> None:
+    """instrument() and a handler alike guard LangChain's async entry points."""
+    run_config = config if through == "handler" else None
+    if through == "instrument":
+        threadline.langchain.instrument()
     try:
         model = Stalling(responses=[AIMessage(content="hi")])
-        asyncio.run(_timed_out(model.ainvoke("x")))
-        asyncio.run(_timed_out(_stalling_tool().ainvoke({"city": "Paris"})))
+        asyncio.run(_timed_out(model.ainvoke("x", config=run_config)))
+        asyncio.run(_timed_out(_stalling_tool().ainvoke({"city": "Paris"}, config=run_config)))
     finally:
-        threadline.langchain.uninstrument()
+        if through == "instrument":
+            threadline.langchain.uninstrument()
+            _handler.guard_entry_points()  # as the handlers of the tests that follow do
     assert [
         (s.name, s.status_code, s.attributes[semconv.ERROR_TYPE]) for s in telemetry.spans()
     ] == [
@@ -286,23 +295,6 @@ def test_cancelled_call_in_a_chain_ends_with_the_chain(
     assert cancelled == [
         ("chat scripted-1", "ERROR", "asyncio.exceptions.CancelledError"),
         ("invoke_workflow RunnableSequence", "ERROR", "asyncio.exceptions.CancelledError"),
-    ]
-    assert len(threadline.open_runs) == 0
-
-
-def test_cancelled_top_level_call_with_a_handler_only(
-    telemetry: Any, config: dict[str, Any]
-) -> None:
-    """A handler guards LangChain's async entry points as instrument() does."""
-    asyncio.run(
-        _timed_out(Stalling(responses=[AIMessage(content="hi")]).ainvoke("x", config=config))
-    )
-    asyncio.run(_timed_out(_stalling_tool().ainvoke({"city": "Paris"}, config=config)))
-    assert [
-        (s.name, s.status_code, s.attributes[semconv.ERROR_TYPE]) for s in telemetry.spans()
-    ] == [
-        ("chat scripted-1", "ERROR", "asyncio.exceptions.CancelledError"),
-        ("execute_tool slow_lookup", "ERROR", "asyncio.exceptions.CancelledError"),
     ]
     assert len(threadline.open_runs) == 0
 
