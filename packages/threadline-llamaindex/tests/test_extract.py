@@ -104,3 +104,40 @@ def test_endpoint() -> None:
     assert _extract.endpoint(Model()) == ("localhost", 11434)
     Model.api_base = "https://example.openai.azure.com/openai"
     assert _extract.endpoint(Model()) == ("example.openai.azure.com", 443)
+
+
+def test_provider_of_an_app_subclass_is_its_integration() -> None:
+    openai = pytest.importorskip("llama_index.llms.openai")
+
+    class GatewayOpenAI(openai.OpenAI):  # defined in app code, not in llama_index
+        pass
+
+    assert GatewayOpenAI.__module__ == __name__
+    assert _extract.provider_of(GatewayOpenAI) == "openai"
+
+
+def test_image_blocks_are_media_parts() -> None:
+    import base64
+
+    from llama_index.core.base.llms.types import ChatMessage, ImageBlock, TextBlock
+
+    from threadline.content import BlobPart, UriPart
+
+    if "blocks" not in ChatMessage.model_fields:
+        pytest.skip("messages have no content blocks in this LlamaIndex")
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    )
+    message = ChatMessage(
+        role="user",
+        blocks=[
+            TextBlock(text="what is this?"),
+            ImageBlock(image=base64.b64encode(png), image_mimetype="image/png"),
+            ImageBlock(url="https://example.com/cat.png"),
+        ],
+    )
+    [converted] = _extract.input_messages([message])
+    blob, uri = converted.parts[1:]
+    assert blob == BlobPart("image", png, mime_type="image/png")
+    assert isinstance(uri, UriPart)
+    assert (uri.modality, uri.uri) == ("image", "https://example.com/cat.png")

@@ -7,6 +7,7 @@ between provider packages, and a field we cannot read is simply not recorded.
 
 from __future__ import annotations
 
+import base64
 import json
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,6 +15,7 @@ from typing import Any, NamedTuple
 
 import threadline
 from threadline.content import (
+    BlobPart,
     FunctionToolDefinition,
     GenericPart,
     InputMessage,
@@ -24,6 +26,7 @@ from threadline.content import (
     TextPart,
     ToolCallRequestPart,
     ToolCallResponsePart,
+    media_part,
 )
 from threadline.providers import field_value as _get
 from threadline.providers import (
@@ -63,10 +66,20 @@ def provider_of(cls: type) -> str:
     """``gen_ai.provider.name`` for a model class, from the package it comes from."""
     found = _providers.get(cls)
     if found is None:
-        found = _provider_of_module(cls.__module__)
+        found = _provider_of_class(cls)
         if len(_providers) < _MAX_CLASSES:
             _providers[cls] = found
     return found
+
+
+def _provider_of_class(cls: type) -> str:
+    """From the class's own package, or from the integration it subclasses (an app's
+    ``class MyOpenAI(OpenAI)`` still calls OpenAI)."""
+    for klass in cls.__mro__:
+        module = getattr(klass, "__module__", "") or ""
+        if module.startswith(("llama_index.llms.", "llama_index.embeddings.")):
+            return _provider_of_module(module)
+    return _provider_of_module(cls.__module__)
 
 
 def _provider_of_module(module: str) -> str:
@@ -285,7 +298,33 @@ def _block_part(block: Any) -> Part | None:
             id=getattr(block, "tool_call_id", None),
             arguments=_arguments(getattr(block, "tool_kwargs", None)),
         )
+    if kind == "image" or kind == "audio":
+        media = _media_part(block, kind)
+        if media is not None:
+            return media
     return GenericPart(type=str(kind or type(block).__name__))
+
+
+def _media_part(block: Any, kind: str) -> Part | None:
+    """An ``ImageBlock``/``AudioBlock``: its URL, or its data (which LlamaIndex keeps base64
+    encoded)."""
+    mime = getattr(block, "image_mimetype", None) if kind == "image" else None
+    if not isinstance(mime, str):
+        fmt = getattr(block, "format", None)
+        mime = f"audio/{fmt}" if kind == "audio" and isinstance(fmt, str) and fmt else None
+    url = getattr(block, "url", None)
+    if url is not None:
+        return media_part(kind, str(url), mime)
+    data = getattr(block, kind, None)
+    if isinstance(data, str):
+        data = data.encode("ascii", "replace")
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            raw = base64.b64decode(bytes(data), validate=True)
+        except ValueError:
+            raw = bytes(data)
+        return BlobPart(kind, raw, mime_type=mime)
+    return None
 
 
 def _parts(message: Any, role: str) -> list[Part]:
