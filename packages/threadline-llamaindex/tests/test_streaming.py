@@ -282,3 +282,35 @@ def test_streamed_query_answer_async_and_closed_early(telemetry: Telemetry) -> N
     asyncio.run(main())
     assert telemetry.tree() == QUERY_TREE
     assert threadline.current_run() is None
+
+
+def test_custom_llm_streams_read_in_another_order_than_opened(telemetry: Telemetry) -> None:
+    """Two requests share one CustomLLM and read their async streams in the other order than
+    they opened them: each stream's model call is its own request's, once."""
+    from llama_index.core.llms import MockLLM
+    from opentelemetry import trace
+
+    llm = MockLLM(max_tokens=3)
+    tracer = trace.get_tracer("app")
+
+    async def request(name: str, opened: asyncio.Event, wait: asyncio.Event | None) -> int:
+        with tracer.start_as_current_span(name):
+            stream = await llm.astream_chat(MESSAGES)
+            opened.set()
+            if wait is not None:
+                await wait.wait()  # the other request opens and reads first
+            return len([c async for c in stream])
+
+    async def main() -> list[int]:
+        first_open, second_open = asyncio.Event(), asyncio.Event()
+        first = asyncio.create_task(request("req-a", first_open, second_open))
+        await first_open.wait()
+        second = asyncio.create_task(request("req-b", second_open, None))
+        return [await first, await second]
+
+    assert asyncio.run(main()) == [3, 3]
+    assert telemetry.tree().split("\n---\n") == [
+        "req-a [INTERNAL]\n  chat unknown [INTERNAL]",
+        "req-b [INTERNAL]\n  chat unknown [INTERNAL]",
+    ]
+    assert len(open_runs) == 0

@@ -160,18 +160,32 @@ def _classify(types: _Types, instance: Any, method: str, verbose: bool) -> Kind:
     return fallback
 
 
-def _in_lazy_async_stream() -> bool:
-    """Whether this call comes from the generator CustomLLM's ``astream_*`` hands out (and not
-    from the application, calling a sync stream of the same LLM)."""
+def _lazy_async_stream_frame() -> FrameType | None:
+    """The frame of the generator CustomLLM's ``astream_*`` handed out, when this call comes
+    from it (and not from the application, calling a sync stream of the same LLM)."""
     frame: FrameType | None = sys._getframe(2)
     for _ in range(12):
         if frame is None:
-            return False
+            return None
         code = frame.f_code
         if code.co_name == "gen" and code.co_filename.endswith(_CUSTOM_LLM_FILE):
-            return True
+            return frame
         frame = frame.f_back
-    return False
+    return None
+
+
+def _custom_generator_frame(stream: Any) -> FrameType | None:
+    """The frame of CustomLLM's own ``gen`` inside the async generator an ``astream_*``
+    returned (LlamaIndex's callback decorator wraps it: ``f_return_val`` of its wrapper)."""
+    for _ in range(3):
+        frame = getattr(stream, "ag_frame", None)
+        if frame is None:
+            return None
+        code = frame.f_code
+        if code.co_name == "gen" and code.co_filename.endswith(_CUSTOM_LLM_FILE):
+            return frame  # type: ignore[no-any-return]
+        stream = frame.f_locals.get("f_return_val")
+    return None
 
 
 _STREAMS = (GeneratorType, AsyncGeneratorType)
@@ -319,7 +333,9 @@ class Tracker:
         # Per LLM object (by id): its async streams handed out and not read yet, where they are
         # CustomLLM's: astream_* return a generator that calls stream_* only when iterated,
         # after their span has exited; each such inner call belongs to one of them (see enter).
-        self.handed_out: dict[int, list[threadline.InferenceRun]] = {}
+        # Each with the frame of the generator handed out, which tells the streams apart when
+        # they are read in another order than they were opened.
+        self.handed_out: dict[int, list[tuple[FrameType | None, threadline.InferenceRun]]] = {}
         self.lazy_async: dict[tuple[type, str], bool] = {}
         # Non-emitted span id -> nearest emitted ancestor run (absent: none, use the context).
         self.nodes: dict[str, Parent] = {}
@@ -362,11 +378,16 @@ class Tracker:
                 self.lazy_async[key] = lazy
         return lazy
 
-    def _unread_async_stream(self, llm: Any) -> threadline.InferenceRun | None:
-        """Take the oldest unread async stream of ``llm`` still open, if any."""
+    def _unread_async_stream(self, llm: Any, frame: FrameType) -> threadline.InferenceRun | None:
+        """Take the async stream of ``llm`` whose generator is running (``frame``); failing
+        that, the oldest unread one still open."""
         pending = self.handed_out.get(id(llm))
+        if not pending:
+            return None
+        chosen = next((i for i, (f, _) in enumerate(pending) if f is frame), None)
         while pending:
-            outer = pending.pop(0)
+            _, outer = pending.pop(chosen if chosen is not None else 0)
+            chosen = None
             if not pending:
                 self.handed_out.pop(id(llm), None)
             if not outer.ended and outer.chunks == 0:
@@ -405,8 +426,13 @@ class Tracker:
             if isinstance(parent, threadline.InferenceRun) and not parent.ended:
                 self._remember(id_, parent)  # e.g. a chat implemented by complete()
                 return
-            if self.handed_out and prefix.endswith(_SYNC_STREAMS) and _in_lazy_async_stream():
-                outer = self._unread_async_stream(instance)
+            frame = (
+                _lazy_async_stream_frame()
+                if self.handed_out and prefix.endswith(_SYNC_STREAMS)
+                else None
+            )
+            if frame is not None:
+                outer = self._unread_async_stream(instance, frame)
                 if outer is not None:
                     self._remember(id_, outer)  # the sync stream behind CustomLLM.astream_*
                     return
@@ -557,7 +583,8 @@ class Tracker:
                 if instance is not None and self._lazy_async_stream(instance, id_):
                     if len(self.handed_out) >= _MAX_HANDED_OUT:
                         self.handed_out.clear()
-                    self.handed_out.setdefault(id(instance), []).append(run)
+                    entry = (_custom_generator_frame(result), run)
+                    self.handed_out.setdefault(id(instance), []).append(entry)
                 return
             if result is not None:
                 try:
