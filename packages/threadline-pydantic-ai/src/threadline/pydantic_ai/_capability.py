@@ -108,7 +108,7 @@ async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIt
 
 def _stopped_early(state: _RunState | None) -> bool:
     """Whether a ``CancelledError`` in ``wrap_run`` is Pydantic AI tearing the run down because
-    its caller stopped early (``break`` out of ``run_stream``/``iter``/``run_stream_events``),
+    its caller stopped early (``break`` out of ``run_stream`` or ``iter``),
     not a cancellation or failure of the run: Pydantic AI then cancels the task running
     ``wrap_run`` without reporting an error, while a cancelled caller's error reaches
     ``on_run_error`` (2.x) or is re-raised into the task without cancelling it (1.x)."""
@@ -258,37 +258,25 @@ class Tracing(AbstractCapability[Any]):
             return await handler()
         run, run_id = started
         key = run_id if run_id is not None and len(self._runs) < _MAX_RUNS else None
-        if key is not None:
-            self._runs[key] = _RunState(run)
-        state = self._runs.get(key) if key is not None else None
+        state = _RunState(run) if key is not None else None
+        if key is not None and state is not None:
+            self._runs[key] = state
         token = _traced_run.set(run_id)
-        run.attach()
         try:
-            result = await handler()
-        except asyncio.CancelledError as error:
-            run.detach()
-            if _stopped_early(state):
-                run.end()
-            else:
-                run.fail(error)
-            raise
-        except GeneratorExit:
-            run.detach()
-            run.end()
-            raise
-        except BaseException as error:
-            run.detach()
-            run.fail(error)
-            raise
+            with run:  # ends the run, failed with whatever passes through
+                try:
+                    return await handler()
+                except asyncio.CancelledError:
+                    if _stopped_early(state):
+                        run.detach()
+                        run.end()  # first: the with block then finds the run ended
+                    raise
         finally:
             if key is not None:
                 self._runs.pop(key, None)
             with contextlib.suppress(ValueError):
                 # Pydantic AI 1.x may close an abandoned run's task from another context.
                 _traced_run.reset(token)
-        run.detach()
-        run.end()
-        return result
 
     async def on_run_error(self, ctx: Any, *, error: BaseException) -> Any:
         # Called with the run body's failure, a cancellation of the caller included (2.x, inside
