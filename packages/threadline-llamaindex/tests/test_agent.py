@@ -206,10 +206,11 @@ def test_agent_workflow_tree(telemetry: Telemetry, cassette: Any) -> None:
     assert (
         telemetry.tree()
         == """\
-invoke_agent AgentWorkflow [INTERNAL]
-  chat gpt-4o-mini [CLIENT]
-  execute_tool get_weather [INTERNAL]
-  execute_tool get_time [INTERNAL]
-  chat gpt-4o-mini [CLIENT]"""
+invoke_workflow AgentWorkflow [INTERNAL]
+  invoke_agent assistant [INTERNAL]
+    chat gpt-4o-mini [CLIENT]
+    execute_tool get_weather [INTERNAL]
+    execute_tool get_time [INTERNAL]
+    chat gpt-4o-mini [CLIENT]"""
     )
     telemetry.assert_conformant()

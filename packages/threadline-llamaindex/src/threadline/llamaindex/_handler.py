@@ -117,13 +117,9 @@ class _Types:
         self.query_engine = need("llama_index.core.base.base_query_engine", "BaseQueryEngine")
         self.chat_engine = need("llama_index.core.chat_engine.types", "BaseChatEngine")
         self.workflow = need("llama_index.core.workflow", "Workflow")
-        agents = [
-            _optional_class("llama_index.core.agent.workflow.base_agent", "BaseWorkflowAgent"),
-            _optional_class(
-                "llama_index.core.agent.workflow.multi_agent_workflow", "AgentWorkflow"
-            ),
-        ]
-        self.agents: tuple[type, ...] = tuple(cls for cls in agents if cls is not None)
+        # A multi-agent AgentWorkflow is a workflow: each agent's turns are its agent runs.
+        agent = _optional_class("llama_index.core.agent.workflow.base_agent", "BaseWorkflowAgent")
+        self.agents: tuple[type, ...] = (agent,) if agent is not None else ()
 
 
 def _classify(types: _Types, instance: Any, method: str, verbose: bool) -> Kind:
@@ -291,6 +287,49 @@ def _agent_name(instance: Any) -> str:
     return name if isinstance(name, str) and name else type(instance).__name__
 
 
+class _WorkflowScope:
+    """A running workflow whose run is never current (``Workflow.run`` returns a future and
+    its span exits in another context): its steps make it current while they run, so what they
+    do (an HTTP call, an MCP tool, another framework) joins its trace.
+
+    In a multi-agent ``AgentWorkflow`` each agent's turns are an ``invoke_agent`` run of their
+    own under the workflow's; a handoff ends one and starts the next.
+    """
+
+    __slots__ = ("agent", "agents", "run")
+
+    def __init__(self, run: threadline.Run, agents: Mapping[str, Any] | None) -> None:
+        self.run = run
+        self.agents = agents
+        self.agent: threadline.AgentRun | None = None
+
+    def parent_for(self, event: Any) -> threadline.Run:
+        """The run a step handling ``event`` belongs to: the agent the event names (starting
+        its run on a handoff), else the agent whose turn it is, else the workflow."""
+        if self.agents is None:
+            return self.run
+        name = getattr(event, "current_agent_name", None)
+        current = self.agent
+        if isinstance(name, str) and name and (current is None or current.name != name):
+            if current is not None:
+                current.end()
+            description = getattr(self.agents.get(name), "description", None)
+            current = self.agent = threadline.invoke_agent(
+                name,
+                parent=self.run,
+                description=description if isinstance(description, str) else None,
+            )
+        return current if current is not None and not current.ended else self.run
+
+    def close(self, error: BaseException | None) -> None:
+        agent, self.agent = self.agent, None
+        if agent is not None:
+            if error is None:
+                agent.end()
+            else:
+                agent.fail(error)
+
+
 def _record_response(
     run: threadline.InferenceRun, response: Any, streamed_finish: str | None
 ) -> None:
@@ -340,6 +379,9 @@ class Tracker:
         # Non-emitted span id -> nearest emitted ancestor run (absent: none, use the context).
         self.nodes: dict[str, Parent] = {}
         self.kinds: dict[tuple[type, str], Kind] = {}
+        # Running workflows by span id, and the steps that made one current (see enter).
+        self.workflows: dict[str, _WorkflowScope] = {}
+        self.scopes: dict[str, tuple[threadline.Run, Token[Context] | None]] = {}
         self.tool_errors: dict[int, BaseException] = {}
         self.events: Mapping[type, Callable[[Any], None]] = {
             LLMChatInProgressEvent: self.on_progress,
@@ -417,10 +459,18 @@ class Tracker:
         prefix = id_[:cut] if cut > 0 else id_
         kind = self._kind(instance, prefix)
         parent = self._parent(parent_id)
-        if kind is Kind.SKIP:
+        arguments: Mapping[str, Any] = bound_args.arguments
+        workflow = self.workflows.get(parent_id) if parent_id and self.workflows else None
+        if workflow is not None:
+            # A step of a running workflow: it runs in a task of the workflow's own.
+            parent = workflow.parent_for(arguments.get("ev"))
+            if kind is Kind.SKIP:
+                self._remember(id_, parent)
+                self._add_scope(id_, parent)
+                return
+        elif kind is Kind.SKIP:
             self._remember(id_, parent)
             return
-        arguments: Mapping[str, Any] = bound_args.arguments
         run: threadline.Run | None
         if kind is Kind.CHAT or kind is Kind.COMPLETION:
             if isinstance(parent, threadline.InferenceRun) and not parent.ended:
@@ -476,8 +526,22 @@ class Tracker:
         if kind is not Kind.TOOL_STEP and isinstance(instance, self.types.workflow):
             # Workflow.run returns a future and its span exits when the workflow finishes,
             # in another context: making the run current here would leave it attached.
+            if len(self.workflows) >= _MAX_KINDS:
+                self.workflows.clear()
+            agents = getattr(instance, "agents", None) if kind is Kind.WORKFLOW else None
+            self.workflows[id_] = _WorkflowScope(run, agents if isinstance(agents, dict) else None)
             return
         run.attach()
+
+    def _add_scope(self, id_: str, run: threadline.Run) -> None:
+        if len(self.scopes) >= _MAX_NODES:
+            self.scopes.clear()  # steps that never exited; their tokens are stale anyway
+        self.scopes[id_] = (run, run.attach_scope())
+
+    def _leave_scope(self, id_: str) -> None:
+        run, token = self.scopes.pop(id_, (None, None))
+        if run is not None and token is not None:
+            run.detach_scope(token)
 
     def _inference(
         self,
@@ -572,11 +636,17 @@ class Tracker:
         )
 
     def exit(self, id_: str, result: Any, instance: Any = None) -> None:
+        if self.scopes:
+            self._leave_scope(id_)
         run = self.runs.get(id_)
         if run is None:
             self.nodes.pop(id_, None)
             return
         run.detach()
+        if self.workflows:
+            workflow = self.workflows.pop(id_, None)
+            if workflow is not None:
+                workflow.close(None)
         if isinstance(run, threadline.InferenceRun):
             if isinstance(result, _STREAMS):
                 self.streams.add(id_, run)  # ends on the stream's end event
@@ -618,6 +688,8 @@ class Tracker:
         return False
 
     def drop(self, id_: str, err: BaseException | None) -> None:
+        if self.scopes:
+            self._leave_scope(id_)
         run = self.runs.get(id_)
         if run is None:
             parent = self.nodes.pop(id_, None)
@@ -631,10 +703,15 @@ class Tracker:
         run.detach()
         if self.tool_errors:
             self.tool_errors.pop(id(run), None)
-        if err is None or type(err).__name__ in _CONTROL_FLOW:
+        failure = None if err is None or type(err).__name__ in _CONTROL_FLOW else err
+        if self.workflows:
+            workflow = self.workflows.pop(id_, None)
+            if workflow is not None:
+                workflow.close(failure)
+        if failure is None:
             run.end()
         else:
-            run.fail(err)
+            run.fail(failure)
 
     # --- propagation ---------------------------------------------------------------------------
     def capture(self) -> dict[str, Any]:

@@ -1,0 +1,134 @@
+"""Custom workflows and multi-agent workflows: what their steps do joins the workflow's trace."""
+
+import asyncio
+from typing import Any
+
+import pytest
+from conftest import make_llm
+from llama_index.core.llms import MockLLM
+from llama_index.core.workflow import Event, StartEvent, StopEvent, Workflow, step
+from opentelemetry import trace
+
+import threadline
+from threadline.testing import Telemetry
+
+try:
+    from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent
+except ImportError:  # early 0.12 releases have only the step-based agents
+    AgentWorkflow = FunctionAgent = None
+
+
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"sunny in {city}"
+
+
+# At module level and without postponed annotations: LlamaIndex 0.12 reads a step's annotations
+# as objects, from the module's globals.
+class Drafted(Event):
+    text: str
+
+
+class Writer(Workflow):
+    @step
+    async def draft(self, ev: StartEvent) -> Drafted:
+        with trace.get_tracer("app").start_as_current_span("app.lookup"):
+            pass
+        response = await MockLLM(max_tokens=3).acomplete(ev.topic)
+        return Drafted(text=response.text)
+
+    @step
+    async def publish(self, ev: Drafted) -> StopEvent:
+        with trace.get_tracer("app").start_as_current_span("app.publish"):
+            pass
+        return StopEvent(result=ev.text)
+
+
+class Broken(Workflow):
+    @step
+    async def only(self, ev: StartEvent) -> StopEvent:
+        with trace.get_tracer("app").start_as_current_span("app.work"):
+            pass
+        raise KeyError("missing")
+
+
+def test_step_work_is_inside_the_workflow(telemetry: Telemetry) -> None:
+    """A step runs in a task of the workflow's own, where the workflow's span was never
+    current: an application span, or any other instrumented call, made in a step still belongs
+    to the workflow's trace."""
+
+    async def run() -> str:
+        with trace.get_tracer("app").start_as_current_span("request"):
+            return str(await Writer(timeout=10).run(topic="otel"))
+
+    asyncio.run(run())
+    assert (
+        telemetry.tree()
+        == """\
+request [INTERNAL]
+  invoke_workflow Writer [INTERNAL]
+    app.lookup [INTERNAL]
+    text_completion unknown [INTERNAL]
+    app.publish [INTERNAL]"""
+    )
+    assert threadline.current_run() is None
+    telemetry.assert_conformant()
+
+
+def test_failing_step_fails_the_workflow(telemetry: Telemetry) -> None:
+    async def run() -> Any:
+        return await Broken(timeout=10).run()
+
+    with pytest.raises(Exception, match="missing"):
+        asyncio.run(run())
+    tree = telemetry.tree()
+    assert tree.startswith("invoke_workflow Broken [INTERNAL] !ERROR")
+    assert tree.endswith("\n  app.work [INTERNAL]")
+    assert threadline.current_run() is None
+    telemetry.assert_conformant()
+
+
+@pytest.mark.skipif(AgentWorkflow is None, reason="no agent workflows in this LlamaIndex")
+def test_handoff_starts_the_next_agents_run(telemetry: Telemetry, cassette: Any) -> None:
+    """Each agent's turns in an AgentWorkflow are an invoke_agent run of that agent; a handoff
+    ends one and starts the next, both under the workflow's run."""
+    assert AgentWorkflow is not None
+    assert FunctionAgent is not None
+    triage = FunctionAgent(
+        name="triage",
+        description="Routes questions.",
+        llm=make_llm(),
+        tools=[],
+        can_handoff_to=["forecaster"],
+    )
+    forecaster = FunctionAgent(
+        name="forecaster", description="Knows the weather.", llm=make_llm(), tools=[get_weather]
+    )
+    workflow = AgentWorkflow(agents=[triage, forecaster], root_agent="triage")
+
+    async def run() -> str:
+        return str(await workflow.run(user_msg="Weather in Paris?"))
+
+    with cassette("agent_handoff.yaml"):
+        assert asyncio.run(run()) == "It is sunny in Paris."
+    assert (
+        telemetry.tree(attributes=("gen_ai.agent.name", "gen_ai.usage.input_tokens"))
+        == """\
+invoke_workflow AgentWorkflow [INTERNAL]
+  invoke_agent triage [INTERNAL] gen_ai.agent.name=triage gen_ai.usage.input_tokens=90
+    chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=90
+    execute_tool handoff [INTERNAL] gen_ai.agent.name=triage
+  invoke_agent forecaster [INTERNAL] gen_ai.agent.name=forecaster gen_ai.usage.input_tokens=270
+    chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=120
+    execute_tool get_weather [INTERNAL] gen_ai.agent.name=forecaster
+    chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=150"""
+    )
+    assert telemetry.find("invoke_agent forecaster").attributes["gen_ai.agent.description"] == (
+        "Knows the weather."
+    )
+    assert threadline.current_run() is None
+    telemetry.assert_conformant()
+    assert sorted(
+        p["attributes"]["gen_ai.agent.name"]
+        for p in telemetry.metric_points("gen_ai.invoke_agent.duration")
+    ) == ["forecaster", "triage"]
