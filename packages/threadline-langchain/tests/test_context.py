@@ -403,6 +403,43 @@ def test_abandoned_async_graph_stream(telemetry: Any, config: dict[str, Any]) ->
     assert "!ERROR" not in tree
 
 
+def test_leaving_a_token_stream_early_is_no_failure(telemetry: Any, config: dict[str, Any]) -> None:
+    """Leaving ``astream(stream_mode="messages")`` at the first token cancels the model call in
+    flight. The agent ends normally, and so does the cancelled call: nothing failed."""
+    agent = build_agent(two_tool_model(streaming=True), [get_weather, get_time])
+
+    async def first_token() -> None:
+        stream = agent.astream(
+            {"messages": [("user", "Weather?")]}, config=config, stream_mode="messages"
+        )
+        async for _token in stream:
+            break
+        await stream.aclose()
+
+    asyncio.run(first_token())
+    tree = telemetry.tree()
+    # LangGraph 0.2 finishes the step before it stops; newer releases cancel the call.
+    assert tree.startswith("invoke_agent support [INTERNAL]\n  chat scripted-1 [CLIENT]")
+    assert "!ERROR" not in tree
+    chat = next(s for s in telemetry.spans() if s.name == "chat scripted-1")
+    assert chat.end_ns <= telemetry.find("invoke_agent support").end_ns
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
+def test_timed_out_agent_fails_with_its_model_call(telemetry: Any, config: dict[str, Any]) -> None:
+    """A timeout around the agent cancels the model call too: both fail."""
+    agent = build_agent(Stalling(responses=[AIMessage(content="hi")]), [get_weather])
+    asyncio.run(_timed_out(agent.ainvoke({"messages": [("user", "Weather?")]}, config=config)))
+    assert [
+        (s.name, s.status_code, s.attributes[semconv.ERROR_TYPE]) for s in telemetry.spans()
+    ] == [
+        ("chat scripted-1", "ERROR", "asyncio.exceptions.CancelledError"),
+        ("invoke_agent support", "ERROR", "asyncio.exceptions.CancelledError"),
+    ]
+    assert len(threadline.open_runs) == 0
+
+
 def test_sync_graph_generator_abandoned(telemetry: Any, config: dict[str, Any]) -> None:
     agent = build_agent(two_tool_model(), [get_weather, get_time])
     for _update in agent.stream({"messages": [("user", "Weather?")]}, config=config):

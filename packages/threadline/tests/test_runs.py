@@ -169,6 +169,48 @@ def test_marked_failed_run_ended_by_its_owner(telemetry: Telemetry) -> None:
     telemetry.assert_conformant()
 
 
+@pytest.mark.parametrize("agent_fails", [False, True])
+def test_cancelled_run_takes_the_outcome_of_its_enclosing_run(
+    telemetry: Telemetry, agent_fails: bool
+) -> None:
+    """A cancelled call ends at once (its own end time and duration), failed only if the run
+    around it fails: an agent whose consumer stopped early is no failure, nor is its call."""
+    cancelled = asyncio.CancelledError()
+    agent = threadline.invoke_agent("support")
+    chat = threadline.inference("gpt-4o", provider="openai", parent=agent)
+    chat.cancel(cancelled)
+    assert not chat.ended  # its outcome is the agent's
+    chat.cancel(cancelled)  # twice (two callbacks of one cancellation): one span
+    with threadline.step("cleanup", parent=agent):
+        pass
+    if agent_fails:
+        agent.fail(TimeoutError())
+    else:
+        agent.end()
+    assert chat.ended
+    spans = {s.name: s for s in telemetry.spans()}
+    assert list(spans) == ["cleanup", "chat gpt-4o", "invoke_agent support"]
+    call = spans["chat gpt-4o"]
+    assert call.end_ns <= spans["cleanup"].start_ns  # ended when it was cancelled
+    if agent_fails:
+        assert call.status_code == "ERROR"
+        assert call.attributes[semconv.ERROR_TYPE] == "asyncio.exceptions.CancelledError"
+    else:
+        assert call.status_code == "UNSET"
+        assert semconv.ERROR_TYPE not in call.attributes
+    (point,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    assert point["sum"] <= (call.end_ns - call.start_ns) / 1e9 + 1e-3
+    assert (semconv.ERROR_TYPE in point["attributes"]) is agent_fails
+    telemetry.assert_conformant()
+
+
+def test_cancelled_run_with_nothing_around_it_fails_at_once(telemetry: Telemetry) -> None:
+    chat = threadline.inference("gpt-4o", provider="openai")
+    chat.cancel(asyncio.CancelledError())
+    (span,) = telemetry.spans()
+    assert span.attributes[semconv.ERROR_TYPE] == "asyncio.exceptions.CancelledError"
+
+
 def test_generator_exit_is_not_an_error(telemetry: Telemetry) -> None:
     def stream():  # type: ignore[no-untyped-def]
         with threadline.inference("gpt-4o", provider="openai", stream=True) as run:

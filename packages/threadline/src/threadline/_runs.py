@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextvars import Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeGuard, TypeVar
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
@@ -242,6 +242,7 @@ class Run:
     _records_conversation: ClassVar[bool] = False
 
     __slots__ = (
+        "_cancelled",
         "_ctx",
         "_detach_pending",
         "_end_callbacks",
@@ -290,6 +291,7 @@ class Run:
         self._released_scopes: list[Token[Context]] | None = None
         self._ctx: Context | None = None
         self._end_callbacks: list[tuple[RunRegistry[Any, Any], Any]] | None = None
+        self._cancelled: list[_Cancelled] | None = None
         tracer = resolved().tracer
         # one instant for the span start and the monotonic clock behind durations and
         # time to first chunk, so neither can exceed the span
@@ -509,6 +511,30 @@ class Run:
         if not self._ended:
             self._failed_as = self._set_error(error, description)
 
+    def cancel(self, error: BaseException) -> None:
+        """End a run whose operation was cancelled from outside (an ``asyncio`` cancellation):
+        it ends now, and whether that was a failure is up to the nearest enclosing run still
+        open. A consumer that stops reading an agent's stream cancels the model call in flight
+        and ends the agent normally: the call then ends without error too. A timeout or a
+        cancelled caller fails the enclosing run, and the call fails with ``error`` as well.
+        With no enclosing run open it fails at once."""
+        try:
+            self.detach()
+            enclosing = self.parent_run
+            with _END_LOCK:
+                while enclosing is not None and enclosing._ended:
+                    enclosing = enclosing.parent_run
+                if enclosing is not None and not self._ended:
+                    pending = _Cancelled(self, error, time.time_ns())
+                    if enclosing._cancelled is None:
+                        enclosing._cancelled = [pending]
+                    else:
+                        enclosing._cancelled.append(pending)
+                    return
+        except Exception as failure:  # noqa: BLE001 - fail-open
+            report("Run.cancel", failure)
+        self.fail(error)
+
     def abandon(self, reason: str = "abandoned") -> None:
         """End a run nobody ended (the reaper calls this); keeps what was recorded so far."""
         try:
@@ -525,6 +551,10 @@ class Run:
         duration = time.monotonic() - self.start_monotonic
         if end_time is None:
             end_time = time.time_ns()
+        else:  # an end in the past (a cancelled run resolved later) shortens the duration
+            duration -= max(time.time_ns() - end_time, 0) / 1e9
+        if self._cancelled:
+            self._resolve_cancelled(error_type)
         try:
             self._before_end(error_type)
         except Exception as error:  # noqa: BLE001 - the span must still end
@@ -552,6 +582,17 @@ class Run:
                 self._record_metrics(instruments, error_type, duration)
         except Exception as error:  # noqa: BLE001
             report(f"{type(self).__name__}._record_metrics", error)
+
+    def _resolve_cancelled(self, error_type: str | None) -> None:
+        """End the runs cancelled inside this one (see :meth:`cancel`) as this one ends: failed
+        if it fails, else without error, each at the time it was cancelled."""
+        with _END_LOCK:  # no run can join once this one has claimed its end
+            cancelled, self._cancelled = self._cancelled, None
+        for run, error, at in cancelled or ():
+            if error_type is None:
+                run.end(end_time=at)
+            else:
+                run.fail(error, end_time=at)
 
     def _on_end(self, registry: RunRegistry[Any, Any], key: Any) -> None:
         if self._end_callbacks is None:
@@ -594,6 +635,12 @@ class Run:
                 return str(conversation)
             run = run.parent_run
         return None
+
+
+class _Cancelled(NamedTuple):
+    run: Run
+    error: BaseException
+    at: int  # when it was cancelled (ns since the epoch)
 
 
 def _conversation_attribute(

@@ -228,6 +228,10 @@ _GUARDED = (
     ("langchain_core.language_models.llms", "BaseLLM", "agenerate"),
     ("langchain_core.tools", "BaseTool", "arun"),
     ("langchain_core.retrievers", "BaseRetriever", "ainvoke"),
+    # A graph cancelled in its caller's task (a timeout around ainvoke) reports its error from
+    # a task of its own, where the graph's span, made current for a node that ran in the
+    # caller's task, cannot be detached.
+    ("langgraph.pregel", "Pregel", "ainvoke"),
 )
 _guarded = Patches()
 _guard_lock = threading.Lock()
@@ -237,6 +241,7 @@ def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     async def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
         started: dict[UUID, Run] = {}
+        before = otel_context.get_current()
         token = guarded_calls.set(started)
         try:
             return await method(self, *args, **kwargs)
@@ -251,24 +256,41 @@ def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
             if started:
                 for run in reversed(started.values()):
                     run.detach()  # here, in the caller's context, where it was attached
+            _restore(before)
             with contextlib.suppress(ValueError):  # reset from another context: nothing to undo
                 guarded_calls.reset(token)
 
     return guarded
 
 
+def _restore(before: Context) -> None:
+    """Leave the caller's context as the call found it when the call left one of our ended runs
+    current there (its end came in another task, which could not detach it)."""
+    try:
+        if otel_context.get_current() is not before:
+            left = threadline.current_run()
+            if left is not None and left.ended:
+                otel_context.attach(before)
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("langchain.guard_restore", error)
+
+
 def guard_entry_points() -> None:
     """Wrap LangChain's async entry points (once per process; see ``_GUARDED``)."""
-    try:
-        with _guard_lock:
-            if _guarded:
-                return
-            for module_name, class_name, name in _GUARDED:
-                cls = getattr(importlib.import_module(module_name), class_name, None)
+    with _guard_lock:
+        if _guarded:
+            return
+        for module_name, class_name, name in _GUARDED:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                continue  # LangGraph is optional
+            try:
+                cls = getattr(module, class_name, None)
                 if isinstance(cls, type) and inspect.iscoroutinefunction(cls.__dict__.get(name)):
                     _guarded.replace(cls, name, _guard)
-    except Exception as error:  # noqa: BLE001 - async calls are then not made current at top level
-        report("langchain.guard_entry_points", error)
+            except Exception as error:  # noqa: BLE001 - that call is then not guarded
+                report("langchain.guard_entry_points", error)
 
 
 def unguard_entry_points() -> None:
@@ -864,6 +886,10 @@ class CallbackHandler(BaseCallbackHandler):
 def _finish(run: Run, error: BaseException) -> None:
     if _is_control_flow(error):
         run.end()
+    elif isinstance(error, asyncio.CancelledError):
+        # Leaving an agent's stream early cancels the model call in flight: a failure only if
+        # the agent's run fails too (a timeout, a cancelled caller).
+        run.cancel(error)
     else:
         run.fail(error)
 
