@@ -632,3 +632,39 @@ def test_tool_return_records_what_the_model_sees(
     agent.run_sync("hi")
     [tool] = [s for s in telemetry.spans() if s.name == "execute_tool lookup"]
     assert json.loads(tool.attributes[semconv.GEN_AI_TOOL_CALL_RESULT]) == {"v": 1}
+
+
+def test_fallback_chain_names_the_model_that_answered(telemetry: Telemetry) -> None:
+    """A FallbackModel's request starts as one to its first model; when that one fails and
+    the next answers, the span and its metrics name the one that answered."""
+    from pydantic_ai.models.fallback import FallbackModel
+
+    class Anthropic(FunctionModel):
+        @property
+        def system(self) -> str:
+            return "anthropic"
+
+        @property
+        def base_url(self) -> str:
+            return "https://api.anthropic.com"
+
+    def down(messages: Any, info: Any) -> ModelResponse:
+        raise _exc.ModelHTTPError(503, "primary-model")
+
+    primary = FunctionModel(down, model_name="primary-model")
+    backup = Anthropic(lambda messages, info: text("ok", input_tokens=3), model_name="backup")
+    agent = Agent(FallbackModel(primary, backup), name="f", capabilities=[Tracing()])
+    assert agent.run_sync("hi").output == "ok"
+    Agent(FallbackModel(backup, primary), name="g", capabilities=[Tracing()]).run_sync("hi")
+    first, second = (s for s in telemetry.spans() if s.name.startswith("chat"))
+    assert first.name == "chat backup"
+    assert first.attributes[semconv.GEN_AI_REQUEST_MODEL] == "backup"
+    assert first.attributes[semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
+    assert first.attributes[semconv.SERVER_ADDRESS] == "api.anthropic.com"
+    assert first.status_code == "UNSET"
+    assert second.name == "chat backup"  # the first model of the chain answered
+    (point,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    assert point["count"] == 2
+    assert point["attributes"][semconv.GEN_AI_REQUEST_MODEL] == "backup"
+    assert point["attributes"][semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
+    telemetry.assert_conformant()

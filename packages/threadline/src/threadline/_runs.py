@@ -792,6 +792,37 @@ class InferenceRun(Run):
             report("InferenceRun.chunk", error)
             return False
 
+    @guarded()
+    def answered_by(
+        self,
+        model: str,
+        provider: str | None = None,
+        *,
+        server_address: str | None = None,
+        server_port: int | None = None,
+    ) -> None:
+        """Name the model that answered, when it is not the one this run started for (a
+        fallback chain that moved on to its next model): the span's name, request model,
+        provider and server, and the metrics still to be recorded, are then the answering
+        model's."""
+        if self._ended or not model:
+            return
+        self.model = model
+        metric = dict(self._metric_attributes)
+        metric[semconv.GEN_AI_REQUEST_MODEL] = model
+        if provider:
+            self.provider = provider
+            metric[semconv.GEN_AI_PROVIDER_NAME] = provider
+        if server_address:
+            metric[semconv.SERVER_ADDRESS] = server_address
+            if server_port:
+                metric[semconv.SERVER_PORT] = server_port
+            else:
+                metric.pop(semconv.SERVER_PORT, None)
+        self._metric_attributes = metric
+        self.span.update_name(f"{self.operation} {model}")
+        self.span.set_attributes(metric)
+
     def _pending_attribute(self, key: str, value: AttributeValue) -> None:
         if self._pending is None:
             self._pending = {key: value}

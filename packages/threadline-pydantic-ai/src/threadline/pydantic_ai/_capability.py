@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import contextvars
 import warnings
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,36 @@ if TYPE_CHECKING:
     from threadline import AgentRun, InferenceRun, ToolRun
 
 __all__ = ["DuplicateTelemetryWarning", "Tracing"]
+
+
+def _fallback_chain(model: Any) -> list[Any] | None:
+    """The models a ``FallbackModel`` tries, in order (nested ones flattened); None for any
+    other model. Its request's span starts as one to the first (see :func:`_answered_by`)."""
+    models = getattr(model, "models", None)
+    if type(model).__name__ != "FallbackModel" or not isinstance(models, Sequence) or not models:
+        return None
+    chain: list[Any] = []
+    for member in models:
+        chain.extend(_fallback_chain(member) or (member,))
+    return chain
+
+
+def _answered_by(chat: InferenceRun, chain: Sequence[Any], response: Any) -> None:
+    """When a fallback chain moved on, the span and its metrics name the model that answered
+    (as Pydantic AI's own spans do), told by the response's model name, else its provider."""
+    name, provider = response.model_name, getattr(response, "provider_name", None)
+    answered = next((m for m in chain if m.model_name == name), None) or next(
+        (m for m in chain if provider and m.system == provider), None
+    )
+    if answered is None or answered is chain[0]:
+        return
+    address, port = server_address(answered.base_url)
+    chat.answered_by(
+        answered.model_name,
+        provider_name(answered.system),
+        server_address=address,
+        server_port=port,
+    )
 
 
 class DuplicateTelemetryWarning(RuntimeWarning):
@@ -287,9 +317,10 @@ class Tracing(AbstractCapability[Any]):
         raise error
 
     # --- model requests --------------------------------------------------------------------
-    def _start_chat(self, ctx: Any, request_context: Any, parent: AgentRun) -> InferenceRun | None:
+    def _start_chat(
+        self, model: Any, request_context: Any, parent: AgentRun
+    ) -> InferenceRun | None:
         try:
-            model = getattr(request_context, "model", None) or ctx.model
             parameters = request_context.model_request_parameters
             address, port = server_address(model.base_url)
             attributes: dict[str, AttributeValue] | None = None
@@ -323,11 +354,15 @@ class Tracing(AbstractCapability[Any]):
                 report("threadline.pydantic_ai.request_content", error)
         return chat
 
-    def _end_chat(self, chat: InferenceRun, response: Any) -> None:
+    def _end_chat(
+        self, chat: InferenceRun, response: Any, chain: Sequence[Any] | None = None
+    ) -> None:
         if response is None:
             chat.end()
             return
         try:
+            if chain is not None:
+                _answered_by(chat, chain, response)
             finish = response.finish_reason
             chat.update(
                 response_id=response.provider_response_id,
@@ -347,7 +382,9 @@ class Tracing(AbstractCapability[Any]):
         state = self._state(ctx)
         if state is None:
             return await handler(request_context)
-        chat = self._start_chat(ctx, request_context, state.run)
+        model = getattr(request_context, "model", None) or ctx.model
+        chain = _fallback_chain(model)
+        chat = self._start_chat(chain[0] if chain else model, request_context, state.run)
         if chat is None:
             return await handler(request_context)
         state.chat = chat
@@ -361,7 +398,7 @@ class Tracing(AbstractCapability[Any]):
                 )
                 chat.end()
             elif isinstance(error, _SKIPPED_REQUEST):
-                self._end_chat(chat, getattr(error, "response", None))
+                self._end_chat(chat, getattr(error, "response", None), chain)
             else:
                 chat.fail(error)
             raise
@@ -369,7 +406,7 @@ class Tracing(AbstractCapability[Any]):
             chat.detach()
             if state.chat is chat:
                 state.chat = None
-        self._end_chat(chat, response)
+        self._end_chat(chat, response, chain)
         return response
 
     # --- streaming -------------------------------------------------------------------------
