@@ -6,6 +6,7 @@ detach context", that no context is left attached and that no run records are le
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -437,6 +438,67 @@ def test_timed_out_agent_fails_with_its_model_call(telemetry: Any, config: dict[
         ("chat scripted-1", "ERROR", "asyncio.exceptions.CancelledError"),
         ("invoke_agent support", "ERROR", "asyncio.exceptions.CancelledError"),
     ]
+    assert len(threadline.open_runs) == 0
+
+
+def test_timed_out_agent_inside_a_run_of_the_app(telemetry: Any, config: dict[str, Any]) -> None:
+    """The app's own run around a timed-out agent carries on: the agent and its model call
+    still failed, and the app's context is as it was before the call."""
+    from opentelemetry import context as otel_context
+
+    agent = build_agent(Stalling(responses=[AIMessage(content="hi")]), [get_weather])
+
+    async def app() -> None:
+        with threadline.invoke_workflow("app"):
+            before = otel_context.get_current()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await agent.ainvoke({"messages": [("user", "Weather?")]}, config=config)
+            assert otel_context.get_current() is before
+        assert not trace.get_current_span().get_span_context().is_valid
+
+    asyncio.run(app())
+    assert [(s.name, s.status_code) for s in telemetry.spans()] == [
+        ("chat scripted-1", "ERROR"),
+        ("invoke_agent support", "ERROR"),
+        ("invoke_workflow app", "UNSET"),
+    ]
+    assert len(threadline.open_runs) == 0
+
+
+def test_call_timed_out_inside_a_tool_fails(telemetry: Any, config: dict[str, Any]) -> None:
+    """A tool gives its model call 50 ms, then answers otherwise: the call failed (at the
+    timeout, not when the tool ends), the tool and the agent did not."""
+    from langchain_core.messages import ToolCall
+    from langchain_core.tools import tool
+
+    slow = Stalling(responses=[AIMessage(content="hi")], model="slow-model")
+
+    @tool
+    async def lookup(city: str) -> str:
+        """Looks a city up, with a deadline."""
+        try:
+            async with asyncio.timeout(0.05):
+                return str((await slow.ainvoke(city)).content)
+        except TimeoutError:
+            await asyncio.sleep(0.2)
+            return "unknown"
+
+    model = ScriptedChatModel(
+        responses=[
+            AIMessage(
+                content="", tool_calls=[ToolCall(name="lookup", args={"city": "x"}, id="c1")]
+            ),
+            AIMessage(content="Unknown."),
+        ]
+    )
+    agent = build_agent(model, [lookup])
+    asyncio.run(agent.ainvoke({"messages": [("user", "Where?")]}, config=config))
+    chat = telemetry.find("chat slow-model")
+    assert chat.attributes[semconv.ERROR_TYPE] == "asyncio.exceptions.CancelledError"
+    assert semconv.THREADLINE_ABANDONED not in chat.attributes
+    assert chat.end_ns - chat.start_ns < 150e6  # ended at the timeout
+    assert telemetry.find("execute_tool lookup").status_code == "UNSET"
     assert len(threadline.open_runs) == 0
 
 

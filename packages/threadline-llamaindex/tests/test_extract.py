@@ -141,3 +141,24 @@ def test_image_blocks_are_media_parts() -> None:
     assert blob == BlobPart("image", png, mime_type="image/png")
     assert isinstance(uri, UriPart)
     assert (uri.modality, uri.uri) == ("image", "https://example.com/cat.png")
+
+
+def test_llm_facts_are_read_again_when_a_field_changes(telemetry: Any) -> None:
+    """An LLM's facts are read once per object, and again when the app sets one of its fields;
+    ``additional_kwargs`` (a dict some apps change in place) is read on every call."""
+    from llama_index.llms.openai import OpenAI
+
+    llm = OpenAI(model="gpt-4o-mini", temperature=0.1, api_key="sk-test")
+    first = _extract.llm_facts(llm)
+    assert (first.provider, first.model, first.host) == ("openai", "gpt-4o-mini", "api.openai.com")
+    assert _extract.llm_facts(llm) is first
+    llm.temperature = 0.7
+    llm.model = "gpt-4o"
+    llm.api_base = "http://localhost:8080/v1"
+    again = _extract.llm_facts(llm)
+    assert again.params is not None
+    assert again.params.temperature == 0.7
+    assert (again.model, again.host, again.port) == ("gpt-4o", "localhost", 8080)
+    assert not _extract.has_extra_params(llm)
+    llm.additional_kwargs["top_p"] = 0.5
+    assert _extract.has_extra_params(llm)

@@ -30,7 +30,7 @@ def test_internal_error_does_not_reach_the_app(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug in threadline")
 
-    monkeypatch.setattr(_extract, "request_params", broken)
+    monkeypatch.setattr(_extract, "llm_facts", broken)
     with caplog.at_level(logging.DEBUG, logger="threadline"), cassette("chat.yaml"):
         response = make_llm().chat(MESSAGES)
     assert response.message.content == "The capital of France is Paris."

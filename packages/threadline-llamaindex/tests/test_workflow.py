@@ -10,6 +10,7 @@ from llama_index.core.workflow import Event, StartEvent, StopEvent, Workflow, st
 from opentelemetry import trace
 
 import threadline
+import threadline.llamaindex
 from threadline.testing import Telemetry
 
 try:
@@ -50,6 +51,51 @@ class Broken(Workflow):
         with trace.get_tracer("app").start_as_current_span("app.work"):
             pass
         raise KeyError("missing")
+
+
+class Job(Event):
+    payload: str
+
+
+class NamedLikeAToolStep(Workflow):
+    """A step that happens to be called call_tool (like an agent's tool step) and calls none."""
+
+    @step
+    async def start(self, ev: StartEvent) -> Job:
+        return Job(payload="x")
+
+    @step
+    async def call_tool(self, ev: Job) -> StopEvent:
+        with trace.get_tracer("app").start_as_current_span("app.http"):
+            pass
+        return StopEvent(result=ev.payload)
+
+
+def test_step_named_call_tool_is_a_step(telemetry: Telemetry) -> None:
+    async def run() -> Any:
+        return await NamedLikeAToolStep(timeout=10).run()
+
+    asyncio.run(run())
+    assert (
+        telemetry.tree() == "invoke_workflow NamedLikeAToolStep [INTERNAL]\n  app.http [INTERNAL]"
+    )
+
+
+def test_verbose_steps_are_current_while_they_run(telemetry: Telemetry) -> None:
+    """verbose=True shows the steps as spans (on LlamaIndex 0.12, methods of the workflow);
+    each is current while it runs."""
+    threadline.llamaindex.uninstrument()
+    threadline.llamaindex.instrument(verbose=True)
+
+    async def run() -> Any:
+        return await Writer(timeout=10).run(topic="x")
+
+    asyncio.run(run())
+    tree = telemetry.tree()
+    assert "---" not in tree, tree  # one trace
+    assert tree.startswith("invoke_workflow Writer [INTERNAL]\n  Writer.draft [INTERNAL]\n")
+    assert "\n    app.lookup [INTERNAL]\n" in tree
+    assert threadline.current_run() is None
 
 
 def test_step_work_is_inside_the_workflow(telemetry: Telemetry) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -169,30 +170,34 @@ def test_marked_failed_run_ended_by_its_owner(telemetry: Telemetry) -> None:
     telemetry.assert_conformant()
 
 
-@pytest.mark.parametrize("agent_fails", [False, True])
-def test_cancelled_run_takes_the_outcome_of_its_enclosing_run(
-    telemetry: Telemetry, agent_fails: bool
+@pytest.mark.parametrize("agent_ends", ["stopped_early", "normally", "failed"])
+def test_cancelled_run_is_settled_by_its_enclosing_run(
+    telemetry: Telemetry, agent_ends: str
 ) -> None:
-    """A cancelled call ends at once (its own end time and duration), failed only if the run
-    around it fails: an agent whose consumer stopped early is no failure, nor is its call."""
+    """A cancelled call ends at once (its own end time and duration) and counts as ended; its
+    enclosing run settles whether that was a failure: no failure only if the enclosing run
+    was stopped early by its consumer, which is what cancelled the call."""
     cancelled = asyncio.CancelledError()
     agent = threadline.invoke_agent("support")
     chat = threadline.inference("gpt-4o", provider="openai", parent=agent)
+    chat.attach()
     chat.cancel(cancelled)
-    assert not chat.ended  # its outcome is the agent's
-    chat.cancel(cancelled)  # twice (two callbacks of one cancellation): one span
+    assert chat.ended  # later ends are ignored
+    assert threadline.current_run() is None  # detached where it was attached
+    chat.end()
+    chat.cancel(cancelled)
     with threadline.step("cleanup", parent=agent):
         pass
-    if agent_fails:
+    if agent_ends == "failed":
         agent.fail(TimeoutError())
     else:
-        agent.end()
-    assert chat.ended
+        agent.end(stopped_early=agent_ends == "stopped_early")
     spans = {s.name: s for s in telemetry.spans()}
     assert list(spans) == ["cleanup", "chat gpt-4o", "invoke_agent support"]
     call = spans["chat gpt-4o"]
     assert call.end_ns <= spans["cleanup"].start_ns  # ended when it was cancelled
-    if agent_fails:
+    failed = agent_ends != "stopped_early"
+    if failed:
         assert call.status_code == "ERROR"
         assert call.attributes[semconv.ERROR_TYPE] == "asyncio.exceptions.CancelledError"
     else:
@@ -200,8 +205,37 @@ def test_cancelled_run_takes_the_outcome_of_its_enclosing_run(
         assert semconv.ERROR_TYPE not in call.attributes
     (point,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
     assert point["sum"] <= (call.end_ns - call.start_ns) / 1e9 + 1e-3
-    assert (semconv.ERROR_TYPE in point["attributes"]) is agent_fails
+    assert (semconv.ERROR_TYPE in point["attributes"]) is failed
+    assert len(threadline.open_runs) == 0
     telemetry.assert_conformant()
+
+
+def test_cancelled_runs_nest(telemetry: Telemetry) -> None:
+    """A run cancelled inside one that was cancelled before it waits with it, and never ends
+    after it."""
+    outer = threadline.invoke_workflow("app")
+    agent = threadline.invoke_agent("support", parent=outer)
+    chat = threadline.inference("gpt-4o", provider="openai", parent=agent)
+    agent.cancel(asyncio.CancelledError())
+    chat.cancel(asyncio.CancelledError())
+    outer.end(stopped_early=True)
+    spans = {s.name: s for s in telemetry.spans()}
+    assert spans["chat gpt-4o"].end_ns <= spans["invoke_agent support"].end_ns
+    assert {s.status_code for s in spans.values()} == {"UNSET"}
+    assert len(threadline.open_runs) == 0
+
+
+def test_cancelled_run_whose_enclosing_run_never_ends_is_reaped(telemetry: Telemetry) -> None:
+    agent = threadline.invoke_agent("support")
+    chat = threadline.inference("gpt-4o", provider="openai", parent=agent)
+    chat.cancel(asyncio.CancelledError())
+    threadline.open_runs.reap(now=time.monotonic() + 10_000)
+    spans = {s.name: s for s in telemetry.spans()}
+    assert spans["chat gpt-4o"].attributes[semconv.ERROR_TYPE] == (
+        "asyncio.exceptions.CancelledError"
+    )
+    assert spans["invoke_agent support"].attributes[semconv.THREADLINE_ABANDONED] is True
+    assert len(threadline.open_runs) == 0
 
 
 def test_cancelled_run_with_nothing_around_it_fails_at_once(telemetry: Telemetry) -> None:

@@ -51,6 +51,8 @@ def _inert(cls: type[_R], parent: Run | Context | None) -> _R:
     run._parent_ctx = run._ctx or Context()
     run._end_callbacks = None
     run._cancelled = None
+    run._waiting = None
+    run._stopped_early = False
     run.parent_run = parent if isinstance(parent, Run) else None
     run.start_monotonic = 0.0
     run.span = trace.INVALID_SPAN

@@ -251,7 +251,9 @@ class Run:
         "_parent_ctx",
         "_released_scopes",
         "_scopes",
+        "_stopped_early",
         "_token",
+        "_waiting",
         "kind",
         "operation",
         "parent_run",
@@ -291,7 +293,9 @@ class Run:
         self._released_scopes: list[Token[Context]] | None = None
         self._ctx: Context | None = None
         self._end_callbacks: list[tuple[RunRegistry[Any, Any], Any]] | None = None
-        self._cancelled: list[_Cancelled] | None = None
+        self._cancelled: list[Run] | None = None  # cancelled runs inside, waiting (see cancel)
+        self._waiting: _Waiting | None = None
+        self._stopped_early = False
         tracer = resolved().tracer
         # one instant for the span start and the monotonic clock behind durations and
         # time to first chunk, so neither can exceed the span
@@ -455,8 +459,10 @@ class Run:
         tb: TracebackType | None,
     ) -> Literal[False]:
         self.detach()
-        if exc is None or isinstance(exc, GeneratorExit):
+        if exc is None:
             self.end()
+        elif isinstance(exc, GeneratorExit):
+            self.end(stopped_early=True)  # the consumer closed the generator
         else:
             self.fail(exc)
         return False  # the user's exception propagates untouched
@@ -469,10 +475,16 @@ class Run:
             self._ended = True
         return True
 
-    def end(self, *, end_time: int | None = None) -> None:
-        """End the run successfully. Later calls (and updates) are ignored."""
+    def end(self, *, end_time: int | None = None, stopped_early: bool = False) -> None:
+        """End the run successfully. Later calls (and updates) are ignored.
+
+        ``stopped_early``: its consumer stopped before the end (closed the run's stream), which
+        cancelled what was in flight inside it: runs cancelled inside it end without error (see
+        :meth:`cancel`)."""
         try:
             if self._claim_end():
+                if stopped_early:
+                    self._stopped_early = True
                 self._finish(self._failed_as, end_time)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("Run.end", error)
@@ -512,32 +524,57 @@ class Run:
             self._failed_as = self._set_error(error, description)
 
     def cancel(self, error: BaseException) -> None:
-        """End a run whose operation was cancelled from outside (an ``asyncio`` cancellation):
-        it ends now, and whether that was a failure is up to the nearest enclosing run still
-        open. A consumer that stops reading an agent's stream cancels the model call in flight
-        and ends the agent normally: the call then ends without error too. A timeout or a
-        cancelled caller fails the enclosing run, and the call fails with ``error`` as well.
-        With no enclosing run open it fails at once."""
+        """End a run whose operation was cancelled from outside (an ``asyncio`` cancellation).
+        It ends at this moment, and the nearest enclosing run still open settles whether that
+        was a failure, when it ends: a consumer that stopped reading an agent's stream early
+        (``end(stopped_early=True)``) cancelled the model call in flight, which then ends
+        without error; any other end of the enclosing run (a timeout, a failure, a caller that
+        carried on after cancelling a call) fails it with ``error``. With no enclosing run
+        open it fails at once. Until settled it counts as ended: later ends are ignored."""
+        deferred = False
         try:
-            self.detach()
-            enclosing = self.parent_run
             with _END_LOCK:
-                while enclosing is not None and enclosing._ended:
-                    enclosing = enclosing.parent_run
-                if enclosing is not None and not self._ended:
-                    pending = _Cancelled(self, error, time.time_ns())
-                    if enclosing._cancelled is None:
-                        enclosing._cancelled = [pending]
-                    else:
-                        enclosing._cancelled.append(pending)
+                if self._ended:
                     return
+                enclosing = self.parent_run
+                while enclosing is not None and enclosing._ended and enclosing._waiting is None:
+                    enclosing = enclosing.parent_run
+                if enclosing is not None:
+                    self._ended = deferred = True
+                    self._waiting = _Waiting(error, time.time_ns())
+                    if enclosing._cancelled is None:
+                        enclosing._cancelled = [self]
+                    else:
+                        enclosing._cancelled.append(self)
         except Exception as failure:  # noqa: BLE001 - fail-open
             report("Run.cancel", failure)
-        self.fail(error)
+        if deferred:
+            self.detach()
+        else:
+            self.fail(error)
+
+    def _settle(self, stopped_early: bool, limit: int | None) -> None:
+        """End a cancelled run as its enclosing run ends (at ``limit`` the latest)."""
+        with _END_LOCK:
+            waiting, self._waiting = self._waiting, None
+        if waiting is None:
+            return
+        at = waiting.at if limit is None else min(waiting.at, limit)
+        try:
+            if stopped_early:
+                self._stopped_early = True  # what was cancelled inside it settles alike
+                self._finish(self._failed_as, at)
+            else:
+                self._finish(self._set_error(waiting.error, None), at)
+        except Exception as failure:  # noqa: BLE001 - fail-open
+            report("Run.cancel", failure)
 
     def abandon(self, reason: str = "abandoned") -> None:
         """End a run nobody ended (the reaper calls this); keeps what was recorded so far."""
         try:
+            if self._waiting is not None:  # cancelled, and what encloses it never ended
+                self._settle(False, None)
+                return
             if not self._claim_end():
                 return
             self.span.set_attribute(semconv.THREADLINE_ABANDONED, True)
@@ -554,7 +591,7 @@ class Run:
         else:  # an end in the past (a cancelled run resolved later) shortens the duration
             duration -= max(time.time_ns() - end_time, 0) / 1e9
         if self._cancelled:
-            self._resolve_cancelled(error_type)
+            self._settle_cancelled(error_type is None and self._stopped_early, end_time)
         try:
             self._before_end(error_type)
         except Exception as error:  # noqa: BLE001 - the span must still end
@@ -583,16 +620,12 @@ class Run:
         except Exception as error:  # noqa: BLE001
             report(f"{type(self).__name__}._record_metrics", error)
 
-    def _resolve_cancelled(self, error_type: str | None) -> None:
-        """End the runs cancelled inside this one (see :meth:`cancel`) as this one ends: failed
-        if it fails, else without error, each at the time it was cancelled."""
-        with _END_LOCK:  # no run can join once this one has claimed its end
+    def _settle_cancelled(self, stopped_early: bool, end_time: int) -> None:
+        """Settle the runs cancelled inside this one as it ends (see :meth:`cancel`)."""
+        with _END_LOCK:  # none can join once this one has claimed its end
             cancelled, self._cancelled = self._cancelled, None
-        for run, error, at in cancelled or ():
-            if error_type is None:
-                run.end(end_time=at)
-            else:
-                run.fail(error, end_time=at)
+        for run in cancelled or ():
+            run._settle(stopped_early, end_time)
 
     def _on_end(self, registry: RunRegistry[Any, Any], key: Any) -> None:
         if self._end_callbacks is None:
@@ -637,8 +670,9 @@ class Run:
         return None
 
 
-class _Cancelled(NamedTuple):
-    run: Run
+class _Waiting(NamedTuple):
+    """A cancelled run's pending outcome (see :meth:`Run.cancel`)."""
+
     error: BaseException
     at: int  # when it was cancelled (ns since the epoch)
 

@@ -884,11 +884,13 @@ class CallbackHandler(BaseCallbackHandler):
 
 
 def _finish(run: Run, error: BaseException) -> None:
-    if _is_control_flow(error):
+    if isinstance(error, GeneratorExit):
+        run.end(stopped_early=True)  # the consumer stopped iterating a stream
+    elif _is_control_flow(error):
         run.end()
     elif isinstance(error, asyncio.CancelledError):
-        # Leaving an agent's stream early cancels the model call in flight: a failure only if
-        # the agent's run fails too (a timeout, a cancelled caller).
+        # Leaving an agent's stream early cancels the model call in flight: no failure if that
+        # is why (the agent's run then ends as stopped early), else one.
         run.cancel(error)
     else:
         run.fail(error)

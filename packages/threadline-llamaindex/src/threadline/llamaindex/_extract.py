@@ -164,6 +164,73 @@ def metadata(llm: Any) -> Any:
         return None
 
 
+class LLMFacts(NamedTuple):
+    """What an LLM object's fields say, the same for every call until a field changes."""
+
+    provider: str
+    host: str | None
+    port: int | None
+    model: str | None  # its model field, else what its metadata names
+    is_chat_model: bool
+    params: threadline.RequestParams | None  # from its own fields, without additional_kwargs
+
+
+# id(llm) -> (weak reference to it, its field values then, its facts); see llm_facts.
+_llm_facts: dict[int, tuple[weakref.ReferenceType[Any], tuple[Any, ...], LLMFacts]] = {}
+
+
+def llm_facts(llm: Any) -> LLMFacts:
+    """The facts of ``llm``, read once per object and again when one of its fields is given
+    a new value (LLMs are pydantic models: their fields are the values of ``__dict__``)."""
+    fields = getattr(llm, "__dict__", None)
+    state = tuple(fields.values()) if type(fields) is dict else None
+    key = id(llm)
+    entry = _llm_facts.get(key)
+    if entry is not None and state is not None and entry[0]() is llm:
+        try:
+            if entry[1] == state:
+                return entry[2]
+        except Exception:  # noqa: BLE001 - a field whose == raises: read the facts again
+            pass
+    host, port = endpoint(llm)
+    model = model_field(llm)
+    meta = metadata_facts(llm)
+    facts = LLMFacts(
+        provider_of(type(llm)),
+        host,
+        port,
+        model or meta.model_name,
+        meta.is_chat_model,
+        _own_params(llm),
+    )
+    if state is not None:
+        try:
+            ref = weakref.ref(llm)
+        except TypeError:  # not weak-referenceable: read again next time
+            return facts
+        if len(_llm_facts) >= _MAX_MODELS:
+            _llm_facts.clear()
+        _llm_facts[key] = (ref, state, facts)
+    return facts
+
+
+def has_extra_params(llm: Any) -> bool:
+    """Whether ``llm`` has ``additional_kwargs`` (a dict, changed in place by some apps: read
+    on every call)."""
+    fields = getattr(llm, "__dict__", None)
+    extra = fields.get("additional_kwargs") if type(fields) is dict else None
+    return bool(extra)
+
+
+def _own_params(llm: Any) -> threadline.RequestParams | None:
+    present = fields_present(llm, _PARAM_ATTRIBUTES)
+    max_tokens = _own_max_tokens(llm) if "max_tokens" in present else None
+    temperature = _number(getattr(llm, "temperature", None)) if "temperature" in present else None
+    if max_tokens is None and temperature is None:
+        return None
+    return threadline.RequestParams(max_tokens=max_tokens, temperature=temperature)
+
+
 _PARAM_ATTRIBUTES = ("additional_kwargs", "max_tokens", "temperature")
 
 
@@ -181,14 +248,7 @@ def request_params(
     else:
         merged = extra
     if merged is None:
-        # Runs on every call of a model without extra parameters: only its own fields.
-        max_tokens = _own_max_tokens(llm) if "max_tokens" in present else None
-        temperature = (
-            _number(getattr(llm, "temperature", None)) if "temperature" in present else None
-        )
-        if max_tokens is None and temperature is None:
-            return None
-        return threadline.RequestParams(max_tokens=max_tokens, temperature=temperature)
+        return _own_params(llm)
     max_tokens = _int(merged.get("max_tokens", merged.get("max_completion_tokens")))
     if max_tokens is None and "max_tokens" in present:
         max_tokens = _own_max_tokens(llm)

@@ -461,6 +461,10 @@ class Tracker:
         parent = self._parent(parent_id)
         arguments: Mapping[str, Any] = bound_args.arguments
         workflow = self.workflows.get(parent_id) if parent_id and self.workflows else None
+        if workflow is not None and workflow.run.ended:
+            # Ended without its span's exit (abandoned, or LlamaIndex 0.12 never exited it).
+            del self.workflows[parent_id]  # type: ignore[arg-type]
+            workflow = None
         if workflow is not None:
             # A step of a running workflow: it runs in a task of the workflow's own.
             parent = workflow.parent_for(arguments.get("ev"))
@@ -508,8 +512,10 @@ class Tracker:
             run = self._tool(instance, arguments, parent)
         elif kind is Kind.TOOL_STEP:
             run = self._tool_step(arguments, parent)
-            if run is None:
+            if run is None:  # a step named call_tool that calls no tool
                 self._remember(id_, parent)
+                if workflow is not None and isinstance(parent, threadline.Run):
+                    self._add_scope(id_, parent)
                 return
         elif kind is Kind.AGENT:
             description = getattr(instance, "description", None)
@@ -523,15 +529,26 @@ class Tracker:
         else:
             run = threadline.step(prefix, parent=parent)
         self.runs.add(id_, run)
-        if kind is not Kind.TOOL_STEP and isinstance(instance, self.types.workflow):
+        if (kind is Kind.WORKFLOW or kind is Kind.AGENT) and isinstance(
+            instance, self.types.workflow
+        ):
             # Workflow.run returns a future and its span exits when the workflow finishes,
             # in another context: making the run current here would leave it attached.
-            if len(self.workflows) >= _MAX_KINDS:
-                self.workflows.clear()
-            agents = getattr(instance, "agents", None) if kind is Kind.WORKFLOW else None
-            self.workflows[id_] = _WorkflowScope(run, agents if isinstance(agents, dict) else None)
+            self._add_workflow(id_, run, instance, kind)
             return
         run.attach()
+
+    def _add_workflow(self, id_: str, run: threadline.Run, instance: Any, kind: Kind) -> None:
+        workflows = self.workflows
+        if len(workflows) >= _MAX_KINDS:
+            # Workflows whose span never exited (LlamaIndex 0.12 exits it only when the caller
+            # awaits the result): drop the ended ones, and all if none has.
+            for key in [key for key, scope in workflows.items() if scope.run.ended]:
+                del workflows[key]
+            if len(workflows) >= _MAX_KINDS:
+                workflows.clear()
+        agents = getattr(instance, "agents", None) if kind is Kind.WORKFLOW else None
+        workflows[id_] = _WorkflowScope(run, agents if isinstance(agents, dict) else None)
 
     def _add_scope(self, id_: str, run: threadline.Run) -> None:
         if len(self.scopes) >= _MAX_NODES:
@@ -551,11 +568,14 @@ class Tracker:
         arguments: Mapping[str, Any],
         parent: Parent | None,
     ) -> threadline.InferenceRun:
-        provider = _extract.provider_of(type(llm))
+        facts = _extract.llm_facts(llm)
         call_kwargs = arguments.get("kwargs")
-        if not isinstance(call_kwargs, Mapping):
+        if not isinstance(call_kwargs, Mapping) or not call_kwargs:
             call_kwargs = None
-        host, port = _extract.endpoint(llm)
+        if call_kwargs is None and not _extract.has_extra_params(llm):
+            request = facts.params
+        else:
+            request = _extract.request_params(llm, call_kwargs)
         input_messages = tools = None
         if threadline.capture_enabled():
             if kind is Kind.CHAT:
@@ -565,23 +585,18 @@ class Tracker:
                 input_messages = _extract.prompt_messages(arguments["prompt"])
             if call_kwargs and call_kwargs.get("tools"):
                 tools = _extract.tool_definitions(call_kwargs["tools"])
-        model = _extract.model_field(llm)
-        operation = semconv.OP_CHAT
-        if model is None or kind is Kind.COMPLETION:
-            facts = _extract.metadata_facts(llm)
-            model = model or facts.model_name
-            if kind is Kind.COMPLETION and not facts.is_chat_model:
-                # complete() on a chat model is a chat request on the wire.
-                operation = semconv.OP_TEXT_COMPLETION
+        # complete() on a chat model is a chat request on the wire.
+        chat = kind is Kind.CHAT or facts.is_chat_model
+        provider = facts.provider
         return threadline.inference(
-            model,
+            facts.model,
             provider=provider,
-            operation=operation,
+            operation=semconv.OP_CHAT if chat else semconv.OP_TEXT_COMPLETION,
             parent=parent,
-            request=_extract.request_params(llm, call_kwargs),
+            request=request,
             stream="stream" in prefix,
-            server_address=host,
-            server_port=port,
+            server_address=facts.host,
+            server_port=facts.port,
             input_messages=input_messages,
             tool_definitions=tools,
             in_process=provider == _extract.IN_PROCESS_PROVIDER,

@@ -299,7 +299,8 @@ class Tracing(AbstractCapability[Any]):
                 except asyncio.CancelledError:
                     if _stopped_early(state):
                         run.detach()
-                        run.end()  # first: the with block then finds the run ended
+                        # first: the with block then finds the run ended
+                        run.end(stopped_early=True)
                     raise
         finally:
             if key is not None:
@@ -399,6 +400,8 @@ class Tracing(AbstractCapability[Any]):
                 chat.end()
             elif isinstance(error, _SKIPPED_REQUEST):
                 self._end_chat(chat, getattr(error, "response", None), chain)
+            elif isinstance(error, asyncio.CancelledError):
+                chat.cancel(error)  # a failure unless the run was stopped early
             else:
                 chat.fail(error)
             raise
@@ -455,6 +458,8 @@ class Tracing(AbstractCapability[Any]):
                 tool.end()
             elif isinstance(error, _CONTROL_FLOW):
                 tool.end()
+            elif isinstance(error, asyncio.CancelledError):
+                tool.cancel(error)  # a failure unless the run was stopped early
             else:
                 tool.fail(error)
             raise
