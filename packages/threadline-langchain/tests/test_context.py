@@ -428,6 +428,58 @@ def test_leaving_a_token_stream_early_is_no_failure(telemetry: Any, config: dict
     telemetry.assert_conformant()
 
 
+def test_leaving_an_event_stream_early_is_no_failure(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """astream_events runs the agent in a task of its own and cancels it when its consumer
+    closes the stream: that cancellation is how the run stopped, not a failure."""
+    agent = build_agent(two_tool_model(streaming=True), [get_weather, get_time])
+
+    async def first_token() -> None:
+        events = agent.astream_events(
+            {"messages": [("user", "Weather?")]}, config=config, version="v2"
+        )
+        async for event in events:
+            if event["event"] == "on_chat_model_stream":
+                break
+        await events.aclose()
+        assert threadline.current_run() is None
+
+    asyncio.run(first_token())
+    tree = telemetry.tree()
+    assert tree.startswith("invoke_agent support [INTERNAL]\n  chat scripted-1 [CLIENT]")
+    assert "!ERROR" not in tree
+    assert len(threadline.open_runs) == 0
+
+
+@pytest.mark.parametrize("close", ["aclose", "drop"])
+def test_graph_stream_leaves_its_consumer_its_own_context(
+    telemetry: Any, config: dict[str, Any], close: str
+) -> None:
+    """Between items the consumer runs in its own context (a graph runs its nodes in the
+    consumer's task), and a stream dropped without closing leaves nothing current."""
+    import gc
+
+    agent = build_agent(two_tool_model(), [get_weather, get_time])
+
+    async def first_update() -> None:
+        stream = agent.astream({"messages": [("user", "Weather?")]}, config=config)
+        async for _update in stream:
+            assert threadline.current_run() is None
+            break
+        if close == "aclose":
+            await stream.aclose()
+        else:
+            del stream
+            gc.collect()
+            await asyncio.sleep(0.01)  # the event loop closes the dropped stream
+        assert threadline.current_run() is None
+        assert not trace.get_current_span().get_span_context().is_valid
+
+    asyncio.run(first_update())
+    assert "!ERROR" not in telemetry.tree()
+
+
 def test_timed_out_agent_fails_with_its_model_call(telemetry: Any, config: dict[str, Any]) -> None:
     """A timeout around the agent cancels the model call too: both fail."""
     agent = build_agent(Stalling(responses=[AIMessage(content="hi")]), [get_weather])

@@ -232,6 +232,18 @@ _GUARDED = (
     # a task of its own, where the graph's span, made current for a node that ran in the
     # caller's task, cannot be detached.
     ("langgraph.pregel", "Pregel", "ainvoke"),
+    ("langgraph.pregel", "Pregel", "astream"),
+)
+# LangChain's astream_events (v2) runs the runnable in a task of its own and cancels it when the
+# consumer closes the event stream: the module functions that do it, wrapped to say so.
+_EVENT_STREAMS = (
+    ("langchain_core.tracers.event_stream", "_astream_events_implementation_v2"),
+    ("langchain_core.runnables.base", "_astream_events_implementation_v2"),
+)
+# Set while an event stream runs (the task it starts copies the context, so shares the list):
+# True once its consumer closed it, so the cancellation that follows is how the run stopped.
+_consumer_stopped: ContextVar[list[bool] | None] = ContextVar(
+    "threadline_langchain_consumer_stopped", default=None
 )
 _guarded = Patches()
 _guard_lock = threading.Lock()
@@ -263,6 +275,62 @@ def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
+def _guard_stream(method: Callable[..., Any]) -> Callable[..., Any]:
+    """The guard of an async generator (a graph's ``astream``). A graph runs a node in its
+    consumer's task, and makes the graph's span current there while the node runs; a consumer
+    that stops early closes the stream, and the graph reports that from a task of its own,
+    where that span cannot be detached."""
+
+    @functools.wraps(method)
+    async def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        before = otel_context.get_current()
+        stream = method(self, *args, **kwargs)
+        try:
+            async for item in stream:
+                # The consumer holds each item in its own context, not in the one the graph
+                # left current while a node runs (it goes on in that one when resumed): code
+                # the consumer runs between items is not the graph's, and a stream the
+                # consumer drops without closing leaves nothing current in its task.
+                token = None
+                if otel_context.get_current() is not before:
+                    token = threadline.attach_context(before)
+                try:
+                    yield item
+                finally:
+                    if token is not None:
+                        threadline.detach_context(token)
+        finally:
+            try:
+                await stream.aclose()
+            finally:
+                _restore(before)
+
+    return guarded
+
+
+def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        stopped = [False]
+        token = _consumer_stopped.set(stopped)
+        stream = function(*args, **kwargs)
+        try:
+            async for event in stream:
+                yield event
+        except GeneratorExit:
+            stopped[0] = True  # the consumer closed the stream
+            raise
+        finally:
+            try:
+                await stream.aclose()  # cancels and awaits the runnable's task
+            finally:
+                stopped[0] = False
+                with contextlib.suppress(ValueError):  # closed from another task
+                    _consumer_stopped.reset(token)
+
+    return guarded
+
+
 def _restore(before: Context) -> None:
     """Leave the caller's context as the call found it when the call left one of our ended runs
     current there (its end came in another task, which could not detach it)."""
@@ -287,9 +355,19 @@ def guard_entry_points() -> None:
                 continue  # LangGraph is optional
             try:
                 cls = getattr(module, class_name, None)
-                if isinstance(cls, type) and inspect.iscoroutinefunction(cls.__dict__.get(name)):
+                method = cls.__dict__.get(name) if isinstance(cls, type) else None
+                if inspect.iscoroutinefunction(method):
                     _guarded.replace(cls, name, _guard)
+                elif inspect.isasyncgenfunction(method):
+                    _guarded.replace(cls, name, _guard_stream)
             except Exception as error:  # noqa: BLE001 - that call is then not guarded
+                report("langchain.guard_entry_points", error)
+        for module_name, name in _EVENT_STREAMS:
+            try:
+                module = importlib.import_module(module_name)
+                if inspect.isasyncgenfunction(getattr(module, name, None)):
+                    _guarded.replace(module, name, _guard_events)
+            except Exception as error:  # noqa: BLE001 - event streams are then not guarded
                 report("langchain.guard_entry_points", error)
 
 
@@ -889,9 +967,13 @@ def _finish(run: Run, error: BaseException) -> None:
     elif _is_control_flow(error):
         run.end()
     elif isinstance(error, asyncio.CancelledError):
-        # Leaving an agent's stream early cancels the model call in flight: no failure if that
-        # is why (the agent's run then ends as stopped early), else one.
-        run.cancel(error)
+        stopped = _consumer_stopped.get()
+        if stopped is not None and stopped[0]:
+            run.end(stopped_early=True)  # an event stream its consumer closed
+        else:
+            # Leaving an agent's stream early cancels the model call in flight: no failure if
+            # that is why (the agent's run then ends as stopped early), else one.
+            run.cancel(error)
     else:
         run.fail(error)
 
