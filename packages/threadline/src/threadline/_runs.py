@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextvars import Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeVar
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
@@ -130,33 +130,37 @@ class RequestParams:
 
     def attributes(self) -> dict[str, AttributeValue]:
         out: dict[str, AttributeValue] = {}
-        # One test per field (a loop over (key, value) pairs builds them on every request).
-        if _given(self.max_tokens):
-            out[semconv.GEN_AI_REQUEST_MAX_TOKENS] = self.max_tokens
-        if _given(self.temperature):
-            out[semconv.GEN_AI_REQUEST_TEMPERATURE] = self.temperature
-        if _given(self.top_p):
-            out[semconv.GEN_AI_REQUEST_TOP_P] = self.top_p
-        if _given(self.top_k):
-            out[semconv.GEN_AI_REQUEST_TOP_K] = self.top_k
-        if _given(self.frequency_penalty):
-            out[semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY] = self.frequency_penalty
-        if _given(self.presence_penalty):
-            out[semconv.GEN_AI_REQUEST_PRESENCE_PENALTY] = self.presence_penalty
-        if _given(self.seed):
-            out[semconv.GEN_AI_REQUEST_SEED] = self.seed
-        if _given(self.output_type):
-            out[semconv.GEN_AI_OUTPUT_TYPE] = self.output_type
+        # One inline test per field ("set, and not a bool": True would pass for 1): a loop
+        # over (key, value) pairs, or a helper call per field, costs more on every request.
+        value: Any = self.max_tokens
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_MAX_TOKENS] = value
+        value = self.temperature
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_TEMPERATURE] = value
+        value = self.top_p
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_TOP_P] = value
+        value = self.top_k
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_TOP_K] = value
+        value = self.frequency_penalty
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY] = value
+        value = self.presence_penalty
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_PRESENCE_PENALTY] = value
+        value = self.seed
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_REQUEST_SEED] = value
+        value = self.output_type
+        if value is not None and value is not True and value is not False:
+            out[semconv.GEN_AI_OUTPUT_TYPE] = value
         if self.stop_sequences:
             out[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = [str(s) for s in self.stop_sequences]
         if self.choice_count is not None and self.choice_count != 1:
             out[semconv.GEN_AI_REQUEST_CHOICE_COUNT] = self.choice_count
         return out
-
-
-def _given(value: float | str | None) -> TypeGuard[float | str]:
-    """Set, and not a bool (``True`` would pass for 1)."""
-    return value is not None and value is not True and value is not False
 
 
 def error_type(error: BaseException) -> str:

@@ -364,10 +364,12 @@ class Tracker:
         self.verbose = verbose
         self.types = _Types()
         self.runs: threadline.RunRegistry[str, threadline.Run] = threadline.RunRegistry()
+        self._run_entries = self.runs._entries  # read without a method call (hot path)
         # Streaming inference runs whose LlamaIndex span has exited (result = generator).
         self.streams: threadline.RunRegistry[str, threadline.InferenceRun] = (
             threadline.RunRegistry()
         )
+        self.stream_entries = self.streams._entries  # read without a method call (hot path)
         self.stream_finish: dict[str, str] = {}
         # Per LLM object (by id): its async streams handed out and not read yet, where they are
         # CustomLLM's: astream_* return a generator that calls stream_* only when iterated,
@@ -457,10 +459,27 @@ class Tracker:
     def enter(self, id_: str, bound_args: Any, instance: Any, parent_id: str | None) -> None:
         cut = id_.find("-")
         prefix = id_[:cut] if cut > 0 else id_
-        kind = self._kind(instance, prefix)
-        parent = self._parent(parent_id)
+        # Inline fast paths: LlamaIndex spans every step, and most become no run.
+        kind = self.kinds.get((type(instance), prefix))
+        if kind is None:
+            kind = self._kind(instance, prefix)
+        if parent_id is None:
+            parent = self._parent(None)
+        else:
+            parent = self._run_entries.get(parent_id)
+            if parent is None:
+                parent = self.nodes.get(parent_id)
+        workflows = self.workflows
+        if kind is Kind.SKIP and not workflows:
+            if parent is not None:
+                nodes = self.nodes
+                if len(nodes) >= _MAX_NODES:
+                    self._remember(id_, parent)
+                else:
+                    nodes[id_] = parent
+            return
         arguments: Mapping[str, Any] = bound_args.arguments
-        workflow = self.workflows.get(parent_id) if parent_id and self.workflows else None
+        workflow = workflows.get(parent_id) if parent_id and workflows else None
         if workflow is not None and workflow.run.ended:
             # Ended without its span's exit (abandoned, or LlamaIndex 0.12 never exited it).
             del self.workflows[parent_id]  # type: ignore[arg-type]
@@ -653,7 +672,7 @@ class Tracker:
     def exit(self, id_: str, result: Any, instance: Any = None) -> None:
         if self.scopes:
             self._leave_scope(id_)
-        run = self.runs.get(id_)
+        run = self._run_entries.get(id_)
         if run is None:
             self.nodes.pop(id_, None)
             return
@@ -907,8 +926,10 @@ class EventHandler(BaseEventHandler):
 
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:
         try:
-            hook = self._tracker.events.get(type(event))
-            if hook is not None:
-                hook(event)
+            tracker = self._tracker
+            if tracker.stream_entries:  # every hook is about an open stream
+                hook = tracker.events.get(type(event))
+                if hook is not None:
+                    hook(event)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.event", error)
