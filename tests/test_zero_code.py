@@ -52,7 +52,7 @@ gen_ai.usage.output_tokens=7""",
         """\
 embeddings unknown [CLIENT] gen_ai.operation.name=embeddings
 ---
-invoke_workflow RetrieverQueryEngine [INTERNAL] gen_ai.operation.name=invoke_workflow
+invoke_workflow [INTERNAL] gen_ai.operation.name=invoke_workflow
   retrieval SimpleVectorStore [CLIENT] gen_ai.operation.name=retrieval
     embeddings unknown [CLIENT] gen_ai.operation.name=embeddings
   text_completion unknown [INTERNAL] gen_ai.operation.name=text_completion""",

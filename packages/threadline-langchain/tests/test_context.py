@@ -295,7 +295,7 @@ def test_cancelled_call_in_a_chain_ends_with_the_chain(
     ]
     assert cancelled == [
         ("chat scripted-1", "ERROR", "asyncio.exceptions.CancelledError"),
-        ("invoke_workflow RunnableSequence", "ERROR", "asyncio.exceptions.CancelledError"),
+        ("invoke_workflow", "ERROR", "asyncio.exceptions.CancelledError"),
     ]
     assert len(threadline.open_runs) == 0
 
@@ -647,7 +647,7 @@ def test_node_without_its_end_is_detached_when_the_graph_ends(telemetry: Any) ->
     graph_id = _graph_with_a_node_that_never_ends(handler)
     handler.on_chain_end({}, run_id=graph_id)
     assert not trace.get_current_span().get_span_context().is_valid
-    assert [s.name for s in telemetry.spans()] == ["invoke_workflow LangGraph"]
+    assert [s.name for s in telemetry.spans()] == ["invoke_workflow"]
     _forget_lost_records()
 
 

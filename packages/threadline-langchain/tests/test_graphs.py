@@ -98,7 +98,7 @@ def test_plain_chain_reparents_to_nearest_emitted_ancestor(
         chain.invoke({"question": "hi"}, config=config)
     assert telemetry.tree() == "\n".join(
         [
-            "invoke_workflow RunnableSequence [INTERNAL]",
+            "invoke_workflow [INTERNAL]",
             "  chat scripted-1 [CLIENT]",
             "---",
             "request [INTERNAL]",
@@ -312,7 +312,7 @@ def test_parent_command_is_not_an_error(telemetry: Any, config: dict[str, Any]) 
     assert result["answer"] == "Hello there"
     assert telemetry.tree() == (
         "invoke_workflow router [INTERNAL]\n"
-        "  invoke_workflow LangGraph [INTERNAL]\n"
+        "  invoke_workflow [INTERNAL]\n"
         "  chat scripted-1 [CLIENT]"
     )
 
@@ -359,7 +359,7 @@ def test_retriever_in_a_chain(telemetry: Any, config: dict[str, Any]) -> None:
     # one trace: the root chain (started where no span is current) holds both calls
     assert telemetry.tree(attributes=(semconv.GEN_AI_DATA_SOURCE_ID,)) == "\n".join(
         [
-            "invoke_workflow RunnableSequence [INTERNAL]",
+            "invoke_workflow [INTERNAL]",
             "  retrieval CapitalsRetriever [CLIENT] gen_ai.data_source.id=CapitalsRetriever",
             "  chat scripted-1 [CLIENT]",
         ]
@@ -387,3 +387,23 @@ def test_thread_id_that_is_no_string(telemetry: Any, handler: CallbackHandler) -
     workflow(hello_model()).invoke({"question": "hi", "log": []}, config=config)
     span = telemetry.find("invoke_workflow qa")
     assert span.attributes[semconv.GEN_AI_CONVERSATION_ID] == "42"
+
+
+def test_workflow_names_are_the_apps_not_langchains_types(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """gen_ai.workflow.name is a name the app gave; the type LangChain names an unnamed
+    runnable after ("RunnableSequence", "RunnableParallel<a,b>", "LangGraph") is no name."""
+    chain = ChatPromptTemplate.from_messages([("user", "{q}")]) | hello_model()
+    chain.invoke({"q": "hi"}, config=config)
+    chain.with_config(run_name="greeter").invoke({"q": "hi"}, config=config)
+    unnamed, named = (s for s in telemetry.spans() if s.name.startswith("invoke_workflow"))
+    assert unnamed.name == "invoke_workflow"
+    assert semconv.GEN_AI_WORKFLOW_NAME not in unnamed.attributes
+    assert named.name == "invoke_workflow greeter"
+    assert named.attributes[semconv.GEN_AI_WORKFLOW_NAME] == "greeter"
+    points = telemetry.metric_points(semconv.METRIC_WORKFLOW_DURATION)
+    assert sorted(p["attributes"].get(semconv.GEN_AI_WORKFLOW_NAME, "-") for p in points) == [
+        "-",
+        "greeter",
+    ]

@@ -206,7 +206,7 @@ def test_agent_workflow_tree(telemetry: Telemetry, cassette: Any) -> None:
     assert (
         telemetry.tree()
         == """\
-invoke_workflow AgentWorkflow [INTERNAL]
+invoke_workflow [INTERNAL]
   invoke_agent assistant [INTERNAL]
     chat gpt-4o-mini [CLIENT]
     execute_tool get_weather [INTERNAL]

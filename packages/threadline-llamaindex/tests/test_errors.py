@@ -24,7 +24,7 @@ def test_refused_chat_fails_the_query(telemetry: Telemetry, cassette: Any) -> No
     assert (
         telemetry.tree()
         == """\
-invoke_workflow RetrieverQueryEngine [INTERNAL] !ERROR error.type=openai.AuthenticationError
+invoke_workflow [INTERNAL] !ERROR error.type=openai.AuthenticationError
   retrieval SimpleVectorStore [CLIENT]
     embeddings text-embedding-3-small [CLIENT]
   chat gpt-4o-mini [CLIENT] !ERROR error.type=openai.AuthenticationError"""

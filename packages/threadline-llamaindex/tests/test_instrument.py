@@ -77,7 +77,7 @@ def test_verbose_adds_llamaindex_steps(telemetry: Telemetry, cassette: Any) -> N
         return by_id[span.parent_span_id].name if span.parent_span_id else ""
 
     # LlamaIndex's own steps (their class names vary by release) sit between the GenAI spans.
-    assert parent("RetrieverQueryEngine._query") == "invoke_workflow RetrieverQueryEngine"
+    assert parent("RetrieverQueryEngine._query") == "invoke_workflow"
     assert parent("retrieval SimpleVectorStore") == "RetrieverQueryEngine._query"
     assert parent("VectorIndexRetriever._retrieve") == "retrieval SimpleVectorStore"
     assert parent("embeddings text-embedding-3-small") == "VectorIndexRetriever._retrieve"

@@ -28,7 +28,7 @@ ATTRIBUTES = (
     "server.port",
 )
 RAG_TREE = """\
-invoke_workflow RetrieverQueryEngine [INTERNAL]
+invoke_workflow [INTERNAL]
   retrieval SimpleVectorStore [CLIENT] gen_ai.request.top_k=2
     embeddings text-embedding-3-small [CLIENT] gen_ai.provider.name=openai \
 gen_ai.request.model=text-embedding-3-small gen_ai.embeddings.dimension.count=4 \
@@ -99,9 +99,8 @@ def test_rag_query_metrics(telemetry: Telemetry, cassette: Any) -> None:
     }
     assert tokens == {"input": 120, "output": 8}
     workflows = telemetry.metric_points("gen_ai.workflow.duration")
-    assert [(p["attributes"], p["count"]) for p in workflows] == [
-        ({"gen_ai.workflow.name": "RetrieverQueryEngine"}, 1)
-    ]
+    # LlamaIndex's own engine class is a type, not a workflow name: the metric has none.
+    assert [(p["attributes"], p["count"]) for p in workflows] == [({}, 1)]
 
 
 def test_async_query_same_tree(telemetry: Telemetry, cassette: Any) -> None:
@@ -149,7 +148,7 @@ def test_parallel_async_queries_keep_their_parents(telemetry: Telemetry, cassett
         answers = asyncio.run(both(engine))
     assert [str(a) for a in answers] == ["The capital of France is Paris."] * 2
     one = """\
-  invoke_workflow RetrieverQueryEngine [INTERNAL]
+  invoke_workflow [INTERNAL]
     retrieval SimpleVectorStore [CLIENT]
       embeddings text-embedding-3-small [CLIENT]
     chat gpt-4o-mini [CLIENT]"""

@@ -160,7 +160,7 @@ def test_handoff_starts_the_next_agents_run(telemetry: Telemetry, cassette: Any)
     assert (
         telemetry.tree(attributes=("gen_ai.agent.name", "gen_ai.usage.input_tokens"))
         == """\
-invoke_workflow AgentWorkflow [INTERNAL]
+invoke_workflow [INTERNAL]
   invoke_agent triage [INTERNAL] gen_ai.agent.name=triage gen_ai.usage.input_tokens=90
     chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=90
     execute_tool handoff [INTERNAL] gen_ai.agent.name=triage

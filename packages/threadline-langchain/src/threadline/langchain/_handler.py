@@ -53,6 +53,28 @@ _CREATE_AGENT = "langchain_create_agent"
 _REACT_AGENT_NODES = frozenset({"agent", "pre_model_hook"})
 _MIDDLEWARE_NODE_SUFFIXES = (".before_agent", ".before_model", ".after_model", ".after_agent")
 _LEGACY_AGENTS = frozenset({"AgentExecutor"})
+# The names LangChain and LangGraph give what the app did not name: types, not workflows (the
+# conventions keep such names out of gen_ai.workflow.name). "RunnableParallel<a,b>" counts too.
+_TYPE_NAMES = frozenset(
+    {
+        "LangGraph",
+        "Pregel",
+        "CompiledGraph",
+        "CompiledStateGraph",
+        "RunnableAssign",
+        "RunnableBinding",
+        "RunnableBranch",
+        "RunnableEach",
+        "RunnableGenerator",
+        "RunnableMap",
+        "RunnableParallel",
+        "RunnablePassthrough",
+        "RunnablePick",
+        "RunnableRetry",
+        "RunnableSequence",
+        "RunnableWithFallbacks",
+    }
+)
 _MAX_CHAINS = 50_000
 
 _SKIP, _PENDING, _EMITTED = 0, 1, 2
@@ -529,12 +551,15 @@ class CallbackHandler(BaseCallbackHandler):
                     name, parent=parent, conversation_id=conversation_id, start_time=start
                 )
             return threadline.invoke_workflow(
-                name, parent=parent, conversation_id=conversation_id, start_time=start
+                _workflow_name(name),
+                parent=parent,
+                conversation_id=conversation_id,
+                start_time=start,
             )
         if name in self.agents or name in _LEGACY_AGENTS:
             return threadline.invoke_agent(name, parent=parent, start_time=start)
         if name in self.workflows or _starts_a_trace(record):
-            return threadline.invoke_workflow(name, parent=parent, start_time=start)
+            return threadline.invoke_workflow(_workflow_name(name), parent=parent, start_time=start)
         if self.verbose and not record.hidden:
             return threadline.step(name, parent=parent, start_time=start)
         return None
@@ -976,6 +1001,11 @@ def _finish(run: Run, error: BaseException) -> None:
             run.cancel(error)
     else:
         run.fail(error)
+
+
+def _workflow_name(name: str) -> str | None:
+    """``name``, unless it is only the type LangChain named an unnamed runnable after."""
+    return None if name.partition("<")[0] in _TYPE_NAMES else name
 
 
 def _serialized_name(serialized: Mapping[str, Any] | None) -> str:

@@ -282,6 +282,13 @@ def _tool_arguments(arguments: Mapping[str, Any]) -> Any:
     return named or None
 
 
+def _workflow_name(cls: type) -> str | None:
+    """An app's workflow class names its workflow; LlamaIndex's own engines and workflows
+    (``RetrieverQueryEngine``, ``AgentWorkflow``) are types, not names (the conventions keep
+    those out of ``gen_ai.workflow.name``)."""
+    return None if cls.__module__.startswith("llama_index.") else cls.__name__
+
+
 def _agent_name(instance: Any) -> str:
     name = getattr(instance, "name", None)
     return name if isinstance(name, str) and name else type(instance).__name__
@@ -544,7 +551,7 @@ class Tracker:
                 description=description if isinstance(description, str) else None,
             )
         elif kind is Kind.WORKFLOW:
-            run = threadline.invoke_workflow(type(instance).__name__, parent=parent)
+            run = threadline.invoke_workflow(_workflow_name(type(instance)), parent=parent)
         else:
             run = threadline.step(prefix, parent=parent)
         self.runs.add(id_, run)
