@@ -11,7 +11,7 @@ import base64
 import json
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import threadline
 from threadline.content import (
@@ -120,11 +120,38 @@ class MetadataFacts(NamedTuple):
 _NO_METADATA = MetadataFacts(None, False)
 # The fields LLMs derive their metadata from: metadata is read again when one of them changes.
 _METADATA_SOURCES = ("model", "model_name", "model_id", "model_path", "is_chat_model")
-# id(model) -> (weak reference to it, its source fields then, what its metadata said). Models
-# are pydantic objects, unhashable, so not WeakKeyDictionary keys; the weak reference tells a
-# reused id apart.
-_metadata_facts: dict[int, tuple[weakref.ReferenceType[Any], tuple[Any, ...], MetadataFacts]] = {}
 _MAX_MODELS = 1024
+_T = TypeVar("_T")
+
+
+class _PerObject(Generic[_T]):
+    """Values read from model objects, kept while the object lives and what they were read
+    from (its ``state``) is unchanged. Models are pydantic objects, unhashable, so they are no
+    WeakKeyDictionary keys: entries go by id, and a weak reference tells a reused id apart."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[weakref.ReferenceType[Any], tuple[Any, ...], _T]] = {}
+
+    def get(self, obj: Any, state: tuple[Any, ...]) -> _T | None:
+        entry = self._entries.get(id(obj))
+        if entry is None or entry[0]() is not obj:
+            return None
+        try:
+            return entry[2] if entry[1] == state else None
+        except Exception:  # noqa: BLE001 - a value whose == raises: read again
+            return None
+
+    def put(self, obj: Any, state: tuple[Any, ...], value: _T) -> None:
+        try:
+            ref = weakref.ref(obj)
+        except TypeError:  # not weak-referenceable: read again next time
+            return
+        if len(self._entries) >= _MAX_MODELS:
+            self._entries.clear()
+        self._entries[id(obj)] = (ref, state, value)
+
+
+_metadata_facts: _PerObject[MetadataFacts] = _PerObject()
 
 
 def metadata_facts(model: Any) -> MetadataFacts:
@@ -134,10 +161,9 @@ def metadata_facts(model: Any) -> MetadataFacts:
     sources = tuple(
         [getattr(model, name, None) for name in fields_present(model, _METADATA_SOURCES)]
     )
-    key = id(model)
-    entry = _metadata_facts.get(key)
-    if entry is not None and entry[0]() is model and entry[1] == sources:
-        return entry[2]
+    cached = _metadata_facts.get(model, sources)
+    if cached is not None:
+        return cached
     meta = metadata(model)
     if meta is None:
         return _NO_METADATA
@@ -146,13 +172,7 @@ def metadata_facts(model: Any) -> MetadataFacts:
         name if isinstance(name, str) and name else None,
         getattr(meta, "is_chat_model", False) is True,
     )
-    try:
-        ref = weakref.ref(model)
-    except TypeError:  # not weak-referenceable: read again next time
-        return facts
-    if len(_metadata_facts) >= _MAX_MODELS:
-        _metadata_facts.clear()
-    _metadata_facts[key] = (ref, sources, facts)
+    _metadata_facts.put(model, sources, facts)
     return facts
 
 
@@ -175,8 +195,7 @@ class LLMFacts(NamedTuple):
     params: threadline.RequestParams | None  # from its own fields, without additional_kwargs
 
 
-# id(llm) -> (weak reference to it, its field values then, its facts); see llm_facts.
-_llm_facts: dict[int, tuple[weakref.ReferenceType[Any], tuple[Any, ...], LLMFacts]] = {}
+_llm_facts: _PerObject[LLMFacts] = _PerObject()
 
 
 def llm_facts(llm: Any) -> LLMFacts:
@@ -184,14 +203,10 @@ def llm_facts(llm: Any) -> LLMFacts:
     a new value (LLMs are pydantic models: their fields are the values of ``__dict__``)."""
     fields = getattr(llm, "__dict__", None)
     state = tuple(fields.values()) if type(fields) is dict else None
-    key = id(llm)
-    entry = _llm_facts.get(key)
-    if entry is not None and state is not None and entry[0]() is llm:
-        try:
-            if entry[1] == state:
-                return entry[2]
-        except Exception:  # noqa: BLE001 - a field whose == raises: read the facts again
-            pass
+    if state is not None:
+        cached = _llm_facts.get(llm, state)
+        if cached is not None:
+            return cached
     host, port = endpoint(llm)
     model = model_field(llm)
     meta = metadata_facts(llm)
@@ -204,13 +219,7 @@ def llm_facts(llm: Any) -> LLMFacts:
         _own_params(llm),
     )
     if state is not None:
-        try:
-            ref = weakref.ref(llm)
-        except TypeError:  # not weak-referenceable: read again next time
-            return facts
-        if len(_llm_facts) >= _MAX_MODELS:
-            _llm_facts.clear()
-        _llm_facts[key] = (ref, state, facts)
+        _llm_facts.put(llm, state, facts)
     return facts
 
 
