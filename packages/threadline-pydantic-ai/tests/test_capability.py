@@ -663,8 +663,52 @@ def test_fallback_chain_names_the_model_that_answered(telemetry: Telemetry) -> N
     assert first.attributes[semconv.SERVER_ADDRESS] == "api.anthropic.com"
     assert first.status_code == "UNSET"
     assert second.name == "chat backup"  # the first model of the chain answered
+    assert second.attributes[semconv.SERVER_ADDRESS] == "api.anthropic.com"
     (point,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
     assert point["count"] == 2
     assert point["attributes"][semconv.GEN_AI_REQUEST_MODEL] == "backup"
     assert point["attributes"][semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
     telemetry.assert_conformant()
+
+
+def test_fallback_answer_is_told_by_name_and_provider() -> None:
+    """Which model of a chain answered: a response names a dated version of it
+    ("gpt-4o-2024-08-06" for "gpt-4o"), and two providers may serve one model name."""
+    from types import SimpleNamespace as Model
+
+    from threadline.pydantic_ai._capability import _answering_model
+
+    mini = Model(model_name="gpt-4o-mini", system="openai")
+    gpt4o = Model(model_name="gpt-4o", system="openai")
+    azure = Model(model_name="gpt-4o", system="azure")
+    chain = [mini, gpt4o, azure]
+
+    def answered(name: str, provider: str | None) -> Any:
+        return _answering_model(chain, Model(model_name=name, provider_name=provider))
+
+    assert answered("gpt-4o-2024-08-06", "openai") is gpt4o
+    assert answered("gpt-4o-mini-2024-07-18", "openai") is mini
+    assert answered("gpt-4o", "azure") is azure
+    assert answered("gpt-4o", "openai") is gpt4o
+    assert answered("claude-3", "anthropic") is None
+
+
+def test_fallback_to_a_model_without_a_server(telemetry: Telemetry) -> None:
+    from pydantic_ai.models.fallback import FallbackModel
+
+    class OpenAI(FunctionModel):
+        @property
+        def base_url(self) -> str:
+            return "https://api.openai.com/v1"
+
+    def down(messages: Any, info: Any) -> ModelResponse:
+        raise _exc.ModelHTTPError(503, "primary")
+
+    local = FunctionModel(lambda messages, info: text("ok"), model_name="local")
+    chain = FallbackModel(OpenAI(down, model_name="primary"), local)
+    Agent(chain, name="f", capabilities=[Tracing()]).run_sync("hi")
+    (chat,) = (s for s in telemetry.spans() if s.name.startswith("chat"))
+    assert chat.name == "chat local"
+    assert semconv.SERVER_ADDRESS not in chat.attributes
+    (point,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    assert semconv.SERVER_ADDRESS not in point["attributes"]

@@ -225,6 +225,24 @@ def test_cancelled_runs_nest(telemetry: Telemetry) -> None:
     assert len(threadline.open_runs) == 0
 
 
+@pytest.mark.parametrize("stopped_early", [False, True])
+def test_call_cancelled_after_its_run_ended(telemetry: Telemetry, stopped_early: bool) -> None:
+    """The run a call belongs to ended first (a framework that ends the agent, then cancels
+    the request task): the call takes that run's outcome at once, and ends no later."""
+    agent = threadline.invoke_agent("support")
+    chat = threadline.inference("gpt-4o", provider="openai", parent=agent)
+    if stopped_early:
+        agent.end(stopped_early=True)
+    else:
+        agent.fail(TimeoutError())
+    time.sleep(0.01)
+    chat.cancel(asyncio.CancelledError())
+    spans = {s.name: s for s in telemetry.spans()}
+    assert spans["chat gpt-4o"].end_ns <= spans["invoke_agent support"].end_ns
+    assert (spans["chat gpt-4o"].status_code == "ERROR") is not stopped_early
+    assert len(threadline.open_runs) == 0
+
+
 def test_cancelled_run_whose_enclosing_run_never_ends_is_reaped(telemetry: Telemetry) -> None:
     agent = threadline.invoke_agent("support")
     chat = threadline.inference("gpt-4o", provider="openai", parent=agent)

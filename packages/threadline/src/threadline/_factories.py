@@ -53,6 +53,7 @@ def _inert(cls: type[_R], parent: Run | Context | None) -> _R:
     run._cancelled = None
     run._waiting = None
     run._stopped_early = False
+    run._ended_at = None
     run.parent_run = parent if isinstance(parent, Run) else None
     run.start_monotonic = 0.0
     run.span = trace.INVALID_SPAN

@@ -251,6 +251,7 @@ class Run:
         "_detach_pending",
         "_end_callbacks",
         "_ended",
+        "_ended_at",
         "_failed_as",
         "_parent_ctx",
         "_released_scopes",
@@ -299,7 +300,8 @@ class Run:
         self._end_callbacks: list[tuple[RunRegistry[Any, Any], Any]] | None = None
         self._cancelled: list[Run] | None = None  # cancelled runs inside, waiting (see cancel)
         self._waiting: _Waiting | None = None
-        self._stopped_early = False
+        self._stopped_early = False  # ended without error because its consumer stopped
+        self._ended_at: int | None = None
         tracer = resolved().tracer
         # one instant for the span start and the monotonic clock behind durations and
         # time to first chunk, so neither can exceed the span
@@ -472,11 +474,12 @@ class Run:
         return False  # the user's exception propagates untouched
 
     # --- ending --------------------------------------------------------------------------------
-    def _claim_end(self) -> bool:
+    def _claim_end(self, stopped_early: bool = False) -> bool:
         with _END_LOCK:
             if self._ended:
                 return False
             self._ended = True
+            self._stopped_early = stopped_early
         return True
 
     def end(self, *, end_time: int | None = None, stopped_early: bool = False) -> None:
@@ -486,9 +489,7 @@ class Run:
         cancelled what was in flight inside it: runs cancelled inside it end without error (see
         :meth:`cancel`)."""
         try:
-            if self._claim_end():
-                if stopped_early:
-                    self._stopped_early = True
+            if self._claim_end(stopped_early):
                 self._finish(self._failed_as, end_time)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("Run.end", error)
@@ -529,33 +530,38 @@ class Run:
 
     def cancel(self, error: BaseException) -> None:
         """End a run whose operation was cancelled from outside (an ``asyncio`` cancellation).
-        It ends at this moment, and the nearest enclosing run still open settles whether that
-        was a failure, when it ends: a consumer that stopped reading an agent's stream early
-        (``end(stopped_early=True)``) cancelled the model call in flight, which then ends
-        without error; any other end of the enclosing run (a timeout, a failure, a caller that
-        carried on after cancelling a call) fails it with ``error``. With no enclosing run
-        open it fails at once. Until settled it counts as ended: later ends are ignored."""
+        It ends at this moment (never after the run it belongs to), and that run settles
+        whether it was a failure: if its consumer stopped it early
+        (``end(stopped_early=True)``, e.g. an agent's stream closed after the first token),
+        the cancellation was how it stopped and this run ends without error; any other end (a
+        timeout, a failure, code that carried on after cancelling the call) fails it with
+        ``error``. A run still open settles it when it ends; one that has ended, at once. With
+        no run around it, it fails at once. From the call on it counts as ended."""
+        settle: tuple[bool, int | None] | None = None
         deferred = False
         try:
             with _END_LOCK:
                 if self._ended:
                     return
-                enclosing = self.parent_run
-                while enclosing is not None and enclosing._ended and enclosing._waiting is None:
-                    enclosing = enclosing.parent_run
-                if enclosing is not None:
+                parent = self.parent_run
+                if parent is not None:
                     self._ended = deferred = True
                     self._waiting = _Waiting(error, time.time_ns())
-                    if enclosing._cancelled is None:
-                        enclosing._cancelled = [self]
+                    if not parent._ended or parent._waiting is not None:
+                        if parent._cancelled is None:  # settled when the parent ends
+                            parent._cancelled = [self]
+                        else:
+                            parent._cancelled.append(self)
                     else:
-                        enclosing._cancelled.append(self)
+                        settle = (parent._stopped_early, parent._ended_at)
         except Exception as failure:  # noqa: BLE001 - fail-open
             report("Run.cancel", failure)
-        if deferred:
-            self.detach()
-        else:
+        if not deferred:
             self.fail(error)
+            return
+        self.detach()
+        if settle is not None:
+            self._settle(*settle)
 
     def _settle(self, stopped_early: bool, limit: int | None) -> None:
         """End a cancelled run as its enclosing run ends (at ``limit`` the latest)."""
@@ -594,6 +600,9 @@ class Run:
             end_time = time.time_ns()
         else:  # an end in the past (a cancelled run resolved later) shortens the duration
             duration -= max(time.time_ns() - end_time, 0) / 1e9
+        self._ended_at = end_time
+        if error_type is not None:
+            self._stopped_early = False
         if self._cancelled:
             self._settle_cancelled(error_type is None and self._stopped_early, end_time)
         try:
@@ -718,6 +727,7 @@ class InferenceRun(Run):
     __slots__ = (
         "_chunk_gaps",
         "_chunks",
+        "_first_chunk",
         "_input_messages",
         "_last_chunk",
         "_metric_attributes",
@@ -758,6 +768,7 @@ class InferenceRun(Run):
         self.usage = Usage()
         self._chunks = 0
         self._chunk_gaps: list[float] | None = None
+        self._first_chunk: float | None = None
         self._pending: dict[str, AttributeValue] | None = None
         self._last_chunk = 0.0
         self._input_messages = input_messages
@@ -821,9 +832,9 @@ class InferenceRun(Run):
             self._last_chunk = now
             first = now - self.start_monotonic
             self._pending_attribute(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, first)
-            instruments = resolved().recording_instruments()
-            if instruments is not None:
-                instruments.time_to_first_chunk.record(first, self._metric_attributes)
+            if resolved().recording_instruments() is not None:
+                # recorded at the end, with the attributes of the model that answered
+                self._first_chunk = first
                 self._chunk_gaps = []
             return True
         except Exception as error:  # noqa: BLE001 - fail-open
@@ -839,10 +850,10 @@ class InferenceRun(Run):
         server_address: str | None = None,
         server_port: int | None = None,
     ) -> None:
-        """Name the model that answered, when it is not the one this run started for (a
+        """Name the model that answered, when it may not be the one this run started for (a
         fallback chain that moved on to its next model): the span's name, request model,
         provider and server, and the metrics still to be recorded, are then the answering
-        model's."""
+        model's. A span cannot lose an attribute: start such a run without a server."""
         if self._ended or not model:
             return
         self.model = model
@@ -851,12 +862,12 @@ class InferenceRun(Run):
         if provider:
             self.provider = provider
             metric[semconv.GEN_AI_PROVIDER_NAME] = provider
+        metric.pop(semconv.SERVER_ADDRESS, None)
+        metric.pop(semconv.SERVER_PORT, None)
         if server_address:
             metric[semconv.SERVER_ADDRESS] = server_address
             if server_port:
                 metric[semconv.SERVER_PORT] = server_port
-            else:
-                metric.pop(semconv.SERVER_PORT, None)
         self._metric_attributes = metric
         self.span.update_name(f"{self.operation} {model}")
         self.span.set_attributes(metric)
@@ -980,6 +991,8 @@ class InferenceRun(Run):
         self, instruments: Instruments, error_type: str | None, duration: float
     ) -> None:
         self._flush_chunk_gaps(instruments)
+        if self._first_chunk is not None:
+            instruments.time_to_first_chunk.record(self._first_chunk, self._metric_attributes)
         attrs = self._metric_attributes
         if self.response_model or error_type:
             attrs = dict(attrs)

@@ -305,27 +305,32 @@ def _guard_stream(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     async def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
-        before = otel_context.get_current()
+        consumer = otel_context.get_current()
         stream = method(self, *args, **kwargs)
         try:
-            async for item in stream:
+            while True:
+                try:
+                    item = await stream.__anext__()
+                except StopAsyncIteration:
+                    break
                 # The consumer holds each item in its own context, not in the one the graph
-                # left current while a node runs (it goes on in that one when resumed): code
-                # the consumer runs between items is not the graph's, and a stream the
-                # consumer drops without closing leaves nothing current in its task.
+                # left current while a node runs (the graph goes on in that one when resumed):
+                # code the consumer runs between items is not the graph's, and a stream it
+                # drops without closing leaves nothing current in its task.
                 token = None
-                if otel_context.get_current() is not before:
-                    token = threadline.attach_context(before)
+                if otel_context.get_current() is not consumer:
+                    token = threadline.attach_context(consumer)
                 try:
                     yield item
                 finally:
+                    consumer = otel_context.get_current()  # as the consumer resumes or closes
                     if token is not None:
                         threadline.detach_context(token)
         finally:
             try:
                 await stream.aclose()
             finally:
-                _restore(before)
+                _restore(consumer)
 
     return guarded
 

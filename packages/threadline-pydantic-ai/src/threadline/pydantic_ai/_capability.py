@@ -46,14 +46,28 @@ def _fallback_chain(model: Any) -> list[Any] | None:
     return chain
 
 
+def _answering_model(chain: Sequence[Any], response: Any) -> Any:
+    """The model of ``chain`` that gave ``response``: by its name (a response names a dated
+    version, ``gpt-4o-2024-08-06`` for ``gpt-4o``: the longest model name it starts with) and
+    its provider; None when no model matches."""
+    name = response.model_name or ""
+    provider = getattr(response, "provider_name", None)
+    best, best_score = None, (False, False, 0)
+    for model in chain:
+        model_name = model.model_name
+        if not name.startswith(model_name):
+            continue
+        score = (model.system == provider, model_name == name, len(model_name))
+        if best is None or score > best_score:
+            best, best_score = model, score
+    return best
+
+
 def _answered_by(chat: InferenceRun, chain: Sequence[Any], response: Any) -> None:
-    """When a fallback chain moved on, the span and its metrics name the model that answered
-    (as Pydantic AI's own spans do), told by the response's model name, else its provider."""
-    name, provider = response.model_name, getattr(response, "provider_name", None)
-    answered = next((m for m in chain if m.model_name == name), None) or next(
-        (m for m in chain if provider and m.system == provider), None
-    )
-    if answered is None or answered is chain[0]:
+    """The span of a fallback chain's request names the model that answered (as Pydantic AI's
+    own spans do): its name, provider and server, on the span and its metrics."""
+    answered = _answering_model(chain, response)
+    if answered is None:
         return
     address, port = server_address(answered.base_url)
     chat.answered_by(
@@ -319,11 +333,12 @@ class Tracing(AbstractCapability[Any]):
 
     # --- model requests --------------------------------------------------------------------
     def _start_chat(
-        self, model: Any, request_context: Any, parent: AgentRun
+        self, model: Any, request_context: Any, parent: AgentRun, *, fallback: bool = False
     ) -> InferenceRun | None:
         try:
             parameters = request_context.model_request_parameters
-            address, port = server_address(model.base_url)
+            # A fallback chain's server is the answering model's, known at the end.
+            address, port = (None, None) if fallback else server_address(model.base_url)
             attributes: dict[str, AttributeValue] | None = None
             if _answers_rejected_output(request_context):
                 attributes = {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_OUTPUT_VALIDATION}
@@ -385,7 +400,9 @@ class Tracing(AbstractCapability[Any]):
             return await handler(request_context)
         model = getattr(request_context, "model", None) or ctx.model
         chain = _fallback_chain(model)
-        chat = self._start_chat(chain[0] if chain else model, request_context, state.run)
+        chat = self._start_chat(
+            chain[0] if chain else model, request_context, state.run, fallback=bool(chain)
+        )
         if chat is None:
             return await handler(request_context)
         state.chat = chat
