@@ -537,6 +537,30 @@ def test_iteration_stopped_early_is_no_error(telemetry: Telemetry) -> None:
     assert len(threadline.open_runs) == 0
 
 
+def test_event_stream_closed_early_is_no_error(telemetry: Telemetry) -> None:
+    """run_stream_events: the consumer leaves at the first text delta; Pydantic AI cancels
+    the run's task, and that is how the run stopped, not a failure of it or its model call."""
+    from pydantic_ai.agent import abstract
+
+    if not hasattr(abstract, "AgentRunEvents"):
+        pytest.skip("run_stream_events has no closable event stream in this Pydantic AI")
+    agent = Agent(streaming("a", "b", "c", "d"), name="q", capabilities=[Tracing()])
+
+    async def first_delta() -> None:
+        async with agent.run_stream_events("hi") as events:
+            async for event in events:
+                if type(event).__name__ == "PartDeltaEvent":
+                    break
+        assert threadline.current_run() is None
+
+    asyncio.run(first_delta())
+    assert [(s.name, s.status_code) for s in telemetry.spans()] == [
+        ("chat streamer", "UNSET"),
+        ("invoke_agent q", "UNSET"),
+    ]
+    assert len(threadline.open_runs) == 0
+
+
 def test_cancelled_run_is_an_error(telemetry: Telemetry) -> None:
     async def impatient() -> None:
         requested = asyncio.Event()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
+import inspect
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
@@ -150,12 +152,64 @@ async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIt
             await aclose()
 
 
+# Set while a run_stream_events run starts its task (which copies the context, so shares the
+# list, as do the tasks it starts): True once the consumer closed the stream before the end.
+# Pydantic AI then cancels the run, and the cancellation is how the run stopped.
+_closed_by_consumer: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "threadline_pydantic_ai_closed_by_consumer", default=None
+)
+_event_streams_watched = [False]
+
+
+def _watch_event_streams() -> None:
+    """Wrap ``AgentRunEvents`` (Pydantic AI 2.x) to note when its consumer closed it; once
+    per process, pass-through otherwise."""
+    _event_streams_watched[0] = True
+    try:
+        from pydantic_ai.agent import abstract
+
+        events = getattr(abstract, "AgentRunEvents", None)
+        if not isinstance(events, type):
+            return
+        start, close = getattr(events, "_ensure_started", None), getattr(events, "aclose", None)
+        if not (inspect.iscoroutinefunction(start) and inspect.iscoroutinefunction(close)):
+            return
+
+        @functools.wraps(start)
+        async def ensure_started(self: Any) -> None:
+            if getattr(self, "_task", None) is not None:
+                await start(self)
+                return
+            marker = self._threadline_closed = [False]
+            token = _closed_by_consumer.set(marker)
+            try:
+                await start(self)
+            finally:
+                _closed_by_consumer.reset(token)
+
+        @functools.wraps(close)
+        async def aclose(self: Any) -> None:
+            marker = getattr(self, "_threadline_closed", None)
+            task = getattr(self, "_task", None)
+            if marker is not None and task is not None and not task.done():
+                marker[0] = True
+            await close(self)
+
+        events._ensure_started = ensure_started  # type: ignore[attr-defined]
+        events.aclose = aclose  # type: ignore[attr-defined]
+    except Exception as error:  # noqa: BLE001 - closing such a stream early then reads as failed
+        report("threadline.pydantic_ai.watch_event_streams", error)
+
+
 def _stopped_early(state: _RunState | None) -> bool:
     """Whether a ``CancelledError`` in ``wrap_run`` is Pydantic AI tearing the run down because
     its caller stopped early (``break`` out of ``run_stream`` or ``iter``),
     not a cancellation or failure of the run: Pydantic AI then cancels the task running
     ``wrap_run`` without reporting an error, while a cancelled caller's error reaches
     ``on_run_error`` (2.x) or is re-raised into the task without cancelling it (1.x)."""
+    closed = _closed_by_consumer.get()
+    if closed is not None and closed[0]:
+        return state is not None  # run_stream_events closed early by its consumer
     if state is None or state.failed:
         return False
     task = asyncio.current_task()
@@ -265,6 +319,10 @@ class Tracing(AbstractCapability[Any]):
     """Runs being recorded, by Pydantic AI run id. Per-run state lives here rather than on a
     copy made in ``for_run``: a capability that returns a new object there makes Pydantic AI
     rebuild and re-sort the run's whole capability chain."""
+
+    def __post_init__(self) -> None:
+        if not _event_streams_watched[0]:
+            _watch_event_streams()
 
     def _state(self, ctx: Any) -> _RunState | None:
         run_id = getattr(ctx, "run_id", None)
