@@ -180,7 +180,12 @@ def _watch_event_streams() -> None:
             if getattr(self, "_task", None) is not None:
                 await start(self)
                 return
-            marker = self._threadline_closed = [False]
+            marker = [False]
+            try:
+                self._threadline_closed = marker
+            except Exception:  # noqa: BLE001 - cannot mark it: closing early reads as failed
+                await start(self)
+                return
             token = _closed_by_consumer.set(marker)
             try:
                 await start(self)
