@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -557,6 +559,36 @@ def test_event_stream_closed_early_is_no_error(telemetry: Telemetry) -> None:
     assert [(s.name, s.status_code) for s in telemetry.spans()] == [
         ("chat streamer", "UNSET"),
         ("invoke_agent q", "UNSET"),
+    ]
+    assert len(threadline.open_runs) == 0
+
+
+def test_event_stream_consumer_timed_out_is_an_error(telemetry: Telemetry) -> None:
+    """A timeout around the consumer of run_stream_events cut the run short: an error, even
+    though Pydantic AI closes the stream on the way out."""
+    from pydantic_ai.agent import abstract
+
+    if not hasattr(abstract, "AgentRunEvents"):
+        pytest.skip("run_stream_events has no closable event stream in this Pydantic AI")
+
+    async def hang(messages: Any, info: Any) -> AsyncIterator[str]:
+        await asyncio.sleep(30)
+        yield "late"
+
+    agent = Agent(
+        FunctionModel(stream_function=hang, model_name="slow"), name="t", capabilities=[Tracing()]
+    )
+
+    async def consume() -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.1), agent.run_stream_events("hi") as events:
+                async for _event in events:
+                    pass
+
+    asyncio.run(consume())
+    assert [(s.name, s.status_code) for s in telemetry.spans()] == [
+        ("chat slow", "ERROR"),
+        ("invoke_agent t", "ERROR"),
     ]
     assert len(threadline.open_runs) == 0
 

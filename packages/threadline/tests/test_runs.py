@@ -243,6 +243,20 @@ def test_call_cancelled_after_its_run_ended(telemetry: Telemetry, stopped_early:
     assert len(threadline.open_runs) == 0
 
 
+def test_call_started_after_its_run_ended_then_cancelled(telemetry: Telemetry) -> None:
+    """A lingering task starts a call under a run that has ended, then is cancelled: the call
+    ends no earlier than it started, and its duration is recorded."""
+    agent = threadline.invoke_agent("support")
+    agent.end()
+    time.sleep(0.005)
+    chat = threadline.inference("gpt-4o", provider="openai", parent=agent)
+    chat.cancel(asyncio.CancelledError())
+    call = telemetry.find("chat gpt-4o")
+    assert call.end_ns >= call.start_ns
+    (point,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    assert point["min"] >= 0
+
+
 def test_cancelled_run_whose_enclosing_run_never_ends_is_reaped(telemetry: Telemetry) -> None:
     agent = threadline.invoke_agent("support")
     chat = threadline.inference("gpt-4o", provider="openai", parent=agent)

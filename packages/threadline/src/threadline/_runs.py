@@ -570,6 +570,11 @@ class Run:
         if waiting is None:
             return
         at = waiting.at if limit is None else min(waiting.at, limit)
+        # ...and not before it started (a run started under one that had ended already)
+        started = getattr(self.span, "start_time", None)  # the SDK's span knows it exactly
+        if not isinstance(started, int):
+            started = time.time_ns() - int((time.monotonic() - self.start_monotonic) * 1e9)
+        at = max(at, started)
         try:
             if stopped_early:
                 self._stopped_early = True  # what was cancelled inside it settles alike
@@ -599,7 +604,7 @@ class Run:
         if end_time is None:
             end_time = time.time_ns()
         else:  # an end in the past (a cancelled run resolved later) shortens the duration
-            duration -= max(time.time_ns() - end_time, 0) / 1e9
+            duration = max(duration - max(time.time_ns() - end_time, 0) / 1e9, 0.0)
         self._ended_at = end_time
         if error_type is not None:
             self._stopped_early = False

@@ -345,7 +345,11 @@ def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
             async for event in stream:
                 yield event
         except GeneratorExit:
-            stopped[0] = True  # the consumer closed the stream
+            # The consumer closed the stream; unless it is itself being cancelled (a timeout
+            # around it): then the run was cut short, and fails.
+            task = asyncio.current_task()
+            cancelling = getattr(task, "cancelling", None)
+            stopped[0] = callable(cancelling) and cancelling() == 0
             raise
         finally:
             try:

@@ -161,6 +161,13 @@ _closed_by_consumer: contextvars.ContextVar[list[bool] | None] = contextvars.Con
 _event_streams_watched = [False]
 
 
+def _being_cancelled() -> bool:
+    """Whether the current task is being cancelled (True where Python cannot tell: 3.10)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return not callable(cancelling) or cancelling() > 0
+
+
 def _watch_event_streams() -> None:
     """Wrap ``AgentRunEvents`` (Pydantic AI 2.x) to note when its consumer closed it; once
     per process, pass-through otherwise."""
@@ -197,7 +204,9 @@ def _watch_event_streams() -> None:
             marker = getattr(self, "_threadline_closed", None)
             task = getattr(self, "_task", None)
             if marker is not None and task is not None and not task.done():
-                marker[0] = True
+                # Not when the consumer is itself being cancelled (a timeout around it): then
+                # the run was cut short, and fails.
+                marker[0] = not _being_cancelled()
             await close(self)
 
         events._ensure_started = ensure_started  # type: ignore[attr-defined]
