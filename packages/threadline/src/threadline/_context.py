@@ -13,6 +13,7 @@ does), and a token must be reset in the runtime context that made it.
 
 from __future__ import annotations
 
+import asyncio
 from contextvars import Token
 
 from opentelemetry import context as otel_context
@@ -33,3 +34,12 @@ def detach(token: Token[Context]) -> bool:
     except (ValueError, RuntimeError):
         return False
     return True
+
+
+def task_cancelling() -> bool | None:
+    """Whether the current asyncio task is being cancelled; None where Python cannot tell
+    (3.10 has no ``Task.cancelling``) or outside a task. Integrations use it to tell a consumer
+    that stopped reading a stream from one that a timeout cut short."""
+    task = asyncio.current_task() if asyncio._get_running_loop() is not None else None
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling() > 0 if callable(cancelling) else None

@@ -37,6 +37,7 @@ from opentelemetry.context import Context
 
 import threadline
 from threadline import InferenceRun, RetrievalRun, Run, ToolRun, semconv
+from threadline._context import task_cancelling
 from threadline._failopen import report
 from threadline._patching import Patches
 from threadline.langchain import _convert
@@ -347,9 +348,7 @@ def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
         except GeneratorExit:
             # The consumer closed the stream; unless it is itself being cancelled (a timeout
             # around it): then the run was cut short, and fails.
-            task = asyncio.current_task()
-            cancelling = getattr(task, "cancelling", None)
-            stopped[0] = callable(cancelling) and cancelling() == 0
+            stopped[0] = task_cancelling() is False
             raise
         finally:
             try:

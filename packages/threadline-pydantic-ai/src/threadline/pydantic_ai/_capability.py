@@ -24,6 +24,7 @@ import threadline
 from pydantic_ai import exceptions as _exc
 from pydantic_ai.capabilities import AbstractCapability
 from threadline import semconv
+from threadline._context import task_cancelling
 from threadline._failopen import report
 from threadline.providers import provider_name, server_address
 from threadline.sessions import current_session
@@ -161,13 +162,6 @@ _closed_by_consumer: contextvars.ContextVar[list[bool] | None] = contextvars.Con
 _event_streams_watched = [False]
 
 
-def _being_cancelled() -> bool:
-    """Whether the current task is being cancelled (True where Python cannot tell: 3.10)."""
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return not callable(cancelling) or cancelling() > 0
-
-
 def _watch_event_streams() -> None:
     """Wrap ``AgentRunEvents`` (Pydantic AI 2.x) to note when its consumer closed it; once
     per process, pass-through otherwise."""
@@ -206,7 +200,7 @@ def _watch_event_streams() -> None:
             if marker is not None and task is not None and not task.done():
                 # Not when the consumer is itself being cancelled (a timeout around it): then
                 # the run was cut short, and fails.
-                marker[0] = not _being_cancelled()
+                marker[0] = task_cancelling() is False
             await close(self)
 
         events._ensure_started = ensure_started  # type: ignore[attr-defined]
@@ -226,9 +220,7 @@ def _stopped_early(state: _RunState | None) -> bool:
         return state is not None  # run_stream_events closed early by its consumer
     if state is None or state.failed:
         return False
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)  # Python 3.11+; 3.10 records it as failed
-    return callable(cancelling) and cancelling() > 0
+    return task_cancelling() is True  # None on Python 3.10: recorded as failed
 
 
 def _is_tool_return(value: Any) -> bool:
