@@ -14,7 +14,8 @@ does), and a token must be reset in the runtime context that made it.
 from __future__ import annotations
 
 import asyncio
-from contextvars import Token
+import contextlib
+from contextvars import ContextVar, Token
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
@@ -43,3 +44,34 @@ def task_cancelling() -> bool | None:
     task = asyncio.current_task() if asyncio._get_running_loop() is not None else None
     cancelling = getattr(task, "cancelling", None)
     return cancelling() > 0 if callable(cancelling) else None
+
+
+# The mark of the stream whose consumer may close it early (see watch_consumer).
+_consumer_mark: ContextVar[list[bool] | None] = ContextVar("threadline_consumer_mark", default=None)
+
+
+def watch_consumer() -> tuple[list[bool], Token[list[bool] | None]]:
+    """Start noting whether the consumer of a stream closes it before the end. A framework
+    that runs the stream's work in tasks of its own (they copy the context, so share the mark)
+    cancels them when the consumer closes it; with the mark set, a run that sees that
+    cancellation ends as stopped early (:func:`closed_by_consumer`), not failed. Set the mark
+    with :func:`consumer_closed`; undo with :func:`unwatch_consumer`."""
+    mark = [False]
+    return mark, _consumer_mark.set(mark)
+
+
+def consumer_closed(mark: list[bool]) -> None:
+    """The consumer closed the stream: unless it is itself being cancelled (a timeout around
+    it), in which case the work was cut short, and fails."""
+    mark[0] = task_cancelling() is False
+
+
+def unwatch_consumer(token: Token[list[bool] | None]) -> None:
+    with contextlib.suppress(ValueError):  # closed from another task: nothing to undo here
+        _consumer_mark.reset(token)
+
+
+def closed_by_consumer() -> bool:
+    """Whether this context belongs to a stream its consumer closed (see watch_consumer)."""
+    mark = _consumer_mark.get()
+    return mark is not None and mark[0]

@@ -37,7 +37,12 @@ from opentelemetry.context import Context
 
 import threadline
 from threadline import InferenceRun, RetrievalRun, Run, ToolRun, semconv
-from threadline._context import task_cancelling
+from threadline._context import (
+    closed_by_consumer,
+    consumer_closed,
+    unwatch_consumer,
+    watch_consumer,
+)
 from threadline._failopen import report
 from threadline._patching import Patches
 from threadline.langchain import _convert
@@ -83,8 +88,6 @@ _STREAM_ATTRIBUTES = {semconv.GEN_AI_REQUEST_STREAM: True}
 
 
 def _is_control_flow(error: BaseException) -> bool:
-    if isinstance(error, GeneratorExit):
-        return True  # the consumer stopped iterating a stream: not a failure of the run
     for cls in type(error).__mro__:
         if cls.__name__ in _CONTROL_FLOW and cls.__module__.startswith("langgraph"):
             return True
@@ -263,11 +266,6 @@ _EVENT_STREAMS = (
     ("langchain_core.tracers.event_stream", "_astream_events_implementation_v2"),
     ("langchain_core.runnables.base", "_astream_events_implementation_v2"),
 )
-# Set while an event stream runs (the task it starts copies the context, so shares the list):
-# True once its consumer closed it, so the cancellation that follows is how the run stopped.
-_consumer_stopped: ContextVar[list[bool] | None] = ContextVar(
-    "threadline_langchain_consumer_stopped", default=None
-)
 _guarded = Patches()
 _guard_lock = threading.Lock()
 
@@ -339,24 +337,20 @@ def _guard_stream(method: Callable[..., Any]) -> Callable[..., Any]:
 def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(function)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
-        stopped = [False]
-        token = _consumer_stopped.set(stopped)
+        mark, token = watch_consumer()  # the runnable's task copies the context: its mark
         stream = function(*args, **kwargs)
         try:
             async for event in stream:
                 yield event
         except GeneratorExit:
-            # The consumer closed the stream; unless it is itself being cancelled (a timeout
-            # around it): then the run was cut short, and fails.
-            stopped[0] = task_cancelling() is False
+            consumer_closed(mark)
             raise
         finally:
             try:
                 await stream.aclose()  # cancels and awaits the runnable's task
             finally:
-                stopped[0] = False
-                with contextlib.suppress(ValueError):  # closed from another task
-                    _consumer_stopped.reset(token)
+                mark[0] = False
+                unwatch_consumer(token)
 
     return guarded
 
@@ -368,7 +362,7 @@ def _restore(before: Context) -> None:
         if otel_context.get_current() is not before:
             left = threadline.current_run()
             if left is not None and left.ended:
-                otel_context.attach(before)
+                threadline.attach_context(before)  # nothing to detach: the call is over
     except Exception as error:  # noqa: BLE001 - fail-open
         report("langchain.guard_restore", error)
 
@@ -1000,8 +994,7 @@ def _finish(run: Run, error: BaseException) -> None:
     elif _is_control_flow(error):
         run.end()
     elif isinstance(error, asyncio.CancelledError):
-        stopped = _consumer_stopped.get()
-        if stopped is not None and stopped[0]:
+        if closed_by_consumer():
             run.end(stopped_early=True)  # an event stream its consumer closed
         else:
             # Leaving an agent's stream early cancels the model call in flight: no failure if

@@ -24,7 +24,13 @@ import threadline
 from pydantic_ai import exceptions as _exc
 from pydantic_ai.capabilities import AbstractCapability
 from threadline import semconv
-from threadline._context import task_cancelling
+from threadline._context import (
+    closed_by_consumer,
+    consumer_closed,
+    task_cancelling,
+    unwatch_consumer,
+    watch_consumer,
+)
 from threadline._failopen import report
 from threadline.providers import provider_name, server_address
 from threadline.sessions import current_session
@@ -153,12 +159,6 @@ async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIt
             await aclose()
 
 
-# Set while a run_stream_events run starts its task (which copies the context, so shares the
-# list, as do the tasks it starts): True once the consumer closed the stream before the end.
-# Pydantic AI then cancels the run, and the cancellation is how the run stopped.
-_closed_by_consumer: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
-    "threadline_pydantic_ai_closed_by_consumer", default=None
-)
 _event_streams_watched = [False]
 
 
@@ -181,26 +181,20 @@ def _watch_event_streams() -> None:
             if getattr(self, "_task", None) is not None:
                 await start(self)
                 return
-            marker = [False]
+            mark, token = watch_consumer()  # the run's task copies the context: its mark
             try:
-                self._threadline_closed = marker
-            except Exception:  # noqa: BLE001 - cannot mark it: closing early reads as failed
-                await start(self)
-                return
-            token = _closed_by_consumer.set(marker)
-            try:
+                with contextlib.suppress(Exception):  # unmarked, closing early reads as failed
+                    self._threadline_closed = mark
                 await start(self)
             finally:
-                _closed_by_consumer.reset(token)
+                unwatch_consumer(token)
 
         @functools.wraps(close)
         async def aclose(self: Any) -> None:
-            marker = getattr(self, "_threadline_closed", None)
+            mark = getattr(self, "_threadline_closed", None)
             task = getattr(self, "_task", None)
-            if marker is not None and task is not None and not task.done():
-                # Not when the consumer is itself being cancelled (a timeout around it): then
-                # the run was cut short, and fails.
-                marker[0] = task_cancelling() is False
+            if mark is not None and task is not None and not task.done():
+                consumer_closed(mark)
             await close(self)
 
         events._ensure_started = ensure_started  # type: ignore[attr-defined]
@@ -215,8 +209,7 @@ def _stopped_early(state: _RunState | None) -> bool:
     not a cancellation or failure of the run: Pydantic AI then cancels the task running
     ``wrap_run`` without reporting an error, while a cancelled caller's error reaches
     ``on_run_error`` (2.x) or is re-raised into the task without cancelling it (1.x)."""
-    closed = _closed_by_consumer.get()
-    if closed is not None and closed[0]:
+    if closed_by_consumer():
         return state is not None  # run_stream_events closed early by its consumer
     if state is None or state.failed:
         return False
