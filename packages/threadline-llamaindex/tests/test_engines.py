@@ -146,6 +146,40 @@ def test_usage_in_additional_kwargs(telemetry: Telemetry) -> None:
     telemetry.assert_conformant()
 
 
+def test_additional_kwargs_changed_in_place(telemetry: Telemetry) -> None:
+    """``additional_kwargs`` is a dict some apps change in place between calls: each call's
+    request parameters are the ones it was made with."""
+    from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+    from llama_index.core.llms.callbacks import llm_completion_callback
+    from pydantic import Field
+
+    class TunableLLM(CustomLLM):
+        additional_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="local-7b")
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            return CompletionResponse(text="Paris")
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    llm = TunableLLM()
+    llm.complete("Capital?")
+    llm.additional_kwargs["top_p"] = 0.5
+    llm.complete("Capital?")
+    llm.additional_kwargs.clear()
+    llm.complete("Capital?")
+    first, tuned, cleared = telemetry.spans()
+    assert "gen_ai.request.top_p" not in first.attributes
+    assert tuned.attributes["gen_ai.request.top_p"] == 0.5
+    assert "gen_ai.request.top_p" not in cleared.attributes
+    telemetry.assert_conformant()
+
+
 def test_metadata_read_once_per_model(telemetry: Telemetry, monkeypatch: Any) -> None:
     """An LLM's ``metadata`` property builds a new object on every read: threadline reads it
     once per LLM object, and again when the LLM's model field changes (a chat model and a

@@ -73,6 +73,19 @@ def test_registry_entries_vanish_when_runs_end(restore_settings: None) -> None:
     assert "late" not in registry
 
 
+def test_a_run_that_ends_leaves_a_newer_entry_of_its_key(restore_settings: None) -> None:
+    registry: threadline.RunRegistry[str, threadline.Run] = threadline.RunRegistry()
+    first = threadline.execute_tool("a")
+    second = threadline.execute_tool("a")
+    registry.add("k", first)
+    registry.add("k", second)  # the key taken over while the first is still open
+    first.end()
+    assert registry.get("k") is second
+    assert registry.pop("k") is second
+    second.end()
+    assert len(registry) == 0
+
+
 def test_many_completed_runs_retain_nothing(restore_settings: None) -> None:
     from opentelemetry.sdk.trace import TracerProvider
 

@@ -24,7 +24,7 @@ from opentelemetry.context import Context
 def attach(ctx: Context) -> Token[Context]:
     """Make ``ctx`` current; undo with :func:`detach` (exposed as
     ``threadline.attach_context``)."""
-    return otel_context.attach(ctx)
+    return otel_context._RUNTIME_CONTEXT.attach(ctx)  # what otel_context.attach does
 
 
 def detach(token: Token[Context]) -> bool:

@@ -17,6 +17,8 @@ from opentelemetry.trace import SpanKind
 from threadline import semconv
 from threadline._failopen import report
 from threadline._runs import (
+    _CLIENT,
+    _INTERNAL,
     AgentRun,
     EmbeddingsRun,
     InferenceRun,
@@ -102,7 +104,7 @@ def inference(
             system_instructions=system_instructions,
             tool_definitions=tool_definitions,
             attributes=attributes,
-            kind=SpanKind.INTERNAL if in_process else SpanKind.CLIENT,
+            kind=_INTERNAL if in_process else _CLIENT,
             start_time=start_time,
         )
     except Exception as error:  # noqa: BLE001

@@ -120,35 +120,33 @@ class RunRegistry(Generic[_K, _R]):
     """Maps an integration's own run keys (a LangChain ``run_id``, a LlamaIndex span id) to runs.
 
     Entries disappear when their run ends, whichever way it ends (normally, failed, or reaped), so
-    a registry can never hold more than the open-run cap.
+    a registry can never hold more than the open-run cap. Every operation is one or two dict
+    operations, each atomic, so none takes a lock: this is on the path of every run.
     """
 
-    __slots__ = ("__weakref__", "_entries", "_lock")
+    __slots__ = ("__weakref__", "_entries")
 
     def __init__(self) -> None:
         self._entries: dict[_K, _R] = {}
-        self._lock = threading.Lock()
 
     def add(self, key: _K, run: _R) -> None:
         if run.ended:
             return
-        with self._lock:
-            self._entries[key] = run
+        self._entries[key] = run
         run._on_end(self, key)
 
     def get(self, key: _K) -> _R | None:
         return self._entries.get(key)
 
     def pop(self, key: _K) -> _R | None:
-        if key not in self._entries:  # the common miss (e.g. an event of no stream), lock-free
-            return None
-        with self._lock:
-            return self._entries.pop(key, None)
+        return self._entries.pop(key, None)
 
     def _discard(self, key: _K, run: Run) -> None:
-        with self._lock:
-            if self._entries.get(key) is run:
-                del self._entries[key]
+        removed = self._entries.pop(key, None)
+        if removed is not None and removed is not run:
+            # Keys are run ids, unique in practice; should another run have taken this key
+            # meanwhile, it stays.
+            self._entries.setdefault(key, removed)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -157,5 +155,4 @@ class RunRegistry(Generic[_K, _R]):
         return key in self._entries
 
     def values(self) -> list[_R]:
-        with self._lock:
-            return list(self._entries.values())
+        return list(self._entries.values())  # one C-level copy: atomic

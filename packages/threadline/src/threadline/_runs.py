@@ -66,6 +66,9 @@ def _span_key() -> str | None:
 
 
 _SPAN_KEY = _span_key()
+# SpanKind members as module globals: on Python 3.11 reading an enum member (SpanKind.CLIENT)
+# runs a descriptor, about twenty times the cost of reading a global, on every run.
+_CLIENT, _INTERNAL, _SERVER = SpanKind.CLIENT, SpanKind.INTERNAL, SpanKind.SERVER
 _END_LOCK = threading.Lock()
 _MAX_BAGGAGE_VALUE = 256
 _MAX_MCP_METHOD = 128
@@ -281,14 +284,17 @@ class Run:
             parent_ctx = parent.context
             self.parent_run: Run | None = parent
         else:
-            parent_ctx = otel_context.get_current() if parent is None else parent
+            # otel_context.get_current() without its wrapper's frame (here and in detach): the
+            # runtime context, looked up on every call as in _context
+            parent_ctx = otel_context._RUNTIME_CONTEXT.get_current() if parent is None else parent
             enclosing = parent_ctx.get(_RUN_KEY)  # current_run(parent_ctx), inline: every run
             self.parent_run = enclosing if isinstance(enclosing, Run) else None
         self._parent_ctx = parent_ctx
-        session = _session_attributes(parent_ctx, conversation=self._records_conversation)
-        if session:
-            session.update(attributes)  # explicit values win over baggage
-            attributes = session
+        if _BAGGAGE_KEY is None or parent_ctx.get(_BAGGAGE_KEY):  # no call without baggage
+            session = _session_attributes(parent_ctx, conversation=self._records_conversation)
+            if session:
+                session.update(attributes)  # explicit values win over baggage
+                attributes = session
         self._start_attributes(attributes)
         self._ended = False
         self._failed_as: str | None = None
@@ -367,7 +373,7 @@ class Run:
         if token is None:
             return
         try:
-            if otel_context.get_current() is not self._ctx:
+            if otel_context._RUNTIME_CONTEXT.get_current() is not self._ctx:
                 self._detach_pending = True
                 return
             if _context.detach(token):
@@ -375,7 +381,7 @@ class Run:
                 self._detach_pending = False
                 # _unwind_pending_detaches() has nothing to do unless the run now current
                 # asked to detach; this runs on every detach, so look before calling
-                below = otel_context.get_current().get(_RUN_KEY)
+                below = otel_context._RUNTIME_CONTEXT.get_current().get(_RUN_KEY)
                 if isinstance(below, Run) and below._detach_pending:
                     _unwind_pending_detaches()
         except Exception as error:  # noqa: BLE001 - fail-open
@@ -1095,7 +1101,7 @@ class EmbeddingsRun(Run):
         if attributes:
             attrs.update(attributes)
         name = f"{self.operation} {model}" if model else self.operation
-        super().__init__(name, attrs, parent, kind=SpanKind.CLIENT, start_time=start_time)
+        super().__init__(name, attrs, parent, kind=_CLIENT, start_time=start_time)
 
     @guarded()
     def update(
@@ -1168,7 +1174,7 @@ class RetrievalRun(Run):
         self._query = query
         self._documents: Sequence[RetrievalDocument] | None = None
         name = f"{self.operation} {data_source_id}" if data_source_id else self.operation
-        super().__init__(name, attrs, parent, kind=SpanKind.CLIENT, start_time=start_time)
+        super().__init__(name, attrs, parent, kind=_CLIENT, start_time=start_time)
 
     @guarded()
     def update(
@@ -1260,7 +1266,7 @@ class ToolRun(Run):
             attrs[semconv.GEN_AI_AGENT_NAME] = metric[semconv.GEN_AI_AGENT_NAME] = agent_name
         self._metric_attributes = metric
         super().__init__(
-            f"{self.operation} {name}", attrs, parent, kind=SpanKind.INTERNAL, start_time=start_time
+            f"{self.operation} {name}", attrs, parent, kind=_INTERNAL, start_time=start_time
         )
 
     def _start_attributes(self, attributes: dict[str, AttributeValue]) -> None:
@@ -1354,10 +1360,8 @@ class AgentRun(Run):
         self._models: set[str] = set()
         self._usage_lock = threading.Lock()
         self._request_model = model or None
-        kind = (
-            SpanKind.CLIENT if remote or operation == semconv.OP_CREATE_AGENT else SpanKind.INTERNAL
-        )
-        self._provider = provider if provider and kind is SpanKind.CLIENT else None
+        kind = _CLIENT if remote or operation == semconv.OP_CREATE_AGENT else _INTERNAL
+        self._provider = provider if provider and kind is _CLIENT else None
         attrs: dict[str, AttributeValue] = {semconv.GEN_AI_OPERATION_NAME: operation}
         if name:
             attrs[semconv.GEN_AI_AGENT_NAME] = name
@@ -1365,7 +1369,7 @@ class AgentRun(Run):
             attrs[semconv.GEN_AI_AGENT_DESCRIPTION] = description
         if model:
             attrs[semconv.GEN_AI_REQUEST_MODEL] = model
-        if kind is SpanKind.CLIENT:
+        if kind is _CLIENT:
             # provider, id and version belong to remote agents only (semconv-genai #322)
             if provider:
                 attrs[semconv.GEN_AI_PROVIDER_NAME] = provider
@@ -1415,7 +1419,7 @@ class AgentRun(Run):
 
     def _before_end(self, error_type: str | None) -> None:
         # input/output only: cache tokens are not recorded on agent spans (semconv-genai #469)
-        attrs = self.usage.attributes(breakdown=self.kind is SpanKind.CLIENT)
+        attrs = self.usage.attributes(breakdown=self.kind is _CLIENT)
         if len(self._models) == 1 and not self._request_model:
             attrs[semconv.GEN_AI_REQUEST_MODEL] = next(iter(self._models))
         if attrs:
@@ -1469,7 +1473,7 @@ class WorkflowRun(Run):
             f"{self.operation} {name}" if name else self.operation,
             attrs,
             parent,
-            kind=SpanKind.INTERNAL,
+            kind=_INTERNAL,
             start_time=start_time,
         )
 
@@ -1503,7 +1507,7 @@ class StepRun(Run):
         start_time: int | None,
     ) -> None:
         super().__init__(
-            name, dict(attributes or {}), parent, kind=SpanKind.INTERNAL, start_time=start_time
+            name, dict(attributes or {}), parent, kind=_INTERNAL, start_time=start_time
         )
 
 
@@ -1617,7 +1621,7 @@ class McpRun(Run):
             f"{named} {target}" if target else named,
             attrs,
             parent,
-            kind=SpanKind.SERVER if server else SpanKind.CLIENT,
+            kind=_SERVER if server else _CLIENT,
             start_time=start_time,
             links=links,
         )
@@ -1636,7 +1640,7 @@ class McpRun(Run):
         metric[semconv.RPC_RESPONSE_STATUS_CODE] = status
         if expected:
             self.end()
-        elif self.kind is SpanKind.SERVER and code in semconv.MCP_SERVER_NON_ERROR_CODES:
+        elif self.kind is _SERVER and code in semconv.MCP_SERVER_NON_ERROR_CODES:
             # The request named something this server does not serve (an unknown tool is
             # -32602): that name came from the peer unchecked and stays off the metric.
             metric.pop(semconv.GEN_AI_TOOL_NAME, None)
@@ -1701,7 +1705,7 @@ class McpRun(Run):
         self, instruments: Instruments, error_type: str | None, duration: float
     ) -> None:
         attrs = self._metric_attributes
-        server = self.kind is SpanKind.SERVER
+        server = self.kind is _SERVER
         if server:
             attrs = _served_names_only(attrs, failed=error_type is not None)
         if error_type:

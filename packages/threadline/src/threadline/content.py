@@ -125,7 +125,8 @@ Redactable: TypeAlias = Part | FunctionToolDefinition | RetrievalDocument
 
 def capture_enabled() -> bool:
     """Whether content is recorded anywhere; integrations skip building content when False."""
-    return config.current().capture_content is not config.NO_CONTENT
+    # config.current(), without the call: integrations ask this on every run
+    return config._settings.capture_content is not config.NO_CONTENT
 
 
 _TRUNCATION_MARK = "…[truncated]"

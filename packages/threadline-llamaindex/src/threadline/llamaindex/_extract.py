@@ -223,14 +223,6 @@ def llm_facts(llm: Any) -> LLMFacts:
     return facts
 
 
-def has_extra_params(llm: Any) -> bool:
-    """Whether ``llm`` has ``additional_kwargs`` (a dict, changed in place by some apps: read
-    on every call)."""
-    fields = getattr(llm, "__dict__", None)
-    extra = fields.get("additional_kwargs") if type(fields) is dict else None
-    return bool(extra)
-
-
 def _own_params(llm: Any) -> threadline.RequestParams | None:
     present = fields_present(llm, _PARAM_ATTRIBUTES)
     max_tokens = _own_max_tokens(llm) if "max_tokens" in present else None

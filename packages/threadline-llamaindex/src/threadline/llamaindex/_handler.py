@@ -74,6 +74,18 @@ class Kind(enum.Enum):
     STEP = 9
 
 
+# The members as module globals, for the per-span paths: on Python 3.11 reading an enum member
+# (``Kind.CHAT``) runs a descriptor, about twenty times the cost of reading a global.
+_SKIP, _CHAT, _COMPLETION = Kind.SKIP, Kind.CHAT, Kind.COMPLETION
+_EMBEDDINGS, _RETRIEVAL, _TOOL, _TOOL_STEP = (
+    Kind.EMBEDDINGS,
+    Kind.RETRIEVAL,
+    Kind.TOOL,
+    Kind.TOOL_STEP,
+)
+_AGENT, _WORKFLOW = Kind.AGENT, Kind.WORKFLOW
+
+
 _CHAT_METHODS = frozenset({"chat", "achat", "stream_chat", "astream_chat"})
 _COMPLETION_METHODS = frozenset({"complete", "acomplete", "stream_complete", "astream_complete"})
 _EMBEDDING_METHODS = frozenset(
@@ -477,7 +489,7 @@ class Tracker:
             if parent is None:
                 parent = self.nodes.get(parent_id)
         workflows = self.workflows
-        if kind is Kind.SKIP and not workflows:
+        if kind is _SKIP and not workflows:
             if parent is not None:
                 nodes = self.nodes
                 if len(nodes) >= _MAX_NODES:
@@ -494,15 +506,15 @@ class Tracker:
         if workflow is not None:
             # A step of a running workflow: it runs in a task of the workflow's own.
             parent = workflow.parent_for(arguments.get("ev"))
-            if kind is Kind.SKIP:
+            if kind is _SKIP:
                 self._remember(id_, parent)
                 self._add_scope(id_, parent)
                 return
-        elif kind is Kind.SKIP:
+        elif kind is _SKIP:
             self._remember(id_, parent)
             return
         run: threadline.Run | None
-        if kind is Kind.CHAT or kind is Kind.COMPLETION:
+        if kind is _CHAT or kind is _COMPLETION:
             if isinstance(parent, threadline.InferenceRun) and not parent.ended:
                 self._remember(id_, parent)  # e.g. a chat implemented by complete()
                 return
@@ -517,7 +529,7 @@ class Tracker:
                     self._remember(id_, outer)  # the sync stream behind CustomLLM.astream_*
                     return
             run = self._inference(kind, prefix, instance, arguments, parent)
-        elif kind is Kind.EMBEDDINGS:
+        elif kind is _EMBEDDINGS:
             if isinstance(parent, threadline.EmbeddingsRun) and not parent.ended:
                 self._remember(id_, parent)
                 return
@@ -529,35 +541,33 @@ class Tracker:
                 server_address=host,
                 server_port=port,
             )
-        elif kind is Kind.RETRIEVAL:
+        elif kind is _RETRIEVAL:
             run = self._retrieval(instance, arguments, parent)
-        elif kind is Kind.TOOL:
+        elif kind is _TOOL:
             if isinstance(parent, threadline.ToolRun) and not parent.ended:
                 self._remember(id_, parent)
                 return
             run = self._tool(instance, arguments, parent)
-        elif kind is Kind.TOOL_STEP:
+        elif kind is _TOOL_STEP:
             run = self._tool_step(arguments, parent)
             if run is None:  # a step named call_tool that calls no tool
                 self._remember(id_, parent)
                 if workflow is not None and isinstance(parent, threadline.Run):
                     self._add_scope(id_, parent)
                 return
-        elif kind is Kind.AGENT:
+        elif kind is _AGENT:
             description = getattr(instance, "description", None)
             run = threadline.invoke_agent(
                 _agent_name(instance),
                 parent=parent,
                 description=description if isinstance(description, str) else None,
             )
-        elif kind is Kind.WORKFLOW:
+        elif kind is _WORKFLOW:
             run = threadline.invoke_workflow(_workflow_name(type(instance)), parent=parent)
         else:
             run = threadline.step(prefix, parent=parent)
         self.runs.add(id_, run)
-        if (kind is Kind.WORKFLOW or kind is Kind.AGENT) and isinstance(
-            instance, self.types.workflow
-        ):
+        if (kind is _WORKFLOW or kind is _AGENT) and isinstance(instance, self.types.workflow):
             # Workflow.run returns a future and its span exits when the workflow finishes,
             # in another context: making the run current here would leave it attached.
             self._add_workflow(id_, run, instance, kind)
@@ -573,7 +583,7 @@ class Tracker:
                 del workflows[key]
             if len(workflows) >= _MAX_KINDS:
                 workflows.clear()
-        agents = getattr(instance, "agents", None) if kind is Kind.WORKFLOW else None
+        agents = getattr(instance, "agents", None) if kind is _WORKFLOW else None
         workflows[id_] = _WorkflowScope(run, agents if isinstance(agents, dict) else None)
 
     def _add_scope(self, id_: str, run: threadline.Run) -> None:
@@ -598,13 +608,15 @@ class Tracker:
         call_kwargs = arguments.get("kwargs")
         if not isinstance(call_kwargs, Mapping) or not call_kwargs:
             call_kwargs = None
-        if call_kwargs is None and not _extract.has_extra_params(llm):
+        # additional_kwargs, a dict some apps change in place, is read on every call
+        fields = getattr(llm, "__dict__", None)
+        if call_kwargs is None and not (type(fields) is dict and fields.get("additional_kwargs")):
             request = facts.params
         else:
             request = _extract.request_params(llm, call_kwargs)
         input_messages = tools = None
         if threadline.capture_enabled():
-            if kind is Kind.CHAT:
+            if kind is _CHAT:
                 messages = arguments.get("messages")
                 input_messages = _extract.input_messages(messages) if messages else None
             elif "prompt" in arguments:
@@ -612,7 +624,7 @@ class Tracker:
             if call_kwargs and call_kwargs.get("tools"):
                 tools = _extract.tool_definitions(call_kwargs["tools"])
         # complete() on a chat model is a chat request on the wire.
-        chat = kind is Kind.CHAT or facts.is_chat_model
+        chat = kind is _CHAT or facts.is_chat_model
         provider = facts.provider
         return threadline.inference(
             facts.model,
