@@ -59,19 +59,21 @@ class ContentCapture(enum.Enum):
 
     @property
     def on_span(self) -> bool:
-        return self in (ContentCapture.SPAN_ONLY, ContentCapture.SPAN_AND_EVENT)
+        return self in _ON_SPAN
 
     @property
     def on_event(self) -> bool:
-        return self in (ContentCapture.EVENT_ONLY, ContentCapture.SPAN_AND_EVENT)
+        return self in _ON_EVENT
 
     @property
     def enabled(self) -> bool:
         return self is not NO_CONTENT
 
 
-# Module constant: checked on every run, and a member lookup on an Enum class is slow.
+# Module constants: checked on every run, and a member lookup on an Enum class is slow.
 NO_CONTENT = ContentCapture.NO_CONTENT
+_ON_SPAN = (ContentCapture.SPAN_ONLY, ContentCapture.SPAN_AND_EVENT)
+_ON_EVENT = (ContentCapture.EVENT_ONLY, ContentCapture.SPAN_AND_EVENT)
 
 
 Redactor = Callable[["Part"], "Part | None"]
