@@ -65,6 +65,15 @@ def broken(city: str) -> str:
     raise ValueError(f"no forecast for {city}")
 
 
+def crash_prompt() -> str:
+    """A prompt whose function raises: the SDK answers with a JSON-RPC error."""
+    raise RuntimeError("prompt store down")
+
+
+def crash_resource() -> str:
+    raise RuntimeError("resource store down")
+
+
 async def slow(seconds: float) -> str:
     import anyio
 
@@ -116,6 +125,8 @@ def build() -> Any:
     server.tool(name="ask_model")(ask_model)
     server.tool(name="slow")(slow)
     server.tool(name="chatty")(chatty)
+    server.prompt(name="crash_prompt")(crash_prompt)
+    server.resource("weather://crash")(crash_resource)
     return server
 
 
@@ -138,11 +149,25 @@ def build_lowlevel() -> Any:
             return types.CallToolResult(
                 content=[types.TextContent(type="text", text="no forecast")], is_error=True
             )
+        if params.name == "crash":  # a low-level handler has no isError conversion
+            raise RuntimeError("tool store down")
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=lookup(city, ctx.meta))]
         )
 
-    server = Server("weather", on_list_tools=list_tools, on_call_tool=call_tool)
+    async def get_prompt(ctx: Any, params: Any) -> types.GetPromptResult:
+        raise RuntimeError("prompt store down")
+
+    async def read_resource(ctx: Any, params: Any) -> types.ReadResourceResult:
+        raise RuntimeError("resource store down")
+
+    server = Server(
+        "weather",
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_get_prompt=get_prompt,
+        on_read_resource=read_resource,
+    )
     server.middleware.append(threadline.mcp.TracingMiddleware())
     return server
 

@@ -276,8 +276,9 @@ def test_no_session_duration_without_sessions(telemetry: Any, tmp_path: Path) ->
 
 
 def test_json_rpc_error(telemetry: Any, tmp_path: Path) -> None:
-    """A JSON-RPC error answer: the CLIENT span fails with the code; the SERVER span records
-    the handler's exception (mcp 2.x) or the error response it sent (mcp 1.x)."""
+    """A JSON-RPC error answer: the CLIENT span fails with the code; the SERVER span has the
+    code too, and the handler's exception as the error (mcp 2.x) or the code (mcp 1.x, whose
+    hook sees only the error response)."""
     spans_file = tmp_path / "spans.jsonl"
 
     async def ask() -> None:
@@ -293,13 +294,159 @@ def test_json_rpc_error(telemetry: Any, tmp_path: Path) -> None:
     assert render_tree(merged, attributes=("rpc.response.status_code",)) == (
         "invoke_agent weather_agent [INTERNAL]\n"
         "  prompts/get forecast_brief [CLIENT] rpc.response.status_code=0 !ERROR error.type=0\n"
-        "    prompts/get forecast_brief [SERVER]"
-        + (" rpc.response.status_code=0" if MAJOR < 2 else "")
-        + f" !ERROR error.type={server_error}"
+        "    prompts/get forecast_brief [SERVER] rpc.response.status_code=0"
+        f" !ERROR error.type={server_error}"
     )
     client = find(telemetry.spans(), "prompts/get forecast_brief")
     assert client.attributes["gen_ai.prompt.name"] == "forecast_brief"
     assert client.status_description == "Unknown prompt: forecast_brief"
+
+
+async def _failing_turn(target: Any, mode: str, requests: list[tuple[str, str]]) -> None:
+    """Requests whose handlers fail: ``("prompt", name)``, ``("resource", uri)`` or
+    ``("tool", name)``; a JSON-RPC error answer is caught, a tool's ``isError`` result
+    returned."""
+    async with connect(target, mode=mode) as session:
+        with threadline.invoke_agent("weather_agent"):
+            for kind, name in requests:
+                if kind == "tool":
+                    assert is_error(await session.call_tool(name, {"city": "Paris"}))
+                    continue
+                if kind == "prompt":
+                    request = session.client.get_prompt(name, {})
+                else:
+                    request = session.client.read_resource(name)
+                with pytest.raises(Exception) as raised:  # noqa: PT011 - MCPError or McpError
+                    await request
+                assert isinstance(raised.value.error.code, int)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("transport", "mode", "flavour"), CASES)
+def test_handler_exception_carries_the_code_the_sdk_answered_with(
+    telemetry: Any, tmp_path: Path, transport: str, mode: str, flavour: str
+) -> None:
+    """A request handler raises an exception that is no MCP error: the SDK answers with a
+    JSON-RPC error of its own choosing (mcp 2.x: 0 on a handshake-era connection, -32603 on a
+    2026-07-28 one; mcp 1.x: 0). The SERVER span carries the code the CLIENT span received,
+    and the exception as its error. A tool function that raises is answered with an isError
+    result instead: no status code on either side."""
+    spans_file = tmp_path / "spans.jsonl"
+    lowlevel = flavour == "lowlevel"
+    requests = [("prompt", "crash_prompt"), ("resource", "weather://crash"), ("tool", "broken")]
+    env = FLAVOUR_ENV.get(flavour, {})
+
+    async def turn(target: Any) -> None:
+        await _failing_turn(target, mode, requests)
+        if lowlevel:  # a low-level tools/call handler that raises gets a JSON-RPC error
+            async with connect(target, mode=mode) as session:
+                with threadline.invoke_agent("weather_agent"):
+                    with pytest.raises(Exception) as raised:  # noqa: PT011
+                        await session.call_tool("crash", {})
+                    assert isinstance(raised.value.error.code, int)  # type: ignore[attr-defined]
+
+    if transport == "stdio":
+        anyio.run(turn, stdio_params(spans_file, **env))
+    else:
+        with http_server(tmp_path, spans_file, **env) as url:
+            anyio.run(turn, url)
+
+    code = "-32603" if MAJOR >= 2 and mode == "auto" else "0"
+    if MAJOR < 2:  # the 1.x hook sees the error response only, not the exception
+        prompt_error = resource_error = "0"
+    elif lowlevel:
+        prompt_error = resource_error = "RuntimeError"
+    else:  # MCPServer re-raises a prompt's failure as ValueError, a resource's as MCPError
+        prompt_error, resource_error = "ValueError", "-32603"
+    resource_code = "-32603" if MAJOR >= 2 and not lowlevel else code
+
+    def pair(name: str, status: str | None, server_error: str, client_error: str) -> str:
+        attr = f" rpc.response.status_code={status}" if status is not None else ""
+        return (
+            f"  {name} [CLIENT]{attr} !ERROR error.type={client_error}\n"
+            f"    {name} [SERVER]{attr} !ERROR error.type={server_error}"
+        )
+
+    expected = [
+        pair("prompts/get crash_prompt", code, prompt_error, code),
+        pair("resources/read", resource_code, resource_error, resource_code),
+        pair("tools/call broken", None, "tool_error", "tool_error"),
+    ]
+    merged = [
+        s for s in [*telemetry.spans(), *read_spans_jsonl(spans_file)] if s.name != "tools/list"
+    ]
+    trees = render_tree(merged, attributes=("rpc.response.status_code",)).split("\n---\n")
+    turns = [tree for tree in trees if tree.startswith("invoke_agent")]
+    assert turns[0] == "\n".join(["invoke_agent weather_agent [INTERNAL]", *expected])
+    if lowlevel:
+        assert turns[1] == "\n".join(
+            [
+                "invoke_agent weather_agent [INTERNAL]",
+                pair("tools/call crash", code, "RuntimeError", code),
+            ]
+        )
+    assert len(turns) == (2 if lowlevel else 1)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"] if MAJOR >= 2 else ["legacy"])
+def test_handler_exception_metric(telemetry: Any, tmp_path: Path, mode: str) -> None:
+    """The server's operation metric carries the code the SDK answered with and the
+    exception's class, as the span does."""
+    metrics_file = tmp_path / "metrics.json"
+    params = stdio_params(tmp_path / "spans.jsonl", METRICS_FILE=str(metrics_file))
+    anyio.run(_failing_turn, params, mode, [("prompt", "crash_prompt"), ("tool", "broken")])
+    for _ in range(200):  # the server writes its metrics as it exits
+        if metrics_file.exists():
+            break
+        anyio.run(anyio.sleep, 0.05)
+    points = json.loads(metrics_file.read_text())
+    outcomes = sorted(
+        (
+            p["attributes"]["mcp.method.name"],
+            p["attributes"].get("rpc.response.status_code"),
+            p["attributes"].get("error.type"),
+        )
+        for p in points
+        if p["name"] == "mcp.server.operation.duration"
+        and p["attributes"]["mcp.method.name"] in ("prompts/get", "tools/call")
+    )
+    code = "-32603" if mode == "auto" else "0"
+    assert outcomes == [
+        ("prompts/get", code, "ValueError" if MAJOR >= 2 else "0"),
+        ("tools/call", None, "tool_error"),
+    ]
+
+
+@pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x answers a failing client callback differently")
+def test_failing_client_callback_carries_the_code_the_client_answered_with(
+    telemetry: Any, tmp_path: Path
+) -> None:
+    """A server's request to the client (sampling) whose callback raises: the client's SDK
+    answers with code 0, which the client's SERVER span carries next to the exception, and
+    the server's CLIENT span received."""
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def sampling_callback(context: Any, params: Any) -> Any:
+        raise RuntimeError("model down")
+
+    async def turn() -> None:
+        async with connect(stdio_params(spans_file), sampling_callback=sampling_callback) as s:
+            with threadline.invoke_agent("weather_agent"):
+                with pytest.raises(Exception, match="model down"):
+                    await s.call_tool("ask_model", {"question": "6*7?"})
+
+    anyio.run(turn)
+    merged = _agent_trace(telemetry.spans(), read_spans_jsonl(spans_file))
+    tree = render_tree(
+        [s for s in merged if s.name != "tools/list"], attributes=("rpc.response.status_code",)
+    )
+    assert tree == (
+        "invoke_agent weather_agent [INTERNAL]\n"
+        "  tools/call ask_model [CLIENT] rpc.response.status_code=0 !ERROR error.type=0\n"
+        "    tools/call ask_model [SERVER] rpc.response.status_code=0 !ERROR error.type=0\n"
+        "      sampling/createMessage [CLIENT] rpc.response.status_code=0 !ERROR error.type=0\n"
+        "        sampling/createMessage [SERVER] rpc.response.status_code=0"
+        " !ERROR error.type=RuntimeError"
+    )
 
 
 @pytest.mark.parametrize("merge", [False, True])

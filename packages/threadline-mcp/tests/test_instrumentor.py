@@ -151,3 +151,41 @@ def test_direct_in_process_client_has_no_network(telemetry: Any, instrumented: N
     assert sorted(s.kind for s in spans) == ["CLIENT", "SERVER"]
     for span in spans:
         assert "network.transport" not in span.attributes, span.kind
+
+
+@pytest.mark.skipif(MAJOR < 2, reason="Client(server) in-process is mcp 2.x")
+@pytest.mark.parametrize(
+    ("mode", "raise_exceptions", "code"),
+    [("legacy", False, "0"), ("auto", False, "-32603"), ("auto", True, "-32603")],
+)
+def test_in_process_handler_exception(
+    telemetry: Any, instrumented: None, mode: str, raise_exceptions: bool, code: str
+) -> None:
+    """``Client(server)``: in legacy mode the server answers through in-memory streams (code
+    0); otherwise the direct dispatcher hands the client -32603, with or without
+    ``raise_exceptions``. The SERVER span carries the code the client got. (On the direct
+    dispatcher the client cannot tell an answer from an error of its own, so its span has no
+    status code there.)"""
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("weather")
+
+    @server.prompt()
+    def brief() -> str:
+        """A prompt whose store is down."""
+        raise RuntimeError("prompt store down")
+
+    async def main() -> None:
+        async with Client(server, mode=mode, raise_exceptions=raise_exceptions) as client:  # type: ignore[arg-type]
+            with pytest.raises(Exception) as raised:  # noqa: PT011 - MCPError
+                await client.get_prompt("brief", {})
+            assert str(raised.value.error.code) == code  # type: ignore[attr-defined]
+
+    anyio.run(main)
+    spans = {s.kind: s for s in telemetry.spans() if s.name == "prompts/get brief"}
+    if mode == "legacy":
+        assert spans["CLIENT"].attributes["rpc.response.status_code"] == code
+    assert spans["SERVER"].attributes["rpc.response.status_code"] == code
+    assert spans["SERVER"].attributes["error.type"] == "ValueError"
+    assert spans["SERVER"].status_code == "ERROR"

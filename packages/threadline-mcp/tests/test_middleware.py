@@ -113,6 +113,75 @@ def test_handler_exception_is_reraised_untouched(telemetry: Any) -> None:
     assert span.status_code == "ERROR"
 
 
+def _dispatch(kind: str, *, raising: bool = False, cancelled: bool = False) -> Any:
+    """A real mcp 2.x dispatch context: ``legacy`` (the JSONRPCDispatcher's own), ``modern``
+    (wrapped for a 2026-07-28 request over a stream), or anything else (not the SDK's)."""
+    from mcp.server.runner import _NoServerRequestsDispatchContext
+    from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher, _JSONRPCDispatchContext
+    from mcp.shared.transport_context import TransportContext
+
+    send, receive = anyio.create_memory_object_stream[Any](1)
+    dispatcher: Any = JSONRPCDispatcher(receive, send, raise_handler_exceptions=raising)
+    dctx = _JSONRPCDispatchContext(
+        transport=TransportContext(kind="jsonrpc", can_send_request=True),
+        _dispatcher=dispatcher,
+        _request_id=7,
+    )
+    if cancelled:
+        dctx.cancel_requested.set()
+    if kind == "legacy":
+        return dctx
+    if kind == "modern":
+        return _NoServerRequestsDispatchContext(dctx)
+    return types.SimpleNamespace(cancel_requested=anyio.Event(), _dispatcher=object())
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "request_id", "expected"),
+    [
+        ("legacy", {}, 7, "0"),
+        ("modern", {}, 7, "-32603"),
+        ("legacy", {"raising": True}, 7, None),  # the answer may never leave the process
+        ("modern", {"raising": True}, 7, None),
+        ("legacy", {"cancelled": True}, 7, None),  # peer cancelled: never answered
+        ("legacy", {}, None, None),  # a notification: never answered
+        ("unknown", {}, 7, None),
+    ],
+)
+def test_handler_exception_carries_the_code_answered_with(
+    telemetry: Any, kind: str, options: Any, request_id: Any, expected: str | None
+) -> None:
+    """An exception that is no MCP error: the span carries the JSON-RPC code the SDK answers
+    with, read from the request's dispatch context, and only when an answer is sure to go
+    out; the error stays the exception."""
+    raised = RuntimeError("store down")
+
+    async def handler(ctx: Any) -> Any:
+        raise raised
+
+    async def main() -> None:
+        ctx = _ctx(request_id=request_id)
+        ctx.session._request_outbound = _dispatch(kind, **options)
+        with pytest.raises(RuntimeError) as caught:
+            await TracingMiddleware(notifications="all")(ctx, handler)
+        assert caught.value is raised
+
+    anyio.run(main)
+    span = telemetry.find("tools/call get_weather")
+    assert span.attributes.get("rpc.response.status_code") == expected
+    assert (span.status_code, span.attributes["error.type"]) == ("ERROR", "RuntimeError")
+    (point,) = telemetry.metric_points("mcp.server.operation.duration")
+    assert point["attributes"].get("rpc.response.status_code") == expected
+    assert point["attributes"]["error.type"] == "RuntimeError"
+
+
+def test_dispatch_contexts_the_codes_are_read_from() -> None:
+    """Contract with the SDK: where its answer to an unmapped exception is decided."""
+    from threadline.mcp._server import _dispatch_kinds
+
+    assert _dispatch_kinds() is not None
+
+
 def test_context_is_attached_during_the_handler_and_detached_after(telemetry: Any) -> None:
     seen: dict[str, Any] = {}
 

@@ -494,6 +494,21 @@ def test_mcp_runs(telemetry: Telemetry) -> None:
     assert len(telemetry.metric_points(semconv.METRIC_MCP_SERVER_OPERATION_DURATION)) == 2
 
 
+def test_mcp_handler_exception_answered_with_a_code(telemetry: Telemetry) -> None:
+    """A handler raised and the SDK answered with a code of its own: the exception is what
+    failed, and the code is the response's, on the span and the metric."""
+    call = threadline.mcp_request("prompts/get", server=True, prompt_name="forecast")
+    call.fail_rpc(-32603, error=ValueError("no such city"))
+    assert telemetry.tree() == "prompts/get forecast [SERVER] !ERROR error.type=ValueError"
+    span = telemetry.spans()[0]
+    assert span.attributes[semconv.RPC_RESPONSE_STATUS_CODE] == "-32603"
+    assert span.status_description == "ValueError: no such city"
+    (point,) = telemetry.metric_points(semconv.METRIC_MCP_SERVER_OPERATION_DURATION)
+    assert point["attributes"][semconv.RPC_RESPONSE_STATUS_CODE] == "-32603"
+    assert point["attributes"][semconv.ERROR_TYPE] == "ValueError"
+    telemetry.assert_conformant()
+
+
 def test_mcp_metric_attributes_stay_bounded(telemetry: Telemetry) -> None:
     """What a server's metrics get from the peer is bounded: no client address or ephemeral
     port, no method name it does not know, no tool name it could not serve."""

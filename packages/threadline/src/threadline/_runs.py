@@ -1627,18 +1627,29 @@ class McpRun(Run):
         )
 
     @guarded()
-    def fail_rpc(self, code: int, message: str | None = None, *, expected: bool = False) -> None:
+    def fail_rpc(
+        self,
+        code: int,
+        message: str | None = None,
+        *,
+        expected: bool = False,
+        error: BaseException | None = None,
+    ) -> None:
         """A JSON-RPC error response. On the server, codes that describe a bad request
         (parse error, invalid request/params, unknown method/resource) are recorded but do not
         make the span an error; nor does an answer the caller ``expected`` (a probe the peer
-        may reject, such as ``server/discover`` to a server of an older protocol)."""
+        may reject, such as ``server/discover`` to a server of an older protocol). ``error``:
+        the exception the response stands for (a handler raised it and the SDK answered with
+        ``code``), which is then what failed (``error.type`` is its class)."""
         if self._ended:
             return
         status = str(code)
         self.span.set_attribute(semconv.RPC_RESPONSE_STATUS_CODE, status)
         metric = self._metric_attributes
         metric[semconv.RPC_RESPONSE_STATUS_CODE] = status
-        if expected:
+        if error is not None:
+            self.fail(error, description=message)
+        elif expected:
             self.end()
         elif self.kind is _SERVER and code in semconv.MCP_SERVER_NON_ERROR_CODES:
             # The request named something this server does not serve (an unknown tool is

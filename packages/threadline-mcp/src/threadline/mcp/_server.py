@@ -11,6 +11,7 @@ allow-listed baggage, is attached while the handler runs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -38,6 +39,7 @@ _SESSION_STATE_KEY = "threadline.mcp.session_start"
 _EMPTY = Context()
 _MAX_REQUEST_ID = 128
 _MAX_VERSION = 32
+_INTERNAL_ERROR = -32603
 
 NotificationPolicy = Literal["traced", "all", "none"]
 
@@ -269,8 +271,10 @@ class ServerCall:
         run.end()
 
     @guarded(site="threadline.mcp.server.fail")
-    def fail(self, error: BaseException) -> None:
-        """The handler raised ``error`` (re-raised by the caller, untouched)."""
+    def fail(self, error: BaseException, *, dispatch: object = None) -> None:
+        """The handler raised ``error`` (re-raised by the caller, untouched). ``dispatch``: the
+        request's mcp 2.x dispatch context, which tells the code the SDK answers any other
+        exception with (see :func:`unmapped_error_code`); None for a notification or mcp 1.x."""
         run = self.run
         run.detach()
         rpc = error_code(error)
@@ -282,7 +286,15 @@ class ServerCall:
         elif is_cancellation(error):
             run.fail("cancelled")
         else:
-            run.fail(error)
+            code = None
+            if dispatch is not None and isinstance(error, Exception):
+                code = unmapped_error_code(dispatch)
+            if code is None:
+                run.fail(error)
+                return
+            # The SDK answered with a code of its own choosing: what failed is the exception
+            # (error.type = its class), and the code it answered with is the response's.
+            run.fail_rpc(code, error=error)
 
     @guarded(site="threadline.mcp.server.error_response")
     def error_response(self, code: int, message: str | None) -> None:
@@ -295,6 +307,57 @@ def _result_field(result: object, wire: str, attribute: str) -> Any:
     if isinstance(result, Mapping):
         return result.get(wire)
     return getattr(result, attribute, None) or getattr(result, wire, None)
+
+
+def unmapped_error_code(dispatch: object) -> int | None:
+    """The JSON-RPC error code mcp 2.x answers a request with when its handler raised an
+    exception that is neither ``MCPError`` nor pydantic's ``ValidationError``, read from the
+    request's dispatch context:
+
+    * ``JSONRPCDispatcher`` (stdio, streamable HTTP of the handshake era, in-memory streams, and
+      a client answering a server's request): ``0``, the code mcp 1.x answered with;
+    * 2026-07-28 requests over a stream (``Server.run``), 2026-07-28 streamable HTTP, and the
+      in-process ``DirectDispatcher``: ``-32603``;
+    * None when no answer is sure to be sent (the peer cancelled the request; a stream served
+      with ``raise_exceptions=True``) or the dispatch context is none of the SDK's known ones."""
+    kinds = _dispatch_kinds()
+    if kinds is None:
+        return None
+    modern_stream, jsonrpc, single_exchange, direct = kinds
+    wrapped = isinstance(dispatch, modern_stream)
+    inner: Any = getattr(dispatch, "_inner", None) if wrapped else dispatch
+    cancel_requested = getattr(inner, "cancel_requested", None)
+    if cancel_requested is None or cancel_requested.is_set() is not False:
+        return None  # a request the peer cancelled is never answered
+    dispatcher = getattr(inner, "_dispatcher", None)
+    if isinstance(dispatcher, jsonrpc):
+        if getattr(dispatcher, "_raise_handler_exceptions", None) is not False:
+            # raise_exceptions=True: the dispatcher queues its answer, then re-raises and the
+            # server stops, so whether the answer ever leaves the process is a race.
+            return None
+        return _INTERNAL_ERROR if wrapped else 0
+    if isinstance(inner, (single_exchange, direct)):
+        return _INTERNAL_ERROR
+    return None
+
+
+@functools.cache
+def _dispatch_kinds() -> tuple[type, type, type, type] | None:
+    """``(modern request wrapper, JSONRPCDispatcher, modern HTTP context, direct context)`` of
+    mcp 2.x; None on mcp 1.x or an SDK that moved them (the contract test catches that)."""
+    try:
+        from mcp.server._streamable_http_modern import _SingleExchangeDispatchContext
+        from mcp.server.runner import _NoServerRequestsDispatchContext
+        from mcp.shared.direct_dispatcher import _DirectDispatchContext
+        from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+    except ImportError:
+        return None
+    return (
+        _NoServerRequestsDispatchContext,
+        JSONRPCDispatcher,
+        _SingleExchangeDispatchContext,
+        _DirectDispatchContext,
+    )
 
 
 def _is_validation_error(error: BaseException) -> bool:
@@ -336,7 +399,7 @@ class TracingMiddleware:
         try:
             result = await call_next(ctx)
         except BaseException as error:
-            call.fail(error)
+            call.fail(error, dispatch=_request_dispatch(ctx))
             raise
         call.finish(result)
         return result
@@ -357,6 +420,18 @@ class TracingMiddleware:
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.TracingMiddleware", error)
             return None
+
+
+def _request_dispatch(ctx: Any) -> object:
+    """The dispatch context a request is answered through (``ServerSession`` keeps it); None for
+    a notification, which is never answered."""
+    try:
+        if ctx.request_id is None:
+            return None
+        return getattr(ctx.session, "_request_outbound", None)
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("threadline.mcp.server.dispatch", error)
+        return None
 
 
 _REPLACING = "_threadline_replaces_builtin"
@@ -566,7 +641,7 @@ def wrap_client_on_request(original: Any) -> Any:
         try:
             result = await original(self, dctx, method, params, *args)
         except BaseException as error:
-            call.fail(error)
+            call.fail(error, dispatch=dctx)
             raise
         call.finish(result)
         return result
