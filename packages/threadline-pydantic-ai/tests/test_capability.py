@@ -14,8 +14,8 @@ from pai_helpers import V2, agent_span, scripted, streaming, text, tool_calls
 from pydantic_ai import Agent, ModelRetry, RunContext
 from pydantic_ai import exceptions as _exc
 from pydantic_ai.capabilities import AbstractCapability
-from pydantic_ai.messages import ModelResponse, TextPart
-from pydantic_ai.models.function import FunctionModel
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
+from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
 from pydantic_ai.models.test import TestModel
 
 import threadline
@@ -539,39 +539,85 @@ def test_iteration_stopped_early_is_no_error(telemetry: Telemetry) -> None:
     assert len(threadline.open_runs) == 0
 
 
+def _event_stream(agent: Agent[None, str], prompt: str) -> Any:
+    """``run_stream_events(prompt)`` closed when the ``async with`` block is left: a context
+    manager of its own on Pydantic AI 2.x, an async generator (closed by ``aclosing``) on 1.x."""
+    events = agent.run_stream_events(prompt)
+    return events if hasattr(events, "__aenter__") else contextlib.aclosing(events)
+
+
 def test_event_stream_closed_early_is_no_error(telemetry: Telemetry) -> None:
     """run_stream_events: the consumer leaves at the first text delta; Pydantic AI cancels
-    the run's task, and that is how the run stopped, not a failure of it or its model call."""
-    from pydantic_ai.agent import abstract
-
-    if not hasattr(abstract, "AgentRunEvents"):
-        pytest.skip("run_stream_events has no closable event stream in this Pydantic AI")
+    the run's task (2.x) or fails its next event (1.x), and that is how the run stopped, not a
+    failure of it or its model call."""
     agent = Agent(streaming("a", "b", "c", "d"), name="q", capabilities=[Tracing()])
 
     async def first_delta() -> None:
-        async with agent.run_stream_events("hi") as events:
+        async with _event_stream(agent, "hi") as events:
             async for event in events:
                 if type(event).__name__ == "PartDeltaEvent":
                     break
         assert threadline.current_run() is None
+        await asyncio.sleep(0.05)  # on 1.x the run goes on to its next event
 
     asyncio.run(first_delta())
     assert [(s.name, s.status_code) for s in telemetry.spans()] == [
         ("chat streamer", "UNSET"),
-        ("invoke_agent q", "UNSET"),
+        (agent_span("q"), "UNSET"),
     ]
     assert len(threadline.open_runs) == 0
 
 
-def test_event_stream_consumer_timed_out_is_an_error(telemetry: Telemetry) -> None:
-    """A timeout around the consumer of run_stream_events cut the run short: an error, even
-    though Pydantic AI closes the stream on the way out."""
-    from pydantic_ai.agent import abstract
+def test_event_stream_closed_during_tool_call_is_no_error(telemetry: Telemetry) -> None:
+    """Leaving run_stream_events while a tool runs: the tool call in flight ends without error
+    too, whether the run is torn down at once (2.x cancels it) or goes on until the tool
+    returns and fails at its next event (1.x)."""
+    tool_started, tool_released = asyncio.Event(), asyncio.Event()
 
-    if not hasattr(abstract, "AgentRunEvents"):
-        pytest.skip("run_stream_events has no closable event stream in this Pydantic AI")
+    async def stream_fn(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[Any]:
+        yield {0: DeltaToolCall("lookup", '{"city": "Paris"}', tool_call_id="call_1")}
+
+    agent = Agent(
+        FunctionModel(stream_function=stream_fn, model_name="tools"),
+        name="w",
+        capabilities=[Tracing()],
+    )
+
+    @agent.tool_plain
+    async def lookup(city: str) -> str:
+        """Slow lookup."""
+        tool_started.set()
+        await tool_released.wait()
+        return "sunny"
+
+    async def leave_during_the_tool() -> None:
+        async with _event_stream(agent, "Weather in Paris?") as events:
+            async for event in events:
+                if type(event).__name__ == "FunctionToolCallEvent":
+                    await tool_started.wait()
+                    break
+        tool_released.set()
+        await asyncio.sleep(0.05)
+
+    asyncio.run(leave_during_the_tool())
+    assert telemetry.tree() == "\n".join(
+        [
+            f"{agent_span('w')} [INTERNAL]",
+            "  chat tools [CLIENT]",
+            "  execute_tool lookup [INTERNAL]",
+        ]
+    )
+    assert len(threadline.open_runs) == 0
+
+
+@pytest.mark.parametrize("stop", ["timeout_waiting", "timeout_in_body", "cancel_in_body"])
+def test_event_stream_consumer_timed_out_is_an_error(telemetry: Telemetry, stop: str) -> None:
+    """A timeout or a task.cancel() around the consumer of run_stream_events cut the run short:
+    an error, even though the stream is closed on the way out. The consumer is cancelled while
+    it waits for an event, or while it handles one."""
 
     async def hang(messages: Any, info: Any) -> AsyncIterator[str]:
+        yield "first"
         await asyncio.sleep(30)
         yield "late"
 
@@ -580,15 +626,28 @@ def test_event_stream_consumer_timed_out_is_an_error(telemetry: Telemetry) -> No
     )
 
     async def consume() -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0.1), agent.run_stream_events("hi") as events:
-                async for _event in events:
-                    pass
+        async with _event_stream(agent, "hi") as events:
+            async for _event in events:
+                if stop != "timeout_waiting":
+                    await asyncio.sleep(30)
 
-    asyncio.run(consume())
-    assert [(s.name, s.status_code) for s in telemetry.spans()] == [
+    async def cut_short() -> None:
+        if stop == "cancel_in_body":
+            task = asyncio.create_task(consume())
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        else:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await consume()
+        await asyncio.sleep(0.05)  # on 1.x the run goes on to its next event
+
+    asyncio.run(cut_short())
+    assert sorted((s.name, s.status_code) for s in telemetry.spans()) == [
         ("chat slow", "ERROR"),
-        ("invoke_agent t", "ERROR"),
+        (agent_span("t"), "ERROR"),
     ]
     assert len(threadline.open_runs) == 0
 

@@ -161,16 +161,22 @@ async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIt
 
 _event_streams_watched = [False]
 
+# What a Pydantic AI 1.x run raises when the consumer of its run_stream_events closed the stream:
+# the run's next event finds nobody to take it (see _watch_event_generator).
+_stream_closed: tuple[type[BaseException], ...] = ()
+
 
 def _watch_event_streams() -> None:
-    """Wrap ``AgentRunEvents`` (Pydantic AI 2.x) to note when its consumer closed it; once
-    per process, pass-through otherwise."""
+    """Note when the consumer of ``run_stream_events`` closes it before the end, so the run it
+    tears down ends as stopped early: ``AgentRunEvents`` on Pydantic AI 2.x, the event
+    generator on 1.x. Once per process, pass-through otherwise."""
     _event_streams_watched[0] = True
     try:
         from pydantic_ai.agent import abstract
 
         events = getattr(abstract, "AgentRunEvents", None)
         if not isinstance(events, type):
+            _watch_event_generator(abstract)
             return
         start, close = getattr(events, "_ensure_started", None), getattr(events, "aclose", None)
         if not (inspect.iscoroutinefunction(start) and inspect.iscoroutinefunction(close)):
@@ -201,6 +207,55 @@ def _watch_event_streams() -> None:
         events.aclose = aclose  # type: ignore[attr-defined]
     except Exception as error:  # noqa: BLE001 - closing such a stream early then reads as failed
         report("threadline.pydantic_ai.watch_event_streams", error)
+
+
+def _watch_event_generator(abstract: Any) -> None:
+    """Pydantic AI 1.x: ``run_stream_events`` returns the async generator
+    ``AbstractAgent._run_stream_events``. Its first event starts the run in a task of its own (a
+    copy of the consumer's context) that sends it the events through an anyio memory stream.
+    Closing the generator before the end closes that stream, without cancelling the task: the
+    run fails at its next event with ``anyio.BrokenResourceError``, or is cancelled if the event
+    loop ends first. Wrap the generator so that the run's task carries a consumer mark, set when
+    its consumer closes it early (see ``wrap_run``)."""
+    global _stream_closed
+    agent_class = getattr(abstract, "AbstractAgent", None)
+    generate = getattr(agent_class, "_run_stream_events", None)
+    if agent_class is None or not inspect.isasyncgenfunction(generate):
+        return
+    import anyio
+
+    @functools.wraps(generate)
+    async def run_stream_events(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        stream = generate(self, *args, **kwargs)
+        mark, token = watch_consumer()  # the run's task, started by the first event, copies it
+        try:
+            event = await stream.__anext__()
+        except StopAsyncIteration:
+            return
+        finally:
+            unwatch_consumer(token)  # before yielding: nothing stays set in the consumer's context
+        try:
+            while True:
+                thrown: BaseException | None = None
+                try:
+                    yield event
+                except GeneratorExit:  # closed early (the run may still be going)
+                    consumer_closed(mark)  # unless the consumer is itself being cancelled
+                    raise
+                except BaseException as error:  # noqa: BLE001 - thrown in: passed on, as it was
+                    thrown = error
+                try:
+                    if thrown is None:
+                        event = await stream.__anext__()
+                    else:
+                        event = await stream.athrow(thrown)
+                except StopAsyncIteration:
+                    return
+        finally:
+            await stream.aclose()
+
+    _stream_closed = (anyio.BrokenResourceError,)
+    agent_class._run_stream_events = run_stream_events
 
 
 def _stopped_early(state: _RunState | None) -> bool:
@@ -371,6 +426,12 @@ class Tracing(AbstractCapability[Any]):
                     if _stopped_early(state):
                         run.detach()
                         # first: the with block then finds the run ended
+                        run.end(stopped_early=True)
+                    raise
+                except _stream_closed:
+                    # Pydantic AI 1.x: run_stream_events closed early by its consumer
+                    if state is not None and closed_by_consumer():
+                        run.detach()
                         run.end(stopped_early=True)
                     raise
         finally:
