@@ -64,7 +64,8 @@ def test_instrumentor_entry_point(telemetry: Telemetry, cassette: Any) -> None:
 
 def test_verbose_adds_llamaindex_steps(telemetry: Telemetry, cassette: Any) -> None:
     threadline.llamaindex.uninstrument()
-    threadline.llamaindex.instrument(verbose=True)
+    threadline.llamaindex.instrument()
+    threadline.llamaindex.instrument(verbose=True)  # a later call sets the option
     with cassette("rag_query.yaml"):
         index = make_index()
         telemetry.span_exporter.clear()
@@ -87,3 +88,9 @@ def test_verbose_adds_llamaindex_steps(telemetry: Telemetry, cassette: Any) -> N
     assert len(steps) == len(spans) - 4
     assert all(span.kind == "INTERNAL" and not span.attributes for span in steps)
     telemetry.assert_conformant()
+
+    threadline.llamaindex.instrument()  # and back
+    telemetry.span_exporter.clear()
+    with cassette("rag_query.yaml"):
+        index.as_query_engine(llm=make_llm(), similarity_top_k=2).query("capital of France?")
+    assert len(telemetry.spans()) == 4

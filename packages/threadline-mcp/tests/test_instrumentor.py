@@ -64,6 +64,24 @@ def test_instrument_uninstrument_round_trip() -> None:
         assert all(p is o for p, o in zip(_current(), original, strict=True))
 
 
+def test_a_later_instrument_sets_its_options(caplog: pytest.LogCaptureFixture) -> None:
+    from threadline.mcp import _client
+
+    try:
+        with caplog.at_level("WARNING"):
+            threadline.mcp.instrument()
+            threadline.mcp.instrument(merge_tool_spans=True)
+            assert _client.Options.merge_tool_spans is True
+            threadline.mcp.instrument()
+            assert _client.Options.merge_tool_spans is False
+            threadline.mcp.uninstrument()
+            threadline.mcp.uninstrument()
+        assert caplog.records == []  # no "already instrumented" warnings
+    finally:
+        threadline.mcp.uninstrument()
+        _client.Options.merge_tool_spans = False
+
+
 def test_entry_point() -> None:
     (entry,) = [
         e

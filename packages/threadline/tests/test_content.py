@@ -135,6 +135,7 @@ def test_span_and_event_content_match_the_schemas(
     [event] = telemetry.events(semconv.EVENT_INFERENCE_DETAILS)
     assert event["severity_number"] == 5
     assert event["span_id"] == chat.span_id
+    assert event["timestamp"] == chat.end_ns  # when the operation it details ended
     assert event["attributes"][semconv.GEN_AI_OPERATION_NAME] == "chat"
     # structured (not JSON text) on the event
     assert event["attributes"][semconv.GEN_AI_SYSTEM_INSTRUCTIONS][0]["content"] == "Be brief."
@@ -225,6 +226,22 @@ def test_configure_rejects_bad_values() -> None:
         threadline.configure(redactor="nope")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="baggage_allowlist"):
         threadline.configure(baggage_allowlist="session.id")
+    with pytest.raises(ValueError, match="'bad key' is not a valid baggage key"):
+        threadline.configure(baggage_allowlist=["session.id", "bad key"])
+    with pytest.raises(ValueError, match="metric_baggage_keys"):
+        threadline.configure(metric_baggage_keys=[""])
+    with pytest.raises(TypeError, match="cost must be a bool"):
+        threadline.configure(cost="false")  # type: ignore[arg-type]
+
+
+def test_invalid_baggage_keys_from_the_environment_are_dropped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, restore_settings: None
+) -> None:
+    monkeypatch.setenv("THREADLINE_BAGGAGE_ALLOWLIST", "session.id, bad key,tenant.id")
+    with caplog.at_level("WARNING", logger="threadline"):
+        settings = config.reload_from_env()
+    assert settings.baggage_allowlist == {"session.id", "tenant.id"}
+    assert "bad key" in caplog.text
 
 
 def test_non_finite_numbers_are_recorded_as_null(

@@ -1052,6 +1052,8 @@ def _emit_details_event(run: InferenceRun, content: Mapping[str, Any]) -> None:
     attributes.update(content)
     resolved().event_logger.emit(
         LogRecord(
+            # the moment the operation it details ended (the record is emitted as it ends)
+            timestamp=run._ended_at or time.time_ns(),
             event_name=semconv.EVENT_INFERENCE_DETAILS,
             severity_number=SeverityNumber.DEBUG,
             attributes=attributes,

@@ -11,6 +11,7 @@ import enum
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -112,8 +113,16 @@ _settings: Settings = Settings()
 _UNSET: Any = object()
 
 
+# RFC 7230 token characters, which W3C baggage keys must use.
+BAGGAGE_KEY: Final = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")
+
+
 def _parse_keys(value: str) -> frozenset[str]:
-    return frozenset(k.strip() for k in value.split(",") if k.strip())
+    keys = {k.strip() for k in value.split(",") if k.strip()}
+    invalid = sorted(k for k in keys if not BAGGAGE_KEY.match(k))
+    if invalid:
+        _logger.warning("threadline: ignoring invalid baggage keys %s", ", ".join(invalid))
+    return frozenset(keys.difference(invalid))
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -268,9 +277,15 @@ def configure(
         if keys is not _UNSET:
             if isinstance(keys, str):
                 raise TypeError(f"{name} must be an iterable of keys, not a string")
-            changes[name] = frozenset(keys)
+            checked = frozenset(keys)
+            for key in checked:
+                if not isinstance(key, str) or not BAGGAGE_KEY.match(key):
+                    raise ValueError(f"{name}: {key!r} is not a valid baggage key")
+            changes[name] = checked
     if cost is not _UNSET:
-        changes["cost"] = bool(cost)
+        if not isinstance(cost, bool):
+            raise TypeError(f"cost must be a bool; got {cost!r}")
+        changes["cost"] = cost
     restore(dataclasses.replace(_settings, **changes))
     return _settings
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 from collections.abc import Callable, Mapping
 from contextvars import Token
 from types import TracebackType
@@ -24,8 +23,6 @@ from opentelemetry.context import Context
 from threadline import _context, config, semconv
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-# RFC 7230 token characters, which W3C baggage keys must use.
-_KEY = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")
 MAX_VALUE_LENGTH = 256
 
 
@@ -63,7 +60,7 @@ class session:
         if conversation_id is not None:
             entries[semconv.BAGGAGE_CONVERSATION_ID] = _check("conversation_id", conversation_id)
         for key, value in extra.items():
-            if not _KEY.match(key):
+            if not config.BAGGAGE_KEY.match(key):
                 raise ValueError(f"{key!r} is not a valid baggage key")
             entries[key] = _check(key, value)
         self._entries = entries

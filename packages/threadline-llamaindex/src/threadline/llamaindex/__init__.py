@@ -31,13 +31,17 @@ _installed: tuple[SpanHandler, EventHandler] | None = None
 
 
 def instrument(*, verbose: bool = False) -> None:
-    """Register threadline's handlers on LlamaIndex's root dispatcher (idempotent: a second call
-    changes nothing; call :func:`uninstrument` first to switch ``verbose``)."""
+    """Register threadline's handlers on LlamaIndex's root dispatcher. Idempotent: once
+    registered, a call only sets ``verbose``."""
     global _installed
     from llama_index.core.instrumentation import get_dispatcher
 
     with _lock:
         if _installed is not None:
+            tracker = _installed[0]._tracker
+            if tracker.verbose != verbose:
+                tracker.verbose = verbose
+                tracker.kinds.clear()  # spans are classified by it
             return
         tracker = Tracker(verbose=verbose)
         span_handler, event_handler = SpanHandler(tracker), EventHandler(tracker)

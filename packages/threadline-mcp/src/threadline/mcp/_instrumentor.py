@@ -131,13 +131,22 @@ class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
 
 def instrument(*, merge_tool_spans: bool = False, **kwargs: Any) -> None:
-    """Trace MCP clients and servers in this process. Idempotent.
+    """Trace MCP clients and servers in this process. Idempotent: once instrumented (by an
+    earlier call or ``opentelemetry-instrument``), a call only sets the options it is given.
 
     ``merge_tool_spans``: record a ``tools/call`` on the enclosing threadline ``execute_tool``
     span of the same tool instead of a CLIENT span beneath it (off by default)."""
-    MCPInstrumentor().instrument(merge_tool_spans=merge_tool_spans, **kwargs)
+    instrumentor = MCPInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        from threadline.mcp import _client
+
+        _client.Options.merge_tool_spans = merge_tool_spans
+        return
+    instrumentor.instrument(merge_tool_spans=merge_tool_spans, **kwargs)
 
 
 def uninstrument() -> None:
-    """Undo :func:`instrument`."""
-    MCPInstrumentor().uninstrument()
+    """Undo :func:`instrument`; nothing to do if not instrumented."""
+    instrumentor = MCPInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()

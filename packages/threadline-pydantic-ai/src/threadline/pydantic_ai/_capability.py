@@ -281,7 +281,7 @@ def _warn_native() -> None:
     _warned[0] = True
     warnings.warn(
         "threadline.pydantic_ai: Pydantic AI's own OpenTelemetry instrumentation is on for this "
-        "agent (Agent.instrument_all, Agent(instrument=...) or the Instrumentation capability); "
+        "agent (Agent.instrument_all, agent.instrument or the Instrumentation capability); "
         "threadline defers to it and records no spans for such runs. Turn one of the two off to "
         "choose which telemetry you get.",
         DuplicateTelemetryWarning,

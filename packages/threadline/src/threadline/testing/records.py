@@ -263,7 +263,8 @@ def event_record(event: Any) -> dict[str, Any]:
 
     Accepts an SDK log record (``ReadableLogRecord``, ``LogData`` or an API ``LogRecord``) or a
     dict. Keys: ``event_name``, ``attributes``, ``body``, ``trace_id``, ``span_id`` (hex or
-    ``None``) and ``severity_number`` (int or ``None``); structured values are lists and dicts.
+    ``None``), ``severity_number`` and ``timestamp`` (int or ``None``); structured values are
+    lists and dicts.
     """
     if isinstance(event, Mapping):
         attributes = _plain(event.get("attributes") or {})
@@ -274,6 +275,7 @@ def event_record(event: Any) -> dict[str, Any]:
             "trace_id": _optional_hex(event.get("trace_id"), 32),
             "span_id": _optional_hex(event.get("span_id"), 16),
             "severity_number": event.get("severity_number"),
+            "timestamp": event.get("timestamp"),
         }
     record = getattr(event, "log_record", event)
     attributes = _plain(dict(getattr(record, "attributes", None) or {}))
@@ -286,6 +288,7 @@ def event_record(event: Any) -> dict[str, Any]:
         "trace_id": _optional_hex(getattr(record, "trace_id", None), 32),
         "span_id": _optional_hex(getattr(record, "span_id", None), 16),
         "severity_number": getattr(severity, "value", severity),
+        "timestamp": getattr(record, "timestamp", None),
     }
 
 

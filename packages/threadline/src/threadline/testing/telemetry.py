@@ -100,7 +100,7 @@ class Telemetry:
         """Emitted events (log records) as dicts, optionally only those called ``name``.
 
         Keys: ``event_name``, ``attributes``, ``body``, ``trace_id``, ``span_id``,
-        ``severity_number``.
+        ``severity_number``, ``timestamp``.
         """
         events = event_records(self.event_exporter.get_finished_logs())
         return [e for e in events if name is None or e["event_name"] == name]
