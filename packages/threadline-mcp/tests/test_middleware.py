@@ -435,14 +435,31 @@ def test_errors_the_sdk_raises_itself_are_not_responses(
     assert local_failure(code, message, answered=answered) == expected
 
 
+def test_only_the_sdks_errors_are_answered_with_their_own_code() -> None:
+    """An exception that merely looks like an MCP error (an ``error`` with a ``code``) is
+    answered by the SDK like any other: its code is not the response's."""
+    from mcp.shared.exceptions import MCPError
+
+    from threadline.mcp._common import error_code
+
+    class LookAlike(Exception):
+        def __init__(self) -> None:
+            self.error = types.SimpleNamespace(code=-32602, message="nope")
+
+    class Subclass(MCPError):
+        pass
+
+    assert error_code(LookAlike()) is None
+    assert error_code(MCPError(-32602, "nope")) == (-32602, "nope")
+    assert error_code(Subclass(-32001, "custom")) == (-32001, "custom")
+
+
 def test_a_rejected_discovery_probe_is_no_error(telemetry: Any) -> None:
     """Client(mode="auto") probes with server/discover and falls back to initialize when a
     server of an older protocol rejects it: the rejection is recorded, not made an error."""
-    from threadline.mcp import _client
+    from mcp.shared.exceptions import MCPError
 
-    class Rejected(Exception):
-        def __init__(self, code: int) -> None:
-            self.error = types.SimpleNamespace(code=code, message="nope")
+    from threadline.mcp import _client
 
     for method, code in (
         ("server/discover", -32602),
@@ -450,7 +467,7 @@ def test_a_rejected_discovery_probe_is_no_error(telemetry: Any) -> None:
         ("ping", -32602),
     ):
         run = threadline.mcp_request(method, server=False)
-        _client.fail(run, Rejected(code), answered=True)
+        _client.fail(run, MCPError(code, "nope"), answered=True)
     outcome = [
         (
             s.name,

@@ -3,6 +3,7 @@ request, spotting a tool error in a result, and telling an MCP error's code."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,8 +50,24 @@ def is_tool_error(result: object) -> bool:
     return getattr(result, "is_error", None) is True or getattr(result, "isError", None) is True
 
 
+@functools.cache
+def _mcp_error() -> type[BaseException] | None:
+    """The SDK's exception for JSON-RPC errors: ``MCPError`` (2.x), ``McpError`` (1.x)."""
+    try:
+        from mcp.shared import exceptions
+    except ImportError:
+        return None
+    found = getattr(exceptions, "MCPError", None) or getattr(exceptions, "McpError", None)
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
 def error_code(error: BaseException) -> tuple[int, str] | None:
-    """``(code, message)`` of an MCP error (``MCPError`` in 2.x, ``McpError`` in 1.x)."""
+    """``(code, message)`` of an MCP error (``MCPError`` in 2.x, ``McpError`` in 1.x, and their
+    subclasses): only those are answered with their own code; the SDK answers any other
+    exception with a code of its own, whatever the exception carries."""
+    mcp_error = _mcp_error()
+    if mcp_error is None or not isinstance(error, mcp_error):
+        return None
     data: Any = getattr(error, "error", None)
     code = getattr(data, "code", None)
     if isinstance(code, int) and not isinstance(code, bool):
