@@ -131,6 +131,42 @@ def test_every_integration_registers_an_instrumentor_entry_point() -> None:
         assert found.get(name) == dist
 
 
+STARTUP = """
+import json
+import sys
+
+from threadline.langchain import LangChainInstrumentor
+from threadline.llamaindex import LlamaIndexInstrumentor
+from threadline.mcp import MCPInstrumentor
+from threadline.pydantic_ai import PydanticAIInstrumentor
+
+frameworks = {"langchain_core", "langgraph", "llama_index", "pydantic_ai", "mcp"}
+print(json.dumps({
+    "imported": sorted({m.split(".")[0] for m in sys.modules} & frameworks),
+    "instrumented": [
+        cls()._is_instrumented_by_opentelemetry
+        for cls in (LangChainInstrumentor, LlamaIndexInstrumentor, MCPInstrumentor,
+                    PydanticAIInstrumentor)
+    ],
+}))
+"""
+
+
+def test_startup_imports_no_framework() -> None:
+    """Every integration is loaded and enabled at startup, and none imports its framework
+    before the application does (the apps above show each one instruments it when it does)."""
+    result = subprocess.run(
+        [str(INSTRUMENT), sys.executable, "-c", STARTUP],
+        capture_output=True,
+        text=True,
+        env=_instrument_env("zero-code-startup"),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"imported": [], "instrumented": [True] * 4}
+
+
 @pytest.mark.parametrize("app", sorted(CASES))
 def test_opentelemetry_instrument_traces_the_app(app: str) -> None:
     _, _, expected = CASES[app]

@@ -151,3 +151,47 @@ def test_opentelemetry_instrument_zero_code(tmp_path: Path) -> None:
     assert span["kind"] == "SpanKind.CLIENT"
     assert span["attributes"]["gen_ai.operation.name"] == "chat"
     assert span["resource"]["attributes"]["service.name"] == "zero-code-app"
+
+
+LATE_LANGGRAPH = """
+import sys
+
+from threadline.langchain import LangChainInstrumentor
+
+LangChainInstrumentor().instrument()
+assert "langchain_core" not in sys.modules  # deferred: nothing imported yet
+
+from langchain_core.tracers import event_stream  # LangChain first: instrumented now
+from threadline.langchain import _handler
+
+assert "langgraph" not in sys.modules
+from langgraph.pregel import Pregel  # LangGraph later: guarded when it arrives
+from langchain_core.runnables import base
+
+guards = _handler._guards
+print("pregel", Pregel.__dict__["ainvoke"] in guards, Pregel.__dict__["astream"] in guards)
+events = event_stream._astream_events_implementation_v2
+# langchain-core 0.3 imports it inside the method that calls it
+reexported = getattr(base, "_astream_events_implementation_v2", events)
+print("events", events in guards, reexported in guards)
+print("wrapped once", events.__wrapped__ not in guards)
+LangChainInstrumentor().uninstrument()
+print("undone", Pregel.__dict__["ainvoke"] not in guards, not guards)
+"""
+
+
+def test_guards_follow_frameworks_imported_after_instrumenting(tmp_path: Path) -> None:
+    """The instrumentor waits for LangChain, and guards LangGraph's entry points whenever
+    LangGraph is imported; an entry point one module re-exports from another is wrapped once."""
+    app = tmp_path / "app.py"
+    app.write_text(LATE_LANGGRAPH)
+    done = subprocess.run(
+        [sys.executable, str(app)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "pregel True True",
+        "events True True",
+        "wrapped once True",
+        "undone True True",
+    ]

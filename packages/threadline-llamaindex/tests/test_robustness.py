@@ -19,7 +19,7 @@ MESSAGES = [ChatMessage(role="user", content="Say hello")]
 
 
 def _tracker() -> Tracker:
-    installed = threadline.llamaindex._installed
+    installed = threadline.llamaindex._instrument._installed
     assert installed is not None
     return installed[0]._tracker
 

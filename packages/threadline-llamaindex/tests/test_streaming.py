@@ -102,7 +102,7 @@ def test_stream_never_consumed_is_reaped(telemetry: Telemetry, cassette: Any) ->
     )
     del stream
     # The integration's bookkeeping forgot the run with it.
-    tracker = threadline.llamaindex._installed[0]._tracker  # type: ignore[index]
+    tracker = threadline.llamaindex._instrument._installed[0]._tracker  # type: ignore[index]
     assert (len(tracker.runs), len(tracker.streams), tracker.nodes) == (0, 0, {})
 
 

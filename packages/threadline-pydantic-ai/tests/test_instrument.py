@@ -117,6 +117,6 @@ def test_instrumentor_entry_point() -> None:
     assert instrumentor.instrumentation_dependencies() == ("pydantic-ai-slim >= 1.71.0",)
     instrumentor.instrument()
     assert instrumentor.is_instrumented_by_opentelemetry
-    assert Agent.__dict__["iter"].__module__ == "threadline.pydantic_ai._instrumentor"
+    assert Agent.__dict__["iter"].__module__ == "threadline.pydantic_ai._instrument"
     instrumentor.uninstrument()
     assert not instrumentor.is_instrumented_by_opentelemetry

@@ -18,13 +18,14 @@ Chat models become ``chat {model}`` spans, tools ``execute_tool {name}``, retrie
 embedding models make ``embeddings {model}`` spans too.
 """
 
-from threadline.langchain._handler import CallbackHandler
-from threadline.langchain._instrument import (
-    LangChainInstrumentor,
-    instrument,
-    instrumented_handler,
-    uninstrument,
-)
+from typing import TYPE_CHECKING
+
+from threadline._deferred import lazy_exports
+from threadline.langchain._instrumentor import LangChainInstrumentor
+
+if TYPE_CHECKING:
+    from threadline.langchain._handler import CallbackHandler
+    from threadline.langchain._instrument import instrument, instrumented_handler, uninstrument
 
 __all__ = [
     "CallbackHandler",
@@ -33,3 +34,15 @@ __all__ = [
     "instrumented_handler",
     "uninstrument",
 ]
+
+# LangChain is imported on first use of these, not by importing this package (which
+# ``opentelemetry-instrument`` does at startup whether or not the application uses LangChain).
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "CallbackHandler": "threadline.langchain._handler",
+        "instrument": "threadline.langchain._instrument",
+        "instrumented_handler": "threadline.langchain._instrument",
+        "uninstrument": "threadline.langchain._instrument",
+    },
+)

@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
 import inspect
 import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar, Token
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import Any
 from uuid import UUID
 
@@ -43,6 +42,7 @@ from threadline._context import (
     unwatch_consumer,
     watch_consumer,
 )
+from threadline._deferred import when_imported
 from threadline._failopen import report
 from threadline._patching import Patches
 from threadline.langchain import _convert
@@ -267,6 +267,8 @@ _EVENT_STREAMS = (
     ("langchain_core.runnables.base", "_astream_events_implementation_v2"),
 )
 _guarded = Patches()
+_guards: set[Callable[..., Any]] = set()  # the wrappers in place
+_guard_on = False
 _guard_lock = threading.Lock()
 
 
@@ -368,36 +370,53 @@ def _restore(before: Context) -> None:
 
 
 def guard_entry_points() -> None:
-    """Wrap LangChain's async entry points (once per process; see ``_GUARDED``)."""
+    """Wrap LangChain's async entry points (once per process; see ``_GUARDED``), each when its
+    module is imported: LangGraph may come later than LangChain, or never."""
+    global _guard_on
     with _guard_lock:
-        if _guarded:
+        if _guard_on:
             return
-        for module_name, class_name, name in _GUARDED:
-            try:
-                module = importlib.import_module(module_name)
-            except ImportError:
-                continue  # LangGraph is optional
-            try:
-                cls = getattr(module, class_name, None)
-                method = cls.__dict__.get(name) if isinstance(cls, type) else None
-                if inspect.iscoroutinefunction(method):
-                    _guarded.replace(cls, name, _guard)
-                elif inspect.isasyncgenfunction(method):
-                    _guarded.replace(cls, name, _guard_stream)
-            except Exception as error:  # noqa: BLE001 - that call is then not guarded
-                report("langchain.guard_entry_points", error)
-        for module_name, name in _EVENT_STREAMS:
-            try:
-                module = importlib.import_module(module_name)
-                if inspect.isasyncgenfunction(getattr(module, name, None)):
-                    _guarded.replace(module, name, _guard_events)
-            except Exception as error:  # noqa: BLE001 - event streams are then not guarded
-                report("langchain.guard_entry_points", error)
+        _guard_on = True
+    for module_name, owner, name in (*_GUARDED, *((m, None, n) for m, n in _EVENT_STREAMS)):
+        when_imported(
+            module_name,
+            functools.partial(_guard_entry_point, owner, name),
+            site="langchain.guard_entry_points",
+        )
+
+
+def _guard_entry_point(owner: str | None, name: str, module: ModuleType) -> None:
+    with _guard_lock:
+        if not _guard_on:
+            return
+        target = module if owner is None else getattr(module, owner, None)
+        if not isinstance(target, (type, ModuleType)):
+            return
+        entry = target.__dict__.get(name)
+        if entry is None or entry in _guards:
+            return  # a module that imported an entry point another one defines, once wrapped
+        wrap: Callable[[Callable[..., Any]], Callable[..., Any]] | None
+        if owner is None:
+            wrap = _guard_events if inspect.isasyncgenfunction(entry) else None
+        elif inspect.iscoroutinefunction(entry):
+            wrap = _guard
+        else:
+            wrap = _guard_stream if inspect.isasyncgenfunction(entry) else None
+        if wrap is not None:
+            _guarded.replace(target, name, lambda original: _keep_guard(wrap(original)))
+
+
+def _keep_guard(guard: Callable[..., Any]) -> Callable[..., Any]:
+    _guards.add(guard)
+    return guard
 
 
 def unguard_entry_points() -> None:
+    global _guard_on
     with _guard_lock:
+        _guard_on = False
         _guarded.undo()
+        _guards.clear()
 
 
 def _emitted(record: _Chain) -> Run | None:

@@ -9,15 +9,11 @@ from collections.abc import Collection
 from contextvars import ContextVar
 from typing import Any, cast
 
-from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
-    BaseInstrumentor,
-)
-
 from threadline._failopen import report
 from threadline.langchain._embeddings import instrument_embeddings, uninstrument_embeddings
 from threadline.langchain._handler import CallbackHandler, guard_entry_points, unguard_entry_points
 
-__all__ = ["LangChainInstrumentor", "instrument", "instrumented_handler", "uninstrument"]
+__all__ = ["instrument", "instrumented_handler", "uninstrument"]
 
 
 class _HookVar:
@@ -89,28 +85,3 @@ def uninstrument() -> None:
 def instrumented_handler() -> CallbackHandler | None:
     """The handler :func:`instrument` installed, or None."""
     return _hook.handler
-
-
-class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """OpenTelemetry instrumentor for LangChain and LangGraph (``opentelemetry-instrument``
-    loads it through the ``opentelemetry_instrumentor`` entry point).
-
-    ``LangChainInstrumentor().instrument(verbose=..., agents=..., workflows=...)`` takes the
-    options of :func:`instrument`.
-    """
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("langchain-core >= 0.3",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        try:
-            instrument(
-                verbose=bool(kwargs.get("verbose", False)),
-                agents=kwargs.get("agents", ()),
-                workflows=kwargs.get("workflows", ()),
-            )
-        except Exception as error:  # noqa: BLE001 - never break the host application
-            report("langchain.instrument", error)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        uninstrument()

@@ -10,6 +10,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
+from threadline._deferred import DeferredInstrumentation
 from threadline._failopen import report
 from threadline._patching import Patches
 
@@ -22,112 +23,127 @@ def _major() -> int:
     return int(version("mcp").split(".", 1)[0])
 
 
+_patches = Patches()
+_deferred = DeferredInstrumentation(
+    "mcp",
+    instrument="threadline.mcp._instrumentor:apply",
+    uninstrument="threadline.mcp._instrumentor:undo",
+    options=("merge_tool_spans",),
+)
+
+
+def apply(*, merge_tool_spans: bool = False) -> None:
+    """Patch the mcp SDK (once; a later call only sets the options)."""
+    from threadline.mcp import _client, _server
+
+    _client.Options.merge_tool_spans = bool(merge_tool_spans)
+    patches = _patches
+    if patches:
+        return
+    try:
+        if _major() >= 2:
+            dispatcher = "mcp.shared.jsonrpc_dispatcher"
+            patches.replace_in(
+                dispatcher,
+                "JSONRPCDispatcher",
+                "send_raw_request",
+                _client.wrap_send_raw_request,
+            )
+            patches.replace_in(dispatcher, "JSONRPCDispatcher", "notify", _client.wrap_notify)
+            # Client(server) with an in-process server: requests (and the server's requests
+            # back to the client) call the peer directly; no _meta is needed, the peer's
+            # span joins the current context.
+            patches.replace_in(
+                "mcp.shared.direct_dispatcher",
+                "DirectDispatcher",
+                "send_raw_request",
+                _client.wrap_send_raw_request,
+            )
+            patches.replace_in(dispatcher, None, "otel_span", lambda _: _client.sdk_span)
+            patches.replace_in(
+                dispatcher, None, "inject_trace_context", lambda _: _client.inject_meta
+            )
+            patches.replace_in(
+                "mcp.client.client", "Client", "_build_session", _client.wrap_build_session
+            )
+            http = "mcp.client.streamable_http"
+            patches.replace_in(
+                http,
+                "StreamableHTTPTransport",
+                "_handle_post_request",
+                _client.wrap_handle_post_request,
+            )
+            patches.replace_in(
+                http,
+                "StreamableHTTPTransport",
+                "_handle_resumption_request",
+                _client.wrap_handle_post_request,
+            )
+            patches.replace_in(
+                http,
+                "StreamableHTTPTransport",
+                "_maybe_extract_session_id_from_response",
+                _client.wrap_extract_session_id,
+            )
+            session = "mcp.client.session"
+            patches.replace_in(
+                session, "ClientSession", "_on_request", _server.wrap_client_on_request
+            )
+            patches.replace_in(session, "ClientSession", "__aenter__", _client.wrap_session_enter)
+            patches.replace_in(session, "ClientSession", "__aexit__", _client.wrap_session_exit)
+            _server.trace_every_server(True)
+        else:
+            patches.replace_in(
+                "mcp.shared.session", "BaseSession", "send_request", _client.wrap_send_request
+            )
+            patches.replace_in(
+                "mcp.server.lowlevel.server",
+                "Server",
+                "_handle_request",
+                _server.wrap_handle_request,
+            )
+            patches.replace_in(
+                "mcp.server.session",
+                "ServerSession",
+                "_received_request",
+                _server.wrap_received_request,
+            )
+            patches.replace_in(
+                "mcp.client.session",
+                "ClientSession",
+                "_received_request",
+                _server.wrap_client_received_request,
+            )
+            # Client and server sessions: mcp.{client,server}.session.duration.
+            shared = "mcp.shared.session"
+            patches.replace_in(shared, "BaseSession", "__aenter__", _client.wrap_session_enter)
+            patches.replace_in(shared, "BaseSession", "__aexit__", _client.wrap_session_exit)
+    except Exception as error:  # noqa: BLE001 - an unknown mcp layout: leave it untouched
+        patches.undo()
+        report("threadline.mcp.instrument", error)
+
+
+def undo() -> None:
+    from threadline.mcp import _server
+
+    _patches.undo()
+    _server.trace_every_server(False)
+
+
 class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Traces MCP clients and servers in this process (mcp 2.x and 1.x). A 2.x server gets a
+    """Traces MCP clients and servers in this process (mcp 2.x and 1.x), from when mcp is
+    imported (at once if it already is). A 2.x server gets a
     :class:`threadline.mcp.TracingMiddleware` in place of the SDK's built-in OpenTelemetry
     middleware unless it has one of its own."""
-
-    # BaseInstrumentor is a singleton whose __init__ runs on every MCPInstrumentor() call, so
-    # the undo list lives on the class, not in __init__.
-    _patches = Patches()
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _INSTRUMENTS
 
     def _instrument(self, **kwargs: Any) -> None:
-        from threadline.mcp import _client, _server
-
-        _client.Options.merge_tool_spans = bool(kwargs.get("merge_tool_spans", False))
-        patches = self._patches
-        try:
-            if _major() >= 2:
-                dispatcher = "mcp.shared.jsonrpc_dispatcher"
-                patches.replace_in(
-                    dispatcher,
-                    "JSONRPCDispatcher",
-                    "send_raw_request",
-                    _client.wrap_send_raw_request,
-                )
-                patches.replace_in(dispatcher, "JSONRPCDispatcher", "notify", _client.wrap_notify)
-                # Client(server) with an in-process server: requests (and the server's requests
-                # back to the client) call the peer directly; no _meta is needed, the peer's
-                # span joins the current context.
-                patches.replace_in(
-                    "mcp.shared.direct_dispatcher",
-                    "DirectDispatcher",
-                    "send_raw_request",
-                    _client.wrap_send_raw_request,
-                )
-                patches.replace_in(dispatcher, None, "otel_span", lambda _: _client.sdk_span)
-                patches.replace_in(
-                    dispatcher, None, "inject_trace_context", lambda _: _client.inject_meta
-                )
-                patches.replace_in(
-                    "mcp.client.client", "Client", "_build_session", _client.wrap_build_session
-                )
-                http = "mcp.client.streamable_http"
-                patches.replace_in(
-                    http,
-                    "StreamableHTTPTransport",
-                    "_handle_post_request",
-                    _client.wrap_handle_post_request,
-                )
-                patches.replace_in(
-                    http,
-                    "StreamableHTTPTransport",
-                    "_handle_resumption_request",
-                    _client.wrap_handle_post_request,
-                )
-                patches.replace_in(
-                    http,
-                    "StreamableHTTPTransport",
-                    "_maybe_extract_session_id_from_response",
-                    _client.wrap_extract_session_id,
-                )
-                session = "mcp.client.session"
-                patches.replace_in(
-                    session, "ClientSession", "_on_request", _server.wrap_client_on_request
-                )
-                patches.replace_in(
-                    session, "ClientSession", "__aenter__", _client.wrap_session_enter
-                )
-                patches.replace_in(session, "ClientSession", "__aexit__", _client.wrap_session_exit)
-                _server.trace_every_server(True)
-            else:
-                patches.replace_in(
-                    "mcp.shared.session", "BaseSession", "send_request", _client.wrap_send_request
-                )
-                patches.replace_in(
-                    "mcp.server.lowlevel.server",
-                    "Server",
-                    "_handle_request",
-                    _server.wrap_handle_request,
-                )
-                patches.replace_in(
-                    "mcp.server.session",
-                    "ServerSession",
-                    "_received_request",
-                    _server.wrap_received_request,
-                )
-                patches.replace_in(
-                    "mcp.client.session",
-                    "ClientSession",
-                    "_received_request",
-                    _server.wrap_client_received_request,
-                )
-                # Client and server sessions: mcp.{client,server}.session.duration.
-                shared = "mcp.shared.session"
-                patches.replace_in(shared, "BaseSession", "__aenter__", _client.wrap_session_enter)
-                patches.replace_in(shared, "BaseSession", "__aexit__", _client.wrap_session_exit)
-        except Exception as error:  # noqa: BLE001 - an unknown mcp layout: leave it untouched
-            patches.undo()
-            report("threadline.mcp.instrument", error)
+        _deferred.enable(kwargs)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        from threadline.mcp import _server
-
-        self._patches.undo()
-        _server.trace_every_server(False)
+        _deferred.disable()
 
 
 def instrument(*, merge_tool_spans: bool = False, **kwargs: Any) -> None:
@@ -138,9 +154,7 @@ def instrument(*, merge_tool_spans: bool = False, **kwargs: Any) -> None:
     span of the same tool instead of a CLIENT span beneath it (off by default)."""
     instrumentor = MCPInstrumentor()
     if instrumentor.is_instrumented_by_opentelemetry:
-        from threadline.mcp import _client
-
-        _client.Options.merge_tool_spans = merge_tool_spans
+        _deferred.enable({"merge_tool_spans": merge_tool_spans})
         return
     instrumentor.instrument(merge_tool_spans=merge_tool_spans, **kwargs)
 

@@ -1,117 +1,38 @@
-"""``instrument()``: add :class:`Tracing` to every agent run, whenever the agent was created.
-
-Pydantic AI has no global capability registry, so ``Agent.iter`` (which ``run``, ``run_sync``,
-``run_stream`` and wrapper agents all go through) is patched. Releases whose ``iter`` takes
-per-run ``capabilities`` get ``Tracing`` that way; older 1.x releases get it through the agent's
-own root-capability override for the start of the run.
-"""
+"""``instrument()`` and the ``opentelemetry_instrumentor`` entry point. Loading this module does
+not import Pydantic AI: agents are instrumented when it is imported (at once if it already is)."""
 
 from __future__ import annotations
 
-import inspect
-import threading
-from collections.abc import AsyncIterator, Collection
-from contextlib import asynccontextmanager
+from collections.abc import Collection
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
 
-from pydantic_ai import Agent
-from pydantic_ai.capabilities import AbstractCapability, CombinedCapability
-from threadline._failopen import report
-from threadline.pydantic_ai._capability import Tracing
+from threadline._deferred import DeferredInstrumentation
 
 __all__ = ["PydanticAIInstrumentor", "instrument", "uninstrument"]
 
-_lock = threading.Lock()
-_original_iter: Any = None
-_RUN_CAPABILITIES = "capabilities" in inspect.signature(Agent.iter).parameters
-
-
-def _has_tracing(capability: Any, depth: int = 0) -> bool:
-    if isinstance(capability, Tracing):
-        return True
-    if depth > 8:
-        return False
-    children = getattr(capability, "capabilities", None)
-    if isinstance(children, (list, tuple)):
-        return any(_has_tracing(child, depth + 1) for child in children)
-    wrapped = getattr(capability, "wrapped", None)
-    return isinstance(wrapped, AbstractCapability) and _has_tracing(wrapped, depth + 1)
-
-
-def _traced_iter(self: Any, *args: Any, **kwargs: Any) -> Any:
-    original = _original_iter
-    try:
-        if _has_tracing(self._root_capability):
-            return original(self, *args, **kwargs)
-        if _RUN_CAPABILITIES:
-            extra = kwargs.get("capabilities")
-            if extra is None or not any(_has_tracing(cap) for cap in extra):
-                kwargs["capabilities"] = [*(extra or ()), Tracing()]
-            return original(self, *args, **kwargs)
-        return _iter_with_override(original, self, args, kwargs)
-    except Exception as error:  # noqa: BLE001
-        report("threadline.pydantic_ai.iter", error)
-        return original(self, *args, **kwargs)
-
-
-@asynccontextmanager
-async def _iter_with_override(
-    original: Any, agent: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> AsyncIterator[Any]:
-    # 1.x without per-run capabilities: for the start of this run only, the agent's root
-    # capability is Tracing + its own (the run reads the override once, while it starts).
-    from pydantic_ai import _utils
-
-    override_var = agent._override_root_capability
-    current = override_var.get()
-    base = current.value if current is not None else agent._root_capability
-    tracing = Tracing()
-    tracing._agent = agent
-    token = override_var.set(_utils.Some(CombinedCapability([tracing, base])))
-    reset = False
-    try:
-        async with original(agent, *args, **kwargs) as run:
-            override_var.reset(token)
-            reset = True
-            yield run
-    finally:
-        if not reset:
-            override_var.reset(token)
-
-
-def _patch() -> None:
-    global _original_iter
-    with _lock:
-        if _original_iter is not None:
-            return
-        _original_iter = Agent.__dict__["iter"]
-        Agent.iter = _traced_iter  # type: ignore[method-assign]
-
-
-def _unpatch() -> None:
-    global _original_iter
-    with _lock:
-        if _original_iter is None:
-            return
-        Agent.iter = _original_iter  # type: ignore[method-assign]
-        _original_iter = None
+_deferred = DeferredInstrumentation(
+    "pydantic_ai",
+    instrument="threadline.pydantic_ai._instrument:instrument_agents",
+    uninstrument="threadline.pydantic_ai._instrument:uninstrument_agents",
+)
 
 
 class PydanticAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """OpenTelemetry instrumentor: every Pydantic AI agent run gets :class:`Tracing`."""
+    """OpenTelemetry instrumentor: every Pydantic AI agent run gets
+    :class:`threadline.pydantic_ai.Tracing`."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("pydantic-ai-slim >= 1.71.0",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        _patch()
+        _deferred.enable(kwargs)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        _unpatch()
+        _deferred.disable()
 
 
 def instrument() -> None:

@@ -1,0 +1,127 @@
+"""Instrumentation deferred to the framework's import, and packages that export names lazily."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from threadline._deferred import DeferredInstrumentation, lazy_exports, when_imported
+
+calls: list[tuple[str, dict[str, Any]]] = []
+
+
+def record_instrument(**options: Any) -> None:
+    calls.append(("instrument", options))
+
+
+def record_uninstrument() -> None:
+    calls.append(("uninstrument", {}))
+
+
+def broken_instrument(**options: Any) -> None:
+    raise RuntimeError("instrumentation bug")
+
+
+@pytest.fixture
+def framework(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The name of a module that exists on the path and is not imported yet."""
+    name = f"fake_framework_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    calls.clear()
+    yield name
+    sys.modules.pop(name, None)
+
+
+def _deferred(framework: str, instrument: str = "record_instrument") -> DeferredInstrumentation:
+    return DeferredInstrumentation(
+        framework,
+        instrument=f"{__name__}:{instrument}",
+        uninstrument=f"{__name__}:record_uninstrument",
+        options=("verbose",),
+    )
+
+
+def test_instruments_when_the_framework_is_imported(framework: str) -> None:
+    deferred = _deferred(framework)
+    deferred.enable({"verbose": True, "skip_dep_check": True})
+    assert calls == []
+    assert framework not in sys.modules
+
+    module = importlib.import_module(framework)
+
+    assert module.VALUE == 42
+    assert calls == [("instrument", {"verbose": True})]  # options it does not take are left out
+
+
+def test_instruments_at_once_when_the_framework_is_imported_already(framework: str) -> None:
+    importlib.import_module(framework)
+    deferred = _deferred(framework)
+    deferred.enable({})
+    assert calls == [("instrument", {})]
+    deferred.enable({"verbose": True})  # a later call passes its options on
+    assert calls[-1] == ("instrument", {"verbose": True})
+
+
+def test_disabled_before_the_import_does_nothing(framework: str) -> None:
+    deferred = _deferred(framework)
+    deferred.enable({})
+    deferred.disable()
+    importlib.import_module(framework)
+    assert calls == []
+    assert not deferred.enabled
+
+    deferred.enable({})  # enabled again once imported: at once
+    assert calls == [("instrument", {})]
+
+
+def test_disable_uninstruments_an_imported_framework(framework: str) -> None:
+    importlib.import_module(framework)
+    deferred = _deferred(framework)
+    deferred.enable({})
+    deferred.disable()
+    assert calls == [("instrument", {}), ("uninstrument", {})]
+
+
+def test_an_error_in_instrumenting_never_reaches_the_import(
+    framework: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    deferred = _deferred(framework, instrument="broken_instrument")
+    deferred.enable({})
+    with caplog.at_level(logging.WARNING, logger="threadline"):
+        module = importlib.import_module(framework)
+    assert module.VALUE == 42
+    assert any("instrumentation bug" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
+def test_when_imported_calls_back_with_the_module(framework: str) -> None:
+    seen: list[types.ModuleType] = []
+    when_imported(framework, seen.append, site="test")
+    assert seen == []
+    module = importlib.import_module(framework)
+    assert seen == [module]
+    when_imported(framework, seen.append, site="test")  # imported already: at once
+    assert seen == [module, module]
+
+
+def test_lazy_exports_import_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    package = types.ModuleType("lazy_package")
+    monkeypatch.setitem(sys.modules, "lazy_package", package)
+    getattr_, dir_ = lazy_exports("lazy_package", {"dedent": "textwrap"})
+    package.__getattr__ = getattr_  # type: ignore[attr-defined]
+    package.__dir__ = dir_  # type: ignore[method-assign]
+
+    import textwrap
+
+    assert package.dedent is textwrap.dedent  # type: ignore[attr-defined]
+    assert "dedent" in vars(package)  # cached: the next read skips __getattr__
+    assert "dedent" in dir(package)
+    with pytest.raises(AttributeError, match=r"lazy_package.*nothing"):
+        package.nothing  # type: ignore[attr-defined]  # noqa: B018
