@@ -313,12 +313,9 @@ def bench(session: nox.Session) -> None:
             external=True,
         )  # fmt: skip
         pythons.append(f"{group}={python}")
-    session.run(
-        "python",
-        "benchmarks/run.py",
-        *(arg for python in pythons for arg in ("--python", python)),
-        *session.posargs,
-    )
+    python_args = [arg for python in pythons for arg in ("--python", python)]
+    session.run("python", "benchmarks/run.py", *python_args, *session.posargs)
+    session.run("python", "benchmarks/startup.py", *python_args, *session.posargs)
 
 
 @nox.session
