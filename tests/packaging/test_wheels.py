@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from email.parser import Parser
 from pathlib import Path
@@ -116,6 +117,19 @@ def _metadata(wheel: zipfile.ZipFile, dist: str) -> tuple[list[str], dict[str, l
     for key, value in message.items():
         headers.setdefault(key, []).append(value)
     return [n for n in names if not n.startswith(dist_info)], headers
+
+
+@pytest.mark.parametrize("dist", ["threadline", *sorted(INTEGRATIONS)])
+def test_license_in_every_distribution(wheelhouse: Path, dist: str) -> None:
+    stem = _dist_filename(dist)
+    with _wheel(wheelhouse, dist) as wheel:
+        _, meta = _metadata(wheel, dist)
+        license_text = wheel.read(f"{stem}-0.1.0.dist-info/licenses/LICENSE").decode()
+    assert meta["License-Expression"] == ["Apache-2.0"]
+    assert "Apache License\n                           Version 2.0" in license_text
+    (sdist,) = wheelhouse.glob(f"{stem}-0.1.0.tar.gz")
+    with tarfile.open(sdist) as archive:
+        assert f"{stem}-0.1.0/LICENSE" in archive.getnames()
 
 
 def test_all_distributions_built(wheelhouse: Path) -> None:

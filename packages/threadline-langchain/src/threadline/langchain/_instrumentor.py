@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any
-
-from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
-    BaseInstrumentor,
-)
-
 from threadline._deferred import DeferredInstrumentation
+from threadline._instrumentor import DeferredInstrumentor
 
 __all__ = ["LangChainInstrumentor"]
 
@@ -21,7 +15,7 @@ _deferred = DeferredInstrumentation(
 )
 
 
-class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class LangChainInstrumentor(DeferredInstrumentor):
     """OpenTelemetry instrumentor for LangChain and LangGraph (``opentelemetry-instrument``
     loads it through the ``opentelemetry_instrumentor`` entry point).
 
@@ -30,11 +24,5 @@ class LangChainInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     imported (at once if it already is).
     """
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("langchain-core >= 0.3",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        _deferred.enable(kwargs)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        _deferred.disable()
+    deferred = _deferred
+    requirements = ("langchain-core >= 0.3",)

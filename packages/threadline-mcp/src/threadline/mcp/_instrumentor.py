@@ -3,15 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
-
-from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
-    BaseInstrumentor,
-)
 
 from threadline._deferred import DeferredInstrumentation
 from threadline._failopen import report
+from threadline._instrumentor import DeferredInstrumentor
 from threadline._patching import Patches
 
 _INSTRUMENTS = ("mcp >= 1.30",)
@@ -130,20 +126,14 @@ def undo() -> None:
     _server.trace_every_server(False)
 
 
-class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class MCPInstrumentor(DeferredInstrumentor):
     """Traces MCP clients and servers in this process (mcp 2.x and 1.x), from when mcp is
     imported (at once if it already is). A 2.x server gets a
     :class:`threadline.mcp.TracingMiddleware` in place of the SDK's built-in OpenTelemetry
     middleware unless it has one of its own."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        _deferred.enable(kwargs)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        _deferred.disable()
+    deferred = _deferred
+    requirements = _INSTRUMENTS
 
 
 def instrument(*, merge_tool_spans: bool = False, **kwargs: Any) -> None:

@@ -3,14 +3,8 @@ not import Pydantic AI: agents are instrumented when it is imported (at once if 
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any
-
-from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
-    BaseInstrumentor,
-)
-
 from threadline._deferred import DeferredInstrumentation
+from threadline._instrumentor import DeferredInstrumentor
 
 __all__ = ["PydanticAIInstrumentor", "instrument", "uninstrument"]
 
@@ -21,18 +15,12 @@ _deferred = DeferredInstrumentation(
 )
 
 
-class PydanticAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class PydanticAIInstrumentor(DeferredInstrumentor):
     """OpenTelemetry instrumentor: every Pydantic AI agent run gets
     :class:`threadline.pydantic_ai.Tracing`."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("pydantic-ai-slim >= 1.71.0",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        _deferred.enable(kwargs)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        _deferred.disable()
+    deferred = _deferred
+    requirements = ("pydantic-ai-slim >= 1.71.0",)
 
 
 def instrument() -> None:
