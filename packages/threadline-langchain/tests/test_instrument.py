@@ -19,7 +19,11 @@ from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_mo
 from conftest import ScriptedChatModel
 from langchain_core.messages import AIMessage
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import threadline.config
 import threadline.langchain
 from threadline.langchain import CallbackHandler, LangChainInstrumentor
 
@@ -75,6 +79,23 @@ def test_instrument_is_idempotent_and_never_duplicates(
     )
     trees = [tools_sorted(tree) for tree in telemetry.tree().split("\n---\n")]
     assert trees == [one, one, one]
+
+
+def test_instrumentor_takes_a_tracer_provider(telemetry: Any) -> None:
+    # The instrumentor keyword of every OpenTelemetry instrumentor: threadline's spans go to
+    # that provider instead of the global one, until the configuration is restored.
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous = threadline.config.current()
+    try:
+        LangChainInstrumentor().instrument(tracer_provider=provider, not_an_option=1)
+        model().invoke("hi")
+    finally:
+        LangChainInstrumentor().uninstrument()
+        threadline.config.restore(previous)
+    assert [s.name for s in exporter.get_finished_spans()] == ["chat scripted-1"]
+    assert telemetry.spans() == []
 
 
 def test_instrument_options(telemetry: Any) -> None:
