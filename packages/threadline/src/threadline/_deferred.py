@@ -29,13 +29,17 @@ def lazy_exports(
     package: str, exports: Mapping[str, str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``__getattr__`` and ``__dir__`` for a package whose public names live in submodules
-    (PEP 562): ``exports`` maps each name to the module defining it, imported on first use."""
+    (PEP 562): ``exports`` maps each name to where it is defined, imported on first use:
+    ``"module"`` (the same name in that module), ``"module:attribute"`` (another name), or the
+    package's submodule of that name itself."""
 
     def __getattr__(name: str) -> Any:
-        module = exports.get(name)
-        if module is None:
+        where = exports.get(name)
+        if where is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
+        module, _, attribute = where.partition(":")
+        imported = importlib.import_module(module)
+        value = imported if module == f"{package}.{name}" else getattr(imported, attribute or name)
         setattr(sys.modules[package], name, value)  # later reads skip this function
         return value
 
