@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import subprocess
 import sys
 import types
 from collections.abc import Iterator
@@ -125,3 +126,20 @@ def test_lazy_exports_import_on_first_use(monkeypatch: pytest.MonkeyPatch) -> No
     assert "dedent" in dir(package)
     with pytest.raises(AttributeError, match=r"lazy_package.*nothing"):
         package.nothing  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_core_package_loads_its_names_on_first_use() -> None:
+    # What an entry point imports at startup: threadline itself and the deferral machinery,
+    # not the run model, content capture or propagation.
+    script = (
+        "import sys, threadline, threadline._deferred\n"
+        "heavy = {'threadline._runs', 'threadline.content', 'threadline.propagation',"
+        " 'threadline._factories', 'threadline.sessions'}\n"
+        "assert not heavy & set(sys.modules), sorted(heavy & set(sys.modules))\n"
+        "for name in threadline.__all__:\n"
+        "    getattr(threadline, name)\n"
+        "assert threadline.attach_context is sys.modules['threadline._context'].attach\n"
+        "assert threadline.semconv is sys.modules['threadline.semconv']\n"
+        "assert set(threadline.__all__) <= set(dir(threadline))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)

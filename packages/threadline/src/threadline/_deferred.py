@@ -7,8 +7,8 @@ and a hundred megabytes). So an integration's package exports its public names l
 (:func:`lazy_exports`), and its instrumentor only arms a :class:`DeferredInstrumentation`,
 which instruments the framework when, and if, the framework is imported.
 
-The import hook is wrapt's, which the integrations depend on through
-``opentelemetry-instrumentation``; only they import this module.
+The core package exports its own names the same way, so an entry point imports only the few
+core modules it uses. The import hook is wrapt's, imported when a hook is first registered.
 """
 
 from __future__ import annotations
