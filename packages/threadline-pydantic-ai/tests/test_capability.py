@@ -749,6 +749,32 @@ def test_tool_return_records_what_the_model_sees(
     assert json.loads(tool.attributes[semconv.GEN_AI_TOOL_CALL_RESULT]) == {"v": 1}
 
 
+class _ProbingFails(str):
+    """A tool result whose attribute hook raises something other than AttributeError."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name} here")
+
+
+def test_tool_result_whose_attributes_raise_keeps_the_call(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    agent = Agent(
+        scripted(tool_calls(("lookup", {}, "call_1")), text("done")),
+        name="t",
+        capabilities=[Tracing()],
+    )
+
+    @agent.tool_plain
+    def lookup() -> str:
+        return _ProbingFails("sunny")
+
+    assert agent.run_sync("hi").output == "done"
+    [tool] = [s for s in telemetry.spans() if s.name == "execute_tool lookup"]
+    assert tool.status_code == "UNSET"
+    assert tool.attributes[semconv.GEN_AI_TOOL_CALL_RESULT] == "sunny"
+
+
 def test_fallback_chain_names_the_model_that_answered(telemetry: Telemetry) -> None:
     """A FallbackModel's request starts as one to its first model; when that one fails and
     the next answers, the span and its metrics name the one that answered."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from importlib.metadata import entry_points
+from typing import Any
 
+import pytest
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
@@ -13,7 +15,8 @@ from pydantic_ai import Agent
 from pydantic_ai.models.test import TestModel
 
 import threadline.pydantic_ai
-from threadline.pydantic_ai import PydanticAIInstrumentor, Tracing
+from threadline import _failopen
+from threadline.pydantic_ai import PydanticAIInstrumentor, Tracing, _instrument
 from threadline.testing import Telemetry
 
 
@@ -106,6 +109,31 @@ def test_streamed_and_iterated_runs(telemetry: Telemetry) -> None:
     asyncio.run(drive())
     expected = EXPECTED.replace("chat m", "chat test")
     assert telemetry.tree() == "\n---\n".join([expected, expected])
+
+
+def test_a_bad_argument_reaches_the_caller_unchanged(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threadline.pydantic_ai.instrument()
+    calls: list[dict[str, Any]] = []
+    original = _instrument._original_iter
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_instrument, "_original_iter", counting)
+    agent = plain_agent()
+
+    async def drive() -> None:
+        async with agent.iter("ping?", bogus=1):  # type: ignore[call-overload]
+            pass
+
+    with pytest.raises(TypeError, match="bogus"):
+        asyncio.run(drive())
+    assert len(calls) == 1  # the user's call is made once, not retried by us
+    assert "threadline.pydantic_ai.iter" not in _failopen.reported_sites()
+    assert telemetry.spans() == []
 
 
 def test_instrumentor_entry_point() -> None:

@@ -178,3 +178,25 @@ def test_extract_reads_opentelemetry_baggage_encoding() -> None:
     with threadline.session("team a+b"):
         threadline.inject(ours)
     assert threadline.current_session(threadline.extract(ours)) == {"session.id": "team a+b"}
+
+
+def test_malformed_tracestate_is_dropped_quietly(caplog: Any) -> None:
+    """The trace continues without the tracestate, and hostile members flood no log."""
+    good = threadline.extract(
+        {"traceparent": TRACEPARENT, "tracestate": "vendor=a, tenant@sys=b ,"},
+        context=otel_context.Context(),
+    )
+    state = trace.get_current_span(good).get_span_context().trace_state
+    assert dict(state) == {"vendor": "a", "tenant@sys": "b"}
+
+    with caplog.at_level(logging.DEBUG):
+        for tracestate in ["UPPER=x", "a=b,=c", "a=" + "\x00", "a=b,a b=c", "k=v=" * 100]:
+            ctx = threadline.extract(
+                {"traceparent": TRACEPARENT, "tracestate": tracestate},
+                context=otel_context.Context(),
+            )
+            span_context = trace.get_current_span(ctx).get_span_context()
+            assert span_context.is_valid and span_context.trace_id == int(TRACE_ID, 16)
+            assert dict(span_context.trace_state) == {}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("malformed tracestate" in r.getMessage() for r in caplog.records) == 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -172,3 +173,71 @@ def test_session_span_processor_keeps_what_the_span_has(telemetry: Telemetry) ->
     assert spans["chat m"][semconv.GEN_AI_CONVERSATION_ID] == "explicit"
     assert semconv.GEN_AI_CONVERSATION_ID not in spans["retrieval kb"]
     assert spans["GET /x"] == {"session.id": "s-1"}
+
+
+def test_one_session_object_entered_by_concurrent_tasks() -> None:
+    shared = threadline.session("s-1")
+    seen: list[dict[str, str]] = []
+
+    async def visit(delay: float) -> None:
+        async with shared:
+            await asyncio.sleep(delay)
+            seen.append(threadline.current_session())
+        seen.append(threadline.current_session())  # this task's own enter is undone
+
+    async def main() -> None:
+        # the first task exits while the second is still inside: each exit detaches its own
+        await asyncio.gather(visit(0.0), visit(0.01))
+        assert threadline.current_session() == {}
+
+    asyncio.run(main())
+    assert seen == [{semconv.SESSION_ID: "s-1"}, {}, {semconv.SESSION_ID: "s-1"}, {}]
+    assert threadline.current_session() == {}
+
+
+def test_one_session_object_entered_by_threads() -> None:
+    shared = threadline.session("s-1")
+    inside = 0
+
+    def visit(i: int) -> bool:
+        nonlocal inside
+        with shared:
+            inside += threadline.current_session() == {semconv.SESSION_ID: "s-1"}
+        return threadline.current_session() == {}
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(visit, range(400)))
+    assert inside == 400
+    assert shared._tokens == {}
+
+
+def test_decorated_generators_have_the_session_during_their_steps_only() -> None:
+    @threadline.session("s-gen")
+    def numbers() -> Iterator[tuple[int, dict[str, str]]]:
+        for i in range(3):
+            received = yield i, threadline.current_session()
+            assert received in (None, "ping")
+        return None
+
+    @threadline.session("s-agen")
+    async def letters() -> AsyncIterator[dict[str, str]]:
+        for _ in range(2):
+            yield threadline.current_session()
+
+    generator = numbers()
+    assert next(generator) == (0, {semconv.SESSION_ID: "s-gen"})
+    assert threadline.current_session() == {}  # not attached in the consumer between items
+    assert generator.send("ping") == (1, {semconv.SESSION_ID: "s-gen"})
+    with pytest.raises(KeyError):
+        generator.throw(KeyError("into the generator"))  # the generator does not catch it
+    assert threadline.current_session() == {}
+
+    async def consume() -> list[dict[str, str]]:
+        items = []
+        async for item in letters():
+            items.append(item)
+            assert threadline.current_session() == {}
+        return items
+
+    assert asyncio.run(consume()) == [{semconv.SESSION_ID: "s-agen"}] * 2
+    assert threadline.current_session() == {}

@@ -40,6 +40,12 @@ _MAX_BAGGAGE_MEMBERS = 180
 _MAX_BAGGAGE_PAIR = 4096
 _MAX_VALUE = 256
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# W3C Trace Context list-member (key=value, with the multi-tenant key form); checked before the
+# SDK's parser, which logs a warning for every malformed member it sees.
+_TRACESTATE_MEMBER = re.compile(
+    r"(?:[a-z][_0-9a-z\-*/]{0,255}|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13})"
+    r"=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+)
 
 _tracecontext = TraceContextTextMapPropagator()
 
@@ -120,13 +126,10 @@ def _extract(carrier: object, base: Context) -> Context:
             fields: dict[str, str] = {TRACEPARENT: traceparent}
             tracestate = _field(carrier, TRACESTATE)
             if tracestate is not None:
-                if (
-                    len(tracestate) <= _MAX_TRACESTATE
-                    and tracestate.count(",") < _MAX_TRACESTATE_MEMBERS
-                ):
+                if _valid_tracestate(tracestate):
                     fields[TRACESTATE] = tracestate
                 else:
-                    _logger.debug("dropping oversized tracestate (%d chars)", len(tracestate))
+                    _logger.debug("dropping malformed tracestate %.80r", tracestate)
             extracted = _tracecontext.extract(fields, ctx)
             # The SDK's parser checks the W3C format (and rejects version ff, zero ids, and
             # extra fields on version 00): anything else leaves no valid span context.
@@ -139,6 +142,13 @@ def _extract(carrier: object, base: Context) -> Context:
         for key, value in _parse_baggage(header):
             ctx = otel_baggage.set_baggage(key, value, ctx)
     return ctx
+
+
+def _valid_tracestate(header: str) -> bool:
+    if len(header) > _MAX_TRACESTATE or header.count(",") >= _MAX_TRACESTATE_MEMBERS:
+        return False
+    members = (member.strip(" \t") for member in header.split(","))
+    return all(_TRACESTATE_MEMBER.fullmatch(member) for member in members if member)
 
 
 def _parse_baggage(header: str) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -64,7 +64,9 @@ class session:
                 raise ValueError(f"{key!r} is not a valid baggage key")
             entries[key] = _check(key, value)
         self._entries = entries
-        self._tokens: list[Token[Context]] = []
+        # Keyed by the id of the context each enter attached: one session object may be
+        # entered by several tasks or threads at once, and each exit must detach its own.
+        self._tokens: dict[int, Token[Context]] = {}
 
     @property
     def entries(self) -> Mapping[str, str]:
@@ -78,7 +80,8 @@ class session:
         return ctx
 
     def __enter__(self) -> session:
-        self._tokens.append(_context.attach(self.context()))
+        ctx = self.context()
+        self._tokens[id(ctx)] = _context.attach(ctx)
         return self
 
     def __exit__(
@@ -87,8 +90,14 @@ class session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._tokens:
-            _context.detach(self._tokens.pop())
+        tokens = self._tokens
+        token = tokens.pop(id(otel_context.get_current()), None)
+        if token is None and len(tokens) == 1:
+            # The block left a context of its own attached; with one enter outstanding the
+            # token is known, and resetting to it restores what was current before the block.
+            _, token = tokens.popitem()
+        if token is not None:
+            _context.detach(token)
 
     async def __aenter__(self) -> session:
         return self.__enter__()
@@ -106,9 +115,13 @@ class session:
 
         def fresh() -> session:
             clone = object.__new__(session)
-            clone._entries, clone._tokens = entries, []
+            clone._entries, clone._tokens = entries, {}
             return clone
 
+        if inspect.isasyncgenfunction(fn):
+            return cast(_F, _async_generator_wrapper(fn, fresh))
+        if inspect.isgeneratorfunction(fn):
+            return cast(_F, _generator_wrapper(fn, fresh))
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -124,6 +137,67 @@ class session:
                 return fn(*args, **kwargs)
 
         return cast(_F, wrapper)
+
+
+# A decorated generator runs with the session's baggage during each of its steps only: holding
+# it across a ``yield`` would leave it attached in the consumer's code between items.
+
+
+def _generator_wrapper(
+    fn: Callable[..., Generator[Any, Any, Any]], fresh: Callable[[], session]
+) -> Callable[..., Generator[Any, Any, Any]]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        generator = fn(*args, **kwargs)
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            try:
+                with fresh():
+                    item = generator.send(sent) if thrown is None else generator.throw(thrown)
+            except StopIteration as stop:
+                return stop.value
+            sent, thrown = None, None
+            try:
+                sent = yield item
+            except GeneratorExit:
+                with fresh():
+                    generator.close()
+                raise
+            except BaseException as error:  # noqa: BLE001 - passed on into the generator
+                thrown = error
+
+    return wrapper
+
+
+def _async_generator_wrapper(
+    fn: Callable[..., AsyncGenerator[Any, Any]], fresh: Callable[[], session]
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        generator = fn(*args, **kwargs)
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            try:
+                with fresh():
+                    if thrown is None:
+                        item = await generator.asend(sent)
+                    else:
+                        item = await generator.athrow(thrown)
+            except StopAsyncIteration:
+                return
+            sent, thrown = None, None
+            try:
+                sent = yield item
+            except GeneratorExit:
+                with fresh():
+                    await generator.aclose()
+                raise
+            except BaseException as error:  # noqa: BLE001 - passed on into the generator
+                thrown = error
+
+    return wrapper
 
 
 def current_session(ctx: Context | None = None) -> dict[str, str]:

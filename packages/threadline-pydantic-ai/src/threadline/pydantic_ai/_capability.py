@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import logging
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from threadline import AgentRun, InferenceRun, ToolRun
 
 __all__ = ["DuplicateTelemetryWarning", "Tracing"]
+
+_logger = logging.getLogger("threadline.pydantic_ai")
 
 
 def _fallback_chain(model: Any) -> list[Any] | None:
@@ -271,8 +274,16 @@ def _stopped_early(state: _RunState | None) -> bool:
     return task_cancelling() is True  # None on Python 3.10: recorded as failed
 
 
-def _is_tool_return(value: Any) -> bool:
-    return getattr(value, "kind", None) == "tool-return" and hasattr(value, "return_value")
+def _model_visible(result: Any) -> Any:
+    """What the model sees of a tool's result: a ToolReturn wraps it (``return_value``) with
+    app-only metadata. The result is the user's object, so probing it is guarded: an attribute
+    hook that raises must not fail a tool call that succeeded."""
+    try:
+        if getattr(result, "kind", None) == "tool-return" and hasattr(result, "return_value"):
+            return result.return_value
+    except Exception as error:  # noqa: BLE001 - the user's object, not our bug: recorded as is
+        _logger.debug("tool result of type %s is recorded as is: %r", type(result).__name__, error)
+    return result
 
 
 def _warn_native() -> None:
@@ -601,10 +612,6 @@ class Tracing(AbstractCapability[Any]):
         finally:
             tool.detach()
         if threadline.capture_enabled():
-            # A ToolReturn wraps what the model sees (return_value) with app-only metadata.
-            recorded = (
-                getattr(result, "return_value", result) if _is_tool_return(result) else result
-            )
-            tool.update(result=recorded)
+            tool.update(result=_model_visible(result))
         tool.end()
         return result

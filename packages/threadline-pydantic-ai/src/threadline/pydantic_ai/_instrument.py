@@ -40,18 +40,24 @@ def _has_tracing(capability: Any, depth: int = 0) -> bool:
 
 def _traced_iter(self: Any, *args: Any, **kwargs: Any) -> Any:
     original = _original_iter
+    # Only our own decision is guarded: the user's call runs once, outside the try, so its
+    # errors (a bad argument, say) reach the caller unchanged and are not reported as ours.
+    call_kwargs = kwargs
+    with_override = False
     try:
-        if _has_tracing(self._root_capability):
-            return original(self, *args, **kwargs)
-        if _RUN_CAPABILITIES:
-            extra = kwargs.get("capabilities")
-            if extra is None or not any(_has_tracing(cap) for cap in extra):
-                kwargs["capabilities"] = [*(extra or ()), Tracing()]
-            return original(self, *args, **kwargs)
-        return _iter_with_override(original, self, args, kwargs)
+        if not _has_tracing(self._root_capability):
+            if _RUN_CAPABILITIES:
+                extra = kwargs.get("capabilities")
+                if extra is None or not any(_has_tracing(cap) for cap in extra):
+                    call_kwargs = {**kwargs, "capabilities": [*(extra or ()), Tracing()]}
+            else:
+                with_override = True
     except Exception as error:  # noqa: BLE001
         report("threadline.pydantic_ai.iter", error)
-        return original(self, *args, **kwargs)
+        call_kwargs, with_override = kwargs, False
+    if with_override:
+        return _iter_with_override(original, self, args, call_kwargs)
+    return original(self, *args, **call_kwargs)
 
 
 @asynccontextmanager
