@@ -59,7 +59,7 @@ from threadline.llamaindex import _extract
                     "thoughts_token_count": 2,
                 }
             },
-            threadline.Usage(40, 5, cache_read_input_tokens=16, reasoning_output_tokens=2),
+            threadline.Usage(40, 7, cache_read_input_tokens=16, reasoning_output_tokens=2),
             id="gemini",
         ),
         pytest.param(

@@ -482,3 +482,49 @@ def test_a_rejected_discovery_probe_is_no_error(telemetry: Any) -> None:
         ("server/discover", "ERROR", "-32603", "-32603"),
         ("ping", "ERROR", "-32602", "-32602"),
     ]
+
+
+def test_callers_own_meta_baggage_is_filtered_without_a_span(telemetry: Any) -> None:
+    """Messages sent outside any span (notifications) keep their ``_meta`` but lose
+    the baggage entries outside the allow-list."""
+    from threadline.mcp import _client
+
+    sent: list[Any] = []
+
+    async def original(self: Any, method: str, params: Any, *args: Any, **kwargs: Any) -> None:
+        sent.append(params)
+
+    notify = _client.wrap_notify(original)
+    plain = {"requestId": 1}
+    foreign = {"requestId": 2, "_meta": {"baggage": "secret=1,session.id=s-0", "token": 3}}
+
+    async def main() -> None:
+        await notify(None, "notifications/cancelled", plain)
+        await notify(None, "notifications/cancelled", foreign)
+        with threadline.session("s-1"):
+            await notify(None, "notifications/cancelled", foreign)
+
+    anyio.run(main)
+    assert sent[0] is plain  # nothing to add or remove: sent as it was
+    assert sent[1] == {"requestId": 2, "_meta": {"token": 3}}
+    assert sent[2] == {"requestId": 2, "_meta": {"baggage": "session.id=s-1", "token": 3}}
+    assert foreign["_meta"]["baggage"] == "secret=1,session.id=s-0"  # the caller's dict intact
+    assert telemetry.spans() == []
+
+
+@pytest.mark.skipif(MAJOR >= 2, reason="the mcp 1.x request path")
+def test_v1_callers_own_meta_baggage_is_filtered_without_a_span() -> None:
+    from mcp import types as mcp_types
+
+    from threadline.mcp import _client
+
+    request = mcp_types.ClientRequest.model_validate(
+        {"method": "tools/call", "params": {"name": "x", "_meta": {"baggage": "secret=1"}}}
+    )
+    sent = _client.v1_with_context(request)
+    assert sent is not request
+    assert _client.v1_method_params(sent)[1] == {"name": "x", "_meta": {}}
+    untouched = mcp_types.ClientRequest.model_validate(
+        {"method": "tools/call", "params": {"name": "x"}}
+    )
+    assert _client.v1_with_context(untouched) is untouched

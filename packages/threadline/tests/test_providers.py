@@ -76,16 +76,26 @@ def test_server_address(url: str | None, expected: tuple[str | None, int | None]
             },
             Usage(150, 9, 100, 20, None),
         ),
-        (  # Gemini usage_metadata
+        (  # Gemini usage_metadata: thinking counted apart, added into output
             {
                 "prompt_token_count": 12,
                 "candidates_token_count": 3,
                 "cached_content_token_count": 4,
                 "thoughts_token_count": 1,
             },
-            Usage(12, 3, 4, None, 1),
+            Usage(12, 4, 4, None, 1),
         ),
+        ({"prompt_token_count": 12, "candidates_token_count": 3}, Usage(12, 3)),
         ({"inputTokens": 8, "outputTokens": 2}, Usage(8, 2)),  # Bedrock Converse
+        (  # Bedrock Converse with prompt caching: cached input counted apart, added into input
+            {
+                "inputTokens": 8,
+                "outputTokens": 2,
+                "cacheReadInputTokens": 100,
+                "cacheWriteInputTokens": 20,
+            },
+            Usage(128, 2, 100, 20),
+        ),
         ({"total": 3}, None),
         (None, None),
     ],

@@ -170,22 +170,32 @@ def usage_from_provider(usage: Any) -> Usage | None:
         )
     gemini = int_value(field_value(usage, "prompt_token_count"))
     if gemini is not None:
+        candidates = int_value(field_value(usage, "candidates_token_count"))
+        thoughts = int_value(field_value(usage, "thoughts_token_count"))
+        if candidates is not None and thoughts is not None:
+            # Gemini counts thinking apart from the candidates; the conventions' output
+            # tokens include reasoning.
+            candidates += thoughts
         return Usage(
             input_tokens=gemini,
-            output_tokens=int_value(field_value(usage, "candidates_token_count")),
+            output_tokens=candidates,
             cache_read_input_tokens=int_value(field_value(usage, "cached_content_token_count")),
-            reasoning_output_tokens=int_value(field_value(usage, "thoughts_token_count")),
+            reasoning_output_tokens=thoughts,
         )
     input_tokens = int_value(field_value(usage, "input_tokens"))
     if input_tokens is None:
         bedrock = int_value(field_value(usage, "inputTokens"))
         if bedrock is None:
             return None
+        bedrock_read = int_value(field_value(usage, "cacheReadInputTokens"))
+        bedrock_write = int_value(field_value(usage, "cacheWriteInputTokens"))
         return Usage(
-            input_tokens=bedrock,
+            # Bedrock Converse counts cache reads and writes apart from inputTokens (its
+            # TokenUsage), as Anthropic does; the conventions' input tokens include them.
+            input_tokens=bedrock + (bedrock_read or 0) + (bedrock_write or 0),
             output_tokens=int_value(field_value(usage, "outputTokens")),
-            cache_read_input_tokens=int_value(field_value(usage, "cacheReadInputTokens")),
-            cache_write_input_tokens=int_value(field_value(usage, "cacheWriteInputTokens")),
+            cache_read_input_tokens=bedrock_read,
+            cache_write_input_tokens=bedrock_write,
         )
     cache_read = int_value(field_value(usage, "cache_read_input_tokens"))
     cache_write = int_value(field_value(usage, "cache_creation_input_tokens"))

@@ -471,11 +471,13 @@ def wrap_send_raw_request(original: Any) -> Any:
 
 def _with_context(params: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """``params`` with the current trace context (and allow-listed baggage) in ``_meta``, or
-    ``params`` itself when there is nothing to send."""
+    ``params`` itself when that changes nothing. A caller's own ``_meta.baggage`` is filtered
+    to the allow-list too: only allow-listed entries leave the process."""
     existing = params.get("_meta") if params is not None else None
-    meta: dict[str, Any] = dict(existing) if isinstance(existing, Mapping) else {}
+    before: dict[str, Any] = dict(existing) if isinstance(existing, Mapping) else {}
+    meta = dict(before)
     threadline.inject(meta)
-    if "traceparent" not in meta and "baggage" not in meta:
+    if meta == before:
         return params
     out = dict(params) if params is not None else {}
     out["_meta"] = meta
@@ -530,10 +532,11 @@ def v1_with_context(request: Any) -> Any:
         params = data.get("params")
         if not isinstance(params, dict):
             params = {}
-        meta = params.get("_meta")
-        meta = dict(meta) if isinstance(meta, dict) else {}
+        before = params.get("_meta")
+        before = dict(before) if isinstance(before, dict) else {}
+        meta = dict(before)
         threadline.inject(meta)
-        if not meta:
+        if meta == before:
             return request
         params["_meta"] = meta
         data["params"] = params
