@@ -297,6 +297,10 @@ def render() -> str:
         "",
         f"- `{semconv.EVENT_INFERENCE_DETAILS}` (severity DEBUG): the inference span's attributes "
         "with content in structured form; only when content capture includes events.",
+        f"- `{semconv.EVENT_OPERATION_EXCEPTION}` (severity WARN): a failed GenAI client "
+        "operation (a CLIENT inference, embeddings, retrieval or remote agent span) that raised: "
+        "`exception.type`, `exception.message`, `exception.stacktrace` (its last 8 KiB), in the "
+        "failed span's context. Always on, like the status description on that span.",
         "",
     ]
     return "\n".join(lines)

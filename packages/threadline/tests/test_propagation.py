@@ -196,7 +196,8 @@ def test_malformed_tracestate_is_dropped_quietly(caplog: Any) -> None:
                 context=otel_context.Context(),
             )
             span_context = trace.get_current_span(ctx).get_span_context()
-            assert span_context.is_valid and span_context.trace_id == int(TRACE_ID, 16)
+            assert span_context.is_valid
+            assert span_context.trace_id == int(TRACE_ID, 16)
             assert dict(span_context.trace_state) == {}
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert sum("malformed tracestate" in r.getMessage() for r in caplog.records) == 5

@@ -145,6 +145,28 @@ def test_failure_sets_error_and_reraises_same_object(telemetry: Telemetry) -> No
     assert points[0]["attributes"][semconv.ERROR_TYPE] == f"{__name__}.QuotaExceeded"
 
 
+def test_client_operation_failure_is_an_exception_event(telemetry: Telemetry) -> None:
+    """The conventions' ``gen_ai.client.operation.exception`` event, on the failed CLIENT span;
+    none for tools and none for failures given as an error code."""
+    with pytest.raises(QuotaExceeded), threadline.inference("gpt-4o", provider="openai"):
+        raise QuotaExceeded("out of tokens")
+    with pytest.raises(KeyError), threadline.execute_tool("lookup"):
+        raise KeyError("city")
+    threadline.inference("gpt-5", provider="openai").fail("rate_limited")
+
+    [event] = telemetry.events(semconv.EVENT_OPERATION_EXCEPTION)
+    span = find(telemetry.spans(), "chat gpt-4o")
+    assert (event["trace_id"], event["span_id"]) == (span.trace_id, span.span_id)
+    assert event["severity_number"] == 13  # WARN, as the conventions ask
+    attributes = event["attributes"]
+    assert attributes[semconv.EXCEPTION_TYPE] == f"{__name__}.QuotaExceeded"
+    assert attributes[semconv.EXCEPTION_MESSAGE] == "out of tokens"
+    assert (
+        attributes[semconv.EXCEPTION_STACKTRACE].rstrip().endswith("QuotaExceeded: out of tokens")
+    )
+    telemetry.assert_conformant()
+
+
 def test_fail_with_error_code_and_builtin_error_type(telemetry: Telemetry) -> None:
     run = threadline.execute_tool("lookup")
     run.fail("rate_limited")

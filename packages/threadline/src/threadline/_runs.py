@@ -247,6 +247,9 @@ class Run:
     operation: str
     kind: SpanKind
     _records_conversation: ClassVar[bool] = False
+    # A GenAI client operation (a CLIENT span): its failures are also told as the conventions'
+    # gen_ai.client.operation.exception event.
+    _exception_event: ClassVar[bool] = False
 
     __slots__ = (
         "_cancelled",
@@ -512,7 +515,10 @@ class Run:
         given low-cardinality string such as a provider error code)."""
         if not self._claim_end():
             return
-        self._finish(self._set_error(error, description), end_time)
+        kind = self._set_error(error, description)
+        if self._exception_event and self.kind is _CLIENT and isinstance(error, BaseException):
+            _emit_exception_event(self, error)
+        self._finish(kind, end_time)
 
     def _set_error(self, error: BaseException | str, description: str | None) -> str:
         """Status ERROR and ``error.type`` on the span; returns the error type."""
@@ -586,7 +592,10 @@ class Run:
                 self._stopped_early = True  # what was cancelled inside it settles alike
                 self._finish(self._failed_as, at)
             else:
-                self._finish(self._set_error(waiting.error, None), at)
+                kind = self._set_error(waiting.error, None)
+                if self._exception_event and self.kind is _CLIENT:
+                    _emit_exception_event(self, waiting.error)
+                self._finish(kind, at)
         except Exception as failure:  # noqa: BLE001 - fail-open
             report("Run.cancel", failure)
 
@@ -735,6 +744,7 @@ class InferenceRun(Run):
     """``chat``/``text_completion``/``generate_content`` call to a model: a CLIENT span."""
 
     _records_conversation = True
+    _exception_event = True
     __slots__ = (
         "_chunk_gaps",
         "_chunks",
@@ -1041,6 +1051,40 @@ def _metric_baggage(ctx: Context) -> dict[str, AttributeValue]:
     return out
 
 
+_MAX_STACKTRACE = 8192
+
+
+def _emit_exception_event(run: Run, error: BaseException) -> None:
+    """The conventions' ``gen_ai.client.operation.exception`` log event (severity WARN), in the
+    failed operation's context. A long stack trace keeps its end, where the error was raised."""
+    try:
+        import traceback
+
+        from opentelemetry._logs import LogRecord, SeverityNumber
+
+        stack = "".join(traceback.format_exception(error))
+        if len(stack) > _MAX_STACKTRACE:
+            stack = "…" + stack[-(_MAX_STACKTRACE - 1) :]
+        attributes: dict[str, AttributeValue] = {
+            semconv.EXCEPTION_TYPE: error_type(error),
+            semconv.EXCEPTION_STACKTRACE: stack,
+        }
+        message = str(error)
+        if message:
+            attributes[semconv.EXCEPTION_MESSAGE] = message[:1024]
+        resolved().event_logger.emit(
+            LogRecord(
+                timestamp=time.time_ns(),
+                event_name=semconv.EVENT_OPERATION_EXCEPTION,
+                severity_number=SeverityNumber.WARN,
+                attributes=attributes,
+                context=run.context,
+            )
+        )
+    except Exception as failure:  # noqa: BLE001 - the run still ends as failed
+        report("exception_event", failure)
+
+
 def _emit_details_event(run: InferenceRun, content: Mapping[str, Any]) -> None:
     from opentelemetry._logs import LogRecord, SeverityNumber
 
@@ -1066,6 +1110,7 @@ class EmbeddingsRun(Run):
     """An ``embeddings`` call: a CLIENT span."""
 
     operation = semconv.OP_EMBEDDINGS
+    _exception_event = True
     __slots__ = ("_metric_attributes", "model", "provider", "response_model", "usage")
 
     def __init__(
@@ -1140,6 +1185,7 @@ class RetrievalRun(Run):
     """A ``retrieval`` from a data source (vector store, search index): a CLIENT span."""
 
     operation = semconv.OP_RETRIEVAL
+    _exception_event = True
     __slots__ = ("_documents", "_metric_attributes", "_query")
 
     def __init__(
@@ -1330,6 +1376,7 @@ class AgentRun(Run):
     ``create_agent`` (CLIENT). Sums the usage of the inference runs beneath it."""
 
     _records_conversation = True
+    _exception_event = True
     __slots__ = (
         "_models",
         "_provider",

@@ -205,6 +205,10 @@ RETRY_CAUSE_OUTPUT_VALIDATION: Final = "output_validation"
 
 # --- events -----------------------------------------------------------------------------------
 EVENT_INFERENCE_DETAILS: Final = "gen_ai.client.inference.operation.details"
+EVENT_OPERATION_EXCEPTION: Final = "gen_ai.client.operation.exception"
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
 
 # --- metrics ----------------------------------------------------------------------------------
 METRIC_CLIENT_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
