@@ -482,6 +482,12 @@ def test_under_a_framework_tool_span(telemetry: Any, tmp_path: Path, merge: bool
             (s.status_code, s.attributes.get("error.type"), "jsonrpc.request.id" in s.attributes)
             for s in (tools["execute_tool get_weather"], tools["execute_tool broken"])
         ] == [("UNSET", None, True), ("ERROR", "tool_error", True)]
+        # ...with what the CLIENT span would have said about the request and its server
+        weather = tools["execute_tool get_weather"].attributes
+        assert weather["gen_ai.operation.name"] == "execute_tool"
+        if MAJOR >= 2:  # mcp 1.x clients do not keep how they reach the server
+            assert weather["network.transport"] == "pipe"
+            assert weather["mcp.protocol.version"] == "2025-11-25"
         assert (
             tree
             == """\
@@ -692,3 +698,21 @@ def test_session_ids_stay_with_their_server(telemetry: Any, tmp_path: Path) -> N
     for span in client_spans:
         expected = server_sessions[span.attributes["server.port"]]
         assert span.attributes.get("mcp.session.id") == expected, span.name
+
+
+@pytest.mark.skipif(MAJOR >= 2, reason="the mcp 1.x request path")
+def test_v1_callers_own_meta_baggage_is_filtered_without_a_span() -> None:
+    from mcp import types as mcp_types
+
+    from threadline.mcp import _client
+
+    request = mcp_types.ClientRequest.model_validate(
+        {"method": "tools/call", "params": {"name": "x", "_meta": {"baggage": "secret=1"}}}
+    )
+    sent = _client.v1_with_context(request)
+    assert sent is not request
+    assert _client.v1_method_params(sent)[1] == {"name": "x", "_meta": {}}
+    untouched = mcp_types.ClientRequest.model_validate(
+        {"method": "tools/call", "params": {"name": "x"}}
+    )
+    assert _client.v1_with_context(untouched) is untouched

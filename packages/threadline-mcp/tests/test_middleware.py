@@ -510,21 +510,3 @@ def test_callers_own_meta_baggage_is_filtered_without_a_span(telemetry: Any) -> 
     assert sent[2] == {"requestId": 2, "_meta": {"baggage": "session.id=s-1", "token": 3}}
     assert foreign["_meta"]["baggage"] == "secret=1,session.id=s-0"  # the caller's dict intact
     assert telemetry.spans() == []
-
-
-@pytest.mark.skipif(MAJOR >= 2, reason="the mcp 1.x request path")
-def test_v1_callers_own_meta_baggage_is_filtered_without_a_span() -> None:
-    from mcp import types as mcp_types
-
-    from threadline.mcp import _client
-
-    request = mcp_types.ClientRequest.model_validate(
-        {"method": "tools/call", "params": {"name": "x", "_meta": {"baggage": "secret=1"}}}
-    )
-    sent = _client.v1_with_context(request)
-    assert sent is not request
-    assert _client.v1_method_params(sent)[1] == {"name": "x", "_meta": {}}
-    untouched = mcp_types.ClientRequest.model_validate(
-        {"method": "tools/call", "params": {"name": "x"}}
-    )
-    assert _client.v1_with_context(untouched) is untouched

@@ -1340,6 +1340,36 @@ class ToolRun(Run):
             self.call_id = call_id
             self.span.set_attribute(semconv.GEN_AI_TOOL_CALL_ID, call_id)
 
+    @guarded()
+    def record_mcp_call(
+        self,
+        *,
+        request_id: str | int | None = None,
+        protocol_version: str | None = None,
+        transport: str | None = None,
+        network_protocol: tuple[str, str | None] | None = None,
+        peer_address: str | None = None,
+        peer_port: int | None = None,
+    ) -> None:
+        """This tool's execution is an MCP ``tools/call``, recorded on this span instead of a
+        CLIENT span under it (the MCP conventions' optional de-duplication): the request's MCP,
+        network and server attributes, as that CLIENT span would have them."""
+        _, metric, peer = _mcp_attributes(
+            "tools/call",
+            server=False,
+            tool_name=self.name,
+            prompt_name=None,
+            protocol_version=protocol_version,
+            transport=transport,
+            network_protocol=network_protocol,
+            peer_address=peer_address,
+            peer_port=peer_port,
+        )
+        attributes = {**metric, **peer}
+        if request_id is not None:
+            attributes[semconv.JSONRPC_REQUEST_ID] = str(request_id)
+        self.set_attributes(attributes)
+
     def _before_end(self, error_type: str | None) -> None:
         capture = _capture()
         if capture is None or not capture[0].on_span:

@@ -46,7 +46,9 @@ class Options:
     optional de-duplication). Its context is what goes over the wire."""
 
 
-def _merge_into_tool_span(method: str, tool_name: str | None) -> threadline.ToolRun | None:
+def _merge_into_tool_span(
+    tool_name: str | None, params: object, request_id: int | str | None, peer: Peer | None
+) -> threadline.ToolRun | None:
     outer = threadline.current_run()
     if (
         not isinstance(outer, threadline.ToolRun)
@@ -55,8 +57,13 @@ def _merge_into_tool_span(method: str, tool_name: str | None) -> threadline.Tool
         or trace.get_current_span() is not outer.span
     ):
         return None
-    outer.set_attributes(
-        {semconv.MCP_METHOD_NAME: method, semconv.GEN_AI_OPERATION_NAME: semconv.OP_EXECUTE_TOOL}
+    outer.record_mcp_call(
+        request_id=request_id,
+        protocol_version=protocol_version(params, peer),
+        transport=peer.transport if peer is not None else None,
+        network_protocol=peer.network_protocol if peer is not None else None,
+        peer_address=peer.address if peer is not None else None,
+        peer_port=peer.port if peer is not None else None,
     )
     return outer
 
@@ -164,10 +171,8 @@ def start(
     try:
         tool_name, prompt_name, resource_uri = targets(method, params)
         if Options.merge_tool_spans and method == "tools/call":
-            outer = _merge_into_tool_span(method, tool_name)
+            outer = _merge_into_tool_span(tool_name, params, request_id, peer)
             if outer is not None:
-                if request_id is not None:
-                    outer.set_attributes({semconv.JSONRPC_REQUEST_ID: str(request_id)})
                 return outer
         run = threadline.mcp_request(
             method,
