@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 
@@ -158,6 +159,23 @@ def test_truncation_preserves_json_structure(telemetry: Telemetry, restore_setti
     span = find(telemetry.spans(), "chat m")
     messages = json.loads(span.attributes[semconv.GEN_AI_INPUT_MESSAGES])
     assert messages[0]["parts"][0]["content"] == "x" * 10 + "…[truncated]"
+    assert span.attributes[semconv.THREADLINE_CONTENT_TRUNCATED] is True
+    telemetry.assert_conformant()
+
+
+def test_truncated_blob_stays_valid_base64(telemetry: Telemetry, restore_settings: None) -> None:
+    threadline.configure(capture_content="SPAN_ONLY", max_content_length=10)
+    image = bytes(range(50))
+    with threadline.inference(
+        "m",
+        provider="openai",
+        input_messages=[InputMessage("user", [BlobPart("image", image, "image/png")])],
+    ):
+        pass
+    span = find(telemetry.spans(), "chat m")
+    [part] = json.loads(span.attributes[semconv.GEN_AI_INPUT_MESSAGES])[0]["parts"]
+    assert len(part["content"]) <= 10
+    assert base64.b64decode(part["content"], validate=True) == image[:6]  # the leading bytes
     assert span.attributes[semconv.THREADLINE_CONTENT_TRUNCATED] is True
     telemetry.assert_conformant()
 

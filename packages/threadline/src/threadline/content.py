@@ -155,6 +155,18 @@ class _Limiter:
         self.truncated = True
         return value[: self.limit] + _TRUNCATION_MARK
 
+    def blob(self, content: Any) -> Any:
+        """Base64 of ``content``'s bytes. Over the limit, of its leading bytes only: still valid
+        base64 (no mark appended), the cut told by the content-truncated flag alone."""
+        if not isinstance(content, (bytes, bytearray, memoryview)):
+            return self.value(content)
+        data = bytes(content)
+        keep = self.limit // 4 * 3
+        if len(data) > keep:
+            self.truncated = True
+            data = data[:keep]
+        return base64.b64encode(data).decode("ascii")
+
     def value(self, value: Any, depth: int = 0) -> Any:
         """A JSON-compatible copy of ``value`` with every string cut to the limit."""
         if isinstance(value, str):
@@ -201,7 +213,7 @@ def _part_json(part: Part, lim: _Limiter) -> dict[str, Any]:
             out["id"] = part.id
         return out
     if isinstance(part, BlobPart):
-        out = {"type": part.type, "modality": part.modality, "content": lim.value(part.content)}
+        out = {"type": part.type, "modality": part.modality, "content": lim.blob(part.content)}
     elif isinstance(part, UriPart):
         out = {"type": part.type, "modality": part.modality, "uri": lim.text(part.uri)}
     else:
