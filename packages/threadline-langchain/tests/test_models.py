@@ -271,3 +271,34 @@ def test_inline_media_is_a_blob_part(
         blob,
     ]
     telemetry.assert_conformant()
+
+
+def test_provider_built_in_tools_are_generic_tool_definitions(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    from conftest import ScriptedChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    def get_weather(city: str) -> str:
+        """Weather in a city."""
+        return "sunny"
+
+    tools = [
+        convert_to_openai_tool(get_weather),
+        {"type": "web_search_preview"},
+        {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+        {"name": "lookup", "description": "Anthropic's shape", "input_schema": {"type": "object"}},
+    ]
+    model = ScriptedChatModel(responses=[AIMessage(content="done")])
+    model.bind(tools=tools).invoke("Search for it", config=config)
+    [span] = telemetry.spans()
+    definitions = json.loads(span.attributes[semconv.GEN_AI_TOOL_DEFINITIONS])
+    assert [(d["type"], d["name"]) for d in definitions] == [
+        ("function", "get_weather"),
+        ("web_search_preview", "web_search_preview"),
+        ("web_search_20250305", "web_search"),
+        ("function", "lookup"),
+    ]
+    assert definitions[2]["max_uses"] == 3
+    telemetry.assert_conformant()

@@ -188,6 +188,42 @@ def test_content_capture(telemetry: Telemetry, capture_content: Any) -> None:
     telemetry.assert_conformant()
 
 
+def test_native_tools_are_generic_tool_definitions(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    """The provider's own tools (web search) are defined by their type, with their settings."""
+    from pydantic_ai.profiles import ModelProfile
+
+    if V2:
+        from pydantic_ai.capabilities import NativeTool
+        from pydantic_ai.native_tools import WebSearchTool
+
+        supported = {"supported_native_tools": frozenset([WebSearchTool])}
+        enable: dict[str, Any] = {
+            "capabilities": [Tracing(), NativeTool(WebSearchTool(max_uses=2))]
+        }
+    else:
+        from pydantic_ai.builtin_tools import WebSearchTool  # type: ignore[no-redef]
+
+        supported = {}
+        enable = {"capabilities": [Tracing()], "builtin_tools": [WebSearchTool(max_uses=2)]}
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[TextPart("found it")])
+
+    model = FunctionModel(answer, profile=ModelProfile(**supported))  # type: ignore[arg-type]
+    Agent(model, name="searcher", **enable).run_sync("Search for it")
+
+    [chat] = [s for s in telemetry.spans() if s.name.startswith("chat")]
+    [definition] = json.loads(chat.attributes[semconv.GEN_AI_TOOL_DEFINITIONS])
+    assert (definition["type"], definition["name"], definition["max_uses"]) == (
+        "web_search",
+        "web_search",
+        2,
+    )
+    telemetry.assert_conformant()
+
+
 def test_request_parameters_and_conversation(telemetry: Telemetry) -> None:
     agent = Agent(TestModel(custom_output_text="ok"), name="p", capabilities=[Tracing()])
     kwargs: dict[str, Any] = {"conversation_id": "conv-1"} if V2 else {}

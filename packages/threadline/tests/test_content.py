@@ -13,6 +13,7 @@ from threadline import config, semconv
 from threadline.content import (
     BlobPart,
     FunctionToolDefinition,
+    GenericToolDefinition,
     InputMessage,
     OutputMessage,
     ReasoningPart,
@@ -362,3 +363,31 @@ def test_media_given_by_url() -> None:
     # not base64 after all, or not marked as such: kept as the URI given
     assert isinstance(media_part("image", "data:image/png;base64,%%%"), UriPart)
     assert isinstance(media_part("image", "data:text/plain,hello"), UriPart)
+
+
+def test_generic_tool_definition_keeps_its_type_and_settings(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    seen: list[object] = []
+
+    def redact(item: Redactable) -> Redactable | None:
+        seen.append(item)
+        return item
+
+    threadline.configure(capture_content="SPAN_ONLY", redactor=redact)
+    search = GenericToolDefinition("web_search", "web_search", {"max_uses": 3, "type": "ignored"})
+    with threadline.inference(
+        "m",
+        provider="anthropic",
+        tool_definitions=[FunctionToolDefinition("lookup"), search],
+    ):
+        pass
+    definitions = json.loads(
+        find(telemetry.spans(), "chat m").attributes[semconv.GEN_AI_TOOL_DEFINITIONS]
+    )
+    assert definitions == [
+        {"type": "function", "name": "lookup"},
+        {"type": "web_search", "name": "web_search", "max_uses": 3},
+    ]
+    assert search in seen
+    telemetry.assert_conformant()

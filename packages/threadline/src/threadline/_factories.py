@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Link
     from opentelemetry.util.types import AttributeValue
 
-    from threadline.content import FunctionToolDefinition, InputMessage, Part
+    from threadline.content import InputMessage, Part, ToolDefinition
 
 _R = TypeVar("_R", bound=Run)
 
@@ -78,7 +78,7 @@ def inference(
     conversation_id: str | None = None,
     input_messages: Sequence[InputMessage] | None = None,
     system_instructions: Sequence[Part] | None = None,
-    tool_definitions: Sequence[FunctionToolDefinition] | None = None,
+    tool_definitions: Sequence[ToolDefinition] | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
     in_process: bool = False,
     start_time: int | None = None,

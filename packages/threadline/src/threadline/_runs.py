@@ -28,11 +28,11 @@ from threadline._failopen import guarded, report
 from threadline._providers import Instruments, resolved
 from threadline._registry import open_runs
 from threadline.content import (
-    FunctionToolDefinition,
     InputMessage,
     OutputMessage,
     Part,
     RetrievalDocument,
+    ToolDefinition,
     _Limiter,
     documents_json,
     dumps,
@@ -777,7 +777,7 @@ class InferenceRun(Run):
         conversation_id: str | None,
         input_messages: Sequence[InputMessage] | None,
         system_instructions: Sequence[Part] | None,
-        tool_definitions: Sequence[FunctionToolDefinition] | None,
+        tool_definitions: Sequence[ToolDefinition] | None,
         attributes: Mapping[str, AttributeValue] | None,
         kind: SpanKind,
         start_time: int | None,
@@ -923,7 +923,7 @@ class InferenceRun(Run):
         output_messages: Sequence[OutputMessage] | None = None,
         input_messages: Sequence[InputMessage] | None = None,
         system_instructions: Sequence[Part] | None = None,
-        tool_definitions: Sequence[FunctionToolDefinition] | None = None,
+        tool_definitions: Sequence[ToolDefinition] | None = None,
         attributes: Mapping[str, AttributeValue] | None = None,
     ) -> None:
         """Record response facts as they become known. ``usage`` replaces the usage so far

@@ -113,6 +113,19 @@ class FunctionToolDefinition:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class GenericToolDefinition:
+    """A tool that is not a function the app runs: a provider's built-in tool (web search, code
+    execution), told by its ``type``. ``options``: the provider's own settings for it."""
+
+    type: str
+    name: str
+    options: Mapping[str, Any] | None = None
+
+
+ToolDefinition: TypeAlias = FunctionToolDefinition | GenericToolDefinition
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RetrievalDocument:
     id: str | None = None
     score: float | None = None
@@ -120,7 +133,7 @@ class RetrievalDocument:
     """Extra field the schema allows (``additionalProperties``); recorded only with capture on."""
 
 
-Redactable: TypeAlias = Part | FunctionToolDefinition | RetrievalDocument
+Redactable: TypeAlias = Part | ToolDefinition | RetrievalDocument
 
 
 def capture_enabled() -> bool:
@@ -261,14 +274,19 @@ def system_instructions_json(parts: Iterable[Part], lim: _Limiter) -> list[dict[
 
 
 def tool_definitions_json(
-    definitions: Iterable[FunctionToolDefinition], lim: _Limiter
+    definitions: Iterable[ToolDefinition], lim: _Limiter
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for definition in definitions:
         kept = lim.redact(definition)
+        if isinstance(kept, GenericToolDefinition):
+            item = {str(k): lim.value(v) for k, v in (kept.options or {}).items()}
+            item.update(type=kept.type, name=kept.name)
+            out.append(item)
+            continue
         if not isinstance(kept, FunctionToolDefinition):
             continue
-        item: dict[str, Any] = {"type": kept.type, "name": kept.name}
+        item = {"type": kept.type, "name": kept.name}
         if kept.description is not None:
             item["description"] = lim.text(kept.description)
         if kept.parameters is not None:
@@ -371,6 +389,7 @@ __all__ = [
     "FilePart",
     "FunctionToolDefinition",
     "GenericPart",
+    "GenericToolDefinition",
     "InputMessage",
     "OutputMessage",
     "Part",
@@ -380,6 +399,7 @@ __all__ = [
     "TextPart",
     "ToolCallRequestPart",
     "ToolCallResponsePart",
+    "ToolDefinition",
     "UriPart",
     "capture_enabled",
     "media_part",

@@ -14,6 +14,7 @@ from threadline.content import (
     BlobPart,
     FunctionToolDefinition,
     GenericPart,
+    GenericToolDefinition,
     InputMessage,
     OutputMessage,
     Part,
@@ -22,6 +23,7 @@ from threadline.content import (
     TextPart,
     ToolCallRequestPart,
     ToolCallResponsePart,
+    ToolDefinition,
     media_part,
 )
 from threadline.providers import first_text_field, server_address, usage_from_provider
@@ -423,12 +425,33 @@ def output_messages(response: Any) -> list[OutputMessage]:
     return out
 
 
-def tool_definitions(tools: Any) -> list[FunctionToolDefinition] | None:
+# What defines a function tool in the shapes chat models bind: OpenAI's nested "function" (or its
+# Responses API's flat "parameters"), Anthropic's "input_schema".
+_FUNCTION_KEYS = ("function", "parameters", "input_schema")
+
+
+def tool_definitions(tools: Any) -> list[ToolDefinition] | None:
     if not isinstance(tools, (list, tuple)) or not tools:
         return None
-    out: list[FunctionToolDefinition] = []
+    out: list[ToolDefinition] = []
     for tool in tools:
         if not isinstance(tool, Mapping):
+            continue
+        kind = tool.get("type")
+        if (
+            isinstance(kind, str)
+            and kind not in ("function", "custom")
+            and not any(key in tool for key in _FUNCTION_KEYS)
+        ):
+            # A provider's built-in tool, e.g. {"type": "web_search_preview"} (OpenAI) or
+            # {"type": "web_search_20250305", "name": "web_search", "max_uses": 3} (Anthropic).
+            name = tool.get("name")
+            options = {str(k): v for k, v in tool.items() if k not in ("type", "name")}
+            out.append(
+                GenericToolDefinition(
+                    kind, name if isinstance(name, str) and name else kind, options or None
+                )
+            )
             continue
         function = tool.get("function")
         spec: Mapping[str, Any] = function if isinstance(function, Mapping) else tool

@@ -7,6 +7,7 @@ is built. Parts are read by their ``part_kind`` so the same code reads every sup
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from threadline.content import (
     BlobPart,
     FunctionToolDefinition,
     GenericPart,
+    GenericToolDefinition,
     InputMessage,
     OutputMessage,
     Part,
@@ -21,6 +23,7 @@ from threadline.content import (
     TextPart,
     ToolCallRequestPart,
     ToolCallResponsePart,
+    ToolDefinition,
     media_part,
 )
 
@@ -156,12 +159,12 @@ def instruction_parts(parameters: Any) -> list[Part] | None:
     return [TextPart(str(part.content)) for part in parts]
 
 
-def tool_definitions(parameters: Any) -> list[FunctionToolDefinition]:
+def tool_definitions(parameters: Any) -> list[ToolDefinition]:
     tools: Sequence[Any] = [
         *(getattr(parameters, "function_tools", None) or ()),
         *(getattr(parameters, "output_tools", None) or ()),
     ]
-    return [
+    out: list[ToolDefinition] = [
         FunctionToolDefinition(
             tool.name,
             description=tool.description,
@@ -169,3 +172,21 @@ def tool_definitions(parameters: Any) -> list[FunctionToolDefinition]:
         )
         for tool in tools
     ]
+    # The provider's own tools (web search, code execution): ``native_tools`` in 2.x,
+    # ``builtin_tools`` in 1.x, each a dataclass told by its ``kind``.
+    native = getattr(parameters, "native_tools", None) or getattr(parameters, "builtin_tools", None)
+    for tool in native or ():
+        kind = getattr(tool, "kind", None)
+        if not isinstance(kind, str) or not kind:
+            continue
+        options = (
+            {
+                field.name: getattr(tool, field.name)
+                for field in dataclasses.fields(tool)
+                if field.name != "kind" and getattr(tool, field.name) is not None
+            }
+            if dataclasses.is_dataclass(tool)
+            else None
+        )
+        out.append(GenericToolDefinition(kind, kind, options=options or None))
+    return out
