@@ -29,7 +29,7 @@ ATTRIBUTES = (
 )
 RAG_TREE = """\
 invoke_workflow [INTERNAL]
-  retrieval SimpleVectorStore [CLIENT] gen_ai.request.top_k=2
+  retrieval SimpleVectorStore [CLIENT] gen_ai.request.top_k=2.0
     embeddings text-embedding-3-small [CLIENT] gen_ai.provider.name=openai \
 gen_ai.request.model=text-embedding-3-small gen_ai.embeddings.dimension.count=4 \
 server.address=api.openai.com server.port=443

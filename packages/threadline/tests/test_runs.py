@@ -861,6 +861,7 @@ def test_request_params_drop_unset_and_bool_values() -> None:
         choice_count=1,
     )
     assert params.attributes() == {"gen_ai.request.temperature": 0.0, "gen_ai.request.top_k": 0}
+    assert type(params.attributes()["gen_ai.request.top_k"]) is float  # a double, as declared
     assert threadline.RequestParams(output_type="json", choice_count=2).attributes() == {
         "gen_ai.output.type": "json",
         "gen_ai.request.choice.count": 2,

@@ -149,7 +149,7 @@ def retrieval(
     provider: str | None = None,
     model: str | None = None,
     query: str | None = None,
-    top_k: int | None = None,
+    top_k: float | None = None,
     server_address: str | None = None,
     server_port: int | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,

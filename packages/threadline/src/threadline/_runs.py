@@ -123,7 +123,7 @@ class RequestParams:
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
-    top_k: int | None = None
+    top_k: float | None = None
     stop_sequences: Sequence[str] | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
@@ -146,7 +146,8 @@ class RequestParams:
             out[semconv.GEN_AI_REQUEST_TOP_P] = value
         value = self.top_k
         if value is not None and value is not True and value is not False:
-            out[semconv.GEN_AI_REQUEST_TOP_K] = value
+            # a double in the conventions: an int is written as one
+            out[semconv.GEN_AI_REQUEST_TOP_K] = float(value) if type(value) is int else value
         value = self.frequency_penalty
         if value is not None and value is not True and value is not False:
             out[semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY] = value
@@ -1196,7 +1197,7 @@ class RetrievalRun(Run):
         provider: str | None,
         model: str | None,
         query: str | None,
-        top_k: int | None,
+        top_k: float | None,
         server_address: str | None,
         server_port: int | None,
         attributes: Mapping[str, AttributeValue] | None,
@@ -1216,7 +1217,8 @@ class RetrievalRun(Run):
         if data_source_id:
             attrs[semconv.GEN_AI_DATA_SOURCE_ID] = data_source_id
         if top_k is not None:
-            attrs[semconv.GEN_AI_REQUEST_TOP_K] = top_k
+            # a double in the conventions: an int is written as one
+            attrs[semconv.GEN_AI_REQUEST_TOP_K] = float(top_k) if type(top_k) is int else top_k
         if attributes:
             attrs.update(attributes)
         self._query = query
