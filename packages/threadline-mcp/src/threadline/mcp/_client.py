@@ -14,7 +14,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypedDict
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -57,14 +57,7 @@ def _merge_into_tool_span(
         or trace.get_current_span() is not outer.span
     ):
         return None
-    outer.record_mcp_call(
-        request_id=request_id,
-        protocol_version=protocol_version(params, peer),
-        transport=peer.transport if peer is not None else None,
-        network_protocol=peer.network_protocol if peer is not None else None,
-        peer_address=peer.address if peer is not None else None,
-        peer_port=peer.port if peer is not None else None,
-    )
+    outer.record_mcp_call(request_id=request_id, **connection(params, peer))
     return outer
 
 
@@ -158,6 +151,26 @@ def protocol_version(params: object, peer: Peer | None) -> str | None:
     return peer.protocol_version if peer is not None else None
 
 
+class Connection(TypedDict):
+    """How a request reaches its server, as the MCP span and metric attributes take it."""
+
+    protocol_version: str | None
+    transport: str | None
+    network_protocol: tuple[str, str | None] | None
+    peer_address: str | None
+    peer_port: int | None
+
+
+def connection(params: object, peer: Peer | None) -> Connection:
+    return Connection(
+        protocol_version=protocol_version(params, peer),
+        transport=peer.transport if peer is not None else None,
+        network_protocol=peer.network_protocol if peer is not None else None,
+        peer_address=peer.address if peer is not None else None,
+        peer_port=peer.port if peer is not None else None,
+    )
+
+
 def start(
     method: str,
     params: object,
@@ -181,11 +194,7 @@ def start(
             prompt_name=prompt_name,
             resource_uri=resource_uri,
             request_id=request_id,
-            protocol_version=protocol_version(params, peer),
-            transport=peer.transport if peer is not None else None,
-            network_protocol=peer.network_protocol if peer is not None else None,
-            peer_address=peer.address if peer is not None else None,
-            peer_port=peer.port if peer is not None else None,
+            **connection(params, peer),
         )
         if method == "tools/call" and threadline.capture_enabled() and isinstance(params, Mapping):
             run.update(arguments=params.get("arguments"))
@@ -257,11 +266,7 @@ def _record_merged(
         duration,
         "tools/call",
         tool_name=tool.name,
-        protocol_version=protocol_version(params, peer),
-        transport=peer.transport if peer is not None else None,
-        network_protocol=peer.network_protocol if peer is not None else None,
-        peer_address=peer.address if peer is not None else None,
-        peer_port=peer.port if peer is not None else None,
+        **connection(params, peer),
         status_code=status,
         error=error,
     )
