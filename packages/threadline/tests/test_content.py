@@ -376,10 +376,23 @@ def test_generic_tool_definition_keeps_its_type_and_settings(
 
     threadline.configure(capture_content="SPAN_ONLY", redactor=redact)
     search = GenericToolDefinition("web_search", "web_search", {"max_uses": 3, "type": "ignored"})
+    remote = GenericToolDefinition(
+        "mcp",
+        "github",
+        {
+            "server_url": "https://user:pw@mcp.example.com:8443/sse?token=abc#x",
+            "headers": {"Authorization": "Bearer sk-1"},
+            "authorization_token": "sk-2",
+            "api_key": "sk-3",
+            "allowed_tools": ["search", "read"],
+            "settings": {"nested": "dropped"},
+            "require_approval": "never",
+        },
+    )
     with threadline.inference(
         "m",
         provider="anthropic",
-        tool_definitions=[FunctionToolDefinition("lookup"), search],
+        tool_definitions=[FunctionToolDefinition("lookup"), search, remote],
     ):
         pass
     definitions = json.loads(
@@ -388,6 +401,16 @@ def test_generic_tool_definition_keeps_its_type_and_settings(
     assert definitions == [
         {"type": "function", "name": "lookup"},
         {"type": "web_search", "name": "web_search", "max_uses": 3},
+        {  # plain settings only, nothing that looks like a credential
+            "type": "mcp",
+            "name": "github",
+            "server_url": "https://mcp.example.com:8443/sse",
+            "allowed_tools": ["search", "read"],
+            "require_approval": "never",
+        },
     ]
+    assert (
+        "sk-" not in find(telemetry.spans(), "chat m").attributes[semconv.GEN_AI_TOOL_DEFINITIONS]
+    )
     assert search in seen
     telemetry.assert_conformant()

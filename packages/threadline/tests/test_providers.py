@@ -86,6 +86,10 @@ def test_server_address(url: str | None, expected: tuple[str | None, int | None]
             Usage(12, 4, 4, None, 1),
         ),
         ({"prompt_token_count": 12, "candidates_token_count": 3}, Usage(12, 3)),
+        (  # Gemini that only thought (cut off by the token limit): no candidates' count
+            {"prompt_token_count": 12, "thoughts_token_count": 100},
+            Usage(12, 100, None, None, 100),
+        ),
         ({"inputTokens": 8, "outputTokens": 2}, Usage(8, 2)),  # Bedrock Converse
         (  # Bedrock Converse with prompt caching: cached input counted apart, added into input
             {

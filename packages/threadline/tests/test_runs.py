@@ -167,6 +167,25 @@ def test_client_operation_failure_is_an_exception_event(telemetry: Telemetry) ->
     telemetry.assert_conformant()
 
 
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no words")
+
+
+def test_exception_that_cannot_be_printed_still_fails_the_run(telemetry: Telemetry) -> None:
+    with pytest.raises(Unprintable), threadline.inference("gpt-4o", provider="openai"):
+        raise Unprintable
+    run = threadline.inference("gpt-4o-mini", provider="openai")
+    run.fail(QuotaExceeded("late"), end_time=1_000)
+    span = find(telemetry.spans(), "chat gpt-4o")
+    assert (span.status_code, span.status_description) == ("ERROR", "Unprintable")
+    assert span.attributes[semconv.ERROR_TYPE] == f"{__name__}.Unprintable"
+    first, second = telemetry.events(semconv.EVENT_OPERATION_EXCEPTION)
+    assert semconv.EXCEPTION_MESSAGE not in first["attributes"]
+    assert second["timestamp"] == 1_000  # when the run failed, not when it was recorded
+    assert len(threadline.open_runs) == 0
+
+
 def test_fail_with_error_code_and_builtin_error_type(telemetry: Telemetry) -> None:
     run = threadline.execute_tool("lookup")
     run.fail("rate_limited")

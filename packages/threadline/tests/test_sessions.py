@@ -205,7 +205,7 @@ def test_one_session_object_entered_by_threads() -> None:
 
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(visit, range(400))) == {(True, True)}
-    assert shared._tokens == {}
+    assert shared._tokens == []
 
 
 def test_decorated_generators_have_the_session_during_their_steps_only() -> None:
@@ -237,4 +237,61 @@ def test_decorated_generators_have_the_session_during_their_steps_only() -> None
         return items
 
     assert asyncio.run(consume()) == [{semconv.SESSION_ID: "s-agen"}] * 2
+    assert threadline.current_session() == {}
+
+
+def test_session_block_that_leaves_a_context_attached_is_undone() -> None:
+    """Re-entered (nested) and left with a context of the block's own attached (a generator
+    that opened a span, partly consumed): each exit still undoes its own enter."""
+    shared = threadline.session("s-1")
+    tracer = TracerProvider().get_tracer("test")
+
+    def spans() -> Iterator[int]:
+        with tracer.start_as_current_span("open"):
+            yield 1
+            yield 2
+
+    before = otel_context.get_current()
+    with shared:
+        with shared:
+            next(spans())  # leaves its span current
+        assert threadline.current_session() == {semconv.SESSION_ID: "s-1"}
+    assert threadline.current_session() == {}
+    assert otel_context.get_current() == before
+    assert shared._tokens == []
+
+
+def test_decorated_generator_keeps_its_own_context_between_steps(telemetry: Telemetry) -> None:
+    """A run a decorated generator opens around its yields stays the parent of what it does
+    after them, and is never current in the consumer's code."""
+
+    @threadline.session("s-gen")
+    def answer() -> Iterator[str]:
+        with threadline.invoke_agent("streamer"):
+            yield "first"
+            with threadline.inference("m", provider="openai"):
+                pass
+            yield "second"
+
+    @threadline.session("s-agen")
+    async def answer_async() -> AsyncIterator[str]:
+        with threadline.invoke_agent("async-streamer"):
+            yield "first"
+            with threadline.inference("m2", provider="openai"):
+                pass
+            yield "second"
+
+    for item in answer():
+        assert threadline.current_run() is None, item
+
+    async def consume() -> None:
+        async for item in answer_async():
+            assert threadline.current_run() is None, item
+
+    asyncio.run(consume())
+    assert telemetry.tree() == (
+        "invoke_agent streamer [INTERNAL]\n  chat m [CLIENT]\n---\n"
+        "invoke_agent async-streamer [INTERNAL]\n  chat m2 [CLIENT]"
+    )
+    assert {s.attributes[semconv.SESSION_ID] for s in telemetry.spans()} == {"s-gen", "s-agen"}
     assert threadline.current_session() == {}

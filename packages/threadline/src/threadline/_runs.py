@@ -238,8 +238,16 @@ def _description(error: BaseException) -> str:
         error.args and isinstance(error.args[0], str)
     ):
         return name
-    message = str(error)
+    message = _message(error)
     return f"{name}: {message}"[:1024] if message else name
+
+
+def _message(error: BaseException) -> str:
+    """``str(error)``; empty if the exception cannot tell (its ``__str__`` raised)."""
+    try:
+        return str(error)
+    except Exception:  # noqa: BLE001 - the user's exception: its failure is not the run's
+        return ""
 
 
 class Run:
@@ -518,7 +526,7 @@ class Run:
             return
         kind = self._set_error(error, description)
         if self._exception_event and self.kind is _CLIENT and isinstance(error, BaseException):
-            _emit_exception_event(self, error)
+            _emit_exception_event(self, error, end_time)
         self._finish(kind, end_time)
 
     def _set_error(self, error: BaseException | str, description: str | None) -> str:
@@ -595,7 +603,7 @@ class Run:
             else:
                 kind = self._set_error(waiting.error, None)
                 if self._exception_event and self.kind is _CLIENT:
-                    _emit_exception_event(self, waiting.error)
+                    _emit_exception_event(self, waiting.error, at)
                 self._finish(kind, at)
         except Exception as failure:  # noqa: BLE001 - fail-open
             report("Run.cancel", failure)
@@ -1055,7 +1063,7 @@ def _metric_baggage(ctx: Context) -> dict[str, AttributeValue]:
 _MAX_STACKTRACE = 8192
 
 
-def _emit_exception_event(run: Run, error: BaseException) -> None:
+def _emit_exception_event(run: Run, error: BaseException, at: int | None) -> None:
     """The conventions' ``gen_ai.client.operation.exception`` log event (severity WARN), in the
     failed operation's context. A long stack trace keeps its end, where the error was raised."""
     try:
@@ -1070,12 +1078,12 @@ def _emit_exception_event(run: Run, error: BaseException) -> None:
             semconv.EXCEPTION_TYPE: error_type(error),
             semconv.EXCEPTION_STACKTRACE: stack,
         }
-        message = str(error)
+        message = _message(error)
         if message:
             attributes[semconv.EXCEPTION_MESSAGE] = message[:1024]
         resolved().event_logger.emit(
             LogRecord(
-                timestamp=time.time_ns(),
+                timestamp=at if at is not None else time.time_ns(),  # when the run failed
                 event_name=semconv.EVENT_OPERATION_EXCEPTION,
                 severity_number=SeverityNumber.WARN,
                 attributes=attributes,

@@ -12,8 +12,10 @@ import base64
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
 
 from threadline import config
 
@@ -115,7 +117,10 @@ class FunctionToolDefinition:
 @dataclasses.dataclass(frozen=True, slots=True)
 class GenericToolDefinition:
     """A tool that is not a function the app runs: a provider's built-in tool (web search, code
-    execution), told by its ``type``. ``options``: the provider's own settings for it."""
+    execution), told by its ``type``. ``options``: the provider's own settings for it, of which
+    only plain values (strings, numbers, lists of them) under names that do not look like
+    credentials are recorded, and URLs without their user info and query: a remote MCP server
+    tool's settings carry its authorization."""
 
     type: str
     name: str
@@ -280,7 +285,11 @@ def tool_definitions_json(
     for definition in definitions:
         kept = lim.redact(definition)
         if isinstance(kept, GenericToolDefinition):
-            item = {str(k): lim.value(v) for k, v in (kept.options or {}).items()}
+            item = {
+                key: lim.value(value)
+                for key, value in _safe_options(kept.options)
+                if key not in ("type", "name")
+            }
             item.update(type=kept.type, name=kept.name)
             out.append(item)
             continue
@@ -293,6 +302,43 @@ def tool_definitions_json(
             item["parameters"] = lim.value(kept.parameters)
         out.append(item)
     return out
+
+
+_CREDENTIAL_NAME = re.compile(
+    r"auth|token|secret|passw|key|credential|cookie|header|signature|session", re.IGNORECASE
+)
+_PLAIN = (str, int, float, bool)
+
+
+def _safe_options(options: Mapping[str, Any] | None) -> Iterator[tuple[str, Any]]:
+    """The settings of a built-in tool that are safe to record (see GenericToolDefinition)."""
+    for key, value in (options or {}).items():
+        name = str(key)
+        if value is None or _CREDENTIAL_NAME.search(name):
+            continue
+        if isinstance(value, (list, tuple)) and all(isinstance(v, _PLAIN) for v in value):
+            values = [_without_credentials(v) if isinstance(v, str) else v for v in value]
+            yield name, [v for v in values if v is not None]
+        elif isinstance(value, str):
+            text = _without_credentials(value)
+            if text is not None:
+                yield name, text
+        elif isinstance(value, _PLAIN):
+            yield name, value
+
+
+def _without_credentials(value: str) -> str | None:
+    """A URL without its user info, query and fragment (None if it does not parse); any other
+    string as it is."""
+    if "://" not in value:
+        return value
+    try:
+        url = urlsplit(value)
+        host = url.hostname or ""
+        netloc = f"{host}:{url.port}" if url.port else host
+    except ValueError:
+        return None
+    return urlunsplit((url.scheme, netloc, url.path, "", ""))
 
 
 def documents_json(documents: Iterable[RetrievalDocument], lim: _Limiter) -> list[dict[str, Any]]:

@@ -172,10 +172,10 @@ def usage_from_provider(usage: Any) -> Usage | None:
     if gemini is not None:
         candidates = int_value(field_value(usage, "candidates_token_count"))
         thoughts = int_value(field_value(usage, "thoughts_token_count"))
-        if candidates is not None and thoughts is not None:
-            # Gemini counts thinking apart from the candidates; the conventions' output
-            # tokens include reasoning.
-            candidates += thoughts
+        if thoughts is not None:
+            # Gemini counts thinking apart from the candidates (and leaves the candidates'
+            # count out when it only thought); the conventions' output tokens include reasoning.
+            candidates = thoughts + (candidates or 0)
         return Usage(
             input_tokens=gemini,
             output_tokens=candidates,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from contextvars import Token
 from types import TracebackType
@@ -44,7 +45,7 @@ class session:
     ``metric_baggage_keys``.
     """
 
-    __slots__ = ("_entries", "_tokens")
+    __slots__ = ("_entries", "_lock", "_tokens")
 
     def __init__(
         self,
@@ -64,9 +65,10 @@ class session:
                 raise ValueError(f"{key!r} is not a valid baggage key")
             entries[key] = _check(key, value)
         self._entries = entries
-        # Keyed by the id of the context each enter attached: one session object may be
-        # entered by several tasks or threads at once, and each exit must detach its own.
-        self._tokens: dict[int, Token[Context]] = {}
+        # (context attached, its token) per enter: one session object may be entered by several
+        # tasks or threads at once, and each exit must detach its own enter.
+        self._tokens: list[tuple[Context, Token[Context]]] = []
+        self._lock = threading.Lock()
 
     @property
     def entries(self) -> Mapping[str, str]:
@@ -81,7 +83,9 @@ class session:
 
     def __enter__(self) -> session:
         ctx = self.context()
-        self._tokens[id(ctx)] = _context.attach(ctx)
+        token = _context.attach(ctx)
+        with self._lock:
+            self._tokens.append((ctx, token))
         return self
 
     def __exit__(
@@ -90,14 +94,20 @@ class session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tokens = self._tokens
-        token = tokens.pop(id(otel_context.get_current()), None)
-        if token is None and len(tokens) == 1:
-            # The block left a context of its own attached; with one enter outstanding the
-            # token is known, and resetting to it restores what was current before the block.
-            _, token = tokens.popitem()
-        if token is not None:
-            _context.detach(token)
+        current = otel_context.get_current()
+        with self._lock:
+            tokens = self._tokens
+            for index in range(len(tokens) - 1, -1, -1):
+                if tokens[index][0] is current:
+                    _context.detach(tokens.pop(index)[1])
+                    return
+            # The block left a context of its own attached: undo the latest enter made in this
+            # context (a token of another task's or thread's context does not reset here),
+            # which also restores what was current before the block.
+            for index in range(len(tokens) - 1, -1, -1):
+                if _context.detach(tokens[index][1]):
+                    del tokens[index]
+                    return
 
     async def __aenter__(self) -> session:
         return self.__enter__()
@@ -115,13 +125,13 @@ class session:
 
         def fresh() -> session:
             clone = object.__new__(session)
-            clone._entries, clone._tokens = entries, {}
+            clone._entries, clone._tokens, clone._lock = entries, [], threading.Lock()
             return clone
 
         if inspect.isasyncgenfunction(fn):
-            return cast(_F, _async_generator_wrapper(fn, fresh))
+            return cast(_F, _async_generator_wrapper(fn, self.context))
         if inspect.isgeneratorfunction(fn):
-            return cast(_F, _generator_wrapper(fn, fresh))
+            return cast(_F, _generator_wrapper(fn, self.context))
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -139,21 +149,40 @@ class session:
         return cast(_F, wrapper)
 
 
-# A decorated generator runs with the session's baggage during each of its steps only: holding
-# it across a ``yield`` would leave it attached in the consumer's code between items.
+class _StepContext:
+    """The context a decorated generator runs each of its steps in, like an asyncio task's own:
+    the session's baggage over what is current at its first step, then what the generator left
+    current at the end of its last step (a span it opened around a ``yield`` stays the parent
+    of what it does next). Between items the consumer's context is as the consumer left it."""
+
+    __slots__ = ("_ctx", "_first", "_token")
+
+    def __init__(self, first: Callable[[], Context]) -> None:
+        self._first = first
+        self._ctx: Context | None = None
+        self._token: Token[Context] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _context.attach(self._ctx if self._ctx is not None else self._first())
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._ctx = otel_context.get_current()
+        if self._token is not None:
+            _context.detach(self._token)
 
 
 def _generator_wrapper(
-    fn: Callable[..., Generator[Any, Any, Any]], fresh: Callable[[], session]
+    fn: Callable[..., Generator[Any, Any, Any]], first: Callable[[], Context]
 ) -> Callable[..., Generator[Any, Any, Any]]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         generator = fn(*args, **kwargs)
+        step = _StepContext(first)
         sent: Any = None
         thrown: BaseException | None = None
         while True:
             try:
-                with fresh():
+                with step:
                     item = generator.send(sent) if thrown is None else generator.throw(thrown)
             except StopIteration as stop:
                 return stop.value
@@ -161,7 +190,7 @@ def _generator_wrapper(
             try:
                 sent = yield item
             except GeneratorExit:
-                with fresh():
+                with step:
                     generator.close()
                 raise
             except BaseException as error:  # noqa: BLE001 - passed on into the generator
@@ -171,16 +200,17 @@ def _generator_wrapper(
 
 
 def _async_generator_wrapper(
-    fn: Callable[..., AsyncGenerator[Any, Any]], fresh: Callable[[], session]
+    fn: Callable[..., AsyncGenerator[Any, Any]], first: Callable[[], Context]
 ) -> Callable[..., AsyncGenerator[Any, Any]]:
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         generator = fn(*args, **kwargs)
+        step = _StepContext(first)
         sent: Any = None
         thrown: BaseException | None = None
         while True:
             try:
-                with fresh():
+                with step:
                     if thrown is None:
                         item = await generator.asend(sent)
                     else:
@@ -191,7 +221,7 @@ def _async_generator_wrapper(
             try:
                 sent = yield item
             except GeneratorExit:
-                with fresh():
+                with step:
                     await generator.aclose()
                 raise
             except BaseException as error:  # noqa: BLE001 - passed on into the generator

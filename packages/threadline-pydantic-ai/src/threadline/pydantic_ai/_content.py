@@ -188,5 +188,10 @@ def tool_definitions(parameters: Any) -> list[ToolDefinition]:
             if dataclasses.is_dataclass(tool)
             else None
         )
-        out.append(GenericToolDefinition(kind, kind, options=options or None))
+        name = getattr(tool, "unique_id", None)  # e.g. "mcp_server:github"
+        out.append(
+            GenericToolDefinition(
+                kind, name if isinstance(name, str) and name else kind, options=options or None
+            )
+        )
     return out
