@@ -295,3 +295,52 @@ def test_decorated_generator_keeps_its_own_context_between_steps(telemetry: Tele
     )
     assert {s.attributes[semconv.SESSION_ID] for s in telemetry.spans()} == {"s-gen", "s-agen"}
     assert threadline.current_session() == {}
+
+
+def test_decorated_generator_stepped_from_other_threads(caplog: pytest.LogCaptureFixture) -> None:
+    """As Starlette's iterate_in_threadpool steps a sync generator: each next() in a thread
+    with a fresh copy of the context. The generator's own span stays its own, and no
+    "Failed to detach context" is logged."""
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+
+    @threadline.session("s-thread")
+    def items() -> Iterator[str]:
+        with tracer.start_as_current_span("stream"):
+            yield "a"
+            with tracer.start_as_current_span("more"):
+                assert threadline.current_session() == {semconv.SESSION_ID: "s-thread"}
+            yield "b"
+
+    generator = items()
+    with caplog.at_level("DEBUG", logger="opentelemetry.context"), ThreadPoolExecutor(2) as pool:
+        got = [pool.submit(contextvars.copy_context().run, next, generator).result()]
+        got.append(pool.submit(contextvars.copy_context().run, next, generator).result())
+        with pytest.raises(StopIteration):
+            pool.submit(contextvars.copy_context().run, next, generator).result()
+    assert got == ["a", "b"]
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert spans["more"].parent is not None
+    assert spans["more"].parent.span_id == spans["stream"].context.span_id
+    assert not [r for r in caplog.records if r.name == "opentelemetry.context"]
+
+
+def test_exit_never_takes_another_tasks_enter() -> None:
+    """A task's block that leaves attached the context its parent entered: its exit cannot
+    undo the parent's enter (another context's), and the parent's exit still undoes it."""
+    shared = threadline.session("s-1")
+
+    async def child(parent_ctx: otel_context.Context) -> None:
+        with shared:
+            otel_context.attach(parent_ctx)  # leaked by the block
+
+    async def main() -> None:
+        before = otel_context.get_current()
+        with shared:
+            await asyncio.create_task(child(otel_context.get_current()))
+        assert threadline.current_session() == {}
+        assert otel_context.get_current() == before
+
+    asyncio.run(main())

@@ -9,6 +9,7 @@ in the OpenTelemetry context, so it follows asyncio tasks and threads that copy 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import threading
@@ -25,6 +26,7 @@ from threadline import _context, config, semconv
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 MAX_VALUE_LENGTH = 256
+_MAX_OPEN_ENTERS = 4096
 
 
 def _check(key: str, value: object) -> str:
@@ -85,7 +87,12 @@ class session:
         ctx = self.context()
         token = _context.attach(ctx)
         with self._lock:
-            self._tokens.append((ctx, token))
+            tokens = self._tokens
+            if len(tokens) >= _MAX_OPEN_ENTERS:
+                # Enters whose exits ran in another context (nothing there to undo) never
+                # leave the list: bounded, the oldest goes.
+                del tokens[0]
+            tokens.append((ctx, token))
         return self
 
     def __exit__(
@@ -98,8 +105,8 @@ class session:
         with self._lock:
             tokens = self._tokens
             for index in range(len(tokens) - 1, -1, -1):
-                if tokens[index][0] is current:
-                    _context.detach(tokens.pop(index)[1])
+                if tokens[index][0] is current and _context.detach(tokens[index][1]):
+                    del tokens[index]
                     return
             # The block left a context of its own attached: undo the latest enter made in this
             # context (a token of another task's or thread's context does not reset here),
@@ -150,10 +157,10 @@ class session:
 
 
 class _StepContext:
-    """The context a decorated generator runs each of its steps in, like an asyncio task's own:
-    the session's baggage over what is current at its first step, then what the generator left
-    current at the end of its last step (a span it opened around a ``yield`` stays the parent
-    of what it does next). Between items the consumer's context is as the consumer left it."""
+    """The OpenTelemetry context a decorated async generator runs each step in: the session's
+    baggage over what is current at its first step, then what the generator left current at
+    the end of its last step (a span it opened around a ``yield`` stays the parent of what it
+    does next). Between items the consumer's context is as the consumer left it."""
 
     __slots__ = ("_ctx", "_first", "_token")
 
@@ -174,24 +181,33 @@ class _StepContext:
 def _generator_wrapper(
     fn: Callable[..., Generator[Any, Any, Any]], first: Callable[[], Context]
 ) -> Callable[..., Generator[Any, Any, Any]]:
+    """A decorated generator runs every step in a ``contextvars.Context`` of its own, as an
+    asyncio task does: a copy of the consumer's at its first step, with the session attached.
+    What it attaches around a ``yield`` stays its own, wherever (in whichever thread or copied
+    context, as Starlette's ``iterate_in_threadpool`` does) the consumer asks for the next item."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         generator = fn(*args, **kwargs)
-        step = _StepContext(first)
+        own: contextvars.Context | None = None
         sent: Any = None
         thrown: BaseException | None = None
         while True:
+            if own is None:
+                own = contextvars.copy_context()
+                own.run(_context.attach, first())  # the context is the generator's alone
             try:
-                with step:
-                    item = generator.send(sent) if thrown is None else generator.throw(thrown)
+                if thrown is None:
+                    item = own.run(generator.send, sent)
+                else:
+                    item = own.run(generator.throw, thrown)
             except StopIteration as stop:
                 return stop.value
             sent, thrown = None, None
             try:
                 sent = yield item
             except GeneratorExit:
-                with step:
-                    generator.close()
+                own.run(generator.close)
                 raise
             except BaseException as error:  # noqa: BLE001 - passed on into the generator
                 thrown = error
