@@ -765,11 +765,8 @@ def test_system_prompt_and_instructions_are_both_recorded(
     telemetry.assert_conformant()
 
 
-def test_tool_return_records_what_the_model_sees(
-    telemetry: Telemetry, capture_content: Any
-) -> None:
-    from pydantic_ai.messages import ToolReturn
-
+def _run_lookup(result: Any) -> None:
+    """Run an agent whose one tool, ``lookup``, returns ``result``."""
     agent = Agent(
         scripted(tool_calls(("lookup", {}, "call_1")), text("done")),
         name="t",
@@ -778,10 +775,18 @@ def test_tool_return_records_what_the_model_sees(
 
     @agent.tool_plain
     def lookup() -> Any:
-        return ToolReturn(return_value={"v": 1}, metadata={"internal": 2})
+        return result
 
-    agent.run_sync("hi")
-    [tool] = [s for s in telemetry.spans() if s.name == "execute_tool lookup"]
+    assert agent.run_sync("hi").output == "done"
+
+
+def test_tool_return_records_what_the_model_sees(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    from pydantic_ai.messages import ToolReturn
+
+    _run_lookup(ToolReturn(return_value={"v": 1}, metadata={"internal": 2}))
+    tool = telemetry.find("execute_tool lookup")
     assert json.loads(tool.attributes[semconv.GEN_AI_TOOL_CALL_RESULT]) == {"v": 1}
 
 
@@ -795,18 +800,8 @@ class _ProbingFails(str):
 def test_tool_result_whose_attributes_raise_keeps_the_call(
     telemetry: Telemetry, capture_content: Any
 ) -> None:
-    agent = Agent(
-        scripted(tool_calls(("lookup", {}, "call_1")), text("done")),
-        name="t",
-        capabilities=[Tracing()],
-    )
-
-    @agent.tool_plain
-    def lookup() -> str:
-        return _ProbingFails("sunny")
-
-    assert agent.run_sync("hi").output == "done"
-    [tool] = [s for s in telemetry.spans() if s.name == "execute_tool lookup"]
+    _run_lookup(_ProbingFails("sunny"))
+    tool = telemetry.find("execute_tool lookup")
     assert tool.status_code == "UNSET"
     assert tool.attributes[semconv.GEN_AI_TOOL_CALL_RESULT] == "sunny"
 
