@@ -525,7 +525,7 @@ class Run:
         if not self._claim_end():
             return
         kind = self._set_error(error, description)
-        if self._exception_event and self.kind is _CLIENT and isinstance(error, BaseException):
+        if isinstance(error, BaseException):
             _emit_exception_event(self, error, end_time)
         self._finish(kind, end_time)
 
@@ -602,8 +602,7 @@ class Run:
                 self._finish(self._failed_as, at)
             else:
                 kind = self._set_error(waiting.error, None)
-                if self._exception_event and self.kind is _CLIENT:
-                    _emit_exception_event(self, waiting.error, at)
+                _emit_exception_event(self, waiting.error, at)
                 self._finish(kind, at)
         except Exception as failure:  # noqa: BLE001 - fail-open
             report("Run.cancel", failure)
@@ -1065,7 +1064,10 @@ _MAX_STACKTRACE = 8192
 
 def _emit_exception_event(run: Run, error: BaseException, at: int | None) -> None:
     """The conventions' ``gen_ai.client.operation.exception`` log event (severity WARN), in the
-    failed operation's context. A long stack trace keeps its end, where the error was raised."""
+    failed operation's context, for a GenAI client operation (a CLIENT span of a run type that
+    tells it). A long stack trace keeps its end, where the error was raised."""
+    if not run._exception_event or run.kind is not _CLIENT:
+        return
     try:
         import traceback
 

@@ -285,11 +285,7 @@ def tool_definitions_json(
     for definition in definitions:
         kept = lim.redact(definition)
         if isinstance(kept, GenericToolDefinition):
-            item = {
-                key: lim.value(value)
-                for key, value in _safe_options(kept.options)
-                if key not in ("type", "name")
-            }
+            item = {key: lim.value(value) for key, value in _safe_options(kept.options)}
             item.update(type=kept.type, name=kept.name)
             out.append(item)
             continue

@@ -179,12 +179,9 @@ def tool_definitions(parameters: Any) -> list[ToolDefinition]:
         kind = getattr(tool, "kind", None)
         if not isinstance(kind, str) or not kind:
             continue
+        # Its settings besides the kind; the core records only the plain ones that are set.
         options = (
-            {
-                field.name: getattr(tool, field.name)
-                for field in dataclasses.fields(tool)
-                if field.name != "kind" and getattr(tool, field.name) is not None
-            }
+            {f.name: getattr(tool, f.name) for f in dataclasses.fields(tool) if f.name != "kind"}
             if dataclasses.is_dataclass(tool)
             else None
         )
