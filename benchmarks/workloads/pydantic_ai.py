@@ -61,15 +61,25 @@ class _Noop(AbstractCapability[Any]):
 
 
 def noop_hook() -> None:
-    """The pass-through capability, added to every run the way ``threadline.pydantic_ai
-    .instrument()`` adds its own: through ``Agent.iter``'s per-run ``capabilities``."""
-    original = Agent.__dict__["iter"]
+    """The pass-through capability, installed the way ``threadline.pydantic_ai.instrument()``
+    installs its own: among the capabilities of an agent made afterwards (``Agent.__init__``),
+    else per run through ``Agent.iter``'s ``capabilities``."""
+    original_init = Agent.__dict__["__init__"]
+    original_iter = Agent.__dict__["iter"]
     noop = _Noop()
+    with_noop: set[int] = set()
+
+    def init_with_noop(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["capabilities"] = [*(kwargs.get("capabilities") or ()), _Noop()]
+        original_init(self, *args, **kwargs)
+        with_noop.add(id(self))
 
     def iter_with_noop(self: Any, *args: Any, **kwargs: Any) -> Any:
-        kwargs["capabilities"] = [*(kwargs.get("capabilities") or ()), noop]
-        return original(self, *args, **kwargs)
+        if id(self) not in with_noop:
+            kwargs["capabilities"] = [*(kwargs.get("capabilities") or ()), noop]
+        return original_iter(self, *args, **kwargs)
 
+    Agent.__init__ = init_with_noop  # type: ignore[method-assign]
     Agent.iter = iter_with_noop  # type: ignore[method-assign]
 
 

@@ -74,6 +74,59 @@ def test_instrument_is_idempotent(telemetry: Telemetry) -> None:
     assert telemetry.spans() == []
 
 
+def test_agents_created_after_instrument_carry_tracing_themselves(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threadline.pydantic_ai.instrument()
+    agent = plain_agent()
+    run_kwargs: list[dict[str, Any]] = []
+    original = _instrument._original_iter
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        run_kwargs.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_instrument, "_original_iter", recording)
+    agent.run_sync("ping?")
+    agent.run_sync("ping?")
+
+    assert telemetry.tree() == "\n---\n".join([EXPECTED, EXPECTED])
+    # One Tracing, given at construction: no run adds its own (or an override, on 1.x).
+    assert [kwargs.get("capabilities") for kwargs in run_kwargs] == [None, None]
+    assert _instrument._has_tracing(agent._root_capability)
+
+
+def test_agents_made_while_instrumented_go_quiet_after_uninstrument(
+    telemetry: Telemetry,
+) -> None:
+    threadline.pydantic_ai.instrument()
+    agent = plain_agent()
+    threadline.pydantic_ai.uninstrument()
+    assert agent.run_sync("ping?").output == "pong"
+    assert telemetry.spans() == []
+
+    threadline.pydantic_ai.instrument()  # records again, once
+    agent.run_sync("ping?")
+    assert telemetry.tree() == EXPECTED
+
+
+@pytest.mark.parametrize("bad", [{"bogus": 1}, {"capabilities": 7}])
+def test_a_bad_agent_argument_reaches_the_caller_unchanged(
+    telemetry: Telemetry, bad: dict[str, Any]
+) -> None:
+    def error() -> tuple[type[BaseException], str]:
+        try:
+            Agent(TestModel(), **bad)
+        except Exception as raised:  # noqa: BLE001
+            return type(raised), str(raised)
+        raise AssertionError("the bad argument was accepted")
+
+    uninstrumented = error()
+    threadline.pydantic_ai.instrument()
+    assert error() == uninstrumented
+    assert "threadline.pydantic_ai.init" not in _failopen.reported_sites()
+
+
 def test_explicit_tracing_and_instrument_do_not_double(telemetry: Telemetry) -> None:
     threadline.pydantic_ai.instrument()
     plain_agent(capabilities=[Tracing()]).run_sync("ping?")

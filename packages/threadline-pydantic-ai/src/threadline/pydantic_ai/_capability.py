@@ -164,6 +164,9 @@ async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIt
 
 _event_streams_watched = [False]
 
+# Whether instrument() is on; the Tracing it gave agents made meanwhile records only while it is.
+instrumenting = [False]
+
 # What a Pydantic AI 1.x run raises when the consumer of its run_stream_events closed the stream:
 # the run's next event finds nobody to take it (see _watch_event_generator).
 _stream_closed: tuple[type[BaseException], ...] = ()
@@ -380,6 +383,8 @@ class Tracing(AbstractCapability[Any]):
 
     _agent: Any = field(default=None, init=False, repr=False, compare=False)
     """The agent, when known only from ``instrument()`` (releases whose RunContext lacks it)."""
+    _by_instrument: bool = field(default=False, init=False, repr=False, compare=False)
+    """Given by ``instrument()`` to an agent made while it was on: records only while it is."""
     _runs: dict[str, _RunState] = field(default_factory=dict, init=False, repr=False, compare=False)
     """Runs being recorded, by Pydantic AI run id. Per-run state lives here rather than on a
     copy made in ``for_run``: a capability that returns a new object there makes Pydantic AI
@@ -395,6 +400,8 @@ class Tracing(AbstractCapability[Any]):
 
     # --- agent run -------------------------------------------------------------------------
     def _start_agent(self, ctx: Any) -> tuple[AgentRun, str | None] | None:
+        if self._by_instrument and not instrumenting[0]:
+            return None  # the agent outlived uninstrument()
         try:
             if not isinstance(ctx.tracer, NoOpTracer):
                 _warn_native()
