@@ -189,9 +189,15 @@ def pydantic_ai_app() -> App:
             failure.clear()
 
     loop = asyncio.new_event_loop()
+    soaked: list[Agent[None, str]] = []
 
     def soak() -> Any:
-        return loop.run_until_complete(agent.run(PROMPT)).output
+        # Made at the first call, after instrument(): the Tracing it is given at construction
+        # serves every run (``ok``'s agent predates instrument() and gets one per run).
+        if not soaked:
+            soaked.append(Agent(TestModel(custom_output_text=ANSWER), name="weather",
+                                tools=[get_weather]))  # fmt: skip
+        return loop.run_until_complete(soaked[0].run(PROMPT)).output
 
     app = App("pydantic_ai", threadline.pydantic_ai.instrument,
               threadline.pydantic_ai.uninstrument, ok, fail, soak=soak)  # fmt: skip
