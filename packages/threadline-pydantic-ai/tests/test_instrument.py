@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -74,25 +75,39 @@ def test_instrument_is_idempotent(telemetry: Telemetry) -> None:
     assert telemetry.spans() == []
 
 
+@pytest.fixture
+def instrument_recording(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[], list[dict[str, Any]]]:
+    """Turns instrument() on, and returns the keyword arguments of every call it then passes on
+    to ``Agent.iter``."""
+
+    def start() -> list[dict[str, Any]]:
+        threadline.pydantic_ai.instrument()
+        calls: list[dict[str, Any]] = []
+        original = _instrument._original_iter
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            calls.append(kwargs)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(_instrument, "_original_iter", recording)
+        return calls
+
+    return start
+
+
 def test_agents_created_after_instrument_carry_tracing_themselves(
-    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+    telemetry: Telemetry, instrument_recording: Callable[[], list[dict[str, Any]]]
 ) -> None:
-    threadline.pydantic_ai.instrument()
+    iter_calls = instrument_recording()
     agent = plain_agent()
-    run_kwargs: list[dict[str, Any]] = []
-    original = _instrument._original_iter
-
-    def recording(*args: Any, **kwargs: Any) -> Any:
-        run_kwargs.append(kwargs)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(_instrument, "_original_iter", recording)
     agent.run_sync("ping?")
     agent.run_sync("ping?")
 
     assert telemetry.tree() == "\n---\n".join([EXPECTED, EXPECTED])
     # One Tracing, given at construction: no run adds its own (or an override, on 1.x).
-    assert [kwargs.get("capabilities") for kwargs in run_kwargs] == [None, None]
+    assert [kwargs.get("capabilities") for kwargs in iter_calls] == [None, None]
     assert _instrument._has_tracing(agent._root_capability)
 
 
@@ -165,18 +180,10 @@ def test_streamed_and_iterated_runs(telemetry: Telemetry) -> None:
 
 
 def test_a_bad_argument_reaches_the_caller_unchanged(
-    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+    telemetry: Telemetry, instrument_recording: Callable[[], list[dict[str, Any]]]
 ) -> None:
-    threadline.pydantic_ai.instrument()
-    calls: list[dict[str, Any]] = []
-    original = _instrument._original_iter
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(_instrument, "_original_iter", counting)
-    agent = plain_agent()
+    agent = plain_agent()  # made before instrument(): Tracing is added to each run
+    iter_calls = instrument_recording()
 
     async def drive() -> None:
         async with agent.iter("ping?", bogus=1):  # type: ignore[call-overload]
@@ -184,7 +191,9 @@ def test_a_bad_argument_reaches_the_caller_unchanged(
 
     with pytest.raises(TypeError, match="bogus"):
         asyncio.run(drive())
-    assert len(calls) == 1  # the user's call is made once, not retried by us
+    assert len(iter_calls) == 1  # the user's call is made once, not retried by us
+    if _run_capabilities():  # ... with Tracing added to the run
+        assert any(isinstance(cap, Tracing) for cap in iter_calls[0]["capabilities"])
     assert "threadline.pydantic_ai.iter" not in _failopen.reported_sites()
     assert telemetry.spans() == []
 
