@@ -125,6 +125,23 @@ def test_agents_made_while_instrumented_go_quiet_after_uninstrument(
     assert telemetry.tree() == EXPECTED
 
 
+def test_wrappers_kept_past_uninstrument_pass_calls_on_unchanged(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another library wrapped ours, and puts our wrappers back after uninstrument().
+    threadline.pydantic_ai.instrument()
+    kept_init, kept_iter = Agent.__dict__["__init__"], Agent.__dict__["iter"]
+    threadline.pydantic_ai.uninstrument()
+    monkeypatch.setattr(Agent, "__init__", kept_init)
+    monkeypatch.setattr(Agent, "iter", kept_iter)
+
+    assert plain_agent().run_sync("ping?").output == "pong"
+    assert telemetry.spans() == []
+    assert not {"threadline.pydantic_ai.init", "threadline.pydantic_ai.iter"} & set(
+        _failopen.reported_sites()
+    )
+
+
 @pytest.mark.parametrize("bad", [{"bogus": 1}, {"capabilities": 7}])
 def test_a_bad_agent_argument_reaches_the_caller_unchanged(
     telemetry: Telemetry, bad: dict[str, Any]

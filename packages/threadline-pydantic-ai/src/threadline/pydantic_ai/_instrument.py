@@ -29,6 +29,9 @@ __all__ = ["instrument_agents", "uninstrument_agents"]
 _lock = threading.Lock()
 _original_iter: Any = None
 _original_init: Any = None
+# As this module found them: it is imported once, by instrument(), before it patches them.
+_PYDANTIC_INIT: Any = Agent.__dict__["__init__"]
+_PYDANTIC_ITER: Any = Agent.__dict__["iter"]
 _RUN_CAPABILITIES = "capabilities" in inspect.signature(Agent.iter).parameters
 _AGENT_CAPABILITIES = "capabilities" in inspect.signature(Agent.__init__).parameters
 # Pydantic AI 1.71-1.75: a capability learns its agent only from whoever gave it to the agent.
@@ -48,12 +51,15 @@ def _has_tracing(capability: Any, depth: int = 0) -> bool:
 
 
 def _traced_init(self: Any, *args: Any, **kwargs: Any) -> None:
-    original = _original_init
+    # A call that raced uninstrument(), or reached this wrapper through someone who kept it,
+    # runs Pydantic AI's own, unchanged.
+    original = _original_init or _PYDANTIC_INIT
     call_kwargs = kwargs
-    tracing = None
     try:
         given = kwargs.get("capabilities")
-        if given is None or (
+        if not instrumenting[0]:
+            pass
+        elif given is None or (
             isinstance(given, (list, tuple)) and not any(_has_tracing(cap) for cap in given)
         ):
             tracing = Tracing()
@@ -68,13 +74,13 @@ def _traced_init(self: Any, *args: Any, **kwargs: Any) -> None:
 
 
 def _traced_iter(self: Any, *args: Any, **kwargs: Any) -> Any:
-    original = _original_iter
+    original = _original_iter or _PYDANTIC_ITER  # as in _traced_init
     # Only our own decision is guarded: the user's call runs once, outside the try, so its
     # errors (a bad argument, say) reach the caller unchanged and are not reported as ours.
     call_kwargs = kwargs
     with_override = False
     try:
-        if not _has_tracing(self._root_capability):
+        if instrumenting[0] and not _has_tracing(self._root_capability):
             if _RUN_CAPABILITIES:
                 extra = kwargs.get("capabilities")
                 if extra is None or not any(_has_tracing(cap) for cap in extra):
