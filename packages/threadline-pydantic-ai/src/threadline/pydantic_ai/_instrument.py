@@ -57,10 +57,9 @@ def _traced_init(self: Any, *args: Any, **kwargs: Any) -> None:
     call_kwargs = kwargs
     try:
         given = kwargs.get("capabilities")
-        if not instrumenting[0]:
-            pass
-        elif given is None or (
-            isinstance(given, (list, tuple)) and not any(_has_tracing(cap) for cap in given)
+        if instrumenting[0] and (
+            given is None
+            or (isinstance(given, (list, tuple)) and not any(_has_tracing(c) for c in given))
         ):
             tracing = Tracing()
             tracing._by_instrument = True
