@@ -217,7 +217,7 @@ def test_hostile_request_id_and_version(tmp_path: Path) -> None:
                 "clientInfo": {"name": "raw", "version": "0"},
             },
         )
-        assert "result" in answer
+        negotiated = answer["result"]["protocolVersion"]
         raw.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         long_id = "i" * 100_000
         raw.send(
@@ -237,6 +237,12 @@ def test_hostile_request_id_and_version(tmp_path: Path) -> None:
     call = next(s for s in spans if s.name == "tools/call get_weather")
     assert "jsonrpc.request.id" not in call.attributes
     assert all(len(str(v)) < 1000 for s in spans for v in s.attributes.values())
+    # The version the server answered with, not the one the client asked for: a client must
+    # not choose the value of a metric attribute.
+    assert call.attributes["mcp.protocol.version"] == negotiated
+    points = json.loads(raw.metrics.read_text())
+    versions = {p["attributes"].get("mcp.protocol.version") for p in points}
+    assert versions == {negotiated}, versions
 
 
 @pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x rejects unknown methods before any hook runs")

@@ -10,6 +10,8 @@ mcp 1.x has no propagation at all: ``BaseSession.send_request`` gets a copy of t
 
 from __future__ import annotations
 
+import functools
+import importlib
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -604,8 +606,32 @@ def note_http_session(session: Any) -> None:
 def _session_version(session: Any) -> str | None:
     version = getattr(session, "protocol_version", None)  # mcp 2.x ClientSession
     if version is None:  # mcp 1.x ServerSession
-        version = getattr(getattr(session, "client_params", None), "protocolVersion", None)
+        return v1_negotiated_version(getattr(session, "client_params", None))
     return version if isinstance(version, str) else None
+
+
+def v1_negotiated_version(client_params: Any) -> str | None:
+    """The version an mcp 1.x server answered ``initialize`` with: the client's, if the server
+    supports it, else its latest (``ServerSession._received_request``). Never the client's
+    string as sent: any client could put any value on the server's spans and metrics."""
+    requested = getattr(client_params, "protocolVersion", None)
+    versions = _v1_versions()
+    if not isinstance(requested, str) or versions is None:
+        return None
+    supported, latest = versions
+    return requested if requested in supported else latest
+
+
+@functools.cache
+def _v1_versions() -> tuple[frozenset[str], str] | None:
+    """mcp 1.x's supported protocol versions and its latest; None for a release that
+    predates version negotiation (the answer is unknown)."""
+    try:
+        supported = importlib.import_module("mcp.shared.version").SUPPORTED_PROTOCOL_VERSIONS
+        latest = importlib.import_module("mcp.types").LATEST_PROTOCOL_VERSION
+        return frozenset(map(str, supported)), str(latest)
+    except (ImportError, AttributeError, TypeError):
+        return None
 
 
 def _is_server_session(session: Any) -> bool:

@@ -507,7 +507,7 @@ def _replace_builtin_middleware() -> None:
 
 # --- mcp 1.x (no middleware, no propagation): installed by instrument() -------------------------
 def _v1_call(message: Any, req: Any, session: Any, *, network: bool = True) -> ServerCall | None:
-    from threadline.mcp._client import note_http_session, v1_method_params
+    from threadline.mcp._client import note_http_session, v1_method_params, v1_negotiated_version
 
     method, params = v1_method_params(req)
     request = None
@@ -516,13 +516,11 @@ def _v1_call(message: Any, req: Any, session: Any, *, network: bool = True) -> S
         request = getattr(metadata, "request_context", None)
     if request is not None:
         note_http_session(session)
-    client_params = getattr(session, "client_params", None)
-    version = getattr(client_params, "protocolVersion", None)
     return ServerCall.start(
         method,
         params,
         request_id=getattr(message, "request_id", None),
-        protocol_version=version if isinstance(version, str) else None,
+        protocol_version=v1_negotiated_version(getattr(session, "client_params", None)),
         request=request,
         # 1.x runs handlers in the session's task group, whose context is whatever was current
         # when the session started (over HTTP: the *first* request's), never this request's.
