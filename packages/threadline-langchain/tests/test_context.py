@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -660,6 +661,29 @@ def test_node_without_its_end_is_detached_when_the_graph_is_reaped(telemetry: An
     (span,) = telemetry.spans()
     assert span.attributes[semconv.THREADLINE_ABANDONED] is True
     _forget_lost_records()
+
+
+def test_a_tool_reaped_while_running_leaves_nothing_current(telemetry: Any) -> None:
+    """The reaper ends a tool that outlived the TTL from its own thread, where it cannot
+    detach; the tool's end then finds no run, and must still leave the caller's context clean."""
+    from langchain_core.tools import tool
+
+    @tool
+    def slow(city: str) -> str:
+        """Weather of a city."""
+        run = threadline.current_run()
+        reaper = threading.Thread(target=run.abandon, args=("ttl",))  # type: ignore[union-attr]
+        reaper.start()
+        reaper.join()
+        return "sunny"
+
+    assert slow.invoke({"city": "Oslo"}, config={"callbacks": [CallbackHandler()]}) == "sunny"
+    assert threadline.current_run() is None
+    with trace.get_tracer("app").start_as_current_span("after"):
+        pass
+    spans = {s.name: s for s in telemetry.spans()}
+    assert spans["execute_tool slow"].attributes[semconv.THREADLINE_ABANDON_REASON] == "ttl"
+    assert spans["after"].parent_span_id is None
 
 
 def _forget_lost_records() -> None:

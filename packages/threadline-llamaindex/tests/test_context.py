@@ -126,3 +126,26 @@ def test_propagation_context_crosses_a_process_boundary(
 invoke_workflow caller [INTERNAL]
   chat gpt-4o-mini [CLIENT]"""
     )
+
+
+def test_a_tool_reaped_while_running_leaves_nothing_current(telemetry: Telemetry) -> None:
+    """The reaper ends a tool that outlived the TTL from its own thread, where it cannot
+    detach; the tool's end then finds no run, and must still leave the caller's context clean."""
+    from llama_index.core.tools import FunctionTool
+
+    def slow(city: str) -> str:
+        """Weather of a city."""
+        run = threadline.current_run()
+        assert run is not None
+        reaper = threading.Thread(target=run.abandon, args=("ttl",))  # as the reaper does
+        reaper.start()
+        reaper.join()
+        return "sunny"
+
+    assert FunctionTool.from_defaults(slow).call(city="Oslo").content == "sunny"
+    assert not trace.get_current_span().get_span_context().is_valid
+    with trace.get_tracer("app").start_as_current_span("after"):
+        pass
+    spans = {s.name: s for s in telemetry.spans()}
+    assert spans["execute_tool slow"].attributes["threadline.abandon_reason"] == "ttl"
+    assert spans["after"].parent_span_id is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -71,6 +72,29 @@ def test_registry_entries_vanish_when_runs_end(restore_settings: None) -> None:
     assert len(registry) == 0
     registry.add("late", ended)  # an ended run is never registered
     assert "late" not in registry
+
+
+def test_a_run_reaped_while_attached_is_detached_when_its_end_finds_nothing(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """The reaper's thread cannot detach a run from the thread that attached it; that thread's
+    next end event finds no run, and must not leave the ended span current."""
+    registry: threadline.RunRegistry[str, threadline.Run] = threadline.RunRegistry()
+    with threadline.invoke_agent("outer") as outer:
+        tool = threadline.execute_tool("slow")
+        registry.add("k", tool)
+        tool.attach()
+        reaper = threading.Thread(target=tool.abandon, args=("ttl",))  # as the reaper does
+        reaper.start()
+        reaper.join()
+        assert tool.ended
+        assert threadline.current_run() is tool  # stranded here
+        assert registry.get_ending("k") is None
+        assert threadline.current_run() is outer
+    assert threadline.current_run() is None
+    spans = {s.name: s for s in telemetry.spans()}
+    assert spans["execute_tool slow"].attributes[semconv.THREADLINE_ABANDON_REASON] == "ttl"
+    assert spans["execute_tool slow"].parent_span_id == spans["invoke_agent outer"].span_id
 
 
 def test_a_run_that_ends_leaves_a_newer_entry_of_its_key(restore_settings: None) -> None:

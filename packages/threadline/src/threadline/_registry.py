@@ -113,6 +113,22 @@ def _reaper_loop(tracker_ref: weakref.ref[_OpenRuns]) -> None:
 
 
 open_runs = _OpenRuns()
+
+# Set once a run ends while attached in another context (the reaper's thread, an eviction):
+# that context keeps its span current until an end event there finds no run and releases it.
+stranded = [False]
+
+
+def release_stranded() -> None:
+    """Detach the ended runs on top of the current context that wait to be detached: an
+    integration calls this when an event that ends a run finds none (see
+    :meth:`RunRegistry.get_ending`)."""
+    if stranded[0]:
+        from threadline._runs import release_ended  # _runs imports this module
+
+        release_ended()
+
+
 config.on_change(lambda _settings: open_runs._wake.set())
 
 
@@ -137,6 +153,16 @@ class RunRegistry(Generic[_K, _R]):
 
     def get(self, key: _K) -> _R | None:
         return self._entries.get(key)
+
+    def get_ending(self, key: _K) -> _R | None:
+        """:meth:`get`, for an event that ends a run. A miss may be a run the reaper (or the
+        open-run cap) ended while it was attached here: it could not detach from another
+        thread, and its own end finds nothing to detach, so ended runs still current here are
+        detached now."""
+        run = self._entries.get(key)
+        if run is None and stranded[0]:
+            release_stranded()
+        return run
 
     def pop(self, key: _K) -> _R | None:
         return self._entries.pop(key, None)

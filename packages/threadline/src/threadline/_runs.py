@@ -23,7 +23,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from threadline import _context, config, semconv
+from threadline import _context, _registry, config, semconv
 from threadline._failopen import guarded, report
 from threadline._providers import Instruments, resolved
 from threadline._registry import open_runs
@@ -224,6 +224,15 @@ def _unwind_pending_detaches() -> None:
                 run._ctx = None  # as in Run._finish: no cycle left for the collector
 
 
+def release_ended() -> None:
+    """Detach the ended runs on top of this context that wait to be detached (see
+    :meth:`RunRegistry.get_ending`)."""
+    try:
+        _unwind_pending_detaches()
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("release_ended", error)
+
+
 def current_run(ctx: Context | None = None) -> Run | None:
     """The innermost threadline run of ``ctx`` (default: the current context)."""
     value = otel_context.get_value(_RUN_KEY, ctx)
@@ -387,6 +396,8 @@ class Run:
         try:
             if otel_context._RUNTIME_CONTEXT.get_current() is not self._ctx:
                 self._detach_pending = True
+                if self._ended:
+                    _registry.stranded[0] = True
                 return
             if _context.detach(token):
                 self._token = None

@@ -803,7 +803,7 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             if _children:
                 _leaf_ended(run_id, parent_run_id, None)
-            run = _runs.get(run_id)
+            run = _runs.get_ending(run_id)
             if not isinstance(run, InferenceRun):
                 return
             self._forget_stream(run)
@@ -833,7 +833,7 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             if _children:
                 _leaf_ended(run_id, parent_run_id, error)
-            run = _runs.get(run_id)
+            run = _runs.get_ending(run_id)
             if not isinstance(run, InferenceRun):
                 return
             self._forget_stream(run)
@@ -901,7 +901,7 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             if _children:
                 _leaf_ended(run_id, parent_run_id, None)
-            run = _runs.get(run_id)
+            run = _runs.get_ending(run_id)
             if not isinstance(run, ToolRun):
                 return
             run.detach()
@@ -930,7 +930,7 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             if _children:
                 _leaf_ended(run_id, parent_run_id, error)
-            run = _runs.get(run_id)
+            run = _runs.get_ending(run_id)
             if run is None:
                 return
             run.detach()
@@ -977,7 +977,7 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             if _children:
                 _leaf_ended(run_id, parent_run_id, None)
-            run = _runs.get(run_id)
+            run = _runs.get_ending(run_id)
             if not isinstance(run, RetrievalRun):
                 return
             run.detach()
@@ -998,7 +998,7 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             if _children:
                 _leaf_ended(run_id, parent_run_id, error)
-            run = _runs.get(run_id)
+            run = _runs.get_ending(run_id)
             if run is None:
                 return
             run.detach()

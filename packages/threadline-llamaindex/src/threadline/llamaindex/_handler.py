@@ -39,6 +39,7 @@ from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 import threadline
 from threadline import semconv
 from threadline._failopen import report
+from threadline._registry import release_stranded
 from threadline.llamaindex import _extract
 from threadline.providers import dimension_count
 
@@ -694,6 +695,7 @@ class Tracker:
         run = self._run_entries.get(id_)
         if run is None:
             self.nodes.pop(id_, None)
+            release_stranded()
             return
         run.detach()
         if self.workflows:
@@ -743,7 +745,7 @@ class Tracker:
     def drop(self, id_: str, err: BaseException | None) -> None:
         if self.scopes:
             self._leave_scope(id_)
-        run = self.runs.get(id_)
+        run = self.runs.get_ending(id_)
         if run is None:
             parent = self.nodes.pop(id_, None)
             if err is not None and isinstance(parent, threadline.ToolRun):
