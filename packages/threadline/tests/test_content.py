@@ -164,6 +164,16 @@ def test_truncation_preserves_json_structure(telemetry: Telemetry, restore_setti
     telemetry.assert_conformant()
 
 
+def test_truncation_cuts_mapping_keys_too(telemetry: Telemetry, restore_settings: None) -> None:
+    threadline.configure(capture_content="SPAN_ONLY", max_content_length=10)
+    with threadline.execute_tool("t", arguments={"k" * 1000: {"n" * 1000: 1}, "short": 2}):
+        pass
+    span = find(telemetry.spans(), "execute_tool t")
+    arguments = json.loads(span.attributes[semconv.GEN_AI_TOOL_CALL_ARGUMENTS])
+    assert arguments == {"k" * 10 + "…[truncated]": {"n" * 10 + "…[truncated]": 1}, "short": 2}
+    assert span.attributes[semconv.THREADLINE_CONTENT_TRUNCATED] is True
+
+
 def test_truncated_blob_stays_valid_base64(telemetry: Telemetry, restore_settings: None) -> None:
     threadline.configure(capture_content="SPAN_ONLY", max_content_length=10)
     image = bytes(range(50))

@@ -12,7 +12,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 import threadline
-from threadline import semconv
+from threadline import config, semconv
 from threadline.testing import Telemetry
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -62,6 +62,24 @@ def test_extract_header_casing_and_values() -> None:
     assert format(span_context.trace_id, "032x") == TRACE_ID
     assert span_context.is_remote
     assert otel_baggage.get_all(ctx) == {"session.id": "a b", "user.id": "u"}
+
+
+def test_baggage_is_capped_in_bytes_and_ascii_only() -> None:
+    empty = otel_context.Context()
+    previous = config.current()
+    threadline.configure(max_inbound_baggage_bytes=64)
+    try:
+        fits = "session.id=" + "a" * 50
+        assert otel_baggage.get_all(threadline.extract({"baggage": fits}, context=empty))
+        wide = "session.id=" + "\u00e9" * 25  # 36 characters, 61 bytes: fits, but not ASCII
+        assert otel_baggage.get_all(threadline.extract({"baggage": wide}, context=empty)) == {}
+        over = "user.id=u,session.id=" + "\u00e9" * 30  # 51 characters, 81 bytes
+        assert otel_baggage.get_all(threadline.extract({"baggage": over}, context=empty)) == {}
+        encoded = "session.id=" + "%C3%A9" * 3  # percent-encoded UTF-8 is the W3C way
+        ctx = threadline.extract({"baggage": encoded}, context=empty)
+        assert otel_baggage.get_all(ctx) == {"session.id": "\u00e9" * 3}
+    finally:
+        config.restore(previous)
 
 
 def test_hostile_carriers_are_dropped_quietly(caplog: Any) -> None:

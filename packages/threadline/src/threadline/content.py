@@ -196,8 +196,8 @@ class _Limiter:
             return _TRUNCATION_MARK
         if isinstance(value, (bytes, bytearray, memoryview)):
             return self.text(base64.b64encode(bytes(value)).decode("ascii"))
-        if isinstance(value, Mapping):
-            return {str(k): self.value(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, Mapping):  # keys are content too: cut them as well
+            return {self.text(str(k)): self.value(v, depth + 1) for k, v in value.items()}
         if isinstance(value, (list, tuple, set, frozenset)):
             return [self.value(v, depth + 1) for v in value]
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -213,7 +213,7 @@ class _Limiter:
 
 def _part_json(part: Part, lim: _Limiter) -> dict[str, Any]:
     if isinstance(part, GenericPart):
-        out = {str(k): lim.value(v) for k, v in part.data.items()}
+        out = {lim.text(str(k)): lim.value(v) for k, v in part.data.items()}
         out["type"] = part.type
         return out
     if isinstance(part, (TextPart, ReasoningPart)):

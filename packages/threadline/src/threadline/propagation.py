@@ -153,8 +153,11 @@ def _valid_tracestate(header: str) -> bool:
 
 def _parse_baggage(header: str) -> list[tuple[str, str]]:
     settings = config.current()
-    if len(header) > settings.max_inbound_baggage_bytes:
-        _logger.debug("dropping baggage header of %d characters", len(header))
+    # W3C baggage is ASCII (values are percent-encoded): a header that is not is measured in
+    # its UTF-8 bytes, and its non-ASCII members are dropped below.
+    size = len(header) if header.isascii() else len(header.encode("utf-8", "replace"))
+    if size > settings.max_inbound_baggage_bytes:
+        _logger.debug("dropping baggage header of %d bytes", size)
         return []
     allow = settings.baggage_allowlist
     kept: list[tuple[str, str]] = []
@@ -163,7 +166,7 @@ def _parse_baggage(header: str) -> list[tuple[str, str]]:
         _logger.debug("dropping baggage entries beyond %d", _MAX_BAGGAGE_MEMBERS)
         members = members[:_MAX_BAGGAGE_MEMBERS]
     for member in members:
-        if len(member) > _MAX_BAGGAGE_PAIR or "=" not in member:
+        if len(member) > _MAX_BAGGAGE_PAIR or "=" not in member or not member.isascii():
             continue
         pair = member.split(";", 1)[0]  # properties are not used
         key, _, raw = pair.partition("=")
