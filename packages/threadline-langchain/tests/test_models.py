@@ -273,6 +273,41 @@ def test_inline_media_is_a_blob_part(
     telemetry.assert_conformant()
 
 
+def test_message_chunks_in_the_history_keep_their_roles(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    """A history often holds a streamed answer as the sum of its chunks."""
+    from conftest import ScriptedChatModel
+    from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessageChunk
+
+    call = {"name": "get_weather", "args": {"city": "Paris"}, "id": "c1"}
+    history = [
+        HumanMessage("weather?"),
+        AIMessageChunk(content="", tool_calls=[call]),
+        ToolMessageChunk(content="sunny", tool_call_id="c1"),
+    ]
+    ScriptedChatModel(responses=[AIMessage(content="sunny")]).invoke(history, config=config)
+    [span] = telemetry.spans()
+    assert json.loads(span.attributes[semconv.GEN_AI_INPUT_MESSAGES])[1:] == [
+        {
+            "role": "assistant",
+            "parts": [
+                {
+                    "type": "tool_call",
+                    "name": "get_weather",
+                    "id": "c1",
+                    "arguments": {"city": "Paris"},
+                }
+            ],
+        },
+        {
+            "role": "tool",
+            "parts": [{"type": "tool_call_response", "response": "sunny", "id": "c1"}],
+        },
+    ]
+    telemetry.assert_conformant()
+
+
 def test_provider_built_in_tools_are_generic_tool_definitions(
     telemetry: Any, config: dict[str, Any], capture_content: Any
 ) -> None:

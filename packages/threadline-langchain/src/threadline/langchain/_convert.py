@@ -303,17 +303,27 @@ _FINISH_REASONS = {
 }
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+# A chunk's type is its class name (a history often holds the sum of a streamed answer).
+_CHUNK_TYPES = {
+    "AIMessageChunk": "ai",
+    "HumanMessageChunk": "human",
+    "SystemMessageChunk": "system",
+    "ToolMessageChunk": "tool",
+    "ChatMessageChunk": "chat",
+    "FunctionMessageChunk": "function",
+}
 
 
 def _role(message: Any) -> str:
     kind = getattr(message, "type", None)
+    kind = _CHUNK_TYPES.get(kind, kind) if isinstance(kind, str) else kind
     if kind == "chat":
         role = getattr(message, "role", None)
         return role if isinstance(role, str) and role else "user"
     if kind == "function":
         return "tool"
     if isinstance(kind, str):
-        return _ROLES.get(kind.removesuffix("Chunk").lower(), kind)
+        return _ROLES.get(kind, kind)
     return "user"
 
 
