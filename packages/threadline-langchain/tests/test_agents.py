@@ -63,6 +63,23 @@ def test_agent_invoke(telemetry: Any, config: dict[str, Any]) -> None:
     telemetry.assert_conformant(strict=True)
 
 
+def test_an_unnamed_agent_has_no_agent_name(telemetry: Any, config: dict[str, Any]) -> None:
+    """An agent the app did not name is called after LangGraph's type ("LangGraph"), which is
+    no agent name: the span is plain ``invoke_agent`` and no span or metric names one."""
+    try:
+        from langchain.agents import create_agent
+    except ImportError:
+        from langgraph.prebuilt import create_react_agent as create_agent
+    agent = create_agent(two_tool_model(), [get_weather, get_time])
+    agent.invoke({"messages": [("user", "Weather and time in Paris?")]}, config=config)
+    roots = [s for s in telemetry.spans() if s.parent_span_id is None]
+    assert [s.name for s in roots] == ["invoke_agent"]
+    assert all(semconv.GEN_AI_AGENT_NAME not in s.attributes for s in telemetry.spans())
+    (point,) = telemetry.metric_points(semconv.METRIC_INVOKE_AGENT_DURATION)
+    assert semconv.GEN_AI_AGENT_NAME not in point["attributes"]
+    telemetry.assert_conformant(strict=True)
+
+
 def test_agent_ainvoke(telemetry: Any, config: dict[str, Any]) -> None:
     agent = build_agent(two_tool_model(), [get_weather, get_time])
     asyncio.run(agent.ainvoke({"messages": [("user", "Weather?")]}, config=config))

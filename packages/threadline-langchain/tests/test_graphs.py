@@ -389,6 +389,27 @@ def test_thread_id_that_is_no_string(telemetry: Any, handler: CallbackHandler) -
     assert span.attributes[semconv.GEN_AI_CONVERSATION_ID] == "42"
 
 
+def test_a_root_chain_that_calls_no_model_is_no_workflow(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """A prompt, a parser or lambdas run on their own make no GenAI span: a root chain is a
+    workflow only for the spans beneath it. A named one (``workflows``) always is."""
+    ChatPromptTemplate.from_messages([("user", "{q}")]).invoke({"q": "hi"}, config=config)
+    StrOutputParser().invoke("text", config=config)
+    (RunnableLambda(lambda x: x + 1) | RunnableLambda(lambda x: x * 2)).invoke(1, config=config)
+    with pytest.raises(ZeroDivisionError):
+        RunnableLambda(lambda x: x / 0).invoke(1, config=config)
+    assert telemetry.spans() == []
+    named = {"callbacks": [CallbackHandler(workflows=["tidy"])]}
+    StrOutputParser().with_config(run_name="tidy").invoke("text", config=named)
+    assert [s.name for s in telemetry.spans()] == ["invoke_workflow tidy"]
+    # A lambda LangChain names after its type names no workflow either.
+    RunnableLambda(lambda q: hello_model().invoke(q)).invoke("hi", config=config)
+    workflow = telemetry.spans()[-1]
+    assert workflow.name == "invoke_workflow"
+    assert semconv.GEN_AI_WORKFLOW_NAME not in workflow.attributes
+
+
 def test_workflow_names_are_the_apps_not_langchains_types(
     telemetry: Any, config: dict[str, Any]
 ) -> None:

@@ -63,6 +63,7 @@ _LEGACY_AGENTS = frozenset({"AgentExecutor"})
 # conventions keep such names out of gen_ai.workflow.name). "RunnableParallel<a,b>" counts too.
 _TYPE_NAMES = frozenset(
     {
+        "AgentExecutor",
         "LangGraph",
         "Pregel",
         "CompiledGraph",
@@ -71,7 +72,10 @@ _TYPE_NAMES = frozenset(
         "RunnableBinding",
         "RunnableBranch",
         "RunnableEach",
+        "RunnableConfigurableAlternatives",
+        "RunnableConfigurableFields",
         "RunnableGenerator",
+        "RunnableLambda",
         "RunnableMap",
         "RunnableParallel",
         "RunnablePassthrough",
@@ -79,6 +83,7 @@ _TYPE_NAMES = frozenset(
         "RunnableRetry",
         "RunnableSequence",
         "RunnableWithFallbacks",
+        "RunnableWithMessageHistory",
     }
 )
 _MAX_CHAINS = 50_000
@@ -545,17 +550,23 @@ class CallbackHandler(BaseCallbackHandler):
 
     # --- chains ----------------------------------------------------------------------------------
     def _emits_plain(self, record: _Chain) -> bool:
-        """Whether a chain that is not a graph becomes a span: in verbose mode, when named as
-        an agent or workflow, and a root chain started outside any trace once something beneath
-        it makes a span (so two model calls of one chain, or the attempts of ``with_retry``,
-        are one trace, not one each)."""
+        """Whether a chain that is not a graph becomes a span: see :meth:`_emits_alone`, and a
+        root chain started outside any trace once something beneath it makes a span (so two
+        model calls of one chain, or the attempts of ``with_retry``, are one trace, not one
+        each)."""
+        return self._emits_alone(record) or _starts_a_trace(record)
+
+    def _emits_alone(self, record: _Chain) -> bool:
+        """Whether a chain is a span even when nothing beneath it makes one: a graph, a chain
+        named as an agent or workflow, a legacy agent, and any chain in verbose mode. A root
+        prompt, parser or lambda that calls no model is no workflow."""
         name = record.name
         return (
-            (self.verbose and not record.hidden)
+            record.graph
+            or (self.verbose and not record.hidden)
             or name in self.agents
             or name in self.workflows
             or name in _LEGACY_AGENTS
-            or _starts_a_trace(record)
         )
 
     def _start_chain(self, record: _Chain, parent: Run | Context | None) -> Run | None:
@@ -569,18 +580,21 @@ class CallbackHandler(BaseCallbackHandler):
             conversation_id = thread_id if isinstance(thread_id, str) and thread_id else None
             if name in self.agents or record.agent_node or _is_created_agent(name, metadata):
                 return threadline.invoke_agent(
-                    name, parent=parent, conversation_id=conversation_id, start_time=start
+                    _app_name(name),
+                    parent=parent,
+                    conversation_id=conversation_id,
+                    start_time=start,
                 )
             return threadline.invoke_workflow(
-                _workflow_name(name),
+                _app_name(name),
                 parent=parent,
                 conversation_id=conversation_id,
                 start_time=start,
             )
         if name in self.agents or name in _LEGACY_AGENTS:
-            return threadline.invoke_agent(name, parent=parent, start_time=start)
+            return threadline.invoke_agent(_app_name(name), parent=parent, start_time=start)
         if name in self.workflows or _starts_a_trace(record):
-            return threadline.invoke_workflow(_workflow_name(name), parent=parent, start_time=start)
+            return threadline.invoke_workflow(_app_name(name), parent=parent, start_time=start)
         if self.verbose and not record.hidden:
             return threadline.step(name, parent=parent, start_time=start)
         return None
@@ -640,7 +654,9 @@ class CallbackHandler(BaseCallbackHandler):
             if record is not None:
                 if record.token is not None and record.scope is not None:
                     record.scope.detach_scope(record.token)
-                run = _emitted(record)
+                run = record.run
+                if run is None and record.handler._emits_alone(record):
+                    run = _emitted(record)
                 if run is not None:
                     run.end()
         except Exception as error:  # noqa: BLE001 - fail-open
@@ -661,7 +677,9 @@ class CallbackHandler(BaseCallbackHandler):
             if record is not None:
                 if record.token is not None and record.scope is not None:
                     record.scope.detach_scope(record.token)
-                run = _emitted(record)
+                run = record.run
+                if run is None and record.handler._emits_alone(record):
+                    run = _emitted(record)
                 if run is not None:
                     _finish(run, error)
         except Exception as error_:  # noqa: BLE001 - fail-open
@@ -1023,8 +1041,9 @@ def _finish(run: Run, error: BaseException) -> None:
         run.fail(error)
 
 
-def _workflow_name(name: str) -> str | None:
-    """``name``, unless it is only the type LangChain named an unnamed runnable after."""
+def _app_name(name: str) -> str | None:
+    """``name``, unless it is only the type LangChain named an unnamed runnable after (the
+    conventions' agent and workflow names are the ones the app gave)."""
     return None if name.partition("<")[0] in _TYPE_NAMES else name
 
 
