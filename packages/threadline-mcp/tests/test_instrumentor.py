@@ -149,7 +149,7 @@ def test_in_process_client_and_server(telemetry: Any, instrumented: None) -> Non
 @pytest.mark.skipif(MAJOR < 2, reason="Client(server) in-process is mcp 2.x")
 def test_direct_in_process_client_has_no_network(telemetry: Any, instrumented: None) -> None:
     """``Client(server)`` through the direct dispatcher (no transport at all): the SERVER span
-    claims no ``network.transport``."""
+    claims no ``network.transport``; both sides carry the request id the dispatcher gave."""
     from mcp import Client
     from mcp.server.mcpserver import MCPServer
 
@@ -169,6 +169,8 @@ def test_direct_in_process_client_has_no_network(telemetry: Any, instrumented: N
     assert sorted(s.kind for s in spans) == ["CLIENT", "SERVER"]
     for span in spans:
         assert "network.transport" not in span.attributes, span.kind
+    client, server_span = sorted(spans, key=lambda s: s.kind)
+    assert client.attributes["jsonrpc.request.id"] == server_span.attributes["jsonrpc.request.id"]
 
 
 @pytest.mark.skipif(MAJOR < 2, reason="Client(server) in-process is mcp 2.x")

@@ -370,6 +370,26 @@ def sdk_span(name: str, *, attributes: Mapping[str, Any] | None = None, **_: Any
     return stand_in
 
 
+def wrap_make_context(original: Any) -> Any:
+    """mcp 2.x ``DirectDispatcher._make_context``: a request to an in-process peer gets its id
+    here, in the sender's context (no JSON-RPC message, so no ``otel_span``); it goes onto our
+    CLIENT run as on the wire."""
+
+    def _make_context(self: Any, *args: Any, **kwargs: Any) -> Any:
+        context = original(self, *args, **kwargs)
+        try:
+            request_id = getattr(context, "request_id", None)
+            run = _request_run() if request_id is not None else None
+            if run is not None and not run.ended:
+                run.set_attributes({semconv.JSONRPC_REQUEST_ID: str(request_id)})
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.client.request_id", error)
+        return context
+
+    _make_context.__wrapped__ = original  # type: ignore[attr-defined]
+    return _make_context
+
+
 def _request_run() -> threadline.Run | None:
     """The run recording the request being sent in this context: our CLIENT run, or the tool
     span a merged ``tools/call`` is recorded on."""

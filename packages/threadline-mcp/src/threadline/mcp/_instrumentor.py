@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from threadline._deferred import DeferredInstrumentation
@@ -55,6 +56,9 @@ def apply(*, merge_tool_spans: bool = False) -> None:
                 "send_raw_request",
                 _client.wrap_send_raw_request,
             )
+            direct = importlib.import_module("mcp.shared.direct_dispatcher").DirectDispatcher
+            if hasattr(direct, "_make_context"):  # where an in-process request gets its id
+                patches.replace(direct, "_make_context", _client.wrap_make_context)
             patches.replace_in(dispatcher, None, "otel_span", lambda _: _client.sdk_span)
             patches.replace_in(
                 dispatcher, None, "inject_trace_context", lambda _: _client.inject_meta
