@@ -686,6 +686,34 @@ def test_a_tool_reaped_while_running_leaves_nothing_current(telemetry: Any) -> N
     assert spans["after"].parent_span_id is None
 
 
+def test_a_long_graph_keeps_no_ended_runs_in_its_guard(telemetry: Any) -> None:
+    """The guard around ``Pregel.ainvoke`` sees every model call of a sync node (run in a worker
+    thread): the ended ones are dropped as the graph goes on, not held until it returns."""
+    threadline.langchain.instrument()
+    model = hello_model()
+    held: list[int] = []
+
+    def node(state: State) -> dict[str, Any]:
+        for _ in range(300):
+            model.invoke(state["question"])
+        held.append(len(_handler.guarded_calls.get() or {}))
+        return {"answer": "done"}
+
+    graph = StateGraph(State)
+    graph.add_node("node", node)
+    graph.add_edge(START, "node")
+    try:
+        asyncio.run(graph.compile().with_config(run_name="long").ainvoke({"question": "q"}))
+    finally:
+        threadline.langchain.uninstrument()
+    assert held[0] <= _handler._GUARD_PRUNE_EVERY
+    spans = telemetry.spans()
+    (graph_span,) = (s for s in spans if s.name == "invoke_workflow long")
+    chats = [s for s in spans if s.name.startswith("chat")]
+    assert len(chats) == 300
+    assert {s.parent_span_id for s in chats} == {graph_span.span_id}
+
+
 def _forget_lost_records() -> None:
     # Records of chain runs whose end never arrives stay until the record cap evicts them.
     from threadline.langchain import _handler

@@ -368,6 +368,12 @@ class Run:
     def ended(self) -> bool:
         return self._ended
 
+    @property
+    def attached(self) -> bool:
+        """Whether some context still holds this run from :meth:`attach` or
+        :meth:`attach_scope`: :meth:`detach` (or the scope's) has work left."""
+        return self._token is not None or bool(self._scopes)
+
     # The hot methods guard themselves inline: a decorator's wrapper frame costs ~0.3 µs a call.
     def attach(self) -> None:
         """Make this run's span current until :meth:`detach` (or the run ends).

@@ -212,8 +212,22 @@ def _start_leaf(run_id: UUID, parent_run_id: UUID | None, run: Run, *, attach: b
         return
     if attach:
         if guard is not None:
+            if len(guard) % _GUARD_PRUNE_EVERY == _GUARD_PRUNE_EVERY - 1:
+                _prune_guard(guard)
             guard[run_id] = run
         run.attach()
+
+
+# A guard around a long graph sees every model call of its sync nodes: the runs that ended and
+# hold no context any more are dropped now and then, not kept until the graph returns.
+_GUARD_PRUNE_EVERY = 64
+
+
+def _prune_guard(guard: dict[UUID, Run]) -> None:
+    # Sync nodes run in worker threads: copy first (one C-level call, atomic under the GIL).
+    for run_id, run in list(guard.items()):
+        if run.ended and not run.attached:
+            guard.pop(run_id, None)
 
 
 def _leaf_ended(run_id: UUID, parent_run_id: UUID | None, error: BaseException | None) -> None:
