@@ -40,6 +40,19 @@ def test_cost_on_span_and_metric_with_session_keys(telemetry: Telemetry) -> None
     }
 
 
+def test_cost_metric_names_the_models_known(telemetry: Telemetry) -> None:
+    """A call started without a model is priced by the model that answered: the metric says
+    which, and has no empty request model."""
+    with threadline.inference(None, provider="openai") as run:
+        run.update(response_model="gpt-4o", usage=threadline.Usage(1000, 100))
+    [point] = telemetry.metric_points(semconv.METRIC_THREADLINE_COST)
+    assert point["value"] == pytest.approx(0.0035)
+    assert point["attributes"] == {
+        "gen_ai.provider.name": "openai",
+        "gen_ai.response.model": "gpt-4o",
+    }
+
+
 def test_unknown_model_or_no_usage_means_no_cost(telemetry: Telemetry) -> None:
     with threadline.inference("no-such-model-xyz", provider="openai") as run:
         run.update(usage=threadline.Usage(10, 10))

@@ -36,6 +36,24 @@ def test_session_attributes_on_every_threadline_span(telemetry: Telemetry) -> No
     assert threadline.current_session() == {}
 
 
+def test_conversation_only_on_the_span_types_that_have_it(telemetry: Telemetry) -> None:
+    """inference, execute_tool, invoke_agent and invoke_workflow (and an MCP tools/call, an
+    execute_tool); not create_agent, embeddings, retrieval or other MCP requests."""
+    with threadline.session("s-1", conversation_id="c-1"):
+        with threadline.create_agent("builder", provider="openai", model="gpt-4o"):
+            pass
+        with threadline.invoke_workflow("flow"):
+            threadline.execute_tool("t").end()
+            threadline.embeddings("e", provider="openai").end()
+        for method, tool in (("tools/call", "t"), ("tools/list", None), ("initialize", None)):
+            threadline.mcp_request(method, server=True, tool_name=tool).end()
+    carried = sorted(
+        s.name for s in telemetry.spans() if semconv.GEN_AI_CONVERSATION_ID in s.attributes
+    )
+    assert carried == ["execute_tool t", "invoke_workflow flow", "tools/call t"]
+    assert all(s.attributes[semconv.SESSION_ID] == "s-1" for s in telemetry.spans())
+
+
 def test_decorator_sync_and_async(telemetry: Telemetry) -> None:
     @threadline.session("sync-session")
     def handle() -> dict[str, str]:

@@ -312,7 +312,7 @@ class Run:
             self.parent_run = enclosing if isinstance(enclosing, Run) else None
         self._parent_ctx = parent_ctx
         if _BAGGAGE_KEY is None or parent_ctx.get(_BAGGAGE_KEY):  # no call without baggage
-            session = _session_attributes(parent_ctx, conversation=self._records_conversation)
+            session = _session_attributes(parent_ctx, conversation=self._carries_conversation())
             if session:
                 session.update(attributes)  # explicit values win over baggage
                 attributes = session
@@ -685,6 +685,11 @@ class Run:
         for run in cancelled or ():
             run._settle(stopped_early, end_time)
 
+    def _carries_conversation(self) -> bool:
+        """Whether the session's ``gen_ai.conversation.id`` goes on this span: only on the span
+        types the conventions give it (inference, execute_tool, invoke_agent, invoke_workflow)."""
+        return self._records_conversation
+
     def _on_end(self, registry: RunRegistry[Any, Any], key: Any) -> None:
         if self._end_callbacks is None:
             self._end_callbacks = []
@@ -1004,9 +1009,12 @@ class InferenceRun(Run):
                 instruments = resolved().recording_instruments()
                 if instruments is not None:
                     metric: dict[str, AttributeValue] = {
-                        semconv.GEN_AI_PROVIDER_NAME: self.provider,
-                        semconv.GEN_AI_REQUEST_MODEL: self.model or "",
+                        semconv.GEN_AI_PROVIDER_NAME: self.provider
                     }
+                    if self.model:
+                        metric[semconv.GEN_AI_REQUEST_MODEL] = self.model
+                    if self.response_model:  # the model priced
+                        metric[semconv.GEN_AI_RESPONSE_MODEL] = self.response_model
                     metric.update(_metric_baggage(self._parent_ctx))
                     instruments.cost.add(cost, metric)
         if pending:
@@ -1446,6 +1454,9 @@ class AgentRun(Run):
         "usage",
     )
 
+    def _carries_conversation(self) -> bool:
+        return self.operation != semconv.OP_CREATE_AGENT  # create_agent spans have none
+
     def __init__(
         self,
         operation: str,
@@ -1537,7 +1548,8 @@ class AgentRun(Run):
         self, instruments: Instruments, error_type: str | None, duration: float
     ) -> None:
         attrs: dict[str, AttributeValue] = {}
-        if self.name:
+        if self.name and self.operation != semconv.OP_CREATE_AGENT:
+            # gen_ai.client.operation.duration (create_agent's) has no agent name
             attrs[semconv.GEN_AI_AGENT_NAME] = self.name
         if self._provider:  # a remote agent or create_agent: a call to a GenAI provider
             attrs[semconv.GEN_AI_PROVIDER_NAME] = self._provider
@@ -1675,9 +1687,11 @@ class McpRun(Run):
     :meth:`fail_rpc` and :meth:`fail_tool`.
     """
 
-    # A tools/call is an execute_tool operation: it carries the conversation like ToolRun.
-    _records_conversation = True
     __slots__ = ("_metric_attributes", "method")
+
+    def _carries_conversation(self) -> bool:
+        # A tools/call is an execute_tool operation: it carries the conversation like ToolRun.
+        return self.method == "tools/call"
 
     def __init__(
         self,
