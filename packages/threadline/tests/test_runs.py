@@ -361,6 +361,16 @@ def test_streaming_chunks_record_time_to_first_chunk(telemetry: Telemetry) -> No
     assert run.chunks == 5
 
 
+def test_chunks_that_arrive_together_each_get_a_point(telemetry: Telemetry) -> None:
+    run = threadline.inference("gpt-4o", provider="openai", stream=True)
+    assert run.chunk(2) is True  # the second came with the first: a gap of 0
+    assert run.chunk(5) is False
+    run.end()
+    [tpoc] = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
+    assert tpoc["count"] == 6  # every chunk after the first
+    assert run.chunks == 7
+
+
 def test_long_stream_records_every_chunk_gap_across_batches(telemetry: Telemetry) -> None:
     run = threadline.inference("gpt-4o", provider="openai", stream=True)
     assert run.chunk() is True

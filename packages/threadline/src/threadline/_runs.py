@@ -875,7 +875,10 @@ class InferenceRun(Run):
                 if gaps is not None:
                     now = time.monotonic()
                     last, self._last_chunk = self._last_chunk, now
-                    gaps.append((now - last) / count if count > 1 else now - last)
+                    if count == 1:
+                        gaps.append(now - last)
+                    else:  # one point per chunk: the gap shared by the chunks that came together
+                        gaps.extend([(now - last) / count] * count)
                     if len(gaps) >= _CHUNK_BATCH:
                         self._flush_chunk_gaps(resolved().recording_instruments())
                 return False
@@ -886,7 +889,8 @@ class InferenceRun(Run):
             if resolved().recording_instruments() is not None:
                 # recorded at the end, with the attributes of the model that answered
                 self._first_chunk = first
-                self._chunk_gaps = []
+                # chunks that came with the first one came no time after it
+                self._chunk_gaps = [0.0] * (count - 1) if count > 1 else []
             return True
         except Exception as error:  # noqa: BLE001 - fail-open
             report("InferenceRun.chunk", error)
