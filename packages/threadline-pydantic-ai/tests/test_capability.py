@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from pai_helpers import V2, agent_span, scripted, streaming, text, tool_calls
 from pydantic_ai import Agent, ModelRetry, RunContext
 from pydantic_ai import exceptions as _exc
@@ -320,6 +321,29 @@ def test_streamed_run(telemetry: Telemetry) -> None:
         (per_chunk,) = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
         assert per_chunk["count"] >= 2  # one per chunk after the first
     telemetry.assert_conformant()
+
+
+@pytest.mark.skipif(not V2, reason="1.x run_stream hands the chunks after the first unobserved")
+def test_a_streamed_request_ends_with_its_response(telemetry: Telemetry) -> None:
+    """The model request's span ends when its response has been read to its end, not when the
+    caller leaves ``run_stream``'s block."""
+    agent = Agent(streaming("Hel", "lo"), name="streamer", capabilities=[Tracing()])
+    tracer = trace.get_tracer("app")
+
+    async def consume() -> None:
+        async with agent.run_stream("hi") as stream:
+            async for _ in stream.stream_text(delta=True):
+                with tracer.start_as_current_span("app.chunk"):
+                    pass
+            await stream.get_output()
+            await asyncio.sleep(0.3)
+
+    asyncio.run(consume())
+    chat = telemetry.find("chat streamer")
+    assert (chat.end_ns - chat.start_ns) / 1e9 < 0.3
+    (duration,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    assert duration["sum"] < 0.3
+    assert threadline.current_run() is None
 
 
 def test_plain_run_stays_unstreamed(telemetry: Telemetry) -> None:

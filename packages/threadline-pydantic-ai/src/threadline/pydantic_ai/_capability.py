@@ -14,6 +14,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import time
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
@@ -139,12 +140,15 @@ _MAX_RUNS = 100_000  # runs recorded at once per capability; beyond it, no per-r
 class _RunState:
     """What one recorded agent run's hooks share: its span and its model request in flight."""
 
-    __slots__ = ("chat", "failed", "run")
+    __slots__ = ("chat", "failed", "run", "streamed")
 
     def __init__(self, run: AgentRun) -> None:
         self.run = run
         self.chat: InferenceRun | None = None
         self.failed = False  # the run body failed (on_run_error saw it)
+        # The streamed request whose response has been read to its end, and when: the
+        # request's handler returns only when the caller leaves ``run_stream``'s block.
+        self.streamed: tuple[InferenceRun, int] | None = None
 
 
 async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIterator[Any]:
@@ -156,6 +160,9 @@ async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIt
                 if chat is not None and chat.chunk():
                     chat.set_attributes(_STREAM_ATTRIBUTES)
             yield event
+        chat = state.chat
+        if chat is not None and chat.chunks:
+            state.streamed = (chat, time.time_ns())
     finally:
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
@@ -507,10 +514,14 @@ class Tracing(AbstractCapability[Any]):
         return chat
 
     def _end_chat(
-        self, chat: InferenceRun, response: Any, chain: Sequence[Any] | None = None
+        self,
+        chat: InferenceRun,
+        response: Any,
+        chain: Sequence[Any] | None = None,
+        end_time: int | None = None,
     ) -> None:
         if response is None:
-            chat.end()
+            chat.end(end_time=end_time)
             return
         try:
             if chain is not None:
@@ -528,7 +539,7 @@ class Tracing(AbstractCapability[Any]):
                 chat.update(output_messages=_content.output_messages(response))
         except Exception as error:  # noqa: BLE001
             report("threadline.pydantic_ai.model_response", error)
-        chat.end()
+        chat.end(end_time=end_time)
 
     async def wrap_model_request(self, ctx: Any, *, request_context: Any, handler: Any) -> Any:
         state = self._state(ctx)
@@ -562,7 +573,10 @@ class Tracing(AbstractCapability[Any]):
             chat.detach()
             if state.chat is chat:
                 state.chat = None
-        self._end_chat(chat, response, chain)
+        streamed, state.streamed = state.streamed, None
+        self._end_chat(
+            chat, response, chain, streamed[1] if streamed and streamed[0] is chat else None
+        )
         return response
 
     # --- streaming -------------------------------------------------------------------------
