@@ -1003,3 +1003,26 @@ def test_finish_reasons_are_strings(telemetry: Telemetry) -> None:
         chat.update(finish_reasons=[None, "stop"])  # type: ignore[list-item]
     [span] = telemetry.spans()
     assert span.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+
+
+def test_beneath_prefers_the_current_context_only_below_the_parent(telemetry: Telemetry) -> None:
+    from threadline._runs import beneath
+
+    tracer = trace.get_tracer("app")
+    with threadline.invoke_workflow("flow") as flow:
+        assert beneath(flow) is flow  # its own context is current
+        with tracer.start_as_current_span("app.step"):
+            ctx = beneath(flow)
+            assert trace.get_current_span(ctx).name == "app.step"  # type: ignore[attr-defined]
+        with threadline.execute_tool("t") as tool:
+            assert beneath(flow) is not flow  # a run beneath it is current
+            assert threadline.current_run(beneath(flow)) is tool  # type: ignore[arg-type]
+        other = threadline.invoke_workflow("other", parent=otel_context.Context())
+        other.attach()
+        assert beneath(flow) is flow  # an unrelated run is current
+        other.detach()
+        other.end()
+    with threadline.execute_tool("outside") as outside:
+        assert beneath(flow) is flow  # the parent ended, and is not above this one
+    assert beneath(outside) is outside  # nothing current
+    assert beneath(None) is None

@@ -233,6 +233,40 @@ def release_ended() -> None:
         report("release_ended", error)
 
 
+# How far up from the current run to look for a framework's parent (runs nest a few deep).
+_MAX_NESTING = 64
+
+
+def beneath(parent: Run | Context | None) -> Run | Context | None:
+    """``parent`` as a framework's own run ids resolve it, or the current context when that
+    lies beneath it.
+
+    A framework's parent ids (LangChain's ``parent_run_id``, LlamaIndex's active span) pass
+    through code it does not see: a span another library or the app opened inside its step (a
+    Pydantic AI agent in a LangGraph node, the app's span around a model call) belongs between
+    the step and what the step calls, and so does a session opened there. Any other current
+    context (unrelated, or above ``parent``) leaves ``parent`` as it is."""
+    if not isinstance(parent, Run):
+        return parent
+    try:
+        ctx = otel_context._RUNTIME_CONTEXT.get_current()
+        run = ctx.get(_RUN_KEY)
+        if not isinstance(run, Run) or run._ended:
+            return parent
+        if run is parent:  # a span that is no run of ours (or a session) may be set above it
+            return parent if ctx is parent._ctx else ctx
+        ancestor = run.parent_run
+        for _ in range(_MAX_NESTING):
+            if ancestor is None:
+                return parent
+            if ancestor is parent:
+                return ctx
+            ancestor = ancestor.parent_run
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("beneath", error)
+    return parent
+
+
 def current_run(ctx: Context | None = None) -> Run | None:
     """The innermost threadline run of ``ctx`` (default: the current context)."""
     value = otel_context.get_value(_RUN_KEY, ctx)

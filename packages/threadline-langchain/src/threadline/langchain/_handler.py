@@ -45,6 +45,7 @@ from threadline._context import (
 from threadline._deferred import when_imported
 from threadline._failopen import report
 from threadline._patching import Patches
+from threadline._runs import beneath
 from threadline.langchain import _convert
 
 __all__ = ["CallbackHandler"]
@@ -476,8 +477,17 @@ def _leaf_parent(parent_run_id: UUID | None) -> Run | Context | None:
         return None
     record = _chains.get(parent_run_id)
     if record is not None:
-        return _resolve(record)
-    return _runs.get(parent_run_id)
+        return beneath(_resolve(record))
+    return beneath(_runs.get(parent_run_id))
+
+
+def _emitted_so_far(parent: _Chain | Run | Context) -> Run | None:
+    """The nearest ancestor that is a span already (without making one of a lazy chain)."""
+    while isinstance(parent, _Chain):
+        if parent.run is not None:
+            return parent.run
+        parent = parent.parent
+    return parent if isinstance(parent, Run) else None
 
 
 def _chain_parent(parent_run_id: UUID | None) -> _Chain | Run | Context:
@@ -649,6 +659,14 @@ class CallbackHandler(BaseCallbackHandler):
                     if isinstance(target, Run):
                         record.token = target.attach_scope()
                         record.scope = target
+            elif not isinstance(parent, Context):
+                # Started beneath a span LangChain does not know of (another library's run or
+                # the app's, inside a node or a tool): that span is its parent.
+                anchor = _emitted_so_far(parent)
+                if anchor is not None:
+                    inner = beneath(anchor)
+                    if isinstance(inner, Context):
+                        record.parent = inner
             _remember(run_id, record)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_chain_start", error)

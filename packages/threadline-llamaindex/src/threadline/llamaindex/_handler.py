@@ -40,6 +40,7 @@ import threadline
 from threadline import semconv
 from threadline._failopen import report
 from threadline._registry import release_stranded
+from threadline._runs import beneath
 from threadline.llamaindex import _extract
 from threadline.providers import dimension_count
 
@@ -514,6 +515,10 @@ class Tracker:
         elif kind is _SKIP:
             self._remember(id_, parent)
             return
+        else:
+            # Started beneath a span LlamaIndex does not know of (another library's run or the
+            # app's, inside a step or a tool): that span is its parent.
+            parent = beneath(parent)
         run: threadline.Run | None
         if kind is _CHAT or kind is _COMPLETION:
             if isinstance(parent, threadline.InferenceRun) and not parent.ended:

@@ -1,0 +1,154 @@
+"""Frameworks nested inside each other: every span under the span that called it.
+
+A framework's own parent ids (LangChain's ``parent_run_id``, LlamaIndex's active span) pass
+through code it does not see, so a LangChain model called from a Pydantic AI tool inside a
+LangGraph node still names the node as its parent. The span that called it is the tool's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import pytest
+from typing_extensions import TypedDict
+
+import threadline
+from threadline.testing import Telemetry
+from threadline.testing.fixtures import (  # noqa: F401 - fixtures, registered by import
+    _threadline_session_span_exporter,
+    event_exporter,
+    metric_reader,
+    span_exporter,
+    telemetry,
+)
+
+pytest.importorskip("langgraph")
+pytest.importorskip("llama_index.core.workflow")
+pytest.importorskip("threadline.pydantic_ai")
+
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langgraph.graph import END, START, StateGraph
+from llama_index.core.llms import MockLLM
+from llama_index.core.workflow import StartEvent, StopEvent, Workflow, step
+from opentelemetry import trace
+from pydantic_ai import Agent
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+import threadline.langchain
+import threadline.llamaindex
+import threadline.pydantic_ai
+
+
+@pytest.fixture(autouse=True)
+def instrumented() -> Iterator[None]:
+    threadline.langchain.instrument()
+    threadline.llamaindex.instrument()
+    threadline.pydantic_ai.instrument()
+    yield
+    threadline.pydantic_ai.uninstrument()
+    threadline.llamaindex.uninstrument()
+    threadline.langchain.uninstrument()
+
+
+def calls_tool_then_answers(tool: str) -> FunctionModel:
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if len(messages) == 1:
+            return ModelResponse(parts=[ToolCallPart(tool, {}, "call-1")])
+        return ModelResponse(parts=[TextPart("done")])
+
+    return FunctionModel(answer, model_name="planner")
+
+
+class State(TypedDict):
+    out: Annotated[list[str], operator.add]
+
+
+def one_node_graph(name: str, node: Any) -> Any:
+    graph = StateGraph(State)
+    graph.add_node("node", node)
+    graph.add_edge(START, "node")
+    graph.add_edge("node", END)
+    return graph.compile(name=name)
+
+
+def test_langchain_inside_a_pydantic_ai_tool_inside_a_langgraph_node(
+    telemetry: Telemetry,  # noqa: F811 - the fixture imported above
+) -> None:
+    model = FakeListChatModel(responses=["inner"] * 4)
+    inner = one_node_graph("inner", lambda state: {"out": [model.invoke("x").content]})
+    agent = Agent(calls_tool_then_answers("lookup"), name="helper")
+
+    @agent.tool_plain
+    async def lookup() -> str:
+        await model.ainvoke("called from the tool")
+        return str(await inner.ainvoke({"out": []}))
+
+    async def outer_node(state: State) -> dict[str, list[str]]:
+        await agent.run("go")
+        return {"out": ["outer"]}
+
+    asyncio.run(one_node_graph("outer", outer_node).ainvoke({"out": []}))
+    assert telemetry.tree(show_kind=False) == (
+        "invoke_workflow outer\n"
+        "  invoke_agent helper\n"
+        "    chat planner\n"
+        "    execute_tool lookup\n"
+        "      chat FakeListChatModel\n"
+        "      invoke_workflow inner\n"
+        "        chat FakeListChatModel\n"
+        "    chat planner"
+    )
+    assert threadline.current_run() is None
+
+
+def test_llamaindex_inside_a_pydantic_ai_tool_inside_a_workflow_step(
+    telemetry: Telemetry,  # noqa: F811 - the fixture imported above
+) -> None:
+    agent = Agent(calls_tool_then_answers("summarize"), name="helper")
+
+    @agent.tool_plain
+    async def summarize() -> str:
+        return (await MockLLM(max_tokens=2).acomplete("called from the tool")).text
+
+    class Summary(Workflow):
+        @step
+        async def run_agent(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=(await agent.run("go")).output)
+
+    async def main() -> None:
+        await Summary(timeout=10).run()
+
+    asyncio.run(main())
+    tree = telemetry.tree(show_kind=False)
+    assert tree.splitlines()[:5] == [
+        "invoke_workflow Summary",
+        "  invoke_agent helper",
+        "    chat planner",
+        "    execute_tool summarize",
+        "      text_completion unknown",
+    ], tree
+
+
+def test_an_app_span_or_session_inside_a_node_holds_what_runs_in_it(
+    telemetry: Telemetry,  # noqa: F811 - the fixture imported above
+) -> None:
+    model = FakeListChatModel(responses=["a", "b", "c"])
+    tracer = trace.get_tracer("app")
+
+    def node(state: State) -> dict[str, list[str]]:
+        with tracer.start_as_current_span("app.step"):
+            model.invoke("inside the app's span")
+        with threadline.session("s-7"):
+            model.invoke("inside a session opened in the node")
+        return {"out": ["done"]}
+
+    one_node_graph("flow", node).invoke({"out": []})
+    assert telemetry.tree(show_kind=False) == (
+        "invoke_workflow flow\n  app.step\n    chat FakeListChatModel\n  chat FakeListChatModel"
+    )
+    chats = [s for s in telemetry.spans() if s.name.startswith("chat")]
+    assert [s.attributes.get("session.id") for s in chats] == [None, "s-7"]
