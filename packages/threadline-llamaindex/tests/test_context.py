@@ -149,3 +149,46 @@ def test_a_tool_reaped_while_running_leaves_nothing_current(telemetry: Telemetry
     spans = {s.name: s for s in telemetry.spans()}
     assert spans["execute_tool slow"].attributes["threadline.abandon_reason"] == "ttl"
     assert spans["after"].parent_span_id is None
+
+
+def test_another_span_handler_between_a_chat_and_its_complete_makes_no_second_span(
+    telemetry: Telemetry,
+) -> None:
+    """Another instrumentation that makes each LlamaIndex span current sits between a chat and
+    the ``complete()`` it is implemented with: still one inference span for the one call."""
+    import llama_index.core.instrumentation as instrumentation
+    from llama_index.core.instrumentation.span import SimpleSpan
+    from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+    from llama_index.core.llms import MockLLM
+
+    tracer = trace.get_tracer("other-instrumentation")
+    open_spans: dict[str, Any] = {}
+
+    class Other(BaseSpanHandler[SimpleSpan]):
+        def new_span(  # type: ignore[override]
+            self, id_: str, *args: Any, parent_span_id: Any = None, **_: Any
+        ) -> SimpleSpan:
+            span = tracer.start_span(id_.partition("-")[0])
+            open_spans[id_] = (span, otel_context.attach(trace.set_span_in_context(span)))
+            return SimpleSpan(id_=id_, parent_id=parent_span_id)
+
+        def _close(self, id_: str) -> None:
+            span, token = open_spans.pop(id_)
+            otel_context.detach(token)
+            span.end()
+
+        def prepare_to_exit_span(self, id_: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+            self._close(id_)
+
+        def prepare_to_drop_span(self, id_: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+            self._close(id_)
+
+    dispatcher = instrumentation.get_dispatcher()
+    other = Other()
+    dispatcher.span_handlers.insert(0, other)
+    try:
+        MockLLM(max_tokens=3).chat([ChatMessage(role="user", content="hi")])
+    finally:
+        dispatcher.span_handlers.remove(other)
+    ours = [s.name for s in telemetry.spans() if s.scope == "threadline"]
+    assert ours == ["chat unknown"]

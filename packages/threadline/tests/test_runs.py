@@ -369,6 +369,7 @@ def test_chunks_that_arrive_together_each_get_a_point(telemetry: Telemetry) -> N
     [tpoc] = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
     assert tpoc["count"] == 6  # every chunk after the first
     assert run.chunks == 7
+    assert run.chunk(0) is False  # nothing arrived: nothing recorded, no error
 
 
 def test_long_stream_records_every_chunk_gap_across_batches(telemetry: Telemetry) -> None:
@@ -1017,6 +1018,8 @@ def test_beneath_prefers_the_current_context_only_below_the_parent(telemetry: Te
         with threadline.execute_tool("t") as tool:
             assert beneath(flow) is not flow  # a run beneath it is current
             assert threadline.current_run(beneath(flow)) is tool  # type: ignore[arg-type]
+        with threadline.inference("m", provider="openai"):
+            assert beneath(flow) is flow  # a model call in flight calls no framework
         other = threadline.invoke_workflow("other", parent=otel_context.Context())
         other.attach()
         assert beneath(flow) is flow  # an unrelated run is current

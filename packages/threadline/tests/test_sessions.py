@@ -42,6 +42,8 @@ def test_conversation_only_on_the_span_types_that_have_it(telemetry: Telemetry) 
     with threadline.session("s-1", conversation_id="c-1"):
         with threadline.create_agent("builder", provider="openai", model="gpt-4o"):
             pass
+        with threadline.invoke_agent("outer", conversation_id="c-2"):
+            threadline.create_agent("inner", provider="openai").end()  # nor from its parent
         with threadline.invoke_workflow("flow"):
             threadline.execute_tool("t").end()
             threadline.embeddings("e", provider="openai").end()
@@ -50,7 +52,12 @@ def test_conversation_only_on_the_span_types_that_have_it(telemetry: Telemetry) 
     carried = sorted(
         s.name for s in telemetry.spans() if semconv.GEN_AI_CONVERSATION_ID in s.attributes
     )
-    assert carried == ["execute_tool t", "invoke_workflow flow", "tools/call t"]
+    assert carried == [
+        "execute_tool t",
+        "invoke_agent outer",
+        "invoke_workflow flow",
+        "tools/call t",
+    ]
     assert all(s.attributes[semconv.SESSION_ID] == "s-1" for s in telemetry.spans())
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from threadline import config
@@ -124,9 +124,15 @@ def release_stranded() -> None:
     integration calls this when an event that ends a run finds none (see
     :meth:`RunRegistry.get_ending`)."""
     if stranded[0]:
-        from threadline._runs import release_ended  # _runs imports this module
+        release = _release_ended[0]
+        if release is None:
+            from threadline._runs import release_ended  # _runs imports this module
 
-        release_ended()
+            release = _release_ended[0] = release_ended
+        release()
+
+
+_release_ended: list[Callable[[], None] | None] = [None]
 
 
 config.on_change(lambda _settings: open_runs._wake.set())

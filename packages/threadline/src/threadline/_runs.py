@@ -255,6 +255,8 @@ def beneath(parent: Run | Context | None) -> Run | Context | None:
             return parent
         if run is parent:  # a span that is no run of ours (or a session) may be set above it
             return parent if ctx is parent._ctx else ctx
+        if isinstance(run, InferenceRun):
+            return parent  # a model call in flight calls no framework: its context leaked here
         ancestor = run.parent_run
         for _ in range(_MAX_NESTING):
             if ancestor is None:
@@ -780,7 +782,7 @@ def _conversation_attribute(
     """``run``'s conversation into its start attributes: its explicit ``conversation_id``, else
     the nearest enclosing run's."""
     conversation = run.conversation_id
-    if conversation is None and run.parent_run is not None:
+    if conversation is None and run.parent_run is not None and run._carries_conversation():
         conversation = run.conversation_id = run._inherited_conversation_id()
     if conversation is not None:
         attributes[semconv.GEN_AI_CONVERSATION_ID] = conversation
@@ -900,7 +902,7 @@ class InferenceRun(Run):
         Called once per token, so it only notes the gap; the per-chunk histogram is recorded
         in a batch (at the end, or every ``_CHUNK_BATCH`` chunks) off the stream's path."""
         try:
-            if self._ended:
+            if self._ended or count < 1:
                 return False
             seen = self._chunks
             self._chunks = seen + count
@@ -911,8 +913,8 @@ class InferenceRun(Run):
                     last, self._last_chunk = self._last_chunk, now
                     if count == 1:
                         gaps.append(now - last)
-                    else:  # one point per chunk: the gap shared by the chunks that came together
-                        gaps.extend([(now - last) / count] * count)
+                    else:  # one point per chunk (a batch's worth at most): the shared gap
+                        gaps.extend([(now - last) / count] * min(count, _CHUNK_BATCH))
                     if len(gaps) >= _CHUNK_BATCH:
                         self._flush_chunk_gaps(resolved().recording_instruments())
                 return False
@@ -924,7 +926,7 @@ class InferenceRun(Run):
                 # recorded at the end, with the attributes of the model that answered
                 self._first_chunk = first
                 # chunks that came with the first one came no time after it
-                self._chunk_gaps = [0.0] * (count - 1) if count > 1 else []
+                self._chunk_gaps = [0.0] * min(count - 1, _CHUNK_BATCH)
             return True
         except Exception as error:  # noqa: BLE001 - fail-open
             report("InferenceRun.chunk", error)

@@ -515,14 +515,16 @@ class Tracker:
         elif kind is _SKIP:
             self._remember(id_, parent)
             return
-        else:
-            # Started beneath a span LlamaIndex does not know of (another library's run or the
-            # app's, inside a step or a tool): that span is its parent.
+        # A nested call of LlamaIndex's own (a chat implemented by complete()) joins the run
+        # LlamaIndex names as its parent; a new run started beneath a span LlamaIndex does not
+        # know of (another library's or the app's, inside a step or a tool) nests under it.
+        own = parent
+        if workflow is None:
             parent = beneath(parent)
         run: threadline.Run | None
         if kind is _CHAT or kind is _COMPLETION:
-            if isinstance(parent, threadline.InferenceRun) and not parent.ended:
-                self._remember(id_, parent)  # e.g. a chat implemented by complete()
+            if isinstance(own, threadline.InferenceRun) and not own.ended:
+                self._remember(id_, own)  # e.g. a chat implemented by complete()
                 return
             frame = (
                 _lazy_async_stream_frame()
@@ -536,8 +538,8 @@ class Tracker:
                     return
             run = self._inference(kind, prefix, instance, arguments, parent)
         elif kind is _EMBEDDINGS:
-            if isinstance(parent, threadline.EmbeddingsRun) and not parent.ended:
-                self._remember(id_, parent)
+            if isinstance(own, threadline.EmbeddingsRun) and not own.ended:
+                self._remember(id_, own)
                 return
             host, port = _extract.endpoint(instance)
             run = threadline.embeddings(
@@ -550,8 +552,8 @@ class Tracker:
         elif kind is _RETRIEVAL:
             run = self._retrieval(instance, arguments, parent)
         elif kind is _TOOL:
-            if isinstance(parent, threadline.ToolRun) and not parent.ended:
-                self._remember(id_, parent)
+            if isinstance(own, threadline.ToolRun) and not own.ended:
+                self._remember(id_, own)
                 return
             run = self._tool(instance, arguments, parent)
         elif kind is _TOOL_STEP:
