@@ -124,15 +124,11 @@ def release_stranded() -> None:
     integration calls this when an event that ends a run finds none (see
     :meth:`RunRegistry.get_ending`)."""
     if stranded[0]:
-        release = _release_ended[0]
-        if release is None:
-            from threadline._runs import release_ended  # _runs imports this module
-
-            release = _release_ended[0] = release_ended
-        release()
+        release_ended[0]()
 
 
-_release_ended: list[Callable[[], None] | None] = [None]
+# Set by threadline._runs (which imports this module, and alone can strand a run) as it loads.
+release_ended: list[Callable[[], None]] = [lambda: None]
 
 
 config.on_change(lambda _settings: open_runs._wake.set())

@@ -233,6 +233,9 @@ def release_ended() -> None:
         report("release_ended", error)
 
 
+_registry.release_ended[0] = release_ended
+
+
 # How far up from the current run to look for a framework's parent (runs nest a few deep).
 _MAX_NESTING = 64
 
@@ -1588,9 +1591,6 @@ class AgentRun(Run):
         self, instruments: Instruments, error_type: str | None, duration: float
     ) -> None:
         attrs: dict[str, AttributeValue] = {}
-        if self.name and self.operation != semconv.OP_CREATE_AGENT:
-            # gen_ai.client.operation.duration (create_agent's) has no agent name
-            attrs[semconv.GEN_AI_AGENT_NAME] = self.name
         if self._provider:  # a remote agent or create_agent: a call to a GenAI provider
             attrs[semconv.GEN_AI_PROVIDER_NAME] = self._provider
         if self._request_model:
@@ -1600,9 +1600,12 @@ class AgentRun(Run):
         if error_type:
             attrs[semconv.ERROR_TYPE] = error_type
         if self.operation == semconv.OP_CREATE_AGENT:
+            # gen_ai.client.operation.duration: no agent name among its attributes
             attrs[semconv.GEN_AI_OPERATION_NAME] = self.operation
             instruments.operation_duration.record(duration, attrs)
         else:
+            if self.name:
+                attrs[semconv.GEN_AI_AGENT_NAME] = self.name
             instruments.agent_duration.record(duration, attrs)
 
 
