@@ -58,6 +58,29 @@ def test_abandoned_stream_is_reaped_with_usage_seen(
     telemetry.assert_conformant()
 
 
+def test_an_abandoned_run_records_usage_but_no_duration(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """Its end was never seen: a duration would only say how long the reaper waited."""
+    abandoned = threadline.inference("gpt-4o", provider="openai", stream=True)
+    abandoned.chunk()
+    abandoned.update(usage=threadline.Usage(input_tokens=12, output_tokens=3))
+    tool = threadline.execute_tool("lookup")
+    abandoned.abandon("ttl")
+    tool.abandon("capacity")
+    metrics = telemetry.metrics()
+    assert semconv.METRIC_CLIENT_OPERATION_DURATION not in metrics
+    assert semconv.METRIC_EXECUTE_TOOL_DURATION not in metrics
+    usage = metrics[semconv.METRIC_CLIENT_TOKEN_USAGE]
+    assert sorted(p["sum"] for p in usage) == [3, 12]
+    [first_chunk] = metrics[semconv.METRIC_CLIENT_TIME_TO_FIRST_CHUNK]  # that one was seen
+    assert first_chunk["count"] == 1
+
+    threadline.inference("gpt-4o", provider="openai").end()  # an observed end still counts
+    [duration] = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    assert duration["count"] == 1
+
+
 def test_registry_entries_vanish_when_runs_end(restore_settings: None) -> None:
     registry: threadline.RunRegistry[str, threadline.Run] = threadline.RunRegistry()
     ended = threadline.execute_tool("a")

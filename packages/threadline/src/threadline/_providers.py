@@ -7,6 +7,7 @@ after import (``opentelemetry-instrument`` does this) is still honoured.
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import TYPE_CHECKING
 
@@ -100,6 +101,31 @@ class Instruments:
             unit="USD",
             description="Estimated cost of inference calls (threadline's own, not the spec's).",
         )
+        self._unmeasured: Instruments | None = None
+
+    def without_durations(self) -> Instruments:
+        """These instruments with every operation-duration histogram a no-op: for a run whose
+        end was not observed (ended by the reaper), whose usage, cost and time to first chunk
+        count but whose "duration" would only measure how long threadline waited."""
+        view = self._unmeasured
+        if view is None:
+            view = copy.copy(self)
+            for name in _DURATIONS:
+                setattr(view, name, _NO_HISTOGRAM)
+            view._unmeasured = view
+            self._unmeasured = view
+        return view
+
+
+_DURATIONS = (
+    "operation_duration",
+    "agent_duration",
+    "tool_duration",
+    "workflow_duration",
+    "mcp_client_duration",
+    "mcp_server_duration",
+)
+_NO_HISTOGRAM: Histogram = NoOpMeterProvider().get_meter(_SCOPE).create_histogram("unmeasured")
 
 
 class _Resolved:

@@ -673,11 +673,15 @@ class Run:
                 return
             self.span.set_attribute(semconv.THREADLINE_ABANDONED, True)
             self.span.set_attribute(semconv.THREADLINE_ABANDON_REASON, reason)
-            self._finish(self._failed_as, None)
+            self._finish(self._failed_as, None, observed=False)
         except Exception as error:  # noqa: BLE001
             report("Run.abandon", error)
 
-    def _finish(self, error_type: str | None, end_time: int | None) -> None:
+    def _finish(
+        self, error_type: str | None, end_time: int | None, *, observed: bool = True
+    ) -> None:
+        """End the span and record the metrics. ``observed``: the operation's end was seen; an
+        abandoned run's was not, and it records no duration (only how long we waited)."""
         # Fix the end before our own end-of-run work, so it never inflates the span or metric.
         duration = time.monotonic() - self.start_monotonic
         if end_time is None:
@@ -713,6 +717,8 @@ class Run:
         try:
             instruments = resolved().recording_instruments()
             if instruments is not None:
+                if not observed:
+                    instruments = instruments.without_durations()
                 self._record_metrics(instruments, error_type, duration)
         except Exception as error:  # noqa: BLE001
             report(f"{type(self).__name__}._record_metrics", error)
