@@ -999,11 +999,15 @@ def test_failure_descriptions_are_for_people(telemetry: Telemetry) -> None:
     }
 
 
-def test_finish_reasons_are_strings(telemetry: Telemetry) -> None:
+def test_finish_reasons_are_strings_that_keep_their_choice(telemetry: Telemetry) -> None:
+    """One reason per choice: a missing one keeps its place, so "length" stays the second's."""
     with threadline.inference("m", provider="openai") as chat:
-        chat.update(finish_reasons=[None, "stop"])  # type: ignore[list-item]
-    [span] = telemetry.spans()
-    assert span.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+        chat.update(finish_reasons=[None, "length"])
+    with threadline.inference("unknown", provider="openai") as chat:
+        chat.update(finish_reasons=[None])
+    known, unknown = telemetry.spans()
+    assert known.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("", "length")
+    assert semconv.GEN_AI_RESPONSE_FINISH_REASONS not in unknown.attributes
 
 
 def test_beneath_prefers_the_current_context_only_below_the_parent(telemetry: Telemetry) -> None:

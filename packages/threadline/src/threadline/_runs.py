@@ -997,7 +997,7 @@ class InferenceRun(Run):
         *,
         response_id: str | None = None,
         response_model: str | None = None,
-        finish_reasons: Sequence[str] | None = None,
+        finish_reasons: Sequence[str | None] | None = None,
         usage: Usage | None = None,
         output_messages: Sequence[OutputMessage] | None = None,
         input_messages: Sequence[InputMessage] | None = None,
@@ -1018,10 +1018,12 @@ class InferenceRun(Run):
             if response_model:
                 self.response_model = response_model
                 attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
-            if finish_reasons is not None:
-                # a string[] attribute: a reason the provider left out (None) is not one
+            if finish_reasons is not None and any(r is not None for r in finish_reasons):
+                # One reason per choice, by position: a reason the provider left out (None)
+                # stays as "" (a string[] attribute holds no None, and dropping it would pin the
+                # next choice's reason on this one). None of them known: no attribute at all.
                 attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = [
-                    str(reason) for reason in finish_reasons if reason is not None
+                    "" if reason is None else str(reason) for reason in finish_reasons
                 ]
             if attributes:
                 attrs.update(attributes)

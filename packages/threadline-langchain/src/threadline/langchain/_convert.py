@@ -232,7 +232,7 @@ class ResponseFacts:
     __slots__ = ("finish_reasons", "response_id", "response_model", "usage")
 
     def __init__(self) -> None:
-        self.finish_reasons: list[str] = []
+        self.finish_reasons: list[str | None] = []  # one per generation, by position
         self.response_id: str | None = None
         self.response_model: str | None = None
         self.usage: Usage | None = None
@@ -253,8 +253,7 @@ def response_facts(response: Any) -> ResponseFacts:
             or meta.get("stop_reason")
             or info.get("stop_reason")
         )
-        if isinstance(reason, str) and reason:
-            facts.finish_reasons.append(reason)
+        facts.finish_reasons.append(reason if isinstance(reason, str) and reason else None)
         if facts.usage is None and message is not None:
             usage = getattr(message, "usage_metadata", None)
             if usage:
