@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import operator
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
 from typing_extensions import TypedDict
 
+import threadline
 from threadline import semconv
 from threadline.langchain import CallbackHandler
 
@@ -392,13 +394,13 @@ def test_thread_id_that_is_no_string(telemetry: Any, handler: CallbackHandler) -
 def test_a_root_chain_that_calls_no_model_is_no_workflow(
     telemetry: Any, config: dict[str, Any]
 ) -> None:
-    """A prompt, a parser or lambdas run on their own make no GenAI span: a root chain is a
-    workflow only for the spans beneath it. A named one (``workflows``) always is."""
+    """A prompt or a parser run on its own makes no GenAI span: a root chain is a workflow only
+    for the spans beneath it. A named one (``workflows``) always is."""
     ChatPromptTemplate.from_messages([("user", "{q}")]).invoke({"q": "hi"}, config=config)
     StrOutputParser().invoke("text", config=config)
-    (RunnableLambda(lambda x: x + 1) | RunnableLambda(lambda x: x * 2)).invoke(1, config=config)
-    with pytest.raises(ZeroDivisionError):
-        RunnableLambda(lambda x: x / 0).invoke(1, config=config)
+    prompt = ChatPromptTemplate.from_messages([("user", "{q}")])
+    # streamed, a function starts at the first chunk and ends after the last: not made a scope
+    list((prompt | RunnableLambda(lambda v: v.to_string())).stream({"q": "hi"}, config=config))
     assert telemetry.spans() == []
     named = {"callbacks": [CallbackHandler(workflows=["tidy"])]}
     StrOutputParser().with_config(run_name="tidy").invoke("text", config=named)
@@ -408,6 +410,63 @@ def test_a_root_chain_that_calls_no_model_is_no_workflow(
     workflow = telemetry.spans()[-1]
     assert workflow.name == "invoke_workflow"
     assert semconv.GEN_AI_WORKFLOW_NAME not in workflow.attributes
+
+
+def test_spans_and_sessions_the_apps_function_opens_nest_in_the_chain(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """A RunnableLambda runs the app's code: the chain's span is current while it runs, so a
+    span or session opened there holds the model call made inside, in the chain's trace, and
+    a function that calls no model still has the workflow its spans belong to."""
+    tracer = trace.get_tracer("app")
+    prompt = ChatPromptTemplate.from_messages([("user", "{q}")])
+
+    def lookup(value: Any) -> Any:
+        with tracer.start_as_current_span("db.lookup"):
+            return value
+
+    def answer(prompt_value: Any) -> Any:
+        with tracer.start_as_current_span("app.answer"), threadline.session("s-1", user_id="u"):
+            return hello_model().invoke(prompt_value)
+
+    async def aanswer(prompt_value: Any) -> Any:
+        with tracer.start_as_current_span("app.answer"), threadline.session("s-1", user_id="u"):
+            return await hello_model().ainvoke(prompt_value)
+
+    (prompt | RunnableLambda(answer)).invoke({"q": "hi"}, config=config)
+    RunnableLambda(lookup).invoke("x", config=config)
+    with tracer.start_as_current_span("request"):  # the root chain is no span: the app's is
+        (prompt | RunnableLambda(answer)).invoke({"q": "hi"}, config=config)
+    asyncio.run((prompt | RunnableLambda(aanswer)).ainvoke({"q": "hi"}, config=config))
+
+    async def root_lambda_leaves_nothing_current() -> None:
+        await RunnableLambda(aanswer).ainvoke("hi", config=config)
+        assert not trace.get_current_span().get_span_context().is_valid
+
+    asyncio.run(root_lambda_leaves_nothing_current())
+    assert not trace.get_current_span().get_span_context().is_valid
+    assert telemetry.tree(attributes=("session.id",)) == "\n".join(
+        [
+            "invoke_workflow [INTERNAL]",
+            "  app.answer [INTERNAL]",
+            "    chat scripted-1 [CLIENT] session.id=s-1",
+            "---",
+            "invoke_workflow lookup [INTERNAL]",
+            "  db.lookup [INTERNAL]",
+            "---",
+            "request [INTERNAL]",
+            "  app.answer [INTERNAL]",
+            "    chat scripted-1 [CLIENT] session.id=s-1",
+            "---",
+            "invoke_workflow [INTERNAL]",
+            "  app.answer [INTERNAL]",
+            "    chat scripted-1 [CLIENT] session.id=s-1",
+            "---",
+            "invoke_workflow aanswer [INTERNAL]",
+            "  app.answer [INTERNAL]",
+            "    chat scripted-1 [CLIENT] session.id=s-1",
+        ]
+    )
 
 
 def test_workflow_names_are_the_apps_not_langchains_types(

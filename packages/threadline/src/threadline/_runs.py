@@ -248,9 +248,13 @@ def beneath(parent: Run | Context | None) -> Run | Context | None:
     through code it does not see: a span another library or the app opened inside its step (a
     Pydantic AI agent in a LangGraph node, the app's span around a model call) belongs between
     the step and what the step calls, and so does a session opened there. Any other current
-    context (unrelated, or above ``parent``) leaves ``parent`` as it is."""
+    context (unrelated, or above ``parent``) leaves ``parent`` as it is.
+
+    A context ``parent`` (where a framework's root call started, inside the app's span) gives
+    way to a current span of the same trace that started after its own and is still open: the
+    app's code inside the framework's step made it (see :func:`_beneath_context`)."""
     if not isinstance(parent, Run):
-        return parent
+        return parent if parent is None else _beneath_context(parent)
     try:
         ctx = otel_context._RUNTIME_CONTEXT.get_current()
         run = ctx.get(_RUN_KEY)
@@ -267,6 +271,44 @@ def beneath(parent: Run | Context | None) -> Run | Context | None:
             if ancestor is parent:
                 return ctx
             ancestor = ancestor.parent_run
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("beneath", error)
+    return parent
+
+
+def _beneath_context(parent: Context) -> Context:
+    """:func:`beneath` for a context parent: the current context when its span is ``parent``'s
+    (baggage, a session, set beneath it) or a later open span of the same trace. A span that
+    started first can be no descendant; one ended, or a model call in flight, only leaked here."""
+    try:
+        ctx = otel_context._RUNTIME_CONTEXT.get_current()
+        if ctx is parent or _SPAN_KEY is None:
+            return parent
+        current = ctx.get(_SPAN_KEY)
+        above = parent.get(_SPAN_KEY)
+        if not isinstance(current, trace.Span) or not isinstance(above, trace.Span):
+            return parent
+        run = ctx.get(_RUN_KEY)
+        if (
+            isinstance(run, Run)
+            and run.span is current
+            and (run._ended or isinstance(run, InferenceRun))
+        ):
+            return parent
+        if current is above:
+            return ctx
+        inner = current.get_span_context()
+        if not inner.is_valid or inner.trace_id != above.get_span_context().trace_id:
+            return parent
+        started = getattr(current, "start_time", None)  # SDK spans know both; others: unknown
+        above_started = getattr(above, "start_time", None)
+        if (
+            isinstance(started, int)
+            and isinstance(above_started, int)
+            and started >= above_started
+            and getattr(current, "end_time", 0) is None
+        ):
+            return ctx
     except Exception as error:  # noqa: BLE001 - fail-open
         report("beneath", error)
     return parent

@@ -274,6 +274,9 @@ _GUARDED = (
     ("langchain_core.language_models.llms", "BaseLLM", "agenerate"),
     ("langchain_core.tools", "BaseTool", "arun"),
     ("langchain_core.retrievers", "BaseRetriever", "ainvoke"),
+    # An async call of the app's function: the chain is made current in the caller's task at
+    # its start (see _runs_user_code), and LangChain sends its end from a task of its own.
+    ("langchain_core.runnables.base", "Runnable", "_acall_with_config"),
     # A graph cancelled in its caller's task (a timeout around ainvoke) reports its error from
     # a task of its own, where the graph's span, made current for a node that ran in the
     # caller's task, cannot be detached.
@@ -378,12 +381,14 @@ def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _restore(before: Context) -> None:
-    """Leave the caller's context as the call found it when the call left one of our ended runs
-    current there (its end came in another task, which could not detach it)."""
+    """Leave the caller's context as the call found it when the call left one of our runs
+    current there: ended (its end came in another task, which could not detach it), or made
+    current for the call only (a chain's scope, whose end came in another task)."""
     try:
-        if otel_context.get_current() is not before:
+        current = otel_context.get_current()
+        if current is not before:
             left = threadline.current_run()
-            if left is not None and left.ended:
+            if left is not None and (left.ended or current is left.context):
                 threadline.attach_context(before)  # nothing to detach: the call is over
     except Exception as error:  # noqa: BLE001 - fail-open
         report("langchain.guard_restore", error)
@@ -531,6 +536,25 @@ def _starts_a_trace(record: _Chain) -> bool:
     )
 
 
+def _runs_user_code(inputs: Any, kwargs: Mapping[str, Any]) -> bool:
+    """Whether a chain run is a call of the app's function that starts and ends around it.
+
+    LangChain's ``Runnable._call_with_config`` (RunnableLambda, ``@chain``, custom runnables)
+    passes ``run_type=None``; prompts and parsers pass their type, and compositions
+    (sequences, parallels, fallbacks) none at all. A streamed call starts at its first chunk
+    and ends after its last, with the consumer's code in between: LangChain marks it with
+    ``defers_inputs`` (1.x) or the placeholder input ``{"input": ""}`` (0.3)."""
+    return (
+        "run_type" in kwargs
+        and kwargs["run_type"] is None
+        and "defers_inputs" not in kwargs
+        and inputs != _DEFERRED_INPUT
+    )
+
+
+_DEFERRED_INPUT = {"input": ""}
+
+
 def _is_node(tags: Sequence[str] | None) -> bool:
     if tags:
         for tag in tags:
@@ -667,6 +691,15 @@ class CallbackHandler(BaseCallbackHandler):
                     inner = beneath(anchor)
                     if isinstance(inner, Context):
                         record.parent = inner
+            if not hidden and record.token is None and _runs_user_code(inputs, kwargs):
+                # The app's own function (a RunnableLambda, an @chain function): the spans it
+                # makes and the sessions it opens nest under the chain, so the chain's span
+                # exists from now on (a root one outside any trace is its workflow) and is
+                # current while the function runs. Start and end come in this context.
+                target = _resolve(record)
+                if isinstance(target, Run):
+                    record.token = target.attach_scope()
+                    record.scope = target
             _remember(run_id, record)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_chain_start", error)
