@@ -346,6 +346,32 @@ def test_a_streamed_request_ends_with_its_response(telemetry: Telemetry) -> None
     assert threadline.current_run() is None
 
 
+def test_a_streamed_request_read_to_its_end_stays_a_success_when_validation_fails(
+    telemetry: Telemetry,
+) -> None:
+    """A failing output validator fails the run; the request whose response was read in full
+    did not fail, though Pydantic AI cancels its task as the block raises."""
+    agent = Agent(streaming("may", "be"), name="strict", capabilities=[Tracing()])
+
+    @agent.output_validator
+    def must_say_yes(output: str) -> str:
+        raise ValueError("not yes")
+
+    async def consume() -> None:
+        async with agent.run_stream("hi") as stream:
+            await stream.get_output()
+
+    with pytest.raises(ValueError, match="not yes"):
+        asyncio.run(consume())
+    run, chat = telemetry.spans()[::-1]  # the request ends first
+    assert run.name.startswith("invoke_agent")
+    assert (run.status_code, run.attributes["error.type"]) == ("ERROR", "ValueError")
+    assert (chat.name, chat.parent_span_id) == ("chat streamer", run.span_id)
+    assert chat.status_code == "UNSET"
+    assert "error.type" not in chat.attributes
+    assert threadline.current_run() is None
+
+
 def test_plain_run_stays_unstreamed(telemetry: Telemetry) -> None:
     """Observing streams must not switch a plain run to streamed model requests."""
     agent = Agent(streaming("x"), name="s", capabilities=[Tracing()])

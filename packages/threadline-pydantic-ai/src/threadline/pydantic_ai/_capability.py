@@ -565,7 +565,13 @@ class Tracing(AbstractCapability[Any]):
             elif isinstance(error, _SKIPPED_REQUEST):
                 self._end_chat(chat, getattr(error, "response", None), chain)
             elif isinstance(error, asyncio.CancelledError):
-                chat.cancel(error)  # a failure unless the run was stopped early
+                streamed, state.streamed = state.streamed, None
+                if streamed is not None and streamed[0] is chat:
+                    # Read to its end: the request succeeded, and Pydantic AI cancels its task
+                    # because the caller's block raised after (a failing output validator).
+                    chat.end(end_time=streamed[1])
+                else:
+                    chat.cancel(error)  # a failure unless the run was stopped early
             else:
                 chat.fail(error)
             raise
