@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from typing import Any
 
@@ -282,6 +283,32 @@ def test_streamed_query_answer_async_and_closed_early(telemetry: Telemetry) -> N
     asyncio.run(main())
     assert telemetry.tree() == QUERY_TREE
     assert threadline.current_run() is None
+
+
+def test_an_async_answer_closed_early_ends_its_model_call_without_the_collector(
+    telemetry: Telemetry,
+) -> None:
+    """Closing the answer ends the model call feeding it within a turn of the event loop, not
+    when the garbage collector happens to run."""
+    engine = _streaming_engine()
+    telemetry.span_exporter.clear()
+
+    async def main() -> list[str]:
+        response = await engine.aquery("Weather in Paris?")
+        tokens = response.response_gen
+        async for _ in tokens:
+            break
+        await tokens.aclose()
+        del tokens, response
+        await asyncio.sleep(0.1)  # LlamaIndex's finalizer closes its generator in a task
+        return [span.name for span in telemetry.spans()]
+
+    gc.disable()
+    try:
+        ended = asyncio.run(main())
+    finally:
+        gc.enable()
+    assert any(name.startswith("text_completion") for name in ended), ended
 
 
 def test_custom_llm_streams_read_in_another_order_than_opened(telemetry: Telemetry) -> None:

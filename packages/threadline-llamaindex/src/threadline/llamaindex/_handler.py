@@ -243,7 +243,10 @@ def _answer_tokens(
         raise
     finally:
         tokens.close()
-        _end_answer(run, failure)
+        try:
+            _end_answer(run, failure)
+        finally:
+            failure = None  # see _answer_tokens_async
 
 
 async def _answer_tokens_async(
@@ -266,7 +269,13 @@ async def _answer_tokens_async(
     finally:
         # Not closed here: LlamaIndex finalizes its own answer generator (closing it from here
         # cancels the model stream it feeds from, on 0.12).
-        _end_answer(run, failure)
+        try:
+            _end_answer(run, failure)
+        finally:
+            # The exception's traceback holds this frame, which holds it and ``tokens``: a
+            # cycle that kept the model stream, and its span, open until the garbage collector
+            # ran. Dropping it lets LlamaIndex's finalizer close the stream at once.
+            failure = None
 
 
 def _leave(run: threadline.WorkflowRun, scope: Token[Context] | None) -> None:
