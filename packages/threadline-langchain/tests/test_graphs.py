@@ -469,6 +469,25 @@ def test_spans_and_sessions_the_apps_function_opens_nest_in_the_chain(
     )
 
 
+def test_retries_and_fallbacks_are_one_trace(telemetry: Any, config: dict[str, Any]) -> None:
+    """LangChain reports a fallback, called with callbacks given as a list, as a new root run:
+    its attempts still belong to the fallbacks chain's trace."""
+    down = ScriptedChatModel(responses=[AIMessage(content="-")], fail_with="down")
+    resilient = down.with_retry(stop_after_attempt=2, wait_exponential_jitter=False)
+    resilient = resilient.with_fallbacks([hello_model()])
+    assert resilient.invoke("hi", config=config).content == "Hello there"
+    assert asyncio.run(resilient.ainvoke("hi", config=config)).content == "Hello there"
+    tree = "\n".join(
+        [
+            "invoke_workflow [INTERNAL]",
+            "  chat scripted-1 [CLIENT] !ERROR error.type=ValueError",
+            "  chat scripted-1 [CLIENT] !ERROR error.type=ValueError",
+            "  chat scripted-1 [CLIENT]",
+        ]
+    )
+    assert telemetry.tree() == f"{tree}\n---\n{tree}"
+
+
 def test_workflow_names_are_the_apps_not_langchains_types(
     telemetry: Any, config: dict[str, Any]
 ) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables.config import var_child_runnable_config
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -495,6 +496,23 @@ def _emitted_so_far(parent: _Chain | Run | Context) -> Run | None:
     return parent if isinstance(parent, Run) else None
 
 
+def _implied_parent() -> UUID | None:
+    """The run a call LangChain reports without a parent was made in, when LangChain's own
+    child config names one this handler follows.
+
+    ``RunnableWithFallbacks`` (langchain-core 0.3 to 1.7) calls each runnable with its caller's
+    config instead of the child config it made, so with callbacks passed as a list the attempts
+    come as new root runs, each its own trace; the child config, set as current for them,
+    still names the fallbacks run."""
+    config = var_child_runnable_config.get()
+    if not config:
+        return None
+    parent_run_id = getattr(config.get("callbacks"), "parent_run_id", None)
+    if isinstance(parent_run_id, UUID) and (parent_run_id in _chains or parent_run_id in _runs):
+        return parent_run_id
+    return None
+
+
 def _chain_parent(parent_run_id: UUID | None) -> _Chain | Run | Context:
     if parent_run_id is not None:
         record = _chains.get(parent_run_id)
@@ -661,6 +679,8 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             if run_id in _chains:
                 return
+            if parent_run_id is None:
+                parent_run_id = _implied_parent()
             parent = _chain_parent(parent_run_id)
             name = kwargs.get("name")
             if not isinstance(name, str) or not name:
@@ -807,6 +827,8 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         if run_id in _runs:
             return
+        if parent_run_id is None:
+            parent_run_id = _implied_parent()
         invocation = kwargs.get("invocation_params") or {}
         input_messages = tools = None
         if threadline.capture_enabled():
@@ -955,6 +977,8 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             if run_id in _runs:
                 return
+            if parent_run_id is None:
+                parent_run_id = _implied_parent()
             serialized = serialized or {}
             name = kwargs.get("name") or serialized.get("name") or "tool"
             description = serialized.get("description")
@@ -1039,6 +1063,8 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             if run_id in _runs:
                 return
+            if parent_run_id is None:
+                parent_run_id = _implied_parent()
             source = (metadata or {}).get("ls_vector_store_provider")
             if not isinstance(source, str) or not source:
                 source = kwargs.get("name")
