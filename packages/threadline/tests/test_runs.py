@@ -1033,3 +1033,35 @@ def test_beneath_prefers_the_current_context_only_below_the_parent(telemetry: Te
         assert beneath(flow) is flow  # the parent ended, and is not above this one
     assert beneath(outside) is outside  # nothing current
     assert beneath(None) is None
+
+
+def test_beneath_a_context_prefers_a_later_open_span_of_its_trace(telemetry: Telemetry) -> None:
+    """A framework's root call started in the app's span: a span the app opened inside the
+    call, or a session, wins; an earlier, ended, or unrelated span does not."""
+    from threadline._runs import beneath
+
+    tracer = trace.get_tracer("app")
+    with tracer.start_as_current_span("request") as request:
+        started_in = otel_context.get_current()
+        assert beneath(started_in) is started_in
+        with tracer.start_as_current_span("app.step"):
+            inner = beneath(started_in)
+            assert trace.get_current_span(inner).name == "app.step"  # type: ignore[attr-defined]
+        with threadline.session("s-1"):
+            assert beneath(started_in) is otel_context.get_current()  # the same span, a session
+        with threadline.inference("m", provider="openai"):
+            assert beneath(started_in) is started_in  # a model call in flight calls no framework
+        with tracer.start_as_current_span("elsewhere", context=otel_context.Context()):
+            assert beneath(started_in) is started_in  # another trace
+        ended = tracer.start_span("ended", context=started_in)
+        ended.end()
+        token = otel_context.attach(trace.set_span_in_context(ended))
+        assert beneath(started_in) is started_in  # ended: only leaked here
+        otel_context.detach(token)
+        later = trace.set_span_in_context(tracer.start_span("later"))
+        token = otel_context.attach(later)
+        assert beneath(started_in) is later
+        otel_context.detach(token)
+        # "request" started before "later": it may be above it, never beneath
+        assert trace.get_current_span() is request
+        assert beneath(later) is later
