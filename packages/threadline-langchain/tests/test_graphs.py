@@ -444,6 +444,12 @@ def test_spans_and_sessions_the_apps_function_opens_nest_in_the_chain(
         assert not trace.get_current_span().get_span_context().is_valid
 
     asyncio.run(root_lambda_leaves_nothing_current())
+
+    def echo(inputs: dict[str, str]) -> Any:  # LangChain's own placeholder, sent by a user
+        with tracer.start_as_current_span("app.echo"):
+            return hello_model().invoke(inputs["input"] or "(empty)")
+
+    RunnableLambda(echo).invoke({"input": ""}, config=config)
     assert not trace.get_current_span().get_span_context().is_valid
     assert telemetry.tree(attributes=("session.id",)) == "\n".join(
         [
@@ -465,8 +471,24 @@ def test_spans_and_sessions_the_apps_function_opens_nest_in_the_chain(
             "invoke_workflow aanswer [INTERNAL]",
             "  app.answer [INTERNAL]",
             "    chat scripted-1 [CLIENT] session.id=s-1",
+            "---",
+            "invoke_workflow echo [INTERNAL]",
+            "  app.echo [INTERNAL]",
+            "    chat scripted-1 [CLIENT]",
         ]
     )
+
+
+def test_a_batch_is_one_trace_per_input(telemetry: Any, config: dict[str, Any]) -> None:
+    """LangChain starts every input of a batch in the caller's context before running any:
+    none of them is made current for the others."""
+    hello_model().with_retry().batch(["x", "y"], config=config)
+    RunnableLambda(lambda q: hello_model().invoke(q)).with_retry().batch(["x", "y"], config=config)
+    traces = telemetry.tree().split("\n---\n")
+    assert len(traces) == 4
+    for calls in traces:
+        assert calls.startswith("invoke_workflow ")
+        assert calls.endswith("[INTERNAL]\n  chat scripted-1 [CLIENT]")
 
 
 def test_retries_and_fallbacks_are_one_trace(telemetry: Any, config: dict[str, Any]) -> None:

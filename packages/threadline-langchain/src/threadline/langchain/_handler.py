@@ -480,7 +480,9 @@ def _resolve(parent: _Chain | Run | Context | None) -> Run | Context | None:
 
 def _leaf_parent(parent_run_id: UUID | None) -> Run | Context | None:
     if parent_run_id is None:
-        return None
+        parent_run_id = _implied_parent()
+        if parent_run_id is None:
+            return None
     record = _chains.get(parent_run_id)
     if record is not None:
         return beneath(_resolve(record))
@@ -514,6 +516,8 @@ def _implied_parent() -> UUID | None:
 
 
 def _chain_parent(parent_run_id: UUID | None) -> _Chain | Run | Context:
+    if parent_run_id is None:
+        parent_run_id = _implied_parent()
     if parent_run_id is not None:
         record = _chains.get(parent_run_id)
         if record is not None:
@@ -554,23 +558,42 @@ def _starts_a_trace(record: _Chain) -> bool:
     )
 
 
-def _runs_user_code(inputs: Any, kwargs: Mapping[str, Any]) -> bool:
-    """Whether a chain run is a call of the app's function that starts and ends around it.
+def _runs_user_code(kwargs: Mapping[str, Any]) -> bool:
+    """Whether a chain run is one call of the app's function, started and ended around it.
 
-    LangChain's ``Runnable._call_with_config`` (RunnableLambda, ``@chain``, custom runnables)
-    passes ``run_type=None``; prompts and parsers pass their type, and compositions
-    (sequences, parallels, fallbacks) none at all. A streamed call starts at its first chunk
-    and ends after its last, with the consumer's code in between: LangChain marks it with
-    ``defers_inputs`` (1.x) or the placeholder input ``{"input": ""}`` (0.3)."""
-    return (
-        "run_type" in kwargs
-        and kwargs["run_type"] is None
-        and "defers_inputs" not in kwargs
-        and inputs != _DEFERRED_INPUT
+    LangChain's ``Runnable._call_with_config`` and ``_acall_with_config`` (RunnableLambda,
+    ``@chain``, custom runnables) pass ``run_type=None``; prompts and parsers pass their type,
+    and compositions (sequences, parallels, fallbacks) none at all. The same ``run_type=None``
+    comes from ``_batch_with_config`` (every input's start first, in one context) and from a
+    streamed call (started at its first chunk and ended after its last, with the consumer's
+    code in between): the caller's frame tells them apart."""
+    if "run_type" not in kwargs or kwargs["run_type"] is not None:
+        return False
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(8):
+        if frame is None:
+            return False
+        name = frame.f_code.co_name
+        if name in _SINGLE_CALLS:
+            # RunnablePassthrough, .assign(), .pick() move data: no function of the app's
+            owner = frame.f_locals.get("self")
+            return type(owner).__module__ != _PASSTHROUGH_MODULE
+        if name in _OTHER_CALLS:
+            return False
+        frame = frame.f_back
+    return False
+
+
+_SINGLE_CALLS = frozenset(("_call_with_config", "_acall_with_config"))
+_OTHER_CALLS = frozenset(
+    (
+        "_batch_with_config",
+        "_abatch_with_config",
+        "_transform_stream_with_config",
+        "_atransform_stream_with_config",
     )
-
-
-_DEFERRED_INPUT = {"input": ""}
+)
+_PASSTHROUGH_MODULE = "langchain_core.runnables.passthrough"
 
 
 def _is_node(tags: Sequence[str] | None) -> bool:
@@ -625,7 +648,8 @@ class CallbackHandler(BaseCallbackHandler):
     def _emits_alone(self, record: _Chain) -> bool:
         """Whether a chain is a span even when nothing beneath it makes one: a graph, a chain
         named as an agent or workflow, a legacy agent, and any chain in verbose mode. A root
-        prompt, parser or lambda that calls no model is no workflow."""
+        prompt or parser that calls no model is no workflow (a root chain that runs the app's
+        function is: see _runs_user_code)."""
         name = record.name
         return (
             record.graph
@@ -679,8 +703,6 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             if run_id in _chains:
                 return
-            if parent_run_id is None:
-                parent_run_id = _implied_parent()
             parent = _chain_parent(parent_run_id)
             name = kwargs.get("name")
             if not isinstance(name, str) or not name:
@@ -711,7 +733,7 @@ class CallbackHandler(BaseCallbackHandler):
                     inner = beneath(anchor)
                     if isinstance(inner, Context):
                         record.parent = inner
-            if not hidden and record.token is None and _runs_user_code(inputs, kwargs):
+            if not hidden and record.token is None and _runs_user_code(kwargs):
                 # The app's own function (a RunnableLambda, an @chain function): the spans it
                 # makes and the sessions it opens nest under the chain, so the chain's span
                 # exists from now on (a root one outside any trace is its workflow) and is
@@ -827,8 +849,6 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         if run_id in _runs:
             return
-        if parent_run_id is None:
-            parent_run_id = _implied_parent()
         invocation = kwargs.get("invocation_params") or {}
         input_messages = tools = None
         if threadline.capture_enabled():
@@ -977,8 +997,6 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             if run_id in _runs:
                 return
-            if parent_run_id is None:
-                parent_run_id = _implied_parent()
             serialized = serialized or {}
             name = kwargs.get("name") or serialized.get("name") or "tool"
             description = serialized.get("description")
@@ -1063,8 +1081,6 @@ class CallbackHandler(BaseCallbackHandler):
         try:
             if run_id in _runs:
                 return
-            if parent_run_id is None:
-                parent_run_id = _implied_parent()
             source = (metadata or {}).get("ls_vector_store_provider")
             if not isinstance(source, str) or not source:
                 source = kwargs.get("name")
