@@ -398,9 +398,7 @@ def test_a_root_chain_that_calls_no_model_is_no_workflow(
     for the spans beneath it. A named one (``workflows``) always is."""
     ChatPromptTemplate.from_messages([("user", "{q}")]).invoke({"q": "hi"}, config=config)
     StrOutputParser().invoke("text", config=config)
-    prompt = ChatPromptTemplate.from_messages([("user", "{q}")])
-    # streamed, a function starts at the first chunk and ends after the last: not made a scope
-    list((prompt | RunnableLambda(lambda v: v.to_string())).stream({"q": "hi"}, config=config))
+    list(ChatPromptTemplate.from_messages([("user", "{q}")]).stream({"q": "hi"}, config=config))
     assert telemetry.spans() == []
     named = {"callbacks": [CallbackHandler(workflows=["tidy"])]}
     StrOutputParser().with_config(run_name="tidy").invoke("text", config=named)
@@ -450,6 +448,17 @@ def test_spans_and_sessions_the_apps_function_opens_nest_in_the_chain(
             return hello_model().invoke(inputs["input"] or "(empty)")
 
     RunnableLambda(echo).invoke({"input": ""}, config=config)
+
+    # Streamed, the function runs between the consumer's reads: only the function's own
+    # context holds the chain's span, never the consumer's.
+    for _ in (prompt | RunnableLambda(answer)).stream({"q": "hi"}, config=config):
+        assert not trace.get_current_span().get_span_context().is_valid
+
+    async def consume() -> None:
+        async for _ in (prompt | RunnableLambda(aanswer)).astream({"q": "hi"}, config=config):
+            assert not trace.get_current_span().get_span_context().is_valid
+
+    asyncio.run(consume())
     assert not trace.get_current_span().get_span_context().is_valid
     assert telemetry.tree(attributes=("session.id",)) == "\n".join(
         [
@@ -475,6 +484,13 @@ def test_spans_and_sessions_the_apps_function_opens_nest_in_the_chain(
             "invoke_workflow echo [INTERNAL]",
             "  app.echo [INTERNAL]",
             "    chat scripted-1 [CLIENT]",
+            *[
+                "---",
+                "invoke_workflow [INTERNAL]",
+                "  app.answer [INTERNAL]",
+                "    chat scripted-1 [CLIENT] session.id=s-1",
+            ]
+            * 2,
         ]
     )
 

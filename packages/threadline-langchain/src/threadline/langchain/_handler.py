@@ -117,6 +117,7 @@ class _Chain:
         "start_ns",
         "state",
         "token",
+        "user_code",
     )
 
     def __init__(
@@ -139,6 +140,7 @@ class _Chain:
         self.agent_node = False
         self.token: Token[Context] | None = None
         self.scope: Run | None = None  # the run made current while this node runs
+        self.user_code = False  # a call of the app's function (see _runs_user_code)
 
 
 # Shared by every handler instance, so a run seen by two handlers (the global one and one passed
@@ -275,9 +277,6 @@ _GUARDED = (
     ("langchain_core.language_models.llms", "BaseLLM", "agenerate"),
     ("langchain_core.tools", "BaseTool", "arun"),
     ("langchain_core.retrievers", "BaseRetriever", "ainvoke"),
-    # An async call of the app's function: the chain is made current in the caller's task at
-    # its start (see _runs_user_code), and LangChain sends its end from a task of its own.
-    ("langchain_core.runnables.base", "Runnable", "_acall_with_config"),
     # A graph cancelled in its caller's task (a timeout around ainvoke) reports its error from
     # a task of its own, where the graph's span, made current for a node that ran in the
     # caller's task, cannot be detached.
@@ -382,14 +381,12 @@ def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _restore(before: Context) -> None:
-    """Leave the caller's context as the call found it when the call left one of our runs
-    current there: ended (its end came in another task, which could not detach it), or made
-    current for the call only (a chain's scope, whose end came in another task)."""
+    """Leave the caller's context as the call found it when the call left one of our ended runs
+    current there (its end came in another task, which could not detach it)."""
     try:
-        current = otel_context.get_current()
-        if current is not before:
+        if otel_context.get_current() is not before:
             left = threadline.current_run()
-            if left is not None and (left.ended or current is left.context):
+            if left is not None and left.ended:
                 threadline.attach_context(before)  # nothing to detach: the call is over
     except Exception as error:  # noqa: BLE001 - fail-open
         report("langchain.guard_restore", error)
@@ -409,6 +406,58 @@ def guard_entry_points() -> None:
             functools.partial(_guard_entry_point, owner, name),
             site="langchain.guard_entry_points",
         )
+    for module_name in _CONFIG_CONTEXT_USERS:
+        when_imported(module_name, _scope_config_contexts, site="langchain.guard_entry_points")
+
+
+# LangChain runs each call of a runnable in a copy of the caller's context, made by
+# langchain_core.runnables.config._set_config_context; langchain-core 0.3 modules import it by
+# name, so each module's reference is wrapped.
+_CONFIG_CONTEXT_USERS = (
+    "langchain_core.runnables.config",
+    "langchain_core.runnables.base",
+    "langchain_core.runnables.fallbacks",
+    "langchain_core.tools.base",
+)
+
+
+def _scope_config_contexts(module: ModuleType) -> None:
+    with _guard_lock:
+        if not _guard_on:
+            return
+        entry = module.__dict__.get("_set_config_context")
+        if not callable(entry) or entry in _guards:
+            return
+        _guarded.replace(
+            module,
+            "_set_config_context",
+            lambda original: _keep_guard(_with_chain_scope(original)),
+        )
+
+
+def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``_set_config_context(config)``, which LangChain runs inside the context copy a
+    call's function runs in: when the call is the app's function (see _runs_user_code), the
+    chain's span is made current in that copy. The copy is dropped with the call, so nothing
+    is detached and the caller's own context is never touched (a stream's consumer, a batch's
+    other inputs, an async caller whose end callback comes from another task)."""
+
+    @functools.wraps(set_config_context)
+    def scoped(config: Any, *args: Any, **kwargs: Any) -> Any:
+        result = set_config_context(config, *args, **kwargs)
+        try:
+            callbacks = config.get("callbacks") if isinstance(config, Mapping) else None
+            run_id = getattr(callbacks, "parent_run_id", None)
+            record = _chains.get(run_id) if run_id is not None else None
+            if record is not None and record.user_code:
+                target = _resolve(record)
+                if isinstance(target, Run) and not target.ended:
+                    otel_context.attach(target.context)  # in the copy: dropped with it
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("langchain.chain_scope", error)
+        return result
+
+    return scoped
 
 
 def _guard_entry_point(owner: str | None, name: str, module: ModuleType) -> None:
@@ -558,42 +607,16 @@ def _starts_a_trace(record: _Chain) -> bool:
     )
 
 
-def _runs_user_code(kwargs: Mapping[str, Any]) -> bool:
-    """Whether a chain run is one call of the app's function, started and ended around it.
-
-    LangChain's ``Runnable._call_with_config`` and ``_acall_with_config`` (RunnableLambda,
+def _runs_user_code(name: str, kwargs: Mapping[str, Any]) -> bool:
+    """Whether a chain run is a call of the app's function: LangChain's
+    ``Runnable._call_with_config`` and its async, batch and streamed twins (RunnableLambda,
     ``@chain``, custom runnables) pass ``run_type=None``; prompts and parsers pass their type,
-    and compositions (sequences, parallels, fallbacks) none at all. The same ``run_type=None``
-    comes from ``_batch_with_config`` (every input's start first, in one context) and from a
-    streamed call (started at its first chunk and ended after its last, with the consumer's
-    code in between): the caller's frame tells them apart."""
-    if "run_type" not in kwargs or kwargs["run_type"] is not None:
-        return False
-    frame: FrameType | None = sys._getframe(2)
-    for _ in range(8):
-        if frame is None:
-            return False
-        name = frame.f_code.co_name
-        if name in _SINGLE_CALLS:
-            # RunnablePassthrough, .assign(), .pick() move data: no function of the app's
-            owner = frame.f_locals.get("self")
-            return type(owner).__module__ != _PASSTHROUGH_MODULE
-        if name in _OTHER_CALLS:
-            return False
-        frame = frame.f_back
-    return False
+    and compositions (sequences, parallels, fallbacks) none at all. RunnablePassthrough,
+    ``.assign()`` and ``.pick()`` only move data."""
+    return "run_type" in kwargs and kwargs["run_type"] is None and not name.startswith(_DATA_MOVERS)
 
 
-_SINGLE_CALLS = frozenset(("_call_with_config", "_acall_with_config"))
-_OTHER_CALLS = frozenset(
-    (
-        "_batch_with_config",
-        "_abatch_with_config",
-        "_transform_stream_with_config",
-        "_atransform_stream_with_config",
-    )
-)
-_PASSTHROUGH_MODULE = "langchain_core.runnables.passthrough"
+_DATA_MOVERS = ("RunnablePassthrough", "RunnableAssign", "RunnablePick")
 
 
 def _is_node(tags: Sequence[str] | None) -> bool:
@@ -733,15 +756,10 @@ class CallbackHandler(BaseCallbackHandler):
                     inner = beneath(anchor)
                     if isinstance(inner, Context):
                         record.parent = inner
-            if not hidden and record.token is None and _runs_user_code(kwargs):
-                # The app's own function (a RunnableLambda, an @chain function): the spans it
-                # makes and the sessions it opens nest under the chain, so the chain's span
-                # exists from now on (a root one outside any trace is its workflow) and is
-                # current while the function runs. Start and end come in this context.
-                target = _resolve(record)
-                if isinstance(target, Run):
-                    record.token = target.attach_scope()
-                    record.scope = target
+            if not hidden and _runs_user_code(name, kwargs):
+                # The spans the app's function makes and the sessions it opens nest under the
+                # chain: its span is made current where the function runs (_with_chain_scope).
+                record.user_code = True
             _remember(run_id, record)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_chain_start", error)
