@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, ToolCall
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
@@ -399,6 +399,10 @@ def test_a_root_chain_that_calls_no_model_is_no_workflow(
     ChatPromptTemplate.from_messages([("user", "{q}")]).invoke({"q": "hi"}, config=config)
     StrOutputParser().invoke("text", config=config)
     list(ChatPromptTemplate.from_messages([("user", "{q}")]).stream({"q": "hi"}, config=config))
+    # LangChain's own runnables that call it the way it calls an app's function
+    prompt = ChatPromptTemplate.from_messages([("user", "{q}")])
+    prompt.with_retry().invoke({"q": "hi"}, config=config)
+    list((prompt | RunnablePassthrough()).stream({"q": "hi"}, config=config))
     assert telemetry.spans() == []
     named = {"callbacks": [CallbackHandler(workflows=["tidy"])]}
     StrOutputParser().with_config(run_name="tidy").invoke("text", config=named)

@@ -30,6 +30,7 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables.base import RunnableGenerator, RunnableLambda
 from langchain_core.runnables.config import var_child_runnable_config
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -140,7 +141,7 @@ class _Chain:
         self.agent_node = False
         self.token: Token[Context] | None = None
         self.scope: Run | None = None  # the run made current while this node runs
-        self.user_code = False  # a call of the app's function (see _runs_user_code)
+        self.user_code = _NOT_APPS  # a call of the app's function (see _apps_function_call)
 
 
 # Shared by every handler instance, so a run seen by two handlers (the global one and one passed
@@ -292,7 +293,9 @@ _EVENT_STREAMS = (
 _guarded = Patches()
 _guards: set[Callable[..., Any]] = set()  # the wrappers in place
 _guard_on = False
-_guard_lock = threading.Lock()
+# Reentrant: looking up an entry point can import a module whose own hook takes it
+# (langchain_core.tools imports tools.base lazily).
+_guard_lock = threading.RLock()
 
 
 def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -437,7 +440,7 @@ def _scope_config_contexts(module: ModuleType) -> None:
 
 def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap ``_set_config_context(config)``, which LangChain runs inside the context copy a
-    call's function runs in: when the call is the app's function (see _runs_user_code), the
+    call's function runs in: when the call is the app's function (see _apps_function_call), the
     chain's span is made current in that copy. The copy is dropped with the call, so nothing
     is detached and the caller's own context is never touched (a stream's consumer, a batch's
     other inputs, an async caller whose end callback comes from another task)."""
@@ -449,8 +452,20 @@ def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., A
             callbacks = config.get("callbacks") if isinstance(config, Mapping) else None
             run_id = getattr(callbacks, "parent_run_id", None)
             record = _chains.get(run_id) if run_id is not None else None
-            if record is not None and record.user_code:
-                target = _resolve(record)
+            if (
+                record is not None
+                and record.user_code is not _NOT_APPS
+                # LangChain's own call sites run it in a fresh copy; an app calling it
+                # directly would have the span stay current where it did
+                and sys._getframe(1).f_globals.get("__name__", "").startswith(_FRAMEWORKS)
+            ):
+                target = None
+                if record.user_code is _STREAMED:
+                    # A streamed function reads the step before it in this copy too: that
+                    # step's code belongs under the chain around both, not this one's span.
+                    target = _resolve(record.parent)
+                if not isinstance(target, Run):
+                    target = _resolve(record)
                 if isinstance(target, Run) and not target.ended:
                     otel_context.attach(target.context)  # in the copy: dropped with it
         except Exception as error:  # noqa: BLE001 - fail-open
@@ -607,16 +622,52 @@ def _starts_a_trace(record: _Chain) -> bool:
     )
 
 
-def _runs_user_code(name: str, kwargs: Mapping[str, Any]) -> bool:
-    """Whether a chain run is a call of the app's function: LangChain's
-    ``Runnable._call_with_config`` and its async, batch and streamed twins (RunnableLambda,
-    ``@chain``, custom runnables) pass ``run_type=None``; prompts and parsers pass their type,
-    and compositions (sequences, parallels, fallbacks) none at all. RunnablePassthrough,
-    ``.assign()`` and ``.pick()`` only move data."""
-    return "run_type" in kwargs and kwargs["run_type"] is None and not name.startswith(_DATA_MOVERS)
+def _apps_function_call(kwargs: Mapping[str, Any]) -> object:
+    """Whether a chain run is a call of the app's function (a RunnableLambda, ``@chain``, a
+    RunnableGenerator, the app's own Runnable class), and how LangChain calls it:
+    ``_CALLED`` (``_call_with_config`` and its async twin), ``_STREAMED``
+    (``_transform_stream_with_config`` and its async twin), else ``_NOT_APPS``: a batch (every
+    input started at once), LangChain's own runnables (prompts, parsers, sequences, retries,
+    passthroughs), or functions LangChain defines. Those pass ``run_type=None``; the caller's
+    frame tells which runnable it is."""
+    if "run_type" not in kwargs or kwargs["run_type"] is not None:
+        return _NOT_APPS
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(8):
+        if frame is None:
+            break
+        name = frame.f_code.co_name
+        how = _CALLERS.get(name)
+        if how is not None:
+            if how is _NOT_APPS or not _is_apps(frame.f_locals.get("self")):
+                return _NOT_APPS
+            return how
+        frame = frame.f_back
+    return _NOT_APPS
 
 
-_DATA_MOVERS = ("RunnablePassthrough", "RunnableAssign", "RunnablePick")
+def _is_apps(runnable: object) -> bool:
+    if isinstance(runnable, (RunnableLambda, RunnableGenerator)):
+        function = next(
+            (getattr(runnable, attr) for attr in _FUNCTIONS if getattr(runnable, attr, None)),
+            None,
+        )
+        module = getattr(function, "__module__", None)
+        return not (isinstance(module, str) and module.startswith(_FRAMEWORKS))
+    return runnable is not None and not type(runnable).__module__.startswith(_FRAMEWORKS)
+
+
+_NOT_APPS, _CALLED, _STREAMED = object(), object(), object()
+_CALLERS = {
+    "_call_with_config": _CALLED,
+    "_acall_with_config": _CALLED,
+    "_transform_stream_with_config": _STREAMED,
+    "_atransform_stream_with_config": _STREAMED,
+    "_batch_with_config": _NOT_APPS,
+    "_abatch_with_config": _NOT_APPS,
+}
+_FUNCTIONS = ("func", "afunc", "_transform", "_atransform")
+_FRAMEWORKS = ("langchain", "langgraph")
 
 
 def _is_node(tags: Sequence[str] | None) -> bool:
@@ -672,7 +723,7 @@ class CallbackHandler(BaseCallbackHandler):
         """Whether a chain is a span even when nothing beneath it makes one: a graph, a chain
         named as an agent or workflow, a legacy agent, and any chain in verbose mode. A root
         prompt or parser that calls no model is no workflow (a root chain that runs the app's
-        function is: see _runs_user_code)."""
+        function is: see _apps_function_call)."""
         name = record.name
         return (
             record.graph
@@ -756,10 +807,10 @@ class CallbackHandler(BaseCallbackHandler):
                     inner = beneath(anchor)
                     if isinstance(inner, Context):
                         record.parent = inner
-            if not hidden and _runs_user_code(name, kwargs):
+            if not hidden:
                 # The spans the app's function makes and the sessions it opens nest under the
                 # chain: its span is made current where the function runs (_with_chain_scope).
-                record.user_code = True
+                record.user_code = _apps_function_call(kwargs)
             _remember(run_id, record)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_chain_start", error)
