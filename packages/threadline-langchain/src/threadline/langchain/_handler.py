@@ -23,7 +23,7 @@ import inspect
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from contextvars import ContextVar, Token
 from types import FrameType, ModuleType
 from typing import Any
@@ -172,6 +172,18 @@ guarded_calls: ContextVar[dict[UUID, Run] | None] = ContextVar(
 )
 # LangChain's dispatchers of callbacks to handlers: which one called tells sync from async.
 _SYNC_DISPATCH, _ASYNC_DISPATCH = "handle_event", "_ahandle_event_for_handler"
+_DISPATCHERS = frozenset((_SYNC_DISPATCH, _ASYNC_DISPATCH))
+
+
+def _langchain_frame(names: Container[str]) -> FrameType | None:
+    """The nearest frame named in ``names`` up the stack of the callback that called the
+    caller of this (LangChain calls a handler a few frames below its dispatch)."""
+    frame: FrameType | None = sys._getframe(3)
+    for _ in range(8):
+        if frame is None or frame.f_code.co_name in names:
+            return frame
+        frame = frame.f_back
+    return None
 
 
 def _called_from_async_code() -> bool:
@@ -179,17 +191,9 @@ def _called_from_async_code() -> bool:
     notebook cell or an async web handler also runs where an event loop is running)."""
     if asyncio._get_running_loop() is None:  # the non-raising form: this runs on every call
         return False
-    frame: FrameType | None = sys._getframe(2)
-    for _ in range(8):
-        if frame is None:
-            break
-        name = frame.f_code.co_name
-        if name == _SYNC_DISPATCH:
-            return False
-        if name == _ASYNC_DISPATCH:
-            return True
-        frame = frame.f_back
-    return True  # not called by LangChain's dispatch: assume the cautious case
+    frame = _langchain_frame(_DISPATCHERS)
+    # not called by LangChain's dispatch: assume the cautious case
+    return frame is None or frame.f_code.co_name == _ASYNC_DISPATCH
 
 
 def _start_leaf(run_id: UUID, parent_run_id: UUID | None, run: Run, *, attach: bool) -> None:
@@ -632,18 +636,13 @@ def _apps_function_call(kwargs: Mapping[str, Any]) -> object:
     frame tells which runnable it is."""
     if "run_type" not in kwargs or kwargs["run_type"] is not None:
         return _NOT_APPS
-    frame: FrameType | None = sys._getframe(2)
-    for _ in range(8):
-        if frame is None:
-            break
-        name = frame.f_code.co_name
-        how = _CALLERS.get(name)
-        if how is not None:
-            if how is _NOT_APPS or not _is_apps(frame.f_locals.get("self")):
-                return _NOT_APPS
-            return how
-        frame = frame.f_back
-    return _NOT_APPS
+    frame = _langchain_frame(_CALLERS)
+    if frame is None:
+        return _NOT_APPS
+    how = _CALLERS[frame.f_code.co_name]
+    if how is _NOT_APPS or not _is_apps(frame.f_locals.get("self")):
+        return _NOT_APPS
+    return how
 
 
 def _is_apps(runnable: object) -> bool:
