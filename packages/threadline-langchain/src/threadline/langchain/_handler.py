@@ -453,7 +453,7 @@ def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., A
     def scoped(config: Any, *args: Any, **kwargs: Any) -> Any:
         result = set_config_context(config, *args, **kwargs)
         try:
-            callbacks = config.get("callbacks") if isinstance(config, Mapping) else None
+            callbacks = config.get("callbacks") if type(config) is dict else None  # as made
             run_id = getattr(callbacks, "parent_run_id", None)
             record = _chains.get(run_id) if run_id is not None else None
             if (
