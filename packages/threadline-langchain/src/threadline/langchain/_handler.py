@@ -453,8 +453,7 @@ def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., A
     def scoped(config: Any, *args: Any, **kwargs: Any) -> Any:
         result = set_config_context(config, *args, **kwargs)
         try:
-            callbacks = config.get("callbacks") if type(config) is dict else None  # as made
-            run_id = getattr(callbacks, "parent_run_id", None)
+            run_id = _config_run_id(config)
             record = _chains.get(run_id) if run_id is not None else None
             if (
                 record is not None
@@ -574,13 +573,16 @@ def _implied_parent() -> UUID | None:
     config instead of the child config it made, so with callbacks passed as a list the attempts
     come as new root runs, each its own trace; the child config, set as current for them,
     still names the fallbacks run."""
-    config = var_child_runnable_config.get()
-    if not config:
-        return None
-    parent_run_id = getattr(config.get("callbacks"), "parent_run_id", None)
+    parent_run_id = _config_run_id(var_child_runnable_config.get())
     if isinstance(parent_run_id, UUID) and (parent_run_id in _chains or parent_run_id in _runs):
         return parent_run_id
     return None
+
+
+def _config_run_id(config: object) -> Any:
+    """The run a LangChain child config was made for: its callback manager's parent run."""
+    callbacks = config.get("callbacks") if type(config) is dict else None  # as LangChain makes it
+    return getattr(callbacks, "parent_run_id", None)
 
 
 def _chain_parent(parent_run_id: UUID | None) -> _Chain | Run | Context:
@@ -647,11 +649,8 @@ def _apps_function_call(kwargs: Mapping[str, Any]) -> object:
 
 def _is_apps(runnable: object) -> bool:
     if isinstance(runnable, (RunnableLambda, RunnableGenerator)):
-        function = next(
-            (getattr(runnable, attr) for attr in _FUNCTIONS if getattr(runnable, attr, None)),
-            None,
-        )
-        module = getattr(function, "__module__", None)
+        functions = (getattr(runnable, attr, None) for attr in _FUNCTIONS)
+        module = getattr(next((f for f in functions if f), None), "__module__", None)
         return not (isinstance(module, str) and module.startswith(_FRAMEWORKS))
     return runnable is not None and not type(runnable).__module__.startswith(_FRAMEWORKS)
 
