@@ -13,7 +13,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 import threadline
-from threadline import config, semconv
+from threadline import _registry, config, semconv
 from threadline.testing import Telemetry, find
 
 
@@ -695,8 +695,11 @@ def test_runs_ended_out_of_order_leave_no_context_behind(telemetry: Telemetry) -
     second.attach()
     first.end()  # covered by `second`: detaches once `second` has gone
     assert trace.get_current_span() is second.span
+    assert first in _registry.stranded  # an end event that finds no run would release it
     second.end()
     assert otel_context.get_current() == before
+    # released here, so later end events that find no run have nothing to look for
+    assert not _registry.stranded
 
 
 def test_raising_span_processor_still_ends_the_run_cleanly() -> None:

@@ -114,16 +114,18 @@ def _reaper_loop(tracker_ref: weakref.ref[_OpenRuns]) -> None:
 
 open_runs = _OpenRuns()
 
-# Set once a run ends while attached in another context (the reaper's thread, an eviction):
-# that context keeps its span current until an end event there finds no run and releases it.
-stranded = [False]
+# Runs that ended while attached in a context other than the current one (ended by the
+# reaper's thread, an eviction, or out of order): that context keeps the span current until an
+# end event there finds no run and releases it. Weak, so a run whose context is gone (its thread
+# or task finished) drops out, and an empty set keeps registry misses free.
+stranded: weakref.WeakSet[Run] = weakref.WeakSet()
 
 
 def release_stranded() -> None:
     """Detach the ended runs on top of the current context that wait to be detached: an
     integration calls this when an event that ends a run finds none (see
     :meth:`RunRegistry.get_ending`)."""
-    if stranded[0]:
+    if stranded:
         release_ended[0]()
 
 
@@ -162,8 +164,8 @@ class RunRegistry(Generic[_K, _R]):
         thread, and its own end finds nothing to detach, so ended runs still current here are
         detached now."""
         run = self._entries.get(key)
-        if run is None and stranded[0]:
-            release_stranded()
+        if run is None and stranded:
+            release_ended[0]()
         return run
 
     def pop(self, key: _K) -> _R | None:

@@ -222,6 +222,7 @@ def _unwind_pending_detaches() -> None:
             run._detach_pending = False
             if run._ended:
                 run._ctx = None  # as in Run._finish: no cycle left for the collector
+                _registry.stranded.discard(run)
 
 
 def release_ended() -> None:
@@ -351,6 +352,7 @@ class Run:
     _exception_event: ClassVar[bool] = False
 
     __slots__ = (
+        "__weakref__",  # for _registry.stranded
         "_cancelled",
         "_ctx",
         "_detach_pending",
@@ -484,7 +486,7 @@ class Run:
             if otel_context._RUNTIME_CONTEXT.get_current() is not self._ctx:
                 self._detach_pending = True
                 if self._ended:
-                    _registry.stranded[0] = True
+                    _registry.stranded.add(self)
                 return
             if _context.detach(token):
                 self._token = None
