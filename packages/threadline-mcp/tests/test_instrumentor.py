@@ -31,6 +31,8 @@ if MAJOR >= 2:
         ("mcp.client.session", "ClientSession", "_on_request"),
         ("mcp.client.session", "ClientSession", "__aenter__"),
         ("mcp.client.session", "ClientSession", "__aexit__"),
+        ("mcp.shared.memory", None, "create_client_server_memory_streams"),
+        ("mcp.client._memory", None, "create_client_server_memory_streams"),
     ]
 else:
     PATCHED = [
@@ -40,6 +42,8 @@ else:
         ("mcp.client.session", "ClientSession", "_received_request"),
         ("mcp.shared.session", "BaseSession", "__aenter__"),
         ("mcp.shared.session", "BaseSession", "__aexit__"),
+        ("mcp.shared.memory", None, "create_client_server_memory_streams"),
+        ("mcp.server.websocket", None, "websocket_server"),
     ]
 
 
@@ -171,6 +175,96 @@ def test_direct_in_process_client_has_no_network(telemetry: Any, instrumented: N
         assert "network.transport" not in span.attributes, span.kind
     client, server_span = sorted(spans, key=lambda s: s.kind)
     assert client.attributes["jsonrpc.request.id"] == server_span.attributes["jsonrpc.request.id"]
+
+
+def test_a_server_over_the_in_memory_transport_has_no_network(
+    telemetry: Any, instrumented: None
+) -> None:
+    """mcp's in-memory streams (``Client(server, mode="legacy")`` on 2.x,
+    ``create_connected_server_and_client_session`` on 1.x) look to the server like stdio: no
+    HTTP request under the message. Its SERVER span claims no ``network.transport``, while a
+    server over stdio says ``pipe`` (test_cross_process)."""
+    if MAJOR >= 2:
+        from mcp import Client
+        from mcp.server.mcpserver import MCPServer as Server
+
+        def connect(server: Any) -> Any:
+            return Client(server, mode="legacy")
+    else:
+        from mcp.server.fastmcp import FastMCP as Server
+        from mcp.shared.memory import create_connected_server_and_client_session
+
+        def connect(server: Any) -> Any:
+            return create_connected_server_and_client_session(server._mcp_server)
+
+    server = Server("weather")
+
+    @server.tool()
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        return f"sunny in {city}"
+
+    async def main() -> None:
+        async with connect(server) as client:
+            await client.call_tool("get_weather", {"city": "Paris"})
+
+    anyio.run(main)
+    served = [s for s in telemetry.spans() if s.kind == "SERVER"]
+    assert {s.name for s in served} >= {"initialize", "tools/call get_weather"}
+    for span in served:
+        assert "network.transport" not in span.attributes, span.name
+
+
+@pytest.mark.skipif(MAJOR >= 2, reason="mcp 2.x has no websocket transport")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_websocket_server_is_tcp_with_its_peer(telemetry: Any, instrumented: None) -> None:
+    """mcp 1.x's websocket transport gives its messages no HTTP request: its SERVER spans say
+    ``tcp`` over ``websocket``, with the client's address, not stdio's ``pipe``."""
+    import json
+
+    from mcp.server.fastmcp import FastMCP
+    from mcp.server.websocket import websocket_server
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.testclient import TestClient
+
+    server = FastMCP("weather")
+
+    @server.tool()
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        return f"sunny in {city}"
+
+    async def endpoint(websocket: Any) -> None:
+        lowlevel = server._mcp_server
+        async with websocket_server(websocket.scope, websocket.receive, websocket.send) as (
+            read,
+            write,
+        ):
+            await lowlevel.run(read, write, lowlevel.create_initialization_options())
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    initialize = {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    }
+    call = {"name": "get_weather", "arguments": {"city": "Paris"}}
+    with TestClient(app) as client, client.websocket_connect("/ws", subprotocols=["mcp"]) as ws:
+        ws.send_text(
+            json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize})
+        )
+        assert json.loads(ws.receive_text())["id"] == 1
+        ws.send_text(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        ws.send_text(
+            json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call})
+        )
+        assert "sunny in Paris" in ws.receive_text()
+    served = {s.name: s.attributes for s in telemetry.spans() if s.kind == "SERVER"}
+    for name in ("initialize", "tools/call get_weather"):
+        assert served[name]["network.transport"] == "tcp", name
+        assert served[name]["network.protocol.name"] == "websocket", name
+        assert served[name]["client.address"] == "testclient", name
 
 
 @pytest.mark.skipif(MAJOR < 2, reason="Client(server) in-process is mcp 2.x")

@@ -38,6 +38,13 @@ def apply(*, merge_tool_spans: bool = False) -> None:
     if patches:
         return
     try:
+        # tells a server session over the in-memory transport from one over stdio
+        patches.replace_in(
+            "mcp.shared.memory",
+            None,
+            "create_client_server_memory_streams",
+            _server.wrap_memory_streams,
+        )
         if _major() >= 2:
             dispatcher = "mcp.shared.jsonrpc_dispatcher"
             patches.replace_in(
@@ -92,6 +99,13 @@ def apply(*, merge_tool_spans: bool = False) -> None:
             patches.replace_in(session, "ClientSession", "__aenter__", _client.wrap_session_enter)
             patches.replace_in(session, "ClientSession", "__aexit__", _client.wrap_session_exit)
             _server.trace_every_server(True)
+            # Client(server, mode="legacy") imported the in-memory transport by name
+            patches.replace_in(
+                "mcp.client._memory",
+                None,
+                "create_client_server_memory_streams",
+                _server.wrap_memory_streams,
+            )
         else:
             patches.replace_in(
                 "mcp.shared.session", "BaseSession", "send_request", _client.wrap_send_request
@@ -113,6 +127,9 @@ def apply(*, merge_tool_spans: bool = False) -> None:
                 "ClientSession",
                 "_received_request",
                 _server.wrap_client_received_request,
+            )
+            patches.replace_in(
+                "mcp.server.websocket", None, "websocket_server", _server.wrap_websocket_server
             )
             # Client and server sessions: mcp.{client,server}.session.duration.
             shared = "mcp.shared.session"

@@ -11,10 +11,12 @@ allow-listed baggage, is attached while the handler runs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Any, Literal
 
@@ -103,13 +105,73 @@ def _in_process(session: object) -> bool:
     return getattr(transport, "kind", None) == "direct"
 
 
-def _network(
-    request: object,
-) -> tuple[str, tuple[str, str] | None, str | None, int | None]:
+_Network = tuple[str | None, tuple[str, str | None] | None, str | None, int | None]
+_NO_NETWORK: _Network = (None, None, None, None)
+_STDIO: _Network = ("pipe", None, None, None)
+
+# The network of the transport a server runs over, where its messages carry no HTTP request:
+# set while mcp's in-memory streams (``Client(server, mode="legacy")`` on 2.x,
+# ``create_connected_server_and_client_session`` on 1.x: none) or a 1.x websocket connection
+# (tcp) are open, so the server they run inherits it. Unset means stdio.
+_transport_network: ContextVar[_Network | None] = ContextVar(
+    "threadline.mcp.transport_network", default=None
+)
+
+
+def wrap_memory_streams(original: _ContextManagerFactory) -> _ContextManagerFactory:
+    """Wraps ``mcp.shared.memory.create_client_server_memory_streams`` (1.x and 2.x)."""
+    return _over_network(original, lambda *args, **kwargs: _NO_NETWORK)
+
+
+def wrap_websocket_server(original: _ContextManagerFactory) -> _ContextManagerFactory:
+    """Wraps mcp 1.x ``websocket_server(scope, receive, send)``."""
+
+    def network(scope: object = None, *args: Any, **kwargs: Any) -> _Network:
+        client = scope.get("client") if isinstance(scope, Mapping) else None
+        host, port = client if isinstance(client, (tuple, list)) and len(client) == 2 else (0, 0)
+        return (
+            "tcp",
+            ("websocket", None),
+            host if isinstance(host, str) else None,
+            port if isinstance(port, int) and port > 0 else None,
+        )
+
+    return _over_network(original, network)
+
+
+_ContextManagerFactory = Callable[..., contextlib.AbstractAsyncContextManager[Any]]
+
+
+def _over_network(
+    original: _ContextManagerFactory, network_of: Callable[..., _Network]
+) -> _ContextManagerFactory:
+    @contextlib.asynccontextmanager
+    async def transport(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async with original(*args, **kwargs) as streams:
+            token = None
+            try:
+                token = _transport_network.set(network_of(*args, **kwargs))
+            except Exception as error:  # noqa: BLE001 - fail-open
+                report("threadline.mcp.transport", error)
+            try:
+                yield streams
+            finally:
+                if token is not None:
+                    try:
+                        _transport_network.reset(token)
+                    except ValueError:  # exited in another context than it was entered in
+                        _transport_network.set(None)
+
+    functools.update_wrapper(transport, original)
+    return transport
+
+
+def _network(request: object) -> _Network:
     """``(network.transport, (protocol, version), peer address, peer port)`` of a message: an
-    HTTP request object means TCP, no request means stdio (a pipe)."""
+    HTTP request object means TCP; with no request, the transport's own (see
+    ``_transport_network``), stdio (a pipe) unless told otherwise."""
     if request is None:
-        return "pipe", None, None, None
+        return _transport_network.get() or _STDIO
     scope = getattr(request, "scope", None)
     version = scope.get("http_version") if isinstance(scope, Mapping) else None
     protocol = ("http", version) if isinstance(version, str) else None
