@@ -69,6 +69,70 @@ def test_graph_is_a_workflow_and_nodes_make_no_spans(
     telemetry.assert_conformant(strict=True)
 
 
+def test_a_graphs_checkpoint_reads_and_writes_are_in_its_trace(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """LangGraph reads and writes checkpoints in the context the graph was called in, or in its
+    executor's copy of it, never in a node: the spans the checkpointer's database client makes
+    there nest under the graph, sync or async, invoked or streamed, and the consumer of a
+    stream still has nothing current."""
+    from langgraph.checkpoint.memory import MemorySaver
+
+    tracer = trace.get_tracer("app")
+
+    class TracedSaver(MemorySaver):  # as a database client's own instrumentation would
+        def get_tuple(self, config: Any) -> Any:
+            with tracer.start_as_current_span("db.read"):
+                return super().get_tuple(config)
+
+        def put(self, *args: Any, **kwargs: Any) -> Any:
+            with tracer.start_as_current_span("db.write"):
+                return super().put(*args, **kwargs)
+
+        def put_writes(self, *args: Any, **kwargs: Any) -> Any:
+            with tracer.start_as_current_span("db.write"):
+                return super().put_writes(*args, **kwargs)
+
+        async def aget_tuple(self, config: Any) -> Any:
+            with tracer.start_as_current_span("db.read"):
+                return self.get_tuple(config)
+
+        async def aput(self, *args: Any, **kwargs: Any) -> Any:
+            return self.put(*args, **kwargs)
+
+        async def aput_writes(self, *args: Any, **kwargs: Any) -> Any:
+            return self.put_writes(*args, **kwargs)
+
+    graph = StateGraph(State)
+    graph.add_node("respond", lambda state: {"answer": hello_model().invoke("hi").content})
+    graph.add_edge(START, "respond")
+    graph.add_edge("respond", END)
+    app = graph.compile(checkpointer=TracedSaver()).with_config(run_name="qa")
+
+    def thread(name: str) -> dict[str, Any]:
+        return {**config, "configurable": {"thread_id": name}}
+
+    app.invoke({"question": "hi", "log": []}, config=thread("a"))
+    for _ in app.stream({"question": "hi", "log": []}, config=thread("b")):
+        assert not trace.get_current_span().get_span_context().is_valid
+
+    async def run_async() -> None:
+        await app.ainvoke({"question": "hi", "log": []}, config=thread("c"))
+        async for _ in app.astream({"question": "hi", "log": []}, config=thread("d")):
+            assert not trace.get_current_span().get_span_context().is_valid
+
+    asyncio.run(run_async())
+    assert not trace.get_current_span().get_span_context().is_valid
+    traces = telemetry.tree().split("\n---\n")
+    assert len(traces) == 4, telemetry.tree()
+    for tree in traces:
+        lines = tree.splitlines()
+        assert lines[0] == "invoke_workflow qa [INTERNAL]"
+        assert "  chat scripted-1 [CLIENT]" in lines
+        assert "  db.read [INTERNAL]" in lines  # the loop's entry
+        assert lines.count("  db.write [INTERNAL]") >= 3  # input, the node's writes, the end
+
+
 def test_verbose_emits_nodes_and_trivial_runnables(telemetry: Any) -> None:
     config = {"callbacks": [CallbackHandler(verbose=True)]}
     workflow(hello_model()).invoke({"question": "hi", "log": []}, config=config)

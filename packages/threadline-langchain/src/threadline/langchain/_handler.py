@@ -4,14 +4,15 @@ Parenting follows LangChain's ``parent_run_id``, never the ambient context: ever
 small record (bounded map, removed when the run ends) pointing at its parent, and a run that does
 not become a span (a prompt, a parser, a sequence, a LangGraph node, ...) hands its children to
 the nearest ancestor that does. Chain spans are decided lazily: a chain turns out to be a
-LangGraph graph when its first node starts, so graph spans are created when the first descendant
-needs a parent (or when the graph ends), with the graph's own start time.
+LangGraph graph when its loop or its first node starts, so graph spans are created then, with
+the graph's own start time.
 
 Model, tool and retriever spans are made current between their start and end callbacks, so
-spans of HTTP clients nest under them; while a LangGraph node runs, the graph's span is current,
-so spans made by code inside nodes nest under the graph. Those callback pairs run in one
-thread/task (LangChain calls this handler inline, ``run_inline = True``); a streamed model call
-is made current only until its first chunk, which arrives in the same ``next()`` as its start.
+spans of HTTP clients nest under them; while a LangGraph node runs, or its loop reads or writes
+checkpoints, the graph's span is current, so spans made there nest under the graph. Those
+callback pairs run in one thread/task (LangChain calls this handler inline, ``run_inline =
+True``); a streamed model call is made current only until its first chunk, which arrives in the
+same ``next()`` as its start.
 """
 
 from __future__ import annotations
@@ -415,6 +416,8 @@ def guard_entry_points() -> None:
         )
     for module_name in _CONFIG_CONTEXT_USERS:
         when_imported(module_name, _scope_config_contexts, site="langchain.guard_entry_points")
+    for module_name in _PREGEL_LOOPS:
+        when_imported(module_name, _scope_pregel_loops, site="langchain.guard_entry_points")
 
 
 # LangChain runs each call of a runnable in a copy of the caller's context, made by
@@ -476,6 +479,125 @@ def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., A
         return result
 
     return scoped
+
+
+# LangGraph's Pregel loop reads and writes checkpoints, and submits the graph's tasks, in the
+# context its graph was called in, where the graph's span is not current: spans the app's
+# checkpointer makes (a database client's) were traces of their own. The loop's entry and exit,
+# and what it submits to its executor, run with the graph's span current instead.
+_PREGEL_LOOPS = ("langgraph.pregel._loop", "langgraph.pregel.loop")  # the latter before 0.3
+_LOOP_METHODS = {
+    "SyncPregelLoop": ("__enter__", "__exit__"),
+    "AsyncPregelLoop": ("__aenter__", "__aexit__"),
+}
+
+
+def _scope_pregel_loops(module: ModuleType) -> None:
+    with _guard_lock:
+        if not _guard_on:
+            return
+        for owner, names in _LOOP_METHODS.items():
+            loop = module.__dict__.get(owner)
+            if not isinstance(loop, type):
+                continue
+            for name in names:
+                entry = loop.__dict__.get(name)
+                if not callable(entry) or entry in _guards:
+                    continue
+                wrap = _in_graph_scope_async if name.startswith("__a") else _in_graph_scope
+                _guarded.replace(loop, name, functools.partial(_guarded_with, wrap))
+
+
+def _guarded_with(
+    wrap: Callable[[Callable[..., Any]], Callable[..., Any]], original: Callable[..., Any]
+) -> Callable[..., Any]:
+    return _keep_guard(wrap(original))
+
+
+def _in_graph_scope(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def scoped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        run = _graph_scope(self, sys._getframe(1))
+        if run is None:
+            return method(self, *args, **kwargs)
+        token = threadline.attach_context(run.context)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            threadline.detach_context(token)
+            _scope_submissions(self, run)
+
+    return scoped
+
+
+def _in_graph_scope_async(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def scoped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # An async generator's consumer runs nothing in this task until the await returns.
+        run = _graph_scope(self, sys._getframe(1))
+        if run is None:
+            return await method(self, *args, **kwargs)
+        token = threadline.attach_context(run.context)
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            threadline.detach_context(token)
+            _scope_submissions(self, run)
+
+    return scoped
+
+
+def _graph_scope(loop: Any, caller: FrameType | None) -> Run | None:
+    """The open span of the graph a Pregel loop runs, made now if it is not yet."""
+    try:
+        manager = getattr(loop, "manager", None)
+        if manager is None and caller is not None:
+            manager = caller.f_locals.get("run_manager")  # langgraph < 0.3 keeps it there
+        run_id = getattr(manager, "run_id", None)
+        record = _chains.get(run_id) if isinstance(run_id, UUID) else None
+        if record is None:
+            return None
+        if not record.graph:
+            # a graph before its first node starts; the nodes it has tell an agent already
+            record.graph = True
+            nodes = getattr(loop, "nodes", None)
+            if isinstance(nodes, Mapping) and any(
+                isinstance(name, str) and _is_agent_node(name, record) for name in nodes
+            ):
+                record.agent_node = True
+        run = _emitted(record)
+        return run if run is not None and not run.ended else None
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("langchain.graph_scope", error)
+        return None
+
+
+def _scope_submissions(loop: Any, run: Run) -> None:
+    try:
+        submit = loop.__dict__.get("submit")  # set by the loop's entry, as its executor's
+        if callable(submit) and not isinstance(getattr(submit, "__self__", None), _GraphSubmit):
+            loop.submit = _GraphSubmit(submit, run.context).submit
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("langchain.graph_submissions", error)
+
+
+class _GraphSubmit:
+    """A Pregel loop's ``submit`` that submits with the graph's span current: the executor
+    copies the context then, so the work runs under the span. A bound method, because LangGraph
+    keeps a ``WeakMethod`` of it."""
+
+    __slots__ = ("__weakref__", "_context", "_submit")
+
+    def __init__(self, submit: Callable[..., Any], context: Context) -> None:
+        self._submit = submit
+        self._context = context
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        token = threadline.attach_context(self._context)
+        try:
+            return self._submit(*args, **kwargs)
+        finally:
+            threadline.detach_context(token)
 
 
 def _guard_entry_point(owner: str | None, name: str, module: ModuleType) -> None:
