@@ -563,6 +563,52 @@ def test_spans_and_sessions_the_apps_function_opens_nest_in_the_chain(
     )
 
 
+def test_the_apps_own_runnable_in_a_root_chain_nests_under_the_workflow(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """LangChain calls ``invoke``/``transform`` of a Runnable class of the app's directly, with
+    no run of its own, in its copy of the root chain's context. The chain's span is pending
+    there: a span or session the code opens is made under the workflow (made then), and a
+    chain whose code opens nothing and calls no model is still no workflow."""
+    from langchain_core.runnables import Runnable
+
+    tracer = trace.get_tracer("app")
+
+    class Answer(Runnable[Any, Any]):
+        def invoke(self, value: Any, config: Any = None, **kwargs: Any) -> Any:
+            with tracer.start_as_current_span("app.answer"), threadline.session("s-2"):
+                return hello_model().invoke(value, config)
+
+    class Relay(Runnable[Any, Any]):
+        def invoke(self, value: Any, config: Any = None, **kwargs: Any) -> Any:
+            return value
+
+        def transform(self, chunks: Any, config: Any = None, **kwargs: Any) -> Any:
+            with tracer.start_as_current_span("app.relay"):
+                yield from chunks
+
+    (Answer() | StrOutputParser()).invoke("hi", config=config)
+    asyncio.run((Answer() | StrOutputParser()).ainvoke("hi", config=config))
+    for _ in (RunnablePassthrough() | Relay() | hello_model()).stream("hi", config=config):
+        assert not trace.get_current_span().get_span_context().is_valid
+    prompt = ChatPromptTemplate.from_messages([("user", "{q}")])
+    (prompt | Relay()).invoke({"q": "hi"}, config=config)  # no span, no model: no workflow
+    for _ in (prompt | Relay()).stream({"q": "hi"}, config=config):  # a span, no model
+        assert not trace.get_current_span().get_span_context().is_valid
+    assert not trace.get_current_span().get_span_context().is_valid
+    answered = "invoke_workflow [INTERNAL]\n  app.answer [INTERNAL]\n" + (
+        "    chat scripted-1 [CLIENT] session.id=s-2"
+    )
+    assert telemetry.tree(attributes=("session.id",)) == "\n---\n".join(
+        [
+            answered,
+            answered,
+            "invoke_workflow [INTERNAL]\n  app.relay [INTERNAL]\n  chat scripted-1 [CLIENT]",
+            "invoke_workflow [INTERNAL]\n  app.relay [INTERNAL]",
+        ]
+    )
+
+
 def test_a_batch_is_one_trace_per_input(telemetry: Any, config: dict[str, Any]) -> None:
     """LangChain starts every input of a batch in the caller's context before running any:
     none of them is made current for the others."""

@@ -1068,3 +1068,58 @@ def test_beneath_a_context_prefers_a_later_open_span_of_its_trace(telemetry: Tel
         # "request" started before "later": it may be above it, never beneath
         assert trace.get_current_span() is request
         assert beneath(later) is later
+
+
+def test_a_pending_span_makes_its_run_once_when_first_needed(telemetry: Telemetry) -> None:
+    """Code inside a framework's step, before the step is known to be a span: a span or a run
+    started in the pending context makes the step's run (once) and nests under it; a session
+    opened there holds what the framework starts beneath its own run; asking nothing makes
+    nothing; a failure to make it is no failure of the app's."""
+    from threadline._runs import beneath, pending_context
+
+    tracer = trace.get_tracer("app")
+    made: list[threadline.Run] = []
+
+    def make() -> threadline.Run:
+        made.append(threadline.invoke_workflow("chain"))
+        return made[-1]
+
+    ctx, pending = pending_context(otel_context.Context(), make)
+    assert not pending.is_recording()
+    token = otel_context.attach(ctx)
+    try:
+        assert made == []  # attaching asks nothing
+        with tracer.start_as_current_span("app.step"), threadline.session("s-1"):
+            assert len(made) == 1
+            inner = beneath(made[0])  # where the framework starts a call beneath its step
+            assert threadline.current_run(inner) is None  # the app's span, with the session
+            with threadline.inference("m", provider="openai", parent=inner) as call:
+                assert call.parent_run is made[0]
+        with threadline.execute_tool("t") as tool:
+            assert tool.parent_run is made[0]
+    finally:
+        otel_context.detach(token)
+    assert len(made) == 1
+    pending.settle(made[0])
+    made[0].end()
+    assert telemetry.tree(attributes=("session.id",)) == (
+        "invoke_workflow chain [INTERNAL]\n"
+        "  app.step [INTERNAL]\n"
+        "    chat m [CLIENT] session.id=s-1\n"
+        "  execute_tool t [INTERNAL]"
+    )
+
+    # settled with no run before anything asked: children are roots, nothing is made
+    ctx, pending = pending_context(otel_context.Context(), make)
+    pending.settle(None)
+    with tracer.start_as_current_span("alone", context=ctx) as alone:
+        assert alone.parent is None  # type: ignore[attr-defined]
+    assert len(made) == 1
+
+    def broken() -> threadline.Run:
+        raise RuntimeError("integration bug")
+
+    ctx, pending = pending_context(otel_context.Context(), broken)
+    with tracer.start_as_current_span("orphan", context=ctx) as orphan:
+        assert orphan.parent is None  # type: ignore[attr-defined]
+    assert pending.get_span_context() is trace.INVALID_SPAN_CONTEXT

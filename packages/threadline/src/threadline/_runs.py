@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeVar
@@ -258,8 +258,8 @@ def beneath(parent: Run | Context | None) -> Run | Context | None:
         return parent if parent is None else _beneath_context(parent)
     try:
         ctx = otel_context._RUNTIME_CONTEXT.get_current()
-        run = ctx.get(_RUN_KEY)
-        if not isinstance(run, Run) or run._ended:
+        run = _run_of(ctx.get(_RUN_KEY))
+        if run is None or run._ended:
             return parent
         if run is parent:  # a span that is no run of ours (or a session) may be set above it
             return parent if ctx is parent._ctx else ctx
@@ -289,9 +289,9 @@ def _beneath_context(parent: Context) -> Context:
         above = parent.get(_SPAN_KEY)
         if not isinstance(current, trace.Span) or not isinstance(above, trace.Span):
             return parent
-        run = ctx.get(_RUN_KEY)
+        run = _run_of(ctx.get(_RUN_KEY))
         if (
-            isinstance(run, Run)
+            run is not None
             and run.span is current
             and (run._ended or isinstance(run, InferenceRun))
         ):
@@ -313,6 +313,107 @@ def _beneath_context(parent: Context) -> Context:
     except Exception as error:  # noqa: BLE001 - fail-open
         report("beneath", error)
     return parent
+
+
+class PendingSpan(trace.Span):
+    """The span of a run made only once something needs it as a parent.
+
+    A framework may run the app's code inside a step of its own before it knows whether the
+    step becomes a span at all (LangChain makes a root chain a workflow only when something
+    beneath it makes a span). A context holding a pending span (see :func:`pending_context`)
+    lets that code's spans, sessions and runs nest under the step: the first to ask for the
+    span's context (OpenTelemetry does, starting a child span; so does a threadline run started
+    there) makes the run. Nothing that asks no such question makes it. The pending span itself
+    records nothing: it is not the run's span, only the way to it.
+    """
+
+    __slots__ = ("_make", "_run")
+
+    def __init__(self, make: Callable[[], Run | None]) -> None:
+        self._make: Callable[[], Run | None] | None = make
+        self._run: Run | None = None
+
+    def run(self) -> Run | None:
+        """The run, made now if it is not yet; None if the framework made none."""
+        if self._make is not None:
+            with _PENDING_LOCK:
+                make = self._make
+                if make is not None:
+                    self._make = None  # a run made in this context, asking again, gets none
+                    try:
+                        self._run = make()
+                    except Exception as error:  # noqa: BLE001 - fail-open
+                        report("PendingSpan.run", error)
+        return self._run
+
+    def settle(self, run: Run | None) -> None:
+        """The step is over: the run is ``run`` from now on (None: no run will be made)."""
+        with _PENDING_LOCK:
+            self._make = None
+            self._run = run
+
+    def get_span_context(self) -> trace.SpanContext:
+        run = self.run()
+        return run.span.get_span_context() if run is not None else trace.INVALID_SPAN_CONTEXT
+
+    def is_recording(self) -> bool:
+        return False
+
+    # Another library writing to "the current span" does not reach the run's span.
+    def end(self, end_time: int | None = None) -> None:
+        pass
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        pass
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        pass
+
+    def add_event(
+        self,
+        name: str,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        pass
+
+    def add_link(
+        self, context: trace.SpanContext, attributes: Mapping[str, AttributeValue] | None = None
+    ) -> None:
+        pass
+
+    def update_name(self, name: str) -> None:
+        pass
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        pass
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        pass
+
+
+_PENDING_LOCK = threading.RLock()  # reentrant: making a run may ask another pending span
+
+
+def pending_context(parent: Context, make: Callable[[], Run | None]) -> tuple[Context, PendingSpan]:
+    """A context beneath ``parent`` whose current span is a :class:`PendingSpan` of ``make``
+    (attach it where the step's code runs), and that span (settle it when the step ends)."""
+    pending = PendingSpan(make)
+    ctx = trace.set_span_in_context(pending, parent)
+    return otel_context.set_value(_RUN_KEY, pending, ctx), pending
+
+
+def _run_of(value: object) -> Run | None:
+    """A context's run entry as a run: a pending span's is made now."""
+    if isinstance(value, Run):
+        return value
+    return value.run() if isinstance(value, PendingSpan) else None
 
 
 def current_run(ctx: Context | None = None) -> Run | None:
@@ -392,7 +493,7 @@ class Run:
             # runtime context, looked up on every call as in _context
             parent_ctx = otel_context._RUNTIME_CONTEXT.get_current() if parent is None else parent
             enclosing = parent_ctx.get(_RUN_KEY)  # current_run(parent_ctx), inline: every run
-            self.parent_run = enclosing if isinstance(enclosing, Run) else None
+            self.parent_run = enclosing if isinstance(enclosing, Run) else _run_of(enclosing)
         self._parent_ctx = parent_ctx
         if _BAGGAGE_KEY is None or parent_ctx.get(_BAGGAGE_KEY):  # no call without baggage
             session = _session_attributes(parent_ctx, conversation=self._carries_conversation())

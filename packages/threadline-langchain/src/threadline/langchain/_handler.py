@@ -48,7 +48,7 @@ from threadline._context import (
 from threadline._deferred import when_imported
 from threadline._failopen import report
 from threadline._patching import Patches
-from threadline._runs import beneath
+from threadline._runs import PendingSpan, beneath, pending_context
 from threadline.langchain import _convert
 
 __all__ = ["CallbackHandler"]
@@ -114,6 +114,7 @@ class _Chain:
         "metadata",
         "name",
         "parent",
+        "pending",
         "run",
         "scope",
         "start_ns",
@@ -143,6 +144,8 @@ class _Chain:
         self.token: Token[Context] | None = None
         self.scope: Run | None = None  # the run made current while this node runs
         self.user_code = _NOT_APPS  # a call of the app's function (see _apps_function_call)
+        # a root chain's context for LangChain's copies, and its pending span (see _root_scope)
+        self.pending: tuple[Context, PendingSpan] | None = None
 
 
 # Shared by every handler instance, so a run seen by two handlers (the global one and one passed
@@ -458,13 +461,12 @@ def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., A
         try:
             run_id = _config_run_id(config)
             record = _chains.get(run_id) if run_id is not None else None
-            if (
-                record is not None
-                and record.user_code is not _NOT_APPS
-                # LangChain's own call sites run it in a fresh copy; an app calling it
-                # directly would have the span stay current where it did
-                and sys._getframe(1).f_globals.get("__name__", "").startswith(_FRAMEWORKS)
-            ):
+            scope: Context | None = None
+            if record is None:
+                pass
+            elif record.user_code is _NOT_APPS:
+                scope = _root_scope(record)
+            else:
                 target = None
                 if record.user_code is _STREAMED:
                     # A streamed function reads the step before it in this copy too: that
@@ -473,12 +475,46 @@ def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., A
                 if not isinstance(target, Run):
                     target = _resolve(record)
                 if isinstance(target, Run) and not target.ended:
-                    otel_context.attach(target.context)  # in the copy: dropped with it
+                    scope = target.context
+            # LangChain's own call sites run it in a fresh copy; an app calling it directly
+            # would have the span stay current where it did
+            if scope is not None and sys._getframe(1).f_globals.get("__name__", "").startswith(
+                _FRAMEWORKS
+            ):
+                threadline.attach_context(scope)  # in the copy: dropped with it
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.chain_scope", error)
         return result
 
     return scoped
+
+
+def _root_scope(record: _Chain) -> Context | None:
+    """What LangChain's copies of a root chain's context hold, for code of the app's that runs
+    in them with no run of its own (a Runnable class of its own whose ``invoke`` or
+    ``transform`` LangChain calls directly, a parser of its own): the chain's span, pending
+    until something there needs it, so a root chain with nothing beneath it is still no
+    workflow."""
+    if record.pending is not None:
+        return record.pending[0]
+    if record.hidden or not _starts_a_trace(record):
+        return None
+    run = record.run
+    if run is not None:
+        return run.context if not run.ended else None
+    if record.state == _SKIP:
+        return None
+    record.pending = pending_context(
+        record.parent,  # type: ignore[arg-type] # a Context: _starts_a_trace
+        functools.partial(_emitted, record),
+    )
+    return record.pending[0]
+
+
+def _settle(record: _Chain) -> None:
+    """The chain is over: its pending span is its run, if it has one by now, or nothing."""
+    if record.pending is not None:
+        record.pending[1].settle(record.run)
 
 
 # LangGraph's Pregel loop reads and writes checkpoints, and submits the graph's tasks, in the
@@ -953,6 +989,7 @@ class CallbackHandler(BaseCallbackHandler):
                 run = record.run
                 if run is None and record.handler._emits_alone(record):
                     run = _emitted(record)
+                _settle(record)
                 if run is not None:
                     run.end()
         except Exception as error:  # noqa: BLE001 - fail-open
@@ -976,6 +1013,7 @@ class CallbackHandler(BaseCallbackHandler):
                 run = record.run
                 if run is None and record.handler._emits_alone(record):
                     run = _emitted(record)
+                _settle(record)
                 if run is not None:
                     _finish(run, error)
         except Exception as error_:  # noqa: BLE001 - fail-open
