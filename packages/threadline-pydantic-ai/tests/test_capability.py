@@ -763,6 +763,40 @@ def test_cancelled_run_is_an_error(telemetry: Telemetry) -> None:
     assert len(threadline.open_runs) == 0
 
 
+@pytest.mark.parametrize("read", ["text", "output"])
+def test_a_streamed_run_timed_out_ends_its_request_with_it(telemetry: Telemetry, read: str) -> None:
+    """A timeout around ``run_stream`` while the request waits for its response: the run and
+    the request in flight both fail with the cancellation, when the run ends. (Pydantic AI 1.x
+    runs the streamed request in a task it neither cancels nor awaits then: the request's span
+    used to stay open until the collector destroyed the task, and then failed with its
+    ValueError.)"""
+
+    async def slow(messages: Any, info: Any) -> AsyncIterator[str]:
+        await asyncio.sleep(30)
+        yield "late"
+
+    agent = Agent(
+        FunctionModel(stream_function=slow, model_name="slow"), name="t", capabilities=[Tracing()]
+    )
+
+    async def cut_short() -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.1), agent.run_stream("hi") as result:
+                if read == "text":
+                    async for _ in result.stream_text():
+                        pass
+                else:
+                    await result.get_output()
+        assert not trace.get_current_span().get_span_context().is_valid
+        assert len(threadline.open_runs) == 0  # at once: before any collection
+
+    asyncio.run(cut_short())
+    cancelled = " !ERROR error.type=asyncio.exceptions.CancelledError"
+    assert telemetry.tree() == "\n".join(
+        [f"{agent_span('t')} [INTERNAL]{cancelled}", f"  chat slow [CLIENT]{cancelled}"]
+    )
+
+
 def test_concurrent_runs_of_one_agent(telemetry: Telemetry) -> None:
     agent = weather_agent()
 

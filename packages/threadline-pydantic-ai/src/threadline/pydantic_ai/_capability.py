@@ -271,6 +271,17 @@ def _watch_event_generator(abstract: Any) -> None:
     agent_class._run_stream_events = run_stream_events
 
 
+def _cancel_chat(state: _RunState, chat: InferenceRun, error: asyncio.CancelledError) -> None:
+    """A model request cancelled in flight."""
+    streamed, state.streamed = state.streamed, None
+    if streamed is not None and streamed[0] is chat:
+        # Read to its end: the request succeeded, and Pydantic AI cancels its task because
+        # the caller's block raised after (a failing output validator).
+        chat.end(end_time=streamed[1])
+    else:
+        chat.cancel(error)  # a failure unless the run was stopped early
+
+
 def _stopped_early(state: _RunState | None) -> bool:
     """Whether a ``CancelledError`` in ``wrap_run`` is Pydantic AI tearing the run down because
     its caller stopped early (``break`` out of ``run_stream`` or ``iter``),
@@ -447,7 +458,11 @@ class Tracing(AbstractCapability[Any]):
             with run:  # ends the run, failed with whatever passes through
                 try:
                     return await handler()
-                except asyncio.CancelledError:
+                except asyncio.CancelledError as error:
+                    if state is not None and state.chat is not None:
+                        # Pydantic AI 1.x runs a streamed request in a task it neither cancels
+                        # nor awaits when the run is cancelled: it is over with the run.
+                        _cancel_chat(state, state.chat, error)
                     if _stopped_early(state):
                         run.detach()
                         # first: the with block then finds the run ended
@@ -565,13 +580,7 @@ class Tracing(AbstractCapability[Any]):
             elif isinstance(error, _SKIPPED_REQUEST):
                 self._end_chat(chat, getattr(error, "response", None), chain)
             elif isinstance(error, asyncio.CancelledError):
-                streamed, state.streamed = state.streamed, None
-                if streamed is not None and streamed[0] is chat:
-                    # Read to its end: the request succeeded, and Pydantic AI cancels its task
-                    # because the caller's block raised after (a failing output validator).
-                    chat.end(end_time=streamed[1])
-                else:
-                    chat.cancel(error)  # a failure unless the run was stopped early
+                _cancel_chat(state, chat, error)
             else:
                 chat.fail(error)
             raise
