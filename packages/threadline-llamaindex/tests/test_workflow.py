@@ -53,6 +53,15 @@ class Broken(Workflow):
         raise KeyError("missing")
 
 
+class Waiting(Workflow):
+    @step
+    async def only(self, ev: StartEvent) -> StopEvent:
+        with trace.get_tracer("app").start_as_current_span("app.work"):
+            pass
+        await asyncio.sleep(30)
+        return StopEvent(result="late")
+
+
 class Job(Event):
     payload: str
 
@@ -132,6 +141,24 @@ def test_failing_step_fails_the_workflow(telemetry: Telemetry) -> None:
     assert tree.endswith("\n  app.work [INTERNAL]")
     assert threadline.current_run() is None
     telemetry.assert_conformant()
+
+
+def test_a_workflow_the_app_cancels_is_no_failure(telemetry: Telemetry) -> None:
+    """``handler.cancel_run()``: the app stopped the workflow, which failed at nothing; the
+    caller still gets LlamaIndex's exception. (0.12 raises it through the workflow's span.)"""
+
+    async def run() -> None:
+        handler = Waiting(timeout=10).run()
+        await asyncio.sleep(0.1)
+        await handler.cancel_run()
+        await handler
+
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - LlamaIndex's own class
+        asyncio.run(run())
+    assert type(raised.value).__name__ == "WorkflowCancelledByUser"
+    assert telemetry.tree() == "invoke_workflow Waiting [INTERNAL]\n  app.work [INTERNAL]"
+    assert threadline.current_run() is None
+    assert len(threadline.open_runs) == 0
 
 
 @pytest.mark.skipif(AgentWorkflow is None, reason="no agent workflows in this LlamaIndex")

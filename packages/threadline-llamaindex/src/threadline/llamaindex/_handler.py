@@ -105,6 +105,9 @@ _TOOL_METHODS = frozenset({"call", "acall", "__call__"})
 _QUERY_METHODS = frozenset({"query", "aquery"})
 # Exceptions LlamaIndex raises to steer a workflow, not to report a failure.
 _CONTROL_FLOW = frozenset({"WorkflowDone"})
+# ``handler.cancel_run()``: the app stopped the workflow, which did not fail (0.12 raises it
+# through the workflow's span; later releases end the span without it).
+_STOPPED_BY_APP = "WorkflowCancelledByUser"
 _LEGACY_AGENT_CLASSES = frozenset({"AgentRunner", "BaseAgent", "BaseAgentRunner"})
 
 
@@ -774,13 +777,14 @@ class Tracker:
         run.detach()
         if self.tool_errors:
             self.tool_errors.pop(id(run), None)
-        failure = None if err is None or type(err).__name__ in _CONTROL_FLOW else err
+        kind = type(err).__name__ if err is not None else None
+        failure = None if kind is None or kind in _CONTROL_FLOW or kind == _STOPPED_BY_APP else err
         if self.workflows:
             workflow = self.workflows.pop(id_, None)
             if workflow is not None:
                 workflow.close(failure)
         if failure is None:
-            run.end()
+            run.end(stopped_early=kind == _STOPPED_BY_APP)
         else:
             run.fail(failure)
 
