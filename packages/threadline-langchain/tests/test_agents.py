@@ -276,8 +276,9 @@ def test_agent_and_workflow_called_from_a_tool(telemetry: Any, config: dict[str,
         report: str
 
     flow = StateGraph(Lookup)
-    flow.add_node("fetch", lambda state: {"report": f"sunny in {state['city']}"})
-    flow.add_edge(START, "fetch")
+    # named as create_agent's model node, whose marker the workflow inherits in the agent's tool
+    flow.add_node("model", lambda state: {"report": f"sunny in {state['city']}"})
+    flow.add_edge(START, "model")
     lookup_flow = flow.compile().with_config(run_name="lookup_flow")
     researcher = build_agent(
         ScriptedChatModel(

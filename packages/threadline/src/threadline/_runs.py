@@ -258,7 +258,16 @@ def beneath(parent: Run | Context | None) -> Run | Context | None:
         return parent if parent is None else _beneath_context(parent)
     try:
         ctx = otel_context._RUNTIME_CONTEXT.get_current()
-        run = _run_of(ctx.get(_RUN_KEY))
+        value = ctx.get(_RUN_KEY)
+        run: Run | None
+        if isinstance(value, Run):
+            run = value
+        elif isinstance(value, PendingSpan):
+            run = value.run()
+            if run is parent and ctx is value._ctx:
+                return parent  # the pending context holds nothing beneath the run
+        else:
+            return parent
         if run is None or run._ended:
             return parent
         if run is parent:  # a span that is no run of ours (or a session) may be set above it
@@ -327,11 +336,12 @@ class PendingSpan(trace.Span):
     records nothing: it is not the run's span, only the way to it.
     """
 
-    __slots__ = ("_make", "_run")
+    __slots__ = ("_ctx", "_make", "_run")
 
     def __init__(self, make: Callable[[], Run | None]) -> None:
         self._make: Callable[[], Run | None] | None = make
         self._run: Run | None = None
+        self._ctx: Context | None = None  # the context pending_context made for it
 
     def run(self) -> Run | None:
         """The run, made now if it is not yet; None if the framework made none."""
@@ -348,6 +358,8 @@ class PendingSpan(trace.Span):
 
     def settle(self, run: Run | None) -> None:
         """The step is over: the run is ``run`` from now on (None: no run will be made)."""
+        if self._make is None and self._run is run:
+            return  # made already, as the framework knows it
         with _PENDING_LOCK:
             self._make = None
             self._run = run
@@ -405,8 +417,16 @@ def pending_context(parent: Context, make: Callable[[], Run | None]) -> tuple[Co
     """A context beneath ``parent`` whose current span is a :class:`PendingSpan` of ``make``
     (attach it where the step's code runs), and that span (settle it when the step ends)."""
     pending = PendingSpan(make)
-    ctx = trace.set_span_in_context(pending, parent)
-    return otel_context.set_value(_RUN_KEY, pending, ctx), pending
+    if _SPAN_KEY is not None:
+        values = dict(parent)  # one copy for both entries, as Run.context does
+        values[_SPAN_KEY] = pending
+        values[_RUN_KEY] = pending
+        ctx = Context(values)
+    else:  # pragma: no cover - an API that stores the span differently
+        ctx = trace.set_span_in_context(pending, parent)
+        ctx = otel_context.set_value(_RUN_KEY, pending, ctx)
+    pending._ctx = ctx
+    return ctx, pending
 
 
 def _run_of(value: object) -> Run | None:

@@ -60,6 +60,7 @@ _CONTROL_FLOW = frozenset(
 _NODE_TAG = "graph:step:"
 _HIDDEN_TAG = "langsmith:hidden"
 _CREATE_AGENT = "langchain_create_agent"
+_UNNAMED_GRAPH = "LangGraph"  # the name of a compiled graph not given one
 _REACT_AGENT_NODES = frozenset({"agent", "pre_model_hook"})
 _MIDDLEWARE_NODE_SUFFIXES = (".before_agent", ".before_model", ".after_model", ".after_agent")
 _LEGACY_AGENTS = frozenset({"AgentExecutor"})
@@ -465,7 +466,8 @@ def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., A
             if record is None:
                 pass
             elif record.user_code is _NOT_APPS:
-                scope = _root_scope(record)
+                pending = record.pending  # each step of a root chain: made at its first
+                scope = pending[0] if pending is not None else _root_scope(record)
             else:
                 target = None
                 if record.user_code is _STREAMED:
@@ -760,12 +762,17 @@ def _is_agent_node(name: str, graph: _Chain) -> bool:
     """Whether a graph's node shows the graph is an agent: the model node of a prebuilt ReAct
     agent, or the model/middleware node of a ``create_agent`` graph. (``create_agent`` marks its
     graph's metadata, but metadata is inherited by every graph run beneath it, so the marker
-    alone would also make a plain workflow called from an agent's tool an agent.)"""
+    alone would also make a plain workflow called from an agent's tool an agent: the graph must
+    also have the agent's name, or the name of an unnamed graph if the agent has none.)"""
     if name in _REACT_AGENT_NODES:
         return True
     if name == "model" or name.endswith(_MIDDLEWARE_NODE_SUFFIXES):
         metadata = graph.metadata
-        return metadata is not None and metadata.get("ls_integration") == _CREATE_AGENT
+        return (
+            metadata is not None
+            and metadata.get("ls_integration") == _CREATE_AGENT
+            and graph.name == metadata.get("lc_agent_name", _UNNAMED_GRAPH)
+        )
     return False
 
 
