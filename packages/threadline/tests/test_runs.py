@@ -1097,6 +1097,7 @@ def test_a_pending_span_makes_its_run_once_when_first_needed(telemetry: Telemetr
                 assert call.parent_run is made[0]
         with threadline.execute_tool("t") as tool:
             assert tool.parent_run is made[0]
+        assert beneath(made[0]) is made[0]  # the pending context holds nothing beneath it
     finally:
         otel_context.detach(token)
     assert len(made) == 1

@@ -513,7 +513,10 @@ class Run:
             # runtime context, looked up on every call as in _context
             parent_ctx = otel_context._RUNTIME_CONTEXT.get_current() if parent is None else parent
             enclosing = parent_ctx.get(_RUN_KEY)  # current_run(parent_ctx), inline: every run
-            self.parent_run = enclosing if isinstance(enclosing, Run) else _run_of(enclosing)
+            if isinstance(enclosing, Run):
+                self.parent_run = enclosing
+            else:
+                self.parent_run = None if enclosing is None else _run_of(enclosing)
         self._parent_ctx = parent_ctx
         if _BAGGAGE_KEY is None or parent_ctx.get(_BAGGAGE_KEY):  # no call without baggage
             session = _session_attributes(parent_ctx, conversation=self._carries_conversation())

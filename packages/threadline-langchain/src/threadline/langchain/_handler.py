@@ -39,6 +39,7 @@ from opentelemetry.context import Context
 
 import threadline
 from threadline import InferenceRun, RetrievalRun, Run, ToolRun, semconv
+from threadline._context import attach as attach_context
 from threadline._context import (
     closed_by_consumer,
     consumer_closed,
@@ -116,6 +117,7 @@ class _Chain:
         "name",
         "parent",
         "pending",
+        "root",
         "run",
         "scope",
         "start_ns",
@@ -147,6 +149,7 @@ class _Chain:
         self.user_code = _NOT_APPS  # a call of the app's function (see _apps_function_call)
         # a root chain's context for LangChain's copies, and its pending span (see _root_scope)
         self.pending: tuple[Context, PendingSpan] | None = None
+        self.root: bool | None = None  # known at the first _starts_a_trace (its parent is set)
 
 
 # Shared by every handler instance, so a run seen by two handlers (the global one and one passed
@@ -467,7 +470,10 @@ def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., A
                 pass
             elif record.user_code is _NOT_APPS:
                 pending = record.pending  # each step of a root chain: made at its first
-                scope = pending[0] if pending is not None else _root_scope(record)
+                if pending is not None:
+                    scope = pending[0]
+                elif isinstance(record.parent, Context):
+                    scope = _root_scope(record)
             else:
                 target = None
                 if record.user_code is _STREAMED:
@@ -483,7 +489,7 @@ def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., A
             if scope is not None and sys._getframe(1).f_globals.get("__name__", "").startswith(
                 _FRAMEWORKS
             ):
-                threadline.attach_context(scope)  # in the copy: dropped with it
+                attach_context(scope)  # in the copy: dropped with it
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.chain_scope", error)
         return result
@@ -511,12 +517,6 @@ def _root_scope(record: _Chain) -> Context | None:
         functools.partial(_emitted, record),
     )
     return record.pending[0]
-
-
-def _settle(record: _Chain) -> None:
-    """The chain is over: its pending span is its run, if it has one by now, or nothing."""
-    if record.pending is not None:
-        record.pending[1].settle(record.run)
 
 
 # LangGraph's Pregel loop reads and writes checkpoints, and submits the graph's tasks, in the
@@ -785,12 +785,15 @@ def _is_created_agent(name: str, metadata: Mapping[str, Any]) -> bool:
 
 def _starts_a_trace(record: _Chain) -> bool:
     """Whether ``record`` is a root chain started where no span is current."""
-    parent = record.parent
-    return (
-        isinstance(parent, Context)
-        and not record.hidden
-        and not trace.get_current_span(parent).get_span_context().is_valid
-    )
+    root = record.root
+    if root is None:
+        parent = record.parent
+        root = record.root = (
+            isinstance(parent, Context)
+            and not record.hidden
+            and not trace.get_current_span(parent).get_span_context().is_valid
+        )
+    return root
 
 
 def _apps_function_call(kwargs: Mapping[str, Any]) -> object:
@@ -996,7 +999,8 @@ class CallbackHandler(BaseCallbackHandler):
                 run = record.run
                 if run is None and record.handler._emits_alone(record):
                     run = _emitted(record)
-                _settle(record)
+                if record.pending is not None:
+                    record.pending[1].settle(record.run)  # whatever asks later gets this
                 if run is not None:
                     run.end()
         except Exception as error:  # noqa: BLE001 - fail-open
@@ -1020,7 +1024,8 @@ class CallbackHandler(BaseCallbackHandler):
                 run = record.run
                 if run is None and record.handler._emits_alone(record):
                     run = _emitted(record)
-                _settle(record)
+                if record.pending is not None:
+                    record.pending[1].settle(record.run)  # whatever asks later gets this
                 if run is not None:
                     _finish(run, error)
         except Exception as error_:  # noqa: BLE001 - fail-open
