@@ -563,21 +563,31 @@ def test_spans_and_sessions_the_apps_function_opens_nest_in_the_chain(
     )
 
 
-def test_the_apps_own_runnable_in_a_root_chain_nests_under_the_workflow(
+def test_the_apps_own_runnable_in_a_streamed_root_chain_nests_under_the_workflow(
     telemetry: Any, config: dict[str, Any]
 ) -> None:
-    """LangChain calls ``invoke``/``transform`` of a Runnable class of the app's directly, with
-    no run of its own, in its copy of the root chain's context. The chain's span is pending
-    there: a span or session the code opens is made under the workflow (made then), and a
-    chain whose code opens nothing and calls no model is still no workflow."""
+    """LangChain streams a root chain in one copy of the caller's context and calls the
+    ``transform`` of a Runnable class of the app's there directly, with no run of its own. The
+    chain's span is pending in that copy: a span or session the code opens is made under the
+    workflow (made then), and a chain whose code opens nothing and calls no model is still no
+    workflow. (Invoked, each step gets a copy of its own, and such code no scope.)"""
     from langchain_core.runnables import Runnable
 
     tracer = trace.get_tracer("app")
 
     class Answer(Runnable[Any, Any]):
         def invoke(self, value: Any, config: Any = None, **kwargs: Any) -> Any:
+            return hello_model().invoke(value, config)
+
+        def transform(self, chunks: Any, config: Any = None, **kwargs: Any) -> Any:
             with tracer.start_as_current_span("app.answer"), threadline.session("s-2"):
-                return hello_model().invoke(value, config)
+                for chunk in chunks:
+                    yield hello_model().invoke(chunk, config)
+
+        async def atransform(self, chunks: Any, config: Any = None, **kwargs: Any) -> Any:
+            with tracer.start_as_current_span("app.answer"), threadline.session("s-2"):
+                async for chunk in chunks:
+                    yield await hello_model().ainvoke(chunk, config)
 
     class Relay(Runnable[Any, Any]):
         def invoke(self, value: Any, config: Any = None, **kwargs: Any) -> Any:
@@ -587,14 +597,21 @@ def test_the_apps_own_runnable_in_a_root_chain_nests_under_the_workflow(
             with tracer.start_as_current_span("app.relay"):
                 yield from chunks
 
-    (Answer() | StrOutputParser()).invoke("hi", config=config)
-    asyncio.run((Answer() | StrOutputParser()).ainvoke("hi", config=config))
+    for _ in (Answer() | StrOutputParser()).stream("hi", config=config):
+        assert not trace.get_current_span().get_span_context().is_valid
+
+    async def consume() -> None:
+        async for _ in (Answer() | StrOutputParser()).astream("hi", config=config):
+            assert not trace.get_current_span().get_span_context().is_valid
+
+    asyncio.run(consume())
     for _ in (RunnablePassthrough() | Relay() | hello_model()).stream("hi", config=config):
         assert not trace.get_current_span().get_span_context().is_valid
     prompt = ChatPromptTemplate.from_messages([("user", "{q}")])
-    (prompt | Relay()).invoke({"q": "hi"}, config=config)  # no span, no model: no workflow
     for _ in (prompt | Relay()).stream({"q": "hi"}, config=config):  # a span, no model
         assert not trace.get_current_span().get_span_context().is_valid
+    for _ in (RunnablePassthrough() | StrOutputParser()).stream("hi", config=config):  # no span
+        pass
     assert not trace.get_current_span().get_span_context().is_valid
     answered = "invoke_workflow [INTERNAL]\n  app.answer [INTERNAL]\n" + (
         "    chat scripted-1 [CLIENT] session.id=s-2"

@@ -148,7 +148,7 @@ class _Chain:
         self.scope: Run | None = None  # the run made current while this node runs
         self.user_code = _NOT_APPS  # a call of the app's function (see _apps_function_call)
         # a root chain's context for LangChain's copies, and its pending span (see _root_scope)
-        self.pending: tuple[Context, PendingSpan] | None = None
+        self.pending: tuple[Context, PendingSpan] | tuple[None, None] | None = None
         self.root: bool | None = None  # known at the first _starts_a_trace (its parent is set)
 
 
@@ -498,14 +498,14 @@ def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., A
 
 
 def _root_scope(record: _Chain) -> Context | None:
-    """What LangChain's copies of a root chain's context hold, for code of the app's that runs
-    in them with no run of its own (a Runnable class of its own whose ``invoke`` or
-    ``transform`` LangChain calls directly, a parser of its own): the chain's span, pending
-    until something there needs it, so a root chain with nothing beneath it is still no
-    workflow."""
+    """What LangChain's copy of a streamed root chain's context holds, for code of the app's
+    that runs in it with no run of its own (a Runnable class of its own whose ``transform``
+    LangChain calls directly, a parser of its own): the chain's span, pending until something
+    there needs it, so a root chain with nothing beneath it is still no workflow."""
     if record.pending is not None:
         return record.pending[0]
-    if record.hidden or not _starts_a_trace(record):
+    if not _streams(sys._getframe(2)) or record.hidden or not _starts_a_trace(record):
+        record.pending = _NO_SCOPE
         return None
     run = record.run
     if run is not None:
@@ -517,6 +517,25 @@ def _root_scope(record: _Chain) -> Context | None:
         functools.partial(_emitted, record),
     )
     return record.pending[0]
+
+
+_NO_SCOPE = (None, None)  # a root chain whose copies get no scope
+# The functions that run a streamed chain in one copy of the caller's context. An invoked one
+# makes a copy per step: a scope in each would cost every chain call, while the app's code
+# there (a Runnable class of its own) is rare; its functions get theirs (_with_chain_scope).
+_STREAM_COPIES = frozenset({"_transform_stream_with_config", "_atransform_stream_with_config"})
+
+
+def _streams(frame: FrameType | None) -> bool:
+    """Whether the copy is a streamed chain's: made there, or by the context manager it uses
+    (``set_config_context``, entered through contextlib, in langchain-core 1.x)."""
+    for _ in range(3):
+        if frame is None:
+            return False
+        if frame.f_code.co_name in _STREAM_COPIES:
+            return True
+        frame = frame.f_back
+    return False
 
 
 # LangGraph's Pregel loop reads and writes checkpoints, and submits the graph's tasks, in the
@@ -999,7 +1018,7 @@ class CallbackHandler(BaseCallbackHandler):
                 run = record.run
                 if run is None and record.handler._emits_alone(record):
                     run = _emitted(record)
-                if record.pending is not None:
+                if record.pending is not None and record.pending[1] is not None:
                     record.pending[1].settle(record.run)  # whatever asks later gets this
                 if run is not None:
                     run.end()
@@ -1024,7 +1043,7 @@ class CallbackHandler(BaseCallbackHandler):
                 run = record.run
                 if run is None and record.handler._emits_alone(record):
                     run = _emitted(record)
-                if record.pending is not None:
+                if record.pending is not None and record.pending[1] is not None:
                     record.pending[1].settle(record.run)  # whatever asks later gets this
                 if run is not None:
                     _finish(run, error)
