@@ -453,6 +453,37 @@ def test_leaving_an_event_stream_early_is_no_failure(
     assert len(threadline.open_runs) == 0
 
 
+@pytest.mark.parametrize("events_read", [1, 2, 3])
+def test_an_event_stream_closed_at_its_start_leaves_no_record(
+    telemetry: Any, config: dict[str, Any], events_read: int
+) -> None:
+    """Closed after its first events, astream_events cancels the graph's task before LangChain
+    sends the end of the runs started so far (the graph's, a node's): their records go with
+    the stream, not at the record cap."""
+
+    class Step(TypedDict):
+        text: str
+
+    graph = StateGraph(Step)
+    graph.add_node("echo", lambda state: {"text": state["text"]})
+    graph.add_edge(START, "echo")
+    app = graph.compile().with_config(run_name="echo_flow")
+
+    async def leave_early() -> None:
+        events = app.astream_events({"text": "hi"}, config=config, version="v2")
+        read = 0
+        async for _event in events:
+            read += 1
+            if read == events_read:
+                break
+        await events.aclose()
+
+    asyncio.run(leave_early())
+    assert len(_handler._chains) == 0
+    assert len(threadline.open_runs) == 0
+    assert "!ERROR" not in telemetry.tree()
+
+
 @pytest.mark.parametrize("close", ["aclose", "drop"])
 def test_graph_stream_leaves_its_consumer_its_own_context(
     telemetry: Any, config: dict[str, Any], close: str

@@ -379,8 +379,13 @@ def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
     async def guarded(*args: Any, **kwargs: Any) -> Any:
         mark, token = watch_consumer()  # the runnable's task copies the context: its mark
         stream = function(*args, **kwargs)
+        root: _Chain | None = None
+        first = True
         try:
             async for event in stream:
+                if first:
+                    first = False
+                    root = _started_chain(event)  # the first event is the root run's start
                 yield event
         except GeneratorExit:
             consumer_closed(mark)
@@ -389,10 +394,48 @@ def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 await stream.aclose()  # cancels and awaits the runnable's task
             finally:
+                closed = mark[0]
                 mark[0] = False
                 unwatch_consumer(token)
+                if closed and root is not None:
+                    _forget_tree(root)
 
     return guarded
+
+
+def _started_chain(event: object) -> _Chain | None:
+    """The record of the chain an ``astream_events`` event is about (its run id is a string)."""
+    try:
+        run_id = event.get("run_id") if isinstance(event, Mapping) else None
+        return _chains.get(UUID(run_id)) if isinstance(run_id, str) else None
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("langchain.event_run", error)
+        return None
+
+
+def _forget_tree(root: _Chain) -> None:
+    """Drop the records of a run tree whose ends will never come: LangChain cancels an event
+    stream's task when its consumer closes it, at times before any end callback is sent (the
+    root's own may have come)."""
+    try:
+        with _lock:
+            for run_id, record in list(_chains.items()):
+                ancestor: object = record
+                for _ in range(_MAX_NESTING):
+                    if ancestor is root:
+                        _chains.pop(run_id, None)
+                        run = record.run
+                        if run is not None and not run.ended:
+                            run.end(stopped_early=True)  # its consumer stopped reading
+                        break
+                    if not isinstance(ancestor, _Chain):
+                        break
+                    ancestor = ancestor.parent
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("langchain.forget_tree", error)
+
+
+_MAX_NESTING = 64
 
 
 def _restore(before: Context) -> None:
