@@ -312,6 +312,61 @@ invoke_agent support [INTERNAL]
     telemetry.assert_conformant(strict=True)
 
 
+def test_create_agents_named_by_run_name_or_unnamed_in_a_tool_are_agents(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """An unnamed create_agent named by its run name, and one called in a named agent's tool
+    (which inherits the outer agent's name in its metadata), are agents: their own model node
+    tells, not their metadata."""
+    pytest.importorskip("langchain.agents.middleware")  # create_agent: langchain 1.x
+    agents = pytest.importorskip("langchain.agents")
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import tool
+
+    agents.create_agent(two_tool_model(), [get_weather, get_time]).invoke(
+        {"messages": [("user", "Weather?")]}, config={**config, "run_name": "support"}
+    )
+    (root,) = [s for s in telemetry.spans() if s.parent_span_id is None]
+    assert root.name == "invoke_agent support"
+    telemetry.span_exporter.clear()
+
+    researcher = agents.create_agent(
+        ScriptedChatModel(
+            responses=[AIMessage(content="checked", usage_metadata=usage(3, 1))]  # type: ignore[arg-type]
+        ),
+        [],
+    )
+
+    @tool
+    def get_weather_checked(city: str) -> str:
+        """Get the weather in a city."""
+        return str(researcher.invoke({"messages": [("user", city)]})["messages"][-1].content)
+
+    model = ScriptedChatModel(
+        responses=[
+            AIMessage(
+                content="",
+                tool_calls=[{"name": "get_weather_checked", "args": {"city": "P"}, "id": "c1"}],
+                usage_metadata=usage(1, 1),  # type: ignore[arg-type]
+            ),
+            AIMessage(content="done", usage_metadata=usage(1, 1)),  # type: ignore[arg-type]
+        ]
+    )
+    agents.create_agent(model, [get_weather_checked], name="support").invoke(
+        {"messages": [("user", "Weather?")]}, config=config
+    )
+    assert telemetry.tree() == "\n".join(
+        [
+            "invoke_agent support [INTERNAL]",
+            "  chat scripted-1 [CLIENT]",
+            "  execute_tool get_weather_checked [INTERNAL]",
+            "    invoke_agent [INTERNAL]",
+            "      chat scripted-1 [CLIENT]",
+            "  chat scripted-1 [CLIENT]",
+        ]
+    )
+
+
 def test_create_agent_with_middleware_is_an_agent(telemetry: Any, config: dict[str, Any]) -> None:
     agents = pytest.importorskip("langchain.agents")
     middleware = pytest.importorskip("langchain.agents.middleware")

@@ -1124,3 +1124,61 @@ def test_a_pending_span_makes_its_run_once_when_first_needed(telemetry: Telemetr
     with tracer.start_as_current_span("orphan", context=ctx) as orphan:
         assert orphan.parent is None  # type: ignore[attr-defined]
     assert pending.get_span_context() is trace.INVALID_SPAN_CONTEXT
+
+
+def test_a_pending_span_asked_from_two_threads_makes_one_run(telemetry: Telemetry) -> None:
+    """A thread that asks while another makes the run waits for it (its spans join the same
+    trace); settled, the pending span lets its run go without the collector."""
+    import gc
+    import weakref
+
+    from threadline._runs import pending_context
+
+    making = threading.Event()
+    made: list[threadline.Run] = []
+
+    def make() -> threadline.Run:
+        making.set()
+        time.sleep(0.05)  # e.g. the framework's lock, held elsewhere
+        made.append(threadline.invoke_workflow("chain", parent=otel_context.Context()))
+        return made[-1]
+
+    ctx, pending = pending_context(otel_context.Context(), make)
+    seen: dict[str, trace.SpanContext] = {}
+
+    def ask(name: str, span: trace.Span) -> None:
+        if name == "second":
+            making.wait()
+        seen[name] = span.get_span_context()
+
+    threads = [threading.Thread(target=ask, args=(n, pending)) for n in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1
+    assert seen["first"] == seen["second"] == made[0].span.get_span_context()
+
+    gc.disable()
+    try:
+        run = weakref.ref(made.pop())
+        pending.settle(run())
+        run().end()  # type: ignore[union-attr]
+        del ctx, pending
+        assert run() is None  # no cycle through the pending span's context
+    finally:
+        gc.enable()
+
+
+def test_a_run_ended_elsewhere_and_detached_where_it_was_attached_is_not_stranded(
+    telemetry: Telemetry,
+) -> None:
+    tool = threadline.execute_tool("slow")
+    tool.attach()
+    ender = threading.Thread(target=tool.end)  # e.g. a cancelled run ended by its parent
+    ender.start()
+    ender.join()
+    assert tool in _registry.stranded
+    tool.detach()  # its own context, at last
+    assert threadline.current_run() is None
+    assert tool not in _registry.stranded

@@ -336,33 +336,47 @@ class PendingSpan(trace.Span):
     records nothing: it is not the run's span, only the way to it.
     """
 
-    __slots__ = ("_ctx", "_make", "_run")
+    __slots__ = ("_ctx", "_lock", "_make", "_making", "_run")
 
     def __init__(self, make: Callable[[], Run | None]) -> None:
         self._make: Callable[[], Run | None] | None = make
         self._run: Run | None = None
         self._ctx: Context | None = None  # the context pending_context made for it
+        # Its own lock: ``make`` takes the framework's, which another thread may hold while it
+        # asks a different pending span.
+        self._lock = threading.RLock()
+        self._making = False
 
     def run(self) -> Run | None:
-        """The run, made now if it is not yet; None if the framework made none."""
+        """The run, made now if it is not yet (another thread asking meanwhile waits for it);
+        None if the framework made none."""
         if self._make is not None:
-            with _PENDING_LOCK:
+            with self._lock:
                 make = self._make
-                if make is not None:
-                    self._make = None  # a run made in this context, asking again, gets none
+                if make is not None and not self._making:  # asked again while made: none yet
+                    self._making = True
                     try:
                         self._run = make()
                     except Exception as error:  # noqa: BLE001 - fail-open
                         report("PendingSpan.run", error)
+                    finally:
+                        self._make = None
+                        self._making = False
         return self._run
+
+    def stop(self) -> None:
+        """The step is ending: no run is made from now on (one being made is waited for)."""
+        if self._make is not None:
+            with self._lock:
+                if not self._making:
+                    self._make = None
 
     def settle(self, run: Run | None) -> None:
         """The step is over: the run is ``run`` from now on (None: no run will be made)."""
-        if self._make is None and self._run is run:
-            return  # made already, as the framework knows it
-        with _PENDING_LOCK:
+        with self._lock:
             self._make = None
             self._run = run
+            self._ctx = None  # the context holds this span: no cycle left for the collector
 
     def get_span_context(self) -> trace.SpanContext:
         run = self.run()
@@ -408,9 +422,6 @@ class PendingSpan(trace.Span):
         escaped: bool = False,
     ) -> None:
         pass
-
-
-_PENDING_LOCK = threading.RLock()  # reentrant: making a run may ask another pending span
 
 
 def pending_context(parent: Context, make: Callable[[], Run | None]) -> tuple[Context, PendingSpan]:
@@ -615,6 +626,8 @@ class Run:
             if _context.detach(token):
                 self._token = None
                 self._detach_pending = False
+                if self._ended and _registry.stranded:
+                    _registry.stranded.discard(self)  # ended elsewhere, detached here at last
                 # _unwind_pending_detaches() has nothing to do unless the run now current
                 # asked to detach; this runs on every detach, so look before calling
                 below = otel_context._RUNTIME_CONTEXT.get_current().get(_RUN_KEY)

@@ -61,7 +61,6 @@ _CONTROL_FLOW = frozenset(
 _NODE_TAG = "graph:step:"
 _HIDDEN_TAG = "langsmith:hidden"
 _CREATE_AGENT = "langchain_create_agent"
-_UNNAMED_GRAPH = "LangGraph"  # the name of a compiled graph not given one
 _REACT_AGENT_NODES = frozenset({"agent", "pre_model_hook"})
 _MIDDLEWARE_NODE_SUFFIXES = (".before_agent", ".before_model", ".after_model", ".after_agent")
 _LEGACY_AGENTS = frozenset({"AgentExecutor"})
@@ -109,6 +108,7 @@ class _Chain:
     """Bookkeeping for one chain run (a runnable, a LangGraph graph or node)."""
 
     __slots__ = (
+        "agent_known",
         "agent_node",
         "graph",
         "handler",
@@ -144,6 +144,7 @@ class _Chain:
         self.run: Run | None = None
         self.graph = False
         self.agent_node = False
+        self.agent_known = False  # told by the graph's nodes, as its loop started
         self.token: Token[Context] | None = None
         self.scope: Run | None = None  # the run made current while this node runs
         self.user_code = _NOT_APPS  # a call of the app's function (see _apps_function_call)
@@ -424,6 +425,8 @@ def _forget_tree(root: _Chain) -> None:
                 for _ in range(_MAX_NESTING):
                     if ancestor is root:
                         _chains.pop(run_id, None)
+                        if record.pending is not None and record.pending[1] is not None:
+                            record.pending[1].settle(record.run)
                         run = record.run
                         if run is not None and not run.ended:
                             run.end(stopped_early=True)  # its consumer stopped reading
@@ -661,15 +664,38 @@ def _graph_scope(loop: Any, caller: FrameType | None) -> Run | None:
             # a graph before its first node starts; the nodes it has tell an agent already
             record.graph = True
             nodes = getattr(loop, "nodes", None)
-            if isinstance(nodes, Mapping) and any(
-                isinstance(name, str) and _is_agent_node(name, record) for name in nodes
-            ):
-                record.agent_node = True
+            if isinstance(nodes, Mapping):
+                record.agent_node = _has_agent_node(nodes, record)
+                record.agent_known = True
         run = _emitted(record)
         return run if run is not None and not run.ended else None
     except Exception as error:  # noqa: BLE001 - fail-open
         report("langchain.graph_scope", error)
         return None
+
+
+def _has_agent_node(nodes: Mapping[object, Any], graph: _Chain) -> bool:
+    """Whether a graph's nodes show it is an agent: a prebuilt ReAct agent's model node, or
+    the model node ``create_agent`` adds (its function is LangChain's: a node of the app's
+    that is called ``model``, in a graph run in an agent's tool, whose metadata it inherits,
+    is not)."""
+    for name, node in nodes.items():
+        if not isinstance(name, str):
+            continue
+        if name == "model":
+            bound = getattr(node, "bound", None)
+            function = getattr(bound, "func", None) or getattr(bound, "afunc", None)
+            module = getattr(function, "__module__", None)
+            if isinstance(module, str):
+                if module.startswith(_CREATE_AGENT_MODULE):
+                    return True
+                continue
+        if _is_agent_node(name, graph):
+            return True
+    return False
+
+
+_CREATE_AGENT_MODULE = "langchain.agents"
 
 
 def _scope_submissions(loop: Any, run: Run) -> None:
@@ -823,18 +849,13 @@ def _chain_parent(parent_run_id: UUID | None) -> _Chain | Run | Context:
 def _is_agent_node(name: str, graph: _Chain) -> bool:
     """Whether a graph's node shows the graph is an agent: the model node of a prebuilt ReAct
     agent, or the model/middleware node of a ``create_agent`` graph. (``create_agent`` marks its
-    graph's metadata, but metadata is inherited by every graph run beneath it, so the marker
-    alone would also make a plain workflow called from an agent's tool an agent: the graph must
-    also have the agent's name, or the name of an unnamed graph if the agent has none.)"""
+    graph's metadata, but metadata is inherited by every graph run beneath it: where its loop
+    is seen, the graph's own nodes tell instead, see _has_agent_node.)"""
     if name in _REACT_AGENT_NODES:
         return True
     if name == "model" or name.endswith(_MIDDLEWARE_NODE_SUFFIXES):
         metadata = graph.metadata
-        return (
-            metadata is not None
-            and metadata.get("ls_integration") == _CREATE_AGENT
-            and graph.name == metadata.get("lc_agent_name", _UNNAMED_GRAPH)
-        )
+        return metadata is not None and metadata.get("ls_integration") == _CREATE_AGENT
     return False
 
 
@@ -1014,7 +1035,7 @@ class CallbackHandler(BaseCallbackHandler):
             if isinstance(parent, _Chain) and _is_node(tags):
                 # A LangGraph node: its parent is a graph; the node itself is not a span.
                 parent.graph = True
-                if _is_agent_node(name, parent):
+                if not parent.agent_known and _is_agent_node(name, parent):
                     parent.agent_node = True
                 if not self.verbose:
                     record.state = _SKIP
@@ -1058,11 +1079,14 @@ class CallbackHandler(BaseCallbackHandler):
             if record is not None:
                 if record.token is not None and record.scope is not None:
                     record.scope.detach_scope(record.token)
+                pending = record.pending[1] if record.pending is not None else None
+                if pending is not None:
+                    pending.stop()  # first: a run made after the next line would stay open
                 run = record.run
                 if run is None and record.handler._emits_alone(record):
                     run = _emitted(record)
-                if record.pending is not None and record.pending[1] is not None:
-                    record.pending[1].settle(record.run)  # whatever asks later gets this
+                if pending is not None:
+                    pending.settle(run)  # whatever asks later gets this
                 if run is not None:
                     run.end()
         except Exception as error:  # noqa: BLE001 - fail-open
@@ -1083,11 +1107,14 @@ class CallbackHandler(BaseCallbackHandler):
             if record is not None:
                 if record.token is not None and record.scope is not None:
                     record.scope.detach_scope(record.token)
+                pending = record.pending[1] if record.pending is not None else None
+                if pending is not None:
+                    pending.stop()  # first: a run made after the next line would stay open
                 run = record.run
                 if run is None and record.handler._emits_alone(record):
                     run = _emitted(record)
-                if record.pending is not None and record.pending[1] is not None:
-                    record.pending[1].settle(record.run)  # whatever asks later gets this
+                if pending is not None:
+                    pending.settle(run)  # whatever asks later gets this
                 if run is not None:
                     _finish(run, error)
         except Exception as error_:  # noqa: BLE001 - fail-open

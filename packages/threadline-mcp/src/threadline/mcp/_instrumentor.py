@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 from threadline._deferred import DeferredInstrumentation
@@ -20,6 +21,7 @@ def _major() -> int:
     return int(version("mcp").split(".", 1)[0])
 
 
+_logger = logging.getLogger("threadline.mcp")
 _patches = Patches()
 _deferred = DeferredInstrumentation(
     "mcp",
@@ -37,14 +39,18 @@ def apply(*, merge_tool_spans: bool = False) -> None:
     patches = _patches
     if patches:
         return
+    # Transports whose server messages carry no HTTP request, told apart from stdio; optional:
+    # a release without one of them is traced all the same.
+    for module, transport, wrap in (
+        ("mcp.shared.memory", "create_client_server_memory_streams", _server.wrap_memory_streams),
+        ("mcp.client._memory", "create_client_server_memory_streams", _server.wrap_memory_streams),
+        ("mcp.server.websocket", "websocket_server", _server.wrap_websocket_server),
+    ):
+        try:
+            patches.replace_in(module, None, transport, wrap)
+        except (ImportError, AttributeError) as error:
+            _logger.debug("mcp has no %s.%s: %s", module, transport, error)
     try:
-        # tells a server session over the in-memory transport from one over stdio
-        patches.replace_in(
-            "mcp.shared.memory",
-            None,
-            "create_client_server_memory_streams",
-            _server.wrap_memory_streams,
-        )
         if _major() >= 2:
             dispatcher = "mcp.shared.jsonrpc_dispatcher"
             patches.replace_in(
@@ -99,13 +105,6 @@ def apply(*, merge_tool_spans: bool = False) -> None:
             patches.replace_in(session, "ClientSession", "__aenter__", _client.wrap_session_enter)
             patches.replace_in(session, "ClientSession", "__aexit__", _client.wrap_session_exit)
             _server.trace_every_server(True)
-            # Client(server, mode="legacy") imported the in-memory transport by name
-            patches.replace_in(
-                "mcp.client._memory",
-                None,
-                "create_client_server_memory_streams",
-                _server.wrap_memory_streams,
-            )
         else:
             patches.replace_in(
                 "mcp.shared.session", "BaseSession", "send_request", _client.wrap_send_request
@@ -127,9 +126,6 @@ def apply(*, merge_tool_spans: bool = False) -> None:
                 "ClientSession",
                 "_received_request",
                 _server.wrap_client_received_request,
-            )
-            patches.replace_in(
-                "mcp.server.websocket", None, "websocket_server", _server.wrap_websocket_server
             )
             # Client and server sessions: mcp.{client,server}.session.duration.
             shared = "mcp.shared.session"

@@ -145,6 +145,9 @@ _ContextManagerFactory = Callable[..., contextlib.AbstractAsyncContextManager[An
 def _over_network(
     original: _ContextManagerFactory, network_of: Callable[..., _Network]
 ) -> _ContextManagerFactory:
+    if getattr(original, _TRANSPORT_WRAPPER, False):
+        return original  # a module that imported it by name after it was wrapped
+
     @contextlib.asynccontextmanager
     async def transport(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         async with original(*args, **kwargs) as streams:
@@ -157,13 +160,16 @@ def _over_network(
                 yield streams
             finally:
                 if token is not None:
-                    try:
+                    # exited in another context than it was entered in: nothing to undo here
+                    with contextlib.suppress(ValueError):
                         _transport_network.reset(token)
-                    except ValueError:  # exited in another context than it was entered in
-                        _transport_network.set(None)
 
     functools.update_wrapper(transport, original)
+    setattr(transport, _TRANSPORT_WRAPPER, True)
     return transport
+
+
+_TRANSPORT_WRAPPER = "_threadline_transport"
 
 
 def _network(request: object) -> _Network:
