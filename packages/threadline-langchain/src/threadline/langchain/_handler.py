@@ -120,6 +120,7 @@ class _Chain:
         "root",
         "run",
         "scope",
+        "scoped",
         "start_ns",
         "state",
         "token",
@@ -151,6 +152,7 @@ class _Chain:
         # a root chain's context for LangChain's copies, and its pending span (see _root_scope)
         self.pending: tuple[Context, PendingSpan] | tuple[None, None] | None = None
         self.root: bool | None = None  # known at the first _starts_a_trace (its parent is set)
+        self.scoped = False  # given a scope in LangChain's copies (_with_chain_scope)
 
 
 # Shared by every handler instance, so a run seen by two handlers (the global one and one passed
@@ -511,15 +513,12 @@ def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., A
         try:
             run_id = _config_run_id(config)
             record = _chains.get(run_id) if run_id is not None else None
+            if record is None or not record.scoped:
+                return result  # most calls: LangChain's own runnables, invoked
             scope: Context | None = None
-            if record is None:
-                pass
-            elif record.user_code is _NOT_APPS:
-                pending = record.pending  # each step of a root chain: made at its first
-                if pending is not None:
-                    scope = pending[0]
-                elif isinstance(record.parent, Context):
-                    scope = _root_scope(record)
+            if record.user_code is _NOT_APPS:
+                pending = record.pending  # a streamed root chain: made at its first copy
+                scope = pending[0] if pending is not None else _root_scope(record)
             else:
                 target = None
                 if record.user_code is _STREAMED:
@@ -550,7 +549,7 @@ def _root_scope(record: _Chain) -> Context | None:
     there needs it, so a root chain with nothing beneath it is still no workflow."""
     if record.pending is not None:
         return record.pending[0]
-    if not _streams(sys._getframe(2)) or record.hidden or not _starts_a_trace(record):
+    if record.hidden or not _starts_a_trace(record):
         record.pending = _NO_SCOPE
         return None
     run = record.run
@@ -566,22 +565,11 @@ def _root_scope(record: _Chain) -> Context | None:
 
 
 _NO_SCOPE = (None, None)  # a root chain whose copies get no scope
-# The functions that run a streamed chain in one copy of the caller's context. An invoked one
-# makes a copy per step: a scope in each would cost every chain call, while the app's code
-# there (a Runnable class of its own) is rare; its functions get theirs (_with_chain_scope).
-_STREAM_COPIES = frozenset({"_transform_stream_with_config", "_atransform_stream_with_config"})
-
-
-def _streams(frame: FrameType | None) -> bool:
-    """Whether the copy is a streamed chain's: made there, or by the context manager it uses
-    (``set_config_context``, entered through contextlib, in langchain-core 1.x)."""
-    for _ in range(3):
-        if frame is None:
-            return False
-        if frame.f_code.co_name in _STREAM_COPIES:
-            return True
-        frame = frame.f_back
-    return False
+# LangChain starts a streamed chain (one copy of the caller's context for the whole stream)
+# with this placeholder for the input it has not read yet. An invoked one makes a copy per step:
+# a scope in each would cost every chain call, while the app's code there (a Runnable class of
+# its own) is rare; its functions get theirs (_with_chain_scope).
+_STREAM_INPUT = {"input": ""}
 
 
 # LangGraph's Pregel loop reads and writes checkpoints, and submits the graph's tasks, in the
@@ -1060,6 +1048,10 @@ class CallbackHandler(BaseCallbackHandler):
                 # The spans the app's function makes and the sessions it opens nest under the
                 # chain: its span is made current where the function runs (_with_chain_scope).
                 record.user_code = _apps_function_call(kwargs)
+                # A root chain LangChain streams may hold the app's code too (_root_scope).
+                record.scoped = record.user_code is not _NOT_APPS or (
+                    type(inputs) is dict and isinstance(parent, Context) and inputs == _STREAM_INPUT
+                )
             _remember(run_id, record)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_chain_start", error)
