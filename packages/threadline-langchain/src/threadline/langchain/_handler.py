@@ -496,7 +496,7 @@ def _scope_config_contexts(module: ModuleType) -> None:
         _guarded.replace(
             module,
             "_set_config_context",
-            lambda original: _keep_guard(_with_chain_scope(original)),
+            functools.partial(_guarded_with, _with_chain_scope),
         )
 
 
@@ -732,7 +732,7 @@ def _guard_entry_point(owner: str | None, name: str, module: ModuleType) -> None
         else:
             wrap = _guard_stream if inspect.isasyncgenfunction(entry) else None
         if wrap is not None:
-            _guarded.replace(target, name, lambda original: _keep_guard(wrap(original)))
+            _guarded.replace(target, name, functools.partial(_guarded_with, wrap))
 
 
 def _keep_guard(guard: Callable[..., Any]) -> Callable[..., Any]:
@@ -1065,22 +1065,9 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            if _children:
-                _run_ended(run_id)
-            record = _chains.pop(run_id, None)
-            if record is not None:
-                if record.token is not None and record.scope is not None:
-                    record.scope.detach_scope(record.token)
-                pending = record.pending[1] if record.pending is not None else None
-                if pending is not None:
-                    pending.stop()  # first: a run made after the next line would stay open
-                run = record.run
-                if run is None and record.handler._emits_alone(record):
-                    run = _emitted(record)
-                if pending is not None:
-                    pending.settle(run)  # whatever asks later gets this
-                if run is not None:
-                    run.end()
+            run = _chain_over(run_id, None)
+            if run is not None:
+                run.end()
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_chain_end", error)
 
@@ -1093,22 +1080,9 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            if _children:
-                _run_ended(run_id, error)
-            record = _chains.pop(run_id, None)
-            if record is not None:
-                if record.token is not None and record.scope is not None:
-                    record.scope.detach_scope(record.token)
-                pending = record.pending[1] if record.pending is not None else None
-                if pending is not None:
-                    pending.stop()  # first: a run made after the next line would stay open
-                run = record.run
-                if run is None and record.handler._emits_alone(record):
-                    run = _emitted(record)
-                if pending is not None:
-                    pending.settle(run)  # whatever asks later gets this
-                if run is not None:
-                    _finish(run, error)
+            run = _chain_over(run_id, error)
+            if run is not None:
+                _finish(run, error)
         except Exception as error_:  # noqa: BLE001 - fail-open
             report("langchain.on_chain_error", error_)
 
@@ -1450,6 +1424,27 @@ class CallbackHandler(BaseCallbackHandler):
             _finish(run, error)
         except Exception as error_:  # noqa: BLE001 - fail-open
             report("langchain.on_retriever_error", error_)
+
+
+def _chain_over(run_id: UUID, error: BaseException | None) -> Run | None:
+    """A chain ended or failed: its record goes, and the span to end is returned (made now for
+    a chain shown even with nothing beneath it)."""
+    if _children:
+        _run_ended(run_id, error)
+    record = _chains.pop(run_id, None)
+    if record is None:
+        return None
+    if record.token is not None and record.scope is not None:
+        record.scope.detach_scope(record.token)
+    pending = record.pending[1] if record.pending is not None else None
+    if pending is not None:
+        pending.stop()  # first: a run made after the next line would stay open
+    run = record.run
+    if run is None and record.handler._emits_alone(record):
+        run = _emitted(record)
+    if pending is not None:
+        pending.settle(run)  # whatever asks later gets this
+    return run
 
 
 def _finish(run: Run, error: BaseException) -> None:
