@@ -183,6 +183,28 @@ def test_inject_drops_a_tracestate_of_another_trace(telemetry: Telemetry) -> Non
     assert "tracestate" not in carrier
 
 
+def test_inject_replaces_header_cased_fields(telemetry: Telemetry) -> None:
+    """A dict of HTTP headers (``dict(request.headers)``) holds title-cased names: they are the
+    same fields to the receiver, so a foreign ``Baggage`` must not travel beside ours."""
+    carrier = {
+        "Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "Tracestate": "vendor=upstream",
+        "BAGGAGE": "api_key=sk-secret",
+        "Accept": "text/plain",
+    }
+    with threadline.session("s-1"), threadline.execute_tool("t") as tool:
+        threadline.inject(carrier)
+    span_context = tool.span.get_span_context()
+    assert carrier.pop("traceparent").split("-")[1:3] == [
+        f"{span_context.trace_id:032x}",
+        f"{span_context.span_id:016x}",
+    ]
+    assert carrier == {"baggage": "session.id=s-1", "Accept": "text/plain"}
+    outside = {"Baggage": "api_key=sk-secret", "Traceparent": TRACEPARENT}
+    threadline.inject(outside)  # no span: the traceparent is the caller's to keep
+    assert outside == {"Traceparent": TRACEPARENT}
+
+
 def test_extract_reads_opentelemetry_baggage_encoding() -> None:
     """OpenTelemetry's own propagator (the MCP SDK's injection) writes a space as "+"."""
     from opentelemetry.baggage.propagation import W3CBaggagePropagator

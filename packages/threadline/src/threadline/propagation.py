@@ -48,6 +48,7 @@ _TRACESTATE_MEMBER = re.compile(
 )
 
 _tracecontext = TraceContextTextMapPropagator()
+_FIELD_LENGTHS = frozenset(len(name) for name in (TRACEPARENT, TRACESTATE, BAGGAGE))
 
 
 def inject(carrier: MutableMapping[str, Any], context: Context | None = None) -> None:
@@ -58,15 +59,29 @@ def inject(carrier: MutableMapping[str, Any], context: Context | None = None) ->
         ctx = context if context is not None else otel_context.get_current()
         if trace.get_current_span(ctx).get_span_context().is_valid:
             # a new traceparent: a tracestate already in the carrier belongs to another trace
-            carrier.pop(TRACESTATE, None)
+            _drop_fields(carrier, (TRACEPARENT, TRACESTATE, BAGGAGE))
+        else:
+            _drop_fields(carrier, (BAGGAGE,))
         _tracecontext.inject(carrier, ctx)
         header = _baggage_header(ctx)
         if header:
             carrier[BAGGAGE] = header
-        else:
-            carrier.pop(BAGGAGE, None)
     except Exception as error:  # noqa: BLE001 - fail-open
         report("threadline.inject", error)
+
+
+def _drop_fields(carrier: MutableMapping[str, Any], names: tuple[str, ...]) -> None:
+    """Remove ``names`` from ``carrier`` in any casing: a dict of HTTP headers may hold
+    ``Baggage`` or ``Traceparent``, which the receiver reads as the same field as ours."""
+    for name in names:
+        carrier.pop(name, None)
+    stale = [
+        key
+        for key in carrier
+        if isinstance(key, str) and len(key) in _FIELD_LENGTHS and key.lower() in names
+    ]
+    for key in stale:
+        del carrier[key]
 
 
 def _baggage_header(ctx: Context) -> str:
