@@ -424,3 +424,76 @@ def test_generic_tool_definition_keeps_its_type_and_settings(
     )
     assert search in seen
     telemetry.assert_conformant()
+
+
+def test_a_tool_call_reply_without_text_keeps_the_rest_of_its_content(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """OpenAI's ``message.content`` is None on a reply of tool calls only: that part is left
+    out, and a part that cannot be serialised loses only itself, never the span's content."""
+    threadline.configure(capture_content="SPAN_AND_EVENT")
+    with threadline.inference(
+        "gpt-4o",
+        provider="openai",
+        input_messages=[text_input("user", "weather in Paris?")],
+        system_instructions=[TextPart("Be brief."), UriPart("image", None)],  # type: ignore[arg-type]
+    ) as chat:
+        chat.update(
+            output_messages=[
+                OutputMessage(
+                    [TextPart(None), ToolCallRequestPart("weather", id="c1")],  # type: ignore[arg-type]
+                    finish_reason="tool_calls",
+                )
+            ]
+        )
+    attributes = find(telemetry.spans(), "chat gpt-4o").attributes
+    assert json.loads(attributes[semconv.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [
+        {"type": "tool_call", "name": "weather", "id": "c1"}
+    ]
+    assert json.loads(attributes[semconv.GEN_AI_SYSTEM_INSTRUCTIONS]) == [
+        {"type": "text", "content": "Be brief."}
+    ]
+    assert semconv.GEN_AI_INPUT_MESSAGES in attributes
+    assert len(telemetry.events(semconv.EVENT_INFERENCE_DETAILS)) == 1
+    telemetry.assert_conformant()
+
+
+def test_content_survives_the_otlp_encoding(telemetry: Telemetry, restore_settings: None) -> None:
+    """What OTLP cannot carry (an integer beyond 64 bits, a lone surrogate, nesting past the
+    decoders' depth limit) would make the exporter drop the attribute, or refuse the batch."""
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    threadline.configure(capture_content="SPAN_AND_EVENT")
+    nested: dict[str, object] = {}
+    level = nested
+    for _ in range(60):
+        level["child"] = {"list": [{}]}
+        level = level["child"]["list"][0]  # type: ignore[index]
+    surrogate = b"caf\xe9".decode("utf-8", "surrogateescape")
+    with threadline.inference(
+        "m",
+        provider="openai",
+        input_messages=[
+            text_input("user", surrogate),
+            InputMessage(
+                "assistant",
+                [ToolCallRequestPart("pay", arguments={"wei": 150 * 10**18, "deep": nested})],
+            ),
+        ],
+    ):
+        pass
+    (span,) = encode_spans(telemetry.span_exporter.get_finished_spans()).resource_spans
+    keys = {kv.key for kv in span.scope_spans[0].spans[0].attributes}
+    assert semconv.GEN_AI_INPUT_MESSAGES in keys
+    request = encode_logs(telemetry.event_exporter.get_finished_logs())
+    # the receiving side decodes it within the default depth limit
+    decoded = ExportLogsServiceRequest.FromString(request.SerializeToString())
+    (record,) = decoded.resource_logs[0].scope_logs[0].log_records
+    assert semconv.GEN_AI_INPUT_MESSAGES in {kv.key for kv in record.attributes}
+    messages = json.loads(
+        find(telemetry.spans(), "chat m").attributes[semconv.GEN_AI_INPUT_MESSAGES]
+    )
+    assert messages[0]["parts"][0]["content"] == "caf\ufffd"
+    assert messages[1]["parts"][0]["arguments"]["wei"] == str(150 * 10**18)

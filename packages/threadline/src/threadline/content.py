@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 from threadline import config
+from threadline._failopen import report
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -148,7 +149,13 @@ def capture_enabled() -> bool:
 
 
 _TRUNCATION_MARK = "…[truncated]"
-_MAX_DEPTH = 32
+# Levels of nesting kept within one value (tool arguments, a result, a schema). On the details
+# event the value is an OTLP AnyValue, three protobuf levels per mapping, beneath the message's
+# own; the collector's and the SDK's decoders stop at 100, and refuse the whole batch past it.
+_MAX_DEPTH = 20
+# OTLP's AnyValue holds a signed 64-bit integer; a larger one is kept as its digits.
+_MIN_INT = -(2**63)
+_MAX_INT = 2**63 - 1
 
 
 class _Limiter:
@@ -168,6 +175,8 @@ class _Limiter:
         return result
 
     def text(self, value: str) -> str:
+        if not value.isascii():
+            value = _valid_unicode(value)
         if len(value) <= self.limit:
             return value
         self.truncated = True
@@ -189,8 +198,10 @@ class _Limiter:
         """A JSON-compatible copy of ``value`` with every string cut to the limit."""
         if isinstance(value, str):
             return self.text(value)
-        if value is None or isinstance(value, (bool, int, float)):
+        if value is None or isinstance(value, (bool, float)):
             return value
+        if isinstance(value, int):
+            return value if _MIN_INT <= value <= _MAX_INT else str(value)
         if depth >= _MAX_DEPTH:
             self.truncated = True
             return _TRUNCATION_MARK
@@ -211,13 +222,28 @@ class _Limiter:
         return self.text(str(value))
 
 
-def _part_json(part: Part, lim: _Limiter) -> dict[str, Any]:
+def _valid_unicode(value: str) -> str:
+    """``value`` with lone surrogates (text decoded with ``surrogateescape``) replaced: an
+    exporter cannot encode them as UTF-8 and would drop the whole attribute."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return value
+
+
+def _part_json(part: Part, lim: _Limiter) -> dict[str, Any] | None:
     if isinstance(part, GenericPart):
         out = {lim.text(str(k)): lim.value(v) for k, v in part.data.items()}
         out["type"] = part.type
         return out
     if isinstance(part, (TextPart, ReasoningPart)):
-        return {"type": part.type, "content": lim.text(part.content)}
+        content: Any = part.content
+        if not isinstance(content, str):  # None: a reply of tool calls only (OpenAI's content)
+            return (
+                None if content is None else {"type": part.type, "content": lim.text(str(content))}
+            )
+        return {"type": part.type, "content": lim.text(content)}
     if isinstance(part, ToolCallRequestPart):
         out = {"type": part.type, "name": part.name}
         if part.id is not None:
@@ -255,8 +281,15 @@ def _parts_json(parts: Iterable[Part], lim: _Limiter) -> list[dict[str, Any]]:
     out = []
     for part in parts:
         kept = lim.redact(part)
-        if kept is not None:
-            out.append(_part_json(kept, lim))  # type: ignore[arg-type]
+        if kept is None:
+            continue
+        try:
+            item = _part_json(kept, lim)  # type: ignore[arg-type]
+        except Exception as error:  # noqa: BLE001 - one malformed part loses only itself
+            report("content.part", error)
+            continue
+        if item is not None:
+            out.append(item)
     return out
 
 
