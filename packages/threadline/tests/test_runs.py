@@ -1182,3 +1182,19 @@ def test_a_run_ended_elsewhere_and_detached_where_it_was_attached_is_not_strande
     tool.detach()  # its own context, at last
     assert threadline.current_run() is None
     assert tool not in _registry.stranded
+
+
+def test_one_string_given_for_a_list_is_one_value(telemetry: Telemetry) -> None:
+    """OpenAI's ``stop`` and ``encoding_format`` may be one string: it is one value, not its
+    characters."""
+    with threadline.inference(
+        "m", provider="openai", request=threadline.RequestParams(stop_sequences="END")
+    ) as chat:
+        chat.update(finish_reasons="stop")
+    with threadline.embeddings("e", provider="openai", encoding_formats="float"):
+        pass
+    chat_span = find(telemetry.spans(), "chat m")
+    assert chat_span.attributes[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] == ("END",)
+    assert chat_span.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+    embeddings_span = find(telemetry.spans(), "embeddings e")
+    assert embeddings_span.attributes[semconv.GEN_AI_REQUEST_ENCODING_FORMATS] == ("float",)

@@ -161,7 +161,7 @@ class RequestParams:
         if value is not None and value is not True and value is not False:
             out[semconv.GEN_AI_OUTPUT_TYPE] = value
         if self.stop_sequences:
-            out[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = [str(s) for s in self.stop_sequences]
+            out[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = _strings(self.stop_sequences)
         if self.choice_count is not None and self.choice_count != 1:
             out[semconv.GEN_AI_REQUEST_CHOICE_COUNT] = self.choice_count
         return out
@@ -239,6 +239,14 @@ _registry.release_ended[0] = release_ended
 
 # How far up from the current run to look for a framework's parent (runs nest a few deep).
 _MAX_NESTING = 64
+
+
+def _strings(values: Sequence[str] | str) -> list[str]:
+    """A string-array attribute. One string (OpenAI's ``stop`` and ``encoding_format`` may be
+    one) is one value, not its characters."""
+    if isinstance(values, str):
+        return [values]
+    return [str(value) for value in values]
 
 
 def beneath(parent: Run | Context | None) -> Run | Context | None:
@@ -1199,6 +1207,8 @@ class InferenceRun(Run):
             if response_model:
                 self.response_model = response_model
                 attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model
+            if isinstance(finish_reasons, str):  # one reason given as is
+                finish_reasons = (finish_reasons,)
             if finish_reasons is not None and any(r is not None for r in finish_reasons):
                 # One reason per choice, by position: a reason the provider left out (None)
                 # stays as "" (a string[] attribute holds no None, and dropping it would pin the
@@ -1410,7 +1420,7 @@ class EmbeddingsRun(Run):
         self._metric_attributes = metric
         attrs = dict(metric)
         if encoding_formats:
-            attrs[semconv.GEN_AI_REQUEST_ENCODING_FORMATS] = list(encoding_formats)
+            attrs[semconv.GEN_AI_REQUEST_ENCODING_FORMATS] = _strings(encoding_formats)
         if dimension_count is not None:
             attrs[semconv.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = dimension_count
         if attributes:
