@@ -58,6 +58,33 @@ def test_abandoned_stream_is_reaped_with_usage_seen(
     telemetry.assert_conformant()
 
 
+def test_an_abandoned_agent_is_reaped_with_the_runs_beneath_it(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """Runs beneath an expired run end with it, youngest first, so the agent's span sums the
+    usage its abandoned requests saw; a run outside it is left to its own TTL."""
+    threadline.configure(run_ttl_seconds=60)
+    agent = threadline.invoke_agent("support")
+    time.sleep(0.02)
+    tool = threadline.execute_tool("lookup", parent=agent)
+    chat = threadline.inference("gpt-4o", provider="openai", parent=tool, stream=True)
+    chat.chunk()
+    chat.update(usage=threadline.Usage(input_tokens=120, output_tokens=40))
+    other = threadline.execute_tool("unrelated")
+    # only the agent is past the TTL at this moment; the rest started later
+    assert threadline.open_runs.reap(now=agent.start_monotonic + 60.01) == 3
+    assert [s.name for s in telemetry.spans()] == [
+        "chat gpt-4o",
+        "execute_tool lookup",
+        "invoke_agent support",
+    ]
+    agent_span = telemetry.spans()[-1]
+    assert agent_span.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 120
+    assert agent_span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 40
+    assert not other.ended
+    other.end()
+
+
 def test_an_abandoned_run_records_usage_but_no_duration(
     telemetry: Telemetry, restore_settings: None
 ) -> None:

@@ -55,7 +55,7 @@ class _OpenRuns:
                     evicted.append(runs.pop(next(iter(runs))))
                 except (StopIteration, KeyError, RuntimeError):  # emptied concurrently
                     break
-        for old in evicted:
+        for old in reversed(evicted):  # youngest first: a child's usage reaches its agent
             old.abandon("capacity")
 
     def discard(self, run: Run) -> None:
@@ -65,7 +65,8 @@ class _OpenRuns:
         return len(self._runs)
 
     def reap(self, now: float | None = None) -> int:
-        """End every run older than the TTL; returns how many were ended."""
+        """End every run older than the TTL, and the open runs beneath them (part of the same
+        abandoned operation, and otherwise ended after it); returns how many were ended."""
         ttl = config.current().run_ttl_seconds
         now = time.monotonic() if now is None else now
         expired: list[Run] = []
@@ -75,7 +76,19 @@ class _OpenRuns:
             if now - run.start_monotonic <= ttl:
                 break  # ordered by start: the rest are younger
             expired.append(run)
-        for run in expired:
+        if not expired:
+            return 0
+        gone = {id(run) for run in expired}
+        for run in oldest_first[len(expired) :]:
+            ancestor = run.parent_run
+            while ancestor is not None:
+                if id(ancestor) in gone:
+                    expired.append(run)
+                    gone.add(id(run))
+                    break
+                ancestor = ancestor.parent_run
+        # Youngest first: a run ends before what encloses it, so its usage reaches its agent.
+        for run in reversed(expired):
             run.abandon("ttl")
         return len(expired)
 
