@@ -261,6 +261,15 @@ def test_configure_rejects_bad_values() -> None:
         threadline.configure(metric_baggage_keys=[""])
     with pytest.raises(TypeError, match="cost must be a bool"):
         threadline.configure(cost="false")  # type: ignore[arg-type]
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    with pytest.raises(TypeError, match="tracer_provider must have a get_tracer"):
+        threadline.configure(tracer_provider=MeterProvider())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="meter_provider must have a get_meter"):
+        threadline.configure(meter_provider=TracerProvider())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="logger_provider must have a get_logger"):
+        threadline.configure(logger_provider=object())  # type: ignore[arg-type]
 
 
 def test_invalid_baggage_keys_from_the_environment_are_dropped(

@@ -228,12 +228,17 @@ def configure(
     Returns the new settings. Raises ``ValueError``/``TypeError`` on invalid values.
     """
     changes: dict[str, Any] = {}
-    if tracer_provider is not _UNSET:
-        changes["tracer_provider"] = tracer_provider
-    if meter_provider is not _UNSET:
-        changes["meter_provider"] = meter_provider
-    if logger_provider is not _UNSET:
-        changes["logger_provider"] = logger_provider
+    for name, provider, method in (
+        ("tracer_provider", tracer_provider, "get_tracer"),
+        ("meter_provider", meter_provider, "get_meter"),
+        ("logger_provider", logger_provider, "get_logger"),
+    ):
+        if provider is not _UNSET:
+            # by what it does (a proxy or a vendor's provider is no SDK subclass): a wrong one
+            # would make every later run inert
+            if provider is not None and not callable(getattr(provider, method, None)):
+                raise TypeError(f"{name} must have a {method}() method; got {provider!r}")
+            changes[name] = provider
     if capture_content is not _UNSET:
         if isinstance(capture_content, str) and capture_content.strip().upper() not in (
             *ContentCapture.__members__,
