@@ -372,6 +372,19 @@ def test_chunks_that_arrive_together_each_get_a_point(telemetry: Telemetry) -> N
     assert run.chunk(0) is False  # nothing arrived: nothing recorded, no error
 
 
+def test_chunks_noted_from_two_threads_record_no_negative_gap(telemetry: Telemetry) -> None:
+    """Two threads noting chunks at once may store their times out of order (the later time
+    first): the SDK refuses a negative histogram value, so that gap counts as none."""
+    run = threadline.inference("gpt-4o", provider="openai", stream=True)
+    run.chunk()
+    run._last_chunk = time.monotonic() + 1.0  # the other thread's later time, stored first
+    run.chunk()
+    run.end()
+    [tpoc] = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
+    assert tpoc["count"] == 1
+    assert tpoc["min"] == 0.0
+
+
 def test_long_stream_records_every_chunk_gap_across_batches(telemetry: Telemetry) -> None:
     run = threadline.inference("gpt-4o", provider="openai", stream=True)
     assert run.chunk() is True

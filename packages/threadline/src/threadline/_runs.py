@@ -1174,7 +1174,8 @@ class InferenceRun(Run):
                 histogram = instruments.time_per_output_chunk
                 attributes = self._metric_attributes
                 for gap in gaps:
-                    histogram.record(gap, attributes)
+                    # chunks noted by two threads at once may come out of order: no gap then
+                    histogram.record(gap if gap > 0.0 else 0.0, attributes)
             gaps.clear()
 
     @property
