@@ -350,7 +350,7 @@ def test_streaming_chunks_record_time_to_first_chunk(telemetry: Telemetry) -> No
     run = threadline.inference("gpt-4o", provider="openai", stream=True)
     for _ in range(5):
         run.chunk()
-    run.update(usage=threadline.Usage(10, 5))
+    run.update(usage=threadline.Usage(10, 5), response_model="gpt-4o-2024-08-06")
     run.end()
     span = find(telemetry.spans(), "chat gpt-4o")
     assert span.attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] >= 0
@@ -359,6 +359,9 @@ def test_streaming_chunks_record_time_to_first_chunk(telemetry: Telemetry) -> No
     [tpoc] = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
     assert tpoc["count"] == 4  # every chunk after the first
     assert run.chunks == 5
+    # the duration's attributes: the model that answered is known only at the end
+    for point in (ttfc, tpoc):
+        assert point["attributes"][semconv.GEN_AI_RESPONSE_MODEL] == "gpt-4o-2024-08-06"
 
 
 def test_chunks_that_arrive_together_each_get_a_point(telemetry: Telemetry) -> None:
