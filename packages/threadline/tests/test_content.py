@@ -506,3 +506,28 @@ def test_content_survives_the_otlp_encoding(telemetry: Telemetry, restore_settin
     )
     assert messages[0]["parts"][0]["content"] == "caf\ufffd"
     assert messages[1]["parts"][0]["arguments"]["wei"] == str(150 * 10**18)
+
+
+def test_retrieval_documents_from_a_store_match_the_schema(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """Stores hand over int ids and numpy-like scores; the schema takes a string and a number."""
+
+    class Float32:  # what numpy.float32 offers: __float__, no JSON encoding
+        def __float__(self) -> float:
+            return 0.5
+
+    threadline.configure(capture_content="SPAN_ONLY")
+    with threadline.retrieval(data_source_id="kb") as retrieval:
+        retrieval.update(
+            documents=[
+                RetrievalDocument(id=7, score=Float32(), content="a"),  # type: ignore[arg-type]
+                RetrievalDocument(id="d2", score="n/a"),  # type: ignore[arg-type]
+            ]
+        )
+    span = find(telemetry.spans(), "retrieval kb")
+    assert json.loads(span.attributes[semconv.GEN_AI_RETRIEVAL_DOCUMENTS]) == [
+        {"id": "7", "score": 0.5, "content": "a"},
+        {"id": "d2"},
+    ]
+    telemetry.assert_conformant()

@@ -376,15 +376,29 @@ def documents_json(documents: Iterable[RetrievalDocument], lim: _Limiter) -> lis
         kept = lim.redact(document)
         if not isinstance(kept, RetrievalDocument):
             continue
+        # Retrievers hand over what their stores hold: an int id, a numpy score. The schema
+        # takes a string and a number.
         item: dict[str, Any] = {}
         if kept.id is not None:
-            item["id"] = kept.id
+            item["id"] = kept.id if isinstance(kept.id, str) else str(kept.id)
         if kept.score is not None:
-            item["score"] = kept.score
+            score = _number(kept.score)
+            if score is not None:
+                item["score"] = score
         if kept.content is not None:
-            item["content"] = lim.text(kept.content)
+            content: Any = kept.content
+            item["content"] = lim.text(content if isinstance(content, str) else str(content))
         out.append(item)
     return out
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    try:
+        return float(value)  # numpy and decimal scores
+    except (TypeError, ValueError):
+        return None
 
 
 def tool_payload_json(value: Any, lim: _Limiter, *, request: bool, call_id: str | None) -> Any:
