@@ -968,3 +968,268 @@ def test_fallback_to_a_model_without_a_server(telemetry: Telemetry) -> None:
     assert semconv.SERVER_ADDRESS not in chat.attributes
     (point,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
     assert semconv.SERVER_ADDRESS not in point["attributes"]
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def test_retried_tool_call_records_what_the_model_is_sent(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    """Arguments that fail validation and a tool's ModelRetry are answered with retry feedback:
+    the history records the text the model is sent (2.x: ``{"error": ...}`` JSON)."""
+    sent: list[str] = []
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        requests = [m for m in messages if m.kind == "request"]
+        for part in requests[-1].parts:
+            if part.part_kind in ("tool-return", "retry-prompt", "retry-feedback"):
+                respond = getattr(part, "model_response_str", None) or part.model_response
+                sent.append(respond())
+        if len(requests) == 1:
+            return tool_calls(("add", {"a": "not-a-number"}, "call_1"))
+        if len(requests) == 2:
+            return tool_calls(("add", {"a": 0}, "call_2"))
+        return text("done")
+
+    agent = Agent(FunctionModel(model, model_name="m"), name="r", capabilities=[Tracing()])
+
+    @agent.tool_plain(retries=3)
+    def add(a: int) -> int:
+        if a == 0:
+            raise ModelRetry("a must not be 0")
+        return a + 1
+
+    assert agent.run_sync("go").output == "done"
+    last = [s for s in telemetry.spans() if s.name == "chat m"][-1]
+    recorded = [
+        part["response"]
+        for message in json.loads(last.attributes[semconv.GEN_AI_INPUT_MESSAGES])
+        if message["role"] == "tool"
+        for part in message["parts"]
+    ]
+    assert len(sent) == 2
+    assert recorded == [_json_or_text(s) for s in sent]
+    if V2:
+        assert recorded[1] == {"error": "a must not be 0"}
+        assert recorded[0]["error"][0]["type"] == "int_parsing"
+
+
+@pytest.mark.skipif(not V2, reason="TextContent and StructuredContent are 2.x")
+def test_text_and_structured_content_are_text_parts(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    from pydantic_ai.messages import StructuredContent, TextContent
+
+    agent = Agent(scripted(text("ok"), name="m"), name="t", capabilities=[Tracing()])
+    page = StructuredContent({"page": "billing"}, tag="ui_state")
+    agent.run_sync([TextContent("Refunds?", metadata={"source": "faq"}), page])
+    chat = telemetry.find("chat m")
+    assert json.loads(chat.attributes[semconv.GEN_AI_INPUT_MESSAGES]) == [
+        {
+            "role": "user",
+            "parts": [
+                {"type": "text", "content": "Refunds?"},
+                {"type": "text", "content": page.content},
+            ],
+        }
+    ]
+    assert "billing" in page.content
+    telemetry.assert_conformant()
+
+
+class _Failing(Exception):
+    pass
+
+
+@pytest.mark.parametrize("when", ["before the first chunk", "mid-stream"])
+@pytest.mark.parametrize("how", ["run_stream", "event_stream_handler"])
+def test_a_stream_that_fails_fails_its_request_with_that_error(
+    telemetry: Telemetry, when: str, how: str
+) -> None:
+    """The model's error reaches the stream's consumer, and Pydantic AI then cancels the
+    request: the request's span fails with the model's error, not the cancellation."""
+    if how == "run_stream" and when == "mid-stream" and not V2:
+        pytest.skip("1.x run_stream ends the request at its first chunk")
+    error = _exc.ModelHTTPError(502, "sm", "midstream")
+
+    async def stream_fn(messages: Any, info: Any) -> AsyncIterator[str]:
+        if when == "mid-stream":
+            yield "partial "
+            await asyncio.sleep(0.01)
+        raise error
+
+    agent = Agent(
+        FunctionModel(stream_function=stream_fn, model_name="sm"),
+        name="s",
+        capabilities=[Tracing()],
+    )
+
+    async def handler(ctx: Any, events: AsyncIterator[Any]) -> None:
+        async for _ in events:
+            pass
+
+    async def consume() -> None:
+        if how == "run_stream":
+            async with agent.run_stream("hi") as result:
+                async for _ in result.stream_text():
+                    pass
+        else:
+            await agent.run("hi", event_stream_handler=handler)
+
+    with pytest.raises(_exc.ModelHTTPError) as raised:
+        asyncio.run(consume())
+    assert raised.value is error
+    failed = " !ERROR error.type=pydantic_ai.exceptions.ModelHTTPError"
+    assert telemetry.tree() == "\n".join(
+        [f"{agent_span('s')} [INTERNAL]{failed}", f"  chat sm [CLIENT]{failed}"]
+    )
+    assert len(threadline.open_runs) == 0
+
+
+class _Anthropic(FunctionModel):
+    @property
+    def system(self) -> str:
+        return "anthropic"
+
+    @property
+    def base_url(self) -> str:
+        return "https://api.anthropic.com"
+
+
+class _OpenAI(FunctionModel):
+    @property
+    def base_url(self) -> str:
+        return "https://api.openai.com/v1"
+
+
+def _down(messages: Any, info: Any) -> ModelResponse:
+    raise _exc.ModelHTTPError(503, "primary")
+
+
+async def _down_stream(messages: Any, info: Any) -> AsyncIterator[str]:
+    raise _exc.ModelHTTPError(503, "primary")
+    yield ""
+
+
+@pytest.mark.skipif(not V2, reason="the ModelFallback capability is 2.x")
+@pytest.mark.parametrize("streamed", [False, True], ids=["run", "run_stream"])
+def test_model_fallback_capability_names_the_model_that_answered(
+    telemetry: Telemetry, streamed: bool
+) -> None:
+    """ModelFallback moves the request on to its own models inside the request's hook: the span
+    and its metrics name the model that answered."""
+    from pydantic_ai.capabilities import ModelFallback
+
+    async def backup_stream(messages: Any, info: Any) -> AsyncIterator[str]:
+        yield "ok"
+
+    primary = _OpenAI(_down, stream_function=_down_stream, model_name="gpt-4o")
+    backup = _Anthropic(
+        lambda messages, info: text("ok", input_tokens=3, output_tokens=1),
+        stream_function=backup_stream,
+        model_name="claude-sonnet-4-5",
+    )
+    agent = Agent(primary, name="f", capabilities=[Tracing(), ModelFallback(backup)])
+    if streamed:
+
+        async def consume() -> str:
+            async with agent.run_stream("hi") as result:
+                return await result.get_output()
+
+        assert asyncio.run(consume()) == "ok"
+    else:
+        assert agent.run_sync("hi").output == "ok"
+    chat = telemetry.find("chat claude-sonnet-4-5")
+    assert chat.attributes[semconv.GEN_AI_REQUEST_MODEL] == "claude-sonnet-4-5"
+    assert chat.attributes[semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
+    assert chat.attributes[semconv.SERVER_ADDRESS] == "api.anthropic.com"
+    assert chat.status_code == "UNSET"
+    (point,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    assert point["attributes"][semconv.GEN_AI_REQUEST_MODEL] == "claude-sonnet-4-5"
+    assert point["attributes"][semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
+    assert point["attributes"][semconv.SERVER_ADDRESS] == "api.anthropic.com"
+    if not streamed:
+        tokens = telemetry.metric_points(semconv.METRIC_CLIENT_TOKEN_USAGE)
+        assert {p["attributes"][semconv.GEN_AI_REQUEST_MODEL] for p in tokens} == {
+            "claude-sonnet-4-5"
+        }
+    telemetry.assert_conformant()
+
+
+def test_fallback_chain_wrapped_by_a_capability(telemetry: Telemetry) -> None:
+    """A capability's wrapper model (``get_wrapper_model``) serves the request for the same
+    model: a wrapped fallback chain still names the model of the chain that answered."""
+    from pydantic_ai.models.fallback import FallbackModel
+    from pydantic_ai.models.wrapper import WrapperModel
+
+    @dataclass
+    class Wrapping(AbstractCapability[Any]):
+        def get_wrapper_model(self, model: Any) -> Any:
+            return WrapperModel(model)
+
+    backup = _Anthropic(lambda messages, info: text("ok"), model_name="backup")
+    chain = FallbackModel(_OpenAI(_down, model_name="primary"), backup)
+    Agent(chain, name="w", capabilities=[Tracing(), Wrapping()]).run_sync("hi")
+    chat = telemetry.find("chat backup")
+    assert chat.attributes[semconv.SERVER_ADDRESS] == "api.anthropic.com"
+
+
+def test_fallback_to_a_model_addressed_by_an_alias(telemetry: Telemetry) -> None:
+    """A model addressed by an alias answers under another name (Anthropic's ``-latest``):
+    the span names it by its provider."""
+    from pydantic_ai.models import Model
+    from pydantic_ai.models.fallback import FallbackModel
+
+    class Aliased(Model):
+        """Requested as ``-latest``, the API answers with the dated name."""
+
+        model_name = "claude-3-5-sonnet-latest"
+        system = "anthropic"
+        base_url = "https://api.anthropic.com"
+
+        async def request(self, *args: Any, **kwargs: Any) -> ModelResponse:
+            response = text("ok", input_tokens=3)
+            response.model_name = "claude-3-5-sonnet-20241022"
+            response.provider_name = "anthropic"
+            return response
+
+    chain = FallbackModel(_OpenAI(_down, model_name="gpt-4o"), Aliased())
+    assert Agent(chain, name="f", capabilities=[Tracing()]).run_sync("hi").output == "ok"
+    chat = telemetry.find("chat claude-3-5-sonnet-latest")
+    assert chat.attributes[semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
+    assert chat.attributes[semconv.SERVER_ADDRESS] == "api.anthropic.com"
+    assert chat.attributes[semconv.GEN_AI_RESPONSE_MODEL] == "claude-3-5-sonnet-20241022"
+    (point,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    assert point["attributes"][semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
+
+
+def test_fallback_answer_by_an_alias_is_told_by_provider_and_attempts() -> None:
+    from types import SimpleNamespace as Model
+
+    from threadline.pydantic_ai._capability import _answering_model
+
+    gpt4o = Model(model_name="gpt-4o", system="openai")
+    mini = Model(model_name="gpt-4o-mini", system="openai")
+    deployment = Model(model_name="prod-deployment", system="azure")
+    claude = Model(model_name="claude-3-5-sonnet-latest", system="anthropic")
+    chain = [gpt4o, mini, deployment, claude]
+
+    def answered(name: str, provider: str | None, *failed: tuple[str, str]) -> Any:
+        attempts = [Model(model_name=n, provider_name=p, kind="fallback") for n, p in failed]
+        response = Model(model_name=name, provider_name=provider, failed_attempts=attempts)
+        return _answering_model(chain, response)
+
+    assert answered("claude-3-5-sonnet-20241022", "anthropic") is claude
+    assert answered("gpt-4o-2024-08-06", "azure") is deployment
+    # two OpenAI models: the first one the chain did not move on from
+    assert answered("o-alias", "openai") is None
+    assert answered("o-alias", "openai", ("gpt-4o", "openai")) is mini
+    assert answered("o-alias", None, ("gpt-4o", "openai"), ("gpt-4o-mini", "openai")) is (
+        deployment
+    )
+    assert answered("x", "google") is None

@@ -25,6 +25,7 @@ from opentelemetry.trace import NoOpTracer
 import threadline
 from pydantic_ai import exceptions as _exc
 from pydantic_ai.capabilities import AbstractCapability
+from pydantic_ai.models.wrapper import WrapperModel
 from threadline import semconv
 from threadline._context import (
     closed_by_consumer,
@@ -62,7 +63,9 @@ def _fallback_chain(model: Any) -> list[Any] | None:
 def _answering_model(chain: Sequence[Any], response: Any) -> Any:
     """The model of ``chain`` that gave ``response``: by its name (a response names a dated
     version, ``gpt-4o-2024-08-06`` for ``gpt-4o``: the longest model name it starts with) and
-    its provider; None when no model matches."""
+    its provider. A model addressed by an alias answers under another name (Anthropic's
+    ``-latest``, an Azure deployment): then by its provider, among the models the chain did not
+    move on from (2.x lists those on the response). None when no model matches."""
     name = response.model_name or ""
     provider = getattr(response, "provider_name", None)
     best, best_score = None, (False, False, 0)
@@ -73,13 +76,46 @@ def _answering_model(chain: Sequence[Any], response: Any) -> Any:
         score = (model.system == provider, model_name == name, len(model_name))
         if best is None or score > best_score:
             best, best_score = model, score
+    if best_score[0]:
+        return best
+    moved_on = [
+        (attempt.model_name, attempt.provider_name)
+        for attempt in getattr(response, "failed_attempts", None) or ()
+        if getattr(attempt, "kind", "fallback") == "fallback"
+    ]
+    left = [
+        model
+        for model in chain
+        if not any(
+            failed.startswith(model.model_name) and system in (None, model.system)
+            for failed, system in moved_on
+        )
+    ]
+    if provider:
+        same = [model for model in left if model.system == provider]
+        if len(same) == 1 or (same and moved_on):
+            return same[0]
+    if best is None and moved_on and left and not provider:
+        return left[0]
     return best
+
+
+def _served_by(model: Any, served: Any) -> list[Any] | None:
+    """The models that may have answered a request started for ``model`` when its hooks moved
+    it on to ``served`` (2.x: the ``ModelFallback`` capability, a ``RetryModelRequest`` naming a
+    model): ``served``, or the chain it is; None when ``served`` is ``model``, possibly wrapped
+    (``get_wrapper_model``)."""
+    while served is not model and isinstance(served, WrapperModel):
+        served = served.wrapped
+    if served is model or served is None:
+        return None
+    return _fallback_chain(served) or [served]
 
 
 def _answered_by(chat: InferenceRun, chain: Sequence[Any], response: Any) -> None:
     """The span of a fallback chain's request names the model that answered (as Pydantic AI's
     own spans do): its name, provider and server, on the span and its metrics."""
-    answered = _answering_model(chain, response)
+    answered = chain[0] if len(chain) == 1 else _answering_model(chain, response)
     if answered is None:
         return
     address, port = server_address(answered.base_url)
@@ -140,7 +176,7 @@ _MAX_RUNS = 100_000  # runs recorded at once per capability; beyond it, no per-r
 class _RunState:
     """What one recorded agent run's hooks share: its span and its model request in flight."""
 
-    __slots__ = ("chat", "failed", "run", "streamed")
+    __slots__ = ("chat", "failed", "run", "stream_error", "streamed")
 
     def __init__(self, run: AgentRun) -> None:
         self.run = run
@@ -149,6 +185,8 @@ class _RunState:
         # The streamed request whose response has been read to its end, and when: the
         # request's handler returns only when the caller leaves ``run_stream``'s block.
         self.streamed: tuple[InferenceRun, int] | None = None
+        # The streamed request whose stream raised, and its error (see _count_chunks).
+        self.stream_error: tuple[InferenceRun, Exception] | None = None
 
 
 async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIterator[Any]:
@@ -163,6 +201,13 @@ async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIt
         chat = state.chat
         if chat is not None and chat.chunks:
             state.streamed = (chat, time.time_ns())
+    except Exception as error:
+        # The model's error (a failed stream) reaches the stream's consumer; Pydantic AI then
+        # cancels the request, whose hook sees only that cancellation (see _cancel_chat).
+        chat = state.chat
+        if chat is not None:
+            state.stream_error = (chat, error)
+        raise
     finally:
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
@@ -271,10 +316,22 @@ def _watch_event_generator(abstract: Any) -> None:
     agent_class._run_stream_events = run_stream_events
 
 
+def _request_failed(chat: InferenceRun, error: BaseException) -> None:
+    """A model request that raised: a ModelRetry (from a capability) is no failure."""
+    if isinstance(error, _RETRY_ERRORS):
+        chat.set_attributes({semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_MODEL_RETRY})
+        chat.end()
+    else:
+        chat.fail(error)
+
+
 def _cancel_chat(state: _RunState, chat: InferenceRun, error: asyncio.CancelledError) -> None:
     """A model request cancelled in flight."""
     streamed, state.streamed = state.streamed, None
-    if streamed is not None and streamed[0] is chat:
+    stream_error, state.stream_error = state.stream_error, None
+    if stream_error is not None and stream_error[0] is chat:
+        _request_failed(chat, stream_error[1])  # cancelled because its stream failed
+    elif streamed is not None and streamed[0] is chat:
         # Read to its end: the request succeeded, and Pydantic AI cancels its task because
         # the caller's block raised after (a failing output validator).
         chat.end(end_time=streamed[1])
@@ -572,22 +629,24 @@ class Tracing(AbstractCapability[Any]):
         try:
             response = await handler(request_context)
         except BaseException as error:
-            if isinstance(error, _RETRY_ERRORS):
-                chat.set_attributes(
-                    {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_MODEL_RETRY}
-                )
-                chat.end()
-            elif isinstance(error, _SKIPPED_REQUEST):
+            if isinstance(error, _SKIPPED_REQUEST):
                 self._end_chat(chat, getattr(error, "response", None), chain)
             elif isinstance(error, asyncio.CancelledError):
                 _cancel_chat(state, chat, error)
             else:
-                chat.fail(error)
+                _request_failed(chat, error)
+            state.stream_error = None
             raise
         finally:
             chat.detach()
             if state.chat is chat:
                 state.chat = None
+        served = getattr(request_context, "model", None)
+        if served is not model:  # moved on to another model (2.x ModelFallback)
+            try:
+                chain = _served_by(model, served) or chain
+            except Exception as error:  # noqa: BLE001 - the span keeps the first model
+                report("threadline.pydantic_ai.model_response", error)
         streamed, state.streamed = state.streamed, None
         self._end_chat(
             chat, response, chain, streamed[1] if streamed and streamed[0] is chat else None

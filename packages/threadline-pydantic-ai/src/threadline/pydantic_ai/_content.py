@@ -8,6 +8,7 @@ is built. Parts are read by their ``part_kind`` so the same code reads every sup
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -53,21 +54,29 @@ def _user_content(item: Any) -> Part:
     if kind == "binary":
         media_type = getattr(item, "media_type", None)
         return BlobPart(_modality(media_type), bytes(item.data), mime_type=media_type)
+    if kind in ("text-content", "structured-content"):
+        # 2.x TextContent / StructuredContent: ``content`` is the text the model is sent.
+        content = item.content
+        return TextPart(content if isinstance(content, str) else json.dumps(content, default=str))
     return GenericPart(str(kind or type(item).__name__))
 
 
 def _retry_text(part: Any) -> str:
-    model_response = getattr(part, "model_response", None)
+    """The text the model is sent: a retried or failed tool return (2.x) goes as
+    ``model_response_str()``, JSON such as ``{"error": ...}``; a retry prompt as
+    ``model_response()``."""
+    model_response = getattr(part, "model_response_str", None) or getattr(
+        part, "model_response", None
+    )
     if callable(model_response):
         return str(model_response())
     return str(getattr(part, "content", ""))
 
 
 def _tool_response(part: Any) -> Any:
-    content = getattr(part, "content", None)
-    if getattr(part, "outcome", None) == "retried":
+    if getattr(part, "outcome", None) in ("retried", "failed"):
         return _retry_text(part)
-    return content
+    return getattr(part, "content", None)
 
 
 def input_messages(
