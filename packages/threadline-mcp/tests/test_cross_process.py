@@ -126,8 +126,8 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     assert client_call.kind == "CLIENT"
     assert client_call.attributes["mcp.method.name"] == "tools/call"
     assert client_call.attributes["gen_ai.operation.name"] == "execute_tool"
-    if MAJOR >= 2:  # the 2.x Client knows its transport and the negotiated version
-        assert client_call.attributes["mcp.protocol.version"] == expected["mcp.protocol.version"]
+    assert client_call.attributes["mcp.protocol.version"] == expected["mcp.protocol.version"]
+    if MAJOR >= 2:  # the 2.x Client knows its transport
         assert client_call.attributes["network.transport"] == expected["network.transport"]
         if transport == "http":
             assert client_call.attributes["server.address"] == "127.0.0.1"
@@ -243,13 +243,38 @@ def test_server_metrics(telemetry: Any, tmp_path: Path, transport: str) -> None:
     assert [p["count"] for p in client] == [1]
     (client_session,) = telemetry.metric_points("mcp.client.session.duration")
     assert client_session["count"] == 1
-    if MAJOR >= 2:  # mcp 1.x clients know neither the negotiated version nor their server
+    if MAJOR >= 2:  # mcp 1.x clients do not know their server
         if http:
             port = int(server_url[0].rsplit(":", 1)[1].split("/")[0])
             assert client[0]["attributes"]["server.port"] == port
             assert client[0]["attributes"]["network.protocol.name"] == "http"
             over_http = {**over_http, "server.address": "127.0.0.1", "server.port": port}
         assert client_session["attributes"] == {"mcp.protocol.version": "2025-11-25", **over_http}
+    else:
+        assert client_session["attributes"] == {"mcp.protocol.version": "2025-11-25"}
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_client_spans_carry_the_negotiated_version(
+    telemetry: Any, tmp_path: Path, transport: str
+) -> None:
+    """Every CLIENT span and client metric point has the version the handshake negotiated, the
+    ``initialize`` request's own included: it takes it from the server's answer (the session
+    knows it only afterwards, and an mcp 1.x session not at all)."""
+    _run(tmp_path, transport, "legacy", "default", [("get_weather", {"city": "Paris"})])
+    spans = [s for s in telemetry.spans() if s.kind == "CLIENT"]
+    assert {"initialize", "tools/call get_weather"} <= {s.name for s in spans}
+    assert {s.name: s.attributes.get("mcp.protocol.version") for s in spans} == {
+        s.name: "2025-11-25" for s in spans
+    }
+    operations = telemetry.metric_points("mcp.client.operation.duration")
+    assert {
+        p["attributes"]["mcp.method.name"]: p["attributes"].get("mcp.protocol.version")
+        for p in operations
+    } == {p["attributes"]["mcp.method.name"]: "2025-11-25" for p in operations}
+    assert "initialize" in {p["attributes"]["mcp.method.name"] for p in operations}
+    (session,) = telemetry.metric_points("mcp.client.session.duration")
+    assert session["attributes"]["mcp.protocol.version"] == "2025-11-25"
 
 
 def test_stateless_http_server_records_no_session(telemetry: Any, tmp_path: Path) -> None:
@@ -485,9 +510,9 @@ def test_under_a_framework_tool_span(telemetry: Any, tmp_path: Path, merge: bool
         # ...with what the CLIENT span would have said about the request and its server
         weather = tools["execute_tool get_weather"].attributes
         assert weather["gen_ai.operation.name"] == "execute_tool"
+        assert weather["mcp.protocol.version"] == "2025-11-25"
         if MAJOR >= 2:  # mcp 1.x clients do not keep how they reach the server
             assert weather["network.transport"] == "pipe"
-            assert weather["mcp.protocol.version"] == "2025-11-25"
         assert (
             tree
             == """\
@@ -515,8 +540,7 @@ invoke_agent weather_agent [INTERNAL]
         ("get_weather", None),
     ]
     assert [p["count"] for p in points if p["attributes"] in calls] == [1, 1]
-    if MAJOR >= 2:  # mcp 1.x clients do not keep the negotiated version
-        assert {a.get("mcp.protocol.version") for a in calls} == {"2025-11-25"}
+    assert {a.get("mcp.protocol.version") for a in calls} == {"2025-11-25"}
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
@@ -563,6 +587,18 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     sampling_server = find(telemetry.spans(), "sampling/createMessage")
     assert sampling_server.kind == "SERVER"
     assert "network.transport" not in sampling_server.attributes
+    # The server's request goes out on the connection its tools/call came in on: its CLIENT
+    # span has that connection's version, transport and (streamable HTTP) session.
+    server_spans = read_spans_jsonl(spans_file)
+    sampling_client = find(server_spans, "sampling/createMessage")
+    tool_call = find(server_spans, "tools/call ask_model")
+    assert sampling_client.kind == "CLIENT"
+    keys = ("mcp.protocol.version", "network.transport", "mcp.session.id")
+    connection = {k: tool_call.attributes.get(k) for k in keys}
+    assert connection["mcp.protocol.version"] == "2025-11-25"
+    assert connection["network.transport"] == ("pipe" if transport == "stdio" else "tcp")
+    assert (connection["mcp.session.id"] is not None) is (transport == "http")
+    assert {k: sampling_client.attributes.get(k) for k in keys} == connection
 
 
 def test_control_without_client_instrumentation(telemetry: Any, tmp_path: Path) -> None:

@@ -206,6 +206,22 @@ def test_hostile_values_dropped_not_attached(server: RawServer) -> None:
     assert "secret.token" not in json.dumps([s.attributes for s in spans])
 
 
+def test_trace_keys_in_any_casing(server: RawServer) -> None:
+    """Extraction reads the trace keys in any casing (as HTTP header names): a context in
+    ``_meta`` is joined whatever the casing, with or without other trace keys beside it."""
+    answers = [
+        server.call_weather({"Traceparent": VALID_TRACEPARENT}),
+        server.call_weather({"Traceparent": VALID_TRACEPARENT, "baggage": "session.id=s-1"}),
+        server.call_weather({"progressToken": 1, "BAGGAGE": "session.id=s-2"}),
+    ]
+    seen = [json.loads(a["result"]["content"][0]["text"]) for a in answers]
+    assert [s["session"] for s in seen] == [{}, {"session.id": "s-1"}, {"session.id": "s-2"}]
+    spans = [s for s in read_spans_jsonl(server.spans) if s.name == "tools/call get_weather"]
+    _, trace_id, span_id, _ = VALID_TRACEPARENT.split("-")
+    assert [(s.trace_id, s.parent_span_id) for s in spans[:2]] == [(trace_id, span_id)] * 2
+    assert spans[2].attributes["session.id"] == "s-2"
+
+
 def test_hostile_request_id_and_version(tmp_path: Path) -> None:
     raw = RawServer(tmp_path)
     try:

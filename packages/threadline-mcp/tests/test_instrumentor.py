@@ -148,6 +148,12 @@ def test_in_process_client_and_server(telemetry: Any, instrumented: None) -> Non
         "        sampling/createMessage [SERVER]"
     ]
     assert {span.trace_id for span in telemetry.spans() if "/" in span.name} == {agent.trace_id}
+    # The server's request to the client: the version of the connection, and no network.
+    sampling = next(
+        s for s in telemetry.spans() if s.name == "sampling/createMessage" and s.kind == "CLIENT"
+    )
+    assert sampling.attributes["mcp.protocol.version"] == "2025-11-25"
+    assert "network.transport" not in sampling.attributes
 
 
 @pytest.mark.skipif(MAJOR < 2, reason="Client(server) in-process is mcp 2.x")

@@ -32,7 +32,9 @@ from threadline.mcp._common import (
     local_failure,
     session_id_text,
     targets,
+    version_text,
 )
+from threadline.mcp._server import ServerConnection, server_connection, v1_server_connection
 from threadline.providers import server_address
 
 _PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
@@ -70,9 +72,18 @@ _merged_call: ContextVar[threadline.ToolRun | None] = ContextVar(
 
 
 class Peer:
-    """What a 2.x client connection knows about its server, for the CLIENT spans."""
+    """What a connection knows about its peer, for the CLIENT spans: a client's about its
+    server, or a server's about the client it sends requests to."""
 
-    __slots__ = ("address", "network_protocol", "port", "session", "transport")
+    __slots__ = (
+        "address",
+        "network_protocol",
+        "port",
+        "session",
+        "session_id",
+        "transport",
+        "version",
+    )
 
     def __init__(
         self,
@@ -89,16 +100,29 @@ class Peer:
         self.network_protocol: tuple[str, str | None] | None = (
             (protocol, None) if protocol else None
         )
-        self.session: weakref.ReferenceType[Any] | None = None
+        self.session: weakref.ReferenceType[Any] | None = None  # an mcp 2.x ClientSession
+        self.version: str | None = None  # negotiated, where no 2.x ClientSession tells
+        self.session_id: str | None = None  # a server's own session with its client
 
     @property
     def protocol_version(self) -> str | None:
         session = self.session() if self.session is not None else None
         version = getattr(session, "protocol_version", None)
-        return version if isinstance(version, str) else None
+        return version if isinstance(version, str) else self.version
 
 
-# ClientSession -> Peer (set by Client), and dispatcher -> Peer (set when the session is entered).
+def _connection_peer(connection: ServerConnection) -> Peer:
+    """The peer of a server's request to its client: the client, on that server connection."""
+    version, transport, protocol, session_id = connection
+    peer = Peer(transport, None, None)
+    peer.network_protocol = protocol
+    peer.version = version
+    peer.session_id = session_id
+    return peer
+
+
+# ClientSession -> Peer (set by mcp 2.x Client, or by an mcp 1.x session's answered initialize),
+# and dispatcher -> Peer (set when an mcp 2.x session is entered).
 _session_peers: weakref.WeakKeyDictionary[Any, Peer] = weakref.WeakKeyDictionary()
 _dispatcher_peers: weakref.WeakKeyDictionary[Any, Peer] = weakref.WeakKeyDictionary()
 
@@ -126,11 +150,37 @@ def wrap_build_session(original: Any) -> Any:
     return _build_session
 
 
+# The connection of the request a server is sending its client (mcp 2.x, whose server
+# dispatchers are not registered), while ``ServerSession.send_request`` runs.
+_serving: ContextVar[Peer | None] = ContextVar("threadline_mcp_serving", default=None)
+
+
 def _peer_for(dispatcher: Any) -> Peer | None:
     try:
-        return _dispatcher_peers.get(dispatcher)
+        return _dispatcher_peers.get(dispatcher) or _serving.get()
     except TypeError:  # not weak-referenceable: nothing was registered for it
-        return None
+        return _serving.get()
+
+
+def wrap_server_send_request(original: Any) -> Any:
+    """Wraps mcp 2.x ``ServerSession.send_request``, which the typed requests to the client
+    (``create_message``, ``elicit_*``, ``list_roots``) go through: their CLIENT spans get the
+    connection's protocol version, transport and session."""
+
+    async def send_request(self: Any, *args: Any, **kwargs: Any) -> Any:
+        token = None
+        try:
+            token = _serving.set(_connection_peer(server_connection(self)))
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.server.send_request", error)
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            if token is not None:
+                _serving.reset(token)
+
+    send_request.__wrapped__ = original  # type: ignore[attr-defined]
+    return send_request
 
 
 def _register_dispatcher(session: Any) -> None:
@@ -196,6 +246,7 @@ def start(
             prompt_name=prompt_name,
             resource_uri=resource_uri,
             request_id=request_id,
+            session_id=peer.session_id if peer is not None else None,
             **connection(params, peer),
         )
         if method == "tools/call" and threadline.capture_enabled() and isinstance(params, Mapping):
@@ -288,7 +339,17 @@ def finish(run: threadline.McpRun, method: str, result: object) -> None:
         if is_tool_error(result):
             run.fail_tool()
             return
+    elif method == "initialize":  # the version the connection now speaks
+        run.update(protocol_version=answered_version(result))
     run.end()
+
+
+def answered_version(result: object) -> str | None:
+    """The ``protocolVersion`` of an ``initialize`` result (wire dict, 2.x or 1.x model)."""
+    if isinstance(result, Mapping):
+        return version_text(result.get("protocolVersion"))
+    version = getattr(result, "protocol_version", None) or getattr(result, "protocolVersion", None)
+    return version_text(version)
 
 
 @guarded(site="threadline.mcp.client.fail")
@@ -585,8 +646,12 @@ def wrap_send_request(original: Any) -> Any:
         try:
             method, params = v1_method_params(request)
             request_id = getattr(self, "_request_id", None)
+            peer = _v1_peer(self)
             run = start(
-                method, params, request_id=request_id if isinstance(request_id, int) else None
+                method,
+                params,
+                request_id=request_id if isinstance(request_id, int) else None,
+                peer=peer,
             )
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.client.v1", error)
@@ -598,17 +663,44 @@ def wrap_send_request(original: Any) -> Any:
                 run,
                 lambda: original(self, v1_with_context(request), result_type, *args, **kwargs),
                 params=params,
+                peer=peer,
             )
         try:
             result = await original(self, v1_with_context(request), result_type, *args, **kwargs)
         except BaseException as error:
             fail(run, error)
             raise
+        if method == "initialize":
+            _v1_initialized(self, result)
         finish(run, method, result)
         return result
 
     send_request.__wrapped__ = original  # type: ignore[attr-defined]
     return send_request
+
+
+def _v1_peer(session: Any) -> Peer | None:
+    """What an mcp 1.x session knows about its peer: a client session, the version its
+    ``initialize`` negotiated; a server session (a request to its client), its connection."""
+    peer = _session_peers.get(session)
+    if peer is None and _is_server_session(session):
+        over_http = session in _http_sessions
+        return _connection_peer(v1_server_connection(session, over_http=over_http))
+    return peer
+
+
+@guarded(site="threadline.mcp.client.v1_initialized")
+def _v1_initialized(session: Any, result: object) -> None:
+    """mcp 1.x keeps no negotiated version: remember the one its server answered with, if the
+    SDK accepts it (it fails the session otherwise)."""
+    version = answered_version(result)
+    versions = _v1_versions()
+    if version is None or (versions is not None and version not in versions[0]):
+        return
+    peer = _session_peers.get(session)
+    if peer is None:
+        peer = _session_peers[session] = Peer(None, None, None)
+    peer.version = version
 
 
 # --- session duration ----------------------------------------------------------------------------
@@ -699,11 +791,14 @@ def _session_ended(session: Any, error: object) -> None:
     start = _session_starts.pop(session, None)
     if start is None:
         return
+    server = _is_server_session(session)
+    # known for an mcp 2.x Client and an initialized mcp 1.x ClientSession
+    peer = None if server else _session_peers.get(session)
     version = _session_version(session)
+    if version is None and peer is not None:
+        version = peer.protocol_version
     if is_modern(version):
         return  # 2026-07-28 and later have no sessions (the server side records none either)
-    server = _is_server_session(session)
-    peer = None if server else _session_peers.get(session)  # known for mcp 2.x Client
     if server:
         protocol = "http" if session in _http_sessions else None
     else:

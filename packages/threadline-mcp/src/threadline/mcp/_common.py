@@ -13,6 +13,8 @@ MAX_NAME = 256
 MAX_URI = 2048
 # Session ids are chosen by the server; a longer one is left out.
 MAX_SESSION_ID = 256
+# Protocol versions come from the peer; a longer one is left out.
+MAX_VERSION = 32
 
 MODERN_ERA = "2026-07-28"
 """Protocol versions from this one on have no sessions (stateless, per-request envelope)."""
@@ -27,6 +29,11 @@ def _text(value: object, limit: int) -> str | None:
 def session_id_text(value: object) -> str | None:
     """An ``Mcp-Session-Id`` fit for ``mcp.session.id``, else ``None``."""
     return _text(value, MAX_SESSION_ID)
+
+
+def version_text(value: object) -> str | None:
+    """A protocol version fit for ``mcp.protocol.version``, else ``None``."""
+    return _text(value, MAX_VERSION)
 
 
 def targets(method: str, params: object) -> tuple[str | None, str | None, str | None]:

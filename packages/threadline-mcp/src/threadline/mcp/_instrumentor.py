@@ -104,6 +104,13 @@ def apply(*, merge_tool_spans: bool = False) -> None:
             )
             patches.replace_in(session, "ClientSession", "__aenter__", _client.wrap_session_enter)
             patches.replace_in(session, "ClientSession", "__aexit__", _client.wrap_session_exit)
+            # A server's requests to its client: the connection they go out on.
+            patches.replace_in(
+                "mcp.server.session",
+                "ServerSession",
+                "send_request",
+                _client.wrap_server_send_request,
+            )
             _server.trace_every_server(True)
         else:
             patches.replace_in(

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
@@ -27,12 +29,14 @@ from opentelemetry.context import Context
 import threadline
 from threadline._failopen import guarded, report
 from threadline.mcp._common import (
+    MAX_VERSION,
     error_code,
     is_cancellation,
     is_modern,
     is_tool_error,
     session_id_text,
     targets,
+    version_text,
 )
 
 _logger = logging.getLogger("threadline.mcp")
@@ -40,7 +44,6 @@ _logger = logging.getLogger("threadline.mcp")
 _SESSION_STATE_KEY = "threadline.mcp.session_start"
 _EMPTY = Context()
 _MAX_REQUEST_ID = 128
-_MAX_VERSION = 32
 _INTERNAL_ERROR = -32603
 
 NotificationPolicy = Literal["traced", "all", "none"]
@@ -50,10 +53,23 @@ def _span_context(ctx: Context) -> trace.SpanContext:
     return trace.get_current_span(ctx).get_span_context()
 
 
+_TRACE_KEYS = ("traceparent", "tracestate", "baggage")
+_TRACE_KEY_LENGTHS = frozenset(len(key) for key in _TRACE_KEYS)
+# Keys looked at for a trace key in another casing; a hostile carrier can have any number.
+_MAX_KEYS_SCANNED = 64
+
+
 def _has_trace_keys(carrier: object) -> bool:
-    return isinstance(carrier, Mapping) and (
-        "traceparent" in carrier or "baggage" in carrier or "tracestate" in carrier
-    )
+    """Whether ``carrier`` has a trace key in any casing, as extraction reads them (HTTP header
+    casing). Other casings are looked for among its first keys only."""
+    if not isinstance(carrier, Mapping):
+        return False
+    if "traceparent" in carrier or "baggage" in carrier or "tracestate" in carrier:
+        return True
+    for key in itertools.islice(carrier, _MAX_KEYS_SCANNED):
+        if isinstance(key, str) and len(key) in _TRACE_KEY_LENGTHS and key.lower() in _TRACE_KEYS:
+            return True
+    return False
 
 
 def _parent(
@@ -108,6 +124,7 @@ def _in_process(session: object) -> bool:
 _Network = tuple[str | None, tuple[str, str | None] | None, str | None, int | None]
 _NO_NETWORK: _Network = (None, None, None, None)
 _STDIO: _Network = ("pipe", None, None, None)
+_HTTP: _Network = ("tcp", ("http", None), None, None)
 
 # The network of the transport a server runs over, where its messages carry no HTTP request:
 # set while mcp's in-memory streams (``Client(server, mode="legacy")`` on 2.x,
@@ -275,7 +292,7 @@ class ServerCall:
             request_id = None  # JSON allows integers of any size
         if isinstance(request_id, str) and len(request_id) > _MAX_REQUEST_ID:
             request_id = None
-        if protocol_version is not None and len(protocol_version) > _MAX_VERSION:
+        if protocol_version is not None and len(protocol_version) > MAX_VERSION:
             protocol_version = None
         meta = params.get("_meta") if isinstance(params, Mapping) else None
         if meta is not None and not isinstance(meta, Mapping):
@@ -679,6 +696,46 @@ def _v1_cleanup(call: ServerCall, message: Any, traced_respond: Any) -> None:
     if not call.run.ended:  # cancelled before answering
         call.run.detach()
         call.run.fail("cancelled")
+
+
+# --- the connection a server's own requests to its client go out on -----------------------------
+# Sampling, elicitation and roots requests go out on the connection the server's request came in
+# on: their CLIENT spans (see _client) take its protocol version, transport and session, as that
+# request's SERVER span has them.
+ServerConnection = tuple[str | None, str | None, tuple[str, str | None] | None, str | None]
+"""``(mcp.protocol.version, network.transport, (network protocol, version), mcp.session.id)``"""
+
+
+def server_connection(session: Any) -> ServerConnection:
+    """The connection of an mcp 2.x ``ServerSession`` (one per inbound request)."""
+    connection = getattr(session, "_connection", None)
+    version = version_text(getattr(connection, "protocol_version", None))
+    outbound = getattr(session, "_request_outbound", None)
+    request = getattr(getattr(outbound, "message_metadata", None), "request_context", None)
+    transport, protocol, _, _ = _NO_NETWORK if _in_process(session) else _network(request)
+    session_id = None if is_modern(version) else _session_id(connection, None)
+    return version, transport, protocol, session_id
+
+
+def v1_server_connection(session: Any, *, over_http: bool) -> ServerConnection:
+    """The connection of an mcp 1.x ``ServerSession``. ``over_http``: it was seen serving HTTP
+    requests (for a request sent outside a handler, which has no HTTP request)."""
+    from threadline.mcp._client import v1_negotiated_version
+
+    version = v1_negotiated_version(getattr(session, "client_params", None))
+    request = _v1_handled_request(session)
+    network = _HTTP if request is None and over_http else _network(request)
+    return version, network[0], network[1], _session_id(None, getattr(request, "headers", None))
+
+
+def _v1_handled_request(session: Any) -> object:
+    """The HTTP request mcp 1.x is handling for ``session`` in this context, if any."""
+    server = sys.modules.get("mcp.server.lowlevel.server")
+    context = getattr(server, "request_ctx", None)
+    current = context.get(None) if isinstance(context, ContextVar) else None
+    if current is None or getattr(current, "session", None) is not session:
+        return None
+    return getattr(current, "request", None)
 
 
 # --- requests from the server to the client (sampling, elicitation, roots) -----------------------
