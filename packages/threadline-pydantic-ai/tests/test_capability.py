@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -323,6 +324,37 @@ def test_streamed_run(telemetry: Telemetry) -> None:
     telemetry.assert_conformant()
 
 
+def test_a_node_streamed_under_iter(telemetry: Telemetry) -> None:
+    """A model request node the caller streams under ``iter``: its span lasts until the stream
+    is read to its end. 1.71 passes that stream's events to no capability hook and does not
+    tell the request it streams: no stream flag, no time to first chunk."""
+    agent = Agent(streaming("Hel", "lo", " world"), name="streamer", capabilities=[Tracing()])
+    read_at: list[int] = []
+
+    async def drive() -> None:
+        async with agent.iter("hi") as run:
+            async for node in run:
+                if Agent.is_model_request_node(node):
+                    async with node.stream(run.ctx) as stream:
+                        async for _ in stream:
+                            read_at.append(time.time_ns())
+
+    asyncio.run(drive())
+    chat = telemetry.find("chat streamer")
+    assert chat.end_ns >= read_at[-1]  # after the last event
+    assert chat.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] > 0
+    metrics = telemetry.metrics()
+    if V2:
+        assert chat.attributes[semconv.GEN_AI_REQUEST_STREAM] is True
+        assert chat.attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+        assert semconv.METRIC_CLIENT_TIME_TO_FIRST_CHUNK in metrics
+    else:
+        assert semconv.GEN_AI_REQUEST_STREAM not in chat.attributes
+        assert semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK not in chat.attributes
+        assert semconv.METRIC_CLIENT_TIME_TO_FIRST_CHUNK not in metrics
+    telemetry.assert_conformant()
+
+
 @pytest.mark.skipif(not V2, reason="1.x run_stream hands the chunks after the first unobserved")
 def test_a_streamed_request_ends_with_its_response(telemetry: Telemetry) -> None:
     """The model request's span ends when its response has been read to its end, not when the
@@ -486,6 +518,126 @@ def test_model_retry_is_not_a_failure(telemetry: Telemetry) -> None:
         ]
     )
     telemetry.assert_conformant()
+
+
+def _adder(*capabilities: Any, retries: int = 1) -> Agent[None, str]:
+    """An agent whose first tool call has an argument that fails validation."""
+    agent: Agent[None, str] = Agent(
+        scripted(
+            tool_calls(("add", {"a": "not-a-number", "b": 2}, "call_1")),
+            tool_calls(("add", {"a": 1, "b": 2}, "call_2")),
+            text("done"),
+            name="m",
+        ),
+        name="adder",
+        capabilities=list(capabilities),
+    )
+
+    @agent.tool_plain(retries=retries)
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    return agent
+
+
+INVALID_CALL = (
+    "  execute_tool add [INTERNAL] gen_ai.tool.call.id=call_1 threadline.retry.cause=model_retry"
+    " !ERROR error.type=pydantic_core._pydantic_core.ValidationError"
+)
+
+
+def test_tool_arguments_failing_validation_are_a_retried_call(telemetry: Telemetry) -> None:
+    """A call whose arguments fail validation never runs the tool, yet it is an attempt the
+    model is asked to redo: an error span, as Pydantic AI's own instrumentation records it."""
+    assert _adder(Tracing()).run_sync("go").output == "done"
+    assert telemetry.tree(
+        attributes=(semconv.GEN_AI_TOOL_CALL_ID, semconv.THREADLINE_RETRY_CAUSE)
+    ) == "\n".join(
+        [
+            f"{agent_span('adder')} [INTERNAL]",
+            "  chat m [CLIENT]",
+            INVALID_CALL,
+            "  chat m [CLIENT]",
+            "  execute_tool add [INTERNAL] gen_ai.tool.call.id=call_2",
+            "  chat m [CLIENT]",
+        ]
+    )
+    invalid = next(s for s in telemetry.spans() if s.status_code == "ERROR")
+    # the validation error quotes the arguments (content, off by default): not in the span
+    assert invalid.status_description == (
+        "ValidationError: a: Input should be a valid integer, unable to parse string as an integer"
+    )
+    telemetry.assert_conformant()
+
+
+def test_tool_arguments_failing_validation_past_their_retries(telemetry: Telemetry) -> None:
+    agent = _adder(Tracing(), retries=0)
+    with pytest.raises(_exc.UnexpectedModelBehavior, match="exceeded max retries"):
+        agent.run_sync("go")
+    assert telemetry.tree(
+        attributes=(semconv.GEN_AI_TOOL_CALL_ID, semconv.THREADLINE_RETRY_CAUSE)
+    ) == "\n".join(
+        [
+            f"{agent_span('adder')} [INTERNAL] !ERROR"
+            " error.type=pydantic_ai.exceptions.UnexpectedModelBehavior",
+            "  chat m [CLIENT]",
+            INVALID_CALL,
+        ]
+    )
+
+
+def test_argument_validator_retry_is_not_a_failure(telemetry: Telemetry) -> None:
+    """An argument validator raising ModelRetry asks for a retry as the tool itself would."""
+    agent: Agent[None, str] = Agent(
+        scripted(
+            tool_calls(("add", {"a": 0, "b": 2}, "call_1")),
+            tool_calls(("add", {"a": 1, "b": 2}, "call_2")),
+            text("done"),
+            name="m",
+        ),
+        name="adder",
+        capabilities=[Tracing()],
+    )
+
+    def nonzero(ctx: RunContext[None], a: int, b: int) -> None:
+        if a == 0:
+            raise ModelRetry("a must not be 0")
+
+    @agent.tool_plain(args_validator=nonzero)
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    assert agent.run_sync("go").output == "done"
+    assert telemetry.tree(
+        attributes=(semconv.GEN_AI_TOOL_CALL_ID, semconv.THREADLINE_RETRY_CAUSE)
+    ) == "\n".join(
+        [
+            f"{agent_span('adder')} [INTERNAL]",
+            "  chat m [CLIENT]",
+            "  execute_tool add [INTERNAL] gen_ai.tool.call.id=call_1"
+            " threadline.retry.cause=model_retry",
+            "  chat m [CLIENT]",
+            "  execute_tool add [INTERNAL] gen_ai.tool.call.id=call_2",
+            "  chat m [CLIENT]",
+        ]
+    )
+
+
+def test_tool_arguments_recovered_by_a_capability_are_no_retry(telemetry: Telemetry) -> None:
+    """A capability may recover a validation error after Tracing has seen it (hooks handling
+    it run from the last capability to the first): the call then runs, once."""
+
+    @dataclass
+    class Repair(AbstractCapability[Any]):
+        async def on_tool_validate_error(
+            self, ctx: Any, *, call: Any, tool_def: Any, args: Any, error: Any
+        ) -> Any:
+            return {"a": 1, "b": 2}
+
+    assert _adder(Repair(), Tracing()).run_sync("go").output == "done"
+    calls = [s for s in telemetry.spans() if s.name == "execute_tool add"]
+    assert [s.attributes[semconv.GEN_AI_TOOL_CALL_ID] for s in calls] == ["call_1", "call_2"]
+    assert all(s.status_code == "UNSET" for s in calls)
 
 
 def test_output_validation_retry(telemetry: Telemetry) -> None:

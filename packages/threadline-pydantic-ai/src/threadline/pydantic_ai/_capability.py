@@ -171,12 +171,13 @@ _warned = [False]
 
 
 _MAX_RUNS = 100_000  # runs recorded at once per capability; beyond it, no per-run spans
+_MAX_INVALID_CALLS = 1_000  # tool calls with invalid arguments awaiting their outcome, per run
 
 
 class _RunState:
     """What one recorded agent run's hooks share: its span and its model request in flight."""
 
-    __slots__ = ("chat", "failed", "run", "stream_error", "streamed")
+    __slots__ = ("chat", "failed", "invalid", "run", "stream_error", "streamed")
 
     def __init__(self, run: AgentRun) -> None:
         self.run = run
@@ -187,6 +188,9 @@ class _RunState:
         self.streamed: tuple[InferenceRun, int] | None = None
         # The streamed request whose stream raised, and its error (see _count_chunks).
         self.stream_error: tuple[InferenceRun, Exception] | None = None
+        # Tool calls whose arguments failed validation, by call id: (call, tool definition,
+        # arguments, error, when), until it is known whether they became retries.
+        self.invalid: dict[str, tuple[Any, Any, Any, BaseException, int]] | None = None
 
 
 async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIterator[Any]:
@@ -352,6 +356,20 @@ def _stopped_early(state: _RunState | None) -> bool:
     return task_cancelling() is True  # None on Python 3.10: recorded as failed
 
 
+def _validation_description(error: BaseException) -> str | None:
+    """The status description of a tool call whose arguments failed validation: a pydantic
+    ``ValidationError``'s message quotes the model's arguments (content), so with capture off
+    it names only where and why each one failed."""
+    errors = getattr(error, "errors", None)
+    if not callable(errors) or threadline.capture_enabled():
+        return None  # the exception's own message
+    details = "; ".join(
+        f"{'.'.join(map(str, detail['loc']))}: {detail['msg']}"
+        for detail in errors(include_url=False, include_context=False, include_input=False)
+    )
+    return f"{type(error).__name__}: {details}"[:1024]
+
+
 def _model_visible(result: Any) -> Any:
     """What the model sees of a tool's result: a ToolReturn wraps it (``return_value``) with
     app-only metadata. The result is the user's object, so probing it is guarded: an attribute
@@ -514,7 +532,11 @@ class Tracing(AbstractCapability[Any]):
         try:
             with run:  # ends the run, failed with whatever passes through
                 try:
-                    return await handler()
+                    try:
+                        return await handler()
+                    finally:
+                        if state is not None and state.invalid:
+                            self._record_invalid_calls(state, None)
                 except asyncio.CancelledError as error:
                     if state is not None and state.chat is not None:
                         # Pydantic AI 1.x runs a streamed request in a task it neither cancels
@@ -617,6 +639,8 @@ class Tracing(AbstractCapability[Any]):
         state = self._state(ctx)
         if state is None:
             return await handler(request_context)
+        if state.invalid:
+            self._record_invalid_calls(state, request_context.messages)
         model = getattr(request_context, "model", None) or ctx.model
         chain = _fallback_chain(model)
         chat = self._start_chat(
@@ -666,7 +690,14 @@ class Tracing(AbstractCapability[Any]):
         return _count_chunks(state, stream)
 
     # --- tools -----------------------------------------------------------------------------
-    def _start_tool(self, call: Any, tool_def: Any, args: Any, parent: AgentRun) -> ToolRun | None:
+    def _start_tool(
+        self,
+        call: Any,
+        tool_def: Any,
+        args: Any,
+        parent: AgentRun,
+        start_time: int | None = None,
+    ) -> ToolRun | None:
         try:
             return threadline.execute_tool(
                 call.tool_name,
@@ -674,6 +705,7 @@ class Tracing(AbstractCapability[Any]):
                 call_id=call.tool_call_id,
                 description=getattr(tool_def, "description", None),
                 arguments=args if threadline.capture_enabled() else None,
+                start_time=start_time,
             )
         except Exception as error:  # noqa: BLE001
             report("threadline.pydantic_ai.wrap_tool_execute", error)
@@ -710,3 +742,55 @@ class Tracing(AbstractCapability[Any]):
             tool.update(result=_model_visible(result))
         tool.end()
         return result
+
+    async def on_tool_validate_error(
+        self, ctx: Any, *, call: Any, tool_def: Any, args: Any, error: Any
+    ) -> Any:
+        # Called only when validation fails, and possibly before another capability recovers
+        # the error: the call is recorded once its outcome shows (_record_invalid_calls).
+        state = self._state(ctx)
+        if state is not None:
+            try:
+                invalid = state.invalid
+                if invalid is None:
+                    invalid = state.invalid = {}
+                if len(invalid) < _MAX_INVALID_CALLS:
+                    invalid[call.tool_call_id] = (call, tool_def, args, error, time.time_ns())
+            except Exception as failure:  # noqa: BLE001
+                report("threadline.pydantic_ai.on_tool_validate_error", failure)
+        raise error
+
+    def _record_invalid_calls(self, state: _RunState, messages: Sequence[Any] | None) -> None:
+        """Record the tool calls whose arguments failed validation as ``execute_tool`` spans
+        asking the model to retry: failed (as Pydantic AI's own instrumentation records them),
+        unless an argument validator asked for the retry (ModelRetry, as from the tool). A call that
+        a later capability recovered has run: its result is in the next request (``messages``).
+        At the run's end (``messages`` None), those left failed (their retries exhausted, say)."""
+        invalid, state.invalid = state.invalid, None
+        if not invalid:
+            return
+        try:
+            ran: set[str] = set()
+            if messages and getattr(messages[-1], "kind", None) == "request":
+                # 2.x answers a failed call with a tool-return part too, outcome "retried"
+                ran = {
+                    part.tool_call_id
+                    for part in messages[-1].parts
+                    if part.part_kind == "tool-return"
+                    and getattr(part, "outcome", None) != "retried"
+                }
+            for call_id, (call, tool_def, args, error, at) in invalid.items():
+                if call_id in ran:
+                    continue
+                tool = self._start_tool(call, tool_def, args, state.run, start_time=at)
+                if tool is None:
+                    continue
+                tool.set_attributes(
+                    {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_MODEL_RETRY}
+                )
+                if isinstance(error, _RETRY_ERRORS):  # an argument validator's ModelRetry
+                    tool.end(end_time=at)
+                else:
+                    tool.fail(error, description=_validation_description(error), end_time=at)
+        except Exception as failure:  # noqa: BLE001
+            report("threadline.pydantic_ai.on_tool_validate_error", failure)
