@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import yaml
 from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_model
 from conftest import CASSETTES, ScriptedChatModel, openai_http_module, usage
+from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.tools import BaseTool, InjectedToolArg, InjectedToolCallId, tool
 from langchain_openai import ChatOpenAI
+from langgraph.prebuilt import InjectedState
 
 import threadline
 from threadline import semconv
+from threadline.langchain import _handler
 
 AGENT_TREE = """\
 invoke_agent support [INTERNAL] gen_ai.usage.input_tokens=130 gen_ai.usage.output_tokens=40
@@ -422,3 +427,131 @@ def test_create_agent_resumed_in_its_tools_is_an_agent(
             "  chat scripted-1 [CLIENT]",
         ]
     )
+
+
+# --- tool calls: the model's arguments and the tool's name ---------------------------------------
+
+
+def _lookup_model() -> ScriptedChatModel:
+    return ScriptedChatModel(
+        responses=[
+            AIMessage(
+                content="",
+                tool_calls=[{"name": "lookup", "args": {"city": "Paris"}, "id": "c1"}],
+                usage_metadata=usage(10, 5),  # type: ignore[arg-type]
+            ),
+            AIMessage(content="done", usage_metadata=usage(20, 3)),  # type: ignore[arg-type]
+        ]
+    )
+
+
+@pytest.mark.parametrize("call", ["invoke", "ainvoke"])
+def test_injected_graph_state_is_not_in_tool_arguments(
+    telemetry: Any, config: dict[str, Any], capture_content: Any, call: str
+) -> None:
+    """A tool given the graph state (``InjectedState``) records only the arguments the model
+    wrote: the state (the whole conversation) is not the call's (langchain-core 0.3 passes it
+    to handlers; 1.x leaves it out)."""
+
+    @tool
+    def lookup(city: str, state: Annotated[dict[str, Any], InjectedState]) -> str:
+        """Look up a city."""
+        return f"{city}: sunny after {len(state['messages'])} messages"
+
+    agent = build_agent(_lookup_model(), [lookup])
+    question = {"messages": [("user", "my password is hunter2, weather?")]}
+    if call == "invoke":
+        agent.invoke(question, config=config)
+    else:
+        asyncio.run(agent.ainvoke(question, config=config))
+    span = telemetry.find("execute_tool lookup")
+    assert json.loads(span.attributes[semconv.GEN_AI_TOOL_CALL_ARGUMENTS]) == {"city": "Paris"}
+    assert span.attributes[semconv.GEN_AI_TOOL_CALL_RESULT] == "Paris: sunny after 2 messages"
+    telemetry.assert_conformant(strict=True)
+
+
+@pytest.mark.parametrize("call", ["invoke", "ainvoke"])
+def test_injected_tool_arguments_are_not_recorded(
+    telemetry: Any, config: dict[str, Any], capture_content: Any, call: str
+) -> None:
+    """``InjectedToolArg`` and ``InjectedToolCallId`` arguments, of a function tool (sync and
+    async) and of a ``BaseTool`` subclass without an args schema, are not the model's."""
+
+    @tool
+    def with_id(
+        x: str,
+        tool_call_id: Annotated[str, InjectedToolCallId],
+        secret: Annotated[str, InjectedToolArg],
+    ) -> ToolMessage:
+        """Returns a ToolMessage."""
+        return ToolMessage(content=f"ok {x}", tool_call_id=tool_call_id)
+
+    @tool
+    async def with_id_async(
+        x: str,
+        tool_call_id: Annotated[str, InjectedToolCallId],
+        secret: Annotated[str, InjectedToolArg],
+    ) -> ToolMessage:
+        """Returns a ToolMessage."""
+        return ToolMessage(content=f"ok {x}", tool_call_id=tool_call_id)
+
+    class Keyed(BaseTool):
+        name: str = "keyed"
+        description: str = "Uses a key."
+
+        def _run(self, x: str, secret: Annotated[str, InjectedToolArg]) -> str:
+            return f"ok {x}"
+
+    for tool_ in (with_id, with_id_async, Keyed()):
+        tool_call = {
+            "name": tool_.name,
+            "args": {"x": "y", "secret": "s3cr3t"},
+            "id": "call_4",
+            "type": "tool_call",
+        }
+        if call == "invoke" and tool_ is not with_id_async:
+            tool_.invoke(tool_call, config=config)
+        else:
+            asyncio.run(tool_.ainvoke(tool_call, config=config))
+    spans = [s for s in telemetry.spans() if s.name.startswith("execute_tool")]
+    assert len(spans) == 3
+    for span in spans:
+        assert json.loads(span.attributes[semconv.GEN_AI_TOOL_CALL_ARGUMENTS]) == {"x": "y"}
+        assert span.attributes[semconv.GEN_AI_TOOL_CALL_ID] == "call_4"
+    telemetry.assert_conformant(strict=True)
+
+
+def test_run_name_does_not_rename_the_tool(telemetry: Any, config: dict[str, Any]) -> None:
+    """A run name names the run; the tool keeps the name the model calls it by."""
+    tool_call = {"name": "get_weather", "args": {"city": "P"}, "id": "c1", "type": "tool_call"}
+    get_weather.invoke(tool_call, config={**config, "run_name": "weather step (retry 2)"})
+    get_weather.with_config(run_name="weather step").invoke(tool_call, config=config)
+    spans = telemetry.spans()
+    assert [s.name for s in spans] == ["execute_tool get_weather"] * 2
+    assert [s.attributes[semconv.GEN_AI_TOOL_NAME] for s in spans] == ["get_weather"] * 2
+    points = telemetry.metric_points(semconv.METRIC_EXECUTE_TOOL_DURATION)
+    assert [p["attributes"][semconv.GEN_AI_TOOL_NAME] for p in points] == ["get_weather"]
+    telemetry.assert_conformant(strict=True)
+
+
+def test_a_failure_to_find_injected_arguments_records_none(
+    telemetry: Any,
+    config: dict[str, Any],
+    capture_content: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Fail-open, and closed on content: the tool runs and has its span, without arguments."""
+
+    def broken(tool_: Any) -> frozenset[str]:
+        raise RuntimeError("no schema")
+
+    monkeypatch.setattr(_handler, "_filters_injected", False)  # as on langchain-core 0.3
+    monkeypatch.setattr(_handler, "_injected_keys", broken)
+    with caplog.at_level(logging.DEBUG, logger="threadline"):
+        result = get_weather.invoke({"city": "Paris"}, config=config)
+    assert result == "sunny in Paris"
+    span = telemetry.find("execute_tool get_weather")
+    assert semconv.GEN_AI_TOOL_CALL_ARGUMENTS not in span.attributes
+    assert span.attributes[semconv.GEN_AI_TOOL_CALL_RESULT] == "sunny in Paris"
+    assert any("langchain.on_tool_start" in r.getMessage() for r in caplog.records)

@@ -915,6 +915,58 @@ def _is_node(tags: Sequence[str] | None) -> bool:
     return False
 
 
+def _model_arguments(inputs: dict[str, Any], name: object) -> dict[str, Any] | None:
+    """A tool's arguments without those LangChain injects (``InjectedToolArg``,
+    ``InjectedToolCallId``, LangGraph's ``InjectedState`` and ``InjectedStore``: the whole graph
+    state). langchain-core before 1.0 passes handlers the tool's input with them; later versions
+    filter them out. The tool is the ``self`` of the ``BaseTool.run``/``arun`` that called.
+    Called by ``on_tool_start`` only (the frame to look for is a fixed distance up)."""
+    global _filters_injected
+    try:
+        if _filters_injected is None:
+            from langchain_core.tools import BaseTool
+
+            _filters_injected = hasattr(BaseTool, "_filter_injected_args")
+        if _filters_injected:
+            return inputs
+        frame = _langchain_frame(_TOOL_RUNS)
+        tool = frame.f_locals.get("self") if frame is not None else None
+        if getattr(tool, "name", None) != name:  # not called by a tool's run: nothing to go by
+            return inputs
+        keys = _injected_keys(tool)
+    except Exception as error:  # noqa: BLE001 - fail-open, and record none rather than all
+        report("langchain.on_tool_start", error)
+        return None
+    if keys.isdisjoint(inputs):
+        return inputs
+    return {key: value for key, value in inputs.items() if key not in keys}
+
+
+def _injected_keys(tool: Any) -> frozenset[str]:
+    """The names of a tool's injected arguments, by its argument schema (as LangChain's
+    ``tool_call_schema`` finds them), kept per schema."""
+    schema = tool.args_schema
+    if isinstance(schema, dict):  # a JSON schema: nothing is injected
+        return frozenset()
+    key = schema if schema is not None else type(tool)  # a BaseTool's own _run then
+    keys = _injected_by_schema.get(key)
+    if keys is None:
+        from langchain_core.tools.base import _is_injected_arg_type, get_all_basemodel_annotations
+
+        annotations = get_all_basemodel_annotations(tool.get_input_schema())
+        keys = frozenset(k for k, kind in annotations.items() if _is_injected_arg_type(kind))
+        if len(_injected_by_schema) >= _MAX_TOOL_SCHEMAS:
+            _injected_by_schema.clear()
+        _injected_by_schema[key] = keys
+    return keys
+
+
+_filters_injected: bool | None = None
+_TOOL_RUNS = frozenset({"run", "arun"})
+_injected_by_schema: dict[object, frozenset[str]] = {}
+_MAX_TOOL_SCHEMAS = 256
+
+
 class CallbackHandler(BaseCallbackHandler):
     """Turns LangChain and LangGraph runs into threadline spans.
 
@@ -1292,12 +1344,13 @@ class CallbackHandler(BaseCallbackHandler):
             if run_id in _runs:
                 return
             serialized = serialized or {}
-            name = kwargs.get("name") or serialized.get("name") or "tool"
+            # The tool's own name, the one the model calls it by; a run_name only names the run.
+            name = serialized.get("name") or kwargs.get("name") or "tool"
             description = serialized.get("description")
             call_id = kwargs.get("tool_call_id")
             arguments = None
             if threadline.capture_enabled():
-                arguments = inputs if inputs is not None else input_str
+                arguments = _model_arguments(inputs, name) if inputs is not None else input_str
             run = threadline.execute_tool(
                 str(name),
                 parent=_leaf_parent(parent_run_id),
