@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import threading
@@ -192,3 +193,143 @@ def test_another_span_handler_between_a_chat_and_its_complete_makes_no_second_sp
         dispatcher.span_handlers.remove(other)
     ours = [s.name for s in telemetry.spans() if s.scope == "threadline"]
     assert ours == ["chat unknown"]
+
+
+# --- a request whose outermost LlamaIndex call makes no span --------------------------------
+
+
+def _refine(**kwargs: Any) -> Any:
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.response_synthesizers import get_response_synthesizer
+
+    return get_response_synthesizer(llm=MockLLM(max_tokens=2), response_mode="refine", **kwargs)
+
+
+def _nodes() -> list[Any]:
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    texts = ("Paris is in France.", "Berlin is in Germany.", "Rome is in Italy.")
+    return [NodeWithScore(node=TextNode(text=text), score=1.0) for text in texts]
+
+
+def test_skipped_root_is_one_trace(telemetry: Telemetry) -> None:
+    """A synthesizer called directly makes no span of its own: its model calls, one per node,
+    share an ``invoke_workflow`` span made for the request, not a trace each."""
+    _refine().synthesize("Which cities?", _nodes())
+    assert (
+        telemetry.tree()
+        == """\
+invoke_workflow [INTERNAL]
+  text_completion unknown [INTERNAL]
+  text_completion unknown [INTERNAL]
+  text_completion unknown [INTERNAL]"""
+    )
+    assert len({span.trace_id for span in telemetry.spans()}) == 1
+    workflow = telemetry.find("invoke_workflow")
+    assert all(span.start_ns >= workflow.start_ns for span in telemetry.spans())
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
+def test_skipped_roots_run_concurrently_are_a_trace_each(telemetry: Telemetry) -> None:
+    async def both() -> None:
+        synthesizer = _refine()
+        await asyncio.gather(
+            synthesizer.asynthesize("Which cities?", _nodes()[:2]),
+            synthesizer.asynthesize("Which countries?", _nodes()[:2]),
+        )
+
+    asyncio.run(both())
+    by_trace: dict[str, list[str]] = {}
+    for span in telemetry.spans():
+        by_trace.setdefault(span.trace_id, []).append(span.name)
+    assert (
+        sorted(sorted(names) for names in by_trace.values())
+        == [["invoke_workflow", "text_completion unknown", "text_completion unknown"]] * 2
+    )
+    telemetry.assert_conformant()
+
+
+def test_ingestion_pipeline_is_one_trace(telemetry: Telemetry) -> None:
+    from llama_index.core import Document
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.extractors import TitleExtractor
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.node_parser import SentenceSplitter
+
+    pipeline = IngestionPipeline(
+        transformations=[
+            SentenceSplitter(),
+            TitleExtractor(llm=MockLLM(max_tokens=2), nodes=1, show_progress=False),
+            MockEmbedding(embed_dim=4),
+        ]
+    )
+    pipeline.run(documents=[Document(text="Paris is in France."), Document(text="Rome.")])
+    spans = telemetry.spans()
+    assert len(spans) > 2
+    assert len({span.trace_id for span in spans}) == 1
+    assert telemetry.tree().startswith("invoke_workflow [INTERNAL]\n  ")
+    assert len(threadline.open_runs) == 0
+
+
+def test_skipped_root_that_makes_no_span_is_none(telemetry: Telemetry) -> None:
+    from llama_index.core import Document
+    from llama_index.core.node_parser import SentenceSplitter
+
+    assert SentenceSplitter().get_nodes_from_documents([Document(text="Paris is in France.")])
+    assert telemetry.spans() == []
+    assert len(threadline.open_runs) == 0
+
+
+def test_skipped_root_under_the_apps_span_makes_none(telemetry: Telemetry) -> None:
+    with trace.get_tracer("app").start_as_current_span("request"):
+        _refine().synthesize("Which cities?", _nodes()[:2])
+    assert (
+        telemetry.tree()
+        == """\
+request [INTERNAL]
+  text_completion unknown [INTERNAL]
+  text_completion unknown [INTERNAL]"""
+    )
+
+
+def test_skipped_root_that_returns_a_stream_ends_with_it(telemetry: Telemetry) -> None:
+    """``llm.stream`` returns the token stream before the model's stream is read: the
+    request's span ends when the stream does, not before its model call."""
+    from llama_index.core import PromptTemplate
+    from llama_index.core.llms import MockLLM
+
+    tokens = MockLLM(max_tokens=3).stream(PromptTemplate("Capital of {country}?"), country="Italy")
+    assert telemetry.spans() == []
+    assert "".join(tokens)
+    assert telemetry.tree() == "invoke_workflow [INTERNAL]\n  text_completion unknown [INTERNAL]"
+    workflow = telemetry.find("invoke_workflow")
+    assert workflow.end_ns >= telemetry.find("text_completion unknown").end_ns
+    assert len(threadline.open_runs) == 0
+
+
+try:
+    from llama_index.core.llms.mock import MockFunctionCallingLLM
+except ImportError:  # pragma: no cover - later LlamaIndex releases have it
+    MockFunctionCallingLLM = None
+
+
+@pytest.mark.skipif(MockFunctionCallingLLM is None, reason="no MockFunctionCallingLLM")
+def test_predict_and_call_is_one_trace(telemetry: Telemetry) -> None:
+    from llama_index.core.tools import FunctionTool
+
+    def get_weather(city: str = "Paris") -> str:  # the mock calls with default arguments
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    llm = MockFunctionCallingLLM()
+    llm.predict_and_call([FunctionTool.from_defaults(get_weather)], "Weather in Paris?")
+    assert (
+        telemetry.tree()
+        == """\
+invoke_workflow [INTERNAL]
+  chat unknown [INTERNAL]
+  execute_tool get_weather [INTERNAL]"""
+    )
+    telemetry.assert_conformant()

@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: LlamaIndex 0.12.0 validates step annotations as types.
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -109,8 +110,10 @@ def test_structured_llm_is_the_model_it_wraps(telemetry: Telemetry) -> None:
     structured = ProviderLLM().as_structured_llm(City)
     answer = structured.chat([ChatMessage(role="user", content="Which city?")])
     assert answer.raw.city == "Paris"
-    (span,) = telemetry.spans()
-    assert (span.name, span.kind) == ("text_completion gpt-4o-mini", "CLIENT")
+    # The wrapper's call is a skipped root: the workflow around the request (see
+    # test_rag.py::test_skipped_root_is_one_trace), with the model's call beneath it.
+    assert telemetry.tree() == "invoke_workflow [INTERNAL]\n  text_completion gpt-4o-mini [CLIENT]"
+    span = telemetry.find("text_completion gpt-4o-mini")
     assert span.attributes["gen_ai.provider.name"] == "openai"
     assert span.attributes["gen_ai.usage.input_tokens"] == 11
     assert span.attributes["gen_ai.usage.output_tokens"] == 5
@@ -262,3 +265,34 @@ def test_metadata_read_once_per_model(telemetry: Telemetry, monkeypatch: Any) ->
         "chat mode",
     ]
     assert reads == ["instruct-1", "chat-2", "local-7b", "mode", "mode"]
+
+
+def test_completion_records_its_prompt(telemetry: Telemetry, capture_content: Any) -> None:
+    """LlamaIndex spans the completion callback's wrapper, ``(_self, *args, **kwargs)``: the
+    prompt is its first argument or the ``prompt`` keyword, whichever way it was called."""
+    from llama_index.core.llms import MockLLM
+
+    llm = MockLLM(max_tokens=2)
+
+    async def calls() -> None:
+        await llm.acomplete("async prompt")
+        async for _ in await llm.astream_complete("async stream prompt"):
+            pass
+
+    llm.complete("positional prompt")
+    llm.complete(prompt="keyword prompt")
+    list(llm.stream_complete("stream prompt"))
+    asyncio.run(calls())
+    prompts = [
+        json.loads(span.attributes["gen_ai.input.messages"])
+        for span in sorted(telemetry.spans(), key=lambda s: s.start_ns)
+    ]
+    assert [p[0]["parts"][0]["content"] for p in prompts] == [
+        "positional prompt",
+        "keyword prompt",
+        "stream prompt",
+        "async prompt",
+        "async stream prompt",
+    ]
+    assert all(p[0]["role"] == "user" for p in prompts)
+    telemetry.assert_conformant()

@@ -205,3 +205,126 @@ invoke_workflow [INTERNAL]
         p["attributes"]["gen_ai.agent.name"]
         for p in telemetry.metric_points("gen_ai.invoke_agent.duration")
     ) == ["forecaster", "triage"]
+
+
+class SlowLLM(MockLLM):
+    async def achat(self, messages: Any, **kwargs: Any) -> Any:  # spanned like any LLM's
+        await asyncio.sleep(30)
+        return await super().achat(messages, **kwargs)
+
+
+async def slow_lookup(city: str) -> str:
+    """A tool that takes its time."""
+    await asyncio.sleep(30)
+    return city
+
+
+class InFlight(Workflow):
+    """Its one step is in a model or tool call when the app cancels the run (or it times out)."""
+
+    @step
+    async def only(self, ev: StartEvent) -> StopEvent:
+        from llama_index.core.llms import ChatMessage
+        from llama_index.core.tools import FunctionTool
+
+        if ev.get("tool"):
+            await FunctionTool.from_defaults(async_fn=slow_lookup).acall(city="Paris")
+        else:
+            await SlowLLM().achat([ChatMessage(role="user", content="hi")])
+        return StopEvent(result="done")
+
+
+@pytest.mark.parametrize(
+    ("tool", "inner"),
+    [(False, "chat unknown [CLIENT]"), (True, "execute_tool slow_lookup [INTERNAL]")],
+)
+def test_calls_in_flight_when_the_app_cancels_are_no_failure(
+    telemetry: Telemetry, tool: bool, inner: str
+) -> None:
+    """The model or tool call that ``handler.cancel_run()`` cancels is how the run stopped, as
+    for the workflow: no failure either."""
+
+    async def run() -> None:
+        handler = InFlight(timeout=10).run(tool=tool)
+        await asyncio.sleep(0.1)
+        await handler.cancel_run()
+        await handler
+
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - LlamaIndex's own class
+        asyncio.run(run())
+    assert type(raised.value).__name__ == "WorkflowCancelledByUser"
+    assert telemetry.tree() == f"invoke_workflow InFlight [INTERNAL]\n  {inner}"
+    assert threadline.current_run() is None
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
+def test_calls_in_flight_at_a_timeout_fail(telemetry: Telemetry) -> None:
+    async def run() -> None:
+        await InFlight(timeout=0.1).run()
+
+    with pytest.raises(Exception, match="timed out"):
+        asyncio.run(run())
+    chat = telemetry.find("chat unknown")
+    assert chat.status_code == "ERROR"
+    assert chat.attributes["error.type"] == "asyncio.exceptions.CancelledError"
+    assert telemetry.find("invoke_workflow InFlight").status_code == "ERROR"
+    telemetry.assert_conformant()
+
+
+try:
+    from llama_index.core.llms.mock import MockFunctionCallingLLM
+except ImportError:  # pragma: no cover - later LlamaIndex releases have it
+    MockFunctionCallingLLM = None
+
+
+def _slow_stream(messages: Any, **kwargs: Any) -> Any:
+    """An answer that streams its first token, then stalls."""
+    from llama_index.core.llms import ChatMessage
+
+    async def tokens() -> Any:
+        yield ChatMessage(role="assistant", content="It is ")
+        await asyncio.sleep(30)
+        yield ChatMessage(role="assistant", content="It is sunny.")
+
+    return tokens()
+
+
+@pytest.mark.skipif(MockFunctionCallingLLM is None, reason="no MockFunctionCallingLLM")
+@pytest.mark.parametrize("multi_agent", [False, True])
+def test_agent_stream_the_app_cancels_is_no_failure(
+    telemetry: Telemetry, multi_agent: bool
+) -> None:
+    """The app reads an agent's first token, then cancels the run: the streamed model call it
+    cut off is no failure (nor the agent's turn inside a multi-agent workflow)."""
+    from llama_index.core.agent.workflow import AgentStream
+
+    assert FunctionAgent is not None
+    assert AgentWorkflow is not None
+    agent = FunctionAgent(
+        name="forecaster",
+        description="Knows the weather.",
+        llm=MockFunctionCallingLLM(response_generator=_slow_stream),
+        tools=[get_weather],
+    )
+    runner: Any = AgentWorkflow(agents=[agent], root_agent="forecaster") if multi_agent else agent
+
+    async def run() -> None:
+        handler = runner.run(user_msg="Weather in Paris?")
+        async for event in handler.stream_events():
+            if isinstance(event, AgentStream) and event.delta:
+                break
+        await handler.cancel_run()
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - LlamaIndex's own class
+            await handler
+        assert type(raised.value).__name__ == "WorkflowCancelledByUser"
+
+    asyncio.run(run())
+    expected = "invoke_agent forecaster [INTERNAL]\n  chat unknown [INTERNAL]"
+    if multi_agent:
+        expected = "invoke_workflow [INTERNAL]\n" + expected.replace("\n", "\n  ").replace(
+            "invoke_agent", "  invoke_agent", 1
+        )
+    assert telemetry.tree() == expected
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()

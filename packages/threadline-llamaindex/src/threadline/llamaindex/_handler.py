@@ -4,7 +4,9 @@ LlamaIndex opens a span for every instrumented method call (``OpenAI.chat``,
 ``VectorIndexRetriever.retrieve``, ``SentenceSplitter.__call__``, workflow steps, ...) and
 passes each handler the span id, the parent span id, the bound arguments and the instance.
 Only the calls that are GenAI operations become runs; every other span is remembered (until it
-exits) as a pointer to its nearest emitted ancestor, so children still find their parent.
+exits) as a pointer to its nearest emitted ancestor, so children still find their parent. One
+that starts a request outside any trace points to a workflow run made only once something
+beneath it needs a parent (see ``Tracker._root``), so the request's calls share one trace.
 
 Streaming LLM calls return a generator, and LlamaIndex exits their span right away: the
 inference run stays open and ends on the ``LLMChatEndEvent``/``LLMCompletionEndEvent`` (or the
@@ -14,11 +16,14 @@ abandoned by threadline's reaper.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
+import functools
 import inspect
 import os
 import sys
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
 from contextvars import ContextVar, Token
 from types import AsyncGeneratorType, FrameType, GeneratorType
@@ -35,12 +40,14 @@ from llama_index.core.instrumentation.events.llm import (
 )
 from llama_index.core.instrumentation.span import BaseSpan, active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 import threadline
 from threadline import semconv
 from threadline._failopen import report
 from threadline._registry import release_stranded
-from threadline._runs import beneath
+from threadline._runs import PendingSpan, beneath, pending_context
 from threadline.llamaindex import _extract
 from threadline.providers import dimension_count
 
@@ -308,6 +315,19 @@ def _tool_arguments(arguments: Mapping[str, Any]) -> Any:
     return named or None
 
 
+def _prompt(arguments: Mapping[str, Any]) -> Any:
+    """A completion's prompt. LlamaIndex spans the ``llm_completion_callback`` wrapper, whose
+    signature is ``(_self, *args, **kwargs)``: the prompt is its first positional argument or
+    the ``prompt`` keyword (a ``complete`` spanned directly names it)."""
+    if "prompt" in arguments:
+        return arguments["prompt"]
+    args = arguments.get("args")
+    if args:
+        return args[0]
+    kwargs = arguments.get("kwargs")
+    return kwargs.get("prompt") if isinstance(kwargs, Mapping) else None
+
+
 def _workflow_name(cls: type) -> str | None:
     """An app's workflow class names its workflow; LlamaIndex's own engines and workflows
     (``RetrieverQueryEngine``, ``AgentWorkflow``) are types, not names (the conventions keep
@@ -354,13 +374,22 @@ class _WorkflowScope:
             )
         return current if current is not None and not current.ended else self.run
 
-    def close(self, error: BaseException | None) -> None:
+    def close(self, error: BaseException | None, stopped_early: bool = False) -> None:
         agent, self.agent = self.agent, None
         if agent is not None:
             if error is None:
-                agent.end()
+                agent.end(stopped_early=stopped_early)
             else:
-                agent.fail(error)
+                _fail(agent, error)
+
+
+def _fail(run: threadline.Run, error: BaseException) -> None:
+    """End a run that raised. A cancellation came from outside: whether it is a failure is the
+    enclosing run's to settle (the app stopping a workflow is none, a timeout is one)."""
+    if isinstance(error, asyncio.CancelledError):
+        run.cancel(error)
+    else:
+        run.fail(error)
 
 
 def _record_response(
@@ -418,6 +447,11 @@ class Tracker:
         self.workflows: dict[str, _WorkflowScope] = {}
         self.scopes: dict[str, tuple[threadline.Run, Token[Context] | None]] = {}
         self.tool_errors: dict[int, BaseException] = {}
+        # Skipped spans that started a request outside any trace, by span id (see _root).
+        self.roots: dict[str, PendingSpan] = {}
+        # Streams that root's run waits for (by id: the stream's run, and the root's run), when
+        # the root returned a stream (see _ends_with_streams).
+        self.stream_roots: dict[int, tuple[threadline.InferenceRun, threadline.Run]] = {}
         self.events: Mapping[type, Callable[[Any], None]] = {
             LLMChatInProgressEvent: self.on_progress,
             LLMCompletionInProgressEvent: self.on_progress,
@@ -510,6 +544,8 @@ class Tracker:
                     self._remember(id_, parent)
                 else:
                     nodes[id_] = parent
+            elif parent_id is None:
+                self._root(id_, instance)
             return
         arguments: Mapping[str, Any] = bound_args.arguments
         workflow = workflows.get(parent_id) if parent_id and workflows else None
@@ -525,7 +561,10 @@ class Tracker:
                 self._add_scope(id_, parent)
                 return
         elif kind is _SKIP:
-            self._remember(id_, parent)
+            if parent is None and parent_id is None:
+                self._root(id_, instance)
+            else:
+                self._remember(id_, parent)
             return
         # A nested call of LlamaIndex's own (a chat implemented by complete()) joins the run
         # LlamaIndex names as its parent; a new run started beneath a span LlamaIndex does not
@@ -594,6 +633,74 @@ class Tracker:
             return
         run.attach()
 
+    def _root(self, id_: str, instance: Any) -> None:
+        """A skipped span that starts a request outside any trace (``llm.predict_and_call``, a
+        synthesizer or an ingestion pipeline called directly): the calls beneath it would each
+        start a trace of their own. It becomes an ``invoke_workflow`` run once one of them makes
+        a span, pending until then (a root chain of LangChain's alike); under a span already
+        (the app's), the calls join that trace and it makes none."""
+        ctx = otel_context.get_current()
+        span = trace.get_current_span(ctx)
+        if isinstance(span, PendingSpan) or span.get_span_context().is_valid:
+            return
+        roots = self.roots
+        if len(roots) >= _MAX_KINDS:
+            with contextlib.suppress(StopIteration, RuntimeError):
+                self._close_root(next(iter(roots)))  # the oldest: its span never exited
+        make = functools.partial(self._made_root, id_, instance, ctx, time.time_ns())
+        scope, roots[id_] = pending_context(ctx, make)
+        self._remember(id_, scope)
+
+    def _made_root(
+        self, id_: str, instance: Any, parent: Context, start: int
+    ) -> threadline.Run | None:
+        """The run of a root skipped span (see _root), made when something beneath needs it;
+        from then on its span id finds it as any run's does."""
+        name = None
+        models = (self.types.llm, self.types.embedding)
+        if instance is not None and not isinstance(instance, models):
+            name = _workflow_name(type(instance))  # an app's class; a model names no workflow
+        run = threadline.invoke_workflow(name, parent=parent, start_time=start)
+        self.runs.add(id_, run)
+        return run
+
+    def _close_root(self, id_: str) -> threadline.Run | None:
+        """A root's span is ending: no run is made from now on; the run made, if any."""
+        pending = self.roots.pop(id_, None)
+        if pending is None:
+            return None
+        pending.stop()  # first: a run made after its span's end would stay open
+        run = pending.run()
+        pending.settle(run)
+        self.nodes.pop(id_, None)
+        return run
+
+    def _ends_with_streams(self, root: threadline.Run) -> bool:
+        """Whether a root that returned a stream (``llm.stream``, ``llm.astream``) has model
+        streams open beneath it: it then ends when they do (see _stream_ended)."""
+        inside = [run for run in list(self.stream_entries.values()) if run.parent_run is root]
+        if not inside:
+            return False
+        if len(self.stream_roots) >= _MAX_KINDS:
+            self.stream_roots.clear()  # streams never read; the reaper ends them
+        for run in inside:
+            self.stream_roots[id(run)] = (run, root)
+        return True
+
+    def _stream_ended(self, run: threadline.InferenceRun, error: BaseException | None) -> None:
+        entry = self.stream_roots.pop(id(run), None)
+        if entry is None or entry[0] is not run:
+            return
+        root = entry[1]
+        if any(other is root for _, other in list(self.stream_roots.values())):
+            return  # another stream beneath it is still open
+        if error is None:
+            root.end()
+        elif isinstance(error, GeneratorExit):
+            root.end(stopped_early=True)
+        else:
+            _fail(root, error)
+
     def _add_workflow(self, id_: str, run: threadline.Run, instance: Any, kind: Kind) -> None:
         workflows = self.workflows
         if len(workflows) >= _MAX_KINDS:
@@ -639,8 +746,9 @@ class Tracker:
             if kind is _CHAT:
                 messages = arguments.get("messages")
                 input_messages = _extract.input_messages(messages) if messages else None
-            elif "prompt" in arguments:
-                input_messages = _extract.prompt_messages(arguments["prompt"])
+            else:
+                prompt = _prompt(arguments)
+                input_messages = _extract.prompt_messages(prompt) if prompt is not None else None
             if call_kwargs and call_kwargs.get("tools"):
                 tools = _extract.tool_definitions(call_kwargs["tools"])
         # complete() on a chat model is a chat request on the wire.
@@ -711,16 +819,22 @@ class Tracker:
     def exit(self, id_: str, result: Any, instance: Any = None) -> None:
         if self.scopes:
             self._leave_scope(id_)
+        root = self._close_root(id_) if self.roots else None
         run = self._run_entries.get(id_)
         if run is None:
             self.nodes.pop(id_, None)
             release_stranded()
             return
         run.detach()
+        stopped = False
         if self.workflows:
             workflow = self.workflows.pop(id_, None)
             if workflow is not None:
-                workflow.close(None)
+                # A run that finished exits with its StopEvent (its result, before
+                # llama-index-workflows 2); one the app stopped (``handler.cancel_run()``) exits
+                # with none since then: the calls it cancelled are no failure.
+                stopped = result is None
+                workflow.close(None, stopped)
         if isinstance(run, threadline.InferenceRun):
             if isinstance(result, _STREAMS):
                 self.streams.add(id_, run)  # ends on the stream's end event
@@ -744,9 +858,12 @@ class Tracker:
                 run.update(documents=_extract.documents(result, content=True))
         elif isinstance(run, threadline.EmbeddingsRun):
             run.update(dimension_count=dimension_count(result))
-        elif isinstance(run, threadline.WorkflowRun) and _stream_answer(run, result):
-            return  # ends when the streamed answer does
-        run.end()
+        elif isinstance(run, threadline.WorkflowRun):
+            if _stream_answer(run, result):
+                return  # ends when the streamed answer does
+            if run is root and isinstance(result, _STREAMS) and self._ends_with_streams(run):
+                return
+        run.end(stopped_early=stopped)
 
     def _tool_result(self, run: threadline.ToolRun, result: Any) -> bool:
         """Record a tool's output; True when it reported an error (and the run failed)."""
@@ -764,6 +881,8 @@ class Tracker:
     def drop(self, id_: str, err: BaseException | None) -> None:
         if self.scopes:
             self._leave_scope(id_)
+        if self.roots:
+            self._close_root(id_)
         run = self.runs.get_ending(id_)
         if run is None:
             parent = self.nodes.pop(id_, None)
@@ -779,14 +898,15 @@ class Tracker:
             self.tool_errors.pop(id(run), None)
         kind = type(err).__name__ if err is not None else None
         failure = None if kind is None or kind in _CONTROL_FLOW or kind == _STOPPED_BY_APP else err
+        stopped = kind == _STOPPED_BY_APP
         if self.workflows:
             workflow = self.workflows.pop(id_, None)
             if workflow is not None:
-                workflow.close(failure)
+                workflow.close(failure, stopped)
         if failure is None:
-            run.end(stopped_early=kind == _STOPPED_BY_APP)
+            run.end(stopped_early=stopped)
         else:
-            run.fail(failure)
+            _fail(run, failure)
 
     # --- propagation ---------------------------------------------------------------------------
     def capture(self) -> dict[str, Any]:
@@ -830,6 +950,8 @@ class Tracker:
             _record_response(run, event.response, self.stream_finish.pop(span_id, None))
         finally:
             run.end()  # even when the response could not be read
+            if self.stream_roots:
+                self._stream_ended(run, None)
 
     def on_exception(self, event: Any) -> None:
         span_id = event.span_id
@@ -841,9 +963,11 @@ class Tracker:
         if isinstance(error, GeneratorExit):
             run.end()  # the consumer closed the stream early
         elif isinstance(error, BaseException):
-            run.fail(error)
+            _fail(run, error)
         else:
             run.fail(semconv.ERROR_TYPE_OTHER)
+        if self.stream_roots:
+            self._stream_ended(run, error if isinstance(error, BaseException) else None)
 
 
 class SpanHandler(BaseSpanHandler[BaseSpan]):
