@@ -6,12 +6,16 @@ content capture is on.
 
 from __future__ import annotations
 
+import base64
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from threadline import RequestParams, Usage
 from threadline.content import (
     BlobPart,
+    FilePart,
     FunctionToolDefinition,
     GenericPart,
     GenericToolDefinition,
@@ -24,7 +28,7 @@ from threadline.content import (
     ToolCallRequestPart,
     ToolCallResponsePart,
     ToolDefinition,
-    media_part,
+    UriPart,
 )
 from threadline.providers import first_text_field, server_address, usage_from_provider
 from threadline.providers import int_value as _int
@@ -84,18 +88,47 @@ _BASE_URL_KEYS = (
 )
 
 
+# Environment variables a model class's client takes its base URL from when none is configured,
+# in the order it reads them: such a URL is not in the callbacks' serialized kwargs.
+_ENV_BASE_URLS = {
+    "ChatOpenAI": ("OPENAI_API_BASE", "OPENAI_BASE_URL"),
+    "ChatAnthropic": ("ANTHROPIC_API_URL", "ANTHROPIC_BASE_URL"),
+}
+# serialized dict id -> (that dict, its endpoint). LangChain serializes a model once and passes
+# the same dict on every call: its endpoint is worked out once (environment reads cost
+# microseconds each).
+_servers: dict[int, tuple[Mapping[str, Any], tuple[str | None, int | None]]] = {}
+_MAX_SERVERS = 64
+
+
 def server(serialized: Mapping[str, Any] | None) -> tuple[str | None, int | None]:
-    """``server.address``/``server.port`` from the model's configured base URL (or its class's
-    default host)."""
+    """``server.address``/``server.port`` from the model's configured base URL, else the one its
+    client takes from the environment, else its class's default host."""
     if not serialized:
         return None, None
+    cached = _servers.get(id(serialized))
+    if cached is not None and cached[0] is serialized:
+        return cached[1]
+    found = _server(serialized)
+    if len(_servers) >= _MAX_SERVERS:
+        _servers.clear()
+    _servers[id(serialized)] = (serialized, found)  # the dict is kept: its id stays its own
+    return found
+
+
+def _server(serialized: Mapping[str, Any]) -> tuple[str | None, int | None]:
     kwargs = serialized.get("kwargs")
     if isinstance(kwargs, Mapping):
         for key in _BASE_URL_KEYS:
             url = kwargs.get(key)
             if isinstance(url, str) and url:
                 return server_address(url)
-    host = _DEFAULT_HOSTS.get(_class_name(serialized) or "")
+    name = _class_name(serialized) or ""
+    for env_key in _ENV_BASE_URLS.get(name, ()):
+        url = os.environ.get(env_key)
+        if url:
+            return server_address(url)
+    host = _DEFAULT_HOSTS.get(name)
     return (host, 443) if host else (None, None)
 
 
@@ -118,12 +151,25 @@ class EmbeddingsModel:
         cls = type(embedder)
         self.model = first_text_field(embedder, _EMBEDDINGS_MODEL_FIELDS)
         self.provider = _embeddings_provider(cls)
-        url = first_text_field(embedder, _BASE_URL_KEYS)
+        url = first_text_field(embedder, _BASE_URL_KEYS) or _client_base_url(embedder)
         if url:
             self.server_address, self.server_port = server_address(url)
         else:
             host = _EMBEDDINGS_DEFAULT_HOSTS.get(cls.__name__)
             self.server_address, self.server_port = (host, 443) if host else (None, None)
+
+
+def _client_base_url(embedder: Any) -> str | None:
+    """The base URL of the SDK client behind the model (``OpenAIEmbeddings.client`` is a
+    resource of an ``openai.OpenAI``): what it resolved, from the environment too."""
+    try:
+        root = getattr(getattr(embedder, "client", None), "_client", None)
+        url = getattr(root, "base_url", None)
+    except Exception:  # noqa: BLE001 - a client object of some other kind
+        return None
+    if isinstance(url, str):
+        return url
+    return str(url) if hasattr(url, "host") else None  # httpx's URL
 
 
 def _embeddings_provider(cls: type) -> str:
@@ -154,9 +200,26 @@ def _stop(value: Any) -> list[str] | None:
     return list(value) if isinstance(value, (list, tuple)) and value else None
 
 
+def _output_type(value: Any) -> str | None:
+    """``gen_ai.output.type`` of a structured-output setting: OpenAI's ``response_format`` (a
+    dict, or the schema class ``with_structured_output`` binds), Ollama's ``format`` ("json" or
+    a JSON schema), Gemini's ``response_mime_type``."""
+    if isinstance(value, Mapping):
+        return "text" if value.get("type") == "text" else "json"
+    if isinstance(value, str):
+        if value in ("json", "json_object", "json_schema", "application/json"):
+            return "json"
+        return "text" if value in ("text", "text/plain") else None
+    return "json" if isinstance(value, type) else None
+
+
 # Invocation-param keys of sampling parameters -> (RequestParams field, conversion), in order of
-# precedence: the first key present with a usable value sets its field.
+# precedence: the first key present with a usable value sets its field. The keys most models
+# always pass come first: the search stops once every key present was seen.
 _PARAMS: tuple[tuple[str, str, Any], ...] = (
+    ("n", "choice_count", _int),
+    ("stop", "stop_sequences", _stop),
+    ("stop_sequences", "stop_sequences", _stop),
     ("temperature", "temperature", _number),
     ("max_tokens", "max_tokens", _int),
     ("max_completion_tokens", "max_tokens", _int),
@@ -164,12 +227,12 @@ _PARAMS: tuple[tuple[str, str, Any], ...] = (
     ("max_tokens_to_sample", "max_tokens", _int),
     ("top_p", "top_p", _number),
     ("top_k", "top_k", _int),
-    ("stop", "stop_sequences", _stop),
-    ("stop_sequences", "stop_sequences", _stop),
     ("frequency_penalty", "frequency_penalty", _number),
     ("presence_penalty", "presence_penalty", _number),
     ("seed", "seed", _int),
-    ("n", "choice_count", _int),
+    ("response_format", "output_type", _output_type),
+    ("format", "output_type", _output_type),
+    ("response_mime_type", "output_type", _output_type),
 )
 _PARAM_KEYS = frozenset(key for key, _, _ in _PARAMS)
 # LangSmith's metadata copies, used when the invocation params lack the value.
@@ -200,11 +263,16 @@ def _collect(
     """Fields of ``table`` that ``source`` has a usable value for and ``found`` lacks."""
     present = source.keys() & keys  # usually a few keys, often none
     if present:
+        left = len(present)
         for key, name, convert in table:
-            if key in present and name not in found:
-                value = convert(source[key])
-                if value is not None:
-                    found[name] = value
+            if key in present:
+                if name not in found:
+                    value = convert(source[key])
+                    if value is not None:
+                        found[name] = value
+                left -= 1
+                if not left:
+                    break
 
 
 def usage_from_metadata(usage: Mapping[str, Any]) -> Usage:
@@ -252,6 +320,7 @@ def response_facts(response: Any) -> ResponseFacts:
             or meta.get("finish_reason")
             or meta.get("stop_reason")
             or info.get("stop_reason")
+            or _other_finish_reason(info, meta, message)
         )
         facts.finish_reasons.append(reason if isinstance(reason, str) and reason else None)
         if facts.usage is None and message is not None:
@@ -282,8 +351,41 @@ def response_facts(response: Any) -> ResponseFacts:
     return facts
 
 
+def _other_finish_reason(
+    info: Mapping[str, Any], meta: Mapping[str, Any], message: Any
+) -> str | None:
+    """The finish reason of providers that do not call it ``finish_reason``/``stop_reason``:
+    Ollama's ``done_reason``, Bedrock Converse's ``stopReason``; OpenAI's Responses API has a
+    status instead: an incomplete response says why, a completed one stopped or called tools."""
+    reason = info.get("done_reason") or meta.get("done_reason") or meta.get("stopReason")
+    if reason or meta.get("object") != "response":
+        return reason if isinstance(reason, str) else None
+    status = meta.get("status")
+    if status == "completed":
+        return "tool_call" if getattr(message, "tool_calls", None) else "stop"
+    if status == "incomplete":
+        details = meta.get("incomplete_details")
+        why = details.get("reason") if isinstance(details, Mapping) else None
+        return why if isinstance(why, str) and why else "incomplete"
+    return "error" if status == "failed" else None
+
+
+def _raw_finish_reason(
+    info: Mapping[str, Any], meta: Mapping[str, Any], message: Any
+) -> str | None:
+    reason = (
+        info.get("finish_reason")
+        or meta.get("finish_reason")
+        or meta.get("stop_reason")
+        or info.get("stop_reason")
+        or _other_finish_reason(info, meta, message)
+    )
+    return reason if isinstance(reason, str) and reason else None
+
+
 # --- content (capture on only) ------------------------------------------------------------------
 
+# Providers' finish reasons -> the conventions' values; any other is recorded as given.
 _FINISH_REASONS = {
     "stop": "stop",
     "end_turn": "stop",
@@ -292,8 +394,13 @@ _FINISH_REASONS = {
     "complete": "stop",
     "length": "length",
     "max_tokens": "length",
+    "max_output_tokens": "length",  # OpenAI's Responses API
+    "model_length": "length",  # Mistral
+    "model_context_window_exceeded": "length",  # Bedrock
     "content_filter": "content_filter",
     "safety": "content_filter",
+    "content_filtered": "content_filter",
+    "guardrail_intervened": "content_filter",
     "tool_calls": "tool_call",
     "tool_call": "tool_call",
     "tool_use": "tool_call",
@@ -326,39 +433,155 @@ def _role(message: Any) -> str:
     return "user"
 
 
+# Block types whose content is told elsewhere: the message's tool_calls / invalid_tool_calls.
+_CALL_BLOCKS = frozenset(
+    ("tool_use", "tool_call", "function_call", "invalid_tool_call", "tool_call_chunk")
+)
+_TEXT_BLOCKS = frozenset(("text", "input_text", "output_text"))
+# "reasoning": LangChain's standard block and OpenAI's Responses item (its text in "summary"),
+# "thinking": Anthropic's, "reasoning_content": Bedrock Converse's.
+_REASONING_BLOCKS = frozenset(("reasoning", "thinking", "reasoning_content"))
+# Media block types -> modality: LangChain's standard blocks (v1, and 0.3's source_type ones),
+# OpenAI's chat and Responses input shapes, Anthropic's (a "source"), Gemini's "media". A file's
+# modality comes from its MIME type when that names one.
+_MEDIA_BLOCKS = {
+    "image": "image",
+    "image_url": "image",
+    "input_image": "image",
+    "audio": "audio",
+    "input_audio": "audio",
+    "video": "video",
+    "file": "document",
+    "input_file": "document",
+    "document": "document",
+    "media": "document",
+}
+_MIME_MODALITIES = frozenset(("image", "audio", "video"))
+
+
 def _block_part(block: Any) -> Part | None:
     if isinstance(block, str):
         return TextPart(block)
     if not isinstance(block, Mapping):
         return TextPart(str(block))
     kind = block.get("type")
-    if kind == "text":
+    if kind in _TEXT_BLOCKS:
         return TextPart(str(block.get("text", "")))
-    if kind in ("reasoning", "thinking"):
-        text = block.get("reasoning") or block.get("thinking") or block.get("text") or ""
-        return ReasoningPart(str(text))
-    if kind in ("tool_use", "tool_call", "function_call"):
-        return None  # carried by message.tool_calls
-    if kind == "image_url":
-        url = block.get("image_url")
-        url = url.get("url") if isinstance(url, Mapping) else url
-        if isinstance(url, str):
-            return media_part("image", url)
-    if kind in ("image", "audio", "video", "file"):
-        mime = block.get("mime_type")
-        mime = mime if isinstance(mime, str) else None
-        if isinstance(block.get("url"), str):
-            return media_part(kind, block["url"], mime)
-        # LangChain's standard data blocks: base64 (v1) or source_type="base64" + data (0.3)
-        data = block.get("base64")
-        if data is None and block.get("source_type") == "base64":
-            data = block.get("data")
-        if isinstance(data, str):
-            blob = media_part(kind, f"data:{mime or ''};base64,{data}")
-            if isinstance(blob, BlobPart):
-                return blob
+    if kind in _REASONING_BLOCKS:
+        return ReasoningPart(_reasoning_text(block))
+    if kind in _CALL_BLOCKS:
+        return None
+    modality = _MEDIA_BLOCKS.get(kind) if isinstance(kind, str) else None
+    if modality is not None:
+        part = _media_block(modality, block)
+        if part is not None:
+            return part
+    elif kind == "image_generation_call" and isinstance(block.get("result"), str):
+        # OpenAI's built-in image tool: the generated image, inline
+        fmt = block.get("output_format")
+        return _blob("image", block["result"], f"image/{fmt}" if isinstance(fmt, str) else None)
     data = {str(k): v for k, v in block.items() if k != "type"}
     return GenericPart(type=str(kind or "unknown"), data=data)
+
+
+def _reasoning_text(block: Mapping[str, Any]) -> str:
+    text = block.get("reasoning") or block.get("thinking") or block.get("text")
+    if isinstance(text, str):
+        return text
+    nested = block.get("reasoning_content")
+    if isinstance(nested, Mapping) and isinstance(nested.get("text"), str):
+        return str(nested["text"])
+    summary = block.get("summary")
+    if isinstance(summary, list):
+        return "\n\n".join(
+            str(item["text"])
+            for item in summary
+            if isinstance(item, Mapping) and isinstance(item.get("text"), str)
+        )
+    return ""
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _media_block(modality: str, block: Mapping[str, Any]) -> Part | None:
+    """A blob, URI or file part for a media block of any known shape; None if it has none of
+    data, URL and file id. Inline data always makes a blob part, so that a redactor that drops
+    blob parts drops every image, recording, video and document sent inline."""
+    mime = _text(block.get("mime_type")) or _text(block.get("media_type"))
+    url: Any = None
+    data: Any = None
+    file_id: Any = None
+    source = block.get("source")
+    if isinstance(source, Mapping):  # Anthropic: {"type": "base64" | "url" | "file", ...}
+        mime = _text(source.get("media_type")) or mime
+        kind = source.get("type")
+        if kind == "base64":
+            data = source.get("data")
+        elif kind == "url":
+            url = source.get("url")
+        elif kind == "file":
+            file_id = source.get("file_id")
+    else:
+        # OpenAI: {"image_url": {"url"} or a URL}, {"input_audio": {"data", "format"}},
+        # {"file": {"file_data" (a data URL) or "file_id"}}
+        nested = block.get("image_url") or block.get("input_audio") or block.get("file")
+        if isinstance(nested, str):
+            url = nested
+        elif isinstance(nested, Mapping):
+            url = nested.get("url")
+            data = nested.get("data") or nested.get("file_data")
+            file_id = nested.get("file_id")
+            audio_format = _text(nested.get("format"))
+            if audio_format and not mime:
+                mime = f"audio/{audio_format}"
+        # LangChain's standard blocks (v1: "base64"; 0.3: source_type + "data" or "id"),
+        # Responses' input_file ("file_data", "file_url"), Gemini's media ("data", "file_uri").
+        source_type = block.get("source_type")
+        data = data or block.get("base64") or block.get("file_data")
+        if data is None and (source_type == "base64" or block.get("type") == "media"):
+            data = block.get("data")
+        url = url or block.get("url") or block.get("file_url") or block.get("file_uri")
+        file_id = file_id or block.get("file_id")
+        if file_id is None and source_type == "id":
+            file_id = block.get("id")
+    if isinstance(data, (bytes, bytearray)) or (isinstance(data, str) and data):
+        return _blob(modality, data, mime)
+    if isinstance(url, str) and url:
+        if url.startswith("data:"):
+            return _blob(modality, url, mime)
+        return UriPart(_modality(modality, mime), url, mime)
+    if isinstance(file_id, str) and file_id:
+        return FilePart(_modality(modality, mime), file_id, mime)
+    return None
+
+
+def _modality(modality: str, mime: str | None) -> str:
+    if modality == "document" and mime:
+        major = mime.partition("/")[0]
+        if major in _MIME_MODALITIES:
+            return major
+    return modality
+
+
+def _blob(modality: str, data: str | bytes | bytearray, mime: str | None) -> BlobPart:
+    """Inline media: raw bytes, base64 text or a ``data:`` URL. Whatever does not decode is
+    still recorded as a blob (of its text's bytes), never as text."""
+    if isinstance(data, (bytes, bytearray)):
+        return BlobPart(_modality(modality, mime), bytes(data), mime)
+    payload = data
+    if data.startswith("data:"):
+        header, _, payload = data.partition(",")
+        declared = header[5:].split(";", 1)[0]
+        mime = declared or mime
+        if not header.endswith(";base64"):
+            return BlobPart(_modality(modality, mime), unquote_to_bytes(payload), mime)
+    try:
+        content = base64.b64decode(payload)  # lenient: line breaks and the like are skipped
+    except ValueError:
+        content = payload.encode("utf-8", "replace")
+    return BlobPart(_modality(modality, mime), content, mime)
 
 
 def _content_parts(content: Any) -> list[Part]:
@@ -376,14 +599,46 @@ def _content_parts(content: Any) -> list[Part]:
 
 
 def _tool_call_parts(message: Any) -> list[Part]:
-    calls = getattr(message, "tool_calls", None) or ()
-    return [
+    """The message's tool calls, then those whose arguments did not parse (with their raw
+    arguments text): the model asked for them all."""
+    parts: list[Part] = [
         ToolCallRequestPart(
             name=str(call.get("name") or ""), id=call.get("id"), arguments=call.get("args")
         )
-        for call in calls
+        for call in getattr(message, "tool_calls", None) or ()
         if isinstance(call, Mapping)
     ]
+    invalid = getattr(message, "invalid_tool_calls", None)
+    if invalid:
+        parts.extend(
+            ToolCallRequestPart(
+                name=str(call.get("name") or ""), id=call.get("id"), arguments=call.get("args")
+            )
+            for call in invalid
+            if isinstance(call, Mapping)
+        )
+    return parts
+
+
+_MEDIA_PARTS = (BlobPart, UriPart, FilePart)
+
+
+def _tool_response_parts(content: Any, call_id: str | None) -> list[Part]:
+    """A tool message's parts: its content as the response, with the media it holds (an image
+    a tool returned) taken out as media parts of their own."""
+    if isinstance(content, list):
+        rest: list[Any] = []
+        media: list[Part] = []
+        for block in content:
+            if isinstance(block, Mapping) and block.get("type") in _MEDIA_BLOCKS:
+                part = _block_part(block)
+                if isinstance(part, _MEDIA_PARTS):
+                    media.append(part)
+                    continue
+            rest.append(block)
+        if media:
+            return [ToolCallResponsePart(response=rest, id=call_id), *media]
+    return [ToolCallResponsePart(response=content, id=call_id)]
 
 
 def input_messages(messages: Sequence[Any]) -> list[InputMessage]:
@@ -392,11 +647,7 @@ def input_messages(messages: Sequence[Any]) -> list[InputMessage]:
         role = _role(message)
         content = getattr(message, "content", message)
         if role == "tool":
-            parts: list[Part] = [
-                ToolCallResponsePart(
-                    response=content, id=getattr(message, "tool_call_id", None) or None
-                )
-            ]
+            parts = _tool_response_parts(content, getattr(message, "tool_call_id", None) or None)
         else:
             parts = _content_parts(content)
             if role == "assistant":
@@ -421,17 +672,33 @@ def output_messages(response: Any) -> list[OutputMessage]:
         meta = getattr(message, "response_metadata", None) or {}
         if message is not None:
             parts = _content_parts(getattr(message, "content", None))
+            reasoning = _kwargs_reasoning(message, parts)
+            if reasoning is not None:
+                parts.insert(0, reasoning)
             calls = _tool_call_parts(message)
             parts.extend(calls)
         else:
             calls = []
             parts = _content_parts(getattr(generation, "text", None))
-        raw = info.get("finish_reason") or meta.get("finish_reason") or meta.get("stop_reason")
-        reason = _FINISH_REASONS.get(str(raw).lower()) if raw else None
+        raw = _raw_finish_reason(info, meta, message)
+        reason = _FINISH_REASONS.get(raw.lower(), raw) if raw else None
         if reason is None:
             reason = "tool_call" if calls else "stop"
         out.append(OutputMessage(parts=parts, finish_reason=reason))
     return out
+
+
+def _kwargs_reasoning(message: Any, parts: list[Part]) -> ReasoningPart | None:
+    """Reasoning a model put beside the content: ``reasoning_content`` (DeepSeek, Ollama, ...),
+    or the Responses API's reasoning item (``output_version="v0"``)."""
+    extra = getattr(message, "additional_kwargs", None)
+    if not extra or any(isinstance(part, ReasoningPart) for part in parts):
+        return None
+    text = extra.get("reasoning_content")
+    if not isinstance(text, str):
+        item = extra.get("reasoning")
+        text = _reasoning_text(item) if isinstance(item, Mapping) else None
+    return ReasoningPart(text) if text else None
 
 
 # What defines a function tool in the shapes chat models bind: OpenAI's nested "function" (or its
@@ -479,11 +746,35 @@ def tool_definitions(tools: Any) -> list[ToolDefinition] | None:
     return out or None
 
 
-def tool_result(output: Any) -> Any:
-    """What a tool returned: a ToolMessage's content, or the value itself."""
+def tool_result(output: Any, call_id: str | None = None) -> Any:
+    """What a tool returned: a ToolMessage's content, or the value itself. A LangGraph
+    ``Command`` (a tool that updates the graph's state) is recorded as the content of the
+    ToolMessage it adds for this call (with no ``call_id``, the first it adds), else its
+    update."""
     if hasattr(output, "tool_call_id") and hasattr(output, "content"):
         return output.content
+    if type(output).__name__ == "Command" and hasattr(output, "update"):
+        update = output.update
+        for message in _update_messages(update):
+            found = getattr(message, "tool_call_id", None)
+            if found is not None and call_id in (None, found) and hasattr(message, "content"):
+                return message.content
+        return update
     return output
+
+
+def _update_messages(update: Any) -> Sequence[Any]:
+    """The ``messages`` a Command's update writes: a mapping, or (key, value) pairs."""
+    messages: Any = None
+    if isinstance(update, Mapping):
+        messages = update.get("messages")
+    elif isinstance(update, (list, tuple)):
+        for item in update:
+            if isinstance(item, tuple) and len(item) == 2 and item[0] == "messages":
+                messages = item[1]
+    if isinstance(messages, (list, tuple)):
+        return messages
+    return () if messages is None else (messages,)
 
 
 def documents(docs: Sequence[Any]) -> list[RetrievalDocument]:
@@ -495,8 +786,18 @@ def documents(docs: Sequence[Any]) -> list[RetrievalDocument]:
         out.append(
             RetrievalDocument(
                 id=str(ident) if ident is not None else None,
-                score=float(score) if isinstance(score, (int, float)) else None,
+                score=_score(score),
                 content=str(getattr(doc, "page_content", doc)),
             )
         )
     return out
+
+
+def _score(value: Any) -> float | None:
+    """A relevance score as a float: numpy and decimal ones too; a bool is no score."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None

@@ -1379,7 +1379,11 @@ class CallbackHandler(BaseCallbackHandler):
             run.detach()
             call_id = getattr(output, "tool_call_id", None)
             run.update(
-                result=_convert.tool_result(output) if threadline.capture_enabled() else None,
+                result=(
+                    _convert.tool_result(output, run.call_id)
+                    if threadline.capture_enabled()
+                    else None
+                ),
                 call_id=call_id if isinstance(call_id, str) and run.call_id is None else None,
             )
             if getattr(output, "status", None) == "error":

@@ -1,0 +1,567 @@
+"""What the spans record of the many shapes providers give the same facts in: media blocks,
+endpoints from the environment, finish reasons, reasoning, malformed tool calls, structured
+output, a tool's ``Command``, retrieval scores."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from conftest import ScriptedChatModel, openai_http_module
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_openai import ChatOpenAI
+
+import threadline.langchain
+from threadline import config as settings
+from threadline import semconv
+from threadline.content import BlobPart, FilePart, UriPart
+
+SECRET = base64.b64encode(b"PRIVATE-PHOTO-BYTES" * 3).decode()
+
+
+def _messages(span: Any, key: str) -> list[dict[str, Any]]:
+    return json.loads(span.attributes[key])  # type: ignore[no-any-return]
+
+
+def _openai(handle: Callable[[Any], dict[str, Any]], **kwargs: Any) -> ChatOpenAI:
+    """A ChatOpenAI whose requests a function answers with a JSON body."""
+    http = openai_http_module()
+    transport = http.MockTransport(lambda request: http.Response(200, json=handle(request)))
+    return ChatOpenAI(http_client=http.Client(transport=transport), max_retries=0, **kwargs)
+
+
+def _completion(message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+    }
+
+
+# --- media -------------------------------------------------------------------------------------
+
+MEDIA_BLOCKS: list[dict[str, Any]] = [
+    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{SECRET}"}},
+    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": SECRET}},
+    {"type": "input_audio", "input_audio": {"data": SECRET, "format": "wav"}},
+    {
+        "type": "file",
+        "file": {"filename": "scan.pdf", "file_data": f"data:application/pdf;base64,{SECRET}"},
+    },
+    {"type": "input_image", "image_url": f"data:image/png;base64,{SECRET}"},
+    {
+        "type": "input_file",
+        "filename": "a.pdf",
+        "file_data": f"data:application/pdf;base64,{SECRET}",
+    },
+    {"type": "image", "base64": SECRET, "mime_type": "image/png"},
+    {"type": "image", "source_type": "base64", "data": SECRET, "mime_type": "image/png"},
+    {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": SECRET},
+    },
+]
+BLOBS = [
+    ("image", "image/png"),
+    ("image", "image/png"),
+    ("audio", "audio/wav"),
+    ("document", "application/pdf"),
+    ("image", "image/png"),
+    ("document", "application/pdf"),
+    ("image", "image/png"),
+    ("image", "image/png"),
+    ("document", "application/pdf"),
+]
+
+
+@pytest.fixture
+def drop_blobs() -> Iterator[None]:
+    """The redactor docs/content.md shows: never record images or audio."""
+    previous = settings.current()
+    settings.configure(
+        capture_content="SPAN_ONLY",
+        redactor=lambda part: None if isinstance(part, BlobPart) else part,
+    )
+    try:
+        yield
+    finally:
+        settings.restore(previous)
+
+
+def test_inline_media_of_every_shape_is_a_blob_part(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    message = HumanMessage(content=[{"type": "text", "text": "what is this?"}, *MEDIA_BLOCKS])
+    ScriptedChatModel(responses=[AIMessage("a cat")]).invoke([message], config=config)
+    [span] = telemetry.spans()
+    parts = _messages(span, semconv.GEN_AI_INPUT_MESSAGES)[0]["parts"]
+    raw = base64.b64encode(base64.b64decode(SECRET)).decode()
+    assert parts[1:] == [
+        {"type": "blob", "modality": modality, "content": raw, "mime_type": mime}
+        for modality, mime in BLOBS
+    ]
+    telemetry.assert_conformant()
+
+
+def test_a_redactor_dropping_blobs_drops_all_inline_media(
+    telemetry: Any, config: dict[str, Any], drop_blobs: None
+) -> None:
+    history = [
+        HumanMessage(content=[{"type": "text", "text": "what is this?"}, *MEDIA_BLOCKS]),
+        AIMessage("", tool_calls=[{"name": "screenshot", "args": {}, "id": "c1"}]),
+        ToolMessage(
+            content=[
+                {"type": "text", "text": "the screen"},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": SECRET},
+                },
+            ],
+            tool_call_id="c1",
+        ),
+    ]
+    ScriptedChatModel(responses=[AIMessage("a cat")]).invoke(history, config=config)
+    [span] = telemetry.spans()
+    recorded = span.attributes[semconv.GEN_AI_INPUT_MESSAGES]
+    assert SECRET not in recorded
+    messages = json.loads(recorded)
+    assert messages[0]["parts"] == [{"type": "text", "content": "what is this?"}]
+    assert messages[2]["parts"] == [
+        {
+            "type": "tool_call_response",
+            "response": [{"type": "text", "text": "the screen"}],
+            "id": "c1",
+        }
+    ]
+
+
+def test_media_by_url_and_by_file_id(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    blocks: list[dict[str, Any]] = [
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+        {"type": "image", "source": {"type": "file", "file_id": "file_anthropic"}},
+        {"type": "image", "file_id": "file_v1"},
+        {"type": "image", "source_type": "id", "id": "file_03"},
+        {"type": "file", "file": {"file_id": "file_openai"}},
+        {"type": "input_image", "file_id": "file_responses"},
+        {"type": "input_file", "file_url": "https://example.com/a.pdf"},
+    ]
+    ScriptedChatModel(responses=[AIMessage("ok")]).invoke(
+        [HumanMessage(content=blocks)], config=config
+    )
+    [span] = telemetry.spans()
+    assert _messages(span, semconv.GEN_AI_INPUT_MESSAGES)[0]["parts"] == [
+        {"type": "uri", "modality": "image", "uri": "https://example.com/a.png"},
+        {"type": "file", "modality": "image", "file_id": "file_anthropic"},
+        {"type": "file", "modality": "image", "file_id": "file_v1"},
+        {"type": "file", "modality": "image", "file_id": "file_03"},
+        {"type": "file", "modality": "document", "file_id": "file_openai"},
+        {"type": "file", "modality": "image", "file_id": "file_responses"},
+        {"type": "uri", "modality": "document", "uri": "https://example.com/a.pdf"},
+    ]
+    telemetry.assert_conformant()
+
+
+def test_media_parts_reach_the_redactor_as_such(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    seen: list[type] = []
+    saved = settings.current()
+    settings.configure(redactor=lambda part: seen.append(type(part)) or part)
+    try:
+        blocks: list[dict[str, Any]] = [
+            {"type": "input_audio", "input_audio": {"data": SECRET, "format": "mp3"}},
+            {"type": "image", "file_id": "file_1"},
+            {"type": "image", "url": "https://example.com/a.png"},
+        ]
+        ScriptedChatModel(responses=[AIMessage("ok")]).invoke(
+            [HumanMessage(content=blocks)], config=config
+        )
+    finally:
+        settings.restore(saved)
+    assert seen[:3] == [BlobPart, FilePart, UriPart]
+
+
+# --- server address ----------------------------------------------------------------------------
+
+
+def test_server_address_from_the_environment(
+    telemetry: Any, config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://llm-proxy.internal:4000/v1")
+    model = _openai(lambda request: _completion({"role": "assistant", "content": "hi"}, "stop"))
+    model.model_name = "gpt-4o-mini"
+    model.invoke("hi", config=config)
+    model.invoke("again", config=config)
+    for span in telemetry.spans():
+        assert span.attributes[semconv.SERVER_ADDRESS] == "llm-proxy.internal"
+        assert span.attributes[semconv.SERVER_PORT] == 4000
+
+
+def test_anthropic_server_address_from_the_environment(
+    telemetry: Any, config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "https://claude-gateway.example.com")
+
+    class ChatAnthropic(ScriptedChatModel):  # what the class name tells
+        pass
+
+    ChatAnthropic(responses=[AIMessage("hi")]).invoke("hi", config=config)
+    [span] = telemetry.spans()
+    assert span.attributes[semconv.SERVER_ADDRESS] == "claude-gateway.example.com"
+    assert span.attributes[semconv.SERVER_PORT] == 443
+
+
+def test_embeddings_server_address_from_the_client(
+    telemetry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_openai import OpenAIEmbeddings
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://llm-proxy.internal:4000/v1")
+    http = openai_http_module()
+    body = {
+        "object": "list",
+        "model": "text-embedding-3-small",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+    }
+    client = http.Client(transport=http.MockTransport(lambda r: http.Response(200, json=body)))
+    threadline.langchain.instrument()
+    try:
+        embedder = OpenAIEmbeddings(
+            model="text-embedding-3-small", http_client=client, check_embedding_ctx_length=False
+        )
+        embedder.embed_query("q")
+    finally:
+        threadline.langchain.uninstrument()
+    span = telemetry.find("embeddings text-embedding-3-small")
+    assert span.attributes[semconv.SERVER_ADDRESS] == "llm-proxy.internal"
+    assert span.attributes[semconv.SERVER_PORT] == 4000
+
+
+# --- finish reasons ----------------------------------------------------------------------------
+
+
+class ProviderChat(BaseChatModel):
+    """Answers with the message and generation info a provider's LangChain model gives."""
+
+    message: AIMessage
+    info: dict[str, Any] | None = None
+
+    @property
+    def _llm_type(self) -> str:
+        return "provider"
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        return ChatResult(
+            generations=[ChatGeneration(message=self.message, generation_info=self.info)]
+        )
+
+
+@pytest.mark.parametrize(
+    ("message", "info", "raw", "recorded"),
+    [
+        pytest.param(  # langchain-ollama: the final chunk's fields
+            AIMessage("truncated"), {"done": True, "done_reason": "length"}, "length", "length",
+            id="ollama",
+        ),
+        pytest.param(  # langchain-aws ChatBedrockConverse: the Converse response
+            AIMessage("truncated", response_metadata={"stopReason": "max_tokens"}), None,
+            "max_tokens", "length", id="bedrock-converse",
+        ),
+        pytest.param(
+            AIMessage("no", response_metadata={"stop_reason": "refusal"}), None,
+            "refusal", "refusal", id="anthropic-refusal",
+        ),
+        pytest.param(
+            AIMessage("...", response_metadata={"finish_reason": "RECITATION"}), None,
+            "RECITATION", "RECITATION", id="gemini-recitation",
+        ),
+        pytest.param(  # the Responses API: a status, and why it is incomplete
+            AIMessage("truncated", response_metadata={
+                "object": "response", "status": "incomplete",
+                "incomplete_details": {"reason": "max_output_tokens"},
+            }), None, "max_output_tokens", "length", id="responses-incomplete",
+        ),
+        pytest.param(
+            AIMessage("done", response_metadata={"object": "response", "status": "completed"}),
+            None, "stop", "stop", id="responses-completed",
+        ),
+        pytest.param(
+            AIMessage("", tool_calls=[{"name": "f", "args": {}, "id": "c1"}],
+                      response_metadata={"object": "response", "status": "completed"}),
+            None, "tool_call", "tool_call", id="responses-tool-call",
+        ),
+    ],
+)  # fmt: skip
+def test_finish_reasons_of_each_provider(
+    telemetry: Any,
+    config: dict[str, Any],
+    capture_content: Any,
+    message: AIMessage,
+    info: dict[str, Any] | None,
+    raw: str,
+    recorded: str,
+) -> None:
+    ProviderChat(message=message, info=info).invoke("hi", config=config)
+    [span] = telemetry.spans()
+    assert span.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == (raw,)
+    [output] = _messages(span, semconv.GEN_AI_OUTPUT_MESSAGES)
+    assert output["finish_reason"] == recorded
+    telemetry.assert_conformant()
+
+
+RESPONSE = {
+    "id": "resp_123",
+    "object": "response",
+    "created_at": 1,
+    "status": "incomplete",
+    "model": "o4-mini-2025-04-16",
+    "output": [
+        {
+            "type": "reasoning",
+            "id": "rs_1",
+            "summary": [
+                {"type": "summary_text", "text": "Weather first."},
+                {"type": "summary_text", "text": "Then the answer."},
+            ],
+        },
+        {
+            "type": "message",
+            "id": "msg_1",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "Sunny", "annotations": []}],
+        },
+    ],
+    "usage": {
+        "input_tokens": 10,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 20,
+        "output_tokens_details": {"reasoning_tokens": 15},
+        "total_tokens": 30,
+    },
+    "parallel_tool_calls": True,
+    "tool_choice": "auto",
+    "tools": [],
+    "text": {"format": {"type": "text"}},
+    "incomplete_details": {"reason": "max_output_tokens"},
+    "error": None,
+    "instructions": None,
+    "metadata": {},
+}
+
+
+def test_responses_api_reasoning_and_incomplete_answer(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    if "use_responses_api" not in ChatOpenAI.model_fields:
+        pytest.skip("this langchain-openai has no Responses API support")
+    model = _openai(lambda request: RESPONSE, model="o4-mini", use_responses_api=True)
+    model.invoke("weather?", config=config)
+    [span] = telemetry.spans()
+    assert span.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("max_output_tokens",)
+    [output] = _messages(span, semconv.GEN_AI_OUTPUT_MESSAGES)
+    assert output["finish_reason"] == "length"
+    assert output["parts"] == [
+        {"type": "reasoning", "content": "Weather first.\n\nThen the answer."},
+        {"type": "text", "content": "Sunny"},
+    ]
+    telemetry.assert_conformant()
+
+
+# --- reasoning ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param(  # DeepSeek, Ollama with reasoning=True
+            AIMessage("4", additional_kwargs={"reasoning_content": "2+2 is 4."}), id="kwargs"
+        ),
+        pytest.param(  # Responses API, output_version="v0"
+            AIMessage("4", additional_kwargs={"reasoning": {
+                "type": "reasoning", "summary": [{"type": "summary_text", "text": "2+2 is 4."}],
+            }}), id="responses-v0",
+        ),
+        pytest.param(  # Bedrock Converse's block
+            AIMessage(content=[
+                {"type": "reasoning_content",
+                 "reasoning_content": {"text": "2+2 is 4.", "signature": "s"}},
+                {"type": "text", "text": "4"},
+            ]), id="bedrock",
+        ),
+    ],
+)  # fmt: skip
+def test_reasoning_beside_the_content(
+    telemetry: Any, config: dict[str, Any], capture_content: Any, message: AIMessage
+) -> None:
+    ProviderChat(message=message).invoke("2+2?", config=config)
+    [span] = telemetry.spans()
+    [output] = _messages(span, semconv.GEN_AI_OUTPUT_MESSAGES)
+    assert output["parts"] == [
+        {"type": "reasoning", "content": "2+2 is 4."},
+        {"type": "text", "content": "4"},
+    ]
+
+
+# --- invalid tool calls ------------------------------------------------------------------------
+
+
+def test_invalid_tool_calls_are_recorded_with_their_raw_arguments(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    bad = '{"city": "Par'
+    call = {"id": "call_bad", "type": "function", "function": {"name": "weather", "arguments": bad}}
+    answer = _completion({"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls")
+    model = _openai(lambda request: answer, model="gpt-4o-mini")
+    reply = model.invoke("weather?", config=config)
+    assert reply.invalid_tool_calls
+    assert not reply.tool_calls
+    ScriptedChatModel(responses=[AIMessage("sorry")]).invoke(
+        [HumanMessage("weather?"), reply], config=config
+    )
+    first, second = telemetry.spans()
+    part = {"type": "tool_call", "name": "weather", "id": "call_bad", "arguments": bad}
+    [output] = _messages(first, semconv.GEN_AI_OUTPUT_MESSAGES)
+    assert output["parts"] == [part]
+    assert output["finish_reason"] == "tool_call"
+    assert _messages(second, semconv.GEN_AI_INPUT_MESSAGES)[1]["parts"] == [part]
+    telemetry.assert_conformant()
+
+
+# --- structured output -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["json_schema", "json_mode"])
+def test_structured_output_sets_the_output_type(
+    telemetry: Any, config: dict[str, Any], method: str
+) -> None:
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+
+    answer = _completion({"role": "assistant", "content": '{"name": "Bo"}'}, "stop")
+    model = _openai(lambda request: answer, model="gpt-4o-mini")
+    model.with_structured_output(Person, method=method).invoke("who?", config=config)
+    span = telemetry.find("chat gpt-4o-mini")
+    assert span.attributes[semconv.GEN_AI_OUTPUT_TYPE] == "json"
+
+
+def test_plain_call_has_no_output_type(telemetry: Any, config: dict[str, Any]) -> None:
+    answer = _completion({"role": "assistant", "content": "hi"}, "stop")
+    _openai(lambda request: answer, model="gpt-4o-mini").invoke("hi", config=config)
+    [span] = telemetry.spans()
+    assert semconv.GEN_AI_OUTPUT_TYPE not in span.attributes
+
+
+def test_output_type_of_other_providers(telemetry: Any, config: dict[str, Any]) -> None:
+    model = ProviderChat(message=AIMessage("{}"))
+    model.bind(format={"type": "object"}).invoke("hi", config=config)  # Ollama
+    model.bind(response_mime_type="application/json").invoke("hi", config=config)  # Gemini
+    model.bind(response_mime_type="text/plain").invoke("hi", config=config)
+    assert [span.attributes.get(semconv.GEN_AI_OUTPUT_TYPE) for span in telemetry.spans()] == [
+        "json",
+        "json",
+        "text",
+    ]
+
+
+# --- tools returning a Command -----------------------------------------------------------------
+
+
+def test_a_tool_returning_a_command_records_its_tool_message(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    types = pytest.importorskip("langgraph.types")
+    from langchain_core.tools import tool
+
+    @tool
+    def set_flag(flag: str) -> Any:
+        """Sets a flag."""
+        return types.Command(
+            update={"messages": [ToolMessage(f"flag {flag} set", tool_call_id="c2")], "flag": flag}
+        )
+
+    @tool
+    def remember(fact: str) -> Any:
+        """Remembers a fact."""
+        return types.Command(update=[("facts", [fact])])
+
+    set_flag.invoke(
+        {"name": "set_flag", "args": {"flag": "x"}, "id": "c2", "type": "tool_call"}, config=config
+    )
+    remember.invoke(
+        {"name": "remember", "args": {"fact": "f"}, "id": "c3", "type": "tool_call"}, config=config
+    )
+    results = [span.attributes[semconv.GEN_AI_TOOL_CALL_RESULT] for span in telemetry.spans()]
+    assert results[0] == "flag x set"
+    assert json.loads(results[1]) == [["facts", ["f"]]]
+
+
+def test_command_result_picks_the_tool_message_of_its_call() -> None:
+    types = pytest.importorskip("langgraph.types")
+    from threadline.langchain import _convert
+
+    command = types.Command(
+        update={
+            "messages": [
+                ToolMessage("other call", tool_call_id="other"),
+                ToolMessage("flag set", tool_call_id="c2"),
+            ]
+        }
+    )
+    assert _convert.tool_result(command, "c2") == "flag set"
+    assert _convert.tool_result(command, "c9") == command.update
+    assert (
+        _convert.tool_result(
+            types.Command(update=[("messages", [ToolMessage("one", tool_call_id="c1")])])
+        )
+        == "one"
+    )
+
+
+# --- retrieval scores --------------------------------------------------------------------------
+
+
+class Float32:
+    """Stands in for numpy's float32: a number that is not a float."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __float__(self) -> float:
+        return self.value
+
+
+def test_retrieval_scores_of_any_numeric_type(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+
+    class Reranked(BaseRetriever):
+        def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
+            return [
+                Document("a", id="d1", metadata={"relevance_score": Float32(0.5)}),
+                Document("b", id="d2", metadata={"score": Decimal("0.25")}),
+                Document("c", id="d3", metadata={"score": True}),
+                Document("d", id="d4", metadata={"score": 2}),
+            ]
+
+    Reranked().invoke("q", config=config)
+    [span] = telemetry.spans()
+    documents = json.loads(span.attributes[semconv.GEN_AI_RETRIEVAL_DOCUMENTS])
+    assert [d.get("score") for d in documents] == [0.5, 0.25, None, 2]
+    telemetry.assert_conformant()
