@@ -1385,3 +1385,42 @@ def test_fallback_answer_by_an_alias_is_told_by_provider_and_attempts() -> None:
         deployment
     )
     assert answered("x", "google") is None
+
+
+@pytest.mark.parametrize("repair_first", [True, False])
+def test_tool_arguments_recovered_in_the_last_step_are_no_retry(
+    telemetry: Telemetry, repair_first: bool
+) -> None:
+    """With the output in the same response, no request follows the repaired call: its running
+    alone tells it was no retry."""
+    from pydantic_ai.messages import ToolCallPart
+
+    @dataclass
+    class Repair(AbstractCapability[Any]):
+        async def on_tool_validate_error(
+            self, ctx: Any, *, call: Any, tool_def: Any, args: Any, error: Any
+        ) -> Any:
+            return {"a": 1, "b": 2}
+
+    last = ModelResponse(
+        parts=[
+            ToolCallPart("add", {"a": "not a number", "b": 2}, tool_call_id="call_1"),
+            ToolCallPart("final_result", {"response": 3}, tool_call_id="call_out"),
+        ],
+    )
+    capabilities = [Repair(), Tracing()] if repair_first else [Tracing(), Repair()]
+    agent: Agent[None, int] = Agent(
+        scripted(last, name="m"),
+        name="adder",
+        output_type=int,
+        end_strategy="exhaustive",
+        capabilities=capabilities,
+    )
+
+    @agent.tool_plain
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    assert asyncio.run(agent.run("go")).output == 3
+    calls = [s for s in telemetry.spans() if s.name == "execute_tool add"]
+    assert [s.status_code for s in calls] == ["UNSET"]

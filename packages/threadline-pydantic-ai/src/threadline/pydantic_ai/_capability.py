@@ -717,6 +717,8 @@ class Tracing(AbstractCapability[Any]):
         state = self._state(ctx)
         if state is None:
             return await handler(args)
+        if state.invalid:  # its arguments failed validation and a capability repaired them
+            state.invalid.pop(call.tool_call_id, None)
         tool = self._start_tool(call, tool_def, args, state.run)
         if tool is None:
             return await handler(args)
