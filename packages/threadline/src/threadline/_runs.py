@@ -1167,17 +1167,12 @@ class InferenceRun(Run):
         else:
             self._pending[key] = value
 
-    def _flush_chunk_gaps(
-        self,
-        instruments: Instruments | None,
-        attributes: Mapping[str, AttributeValue] | None = None,
-    ) -> None:
+    def _flush_chunk_gaps(self, instruments: Instruments | None) -> None:
         gaps = self._chunk_gaps
         if gaps:
             if instruments is not None:
                 histogram = instruments.time_per_output_chunk
-                if attributes is None:  # a batch on the way: what is known so far
-                    attributes = self._metric_attributes
+                attributes = self._metric_attributes
                 for gap in gaps:
                     # chunks noted by two threads at once may come out of order: no gap then
                     histogram.record(gap if gap > 0.0 else 0.0, attributes)
@@ -1299,9 +1294,10 @@ class InferenceRun(Run):
                 attrs[semconv.GEN_AI_RESPONSE_MODEL] = self.response_model
             if error_type:
                 attrs[semconv.ERROR_TYPE] = error_type
-        # the chunk metrics take the duration's attributes (the model that answered, known now)
-        self._flush_chunk_gaps(instruments, attrs)
-        if self._first_chunk is not None:
+        # Time per chunk keeps the request's attributes: a long stream's gaps are recorded on
+        # the way, before the answer's are known, and one stream's points stay one series.
+        self._flush_chunk_gaps(instruments)
+        if self._first_chunk is not None:  # one point, at the end: the answer's attributes
             instruments.time_to_first_chunk.record(self._first_chunk, attrs)
         instruments.operation_duration.record(duration, attrs)
         _record_tokens(instruments, attrs, self.usage)

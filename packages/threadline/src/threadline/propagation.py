@@ -75,13 +75,16 @@ def _drop_fields(carrier: MutableMapping[str, Any], names: tuple[str, ...]) -> N
     ``Baggage`` or ``Traceparent``, which the receiver reads as the same field as ours."""
     for name in names:
         carrier.pop(name, None)
-    stale = [
-        key
-        for key in carrier
-        if isinstance(key, str) and len(key) in _FIELD_LENGTHS and key.lower() in names
-    ]
-    for key in stale:
-        del carrier[key]
+    stale = None
+    for key in carrier:  # a loop, not a comprehension: no frame of its own on the usual miss
+        if isinstance(key, str) and len(key) in _FIELD_LENGTHS and key.lower() in names:
+            if stale is None:
+                stale = [key]
+            else:
+                stale.append(key)
+    if stale is not None:
+        for key in stale:
+            del carrier[key]
 
 
 def _baggage_header(ctx: Context) -> str:
