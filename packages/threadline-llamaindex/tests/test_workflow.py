@@ -272,6 +272,36 @@ def test_calls_in_flight_at_a_timeout_fail(telemetry: Telemetry) -> None:
     telemetry.assert_conformant()
 
 
+class Race(Workflow):
+    """One step ends the run with no result while the other is in a model call."""
+
+    @step
+    async def fast(self, ev: StartEvent) -> StopEvent:
+        await asyncio.sleep(0.1)
+        return StopEvent()
+
+    @step
+    async def slow(self, ev: StartEvent) -> StopEvent:
+        from llama_index.core.llms import ChatMessage
+
+        await SlowLLM().achat([ChatMessage(role="user", content="hi")])
+        return StopEvent(result="slow")
+
+
+def test_a_run_that_ends_with_no_result_is_no_stop_by_the_app(telemetry: Telemetry) -> None:
+    """A StopEvent with no result is how a workflow finishes (it exits with that result before
+    llama-index-workflows 2): the sibling call it cancels is not settled as stopped by the app."""
+
+    async def run() -> None:
+        await Race(timeout=10).run()
+
+    asyncio.run(run())
+    chat = telemetry.find("chat unknown")
+    assert chat.status_code == "ERROR"
+    assert chat.attributes["error.type"] == "asyncio.exceptions.CancelledError"
+    assert len(threadline.open_runs) == 0
+
+
 try:
     from llama_index.core.llms.mock import MockFunctionCallingLLM
 except ImportError:  # pragma: no cover - later LlamaIndex releases have it

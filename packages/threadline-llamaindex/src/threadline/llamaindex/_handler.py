@@ -383,6 +383,18 @@ class _WorkflowScope:
                 _fail(agent, error)
 
 
+@functools.cache
+def _exits_with_stop_event() -> bool:
+    """Whether a workflow's span exits with its StopEvent (llama-index-workflows 2 and later)."""
+    from importlib import metadata
+
+    try:
+        major = metadata.version("llama-index-workflows").split(".", 1)[0]
+    except metadata.PackageNotFoundError:  # the workflows inside llama-index-core (0.12)
+        return False
+    return major.isdigit() and int(major) >= 2
+
+
 def _fail(run: threadline.Run, error: BaseException) -> None:
     """End a run that raised. A cancellation came from outside: whether it is a failure is the
     enclosing run's to settle (the app stopping a workflow is none, a timeout is one)."""
@@ -830,10 +842,11 @@ class Tracker:
         if self.workflows:
             workflow = self.workflows.pop(id_, None)
             if workflow is not None:
-                # A run that finished exits with its StopEvent (its result, before
-                # llama-index-workflows 2); one the app stopped (``handler.cancel_run()``) exits
-                # with none since then: the calls it cancelled are no failure.
-                stopped = result is None
+                # A run that finished exits with its StopEvent since llama-index-workflows 2
+                # (before, with the StopEvent's result, which may be None); one the app stopped
+                # (``handler.cancel_run()``) exits with none: the calls it cancelled are no
+                # failure.
+                stopped = result is None and _exits_with_stop_event()
                 workflow.close(None, stopped)
         if isinstance(run, threadline.InferenceRun):
             if isinstance(result, _STREAMS):
