@@ -315,14 +315,7 @@ def response_facts(response: Any) -> ResponseFacts:
         info = getattr(generation, "generation_info", None) or {}
         message = getattr(generation, "message", None)
         meta: Mapping[str, Any] = getattr(message, "response_metadata", None) or {}
-        reason = (
-            info.get("finish_reason")
-            or meta.get("finish_reason")
-            or meta.get("stop_reason")
-            or info.get("stop_reason")
-            or _other_finish_reason(info, meta, message)
-        )
-        facts.finish_reasons.append(reason if isinstance(reason, str) and reason else None)
+        facts.finish_reasons.append(_raw_finish_reason(info, meta, message))
         if facts.usage is None and message is not None:
             usage = getattr(message, "usage_metadata", None)
             if usage:
@@ -373,6 +366,7 @@ def _other_finish_reason(
 def _raw_finish_reason(
     info: Mapping[str, Any], meta: Mapping[str, Any], message: Any
 ) -> str | None:
+    """A generation's finish reason as the provider gave it."""
     reason = (
         info.get("finish_reason")
         or meta.get("finish_reason")
