@@ -863,11 +863,16 @@ def test_event_stream_consumer_timed_out_is_an_error(telemetry: Telemetry, stop:
         FunctionModel(stream_function=hang, model_name="slow"), name="t", capabilities=[Tracing()]
     )
 
-    async def consume() -> None:
+    async def consume(timeout: asyncio.Timeout | None = None) -> None:
         async with _event_stream(agent, "hi") as events:
             async for _event in events:
-                if stop != "timeout_waiting":
-                    await asyncio.sleep(30)
+                if timeout is not None:
+                    # from the first event on: the model request is under way, on a slow host too
+                    if timeout.when() is None:
+                        timeout.reschedule(asyncio.get_running_loop().time() + 0.1)
+                    if stop == "timeout_waiting":
+                        continue
+                await asyncio.sleep(30)
 
     async def cut_short() -> None:
         if stop == "cancel_in_body":
@@ -878,8 +883,8 @@ def test_event_stream_consumer_timed_out_is_an_error(telemetry: Telemetry, stop:
                 await task
         else:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.1):
-                    await consume()
+                async with asyncio.timeout(None) as timeout:
+                    await consume(timeout)
         await asyncio.sleep(0.05)  # on 1.x the run goes on to its next event
 
     asyncio.run(cut_short())
