@@ -8,6 +8,7 @@ log and never raises.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -48,7 +49,10 @@ _TRACESTATE_MEMBER = re.compile(
 )
 
 _tracecontext = TraceContextTextMapPropagator()
-_FIELD_LENGTHS = frozenset(len(name) for name in (TRACEPARENT, TRACESTATE, BAGGAGE))
+_FIELDS = (TRACEPARENT, TRACESTATE, BAGGAGE)
+_FIELD_LENGTHS = frozenset(len(name) for name in _FIELDS)
+# Keys has_context looks at for a field in another casing: a hostile carrier can have any number.
+_MAX_KEYS_SCANNED = 64
 
 
 def inject(carrier: MutableMapping[str, Any], context: Context | None = None) -> None:
@@ -59,7 +63,7 @@ def inject(carrier: MutableMapping[str, Any], context: Context | None = None) ->
         ctx = context if context is not None else otel_context.get_current()
         if trace.get_current_span(ctx).get_span_context().is_valid:
             # a new traceparent: a tracestate already in the carrier belongs to another trace
-            _drop_fields(carrier, (TRACEPARENT, TRACESTATE, BAGGAGE))
+            _drop_fields(carrier, _FIELDS)
         else:
             _drop_fields(carrier, (BAGGAGE,))
         _tracecontext.inject(carrier, ctx)
@@ -85,6 +89,20 @@ def _drop_fields(carrier: MutableMapping[str, Any], names: tuple[str, ...]) -> N
     if stale is not None:
         for key in stale:
             del carrier[key]
+
+
+def has_context(carrier: object) -> bool:
+    """Whether ``carrier`` (a mapping) holds a ``traceparent``, ``tracestate`` or ``baggage``
+    field, in any casing, as :func:`extract` reads them; other casings are looked for among its
+    first keys only."""
+    if not isinstance(carrier, Mapping):
+        return False
+    if TRACEPARENT in carrier or BAGGAGE in carrier or TRACESTATE in carrier:
+        return True
+    for key in itertools.islice(carrier, _MAX_KEYS_SCANNED):
+        if isinstance(key, str) and len(key) in _FIELD_LENGTHS and key.lower() in _FIELDS:
+            return True
+    return False
 
 
 def _baggage_header(ctx: Context) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import logging
 import sys
 import time
@@ -38,6 +37,7 @@ from threadline.mcp._common import (
     targets,
     version_text,
 )
+from threadline.propagation import has_context
 
 _logger = logging.getLogger("threadline.mcp")
 
@@ -53,25 +53,6 @@ def _span_context(ctx: Context) -> trace.SpanContext:
     return trace.get_current_span(ctx).get_span_context()
 
 
-_TRACE_KEYS = ("traceparent", "tracestate", "baggage")
-_TRACE_KEY_LENGTHS = frozenset(len(key) for key in _TRACE_KEYS)
-# Keys looked at for a trace key in another casing; a hostile carrier can have any number.
-_MAX_KEYS_SCANNED = 64
-
-
-def _has_trace_keys(carrier: object) -> bool:
-    """Whether ``carrier`` has a trace key in any casing, as extraction reads them (HTTP header
-    casing). Other casings are looked for among its first keys only."""
-    if not isinstance(carrier, Mapping):
-        return False
-    if "traceparent" in carrier or "baggage" in carrier or "tracestate" in carrier:
-        return True
-    for key in itertools.islice(carrier, _MAX_KEYS_SCANNED):
-        if isinstance(key, str) and len(key) in _TRACE_KEY_LENGTHS and key.lower() in _TRACE_KEYS:
-            return True
-    return False
-
-
 def _parent(
     meta: object, headers: object, *, ambient: Context | None = None
 ) -> tuple[Context, list[trace.Link], bool]:
@@ -81,10 +62,10 @@ def _parent(
     if ambient is None:
         ambient = otel_context.get_current()
     ambient_span = _span_context(ambient)
-    in_meta = _has_trace_keys(meta)
+    in_meta = has_context(meta)
     parent = threadline.extract(meta, ambient) if in_meta else ambient
     remote = _span_context(parent)
-    if not remote.is_valid and _has_trace_keys(headers):
+    if not remote.is_valid and has_context(headers):
         # No parent from _meta and no HTTP span: a header-only upstream (gateway, proxy) set
         # the context in HTTP headers. _meta baggage, if any, still wins over header baggage.
         parent = threadline.extract(headers, ambient)
