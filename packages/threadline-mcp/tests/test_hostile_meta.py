@@ -8,6 +8,7 @@ up first. Whatever ``_meta`` holds, the server must answer every request as it w
 from __future__ import annotations
 
 import json
+import math
 import queue
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 from harness import MAJOR, SERVER, server_env
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from threadline.testing import read_spans_jsonl
@@ -158,11 +159,16 @@ def test_hostile_meta_fuzz(server: RawServer) -> None:
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(meta=hostile_meta)
+    @example(meta=float("inf"))
+    @example(meta=1.5)
     def served(meta: Any) -> None:
         start = time.monotonic()
         answer = server.call_weather(meta)
         slowest[0] = max(slowest[0], time.monotonic() - start)
-        if meta is None or isinstance(meta, dict):
+        # mcp 1.x validates a request from its JSON-mode dump, which writes an infinite float
+        # as null: to the SDK, `_meta: Infinity` is no `_meta` at all.
+        read_as_null = MAJOR == 1 and isinstance(meta, float) and math.isinf(meta)
+        if meta is None or isinstance(meta, dict) or read_as_null:
             assert "result" in answer, answer
             assert answer["result"]["isError"] is False
         else:
