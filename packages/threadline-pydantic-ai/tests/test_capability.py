@@ -895,6 +895,33 @@ def test_event_stream_consumer_timed_out_is_an_error(telemetry: Telemetry, stop:
     assert len(threadline.open_runs) == 0
 
 
+def test_event_stream_consumer_timed_out_before_the_first_request(telemetry: Telemetry) -> None:
+    """A timeout around the consumer of run_stream_events that lands while the run is still
+    starting (here, a capability that takes its time before the run's body) fails the run:
+    Pydantic AI cancels the run's task, as it does when the consumer closes the stream, and
+    the agent span must not read that as a consumer that stopped early."""
+
+    class SlowStart(AbstractCapability[Any]):
+        async def wrap_run(self, ctx: Any, *, handler: Any) -> Any:
+            await asyncio.sleep(30)
+            return await handler()
+
+    agent = Agent(streaming("late"), name="t", capabilities=[Tracing(), SlowStart()])
+
+    async def time_out() -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.1), _event_stream(agent, "hi") as events:
+                async for _event in events:
+                    pass
+        await asyncio.sleep(0.05)
+
+    asyncio.run(time_out())
+    [span] = telemetry.spans()
+    assert (span.name, span.status_code) == (agent_span("t"), "ERROR")
+    assert span.attributes["error.type"] == "asyncio.exceptions.CancelledError"
+    assert len(threadline.open_runs) == 0
+
+
 def test_cancelled_run_is_an_error(telemetry: Telemetry) -> None:
     async def impatient() -> None:
         requested = asyncio.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -1216,3 +1217,36 @@ def test_one_string_given_for_a_list_is_one_value(telemetry: Telemetry) -> None:
     assert chat_span.attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
     embeddings_span = find(telemetry.spans(), "embeddings e")
     assert embeddings_span.attributes[semconv.GEN_AI_REQUEST_ENCODING_FORMATS] == ("float",)
+
+
+def test_consumer_mark_tells_a_closed_stream_from_a_cut_short_one() -> None:
+    """The consumer mark shared with a stream's tasks: closing the stream is stopping early,
+    a cancellation of the consumer (a timeout around it) cuts it short, and the first of the
+    two settles it."""
+    from threadline._context import (
+        closed_by_consumer,
+        consumer_closed,
+        cut_short_by_consumer,
+        unwatch_consumer,
+        watch_consumer,
+    )
+
+    async def consume(cancelled: bool) -> tuple[bool, bool]:
+        mark, token = watch_consumer()
+        try:
+            if cancelled:
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(1)
+                consumer_closed(mark)
+                task.uncancel()
+            consumer_closed(mark)  # a second call changes nothing
+            return closed_by_consumer(), cut_short_by_consumer()
+        finally:
+            unwatch_consumer(token)
+
+    assert asyncio.run(consume(cancelled=False)) == (True, False)
+    assert asyncio.run(consume(cancelled=True)) == (False, True)
+    assert (closed_by_consumer(), cut_short_by_consumer()) == (False, False)  # outside a stream

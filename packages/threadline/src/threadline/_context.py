@@ -46,27 +46,33 @@ def task_cancelling() -> bool | None:
     return cancelling() > 0 if callable(cancelling) else None
 
 
-# The mark of the stream whose consumer may close it early (see watch_consumer).
-_consumer_mark: ContextVar[list[bool] | None] = ContextVar("threadline_consumer_mark", default=None)
+# The mark of the stream whose consumer may close it early (see watch_consumer): None while
+# the consumer reads, True once it closed the stream, False once a cancellation of the
+# consumer (a timeout around it) cut the stream short.
+_consumer_mark: ContextVar[list[bool | None] | None] = ContextVar(
+    "threadline_consumer_mark", default=None
+)
 
 
-def watch_consumer() -> tuple[list[bool], Token[list[bool] | None]]:
+def watch_consumer() -> tuple[list[bool | None], Token[list[bool | None] | None]]:
     """Start noting whether the consumer of a stream closes it before the end. A framework
     that runs the stream's work in tasks of its own (they copy the context, so share the mark)
     cancels them when the consumer closes it; with the mark set, a run that sees that
     cancellation ends as stopped early (:func:`closed_by_consumer`), not failed. Set the mark
     with :func:`consumer_closed`; undo with :func:`unwatch_consumer`."""
-    mark = [False]
+    mark: list[bool | None] = [None]
     return mark, _consumer_mark.set(mark)
 
 
-def consumer_closed(mark: list[bool]) -> None:
-    """The consumer closed the stream: unless it is itself being cancelled (a timeout around
-    it), in which case the work was cut short, and fails."""
-    mark[0] = task_cancelling() is False
+def consumer_closed(mark: list[bool | None]) -> None:
+    """The consumer closed the stream, or stopped waiting for it: stopped early, unless the
+    consumer is itself being cancelled (a timeout around it), in which case the work was cut
+    short (:func:`cut_short_by_consumer`), and fails. The first call settles it."""
+    if mark[0] is None:
+        mark[0] = task_cancelling() is False
 
 
-def unwatch_consumer(token: Token[list[bool] | None]) -> None:
+def unwatch_consumer(token: Token[list[bool | None] | None]) -> None:
     with contextlib.suppress(ValueError):  # closed from another task: nothing to undo here
         _consumer_mark.reset(token)
 
@@ -74,4 +80,12 @@ def unwatch_consumer(token: Token[list[bool] | None]) -> None:
 def closed_by_consumer() -> bool:
     """Whether this context belongs to a stream its consumer closed (see watch_consumer)."""
     mark = _consumer_mark.get()
-    return mark is not None and mark[0]
+    return mark is not None and mark[0] is True
+
+
+def cut_short_by_consumer() -> bool:
+    """Whether this context belongs to a stream whose consumer was cancelled (a timeout around
+    it) before the stream ended: the framework's cancellation of the stream's work is then a
+    failure of that work, wherever it was."""
+    mark = _consumer_mark.get()
+    return mark is not None and mark[0] is False

@@ -397,8 +397,8 @@ def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 await stream.aclose()  # cancels and awaits the runnable's task
             finally:
-                closed = mark[0]
-                mark[0] = False
+                closed = mark[0] is True
+                mark[0] = None
                 unwatch_consumer(token)
                 if closed and root is not None:
                     _forget_tree(root)

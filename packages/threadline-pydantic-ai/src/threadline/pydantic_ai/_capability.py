@@ -30,6 +30,7 @@ from threadline import semconv
 from threadline._context import (
     closed_by_consumer,
     consumer_closed,
+    cut_short_by_consumer,
     task_cancelling,
     unwatch_consumer,
     watch_consumer,
@@ -254,6 +255,9 @@ def _watch_event_streams() -> None:
                 with contextlib.suppress(Exception):  # unmarked, closing early reads as failed
                     self._threadline_closed = mark
                 await start(self)
+            except asyncio.CancelledError:
+                consumer_closed(mark)  # a timeout while the run starts: cut short
+                raise
             finally:
                 unwatch_consumer(token)
 
@@ -294,6 +298,9 @@ def _watch_event_generator(abstract: Any) -> None:
             event = await stream.__anext__()
         except StopAsyncIteration:
             return
+        except asyncio.CancelledError:
+            consumer_closed(mark)  # a timeout while waiting for the first event: cut short
+            raise
         finally:
             unwatch_consumer(token)  # before yielding: nothing stays set in the consumer's context
         try:
@@ -351,7 +358,7 @@ def _stopped_early(state: _RunState | None) -> bool:
     ``on_run_error`` (2.x) or is re-raised into the task without cancelling it (1.x)."""
     if closed_by_consumer():
         return state is not None  # run_stream_events closed early by its consumer
-    if state is None or state.failed:
+    if state is None or state.failed or cut_short_by_consumer():
         return False
     return task_cancelling() is True  # None on Python 3.10: recorded as failed
 
