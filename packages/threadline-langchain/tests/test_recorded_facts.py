@@ -1,6 +1,7 @@
-"""What the spans record of the many shapes providers give the same facts in: media blocks,
-endpoints from the environment, finish reasons, reasoning, malformed tool calls, structured
-output, a tool's ``Command``, retrieval scores."""
+"""What the spans record of the many shapes providers give the same facts in: media blocks (in
+messages and in what tools return), endpoints from the environment, system prompts sent apart,
+finish reasons, reasoning, malformed tool calls, structured output, a tool's ``Command``,
+retrieval scores."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import ScriptedChatModel, openai_http_module
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_openai import ChatOpenAI
 
@@ -192,6 +193,102 @@ def test_media_parts_reach_the_redactor_as_such(
     assert seen[:3] == [BlobPart, FilePart, UriPart]
 
 
+SCREEN: list[dict[str, Any]] = [
+    {"type": "text", "text": "the screen"},
+    {"type": "image", "base64": SECRET, "mime_type": "image/png"},
+    {"type": "image", "url": "https://example.com/a.png"},
+]
+
+
+def _screenshot_tool() -> Any:
+    from langchain_core.tools import tool
+
+    @tool
+    def screenshot() -> list[dict[str, Any]]:
+        """Takes a screenshot."""
+        return SCREEN
+
+    return screenshot
+
+
+def _screen_flow(config: dict[str, Any]) -> None:
+    """A tool returning an image, called for a model's tool call and on its own, then the next
+    model call with its ToolMessage in the history."""
+    screenshot = _screenshot_tool()
+    message = screenshot.invoke(
+        {"name": "screenshot", "args": {}, "id": "c1", "type": "tool_call"}, config=config
+    )
+    screenshot.invoke({}, config=config)
+    history = [
+        HumanMessage("look"),
+        AIMessage("", tool_calls=[{"name": "screenshot", "args": {}, "id": "c1"}]),
+        message,
+    ]
+    ScriptedChatModel(responses=[AIMessage("a screen")]).invoke(history, config=config)
+
+
+def test_media_a_tool_returns_is_recorded_as_media_parts(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    _screen_flow(config)
+    *tools, chat = telemetry.spans()
+    raw = base64.b64encode(base64.b64decode(SECRET)).decode()
+    blob = {"type": "blob", "modality": "image", "content": raw, "mime_type": "image/png"}
+    uri = {"type": "uri", "modality": "image", "uri": "https://example.com/a.png"}
+    for span in tools:
+        assert json.loads(span.attributes[semconv.GEN_AI_TOOL_CALL_RESULT]) == [
+            {"type": "text", "text": "the screen"},
+            blob,
+            uri,
+        ]
+    assert _messages(chat, semconv.GEN_AI_INPUT_MESSAGES)[2]["parts"] == [
+        {"type": "tool_call_response", "response": [SCREEN[0]], "id": "c1"},
+        blob,
+        uri,
+    ]
+    telemetry.assert_conformant()
+
+
+def test_a_redactor_dropping_blobs_drops_the_media_a_tool_returns(
+    telemetry: Any, config: dict[str, Any], drop_blobs: None
+) -> None:
+    _screen_flow(config)
+    *tools, chat = telemetry.spans()
+    uri = {"type": "uri", "modality": "image", "uri": "https://example.com/a.png"}
+    assert len(tools) == 2
+    for span in tools:
+        recorded = span.attributes[semconv.GEN_AI_TOOL_CALL_RESULT]
+        assert SECRET not in recorded
+        assert json.loads(recorded) == [{"type": "text", "text": "the screen"}, uri]
+    recorded = chat.attributes[semconv.GEN_AI_INPUT_MESSAGES]
+    assert SECRET not in recorded
+    assert json.loads(recorded)[2]["parts"] == [
+        {"type": "tool_call_response", "response": [SCREEN[0]], "id": "c1"},
+        uri,
+    ]
+
+
+def test_a_redactor_failing_on_a_tool_returned_image_records_no_result(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    def redact(part: Any) -> Any:
+        if isinstance(part, BlobPart):
+            raise RuntimeError("redactor bug")
+        return part
+
+    saved = settings.current()
+    settings.configure(redactor=redact)
+    try:
+        message = _screenshot_tool().invoke(
+            {"name": "screenshot", "args": {}, "id": "c1", "type": "tool_call"}, config=config
+        )
+    finally:
+        settings.restore(saved)
+    assert message.content == SCREEN
+    [span] = telemetry.spans()  # ended
+    assert semconv.GEN_AI_TOOL_CALL_RESULT not in span.attributes
+
+
 # --- server address ----------------------------------------------------------------------------
 
 
@@ -247,6 +344,90 @@ def test_embeddings_server_address_from_the_client(
     span = telemetry.find("embeddings text-embedding-3-small")
     assert span.attributes[semconv.SERVER_ADDRESS] == "llm-proxy.internal"
     assert span.attributes[semconv.SERVER_PORT] == 4000
+
+
+# --- system instructions -----------------------------------------------------------------------
+
+
+class ProviderSystemChat(BaseChatModel):
+    """Says it is the chat model of the provider its LangChain integration names (``ls_provider``),
+    and answers "ok"."""
+
+    ls_provider: str
+
+    @property
+    def _llm_type(self) -> str:
+        return "provider-system"
+
+    def _get_ls_params(self, stop: Any = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = self.ls_provider
+        return params
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        return ChatResult(generations=[ChatGeneration(message=AIMessage("ok"))])
+
+
+BRIEF = {"type": "text", "content": "Be brief."}
+CITE = {"type": "text", "content": "Cite sources."}
+FRENCH = {"type": "text", "content": "Answer in French."}
+SYSTEM_HISTORY = [
+    SystemMessage("Be brief."),
+    SystemMessage([{"type": "text", "text": "Cite sources.", "cache_control": {"type": "x"}}]),
+    HumanMessage("hi"),
+    AIMessage("hello"),
+    SystemMessage("Answer in French."),
+    HumanMessage("again"),
+]
+
+
+@pytest.mark.parametrize(
+    ("ls_provider", "history", "instructions", "roles"),
+    [
+        pytest.param(  # langchain-anthropic: the first run of system messages, merged
+            "anthropic", SYSTEM_HISTORY, [BRIEF, CITE],
+            ["user", "assistant", "system", "user"], id="anthropic",
+        ),
+        pytest.param(  # langchain-google-genai: all, when the history starts with one
+            "google_genai", SYSTEM_HISTORY, [BRIEF, CITE, FRENCH],
+            ["user", "assistant", "user"], id="gemini",
+        ),
+        pytest.param(  # ... and none otherwise (it leaves them out of the request)
+            "google_genai", SYSTEM_HISTORY[2:], None,
+            ["user", "assistant", "system", "user"], id="gemini-not-leading",
+        ),
+        pytest.param(  # ChatVertexAI: all, wherever they are
+            "google_vertexai", SYSTEM_HISTORY[2:], [FRENCH],
+            ["user", "assistant", "user"], id="vertex",
+        ),
+        pytest.param(  # ChatBedrockConverse: all, wherever they are
+            "amazon_bedrock", SYSTEM_HISTORY, [BRIEF, CITE, FRENCH],
+            ["user", "assistant", "user"], id="bedrock",
+        ),
+        pytest.param(  # OpenAI's API takes system messages in the history
+            "openai", SYSTEM_HISTORY, None,
+            ["system", "system", "user", "assistant", "system", "user"], id="openai",
+        ),
+    ],
+)  # fmt: skip
+def test_system_instructions_of_providers_that_take_them_apart(
+    telemetry: Any,
+    config: dict[str, Any],
+    capture_content: Any,
+    ls_provider: str,
+    history: list[Any],
+    instructions: list[dict[str, Any]] | None,
+    roles: list[str],
+) -> None:
+    ProviderSystemChat(ls_provider=ls_provider).invoke(history, config=config)
+    [span] = telemetry.spans()
+    if instructions is None:
+        assert semconv.GEN_AI_SYSTEM_INSTRUCTIONS not in span.attributes
+    else:
+        assert _messages(span, semconv.GEN_AI_SYSTEM_INSTRUCTIONS) == instructions
+    messages = _messages(span, semconv.GEN_AI_INPUT_MESSAGES)
+    assert [message["role"] for message in messages] == roles
+    telemetry.assert_conformant()
 
 
 # --- finish reasons ----------------------------------------------------------------------------

@@ -282,6 +282,39 @@ def test_invalid_baggage_keys_from_the_environment_are_dropped(
     assert "bad key" in caplog.text
 
 
+def test_media_in_a_tool_result_is_redacted_and_recorded_as_parts(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """An image a tool returned, given as a media part among the result's blocks, is recorded
+    as that part (valid base64 even when cut) and passed through the redactor on its own."""
+    png = b"\x89PNG" + bytes(range(256)) * 40
+    result = [
+        {"type": "text", "text": "the chart"},
+        BlobPart(modality="image", content=png, mime_type="image/png"),
+        UriPart(modality="image", uri="https://example.com/a.png"),
+    ]
+    threadline.configure(capture_content="SPAN_ONLY", max_content_length=4096)
+    with threadline.execute_tool("chart") as tool:
+        tool.update(result=result)
+    threadline.configure(redactor=lambda part: None if isinstance(part, BlobPart) else part)
+    with threadline.execute_tool("chart_redacted") as tool:
+        tool.update(result=result)
+    spans = telemetry.spans()
+    recorded = json.loads(
+        find(spans, "execute_tool chart").attributes[semconv.GEN_AI_TOOL_CALL_RESULT]
+    )
+    assert recorded[0] == {"type": "text", "text": "the chart"}
+    assert (recorded[1]["type"], recorded[1]["mime_type"]) == ("blob", "image/png")
+    assert png.startswith(base64.b64decode(recorded[1]["content"]))  # cut, still base64
+    assert recorded[2] == {"type": "uri", "modality": "image", "uri": "https://example.com/a.png"}
+    redacted = find(spans, "execute_tool chart_redacted").attributes[
+        semconv.GEN_AI_TOOL_CALL_RESULT
+    ]
+    assert json.loads(redacted) == [recorded[0], recorded[2]]
+    assert base64.b64encode(png[:64]).decode() not in redacted
+    telemetry.assert_conformant()
+
+
 def test_non_finite_numbers_are_recorded_as_null(
     telemetry: Telemetry, restore_settings: None
 ) -> None:

@@ -141,6 +141,9 @@ class RetrievalDocument:
 
 Redactable: TypeAlias = Part | ToolDefinition | RetrievalDocument
 
+# Media inside other content (a tool's result) is recorded as the part it is.
+_MEDIA_PARTS = (BlobPart, UriPart, FilePart)
+
 
 def capture_enabled() -> bool:
     """Whether content is recorded anywhere; integrations skip building content when False."""
@@ -210,7 +213,17 @@ class _Limiter:
         if isinstance(value, Mapping):  # keys are content too: cut them as well
             return {self.text(str(k)): self.value(v, depth + 1) for k, v in value.items()}
         if isinstance(value, (list, tuple, set, frozenset)):
-            return [self.value(v, depth + 1) for v in value]
+            out = []
+            for item in value:
+                if isinstance(item, _MEDIA_PARTS):
+                    kept = self.media(item)
+                    if kept is not None:
+                        out.append(kept)
+                else:
+                    out.append(self.value(item, depth + 1))
+            return out
+        if isinstance(value, _MEDIA_PARTS):
+            return self.media(value)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return self.value(dataclasses.asdict(value), depth + 1)
         dump = getattr(value, "model_dump", None)  # pydantic models
@@ -220,6 +233,12 @@ class _Limiter:
             except Exception:  # noqa: BLE001 - fall back to str() below
                 pass
         return self.text(str(value))
+
+    def media(self, part: BlobPart | UriPart | FilePart) -> dict[str, Any] | None:
+        """A media part inside other content (an image a tool returned): passed through the
+        redactor on its own, as in a message, and recorded as that part (None: redacted away)."""
+        kept = self.redact(part)
+        return None if kept is None else _part_json(kept, self)  # type: ignore[arg-type]
 
 
 def _valid_unicode(value: str) -> str:

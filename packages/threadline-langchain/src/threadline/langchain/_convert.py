@@ -653,6 +653,57 @@ def input_messages(messages: Sequence[Any]) -> list[InputMessage]:
     return out
 
 
+# Providers whose API takes the system prompt apart from the messages -> which of a history's
+# system messages their LangChain integration sends there (merged, in order):
+# - the first run of consecutive ones: langchain-anthropic (it refuses any later one);
+# - all, if the history (tool messages aside) starts with one: langchain-google-genai (it drops
+#   them all otherwise);
+# - all, wherever they are: ChatVertexAI, ChatBedrockConverse.
+_FIRST_RUN, _ALL_IF_LEADING, _ALL = 1, 2, 3
+_SYSTEM_APART = {
+    "anthropic": _FIRST_RUN,
+    "gcp.gemini": _ALL_IF_LEADING,
+    "gcp.vertex_ai": _ALL,
+    "aws.bedrock": _ALL,
+}
+_SYSTEM_TYPES = frozenset(("system", "SystemMessageChunk"))
+
+
+def system_instructions(
+    messages: Sequence[Any], provider: str
+) -> tuple[Sequence[Any], list[Part] | None]:
+    """The messages that stay in the input messages, and the system instructions: the parts of
+    the system messages the provider's integration sends apart from them (None: it sends none
+    apart, and every system message stays an input message)."""
+    rule = _SYSTEM_APART.get(provider)
+    if rule is None:
+        return messages, None
+    apart = [i for i, message in enumerate(messages) if _is_system(message)]
+    if not apart:
+        return messages, None
+    if rule == _FIRST_RUN:
+        run = len(apart)
+        for n, index in enumerate(apart):
+            if index != apart[0] + n:
+                run = n
+                break
+        apart = apart[:run]
+    elif rule == _ALL_IF_LEADING:
+        first = next((m for m in messages if getattr(m, "type", None) != "tool"), None)
+        if not _is_system(first):
+            return messages, None
+    parts: list[Part] = []
+    for index in apart:
+        parts.extend(_content_parts(getattr(messages[index], "content", None)))
+    lifted = set(apart)
+    return [m for i, m in enumerate(messages) if i not in lifted], parts
+
+
+def _is_system(message: Any) -> bool:
+    kind = getattr(message, "type", None)
+    return isinstance(kind, str) and kind in _SYSTEM_TYPES
+
+
 def prompt_messages(prompts: Sequence[str]) -> list[InputMessage]:
     return [InputMessage(role="user", parts=[TextPart(prompt)]) for prompt in prompts]
 
@@ -741,20 +792,40 @@ def tool_definitions(tools: Any) -> list[ToolDefinition] | None:
 
 
 def tool_result(output: Any, call_id: str | None = None) -> Any:
-    """What a tool returned: a ToolMessage's content, or the value itself. A LangGraph
-    ``Command`` (a tool that updates the graph's state) is recorded as the content of the
-    ToolMessage it adds for this call (with no ``call_id``, the first it adds), else its
-    update."""
+    """What a tool returned: a ToolMessage's content, or the value itself (media blocks in it as
+    media parts). A LangGraph ``Command`` (a tool that updates the graph's state) is recorded as
+    the content of the ToolMessage it adds for this call (with no ``call_id``, the first it
+    adds), else its update."""
     if hasattr(output, "tool_call_id") and hasattr(output, "content"):
-        return output.content
+        return _result_media(output.content)
     if type(output).__name__ == "Command" and hasattr(output, "update"):
         update = output.update
         for message in _update_messages(update):
             found = getattr(message, "tool_call_id", None)
             if found is not None and call_id in (None, found) and hasattr(message, "content"):
-                return message.content
+                return _result_media(message.content)
         return update
-    return output
+    return _result_media(output)
+
+
+def _result_media(content: Any) -> Any:
+    """Content blocks a tool returned, each media block as the part the next model call's history
+    records it as: core passes such parts through the redactor on their own and records them as
+    parts, so a redactor that drops blob parts drops these too."""
+    if not isinstance(content, list):
+        return content
+    out: list[Any] | None = None
+    for index, block in enumerate(content):
+        part = None
+        if isinstance(block, Mapping) and block.get("type") in _MEDIA_BLOCKS:
+            part = _block_part(block)
+        if isinstance(part, _MEDIA_PARTS):
+            if out is None:
+                out = content[:index]
+            out.append(part)
+        elif out is not None:
+            out.append(block)
+    return content if out is None else out
 
 
 def _update_messages(update: Any) -> Sequence[Any]:

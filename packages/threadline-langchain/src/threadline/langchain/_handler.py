@@ -1196,17 +1196,19 @@ class CallbackHandler(BaseCallbackHandler):
         if run_id in _runs:
             return
         invocation = kwargs.get("invocation_params") or {}
-        input_messages = tools = None
+        provider = _convert.provider_name(metadata, invocation, serialized)
+        input_messages = system = tools = None
         if threadline.capture_enabled():
             if messages:
-                input_messages = _convert.input_messages(messages[0])
+                history, system = _convert.system_instructions(messages[0], provider)
+                input_messages = _convert.input_messages(history)
             elif prompts:
                 input_messages = _convert.prompt_messages(prompts)
             tools = _convert.tool_definitions(invocation.get("tools"))
         address, port = _convert.server(serialized)
         run = threadline.inference(
             _convert.model_name(metadata, invocation, serialized, kwargs.get("name")),
-            provider=_convert.provider_name(metadata, invocation, serialized),
+            provider=provider,
             operation=operation,
             parent=_leaf_parent(parent_run_id),
             request=_convert.request_params(invocation, metadata),
@@ -1214,6 +1216,7 @@ class CallbackHandler(BaseCallbackHandler):
             server_address=address,
             server_port=port,
             input_messages=input_messages,
+            system_instructions=system,
             tool_definitions=tools,
         )
         # Several prompts in one generate() call run interleaved: only a single one is made
