@@ -127,20 +127,23 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     assert client_call.attributes["mcp.method.name"] == "tools/call"
     assert client_call.attributes["gen_ai.operation.name"] == "execute_tool"
     assert client_call.attributes["mcp.protocol.version"] == expected["mcp.protocol.version"]
-    if MAJOR >= 2:  # the 2.x Client knows its transport
-        assert client_call.attributes["network.transport"] == expected["network.transport"]
-        if transport == "http":
-            assert client_call.attributes["server.address"] == "127.0.0.1"
-            assert isinstance(client_call.attributes["server.port"], int)
+    # The 2.x Client knows its transport; a 1.x session, the transport its streams came from.
+    assert client_call.attributes["network.transport"] == expected["network.transport"]
+    if transport == "http":
+        assert client_call.attributes["network.protocol.name"] == "http"
+        assert client_call.attributes["server.address"] == "127.0.0.1"
+        assert isinstance(client_call.attributes["server.port"], int)
+    else:
+        assert "server.address" not in client_call.attributes
     # An MCP session id exists only on handshake-era streamable HTTP.
     has_session = transport == "http" and not modern
     assert ("mcp.session.id" in server_call.attributes) is has_session
-    if MAJOR >= 2:  # the client side of the same session (mcp 1.x posts outside its context)
-        session_ids = [
-            (s.name, s.attributes.get("mcp.session.id")) for s in client_spans if s.kind == "CLIENT"
-        ]
-        expected_id = server_call.attributes.get("mcp.session.id")
-        assert {session_id for _, session_id in session_ids} == {expected_id}, session_ids
+    # The client side of the same session, initialize included.
+    session_ids = [
+        (s.name, s.attributes.get("mcp.session.id")) for s in client_spans if s.kind == "CLIENT"
+    ]
+    expected_id = server_call.attributes.get("mcp.session.id")
+    assert {session_id for _, session_id in session_ids} == {expected_id}, session_ids
     if transport == "http":
         assert server_call.attributes["network.protocol.name"] == "http"
         assert server_call.attributes["client.address"] == "127.0.0.1"
@@ -243,15 +246,14 @@ def test_server_metrics(telemetry: Any, tmp_path: Path, transport: str) -> None:
     assert [p["count"] for p in client] == [1]
     (client_session,) = telemetry.metric_points("mcp.client.session.duration")
     assert client_session["count"] == 1
-    if MAJOR >= 2:  # mcp 1.x clients do not know their server
-        if http:
-            port = int(server_url[0].rsplit(":", 1)[1].split("/")[0])
-            assert client[0]["attributes"]["server.port"] == port
-            assert client[0]["attributes"]["network.protocol.name"] == "http"
-            over_http = {**over_http, "server.address": "127.0.0.1", "server.port": port}
-        assert client_session["attributes"] == {"mcp.protocol.version": "2025-11-25", **over_http}
-    else:
-        assert client_session["attributes"] == {"mcp.protocol.version": "2025-11-25"}
+    assert client[0]["attributes"]["network.transport"] == ("tcp" if http else "pipe")
+    if http:
+        port = int(server_url[0].rsplit(":", 1)[1].split("/")[0])
+        assert client[0]["attributes"]["server.address"] == "127.0.0.1"
+        assert client[0]["attributes"]["server.port"] == port
+        assert client[0]["attributes"]["network.protocol.name"] == "http"
+        over_http = {**over_http, "server.address": "127.0.0.1", "server.port": port}
+    assert client_session["attributes"] == {"mcp.protocol.version": "2025-11-25", **over_http}
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
@@ -570,6 +572,7 @@ def test_server_to_client_request(telemetry: Any, tmp_path: Path, transport: str
     else:
         with http_server(tmp_path, spans_file) as url:
             result = anyio.run(turn, url)
+            port = int(url.rsplit(":", 1)[1].split("/")[0])
     assert tool_text(result) == "42"
     merged = _agent_trace(telemetry.spans(), read_spans_jsonl(spans_file))
     tree = render_tree([s for s in merged if s.name != "tools/list"], attributes=("session.id",))
@@ -586,7 +589,31 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     assert seen["session"] == {"session.id": "sess-42"}
     sampling_server = find(telemetry.spans(), "sampling/createMessage")
     assert sampling_server.kind == "SERVER"
-    assert "network.transport" not in sampling_server.attributes
+    # The client answers on the connection it reached the server on: the SERVER span has what
+    # the client's own CLIENT spans of that session have, the server (its requester) as its
+    # client.address.
+    client_call = find(telemetry.spans(), "tools/call ask_model")
+    assert client_call.kind == "CLIENT"
+    network_keys = (
+        "mcp.protocol.version",
+        "network.transport",
+        "network.protocol.name",
+        "mcp.session.id",
+    )
+    answered_on = {k: sampling_server.attributes.get(k) for k in network_keys}
+    assert answered_on == {k: client_call.attributes.get(k) for k in network_keys}
+    http = transport == "http"
+    assert answered_on["mcp.protocol.version"] == "2025-11-25"
+    assert answered_on["network.transport"] == ("tcp" if http else "pipe")
+    assert answered_on["network.protocol.name"] == ("http" if http else None)
+    requester = {k: sampling_server.attributes.get(k) for k in ("client.address", "client.port")}
+    assert requester == {
+        "client.address": client_call.attributes.get("server.address"),
+        "client.port": client_call.attributes.get("server.port"),
+    }
+    assert requester["client.address"] == ("127.0.0.1" if http else None)
+    assert requester["client.port"] == (port if http else None)
+    assert "server.address" not in sampling_server.attributes
     # The server's request goes out on the connection its tools/call came in on: its CLIENT
     # span has that connection's version, transport and (streamable HTTP) session.
     server_spans = read_spans_jsonl(spans_file)
@@ -599,6 +626,8 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     assert connection["network.transport"] == ("pipe" if transport == "stdio" else "tcp")
     assert (connection["mcp.session.id"] is not None) is (transport == "http")
     assert {k: sampling_client.attributes.get(k) for k in keys} == connection
+    # Both ends name the same session.
+    assert answered_on["mcp.session.id"] == connection["mcp.session.id"]
 
 
 def test_control_without_client_instrumentation(telemetry: Any, tmp_path: Path) -> None:
@@ -698,7 +727,7 @@ def test_timed_out_call_and_its_cancellation_share_the_trace(
     )
 
 
-@pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x client spans have no session id")
+@pytest.mark.skipif(MAJOR < 2, reason="the mcp 2.x Client")
 def test_session_ids_stay_with_their_server(telemetry: Any, tmp_path: Path) -> None:
     """While a call to server A is open, a callback (here: on A's log message) notifies server
     B. The transport posts that notification in the callback's context, where A's call is the

@@ -44,6 +44,10 @@ else:
         ("mcp.shared.session", "BaseSession", "__aexit__"),
         ("mcp.shared.memory", None, "create_client_server_memory_streams"),
         ("mcp.server.websocket", None, "websocket_server"),
+        ("mcp.client.stdio", None, "stdio_client"),
+        ("mcp", None, "stdio_client"),
+        ("mcp.client.streamable_http", None, "streamable_http_client"),
+        ("mcp.client.sse", None, "sse_client"),
     ]
 
 

@@ -10,11 +10,12 @@ mcp 1.x has no propagation at all: ``BaseSession.send_request`` gets a copy of t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextvars import ContextVar
 from typing import Any, TypedDict
 
@@ -79,8 +80,10 @@ class Peer:
         "address",
         "network_protocol",
         "port",
+        "sent_session_id",
         "session",
         "session_id",
+        "session_id_of",
         "transport",
         "version",
     )
@@ -102,7 +105,17 @@ class Peer:
         )
         self.session: weakref.ReferenceType[Any] | None = None  # an mcp 2.x ClientSession
         self.version: str | None = None  # negotiated, where no 2.x ClientSession tells
-        self.session_id: str | None = None  # a server's own session with its client
+        # A server's own session with its client, or the one an mcp 1.x client's server issued
+        # (in initialize's answer, fixed from then on): on every CLIENT span of the connection.
+        self.session_id: str | None = None
+        self.session_id_of: Callable[[], object] | None = None  # mcp 1.x streamable HTTP
+        # The Mcp-Session-Id an mcp 2.x client last sent its server, for that server's requests
+        # back to it (their SERVER spans); its own requests are tagged with what each sends.
+        self.sent_session_id: str | None = None
+
+    @property
+    def connection_session_id(self) -> str | None:
+        return self.session_id or self.sent_session_id
 
     @property
     def protocol_version(self) -> str | None:
@@ -181,6 +194,14 @@ def wrap_server_send_request(original: Any) -> Any:
 
     send_request.__wrapped__ = original  # type: ignore[attr-defined]
     return send_request
+
+
+def client_peer(session: Any) -> Peer | None:
+    """What a client session knows about its server (mcp 2.x: through its dispatcher, which
+    every entered session registers; mcp 1.x: its transport and ``initialize``)."""
+    dispatcher = getattr(session, "_dispatcher", None)
+    peer = _dispatcher_peers.get(dispatcher) if dispatcher is not None else None
+    return peer or _session_peers.get(session)
 
 
 def _register_dispatcher(session: Any) -> None:
@@ -381,11 +402,12 @@ class _NoSpan:
     ``rpc.response.status_code`` only when the peer answered with an error; an ``MCPError``
     raised without that came from no response (a timeout, a closed connection)."""
 
-    __slots__ = ("answered", "request_id")
+    __slots__ = ("answered", "peer", "request_id")
 
-    def __init__(self) -> None:
+    def __init__(self, peer: Peer | None = None) -> None:
         self.answered = False
         self.request_id: str | None = None  # what the dispatcher allocated
+        self.peer = peer  # the connection the request goes out on
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         if semconv.RPC_RESPONSE_STATUS_CODE in attributes:
@@ -473,11 +495,13 @@ def _note_session(session_id: object, message: object) -> None:
         and getattr(message, "method", None) is not None  # a response has an id, no method
         and str(request_id) == stand_in.request_id
     ):
-        _tag_session(session_id)
+        value = session_id_text(session_id)
+        if stand_in.peer is not None:
+            stand_in.peer.sent_session_id = value
+        _tag_session(value)
 
 
-def _tag_session(session_id: object) -> None:
-    value = session_id_text(session_id)
+def _tag_session(value: str | None) -> None:
     run = _request_run() if value is not None else None
     if run is not None and not run.ended:
         run.set_attributes({semconv.MCP_SESSION_ID: value})
@@ -514,7 +538,11 @@ def wrap_extract_session_id(original: Any) -> Any:
     ) -> Any:
         result = original(self, response, *args, **kwargs)
         try:
-            _tag_session(getattr(self, "session_id", None))
+            value = session_id_text(getattr(self, "session_id", None))
+            stand_in = _sending.get()
+            if value is not None and stand_in is not None and stand_in.peer is not None:
+                stand_in.peer.sent_session_id = value
+            _tag_session(value)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.client.session_id", error)
         return result
@@ -537,7 +565,7 @@ def wrap_send_raw_request(original: Any) -> Any:
         run = start(method, params, peer=peer)
         if run is None:
             return await original(self, method, params, *args, **kwargs)
-        sending = _NoSpan()
+        sending = _NoSpan(peer)
         token = _sending.set(sending)
         try:
             if isinstance(run, threadline.ToolRun):
@@ -671,7 +699,7 @@ def wrap_send_request(original: Any) -> Any:
             fail(run, error)
             raise
         if method == "initialize":
-            _v1_initialized(self, result)
+            _v1_initialized(self, result, run)
         finish(run, method, result)
         return result
 
@@ -690,17 +718,77 @@ def _v1_peer(session: Any) -> Peer | None:
 
 
 @guarded(site="threadline.mcp.client.v1_initialized")
-def _v1_initialized(session: Any, result: object) -> None:
+def _v1_initialized(session: Any, result: object, run: threadline.McpRun) -> None:
     """mcp 1.x keeps no negotiated version: remember the one its server answered with, if the
-    SDK accepts it (it fails the session otherwise)."""
+    SDK accepts it (it fails the session otherwise). Over streamable HTTP, the session id the
+    answer came with too: the transport learns it from this response only, so the session's
+    later requests take it from the peer at no cost of their own."""
+    peer = _session_peers.get(session)
+    if peer is not None and peer.session_id_of is not None:
+        session_id = session_id_text(peer.session_id_of())
+        if session_id is not None:
+            peer.session_id = session_id
+            run.set_attributes({semconv.MCP_SESSION_ID: session_id})
     version = answered_version(result)
     versions = _v1_versions()
     if version is None or (versions is not None and version not in versions[0]):
         return
-    peer = _session_peers.get(session)
     if peer is None:
         peer = _session_peers[session] = Peer(None, None, None)
     peer.version = version
+
+
+# --- mcp 1.x client transports ------------------------------------------------------------------
+# The read stream a 1.x client transport yielded -> what a session over it knows about its server.
+# Taken when the session is entered: its requests find it with the session lookup they make anyway.
+_stream_peers: weakref.WeakKeyDictionary[Any, Peer] = weakref.WeakKeyDictionary()
+_CLIENT_TRANSPORT_WRAPPER = "_threadline_client_transport"
+
+
+def wrap_client_transport(kind: str) -> Callable[[Any], Any]:
+    """A wrapper for an mcp 1.x client transport: ``stdio_client`` (``kind`` ``stdio``),
+    ``streamable_http_client`` (``http``), ``sse_client`` (``sse``) or ``websocket_client``
+    (``websocket``)."""
+
+    def wrap(original: Any) -> Any:
+        if getattr(original, _CLIENT_TRANSPORT_WRAPPER, False):
+            return original  # a module that imported it by name after it was wrapped
+
+        @contextlib.asynccontextmanager
+        async def transport(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            async with original(*args, **kwargs) as streams:
+                try:
+                    _stream_peers[streams[0]] = _transport_peer(kind, args, kwargs, streams)
+                except Exception as error:  # noqa: BLE001 - fail-open
+                    report("threadline.mcp.client.transport", error)
+                yield streams
+
+        functools.update_wrapper(transport, original)
+        setattr(transport, _CLIENT_TRANSPORT_WRAPPER, True)
+        return transport
+
+    return wrap
+
+
+def _transport_peer(
+    kind: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], streams: Any
+) -> Peer:
+    if kind == "stdio":
+        return Peer("pipe", None, None)
+    url = args[0] if args else kwargs.get("url")
+    address, port = server_address(url) if isinstance(url, str) else (None, None)
+    peer = Peer("tcp", address, port, protocol="websocket" if kind == "websocket" else "http")
+    if kind == "http" and len(streams) > 2 and callable(streams[2]):
+        peer.session_id_of = streams[2]  # the transport's get_session_id
+    return peer
+
+
+def _take_transport_peer(session: Any) -> None:
+    """An mcp 1.x client session entered over streams of a wrapped transport: its peer."""
+    stream = getattr(session, "_read_stream", None)
+    peer = _stream_peers.pop(stream, None) if stream is not None else None
+    if peer is not None and session not in _session_peers:
+        _session_peers[session] = peer
 
 
 # --- session duration ----------------------------------------------------------------------------
@@ -765,6 +853,8 @@ def wrap_session_enter(original: Any) -> Any:
         try:
             if not _stateless(self):
                 _session_starts[self] = time.monotonic()
+            if _stream_peers:
+                _take_transport_peer(self)
             _register_dispatcher(self)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.session_enter", error)

@@ -138,6 +138,19 @@ def apply(*, merge_tool_spans: bool = False) -> None:
             shared = "mcp.shared.session"
             patches.replace_in(shared, "BaseSession", "__aenter__", _client.wrap_session_enter)
             patches.replace_in(shared, "BaseSession", "__aexit__", _client.wrap_session_exit)
+            # Client transports: a session over their streams knows its server (network
+            # attributes); optional, as above.
+            for module, transport, kind in (
+                ("mcp.client.stdio", "stdio_client", "stdio"),
+                ("mcp", "stdio_client", "stdio"),
+                ("mcp.client.streamable_http", "streamable_http_client", "http"),
+                ("mcp.client.sse", "sse_client", "sse"),
+                ("mcp.client.websocket", "websocket_client", "websocket"),
+            ):
+                try:
+                    patches.replace_in(module, None, transport, _client.wrap_client_transport(kind))
+                except (ImportError, AttributeError) as error:
+                    _logger.debug("mcp has no %s.%s: %s", module, transport, error)
     except Exception as error:  # noqa: BLE001 - an unknown mcp layout: leave it untouched
         patches.undo()
         report("threadline.mcp.instrument", error)

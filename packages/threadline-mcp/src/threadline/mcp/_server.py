@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -38,6 +38,9 @@ from threadline.mcp._common import (
     version_text,
 )
 from threadline.propagation import has_context
+
+if TYPE_CHECKING:
+    from threadline.mcp._client import Peer
 
 _logger = logging.getLogger("threadline.mcp")
 
@@ -234,7 +237,10 @@ class ServerCall:
         notifications: NotificationPolicy = "traced",
         ambient: Context | None = None,
         network: bool = True,
+        upstream: Peer | None = None,
     ) -> ServerCall | None:
+        """``upstream``: for a client answering its server's request, the connection it
+        reached that server on (the request carries no network of its own)."""
         try:
             return cls._start(
                 method,
@@ -246,6 +252,7 @@ class ServerCall:
                 notifications=notifications,
                 ambient=ambient,
                 network=network,
+                upstream=upstream,
             )
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.server.start", error)
@@ -264,6 +271,7 @@ class ServerCall:
         notifications: NotificationPolicy,
         ambient: Context | None,
         network: bool,
+        upstream: Peer | None,
     ) -> ServerCall | None:
         notification = request_id is None
         if notification and notifications == "none":
@@ -283,13 +291,25 @@ class ServerCall:
         parent, links, traced = _parent(meta, headers, ambient=ambient)
         if notification and notifications == "traced" and not traced:
             return None  # e.g. notifications/initialized: no trace to join
-        session_id = _session_id(connection, headers)
+        if upstream is None:
+            session_id = _session_id(connection, headers)
+        else:
+            session_id = upstream.connection_session_id
         if not is_modern(protocol_version):
             _watch_session(connection, request, session_id)
         else:
             session_id = None  # 2026-07-28 and later have no sessions
         tool_name, prompt_name, resource_uri = targets(method, params)
-        transport, protocol, address, port = _network(request) if network else (None,) * 4
+        if upstream is not None:
+            # The requester is the MCP server: its address is this span's client.address.
+            transport, protocol, address, port = (
+                upstream.transport,
+                upstream.network_protocol,
+                upstream.address,
+                upstream.port,
+            )
+        else:
+            transport, protocol, address, port = _network(request) if network else (None,) * 4
         run = threadline.mcp_request(
             method,
             server=True,
@@ -572,7 +592,17 @@ def _replace_builtin_middleware() -> None:
 
 
 # --- mcp 1.x (no middleware, no propagation): installed by instrument() -------------------------
-def _v1_call(message: Any, req: Any, session: Any, *, network: bool = True) -> ServerCall | None:
+def _v1_call(
+    message: Any,
+    req: Any,
+    session: Any,
+    *,
+    network: bool = True,
+    upstream: Peer | None = None,
+    protocol_version: str | None = None,
+) -> ServerCall | None:
+    """``session``: the server session the request came in on; None for a client answering
+    its server (``upstream``: the connection, ``protocol_version``: what it negotiated)."""
     from threadline.mcp._client import note_http_session, v1_method_params, v1_negotiated_version
 
     method, params = v1_method_params(req)
@@ -582,16 +612,19 @@ def _v1_call(message: Any, req: Any, session: Any, *, network: bool = True) -> S
         request = getattr(metadata, "request_context", None)
     if request is not None:
         note_http_session(session)
+    if session is not None:
+        protocol_version = v1_negotiated_version(getattr(session, "client_params", None))
     return ServerCall.start(
         method,
         params,
         request_id=getattr(message, "request_id", None),
-        protocol_version=v1_negotiated_version(getattr(session, "client_params", None)),
+        protocol_version=protocol_version,
         request=request,
         # 1.x runs handlers in the session's task group, whose context is whatever was current
         # when the session started (over HTTP: the *first* request's), never this request's.
         ambient=_EMPTY,
         network=network,
+        upstream=upstream,
     )
 
 
@@ -729,6 +762,8 @@ def wrap_client_on_request(original: Any) -> Any:
     async def _on_request(self: Any, dctx: Any, method: str, params: Any, *args: Any) -> Any:
         call = None
         try:
+            from threadline.mcp._client import client_peer
+
             version = getattr(self, "_negotiated_version", None)
             call = ServerCall.start(
                 method,
@@ -737,6 +772,7 @@ def wrap_client_on_request(original: Any) -> Any:
                 protocol_version=version if isinstance(version, str) else None,
                 ambient=_EMPTY,
                 network=False,
+                upstream=client_peer(self),
             )
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.client.inbound", error)
@@ -760,7 +796,17 @@ def wrap_client_received_request(original: Any) -> Any:
     async def _received_request(self: Any, responder: Any, *args: Any, **kwargs: Any) -> Any:
         call = None
         try:
-            call = _v1_call(responder, getattr(responder, "request", None), None, network=False)
+            from threadline.mcp._client import client_peer
+
+            peer = client_peer(self)
+            call = _v1_call(
+                responder,
+                getattr(responder, "request", None),
+                None,
+                network=False,
+                upstream=peer,
+                protocol_version=peer.protocol_version if peer is not None else None,
+            )
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.client.v1_inbound", error)
         if call is None:
