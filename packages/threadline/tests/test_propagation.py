@@ -241,3 +241,37 @@ def test_malformed_tracestate_is_dropped_quietly(caplog: Any) -> None:
             assert dict(span_context.trace_state) == {}
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert sum("malformed tracestate" in r.getMessage() for r in caplog.records) == 5
+
+
+@given(
+    trace_id=st.integers(1, 2**128 - 1),
+    span_id=st.integers(1, 2**64 - 1),
+    flags=st.integers(0, 255),
+    state=st.lists(
+        st.tuples(
+            st.from_regex(r"[a-z][a-z0-9_\-*/]{0,8}", fullmatch=True),
+            st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True),
+        ),
+        max_size=3,
+        unique_by=lambda pair: pair[0],
+    ),
+)
+@settings(max_examples=200, deadline=None)
+def test_inject_writes_trace_context_as_the_w3c_propagator_does(
+    trace_id: int, span_id: int, flags: int, state: list[tuple[str, str]]
+) -> None:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    span_context = trace.SpanContext(
+        trace_id,
+        span_id,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(flags),
+        trace_state=trace.TraceState(state),
+    )
+    ctx = trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+    ours: dict[str, str] = {}
+    threadline.inject(ours, ctx)
+    theirs: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(theirs, ctx)
+    assert ours == theirs

@@ -61,12 +61,20 @@ def inject(carrier: MutableMapping[str, Any], context: Context | None = None) ->
     so keys outside the allow-list never leave the process."""
     try:
         ctx = context if context is not None else otel_context.get_current()
-        if trace.get_current_span(ctx).get_span_context().is_valid:
+        span_context = trace.get_current_span(ctx).get_span_context()
+        if span_context.is_valid:
             # a new traceparent: a tracestate already in the carrier belongs to another trace
             _drop_fields(carrier, _FIELDS)
+            # W3C trace context, as TraceContextTextMapPropagator.inject writes it, without
+            # looking the span up a second time (once per outgoing request)
+            carrier[TRACEPARENT] = (
+                f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}"
+                f"-{span_context.trace_flags:02x}"
+            )
+            if span_context.trace_state:
+                carrier[TRACESTATE] = span_context.trace_state.to_header()
         else:
             _drop_fields(carrier, (BAGGAGE,))
-        _tracecontext.inject(carrier, ctx)
         header = _baggage_header(ctx)
         if header:
             carrier[BAGGAGE] = header
@@ -106,9 +114,12 @@ def has_context(carrier: object) -> bool:
 
 
 def _baggage_header(ctx: Context) -> str:
+    entries = _baggage_entries(ctx)
+    if not entries:
+        return ""
     allow = config.current().baggage_allowlist
     members = []
-    for key, value in _baggage_entries(ctx).items():
+    for key, value in entries.items():
         if key in allow and isinstance(value, str) and len(value) <= _MAX_VALUE:
             members.append(f"{key}={quote(value, safe='')}")
     return ",".join(members[:_MAX_BAGGAGE_MEMBERS])

@@ -402,12 +402,13 @@ class _NoSpan:
     ``rpc.response.status_code`` only when the peer answered with an error; an ``MCPError``
     raised without that came from no response (a timeout, a closed connection)."""
 
-    __slots__ = ("answered", "peer", "request_id")
+    __slots__ = ("answered", "peer", "request_id", "run")
 
-    def __init__(self, peer: Peer | None = None) -> None:
+    def __init__(self, peer: Peer | None = None, run: threadline.Run | None = None) -> None:
         self.answered = False
         self.request_id: str | None = None  # what the dispatcher allocated
         self.peer = peer  # the connection the request goes out on
+        self.run = run  # what records the request: our CLIENT run, or a merged tool span
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         if semconv.RPC_RESPONSE_STATUS_CODE in attributes:
@@ -445,7 +446,7 @@ def sdk_span(name: str, *, attributes: Mapping[str, Any] | None = None, **_: Any
         if attributes and semconv.JSONRPC_REQUEST_ID in attributes:
             request_id = str(attributes[semconv.JSONRPC_REQUEST_ID])
             stand_in.request_id = request_id
-            target = _request_run()
+            target = stand_in.run
             if target is not None:
                 target.set_attributes({semconv.JSONRPC_REQUEST_ID: request_id})
     except Exception as error:  # noqa: BLE001 - fail-open
@@ -565,7 +566,7 @@ def wrap_send_raw_request(original: Any) -> Any:
         run = start(method, params, peer=peer)
         if run is None:
             return await original(self, method, params, *args, **kwargs)
-        sending = _NoSpan(peer)
+        sending = _NoSpan(peer, run)
         token = _sending.set(sending)
         try:
             if isinstance(run, threadline.ToolRun):
