@@ -404,6 +404,10 @@ SYSTEM_HISTORY = [
             "amazon_bedrock", SYSTEM_HISTORY, [BRIEF, CITE, FRENCH],
             ["user", "assistant", "user"], id="bedrock",
         ),
+        pytest.param(  # an empty system prompt: no instructions at all
+            "anthropic", [SystemMessage(""), *SYSTEM_HISTORY[2:]], None,
+            ["user", "assistant", "system", "user"], id="anthropic-empty",
+        ),
         pytest.param(  # OpenAI's API takes system messages in the history
             "openai", SYSTEM_HISTORY, None,
             ["system", "system", "user", "assistant", "system", "user"], id="openai",

@@ -313,6 +313,14 @@ def test_media_in_a_tool_result_is_redacted_and_recorded_as_parts(
     assert json.loads(redacted) == [recorded[0], recorded[2]]
     assert base64.b64encode(png[:64]).decode() not in redacted
     telemetry.assert_conformant()
+    # A redactor answering with something that is no part loses that part only.
+    threadline.configure(redactor=lambda part: {"bad": 1} if isinstance(part, BlobPart) else part)
+    with threadline.execute_tool("chart_misredacted") as tool:
+        tool.update(result=result)
+    misredacted = find(telemetry.spans(), "execute_tool chart_misredacted")
+    assert json.loads(misredacted.attributes[semconv.GEN_AI_TOOL_CALL_RESULT]) == json.loads(
+        redacted
+    )
 
 
 def test_non_finite_numbers_are_recorded_as_null(

@@ -238,7 +238,13 @@ class _Limiter:
         """A media part inside other content (an image a tool returned): passed through the
         redactor on its own, as in a message, and recorded as that part (None: redacted away)."""
         kept = self.redact(part)
-        return None if kept is None else _part_json(kept, self)  # type: ignore[arg-type]
+        if kept is None:
+            return None
+        try:
+            return _part_json(kept, self)  # type: ignore[arg-type]
+        except Exception as error:  # noqa: BLE001 - a malformed part loses only itself
+            report("content.part", error)
+            return None
 
 
 def _valid_unicode(value: str) -> str:

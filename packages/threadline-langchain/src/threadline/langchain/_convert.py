@@ -696,7 +696,7 @@ def system_instructions(
     for index in apart:
         parts.extend(_content_parts(getattr(messages[index], "content", None)))
     lifted = set(apart)
-    return [m for i, m in enumerate(messages) if i not in lifted], parts
+    return [m for i, m in enumerate(messages) if i not in lifted], parts or None
 
 
 def _is_system(message: Any) -> bool:

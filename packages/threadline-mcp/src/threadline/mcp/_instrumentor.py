@@ -149,7 +149,7 @@ def apply(*, merge_tool_spans: bool = False) -> None:
             ):
                 try:
                     patches.replace_in(module, None, transport, _client.wrap_client_transport(kind))
-                except (ImportError, AttributeError) as error:
+                except Exception as error:  # noqa: BLE001 - absent, or its imports fail
                     _logger.debug("mcp has no %s.%s: %s", module, transport, error)
     except Exception as error:  # noqa: BLE001 - an unknown mcp layout: leave it untouched
         patches.undo()

@@ -255,9 +255,6 @@ def _watch_event_streams() -> None:
                 with contextlib.suppress(Exception):  # unmarked, closing early reads as failed
                     self._threadline_closed = mark
                 await start(self)
-            except asyncio.CancelledError:
-                consumer_closed(mark)  # a timeout while the run starts: cut short
-                raise
             finally:
                 unwatch_consumer(token)
 
