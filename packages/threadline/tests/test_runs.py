@@ -252,6 +252,30 @@ def test_cancelled_run_is_settled_by_its_enclosing_run(
     telemetry.assert_conformant()
 
 
+@pytest.mark.parametrize("stopped_early", [False, True])
+def test_a_with_block_cancelled_is_settled_as_a_cancelled_run(
+    telemetry: Telemetry, stopped_early: bool
+) -> None:
+    """A run's ``with`` block that a cancellation leaves is cancelled, not failed outright: a
+    consumer closing the agent's stream cancelled it (no failure), a timeout did not."""
+
+    async def main() -> None:
+        with threadline.invoke_agent("support") as agent:
+            with pytest.raises(asyncio.CancelledError):
+                with threadline.inference("gpt-4o", provider="openai"):
+                    raise asyncio.CancelledError
+            if not stopped_early:
+                return
+            agent.end(stopped_early=True)
+
+    asyncio.run(main())
+    call = telemetry.find("chat gpt-4o")
+    assert (call.status_code == "ERROR") is not stopped_early
+    assert (semconv.ERROR_TYPE in call.attributes) is not stopped_early
+    assert telemetry.find("invoke_agent support").status_code == "UNSET"
+    assert len(threadline.open_runs) == 0
+
+
 def test_cancelled_runs_nest(telemetry: Telemetry) -> None:
     """A run cancelled inside one that was cancelled before it waits with it, and never ends
     after it."""
@@ -1094,7 +1118,7 @@ def test_a_pending_span_makes_its_run_once_when_first_needed(telemetry: Telemetr
     started in the pending context makes the step's run (once) and nests under it; a session
     opened there holds what the framework starts beneath its own run; asking nothing makes
     nothing; a failure to make it is no failure of the app's."""
-    from threadline._runs import beneath, pending_context
+    from threadline._runs import beneath, current_made_run, pending_context
 
     tracer = trace.get_tracer("app")
     made: list[threadline.Run] = []
@@ -1111,7 +1135,7 @@ def test_a_pending_span_makes_its_run_once_when_first_needed(telemetry: Telemetr
         with tracer.start_as_current_span("app.step"), threadline.session("s-1"):
             assert len(made) == 1
             inner = beneath(made[0])  # where the framework starts a call beneath its step
-            assert threadline.current_run(inner) is None  # the app's span, with the session
+            assert threadline.current_run(inner) is made[0]  # the app's span is no run
             with threadline.inference("m", provider="openai", parent=inner) as call:
                 assert call.parent_run is made[0]
         with threadline.execute_tool("t") as tool:
@@ -1129,12 +1153,21 @@ def test_a_pending_span_makes_its_run_once_when_first_needed(telemetry: Telemetr
         "  execute_tool t [INTERNAL]"
     )
 
+    # the app asking for the current run makes it, as a child span would; only looking does not
+    ctx, pending = pending_context(otel_context.Context(), make)
+    assert current_made_run(ctx) is None
+    assert len(made) == 1
+    assert threadline.current_run(ctx) is made[1]
+    assert current_made_run(ctx) is made[1]
+    pending.settle(made[1])
+    made[1].end()
+
     # settled with no run before anything asked: children are roots, nothing is made
     ctx, pending = pending_context(otel_context.Context(), make)
     pending.settle(None)
     with tracer.start_as_current_span("alone", context=ctx) as alone:
         assert alone.parent is None  # type: ignore[attr-defined]
-    assert len(made) == 1
+    assert len(made) == 2
 
     def broken() -> threadline.Run:
         raise RuntimeError("integration bug")

@@ -206,7 +206,7 @@ def _unwind_pending_detaches() -> None:
     """Detach runs beneath the current one that asked to detach while covered (their own
     attachment, or scopes left open when they ended)."""
     while True:
-        run = current_run()
+        run = current_made_run()
         if run is None or not run._detach_pending or otel_context.get_current() is not run._ctx:
             return
         if run._token is not None:
@@ -456,9 +456,19 @@ def _run_of(value: object) -> Run | None:
 
 
 def current_run(ctx: Context | None = None) -> Run | None:
-    """The innermost threadline run of ``ctx`` (default: the current context)."""
+    """The innermost threadline run of ``ctx`` (default: the current context). A framework's
+    step whose span is still pending (see :class:`PendingSpan`) gets its run made now, as a
+    child span would make it."""
+    return _run_of(otel_context.get_value(_RUN_KEY, ctx))
+
+
+def current_made_run(ctx: Context | None = None) -> Run | None:
+    """:func:`current_run` for code that only looks (a transport sending a message, an
+    unwinding context): a pending step's run if it has been made, and none is made."""
     value = otel_context.get_value(_RUN_KEY, ctx)
-    return value if isinstance(value, Run) else None
+    if isinstance(value, Run):
+        return value
+    return value._run if isinstance(value, PendingSpan) else None
 
 
 def _description(error: BaseException) -> str:
@@ -730,10 +740,8 @@ class Run:
         self.detach()
         if exc is None:
             self.end()
-        elif isinstance(exc, GeneratorExit):
-            self.end(stopped_early=True)  # the consumer closed the generator
         else:
-            self.fail(exc)
+            self.end_with_exception(exc)
         return False  # the user's exception propagates untouched
 
     # --- ending --------------------------------------------------------------------------------
@@ -773,6 +781,17 @@ class Run:
         if isinstance(error, BaseException):
             _emit_exception_event(self, error, end_time)
         self._finish(kind, end_time)
+
+    def end_with_exception(self, error: BaseException) -> None:
+        """End the run with the exception its operation raised: a closed generator means its
+        consumer stopped early (no failure), a cancellation came from outside (see
+        :meth:`cancel`), anything else is a failure."""
+        if isinstance(error, GeneratorExit):
+            self.end(stopped_early=True)
+        elif isinstance(error, asyncio.CancelledError):
+            self.cancel(error)
+        else:
+            self.fail(error)
 
     def _set_error(self, error: BaseException | str, description: str | None) -> str:
         """Status ERROR and ``error.type`` on the span; returns the error type."""

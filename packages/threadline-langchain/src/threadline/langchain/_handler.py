@@ -49,7 +49,7 @@ from threadline._context import (
 from threadline._deferred import when_imported
 from threadline._failopen import report
 from threadline._patching import Patches
-from threadline._runs import PendingSpan, beneath, pending_context
+from threadline._runs import PendingSpan, beneath, current_made_run, pending_context
 from threadline.langchain import _convert
 
 __all__ = ["CallbackHandler"]
@@ -448,7 +448,7 @@ def _restore(before: Context) -> None:
     current there (its end came in another task, which could not detach it)."""
     try:
         if otel_context.get_current() is not before:
-            left = threadline.current_run()
+            left = current_made_run()
             if left is not None and left.ended:
                 threadline.attach_context(before)  # nothing to detach: the call is over
     except Exception as error:  # noqa: BLE001 - fail-open
@@ -1508,19 +1508,14 @@ def _chain_over(run_id: UUID, error: BaseException | None) -> Run | None:
 
 
 def _finish(run: Run, error: BaseException) -> None:
-    if isinstance(error, GeneratorExit):
-        run.end(stopped_early=True)  # the consumer stopped iterating a stream
-    elif _is_control_flow(error):
+    if _is_control_flow(error):
         run.end()
-    elif isinstance(error, asyncio.CancelledError):
-        if closed_by_consumer():
-            run.end(stopped_early=True)  # an event stream its consumer closed
-        else:
-            # Leaving an agent's stream early cancels the model call in flight: no failure if
-            # that is why (the agent's run then ends as stopped early), else one.
-            run.cancel(error)
+    elif isinstance(error, asyncio.CancelledError) and closed_by_consumer():
+        run.end(stopped_early=True)  # an event stream its consumer closed
     else:
-        run.fail(error)
+        # Leaving an agent's stream early cancels the model call in flight: no failure if that
+        # is why (the agent's run then ends as stopped early), else one.
+        run.end_with_exception(error)
 
 
 def _app_name(name: str) -> str | None:

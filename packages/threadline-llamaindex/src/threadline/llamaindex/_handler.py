@@ -16,7 +16,6 @@ abandoned by threadline's reaper.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import functools
@@ -380,7 +379,7 @@ class _WorkflowScope:
             if error is None:
                 agent.end(stopped_early=stopped_early)
             else:
-                _fail(agent, error)
+                agent.end_with_exception(error)
 
 
 @functools.cache
@@ -393,15 +392,6 @@ def _exits_with_stop_event() -> bool:
     except metadata.PackageNotFoundError:  # the workflows inside llama-index-core (0.12)
         return False
     return major.isdigit() and int(major) >= 2
-
-
-def _fail(run: threadline.Run, error: BaseException) -> None:
-    """End a run that raised. A cancellation came from outside: whether it is a failure is the
-    enclosing run's to settle (the app stopping a workflow is none, a timeout is one)."""
-    if isinstance(error, asyncio.CancelledError):
-        run.cancel(error)
-    else:
-        run.fail(error)
 
 
 def _record_response(
@@ -711,7 +701,7 @@ class Tracker:
         elif isinstance(error, GeneratorExit):
             root.end(stopped_early=True)
         else:
-            _fail(root, error)
+            root.end_with_exception(error)
 
     def _add_workflow(self, id_: str, run: threadline.Run, instance: Any, kind: Kind) -> None:
         workflows = self.workflows
@@ -919,7 +909,7 @@ class Tracker:
         if failure is None:
             run.end(stopped_early=stopped)
         else:
-            _fail(run, failure)
+            run.end_with_exception(failure)
 
     # --- propagation ---------------------------------------------------------------------------
     def capture(self) -> dict[str, Any]:
@@ -976,7 +966,7 @@ class Tracker:
         if isinstance(error, GeneratorExit):
             run.end()  # the consumer closed the stream early
         elif isinstance(error, BaseException):
-            _fail(run, error)
+            run.end_with_exception(error)
         else:
             run.fail(semconv.ERROR_TYPE_OTHER)
         if self.stream_roots:

@@ -25,6 +25,7 @@ from opentelemetry.trace import SpanKind
 import threadline
 from threadline import semconv
 from threadline._failopen import guarded, report
+from threadline._runs import current_made_run
 from threadline.mcp._common import (
     error_code,
     is_cancellation,
@@ -54,7 +55,7 @@ class Options:
 def _merge_into_tool_span(
     tool_name: str | None, params: object, request_id: int | str | None, peer: Peer | None
 ) -> threadline.ToolRun | None:
-    outer = threadline.current_run()
+    outer = current_made_run()
     if (
         not isinstance(outer, threadline.ToolRun)
         or outer.name != tool_name
@@ -477,7 +478,7 @@ def wrap_make_context(original: Any) -> Any:
 def _request_run() -> threadline.Run | None:
     """The run recording the request being sent in this context: our CLIENT run, or the tool
     span a merged ``tools/call`` is recorded on."""
-    run = threadline.current_run()
+    run = current_made_run()
     if isinstance(run, threadline.McpRun) and run.kind is SpanKind.CLIENT:
         return run
     merged = _merged_call.get()

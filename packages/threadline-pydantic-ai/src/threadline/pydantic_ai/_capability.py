@@ -737,10 +737,8 @@ class Tracing(AbstractCapability[Any]):
                 tool.end()
             elif isinstance(error, _CONTROL_FLOW):
                 tool.end()
-            elif isinstance(error, asyncio.CancelledError):
-                tool.cancel(error)  # a failure unless the run was stopped early
             else:
-                tool.fail(error)
+                tool.end_with_exception(error)  # a cancellation fails unless stopped early
             raise
         finally:
             tool.detach()
