@@ -458,6 +458,94 @@ def test_delegation(telemetry: Telemetry) -> None:
     telemetry.assert_conformant()
 
 
+def test_output_function_is_a_tool_call(telemetry: Telemetry) -> None:
+    """An output function is user code the model calls like a tool (a hand-off to another
+    agent, say): each call gets an ``execute_tool`` span, current while it runs. Pydantic AI 2.x
+    runs it in the output hooks, 1.x through the tool hooks."""
+    from pydantic_ai import ToolOutput
+
+    expert: Agent[None, str] = Agent(
+        scripted(text("42", "resp_expert"), name="expert-model"),
+        name="expert",
+        capabilities=[Tracing()],
+    )
+
+    async def hand_off(ctx: RunContext[None], question: str) -> str:
+        if not question:
+            raise ModelRetry("ask a question")
+        return (await expert.run(question, usage=ctx.usage)).output
+
+    router: Agent[None, str] = Agent(
+        scripted(
+            tool_calls(("hand_off", {"question": ""}, "out_1")),
+            tool_calls(("hand_off", {"question": "meaning?"}, "out_2")),
+            name="router-model",
+        ),
+        name="router",
+        output_type=ToolOutput(hand_off, name="hand_off"),
+        capabilities=[Tracing()],
+    )
+
+    assert router.run_sync("go").output == "42"
+    assert telemetry.tree(
+        attributes=(semconv.GEN_AI_TOOL_CALL_ID, semconv.THREADLINE_RETRY_CAUSE)
+    ) == "\n".join(
+        [
+            f"{agent_span('router')} [INTERNAL]",
+            "  chat router-model [CLIENT]",
+            "  execute_tool hand_off [INTERNAL] gen_ai.tool.call.id=out_1"
+            " threadline.retry.cause=model_retry",
+            "  chat router-model [CLIENT] threadline.retry.cause=output_validation",
+            "  execute_tool hand_off [INTERNAL] gen_ai.tool.call.id=out_2",
+            f"    {agent_span('expert')} [INTERNAL]",
+            "      chat expert-model [CLIENT]",
+        ]
+    )
+    telemetry.assert_conformant()
+
+
+def test_streamed_output_function_is_one_tool_call(telemetry: Telemetry) -> None:
+    """Streamed, Pydantic AI calls the output function on every partial output as well: the
+    call is recorded once, when it runs on the final output."""
+    from pydantic_ai import ToolOutput
+
+    partial: list[bool] = []
+
+    def final(ctx: RunContext[None], x: int, y: str = "") -> str:
+        partial.append(ctx.partial_output)
+        return f"{x}{y}"
+
+    async def stream_fn(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[Any]:
+        name = info.output_tools[0].name
+        yield {0: DeltaToolCall(name=name, json_args='{"x": 1', tool_call_id="out_1")}
+        yield {0: DeltaToolCall(json_args=', "y": "ab')}
+        yield {0: DeltaToolCall(json_args='c"}')}
+
+    agent: Agent[None, str] = Agent(
+        FunctionModel(stream_function=stream_fn, model_name="s"),
+        name="streamer",
+        output_type=ToolOutput(final, name="final_result"),
+        capabilities=[Tracing()],
+    )
+
+    async def consume() -> str:
+        async with agent.run_stream("go") as stream:
+            async for _ in stream.stream_output(debounce_by=None):
+                pass
+            return await stream.get_output()
+
+    assert asyncio.run(consume()) == "1abc"
+    assert True in partial  # it did run on partial outputs
+    assert partial[-1] is False
+    assert telemetry.tree(attributes=(semconv.GEN_AI_TOOL_CALL_ID,)) == "\n".join(
+        [
+            f"{agent_span('streamer')} [INTERNAL]",
+            "  chat s [CLIENT]",
+            "  execute_tool final_result [INTERNAL] gen_ai.tool.call.id=out_1",
+        ]
+    )
+
+
 def test_tool_that_raises(telemetry: Telemetry) -> None:
     boom = ValueError("database down")
     agent: Agent[None, str] = Agent(
@@ -538,6 +626,16 @@ def _adder(*capabilities: Any, retries: int = 1) -> Agent[None, str]:
         return a + b
 
     return agent
+
+
+@dataclass
+class Repair(AbstractCapability[Any]):
+    """Recovers any tool call whose arguments fail validation with valid ones for ``add``."""
+
+    async def on_tool_validate_error(
+        self, ctx: Any, *, call: Any, tool_def: Any, args: Any, error: Any
+    ) -> Any:
+        return {"a": 1, "b": 2}
 
 
 INVALID_CALL = (
@@ -626,14 +724,6 @@ def test_argument_validator_retry_is_not_a_failure(telemetry: Telemetry) -> None
 def test_tool_arguments_recovered_by_a_capability_are_no_retry(telemetry: Telemetry) -> None:
     """A capability may recover a validation error after Tracing has seen it (hooks handling
     it run from the last capability to the first): the call then runs, once."""
-
-    @dataclass
-    class Repair(AbstractCapability[Any]):
-        async def on_tool_validate_error(
-            self, ctx: Any, *, call: Any, tool_def: Any, args: Any, error: Any
-        ) -> Any:
-            return {"a": 1, "b": 2}
-
     assert _adder(Repair(), Tracing()).run_sync("go").output == "done"
     calls = [s for s in telemetry.spans() if s.name == "execute_tool add"]
     assert [s.attributes[semconv.GEN_AI_TOOL_CALL_ID] for s in calls] == ["call_1", "call_2"]
@@ -1426,13 +1516,6 @@ def test_tool_arguments_recovered_in_the_last_step_are_no_retry(
     """With the output in the same response, no request follows the repaired call: its running
     alone tells it was no retry."""
     from pydantic_ai.messages import ToolCallPart
-
-    @dataclass
-    class Repair(AbstractCapability[Any]):
-        async def on_tool_validate_error(
-            self, ctx: Any, *, call: Any, tool_def: Any, args: Any, error: Any
-        ) -> Any:
-            return {"a": 1, "b": 2}
 
     last = ModelResponse(
         parts=[

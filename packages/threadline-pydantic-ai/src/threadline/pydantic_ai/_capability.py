@@ -151,6 +151,9 @@ _SKIPPED_REQUEST: tuple[type[BaseException], ...] = tuple(
     cls for cls in (getattr(_exc, "SkipModelRequest", None),) if isinstance(cls, type)
 )
 
+# Pydantic AI 2.x runs output functions in this hook; 1.x passes output tools to the tool hooks.
+_OUTPUT_PROCESS_HOOK = hasattr(AbstractCapability, "wrap_output_process")
+
 _STREAM_ATTRIBUTES = {semconv.GEN_AI_REQUEST_STREAM: True}
 _OUTPUT_TYPES = {"text": "text", "native": "json", "prompted": "json", "image": "image"}
 _SETTINGS_KEYS = (
@@ -217,6 +220,28 @@ async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIt
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def _run_tool(tool: ToolRun, handler: Any, args: Any) -> Any:
+    """Run a tool call (or output function) through ``handler`` as the current span ``tool``."""
+    tool.attach()  # a sub-agent or HTTP call inside the tool nests under it
+    try:
+        result = await handler(args)
+    except BaseException as error:
+        if isinstance(error, _RETRY_ERRORS):
+            tool.set_attributes({semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_MODEL_RETRY})
+            tool.end()
+        elif isinstance(error, _CONTROL_FLOW):
+            tool.end()
+        else:
+            tool.end_with_exception(error)  # a cancellation fails unless stopped early
+        raise
+    finally:
+        tool.detach()
+    if threadline.capture_enabled():
+        tool.update(result=_model_visible(result))
+    tool.end()
+    return result
 
 
 _event_streams_watched = [False]
@@ -696,7 +721,8 @@ class Tracing(AbstractCapability[Any]):
     # --- tools -----------------------------------------------------------------------------
     def _start_tool(
         self,
-        call: Any,
+        name: str,
+        call_id: str | None,
         tool_def: Any,
         args: Any,
         parent: AgentRun,
@@ -704,9 +730,9 @@ class Tracing(AbstractCapability[Any]):
     ) -> ToolRun | None:
         try:
             return threadline.execute_tool(
-                call.tool_name,
+                name,
                 parent=parent,
-                call_id=call.tool_call_id,
+                call_id=call_id,
                 description=getattr(tool_def, "description", None),
                 arguments=args if threadline.capture_enabled() else None,
                 start_time=start_time,
@@ -719,33 +745,44 @@ class Tracing(AbstractCapability[Any]):
         self, ctx: Any, *, call: Any, tool_def: Any, args: Any, handler: Any
     ) -> Any:
         state = self._state(ctx)
-        if state is None:
+        if state is None or (
+            # An output tool (1.x): recorded by wrap_output_process where Pydantic AI has it,
+            # and never for a streamed partial output (validated again on every chunk).
+            getattr(tool_def, "kind", None) == "output"
+            and (_OUTPUT_PROCESS_HOOK or getattr(ctx, "partial_output", False))
+        ):
             return await handler(args)
         if state.invalid:  # its arguments failed validation and a capability repaired them
             state.invalid.pop(call.tool_call_id, None)
-        tool = self._start_tool(call, tool_def, args, state.run)
+        tool = self._start_tool(call.tool_name, call.tool_call_id, tool_def, args, state.run)
         if tool is None:
             return await handler(args)
-        tool.attach()  # a sub-agent or HTTP call inside the tool nests under it
+        return await _run_tool(tool, handler, args)
+
+    async def wrap_output_process(
+        self, ctx: Any, *, output_context: Any, output: Any, handler: Any
+    ) -> Any:
+        # Pydantic AI 2.x runs output functions here, not through wrap_tool_execute. Output
+        # without a function runs no user code (no span, as in Pydantic AI's instrumentation);
+        # streamed, the function also runs on every partial output: only the final call counts.
+        if not getattr(output_context, "has_function", False) or ctx.partial_output:
+            return await handler(output)
+        state = self._state(ctx)
+        if state is None:
+            return await handler(output)
+        tool = None
         try:
-            result = await handler(args)
-        except BaseException as error:
-            if isinstance(error, _RETRY_ERRORS):
-                tool.set_attributes(
-                    {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_MODEL_RETRY}
-                )
-                tool.end()
-            elif isinstance(error, _CONTROL_FLOW):
-                tool.end()
-            else:
-                tool.end_with_exception(error)  # a cancellation fails unless stopped early
-            raise
-        finally:
-            tool.detach()
-        if threadline.capture_enabled():
-            tool.update(result=_model_visible(result))
-        tool.end()
-        return result
+            call = output_context.tool_call
+            name = (
+                call.tool_name if call is not None else output_context.function_name
+            ) or "output_function"
+            call_id = call.tool_call_id if call is not None else None
+            tool = self._start_tool(name, call_id, output_context.tool_def, output, state.run)
+        except Exception as error:  # noqa: BLE001
+            report("threadline.pydantic_ai.wrap_output_process", error)
+        if tool is None:
+            return await handler(output)
+        return await _run_tool(tool, handler, output)
 
     async def on_tool_validate_error(
         self, ctx: Any, *, call: Any, tool_def: Any, args: Any, error: Any
@@ -786,7 +823,9 @@ class Tracing(AbstractCapability[Any]):
             for call_id, (call, tool_def, args, error, at) in invalid.items():
                 if call_id in ran:
                     continue
-                tool = self._start_tool(call, tool_def, args, state.run, start_time=at)
+                tool = self._start_tool(
+                    call.tool_name, call.tool_call_id, tool_def, args, state.run, start_time=at
+                )
                 if tool is None:
                     continue
                 tool.set_attributes(
