@@ -1,5 +1,5 @@
 """Client side of the cross-process tests: start ``mcp_server.py`` in a subprocess and talk to it
-over stdio or streamable HTTP with whichever mcp major is installed."""
+over stdio, streamable HTTP or the legacy SSE transport with whichever mcp major is installed."""
 
 from __future__ import annotations
 
@@ -24,12 +24,19 @@ def server_env(**extra: str) -> dict[str, str]:
     return env
 
 
+class SseUrl(str):
+    """The URL of a server on the legacy SSE transport (``connect`` opens an SSE client)."""
+
+
 @contextmanager
-def http_server(tmp_path: Path, spans: Path, **env: str) -> Iterator[str]:
-    """A server subprocess on 127.0.0.1 at an ephemeral port; yields its MCP URL."""
+def http_server(
+    tmp_path: Path, spans: Path, *, transport: str = "http", **env: str
+) -> Iterator[str]:
+    """A server subprocess on 127.0.0.1 at an ephemeral port; yields its MCP URL (``transport``
+    ``sse``: its SSE endpoint, as an :class:`SseUrl`)."""
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
-        [sys.executable, str(SERVER), "http", str(spans), str(port_file)],
+        [sys.executable, str(SERVER), transport, str(spans), str(port_file)],
         env=server_env(**env),
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "server.log", "w"),  # noqa: SIM115
@@ -44,7 +51,8 @@ def http_server(tmp_path: Path, spans: Path, **env: str) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise TimeoutError("server did not start")
             time.sleep(0.02)
-        yield f"http://127.0.0.1:{port_file.read_text()}/mcp"
+        base = f"http://127.0.0.1:{port_file.read_text()}"
+        yield SseUrl(f"{base}/sse") if transport == "sse" else f"{base}/mcp"
     finally:
         proc.terminate()
         try:
@@ -83,17 +91,30 @@ def stdio_params(spans: Path, **env: str) -> Any:
 
 @asynccontextmanager
 async def connect(target: Any, *, mode: str = "legacy", **options: Any) -> AsyncIterator[Session]:
-    """``target``: stdio parameters or an HTTP URL. ``mode`` (mcp 2.x): legacy or auto.
-    ``options``: client callbacks such as ``sampling_callback``."""
+    """``target``: stdio parameters, an HTTP URL or an :class:`SseUrl`. ``mode`` (mcp 2.x):
+    legacy or auto. ``options``: client callbacks such as ``sampling_callback``."""
     if MAJOR >= 2:
         from mcp import Client
 
+        if isinstance(target, SseUrl):  # a transport the Client is given, not a URL
+            from mcp.client.sse import sse_client
+
+            target = sse_client(str(target))
         async with Client(target, mode=mode, **options) as client:  # type: ignore[arg-type]
             yield Session(client)
         return
     from mcp import ClientSession
 
-    if isinstance(target, str):
+    if isinstance(target, SseUrl):
+        from mcp.client.sse import sse_client
+
+        async with (
+            sse_client(str(target)) as (read, write),
+            ClientSession(read, write, **options) as session,
+        ):
+            await session.initialize()
+            yield Session(session)
+    elif isinstance(target, str):
         from mcp.client.streamable_http import streamable_http_client
 
         async with (

@@ -2,6 +2,7 @@
 
     python mcp_server.py stdio SPANS_FILE
     python mcp_server.py http SPANS_FILE PORT_FILE      # 127.0.0.1, ephemeral port
+    python mcp_server.py sse SPANS_FILE PORT_FILE       # the legacy SSE transport, likewise
 
 Spans go to SPANS_FILE as JSON lines. mcp 2.x servers use ``TracingMiddleware``; mcp 1.x servers
 are traced by ``threadline.mcp.instrument()``. Set ``SERVER_LOWLEVEL=1`` (mcp 2.x) for a low-level
@@ -192,9 +193,10 @@ def http_span(app: Any) -> Any:
     return traced
 
 
-def serve_http(server: Any, port_file: str, on_exit: Any = None) -> None:
-    """Serve until SIGTERM; ``on_exit`` runs once the server has shut down (uvicorn re-raises
-    the signal when ``serve`` returns, so nothing after it would run)."""
+def serve_http(server: Any, port_file: str, on_exit: Any = None, *, sse: bool = False) -> None:
+    """Serve until SIGTERM (streamable HTTP at /mcp, or with ``sse`` the legacy SSE transport
+    at /sse); ``on_exit`` runs once the server has shut down (uvicorn re-raises the signal
+    when ``serve`` returns, so nothing after it would run)."""
     import anyio
     import uvicorn
 
@@ -213,7 +215,7 @@ def serve_http(server: Any, port_file: str, on_exit: Any = None) -> None:
             stateless["stateless_http"] = True
         else:
             server.settings.stateless_http = True  # FastMCP reads it from its settings
-    app = server.streamable_http_app(**stateless)
+    app = server.sse_app() if sse else server.streamable_http_app(**stateless)
     if os.environ.get("SERVER_HTTP_SPAN"):
         app = http_span(app)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
@@ -288,7 +290,7 @@ def main() -> None:
         else:
             server.run("stdio")
     else:
-        serve_http(server, sys.argv[3], on_exit=dump_metrics)
+        serve_http(server, sys.argv[3], on_exit=dump_metrics, sse=transport == "sse")
         return
     if dump_metrics is not None:
         dump_metrics()

@@ -3,7 +3,8 @@
 JSON-lines file. The two halves are merged and checked as one tree.
 
 In-process clients copy contextvars into the server and would pass without any propagation, so
-every server here is a real subprocess, over stdio or streamable HTTP on 127.0.0.1.
+every server here is a real subprocess, over stdio, or streamable HTTP or the legacy SSE transport
+on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -36,9 +37,15 @@ if MAJOR >= 2:
         ("http", "auto", "lowlevel"),
         ("stdio", "legacy", "instrumented"),
         ("http", "legacy", "instrumented"),
+        ("sse", "legacy", "mcpserver"),
+        ("sse", "auto", "instrumented"),
     ]
 else:
-    CASES = [("stdio", "legacy", "fastmcp"), ("http", "legacy", "fastmcp")]
+    CASES = [
+        ("stdio", "legacy", "fastmcp"),
+        ("http", "legacy", "fastmcp"),
+        ("sse", "legacy", "fastmcp"),
+    ]
 
 # How mcp_server.py builds each server flavour ("instrumented": instrument() alone, no middleware).
 FLAVOUR_ENV = {
@@ -72,7 +79,7 @@ def _run(
     if transport == "stdio":
         results = anyio.run(_agent_turn, stdio_params(spans_file, **env), mode, calls)
     else:
-        with http_server(tmp_path, spans_file, **env) as url:
+        with http_server(tmp_path, spans_file, transport=transport, **env) as url:
             results = anyio.run(_agent_turn, url, mode, calls)
     return results, read_spans_jsonl(spans_file)
 
@@ -127,12 +134,14 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     assert client_call.attributes["mcp.method.name"] == "tools/call"
     assert client_call.attributes["gen_ai.operation.name"] == "execute_tool"
     assert client_call.attributes["mcp.protocol.version"] == expected["mcp.protocol.version"]
-    # The 2.x Client knows its transport; a 1.x session, the transport its streams came from.
+    # The 2.x Client knows its transport (given the SSE transport itself, from its streams as a
+    # 1.x session does); a 1.x session, the transport its streams came from.
     assert client_call.attributes["network.transport"] == expected["network.transport"]
-    if transport == "http":
+    if transport != "stdio":
+        port = int((tmp_path / "port").read_text())  # what the server listened on
         assert client_call.attributes["network.protocol.name"] == "http"
         assert client_call.attributes["server.address"] == "127.0.0.1"
-        assert isinstance(client_call.attributes["server.port"], int)
+        assert client_call.attributes["server.port"] == port
     else:
         assert "server.address" not in client_call.attributes
     # An MCP session id exists only on handshake-era streamable HTTP.
@@ -144,9 +153,10 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     ]
     expected_id = server_call.attributes.get("mcp.session.id")
     assert {session_id for _, session_id in session_ids} == {expected_id}, session_ids
-    if transport == "http":
+    if transport != "stdio":  # the HTTP request (SSE: the POST) the message came in
         assert server_call.attributes["network.protocol.name"] == "http"
         assert server_call.attributes["client.address"] == "127.0.0.1"
+        assert isinstance(server_call.attributes["client.port"], int)
 
     # The handshake (handshake era only) is traced on both sides too.
     if not modern:
@@ -169,6 +179,42 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     assert seen["baggage"] == SESSION
     assert "secret" not in (seen["wire_baggage"] or "")
     assert "hunter2" not in (seen["wire_baggage"] or "")
+
+
+@pytest.mark.parametrize("transport", ["sse", "http"])
+def test_session_group_knows_its_server(telemetry: Any, tmp_path: Path, transport: str) -> None:
+    """``ClientSessionGroup`` opens its SSE and streamable HTTP transports by the names it
+    imported: its sessions' CLIENT spans know their server all the same."""
+    from mcp.client.session_group import (
+        ClientSessionGroup,
+        SseServerParameters,
+        StreamableHttpParameters,
+    )
+
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def turn(url: str) -> None:
+        kind: Any = SseServerParameters if transport == "sse" else StreamableHttpParameters
+        params = kind(url=url)
+        async with ClientSessionGroup() as group:
+            session = await group.connect_to_server(params)
+            with threadline.invoke_agent("weather_agent"):
+                await session.call_tool("get_weather", {"city": "Paris"})
+
+    with http_server(tmp_path, spans_file, transport=transport) as url:
+        anyio.run(turn, url)
+    port = int((tmp_path / "port").read_text())
+    client_call = find(telemetry.spans(), "tools/call get_weather")
+    server_call = find(read_spans_jsonl(spans_file), "tools/call get_weather")
+    assert client_call.kind == "CLIENT"
+    assert server_call.parent_span_id == client_call.span_id
+    network = ("network.transport", "network.protocol.name", "server.address", "server.port")
+    assert {k: client_call.attributes.get(k) for k in network} == {
+        "network.transport": "tcp",
+        "network.protocol.name": "http",
+        "server.address": "127.0.0.1",
+        "server.port": port,
+    }
 
 
 @pytest.mark.parametrize(("transport", "mode", "flavour"), CASES[:1] + CASES[-1:])
@@ -206,7 +252,9 @@ def _server_metrics_of_a_turn(
         params = stdio_params(spans_file, METRICS_FILE=str(metrics_file))
         anyio.run(_agent_turn, params, mode, calls)
     else:
-        with http_server(tmp_path, spans_file, METRICS_FILE=str(metrics_file), **server_env) as url:
+        with http_server(
+            tmp_path, spans_file, transport=transport, METRICS_FILE=str(metrics_file), **server_env
+        ) as url:
             if server_url is not None:
                 server_url.append(url)
             anyio.run(_agent_turn, url, mode, calls)
@@ -217,12 +265,12 @@ def _server_metrics_of_a_turn(
     return json.loads(metrics_file.read_text())  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("transport", ["stdio", "http"])
+@pytest.mark.parametrize("transport", ["stdio", "http", "sse"])
 def test_server_metrics(telemetry: Any, tmp_path: Path, transport: str) -> None:
     """Operation and session duration on the server; operation duration on the client."""
     server_url: list[str] = []
     points = _server_metrics_of_a_turn(tmp_path, "legacy", transport, server_url)
-    http = transport == "http"
+    http = transport != "stdio"  # streamable HTTP or SSE
     calls = [
         p
         for p in points

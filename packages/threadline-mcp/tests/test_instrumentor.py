@@ -44,11 +44,16 @@ else:
         ("mcp.shared.session", "BaseSession", "__aexit__"),
         ("mcp.shared.memory", None, "create_client_server_memory_streams"),
         ("mcp.server.websocket", None, "websocket_server"),
-        ("mcp.client.stdio", None, "stdio_client"),
-        ("mcp", None, "stdio_client"),
-        ("mcp.client.streamable_http", None, "streamable_http_client"),
-        ("mcp.client.sse", None, "sse_client"),
     ]
+# Client transports, on both majors (ClientSessionGroup imported two of them by name).
+PATCHED += [
+    ("mcp.client.stdio", None, "stdio_client"),
+    ("mcp", None, "stdio_client"),
+    ("mcp.client.streamable_http", None, "streamable_http_client"),
+    ("mcp.client.sse", None, "sse_client"),
+    ("mcp.client.session_group", None, "sse_client"),
+    ("mcp.client.session_group", None, "streamable_http_client"),
+]
 
 
 def _current() -> list[object]:

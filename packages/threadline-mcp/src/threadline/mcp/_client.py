@@ -740,17 +740,21 @@ def _v1_initialized(session: Any, result: object, run: threadline.McpRun) -> Non
     peer.version = version
 
 
-# --- mcp 1.x client transports ------------------------------------------------------------------
-# The read stream a 1.x client transport yielded -> what a session over it knows about its server.
-# Taken when the session is entered: its requests find it with the session lookup they make anyway.
-_stream_peers: weakref.WeakKeyDictionary[Any, Peer] = weakref.WeakKeyDictionary()
+# --- client transports --------------------------------------------------------------------------
+# id of the read stream an open client transport yielded -> (that stream, what a session over it
+# knows about its server). Taken when the session is entered: its requests find it with the
+# session lookup they make anyway. Keyed by id (mcp 2.x streams cannot be weakly referenced);
+# the entry holds the stream, so the id stays its own, and goes when the transport closes.
+_stream_peers: dict[int, tuple[Any, Peer]] = {}
 _CLIENT_TRANSPORT_WRAPPER = "_threadline_client_transport"
 
 
 def wrap_client_transport(kind: str) -> Callable[[Any], Any]:
-    """A wrapper for an mcp 1.x client transport: ``stdio_client`` (``kind`` ``stdio``),
+    """A wrapper for a client transport: ``stdio_client`` (``kind`` ``stdio``),
     ``streamable_http_client`` (``http``), ``sse_client`` (``sse``) or ``websocket_client``
-    (``websocket``)."""
+    (``websocket``). What an mcp 1.x session over its streams knows of its server; an mcp 2.x
+    session too where the ``Client`` cannot tell (given the transport itself, or a
+    ``ClientSession`` made over its streams)."""
 
     def wrap(original: Any) -> Any:
         if getattr(original, _CLIENT_TRANSPORT_WRAPPER, False):
@@ -759,11 +763,21 @@ def wrap_client_transport(kind: str) -> Callable[[Any], Any]:
         @contextlib.asynccontextmanager
         async def transport(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             async with original(*args, **kwargs) as streams:
+                key = None
                 try:
-                    _stream_peers[streams[0]] = _transport_peer(kind, args, kwargs, streams)
+                    stream = streams[0]
+                    _stream_peers[id(stream)] = (
+                        stream,
+                        _transport_peer(kind, args, kwargs, streams),
+                    )
+                    key = id(stream)
                 except Exception as error:  # noqa: BLE001 - fail-open
                     report("threadline.mcp.client.transport", error)
-                yield streams
+                try:
+                    yield streams
+                finally:
+                    if key is not None:
+                        _stream_peers.pop(key, None)
 
         functools.update_wrapper(transport, original)
         setattr(transport, _CLIENT_TRANSPORT_WRAPPER, True)
@@ -786,11 +800,17 @@ def _transport_peer(
 
 
 def _take_transport_peer(session: Any) -> None:
-    """An mcp 1.x client session entered over streams of a wrapped transport: its peer."""
-    stream = getattr(session, "_read_stream", None)
-    peer = _stream_peers.pop(stream, None) if stream is not None else None
-    if peer is not None and session not in _session_peers:
-        _session_peers[session] = peer
+    """A client session entered over streams of a wrapped transport: its peer, unless it
+    already knows how it reaches its server (an mcp 2.x ``Client`` given a URL)."""
+    stream = getattr(session, "_read_stream", None)  # mcp 1.x
+    if stream is None:  # mcp 2.x: the session's dispatcher reads the streams
+        stream = getattr(getattr(session, "_dispatcher", None), "_read_stream", None)
+    entry = _stream_peers.pop(id(stream), None) if stream is not None else None
+    if entry is None:
+        return
+    known = _session_peers.get(session)
+    if known is None or known.transport is None:
+        _session_peers[session] = entry[1]
 
 
 # --- session duration ----------------------------------------------------------------------------

@@ -138,19 +138,22 @@ def apply(*, merge_tool_spans: bool = False) -> None:
             shared = "mcp.shared.session"
             patches.replace_in(shared, "BaseSession", "__aenter__", _client.wrap_session_enter)
             patches.replace_in(shared, "BaseSession", "__aexit__", _client.wrap_session_exit)
-            # Client transports: a session over their streams knows its server (network
-            # attributes); optional, as above.
-            for module, transport, kind in (
-                ("mcp.client.stdio", "stdio_client", "stdio"),
-                ("mcp", "stdio_client", "stdio"),
-                ("mcp.client.streamable_http", "streamable_http_client", "http"),
-                ("mcp.client.sse", "sse_client", "sse"),
-                ("mcp.client.websocket", "websocket_client", "websocket"),
-            ):
-                try:
-                    patches.replace_in(module, None, transport, _client.wrap_client_transport(kind))
-                except Exception as error:  # noqa: BLE001 - absent, or its imports fail
-                    _logger.debug("mcp has no %s.%s: %s", module, transport, error)
+        # Client transports: a session over their streams knows its server (network
+        # attributes; on mcp 2.x, where its Client cannot tell: SSE, or any transport a session
+        # is made over by hand); optional, as above. ClientSessionGroup imported two by name.
+        for module, transport, kind in (
+            ("mcp.client.stdio", "stdio_client", "stdio"),
+            ("mcp", "stdio_client", "stdio"),
+            ("mcp.client.streamable_http", "streamable_http_client", "http"),
+            ("mcp.client.sse", "sse_client", "sse"),
+            ("mcp.client.websocket", "websocket_client", "websocket"),
+            ("mcp.client.session_group", "sse_client", "sse"),
+            ("mcp.client.session_group", "streamable_http_client", "http"),
+        ):
+            try:
+                patches.replace_in(module, None, transport, _client.wrap_client_transport(kind))
+            except Exception as error:  # noqa: BLE001 - absent, or its imports fail
+                _logger.debug("mcp has no %s.%s: %s", module, transport, error)
     except Exception as error:  # noqa: BLE001 - an unknown mcp layout: leave it untouched
         patches.undo()
         report("threadline.mcp.instrument", error)

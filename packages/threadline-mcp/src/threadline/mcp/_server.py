@@ -195,11 +195,13 @@ def _network(request: object) -> _Network:
 
 def _watch_session(connection: Any, request: object, session_id: str | None) -> None:
     """Record ``mcp.server.session.duration`` when a handshake-era connection closes."""
-    if connection is None or (request is not None and session_id is None):
-        return  # stateless HTTP: one connection per request, no session
+    if connection is None:
+        return
     state = getattr(connection, "state", None)
     if not isinstance(state, dict) or _SESSION_STATE_KEY in state:
         return
+    if _stateless(connection, request, session_id):
+        return  # stateless HTTP: one connection per request, no session
     start = time.monotonic()
     state[_SESSION_STATE_KEY] = start
 
@@ -213,6 +215,16 @@ def _watch_session(connection: Any, request: object, session_id: str | None) -> 
         )
 
     connection.exit_stack.callback(ended)
+
+
+def _stateless(connection: Any, request: object, session_id: str | None) -> bool:
+    """Whether a connection is a stateless HTTP server's: it has no channel of its own for
+    messages to the client. Not told by its session id: a legacy SSE connection has none
+    either, and is a session all the same."""
+    channel = getattr(connection, "has_standalone_channel", None)
+    if isinstance(channel, bool):
+        return not channel
+    return request is not None and session_id is None  # a release that does not tell
 
 
 class ServerCall:
