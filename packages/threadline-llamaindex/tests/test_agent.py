@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from conftest import make_llm
+from llama_index.core.tools import FunctionTool
 
 import threadline
 from threadline.testing import Telemetry
@@ -58,7 +59,6 @@ def _run_agent(cassette: Any, tools: list[Any]) -> str:
         with cassette("agent.yaml"):
             return asyncio.run(run())
     from llama_index.core.agent import FunctionCallingAgent
-    from llama_index.core.tools import FunctionTool
 
     legacy = FunctionCallingAgent.from_tools(
         [FunctionTool.from_defaults(tool) for tool in tools], llm=make_llm()
@@ -87,6 +87,10 @@ gen_ai.response.finish_reasons=['stop'] gen_ai.request.stream=True"""
     assert threadline.current_run() is None
     agent = telemetry.find("invoke_agent assistant")
     assert agent.attributes["gen_ai.agent.description"] == "Answers weather questions."
+    # The tool step knows the tool's name only; the tool's own call tells its description.
+    weather = telemetry.find("execute_tool get_weather")
+    description = FunctionTool.from_defaults(get_weather).metadata.description
+    assert weather.attributes["gen_ai.tool.description"] == description
     for chat in (s for s in telemetry.spans() if s.name.startswith("chat ")):
         assert chat.attributes["gen_ai.response.time_to_first_chunk"] > 0
     telemetry.assert_conformant()

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from conftest import make_llm
 from llama_index.core.llms import MockLLM
-from llama_index.core.workflow import Event, StartEvent, StopEvent, Workflow, step
+from llama_index.core.workflow import Context, Event, StartEvent, StopEvent, Workflow, step
 from opentelemetry import trace
 
 import threadline
@@ -356,5 +356,115 @@ def test_agent_stream_the_app_cancels_is_no_failure(
             "invoke_agent", "  invoke_agent", 1
         )
     assert telemetry.tree() == expected
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
+async def slow_forecast(city: str = "Paris") -> str:
+    """A weather lookup that takes its time (a default, so the mock model can call it)."""
+    await asyncio.sleep(30)
+    return city
+
+
+@pytest.mark.skipif(MockFunctionCallingLLM is None, reason="no MockFunctionCallingLLM")
+@pytest.mark.parametrize("timeout", [False, True])
+def test_agent_tool_call_in_flight_when_the_run_stops(telemetry: Telemetry, timeout: bool) -> None:
+    """An agent's tool call cut off by the run's timeout fails; cut off by the app
+    (``handler.cancel_run()``) it does not. (The workflow catches the cancellation inside the
+    tool step, whose span then ends with no result.)"""
+    from llama_index.core.agent.workflow import ToolCall
+
+    assert FunctionAgent is not None
+    agent = FunctionAgent(
+        name="forecaster",
+        llm=MockFunctionCallingLLM(),
+        tools=[slow_forecast],
+        timeout=0.5 if timeout else 10,
+    )
+
+    async def run() -> None:
+        handler = agent.run(user_msg="Weather in Paris?")
+        async for event in handler.stream_events():
+            if isinstance(event, ToolCall) and not timeout:
+                await asyncio.sleep(0.05)
+                await handler.cancel_run()
+                break
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - LlamaIndex's own classes
+            await handler
+        expected = "WorkflowTimeoutError" if timeout else "WorkflowCancelledByUser"
+        assert type(raised.value).__name__ == expected
+
+    asyncio.run(run())
+    tool = telemetry.find("execute_tool slow_forecast")
+    if timeout:
+        assert tool.status_code == "ERROR"
+        assert tool.attributes["error.type"] == "asyncio.exceptions.CancelledError"
+        assert telemetry.find("invoke_agent forecaster").status_code == "ERROR"
+    else:
+        assert tool.status_code == "UNSET"
+        assert "error.type" not in tool.attributes
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
+async def confirm(ctx: Context, city: str = "Paris") -> str:
+    """Asks the user before looking the weather up."""
+    from llama_index.core.workflow import HumanResponseEvent, InputRequiredEvent
+
+    answer = await ctx.wait_for_event(
+        HumanResponseEvent, waiter_id="confirm", waiter_event=InputRequiredEvent(prefix="ok?")
+    )
+    with trace.get_tracer("app").start_as_current_span("app.after_confirm"):
+        pass
+    return str(answer.response)
+
+
+@pytest.mark.skipif(MockFunctionCallingLLM is None, reason="no MockFunctionCallingLLM")
+@pytest.mark.parametrize("answered", [True, False])
+def test_tool_waiting_for_the_user_is_one_tool_call(telemetry: Telemetry, answered: bool) -> None:
+    """A tool that waits for the user (``ctx.wait_for_event``) is run again from its start
+    once the answer comes: still one tool call, one span. Stopped by the app while it waits,
+    it ends without failure."""
+    from llama_index.core.tools import FunctionTool
+    from llama_index.core.workflow import HumanResponseEvent, InputRequiredEvent
+
+    assert FunctionAgent is not None
+    agent = FunctionAgent(
+        name="forecaster",
+        llm=MockFunctionCallingLLM(),
+        tools=[FunctionTool.from_defaults(async_fn=confirm)],
+    )
+
+    async def run() -> None:
+        handler = agent.run(user_msg="Weather in Paris?")
+        async for event in handler.stream_events():
+            if isinstance(event, InputRequiredEvent):
+                if not answered:
+                    await handler.cancel_run()
+                    break
+                handler.ctx.send_event(HumanResponseEvent(response="yes"))
+        if answered:
+            await handler
+        else:
+            with pytest.raises(Exception):  # noqa: B017, PT011 - LlamaIndex's own class
+                await handler
+
+    asyncio.run(run())
+    tools = [s for s in telemetry.spans() if s.name == "execute_tool confirm"]
+    assert len(tools) == 1
+    assert tools[0].status_code == "UNSET"
+    if answered:
+        assert (
+            telemetry.tree()
+            == """\
+invoke_agent forecaster [INTERNAL]
+  chat unknown [INTERNAL]
+  execute_tool confirm [INTERNAL]
+    app.after_confirm [INTERNAL]
+  chat unknown [INTERNAL]"""
+        )
+    (point,) = telemetry.metric_points("gen_ai.execute_tool.duration")
+    assert point["count"] == 1
+    assert threadline.current_run() is None
     assert len(threadline.open_runs) == 0
     telemetry.assert_conformant()

@@ -16,6 +16,7 @@ abandoned by threadline's reaper.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import functools
@@ -58,6 +59,7 @@ _MAX_HANDED_OUT = 1024
 _SYNC_STREAMS = (".stream_chat", ".stream_complete")
 _CUSTOM_LLM_FILE = os.path.join("llama_index", "core", "llms", "custom.py")
 _MAX_KINDS = 4_096
+_MAX_WAITING_TOOLS = 1024
 _PROPAGATION_KEY = "threadline"
 
 Parent: TypeAlias = "threadline.Run | Context"
@@ -114,6 +116,9 @@ _CONTROL_FLOW = frozenset({"WorkflowDone"})
 # ``handler.cancel_run()``: the app stopped the workflow, which did not fail (0.12 raises it
 # through the workflow's span; later releases end the span without it).
 _STOPPED_BY_APP = "WorkflowCancelledByUser"
+# ``ctx.wait_for_event`` in a tool: its step stops there and runs again, from its start, once
+# the event comes (llama-index-workflows 2).
+_WAITING = "WaitingForEvent"
 _LEGACY_AGENT_CLASSES = frozenset({"AgentRunner", "BaseAgent", "BaseAgentRunner"})
 
 
@@ -334,6 +339,15 @@ def _workflow_name(cls: type) -> str | None:
     return None if cls.__module__.startswith("llama_index.") else cls.__name__
 
 
+def _tool_description(tool: Any, name: str) -> str | None:
+    """The description of the tool named ``name``, if ``tool`` is that tool and has one."""
+    metadata = getattr(tool, "metadata", None)
+    if getattr(metadata, "name", None) != name:
+        return None
+    description = getattr(metadata, "description", None)
+    return description if isinstance(description, str) and description else None
+
+
 def _agent_name(instance: Any) -> str:
     name = getattr(instance, "name", None)
     return name if isinstance(name, str) and name else type(instance).__name__
@@ -449,6 +463,9 @@ class Tracker:
         self.workflows: dict[str, _WorkflowScope] = {}
         self.scopes: dict[str, tuple[threadline.Run, Token[Context] | None]] = {}
         self.tool_errors: dict[int, BaseException] = {}
+        # Agents' tool calls waiting for an event, by tool call id: the step run again when it
+        # comes continues the same run (see _tool_result).
+        self.waiting_tools: dict[str, threadline.ToolRun] = {}
         # Skipped spans that started a request outside any trace, by span id (see _root).
         self.roots: dict[str, PendingSpan] = {}
         # Streams that root's run waits for (by id: the stream's run, and the root's run), when
@@ -607,6 +624,10 @@ class Tracker:
         elif kind is _TOOL:
             if isinstance(own, threadline.ToolRun) and not own.ended:
                 self._remember(id_, own)
+                # An agent's tool step names its tool only: the tool's call tells the rest.
+                description = _tool_description(instance, own.name)
+                if description is not None:
+                    own.set_attributes({semconv.GEN_AI_TOOL_DESCRIPTION: description})
                 return
             run = self._tool(instance, arguments, parent)
         elif kind is _TOOL_STEP:
@@ -810,6 +831,10 @@ class Tracker:
         if not isinstance(name, str):
             return None
         call_id = getattr(event, "tool_id", None)
+        if self.waiting_tools and isinstance(call_id, str):
+            waiting = self.waiting_tools.pop(call_id, None)
+            if waiting is not None and not waiting.ended and waiting.parent_run is parent:
+                return waiting  # its step again, now that the event it waited for came
         args = getattr(event, "tool_kwargs", None) if threadline.capture_enabled() else None
         return threadline.execute_tool(
             name,
@@ -832,6 +857,8 @@ class Tracker:
         if self.workflows:
             workflow = self.workflows.pop(id_, None)
             if workflow is not None:
+                if self.waiting_tools:
+                    self._cut_off_waiting_tools(workflow)
                 # A run that finished exits with its StopEvent since llama-index-workflows 2
                 # (before, with the StopEvent's result, which may be None); one the app stopped
                 # (``handler.cancel_run()``) exits with none: the calls it cancelled are no
@@ -854,7 +881,7 @@ class Tracker:
                     run.end()  # even when the response could not be read
                 return
         elif isinstance(run, threadline.ToolRun):
-            if self._tool_result(run, result):
+            if self._tool_result(id_, run, result):
                 return
         elif isinstance(run, threadline.RetrievalRun):
             if threadline.capture_enabled():
@@ -868,18 +895,43 @@ class Tracker:
                 return
         run.end(stopped_early=stopped)
 
-    def _tool_result(self, run: threadline.ToolRun, result: Any) -> bool:
-        """Record a tool's output; True when it reported an error (and the run failed)."""
+    def _tool_result(self, id_: str, run: threadline.ToolRun, result: Any) -> bool:
+        """Record a tool's output; True when the run is not to end normally now (it failed, was
+        cancelled, or waits for an event)."""
         output = getattr(result, "tool_output", result)  # ToolCallResult or ToolOutput
         raised = self.tool_errors.pop(id(run), None) if self.tool_errors else None
         if getattr(output, "is_error", False):
             error = getattr(output, "exception", None) or raised
             run.fail(error if isinstance(error, BaseException) else semconv.ERROR_TYPE_TOOL_ERROR)
             return True
+        if result is None and isinstance(raised, asyncio.CancelledError):
+            # llama-index-workflows 2 catches a cancellation inside the tool step's span, which
+            # then exits with no result: the tool's own span was dropped with it.
+            run.end_with_exception(raised)
+            return True
+        if result is None and type(raised).__name__ == _WAITING and run.call_id:
+            # The step stopped to wait (caught inside its span, too) and is run again later.
+            self.runs.pop(id_)
+            waiting = self.waiting_tools
+            if len(waiting) >= _MAX_WAITING_TOOLS:
+                with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                    del waiting[next(iter(waiting))]  # never resumed: the reaper ends it
+            waiting[run.call_id] = run
+            return True
         if threadline.capture_enabled():
             content = getattr(output, "content", None)
             run.update(result=content if content is not None else result)
         return False
+
+    def _cut_off_waiting_tools(self, workflow: _WorkflowScope) -> None:
+        """The workflow ends while tool calls of its agents still wait for an event: they end
+        as cancelled, which the end of their agent's run settles (no failure when the app
+        stopped the run)."""
+        for call_id, run in list(self.waiting_tools.items()):
+            owner = run.parent_run
+            if owner is workflow.run or (owner is not None and owner.parent_run is workflow.run):
+                self.waiting_tools.pop(call_id, None)
+                run.cancel(asyncio.CancelledError())
 
     def drop(self, id_: str, err: BaseException | None) -> None:
         if self.scopes:
@@ -905,6 +957,8 @@ class Tracker:
         if self.workflows:
             workflow = self.workflows.pop(id_, None)
             if workflow is not None:
+                if self.waiting_tools:
+                    self._cut_off_waiting_tools(workflow)
                 workflow.close(failure, stopped)
         if failure is None:
             run.end(stopped_early=stopped)
