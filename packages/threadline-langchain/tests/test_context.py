@@ -16,6 +16,7 @@ import pytest
 from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_model
 from conftest import ScriptedChatModel, usage
 from langchain_core.messages import AIMessage
+from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langgraph.graph import START, StateGraph
 from opentelemetry import trace
@@ -352,6 +353,33 @@ def test_abandoned_stream_closed_ends_with_usage_seen(
     assert telemetry.tree(
         attributes=(semconv.GEN_AI_USAGE_INPUT_TOKENS, semconv.GEN_AI_USAGE_OUTPUT_TOKENS)
     ) == ("chat scripted-1 [CLIENT] gen_ai.usage.input_tokens=7 gen_ai.usage.output_tokens=2")
+
+
+def test_a_chain_stream_closed_early_ends_its_model_call_as_it_streamed(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """Closing a chain's sync stream early (``break``, ``close()``): LangChain reports the
+    chain's end before it closes the model's stream inside it. The model call ends with what
+    it streamed, not as abandoned; async, the chain fails with GeneratorExit first, and the
+    call stops early with it."""
+    prompt = ChatPromptTemplate.from_messages([("user", "{q}")])
+    for chain in (prompt | hello_model() | StrOutputParser(), prompt | hello_model()):
+        stream = chain.stream({"q": "hi"}, config=config)
+        next(stream)
+        stream.close()
+
+    async def leave(chain: Any) -> None:
+        stream = chain.astream({"q": "hi"}, config=config)
+        await stream.__anext__()
+        await stream.aclose()
+
+    asyncio.run(leave(prompt | hello_model()))
+    for span in telemetry.spans():
+        assert semconv.THREADLINE_ABANDONED not in span.attributes, span.name
+    assert telemetry.tree() == "\n---\n".join(
+        ["invoke_workflow [INTERNAL]\n  chat scripted-1 [CLIENT]"] * 3
+    )
+    assert len(threadline.open_runs) == 0
 
 
 def test_abandoned_stream_is_reaped_with_usage_seen(telemetry: Any, config: dict[str, Any]) -> None:

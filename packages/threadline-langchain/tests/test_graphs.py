@@ -626,6 +626,73 @@ def test_the_apps_own_runnable_in_a_streamed_root_chain_nests_under_the_workflow
     )
 
 
+def test_the_apps_code_gets_its_root_chains_run_from_current_run(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """``threadline.current_run()`` in the app's code inside a root chain is the chain's run:
+    a RunnableLambda's (made as the function starts), or a streamed chain's whose span is still
+    pending (made by asking, as a child span would make it). A streamed chain whose code does
+    not ask, and calls nothing, makes no span."""
+    from langchain_core.runnables import Runnable
+
+    def tag(value: Any) -> Any:
+        run = threadline.current_run()
+        assert run is not None
+        run.set_attributes({"app.tag": "sync"})
+        return value
+
+    async def atag(value: Any) -> Any:
+        run = threadline.current_run()
+        assert run is not None
+        run.set_attributes({"app.tag": "async"})
+        return value
+
+    class Tag(Runnable[Any, Any]):
+        def __init__(self, ask: bool) -> None:
+            self.ask = ask
+
+        def invoke(self, value: Any, config: Any = None, **kwargs: Any) -> Any:
+            return value
+
+        def _tag(self, value: str) -> None:
+            if self.ask:
+                run = threadline.current_run()
+                assert run is not None
+                run.set_attributes({"app.tag": value})
+
+        def transform(self, chunks: Any, config: Any = None, **kwargs: Any) -> Any:
+            self._tag("streamed")
+            yield from chunks
+
+        async def atransform(self, chunks: Any, config: Any = None, **kwargs: Any) -> Any:
+            self._tag("astreamed")
+            async for chunk in chunks:
+                yield chunk
+
+    RunnableLambda(tag).invoke("x", config=config)
+    asyncio.run(RunnableLambda(atag).ainvoke("x", config=config))
+    prompt = ChatPromptTemplate.from_messages([("user", "{q}")])
+
+    async def consume(ask: bool) -> None:
+        async for _ in (prompt | Tag(ask)).astream({"q": "hi"}, config=config):
+            pass
+
+    for ask in (True, False):
+        for _ in (prompt | Tag(ask)).stream({"q": "hi"}, config=config):
+            pass
+        asyncio.run(consume(ask))
+    assert not trace.get_current_span().get_span_context().is_valid
+    assert telemetry.tree(attributes=("app.tag",)) == "\n---\n".join(
+        [
+            "invoke_workflow tag [INTERNAL] app.tag=sync",
+            "invoke_workflow atag [INTERNAL] app.tag=async",
+            "invoke_workflow [INTERNAL] app.tag=streamed",
+            "invoke_workflow [INTERNAL] app.tag=astreamed",
+        ]
+    )
+    telemetry.assert_conformant(strict=True)
+
+
 def test_a_batch_is_one_trace_per_input(telemetry: Any, config: dict[str, Any]) -> None:
     """LangChain starts every input of a batch in the caller's context before running any:
     none of them is made current for the others."""

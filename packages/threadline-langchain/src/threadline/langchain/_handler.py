@@ -275,6 +275,11 @@ def end_unfinished(leaves: Mapping[UUID, Run], error: BaseException | None) -> N
     for run_id, run in reversed(list(leaves.items())):
         if run.ended:
             continue
+        if error is None and isinstance(run, InferenceRun) and run.chunks:
+            # A sync chain whose stream the caller closed reports its end before LangChain
+            # closes the model's stream inside it: the model's own end comes next (else the
+            # reaper's), with what it streamed.
+            continue
         _run_ended(run_id, error)
         run.detach()
         if error is None:
