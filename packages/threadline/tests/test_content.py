@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -572,3 +573,85 @@ def test_retrieval_documents_from_a_store_match_the_schema(
         {"id": "d2"},
     ]
     telemetry.assert_conformant()
+
+
+def test_names_and_ids_with_lone_surrogates_survive_the_exporter(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """Text decoded with ``surrogateescape`` (a tool call id, a tool's name) becomes U+FFFD in
+    names and ids as in text: the OTLP exporter cannot encode a lone surrogate and would drop
+    the whole attribute."""
+    threadline.configure(capture_content="SPAN_ONLY")
+    bad = json.loads('"call_\\ud83d"')
+    with threadline.inference(
+        "gpt-4o",
+        provider="openai",
+        tool_definitions=[FunctionToolDefinition(f"tool_{bad}", None, None)],
+    ) as run:
+        run.update(
+            output_messages=[
+                OutputMessage(
+                    [ToolCallRequestPart(f"name_{bad}", bad, "{}")], finish_reason=f"stop{bad}"
+                )
+            ]
+        )
+    with threadline.retrieval("kb") as retrieval:
+        retrieval.update(documents=[RetrievalDocument(bad, 0.5, "text")])
+    for span in telemetry.spans():
+        for _key, value in span.attributes.items():
+            if isinstance(value, str):
+                value.encode("utf-8")  # raises on a lone surrogate
+    chat = find(telemetry.spans(), "chat gpt-4o").attributes
+    (message,) = json.loads(chat[semconv.GEN_AI_OUTPUT_MESSAGES])
+    assert message["parts"][0]["id"] == "call_\ufffd"
+    assert message["finish_reason"] == "stopcall_\ufffd"
+    (tool,) = json.loads(chat[semconv.GEN_AI_TOOL_DEFINITIONS])
+    assert tool["name"] == "tool_call_\ufffd"
+
+
+def test_a_redactor_that_raises_loses_only_its_item(
+    telemetry: Telemetry, restore_settings: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The app's redactor failing on one part leaves that part out (never unredacted) and
+    keeps the rest of the run's content; the log names the redactor, not threadline."""
+
+    def redact(item: Redactable) -> Redactable | None:
+        if isinstance(item, TextPart) and "boom" in item.content:
+            raise RuntimeError("redactor bug")
+        return item
+
+    threadline.configure(capture_content="SPAN_ONLY", redactor=redact)
+    with caplog.at_level(logging.WARNING, logger="threadline"):
+        with threadline.inference(
+            "gpt-4o",
+            provider="openai",
+            input_messages=[text_input("user", "boom"), text_input("user", "fine")],
+        ) as run:
+            run.update(output_messages=[OutputMessage([TextPart("answer")])])
+    chat = find(telemetry.spans(), "chat gpt-4o").attributes
+    assert json.loads(chat[semconv.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": []},
+        {"role": "user", "parts": [{"type": "text", "content": "fine"}]},
+    ]
+    assert json.loads(chat[semconv.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [
+        {"type": "text", "content": "answer"}
+    ]
+    assert "content redactor raised" in caplog.text
+    assert "internal error" not in caplog.text
+
+
+def test_tool_arguments_nested_past_the_json_parser_keep_the_rest(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """Arguments that look like JSON but nest deeper than the parser goes are recorded as
+    text; the result is recorded all the same."""
+    threadline.configure(capture_content="SPAN_ONLY", max_content_length=100)
+    deep = "[" * 100_000 + "]" * 100_000
+    with threadline.execute_tool("t", arguments=deep) as tool:
+        tool.update(result={"ok": True})
+    span = find(telemetry.spans(), "execute_tool t").attributes
+    arguments = span[semconv.GEN_AI_TOOL_CALL_ARGUMENTS]
+    assert isinstance(arguments, str)
+    assert arguments.startswith("[[[")
+    assert arguments.endswith("…[truncated]")
+    assert json.loads(span[semconv.GEN_AI_TOOL_CALL_RESULT]) == {"ok": True}

@@ -82,6 +82,30 @@ def test_baggage_is_capped_in_bytes_and_ascii_only() -> None:
         config.restore(previous)
 
 
+def test_inject_keeps_baggage_within_w3c_limits_and_drops_what_no_receiver_keeps(
+    telemetry: Telemetry,
+) -> None:
+    """Outbound baggage stays within W3C's 8192 bytes (members that do not fit are left out,
+    not the header), and a value no receiver keeps (a lone surrogate, a control character) is
+    left out alone: the rest of the session still crosses."""
+    emoji = "\U0001f600" * 256  # 256 characters, 3072 bytes percent-encoded
+    ctx = otel_context.get_current()
+    for key in ("session.id", "user.id", "gen_ai.conversation.id"):
+        ctx = otel_baggage.set_baggage(key, emoji, ctx)
+    carrier: dict[str, str] = {}
+    threadline.inject(carrier, context=ctx)
+    assert len(carrier["baggage"].encode()) <= 8192
+    kept = otel_baggage.get_all(threadline.extract(carrier, context=otel_context.Context()))
+    assert kept == {"session.id": emoji, "user.id": emoji}  # the third did not fit
+
+    ctx = otel_baggage.set_baggage("session.id", "s-1", otel_context.Context())
+    ctx = otel_baggage.set_baggage("user.id", "u\udcff", ctx)
+    ctx = otel_baggage.set_baggage("gen_ai.conversation.id", "tab\there", ctx)
+    carrier = {}
+    threadline.inject(carrier, context=ctx)
+    assert carrier["baggage"] == "session.id=s-1"
+
+
 def test_hostile_carriers_are_dropped_quietly(caplog: Any) -> None:
     caplog.set_level(logging.DEBUG, logger="threadline")
     empty = otel_context.Context()

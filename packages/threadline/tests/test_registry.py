@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 import tracemalloc
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 import threadline
-from threadline import config, semconv
+from threadline import _registry, _runs, config, semconv
 from threadline.testing import Telemetry
 
 
@@ -190,3 +191,78 @@ def test_many_completed_runs_retain_nothing(restore_settings: None) -> None:
     assert len(threadline.open_runs) == 0
     assert len(registry) == 0
     assert growth < 64 * 1024, growth
+
+
+def test_a_reaper_that_cannot_start_is_started_later(
+    telemetry: Telemetry, restore_settings: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No thread to be had when the first run starts (a process at its thread limit): the run
+    is recorded all the same, and a later run starts the reaper, which ends both."""
+    registry = _registry._OpenRuns()
+    monkeypatch.setattr(_registry, "open_runs", registry)
+    monkeypatch.setattr(_runs, "open_runs", registry)
+    real_start = threading.Thread.start
+    failures = [1]
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "threadline-reaper" and failures:
+            failures.pop()
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    threadline.configure(run_ttl_seconds=0.2)
+    first = threadline.execute_tool("first")
+    assert registry._reaper is None
+    assert len(registry) == 1
+    registry._retry_reaper_at = 0.0  # the retry is due (it waits a second)
+    second = threadline.execute_tool("second")
+    assert registry._reaper is not None
+    assert registry._reaper.is_alive()
+    deadline = time.monotonic() + 5
+    while not (first.ended and second.ended) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {s.name for s in telemetry.spans()} == {"execute_tool first", "execute_tool second"}
+    assert all(s.attributes[semconv.THREADLINE_ABANDONED] for s in telemetry.spans())
+    registry._wake.set()
+
+
+def test_a_run_started_backdated_is_reaped_on_time(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """Runs are kept in the order they were made, not the order they started: a run made
+    backdated (``start_time=``) after a younger one is reaped when its own TTL is up."""
+    threadline.configure(run_ttl_seconds=60)
+    young = threadline.execute_tool("young")
+    old = threadline.execute_tool("old", start_time=time.time_ns() - 50 * 10**9)
+    assert threadline.open_runs.reap(now=time.monotonic() + 15) == 1
+    assert old.ended
+    assert not young.ended
+    young.end()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_child_leaves_the_parents_runs_to_the_parent(restore_settings: None) -> None:
+    """A forked worker (gunicorn's preload, multiprocessing's fork) inherits the open runs:
+    they are the parent's to end, so the child's reaper must not end and export them again;
+    the child gets a reaper of its own for its own runs."""
+    run = threadline.execute_tool("in the parent")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            inherited = len(threadline.open_runs)
+            own = threadline.execute_tool("in the child")
+            reaper = threadline.open_runs._reaper
+            ok = inherited == 0 and reaper is not None and reaper.is_alive()
+            own.end()
+            os.write(write, b"ok" if ok else f"inherited={inherited}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    assert answer == b"ok"
+    assert len(threadline.open_runs) == 1
+    run.end()

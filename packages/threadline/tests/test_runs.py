@@ -1283,3 +1283,36 @@ def test_consumer_mark_tells_a_closed_stream_from_a_cut_short_one() -> None:
     assert asyncio.run(consume(cancelled=False)) == (True, False)
     assert asyncio.run(consume(cancelled=True)) == (False, True)
     assert (closed_by_consumer(), cut_short_by_consumer()) == (False, False)  # outside a stream
+
+
+def test_token_counts_that_are_not_counts_are_not_recorded(telemetry: Telemetry) -> None:
+    """Usage is an int in the conventions: an integral float is recorded as its int; a bool,
+    a negative count or text is left out (the span, the metrics and the agent's sum)."""
+    with threadline.invoke_agent("support") as agent:
+        with threadline.inference("gpt-4o", provider="openai", parent=agent) as chat:
+            chat.update(
+                usage=threadline.Usage(
+                    input_tokens=100.0,  # type: ignore[arg-type]
+                    output_tokens=True,  # type: ignore[arg-type]
+                    cache_read_input_tokens=-5,
+                    reasoning_output_tokens="7",  # type: ignore[arg-type]
+                )
+            )
+        with threadline.inference("gpt-4o", provider="openai", parent=agent) as chat:
+            chat.update(usage=threadline.Usage(input_tokens=10, output_tokens=2))
+    spans = telemetry.spans()
+    first = spans[0].attributes
+    assert first[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 100
+    assert type(first[semconv.GEN_AI_USAGE_INPUT_TOKENS]) is int
+    for key in (
+        semconv.GEN_AI_USAGE_OUTPUT_TOKENS,
+        semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+        semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+    ):
+        assert key not in first
+    summed = telemetry.find("invoke_agent support").attributes
+    assert summed[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 110
+    assert summed[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 2
+    points = telemetry.metric_points(semconv.METRIC_CLIENT_TOKEN_USAGE)
+    assert all(point["min"] >= 0 for point in points)
+    telemetry.assert_conformant()

@@ -164,6 +164,11 @@ def test_bad_session_input_is_a_clear_error() -> None:
         threadline.session("x" * 257)
     with pytest.raises(ValueError, match="not a valid baggage key"):
         threadline.session("s", **{"bad key": "v"})
+    # what no receiver would keep: control characters, a lone surrogate (no UTF-8 form)
+    with pytest.raises(ValueError, match="printable"):
+        threadline.session("tab\there")
+    with pytest.raises(ValueError, match="printable"):
+        threadline.session("s-1", user_id="u\udcff")
 
 
 def test_session_leaves_context_clean() -> None:

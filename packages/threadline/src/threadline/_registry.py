@@ -9,6 +9,7 @@ the run had seen.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -34,6 +35,7 @@ class _OpenRuns:
         self._lock = threading.Lock()
         self._reaper: threading.Thread | None = None
         self._wake = threading.Event()
+        self._retry_reaper_at = 0.0
 
     def add(self, run: Run) -> None:
         # Runs past their TTL are left to the reaper thread: checking on every start would put
@@ -72,14 +74,13 @@ class _OpenRuns:
         expired: list[Run] = []
         with self._lock:
             oldest_first = list(self._runs.values())  # one C-level copy: atomic under the GIL
-        for run in oldest_first:
-            if now - run.start_monotonic <= ttl:
-                break  # ordered by start: the rest are younger
-            expired.append(run)
+        younger: list[Run] = []
+        for run in oldest_first:  # all of them: a run may start backdated (start_time=)
+            (expired if now - run.start_monotonic > ttl else younger).append(run)
         if not expired:
             return 0
         gone = {id(run) for run in expired}
-        for run in oldest_first[len(expired) :]:
+        for run in younger:
             ancestor = run.parent_run
             while ancestor is not None:
                 if id(ancestor) in gone:
@@ -94,15 +95,30 @@ class _OpenRuns:
 
     def _start_reaper(self) -> None:
         with self._lock:
-            if self._reaper is not None:
+            if self._reaper is not None or time.monotonic() < self._retry_reaper_at:
                 return
-            self._reaper = threading.Thread(
+            reaper = threading.Thread(
                 target=_reaper_loop,
                 args=(weakref.ref(self),),
                 name="threadline-reaper",
                 daemon=True,
             )
-            self._reaper.start()
+            try:
+                reaper.start()
+            except Exception as error:  # noqa: BLE001 - no thread to be had now: try later
+                self._retry_reaper_at = time.monotonic() + 1.0
+                report("reaper.start", error)
+                return
+            self._reaper = reaper
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's open runs are the parent's to end (the child would
+        export them a second time), and the reaper thread did not come along."""
+        self._runs = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._reaper = None
+        self._retry_reaper_at = 0.0
 
 
 def _reaper_loop(tracker_ref: weakref.ref[_OpenRuns]) -> None:
@@ -126,6 +142,8 @@ def _reaper_loop(tracker_ref: weakref.ref[_OpenRuns]) -> None:
 
 
 open_runs = _OpenRuns()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=open_runs._after_fork)
 
 # Runs that ended while attached in a context other than the current one (ended by the
 # reaper's thread, an eviction, or out of order): that context keeps the span current until an

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -72,6 +73,7 @@ _CLIENT, _INTERNAL, _SERVER = SpanKind.CLIENT, SpanKind.INTERNAL, SpanKind.SERVE
 _END_LOCK = threading.Lock()
 _MAX_BAGGAGE_VALUE = 256
 _MAX_MCP_METHOD = 128
+_logger = logging.getLogger("threadline")
 _RunT = TypeVar("_RunT", bound="Run")
 _prices_warm = [False]
 _CHUNK_BATCH = 256
@@ -114,6 +116,31 @@ class Usage:
             if self.reasoning_output_tokens is not None:
                 out[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_output_tokens
         return out
+
+
+def _token_counts(usage: Usage) -> Usage:
+    """``usage`` with each count a non-negative int, as the conventions type them: an integral
+    float becomes its int; anything else (a bool, a negative count, text) is not recorded."""
+    fields = (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_input_tokens,
+        usage.cache_write_input_tokens,
+        usage.reasoning_output_tokens,
+    )
+    for value in fields:
+        if value is not None and (type(value) is not int or value < 0):
+            break
+    else:
+        return usage
+    _logger.debug("threadline: dropping token counts that are not counts: %r", usage)
+    return Usage(*(_token_count(v) for v in fields))
+
+
+def _token_count(value: object) -> int | None:
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    return value if type(value) is int and value >= 0 else None
 
 
 @dataclasses.dataclass(slots=True)  # not frozen: a frozen __init__ costs µs on every call
@@ -1219,8 +1246,10 @@ class InferenceRun(Run):
         try:
             if self._ended:
                 return
-            attrs: dict[str, AttributeValue] = usage.attributes() if usage is not None else {}
+            attrs: dict[str, AttributeValue] = {}
             if usage is not None:
+                usage = _token_counts(usage)
+                attrs = usage.attributes()
                 self.usage = usage
             if response_id:
                 attrs[semconv.GEN_AI_RESPONSE_ID] = response_id
@@ -1461,7 +1490,7 @@ class EmbeddingsRun(Run):
         if self._ended:
             return
         if usage is not None:
-            self.usage = usage
+            self.usage = usage = _token_counts(usage)
             self.span.set_attributes(usage.attributes(breakdown=False))
         if response_model:
             self.response_model = response_model
@@ -1792,6 +1821,7 @@ class AgentRun(Run):
         if self._ended:
             return
         if usage is not None:
+            usage = _token_counts(usage)
             with self._usage_lock:
                 self.usage = usage
         if conversation_id:
@@ -2082,6 +2112,8 @@ class McpRun(Run):
         if protocol_version:
             self.span.set_attribute(semconv.MCP_PROTOCOL_VERSION, protocol_version)
             self._metric_attributes[semconv.MCP_PROTOCOL_VERSION] = protocol_version
+        if attributes:
+            self.span.set_attributes(attributes)
         capture = _capture()
         if capture is not None and capture[0].on_span:
             _, lim = capture
@@ -2095,8 +2127,6 @@ class McpRun(Run):
                     if payload is not None:
                         content[key] = payload
             _set_content(self.span, content, lim)
-        if attributes:
-            self.span.set_attributes(attributes)
 
     def _record_metrics(
         self, instruments: Instruments, error_type: str | None, duration: float

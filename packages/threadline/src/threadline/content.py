@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from threadline import config
 from threadline._failopen import report
+
+_logger = logging.getLogger("threadline")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -174,7 +177,11 @@ class _Limiter:
     def redact(self, item: Redactable) -> Redactable | None:
         if self.redactor is None:
             return item
-        result: Redactable | None = self.redactor(item)
+        try:
+            result: Redactable | None = self.redactor(item)
+        except Exception as error:  # noqa: BLE001 - the app's redactor: its item is dropped
+            _redactor_failed(error)
+            return None
         return result
 
     def text(self, value: str) -> str:
@@ -247,6 +254,30 @@ class _Limiter:
             return None
 
 
+def _redactor_failed(error: BaseException) -> None:
+    """A redactor that raised: the item is left out (never recorded unredacted), the rest
+    stays. Logged as the app's error, with its traceback the first time."""
+    if not _redactor_warned[0]:
+        _redactor_warned[0] = True
+        _logger.warning(
+            "threadline: the content redactor raised; the item it was given is left out "
+            "(further failures are logged at debug level)",
+            exc_info=error,
+        )
+    else:
+        _logger.debug("threadline: the content redactor raised", exc_info=error)
+
+
+_redactor_warned = [False]
+
+
+def _name(value: Any) -> Any:
+    """A name, id or enum value within content: not cut, but made valid Unicode like text."""
+    if isinstance(value, str) and not value.isascii():
+        return _valid_unicode(value)
+    return value
+
+
 def _valid_unicode(value: str) -> str:
     """``value`` with lone surrogates (text decoded with ``surrogateescape``) replaced: an
     exporter cannot encode them as UTF-8 and would drop the whole attribute."""
@@ -260,7 +291,7 @@ def _valid_unicode(value: str) -> str:
 def _part_json(part: Part, lim: _Limiter) -> dict[str, Any] | None:
     if isinstance(part, GenericPart):
         out = {lim.text(str(k)): lim.value(v) for k, v in part.data.items()}
-        out["type"] = part.type
+        out["type"] = _name(part.type)
         return out
     if isinstance(part, (TextPart, ReasoningPart)):
         content: Any = part.content
@@ -270,25 +301,26 @@ def _part_json(part: Part, lim: _Limiter) -> dict[str, Any] | None:
             )
         return {"type": part.type, "content": lim.text(content)}
     if isinstance(part, ToolCallRequestPart):
-        out = {"type": part.type, "name": part.name}
+        out = {"type": part.type, "name": _name(part.name)}
         if part.id is not None:
-            out["id"] = part.id
+            out["id"] = _name(part.id)
         if part.arguments is not None:
             out["arguments"] = lim.value(_maybe_json(part.arguments))
         return out
     if isinstance(part, ToolCallResponsePart):
         out = {"type": part.type, "response": lim.value(_maybe_json(part.response))}
         if part.id is not None:
-            out["id"] = part.id
+            out["id"] = _name(part.id)
         return out
+    modality = _name(part.modality)
     if isinstance(part, BlobPart):
-        out = {"type": part.type, "modality": part.modality, "content": lim.blob(part.content)}
+        out = {"type": part.type, "modality": modality, "content": lim.blob(part.content)}
     elif isinstance(part, UriPart):
-        out = {"type": part.type, "modality": part.modality, "uri": lim.text(part.uri)}
+        out = {"type": part.type, "modality": modality, "uri": lim.text(part.uri)}
     else:
-        out = {"type": part.type, "modality": part.modality, "file_id": part.file_id}
+        out = {"type": part.type, "modality": modality, "file_id": _name(part.file_id)}
     if part.mime_type is not None:
-        out["mime_type"] = part.mime_type
+        out["mime_type"] = _name(part.mime_type)
     return out
 
 
@@ -297,7 +329,7 @@ def _maybe_json(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             return value
     return value
 
@@ -323,11 +355,14 @@ def messages_json(
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for message in messages:
-        item: dict[str, Any] = {"role": message.role, "parts": _parts_json(message.parts, lim)}
+        item: dict[str, Any] = {
+            "role": _name(message.role),
+            "parts": _parts_json(message.parts, lim),
+        }
         if message.name is not None:
-            item["name"] = message.name
+            item["name"] = _name(message.name)
         if isinstance(message, OutputMessage) and message.finish_reason is not None:
-            item["finish_reason"] = message.finish_reason
+            item["finish_reason"] = _name(message.finish_reason)
         out.append(item)
     return out
 
@@ -344,12 +379,12 @@ def tool_definitions_json(
         kept = lim.redact(definition)
         if isinstance(kept, GenericToolDefinition):
             item = {key: lim.value(value) for key, value in _safe_options(kept.options)}
-            item.update(type=kept.type, name=kept.name)
+            item.update(type=_name(kept.type), name=_name(kept.name))
             out.append(item)
             continue
         if not isinstance(kept, FunctionToolDefinition):
             continue
-        item = {"type": kept.type, "name": kept.name}
+        item = {"type": kept.type, "name": _name(kept.name)}
         if kept.description is not None:
             item["description"] = lim.text(kept.description)
         if kept.parameters is not None:
@@ -405,7 +440,7 @@ def documents_json(documents: Iterable[RetrievalDocument], lim: _Limiter) -> lis
         # takes a string and a number.
         item: dict[str, Any] = {}
         if kept.id is not None:
-            item["id"] = kept.id if isinstance(kept.id, str) else str(kept.id)
+            item["id"] = _name(kept.id if isinstance(kept.id, str) else str(kept.id))
         if kept.score is not None:
             score = _number(kept.score)
             if score is not None:
@@ -427,19 +462,21 @@ def _number(value: Any) -> float | int | None:
 
 
 def tool_payload_json(value: Any, lim: _Limiter, *, request: bool, call_id: str | None) -> Any:
-    """Tool arguments or result, passed through the redactor as the matching message part."""
+    """Tool arguments or result, passed through the redactor as the matching message part.
+    None if redacted away, or if it cannot be recorded (then it loses only itself)."""
     part: Part = (
         ToolCallRequestPart(name="", id=call_id, arguments=value)
         if request
         else ToolCallResponsePart(response=value, id=call_id)
     )
     kept = lim.redact(part)
-    if kept is None:
-        return None
-    if isinstance(kept, ToolCallRequestPart):
-        return lim.value(_maybe_json(kept.arguments))
-    if isinstance(kept, ToolCallResponsePart):
-        return lim.value(_maybe_json(kept.response))
+    try:
+        if isinstance(kept, ToolCallRequestPart):
+            return lim.value(_maybe_json(kept.arguments))
+        if isinstance(kept, ToolCallResponsePart):
+            return lim.value(_maybe_json(kept.response))
+    except Exception as error:  # noqa: BLE001 - the app's object failed to convert
+        report("content.tool_payload", error)
     return None
 
 

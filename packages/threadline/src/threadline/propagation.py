@@ -39,6 +39,7 @@ _MAX_TRACESTATE_MEMBERS = 32
 # W3C Baggage limits.
 _MAX_BAGGAGE_MEMBERS = 180
 _MAX_BAGGAGE_PAIR = 4096
+_MAX_BAGGAGE_BYTES = 8192
 _MAX_VALUE = 256
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # W3C Trace Context list-member (key=value, with the multi-tenant key form); checked before the
@@ -118,11 +119,27 @@ def _baggage_header(ctx: Context) -> str:
     if not entries:
         return ""
     allow = config.current().baggage_allowlist
-    members = []
+    members: list[str] = []
+    size = -1  # the first member has no comma before it
     for key, value in entries.items():
-        if key in allow and isinstance(value, str) and len(value) <= _MAX_VALUE:
-            members.append(f"{key}={quote(value, safe='')}")
-    return ",".join(members[:_MAX_BAGGAGE_MEMBERS])
+        # What the receiving side keeps (see _parse_baggage): a printable value (no lone
+        # surrogate, which has no UTF-8 to percent-encode), within W3C's sizes.
+        if (
+            key not in allow
+            or not isinstance(value, str)
+            or not value
+            or len(value) > _MAX_VALUE
+            or not value.isprintable()
+        ):
+            continue
+        member = f"{key}={quote(value, safe='')}"
+        if len(member) > _MAX_BAGGAGE_PAIR or size + 1 + len(member) > _MAX_BAGGAGE_BYTES:
+            continue
+        size += 1 + len(member)
+        members.append(member)
+        if len(members) == _MAX_BAGGAGE_MEMBERS:
+            break
+    return ",".join(members)
 
 
 def extract(carrier: object, context: Context | None = None) -> Context:

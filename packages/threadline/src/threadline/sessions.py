@@ -34,6 +34,8 @@ def _check(key: str, value: object) -> str:
         raise TypeError(f"session value for {key!r} must be a str, got {type(value).__name__}")
     if not value or len(value) > MAX_VALUE_LENGTH:
         raise ValueError(f"session value for {key!r} must be 1..{MAX_VALUE_LENGTH} characters")
+    if not value.isprintable():  # control characters, lone surrogates: no receiver keeps them
+        raise ValueError(f"session value for {key!r} must be printable text, got {value!r}")
     return value
 
 
