@@ -152,3 +152,54 @@ def test_an_app_span_or_session_inside_a_node_holds_what_runs_in_it(
     )
     chats = [s for s in telemetry.spans() if s.name.startswith("chat")]
     assert [s.attributes.get("session.id") for s in chats] == [None, "s-7"]
+
+
+@pytest.mark.parametrize("inside", ["pydantic_ai_tool", "llamaindex_step"])
+def test_a_langgraph_interrupt_inside_another_framework_is_no_failure(
+    telemetry: Telemetry,  # noqa: F811 - the fixture imported above
+    inside: str,
+) -> None:
+    """``interrupt()`` pauses the graph for a human, from inside a Pydantic AI tool or a
+    LlamaIndex step that a node runs: every span it passes through ends without error, as
+    LangGraph's own do, and the resumed run completes in a trace of its own."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command, interrupt
+
+    agent = Agent(calls_tool_then_answers("approve"), name="helper")
+
+    @agent.tool_plain
+    async def approve() -> str:
+        return str(interrupt("ok to proceed?"))
+
+    class Approval(Workflow):
+        @step
+        async def ask(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=str(interrupt("ok?")))
+
+    async def node(state: State) -> dict[str, list[str]]:
+        if inside == "pydantic_ai_tool":
+            await agent.run("go")
+        else:
+            await Approval(timeout=10).run()
+        return {"out": ["done"]}
+
+    graph = StateGraph(State)
+    graph.add_node("node", node)
+    graph.add_edge(START, "node")
+    graph.add_edge("node", END)
+    app = graph.compile(name="outer", checkpointer=InMemorySaver())
+    config: Any = {"configurable": {"thread_id": "t-1"}}
+
+    async def main() -> None:
+        paused = await app.ainvoke({"out": []}, config)
+        assert "__interrupt__" in paused
+        assert (await app.ainvoke(Command(resume="yes"), config))["out"] == ["done"]
+
+    asyncio.run(main())
+    spans = telemetry.spans()
+    assert [s.name for s in spans if s.status_code == "ERROR"] == []
+    assert not any("error.type" in s.attributes for s in spans)
+    assert len({s.trace_id for s in spans}) == 2  # the pause and the resumed run
+    inner = "execute_tool approve" if inside == "pydantic_ai_tool" else "invoke_workflow Approval"
+    assert sum(s.name == inner for s in spans) == 2  # paused once, run again on resume
+    assert threadline.current_run() is None

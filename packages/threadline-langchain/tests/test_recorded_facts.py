@@ -268,7 +268,7 @@ def test_a_redactor_dropping_blobs_drops_the_media_a_tool_returns(
     ]
 
 
-def test_a_redactor_failing_on_a_tool_returned_image_records_no_result(
+def test_a_redactor_failing_on_a_tool_returned_image_leaves_out_only_the_image(
     telemetry: Any, config: dict[str, Any], capture_content: Any
 ) -> None:
     def redact(part: Any) -> Any:
@@ -286,7 +286,9 @@ def test_a_redactor_failing_on_a_tool_returned_image_records_no_result(
         settings.restore(saved)
     assert message.content == SCREEN
     [span] = telemetry.spans()  # ended
-    assert semconv.GEN_AI_TOOL_CALL_RESULT not in span.attributes
+    result = span.attributes[semconv.GEN_AI_TOOL_CALL_RESULT]
+    assert SECRET not in result  # never recorded unredacted
+    assert [block["type"] for block in json.loads(result)] == ["text", "uri"]
 
 
 # --- server address ----------------------------------------------------------------------------

@@ -1316,3 +1316,20 @@ def test_token_counts_that_are_not_counts_are_not_recorded(telemetry: Telemetry)
     points = telemetry.metric_points(semconv.METRIC_CLIENT_TOKEN_USAGE)
     assert all(point["min"] >= 0 for point in points)
     telemetry.assert_conformant()
+
+
+def test_a_frameworks_control_flow_ends_any_run_without_error(telemetry: Telemetry) -> None:
+    """LangGraph's interrupt (or a subclass of it) passing through a run of any integration
+    ends it normally; an exception of the same name from elsewhere is a failure."""
+    interrupt = type("GraphInterrupt", (Exception,), {"__module__": "langgraph.errors"})
+    subclass = type("MyInterrupt", (interrupt,), {"__module__": "app"})
+    impostor = type("GraphInterrupt", (Exception,), {"__module__": "app.errors"})
+    for error in (interrupt(), subclass(), impostor()):
+        with pytest.raises(type(error)), threadline.execute_tool(type(error).__module__):
+            raise error
+    statuses = {s.name: s.status_code for s in telemetry.spans()}
+    assert statuses == {
+        "execute_tool langgraph.errors": "UNSET",
+        "execute_tool app": "UNSET",
+        "execute_tool app.errors": "ERROR",
+    }

@@ -498,6 +498,30 @@ def current_made_run(ctx: Context | None = None) -> Run | None:
     return value._run if isinstance(value, PendingSpan) else None
 
 
+# Exceptions a framework raises to steer a run, not to fail it, by the top-level package of
+# their class and its name (or a base's: no framework is imported to tell). Whichever
+# integration's run they pass through ends without error: LangGraph's ``interrupt()`` in a
+# Pydantic AI tool that a LangGraph node runs pauses the agent and the tool too.
+_CONTROL_FLOW: dict[str, frozenset[str]] = {
+    # GraphBubbleUp is the base of them all; the names are kept for releases without it
+    "langgraph": frozenset(
+        {"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand", "GraphDrained"}
+    ),
+    # a tool call deferred to the app, waiting for approval, or skipped by a capability
+    "pydantic_ai": frozenset({"CallDeferred", "ApprovalRequired", "SkipToolExecution"}),
+}
+
+
+def is_control_flow(error: BaseException) -> bool:
+    """Whether ``error`` steers its framework's run (an interrupt, a hand-off) rather than
+    failing it: a run it passes through ends without error."""
+    for cls in type(error).__mro__:
+        names = _CONTROL_FLOW.get(cls.__module__.partition(".")[0])
+        if names is not None and cls.__name__ in names:
+            return True
+    return False
+
+
 def _description(error: BaseException) -> str:
     """The status description of a failure: the exception's class and message. A cancellation's
     message is often a sentinel object (LangGraph cancels with one), not words for a person."""
@@ -812,11 +836,14 @@ class Run:
     def end_with_exception(self, error: BaseException) -> None:
         """End the run with the exception its operation raised: a closed generator means its
         consumer stopped early (no failure), a cancellation came from outside (see
-        :meth:`cancel`), anything else is a failure."""
+        :meth:`cancel`), a framework's control flow (see :func:`is_control_flow`) is no
+        failure, anything else is one."""
         if isinstance(error, GeneratorExit):
             self.end(stopped_early=True)
         elif isinstance(error, asyncio.CancelledError):
             self.cancel(error)
+        elif is_control_flow(error):
+            self.end()
         else:
             self.fail(error)
 

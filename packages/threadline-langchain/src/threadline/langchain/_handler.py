@@ -55,9 +55,6 @@ from threadline.langchain import _convert
 __all__ = ["CallbackHandler"]
 
 # LangGraph raises these to pause, resume or route a graph: control flow, not failures.
-_CONTROL_FLOW = frozenset(
-    {"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand", "GraphDrained"}
-)
 _NODE_TAG = "graph:step:"
 _HIDDEN_TAG = "langsmith:hidden"
 _CREATE_AGENT = "langchain_create_agent"
@@ -95,13 +92,6 @@ _MAX_CHAINS = 50_000
 
 _SKIP, _PENDING, _EMITTED = 0, 1, 2
 _STREAM_ATTRIBUTES = {semconv.GEN_AI_REQUEST_STREAM: True}
-
-
-def _is_control_flow(error: BaseException) -> bool:
-    for cls in type(error).__mro__:
-        if cls.__name__ in _CONTROL_FLOW and cls.__module__.startswith("langgraph"):
-            return True
-    return False
 
 
 class _Chain:
@@ -1513,13 +1503,12 @@ def _chain_over(run_id: UUID, error: BaseException | None) -> Run | None:
 
 
 def _finish(run: Run, error: BaseException) -> None:
-    if _is_control_flow(error):
-        run.end()
-    elif isinstance(error, asyncio.CancelledError) and closed_by_consumer():
+    if isinstance(error, asyncio.CancelledError) and closed_by_consumer():
         run.end(stopped_early=True)  # an event stream its consumer closed
     else:
-        # Leaving an agent's stream early cancels the model call in flight: no failure if that
-        # is why (the agent's run then ends as stopped early), else one.
+        # LangGraph's interrupts and hand-offs are no failure; leaving an agent's stream early
+        # cancels the model call in flight: no failure if that is why (the agent's run then
+        # ends as stopped early), else one.
         run.end_with_exception(error)
 
 

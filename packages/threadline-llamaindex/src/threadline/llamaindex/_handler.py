@@ -301,7 +301,7 @@ def _end_answer(run: threadline.WorkflowRun, failure: BaseException | None) -> N
     if failure is None or isinstance(failure, GeneratorExit):
         run.end()  # read to the end, or closed early by the caller
     else:
-        run.fail(failure)
+        run.end_with_exception(failure)
 
 
 def _tool_arguments(arguments: Mapping[str, Any]) -> Any:

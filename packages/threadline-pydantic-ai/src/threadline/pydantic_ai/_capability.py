@@ -139,12 +139,6 @@ _RETRY_ERRORS: tuple[type[BaseException], ...] = tuple(
     if isinstance(cls, type)
 )
 # Deferred or skipped tool calls end the span normally.
-_CONTROL_FLOW: tuple[type[BaseException], ...] = tuple(
-    cls
-    for name in ("CallDeferred", "ApprovalRequired", "SkipToolExecution")
-    if isinstance(cls := getattr(_exc, name, None), type)
-)
-
 # A capability answering a model request itself (a cache, a guardrail) raises this with the
 # response to use instead of the model's: the request succeeded.
 _SKIPPED_REQUEST: tuple[type[BaseException], ...] = tuple(
@@ -231,10 +225,10 @@ async def _run_tool(tool: ToolRun, handler: Any, args: Any) -> Any:
         if isinstance(error, _RETRY_ERRORS):
             tool.set_attributes({semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_MODEL_RETRY})
             tool.end()
-        elif isinstance(error, _CONTROL_FLOW):
-            tool.end()
         else:
-            tool.end_with_exception(error)  # a cancellation fails unless stopped early
+            # a deferred call or any framework's interrupt is no failure; a cancellation is
+            # one unless the run was stopped early
+            tool.end_with_exception(error)
         raise
     finally:
         tool.detach()
