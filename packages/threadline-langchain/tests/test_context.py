@@ -433,6 +433,26 @@ def test_abandoned_async_graph_stream(telemetry: Any, config: dict[str, Any]) ->
     assert "!ERROR" not in tree
 
 
+def test_a_graph_stream_left_open_closes_quietly_at_the_loops_shutdown(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """A graph's ``astream`` the consumer never closes: the loop's shutdown closes every async
+    generator left open, the graph's own stream possibly before the guard around it. The
+    guard then leaves it to that close: no "already running" error for the loop to log."""
+    agent = build_agent(two_tool_model(), [get_weather, get_time])
+
+    async def abandon() -> list[BaseException]:
+        stream = agent.astream({"messages": [("user", "Weather?")]}, config=config)
+        await stream.__anext__()
+        inner = stream.ag_frame.f_locals["stream"]  # the graph's own, inside the guard
+        # the shutdown's order made certain: the graph's stream first, then the guard
+        return await asyncio.gather(inner.aclose(), stream.aclose(), return_exceptions=True)
+
+    assert asyncio.run(abandon()) == [None, None]
+    assert "!ERROR" not in telemetry.tree()
+    assert threadline.current_run() is None
+
+
 def test_leaving_a_token_stream_early_is_no_failure(telemetry: Any, config: dict[str, Any]) -> None:
     """Leaving ``astream(stream_mode="messages")`` at the first token cancels the model call in
     flight. The agent ends normally, and so does the cancelled call: nothing failed."""

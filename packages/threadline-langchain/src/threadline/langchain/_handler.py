@@ -365,7 +365,10 @@ def _guard_stream(method: Callable[..., Any]) -> Callable[..., Any]:
                         threadline.detach_context(token)
         finally:
             try:
-                await stream.aclose()
+                # At the loop's shutdown it closes every async generator left open, the graph's
+                # own among them, maybe first: being closed, it is closed.
+                if not stream.ag_running:
+                    await stream.aclose()
             finally:
                 _restore(consumer)
 
