@@ -374,3 +374,25 @@ def test_exit_never_takes_another_tasks_enter() -> None:
         assert otel_context.get_current() == before
 
     asyncio.run(main())
+
+
+def test_a_decorated_async_generator_left_open_closes_quietly_at_the_loops_shutdown() -> None:
+    """The loop's shutdown closes every async generator left open, the app's own possibly
+    before the session's wrapper around it: the wrapper leaves it to that close (a second
+    ``aclose()`` of a generator still closing would raise for the loop to log)."""
+
+    @threadline.session("s-1")
+    async def numbers() -> AsyncIterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            await asyncio.sleep(0)  # a close that takes a step of the loop
+
+    async def abandon() -> list[object]:
+        wrapper = numbers()
+        assert await wrapper.__anext__() == 1
+        inner = wrapper.ag_frame.f_locals["generator"]
+        return await asyncio.gather(inner.aclose(), wrapper.aclose(), return_exceptions=True)
+
+    assert asyncio.run(abandon()) == [None, None]

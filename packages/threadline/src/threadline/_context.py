@@ -89,3 +89,15 @@ def cut_short_by_consumer() -> bool:
     failure of that work, wherever it was."""
     mark = _consumer_mark.get()
     return mark is not None and mark[0] is False
+
+
+async def close_inner(stream: object) -> None:
+    """Close the async iterator a wrapper of ours iterates, as the wrapper closes. Not one that
+    is being closed already: at its shutdown the event loop closes every async generator left
+    open, the inner one maybe before its wrapper, and a second ``aclose()`` of a generator
+    still closing raises ``RuntimeError`` (the loop logs it as an error of the app)."""
+    if getattr(stream, "ag_running", False):
+        return
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -240,7 +240,7 @@ def _async_generator_wrapper(
                 sent = yield item
             except GeneratorExit:
                 with step:
-                    await generator.aclose()
+                    await _context.close_inner(generator)
                 raise
             except BaseException as error:  # noqa: BLE001 - passed on into the generator
                 thrown = error

@@ -41,6 +41,7 @@ import threadline
 from threadline import InferenceRun, RetrievalRun, Run, ToolRun, semconv
 from threadline._context import attach as attach_context
 from threadline._context import (
+    close_inner,
     closed_by_consumer,
     consumer_closed,
     unwatch_consumer,
@@ -365,10 +366,7 @@ def _guard_stream(method: Callable[..., Any]) -> Callable[..., Any]:
                         threadline.detach_context(token)
         finally:
             try:
-                # At the loop's shutdown it closes every async generator left open, the graph's
-                # own among them, maybe first: being closed, it is closed.
-                if not stream.ag_running:
-                    await stream.aclose()
+                await close_inner(stream)
             finally:
                 _restore(consumer)
 
@@ -393,7 +391,7 @@ def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
             raise
         finally:
             try:
-                await stream.aclose()  # cancels and awaits the runnable's task
+                await close_inner(stream)  # cancels and awaits the runnable's task
             finally:
                 closed = mark[0] is True
                 mark[0] = None

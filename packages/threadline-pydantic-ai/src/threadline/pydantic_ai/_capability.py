@@ -28,6 +28,7 @@ from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.models.wrapper import WrapperModel
 from threadline import semconv
 from threadline._context import (
+    close_inner,
     closed_by_consumer,
     consumer_closed,
     cut_short_by_consumer,
@@ -211,9 +212,7 @@ async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIt
             state.stream_error = (chat, error)
         raise
     finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_inner(stream)
 
 
 async def _run_tool(tool: ToolRun, handler: Any, args: Any) -> Any:
@@ -337,7 +336,7 @@ def _watch_event_generator(abstract: Any) -> None:
                 except StopAsyncIteration:
                     return
         finally:
-            await stream.aclose()
+            await close_inner(stream)
 
     _stream_closed = (anyio.BrokenResourceError,)
     agent_class._run_stream_events = run_stream_events
