@@ -121,20 +121,23 @@ class Usage:
 def _token_counts(usage: Usage) -> Usage:
     """``usage`` with each count a non-negative int, as the conventions type them: an integral
     float becomes its int; anything else (a bool, a negative count, text) is not recorded."""
-    fields = (
-        usage.input_tokens,
-        usage.output_tokens,
+    # Inline tests, not a loop: this runs on every update that reports usage.
+    a, b = usage.input_tokens, usage.output_tokens
+    c, d, e = (
         usage.cache_read_input_tokens,
         usage.cache_write_input_tokens,
         usage.reasoning_output_tokens,
     )
-    for value in fields:
-        if value is not None and (type(value) is not int or value < 0):
-            break
-    else:
+    if (
+        (a is None or (type(a) is int and a >= 0))
+        and (b is None or (type(b) is int and b >= 0))
+        and (c is None or (type(c) is int and c >= 0))
+        and (d is None or (type(d) is int and d >= 0))
+        and (e is None or (type(e) is int and e >= 0))
+    ):
         return usage
     _logger.debug("threadline: dropping token counts that are not counts: %r", usage)
-    return Usage(*(_token_count(v) for v in fields))
+    return Usage(*(_token_count(v) for v in (a, b, c, d, e)))
 
 
 def _token_count(value: object) -> int | None:
