@@ -10,6 +10,7 @@ on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -144,8 +145,9 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
         assert client_call.attributes["server.port"] == port
     else:
         assert "server.address" not in client_call.attributes
-    # An MCP session id exists only on handshake-era streamable HTTP.
-    has_session = transport == "http" and not modern
+    # An MCP session id exists only in the handshake era, on streamable HTTP (Mcp-Session-Id)
+    # and SSE (the session_id of the endpoint the server announces).
+    has_session = transport != "stdio" and not modern
     assert ("mcp.session.id" in server_call.attributes) is has_session
     # The client side of the same session, initialize included.
     session_ids = [
@@ -153,6 +155,8 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     ]
     expected_id = server_call.attributes.get("mcp.session.id")
     assert {session_id for _, session_id in session_ids} == {expected_id}, session_ids
+    if transport == "sse" and not modern:  # the id the SDK's SSE server makes (a UUID's hex)
+        assert re.fullmatch("[0-9a-f]{32}", expected_id), expected_id
     if transport != "stdio":  # the HTTP request (SSE: the POST) the message came in
         assert server_call.attributes["network.protocol.name"] == "http"
         assert server_call.attributes["client.address"] == "127.0.0.1"
@@ -164,6 +168,8 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
         server_init = find(server_spans, "initialize")
         assert server_init.parent_span_id == client_init.span_id
         assert server_init.attributes["mcp.protocol.version"] == "2025-11-25"
+        if transport == "sse":  # its POST names the session too
+            assert server_init.attributes.get("mcp.session.id") == expected_id
 
     # Exactly one SERVER span per request (the SDK's built-in middleware was replaced) and no
     # SDK "MCP send" client spans.
@@ -208,6 +214,9 @@ def test_session_group_knows_its_server(telemetry: Any, tmp_path: Path, transpor
     server_call = find(read_spans_jsonl(spans_file), "tools/call get_weather")
     assert client_call.kind == "CLIENT"
     assert server_call.parent_span_id == client_call.span_id
+    session_id = server_call.attributes.get("mcp.session.id")
+    assert session_id is not None
+    assert client_call.attributes.get("mcp.session.id") == session_id
     network = ("network.transport", "network.protocol.name", "server.address", "server.port")
     assert {k: client_call.attributes.get(k) for k in network} == {
         "network.transport": "tcp",
@@ -593,7 +602,7 @@ invoke_agent weather_agent [INTERNAL]
     assert {a.get("mcp.protocol.version") for a in calls} == {"2025-11-25"}
 
 
-@pytest.mark.parametrize("transport", ["stdio", "http"])
+@pytest.mark.parametrize("transport", ["stdio", "http", "sse"])
 def test_server_to_client_request(telemetry: Any, tmp_path: Path, transport: str) -> None:
     """Sampling: the server asks the client's model from inside a tool. The request back to
     the client continues the same trace, and the client's callback runs in it with the
@@ -618,7 +627,7 @@ def test_server_to_client_request(telemetry: Any, tmp_path: Path, transport: str
     if transport == "stdio":
         result = anyio.run(turn, stdio_params(spans_file))
     else:
-        with http_server(tmp_path, spans_file) as url:
+        with http_server(tmp_path, spans_file, transport=transport) as url:
             result = anyio.run(turn, url)
             port = int(url.rsplit(":", 1)[1].split("/")[0])
     assert tool_text(result) == "42"
@@ -650,7 +659,7 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     )
     answered_on = {k: sampling_server.attributes.get(k) for k in network_keys}
     assert answered_on == {k: client_call.attributes.get(k) for k in network_keys}
-    http = transport == "http"
+    http = transport != "stdio"  # streamable HTTP or SSE
     assert answered_on["mcp.protocol.version"] == "2025-11-25"
     assert answered_on["network.transport"] == ("tcp" if http else "pipe")
     assert answered_on["network.protocol.name"] == ("http" if http else None)
@@ -663,7 +672,7 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     assert requester["client.port"] == (port if http else None)
     assert "server.address" not in sampling_server.attributes
     # The server's request goes out on the connection its tools/call came in on: its CLIENT
-    # span has that connection's version, transport and (streamable HTTP) session.
+    # span has that connection's version, transport and (HTTP, SSE) session.
     server_spans = read_spans_jsonl(spans_file)
     sampling_client = find(server_spans, "sampling/createMessage")
     tool_call = find(server_spans, "tools/call ask_model")
@@ -672,7 +681,7 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     connection = {k: tool_call.attributes.get(k) for k in keys}
     assert connection["mcp.protocol.version"] == "2025-11-25"
     assert connection["network.transport"] == ("pipe" if transport == "stdio" else "tcp")
-    assert (connection["mcp.session.id"] is not None) is (transport == "http")
+    assert (connection["mcp.session.id"] is not None) is http
     assert {k: sampling_client.attributes.get(k) for k in keys} == connection
     # Both ends name the same session.
     assert answered_on["mcp.session.id"] == connection["mcp.session.id"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import inspect
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
@@ -33,6 +34,7 @@ from threadline.mcp._common import (
     is_tool_error,
     local_failure,
     session_id_text,
+    sse_session_id_text,
     targets,
     version_text,
 )
@@ -261,6 +263,10 @@ def start(
             outer = _merge_into_tool_span(tool_name, params, request_id, peer)
             if outer is not None:
                 return outer
+        reached = connection(params, peer)
+        session_id = peer.session_id if peer is not None else None
+        if session_id is not None and is_modern(reached["protocol_version"]):
+            session_id = None  # 2026-07-28 and later have no sessions, whatever the transport
         run = threadline.mcp_request(
             method,
             server=False,
@@ -268,8 +274,8 @@ def start(
             prompt_name=prompt_name,
             resource_uri=resource_uri,
             request_id=request_id,
-            session_id=peer.session_id if peer is not None else None,
-            **connection(params, peer),
+            session_id=session_id,
+            **reached,
         )
         if method == "tools/call" and threadline.capture_enabled() and isinstance(params, Mapping):
             run.update(arguments=params.get("arguments"))
@@ -759,17 +765,24 @@ def wrap_client_transport(kind: str) -> Callable[[Any], Any]:
     def wrap(original: Any) -> Any:
         if getattr(original, _CLIENT_TRANSPORT_WRAPPER, False):
             return original  # a module that imported it by name after it was wrapped
+        hook = _session_hook_index(original) if kind == "sse" else None
 
         @contextlib.asynccontextmanager
         async def transport(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            told: list[str] = []  # the session id of the SSE endpoint the server announced
+            if hook is not None:
+                try:
+                    args, kwargs = _with_session_hook(hook, args, kwargs, told)
+                except Exception as error:  # noqa: BLE001 - fail-open
+                    report("threadline.mcp.client.sse_session", error)
             async with original(*args, **kwargs) as streams:
                 key = None
                 try:
                     stream = streams[0]
-                    _stream_peers[id(stream)] = (
-                        stream,
-                        _transport_peer(kind, args, kwargs, streams),
-                    )
+                    peer = _transport_peer(kind, args, kwargs, streams)
+                    if told:
+                        peer.session_id = told[0]
+                    _stream_peers[id(stream)] = (stream, peer)
                     key = id(stream)
                 except Exception as error:  # noqa: BLE001 - fail-open
                     report("threadline.mcp.client.transport", error)
@@ -784,6 +797,43 @@ def wrap_client_transport(kind: str) -> Callable[[Any], Any]:
         return transport
 
     return wrap
+
+
+_SESSION_HOOK = "on_session_created"
+
+
+def _session_hook_index(original: Any) -> int | None:
+    """The position of ``sse_client``'s ``on_session_created`` parameter, which it calls with
+    the session id of the endpoint the server announces, before it yields its streams; None
+    for a release without it (its sessions get no ``mcp.session.id``)."""
+    try:
+        names = list(inspect.signature(original).parameters)
+    except (TypeError, ValueError):
+        return None
+    return names.index(_SESSION_HOOK) if _SESSION_HOOK in names else None
+
+
+def _with_session_hook(
+    index: int, args: tuple[Any, ...], kwargs: dict[str, Any], told: list[str]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments of an ``sse_client`` call with an ``on_session_created`` that keeps the
+    session id in ``told``, then calls the caller's own, if any."""
+    positional = len(args) > index
+    callback = args[index] if positional else kwargs.get(_SESSION_HOOK)
+
+    def on_session_created(session_id: str) -> None:
+        try:
+            value = sse_session_id_text(session_id)
+            if value is not None and not told:
+                told.append(value)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.client.sse_session", error)
+        if callback is not None:
+            callback(session_id)
+
+    if positional:
+        return (*args[:index], on_session_created, *args[index + 1 :]), kwargs
+    return args, {**kwargs, _SESSION_HOOK: on_session_created}
 
 
 def _transport_peer(

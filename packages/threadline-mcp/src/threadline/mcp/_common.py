@@ -4,8 +4,12 @@ request, spotting a tool error in a result, and telling an MCP error's code."""
 from __future__ import annotations
 
 import functools
+import logging
+import re
 from collections.abc import Mapping
 from typing import Any
+
+_logger = logging.getLogger("threadline.mcp")
 
 # Longest tool/prompt name and resource URI put on a span; longer values come from a broken or
 # hostile peer and are left out rather than making huge span names.
@@ -29,6 +33,25 @@ def _text(value: object, limit: int) -> str | None:
 def session_id_text(value: object) -> str | None:
     """An ``Mcp-Session-Id`` fit for ``mcp.session.id``, else ``None``."""
     return _text(value, MAX_SESSION_ID)
+
+
+# A legacy SSE session id travels in a URL's query (``session_id``), where any client or server
+# can put anything: only visible ASCII, as streamable HTTP's ``Mcp-Session-Id`` must be.
+_SSE_SESSION_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_SESSION_ID}}}")
+
+
+def sse_session_id_text(value: object) -> str | None:
+    """A legacy SSE connection's session id fit for ``mcp.session.id``, else ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, str) and _SSE_SESSION_ID.fullmatch(value):
+        return value
+    _logger.debug(
+        "ignoring an SSE session id (%s of length %s)",
+        type(value).__name__,
+        len(value) if isinstance(value, str) else "-",
+    )
+    return None
 
 
 def version_text(value: object) -> str | None:

@@ -134,6 +134,13 @@ def apply(*, merge_tool_spans: bool = False) -> None:
                 "_received_request",
                 _server.wrap_client_received_request,
             )
+            # A server run over a legacy SSE connection: its session id (optional, as above).
+            try:
+                patches.replace_in(
+                    "mcp.server.sse", "SseServerTransport", "connect_sse", _server.wrap_connect_sse
+                )
+            except (ImportError, AttributeError) as error:
+                _logger.debug("mcp has no mcp.server.sse.SseServerTransport: %s", error)
             # Client and server sessions: mcp.{client,server}.session.duration.
             shared = "mcp.shared.session"
             patches.replace_in(shared, "BaseSession", "__aenter__", _client.wrap_session_enter)

@@ -34,6 +34,7 @@ from threadline.mcp._common import (
     is_modern,
     is_tool_error,
     session_id_text,
+    sse_session_id_text,
     targets,
     version_text,
 )
@@ -81,18 +82,93 @@ def _parent(
     return parent, links, remote.is_valid
 
 
-def _session_id(connection: object, headers: object) -> str | None:
+def _session_id(connection: object, request: object) -> str | None:
     """The session this request belongs to. On mcp 2.x, only the id the server issued: a
     stateless server has none, whatever ``mcp-session-id`` header the client sends. mcp 1.x
     has no connection object, so the header is read (its stateful transport rejects unknown
-    ids before any handler runs)."""
+    ids before any handler runs). A legacy SSE connection has no such id: see
+    :func:`_sse_session_id`."""
     if connection is not None:
         value = getattr(connection, "session_id", None)
-    elif isinstance(headers, Mapping):
-        value = headers.get("mcp-session-id")
+        if value is None:
+            return _sse_session_id(connection, request)
     else:
-        return None
+        headers = getattr(request, "headers", None)
+        value = headers.get("mcp-session-id") if isinstance(headers, Mapping) else None
+        if value is None:
+            sse = _sse_connection.get()
+            return _v1_sse_session_id(sse, request) if sse is not None else None
     return session_id_text(value)
+
+
+# A legacy SSE connection's session id is the ``session_id`` query parameter of each POST the
+# client sends (the SDK routes a POST to its connection by it): read from the first request
+# that tells, then kept with the connection, so later requests pay one lookup.
+_SSE_SESSION_KEY = "threadline.mcp.sse_session_id"
+
+
+def _sse_session_id(connection: object, request: object) -> str | None:
+    """mcp 2.x: the session id of an SSE connection, one with a channel of its own to the
+    client and no ``Mcp-Session-Id`` (a stateless HTTP server's connections have no channel)."""
+    state = getattr(connection, "state", None)
+    if not isinstance(state, dict):
+        return None
+    if _SSE_SESSION_KEY in state:
+        known: str | None = state[_SSE_SESSION_KEY]
+        return known
+    if request is None or getattr(connection, "has_standalone_channel", None) is not True:
+        return None
+    value = state[_SSE_SESSION_KEY] = _query_session_id(request)
+    return value
+
+
+class _SseConnection:
+    """mcp 1.x: an SSE connection a server runs in (see ``wrap_connect_sse``)."""
+
+    __slots__ = ("session_id",)
+
+    def __init__(self) -> None:
+        self.session_id: str | None = None
+
+
+_sse_connection: ContextVar[_SseConnection | None] = ContextVar(
+    "threadline.mcp.sse_connection", default=None
+)
+
+
+def _v1_sse_session_id(sse: _SseConnection, request: object) -> str | None:
+    if sse.session_id is None and request is not None:
+        sse.session_id = _query_session_id(request)
+    return sse.session_id
+
+
+def _query_session_id(request: object) -> str | None:
+    query = getattr(request, "query_params", None)
+    return sse_session_id_text(query.get("session_id") if isinstance(query, Mapping) else None)
+
+
+def wrap_connect_sse(original: Any) -> Any:
+    """Wraps mcp 1.x ``SseServerTransport.connect_sse``: a server run over its streams handles
+    its requests in the context it was started in, so they can tell they came over SSE."""
+
+    @contextlib.asynccontextmanager
+    async def connect_sse(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async with original(self, *args, **kwargs) as streams:
+            token = None
+            try:
+                token = _sse_connection.set(_SseConnection())
+            except Exception as error:  # noqa: BLE001 - fail-open
+                report("threadline.mcp.server.sse", error)
+            try:
+                yield streams
+            finally:
+                if token is not None:
+                    # exited in another context than it was entered in: nothing to undo here
+                    with contextlib.suppress(ValueError):
+                        _sse_connection.reset(token)
+
+    functools.update_wrapper(connect_sse, original)
+    return connect_sse
 
 
 def _in_process(session: object) -> bool:
@@ -304,7 +380,7 @@ class ServerCall:
         if notification and notifications == "traced" and not traced:
             return None  # e.g. notifications/initialized: no trace to join
         if upstream is None:
-            session_id = _session_id(connection, headers)
+            session_id = _session_id(connection, request)
         else:
             session_id = upstream.connection_session_id
         if not is_modern(protocol_version):
@@ -739,7 +815,7 @@ def server_connection(session: Any) -> ServerConnection:
     outbound = getattr(session, "_request_outbound", None)
     request = getattr(getattr(outbound, "message_metadata", None), "request_context", None)
     transport, protocol, _, _ = _NO_NETWORK if _in_process(session) else _network(request)
-    session_id = None if is_modern(version) else _session_id(connection, None)
+    session_id = None if is_modern(version) else _session_id(connection, request)
     return version, transport, protocol, session_id
 
 
@@ -751,7 +827,7 @@ def v1_server_connection(session: Any, *, over_http: bool) -> ServerConnection:
     version = v1_negotiated_version(getattr(session, "client_params", None))
     request = _v1_handled_request(session)
     network = _HTTP if request is None and over_http else _network(request)
-    return version, network[0], network[1], _session_id(None, getattr(request, "headers", None))
+    return version, network[0], network[1], _session_id(None, request)
 
 
 def _v1_handled_request(session: Any) -> object:
