@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -150,25 +150,12 @@ def _query_session_id(request: object) -> str | None:
 def wrap_connect_sse(original: Any) -> Any:
     """Wraps mcp 1.x ``SseServerTransport.connect_sse``: a server run over its streams handles
     its requests in the context it was started in, so they can tell they came over SSE."""
-
-    @contextlib.asynccontextmanager
-    async def connect_sse(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        async with original(self, *args, **kwargs) as streams:
-            token = None
-            try:
-                token = _sse_connection.set(_SseConnection())
-            except Exception as error:  # noqa: BLE001 - fail-open
-                report("threadline.mcp.server.sse", error)
-            try:
-                yield streams
-            finally:
-                if token is not None:
-                    # exited in another context than it was entered in: nothing to undo here
-                    with contextlib.suppress(ValueError):
-                        _sse_connection.reset(token)
-
-    functools.update_wrapper(connect_sse, original)
-    return connect_sse
+    return _set_while_open(
+        original,
+        _sse_connection,
+        lambda *args, **kwargs: _SseConnection(),
+        "threadline.mcp.server.sse",
+    )
 
 
 def _in_process(session: object) -> bool:
@@ -197,7 +184,9 @@ _transport_network: ContextVar[_Network | None] = ContextVar(
 
 def wrap_memory_streams(original: _ContextManagerFactory) -> _ContextManagerFactory:
     """Wraps ``mcp.shared.memory.create_client_server_memory_streams`` (1.x and 2.x)."""
-    return _over_network(original, lambda *args, **kwargs: _NO_NETWORK)
+    return _set_while_open(
+        original, _transport_network, lambda *args, **kwargs: _NO_NETWORK, _TRANSPORT_SITE
+    )
 
 
 def wrap_websocket_server(original: _ContextManagerFactory) -> _ContextManagerFactory:
@@ -213,15 +202,25 @@ def wrap_websocket_server(original: _ContextManagerFactory) -> _ContextManagerFa
             port if isinstance(port, int) and port > 0 else None,
         )
 
-    return _over_network(original, network)
+    return _set_while_open(original, _transport_network, network, _TRANSPORT_SITE)
 
 
 _ContextManagerFactory = Callable[..., contextlib.AbstractAsyncContextManager[Any]]
 
 
-def _over_network(
-    original: _ContextManagerFactory, network_of: Callable[..., _Network]
+_T = TypeVar("_T")
+_TRANSPORT_SITE = "threadline.mcp.transport"
+
+
+def _set_while_open(
+    original: _ContextManagerFactory,
+    var: ContextVar[_T | None],
+    value_of: Callable[..., _T],
+    site: str,
 ) -> _ContextManagerFactory:
+    """``original`` (a transport's context manager, or a method making one), setting ``var``
+    to ``value_of(*its arguments)`` while it is open: the server run over its streams starts
+    in that context and inherits the value."""
     if getattr(original, _TRANSPORT_WRAPPER, False):
         return original  # a module that imported it by name after it was wrapped
 
@@ -230,16 +229,16 @@ def _over_network(
         async with original(*args, **kwargs) as streams:
             token = None
             try:
-                token = _transport_network.set(network_of(*args, **kwargs))
+                token = var.set(value_of(*args, **kwargs))
             except Exception as error:  # noqa: BLE001 - fail-open
-                report("threadline.mcp.transport", error)
+                report(site, error)
             try:
                 yield streams
             finally:
                 if token is not None:
                     # exited in another context than it was entered in: nothing to undo here
                     with contextlib.suppress(ValueError):
-                        _transport_network.reset(token)
+                        var.reset(token)
 
     functools.update_wrapper(transport, original)
     setattr(transport, _TRANSPORT_WRAPPER, True)
