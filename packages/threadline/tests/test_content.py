@@ -426,6 +426,36 @@ def test_media_given_by_url() -> None:
     assert isinstance(media_part("image", "data:text/plain,hello"), UriPart)
 
 
+def test_a_tool_schema_nested_past_the_depth_limit_stays_a_valid_schema(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """A recursive model expanded inline nests deeper than content keeps; where it is cut, a
+    subschema gives way to ``{}`` (any value), never to a string where a schema belongs."""
+    from jsonschema import Draft202012Validator
+
+    threadline.configure(capture_content="SPAN_ONLY")
+    node: dict[str, object] = {"type": "string"}
+    for level in range(30):  # object → properties → child → anyOf → [schema, null], ...
+        node = {
+            "type": "object",
+            "properties": {"child": {"anyOf": [node, {"type": "null"}]}},
+            "required": ["child"],
+            "enum" if level == 0 else "examples": [{"a": [[1]]}],
+        }
+    with threadline.inference(
+        "m", provider="openai", tool_definitions=[FunctionToolDefinition("tree", parameters=node)]
+    ):
+        pass
+    span = find(telemetry.spans(), "chat m")
+    (definition,) = json.loads(span.attributes[semconv.GEN_AI_TOOL_DEFINITIONS])
+    Draft202012Validator.check_schema(definition["parameters"])
+    assert "…[truncated]" not in span.attributes[semconv.GEN_AI_TOOL_DEFINITIONS]
+    assert span.attributes[semconv.THREADLINE_CONTENT_TRUNCATED] is True
+    # the top levels are kept as given
+    assert definition["parameters"]["required"] == ["child"]
+    assert definition["parameters"]["properties"]["child"]["anyOf"][1] == {"type": "null"}
+
+
 def test_generic_tool_definition_keeps_its_type_and_settings(
     telemetry: Telemetry, restore_settings: None
 ) -> None:

@@ -40,6 +40,29 @@ def test_cost_on_span_and_metric_with_session_keys(telemetry: Telemetry) -> None
     }
 
 
+@pytest.mark.parametrize("value", ["caf\udce9", "a\x00b", "x" * 65])
+def test_a_metric_baggage_value_no_exporter_takes_is_left_off(
+    telemetry: Telemetry, value: str
+) -> None:
+    """Baggage the app set itself is not checked as ``session()`` checks it: a value with a
+    lone surrogate would make the OTLP encoding of the whole metrics batch fail."""
+    from opentelemetry import baggage, context
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+    threadline.configure(metric_baggage_keys=["feature", "tier"])
+    app_baggage = baggage.set_baggage("tier", "pro", baggage.set_baggage("feature", value))
+    token = context.attach(app_baggage)
+    try:
+        with threadline.inference("gpt-4o", provider="openai") as run:
+            run.update(usage=threadline.Usage(input_tokens=1000, output_tokens=100))
+    finally:
+        context.detach(token)
+    [point] = telemetry.metric_points(semconv.METRIC_THREADLINE_COST)
+    assert point["attributes"]["tier"] == "pro"
+    assert "feature" not in point["attributes"]
+    encode_metrics(telemetry.metric_reader.get_metrics_data()).SerializeToString()
+
+
 def test_cost_metric_names_the_models_known(telemetry: Telemetry) -> None:
     """A call started without a model is priced by the model that answered: the metric says
     which, and has no empty request model."""

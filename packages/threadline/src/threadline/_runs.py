@@ -1402,7 +1402,9 @@ def _metric_baggage(ctx: Context) -> dict[str, AttributeValue]:
     out: dict[str, AttributeValue] = {}
     for key in keys:
         value = otel_baggage.get_baggage(key, ctx)
-        if isinstance(value, str) and len(value) <= 64:
+        # baggage the app or another propagator set is unchecked: a lone surrogate would fail
+        # the encoding of every metric in the export, not just this point
+        if isinstance(value, str) and len(value) <= 64 and value.isprintable():
             out[key] = value
     return out
 

@@ -388,9 +388,37 @@ def tool_definitions_json(
         if kept.description is not None:
             item["description"] = lim.text(kept.description)
         if kept.parameters is not None:
-            item["parameters"] = lim.value(kept.parameters)
+            try:
+                item["parameters"] = _schema(kept.parameters, lim)
+            except _TooDeep:
+                item["parameters"] = {}
         out.append(item)
     return out
+
+
+class _TooDeep(Exception):
+    """A list in a schema reached the depth limit; the nearest enclosing mapping gives way."""
+
+
+def _schema(value: Any, lim: _Limiter, depth: int = 0) -> Any:
+    """``lim.value`` for a JSON Schema: where nesting reaches the limit, the innermost mapping
+    holding the cut becomes ``{}`` (any value, or no properties or definitions), so the
+    recorded schema stays a valid, looser schema instead of holding the truncation mark
+    where a schema is required."""
+    if isinstance(value, Mapping):
+        if depth >= _MAX_DEPTH:
+            lim.truncated = True
+            return {}
+        try:
+            return {lim.text(str(k)): _schema(v, lim, depth + 1) for k, v in value.items()}
+        except _TooDeep:
+            lim.truncated = True
+            return {}
+    if isinstance(value, (list, tuple)):
+        if depth >= _MAX_DEPTH:
+            raise _TooDeep
+        return [_schema(item, lim, depth + 1) for item in value]
+    return lim.value(value, depth)
 
 
 _CREDENTIAL_NAME = re.compile(
