@@ -1,5 +1,6 @@
 """Client side of the cross-process tests: start ``mcp_server.py`` in a subprocess and talk to it
-over stdio, streamable HTTP or the legacy SSE transport with whichever mcp major is installed."""
+over stdio, streamable HTTP, the legacy SSE transport or (mcp 1.x) the websocket transport with
+whichever mcp major is installed."""
 
 from __future__ import annotations
 
@@ -28,12 +29,17 @@ class SseUrl(str):
     """The URL of a server on the legacy SSE transport (``connect`` opens an SSE client)."""
 
 
+class WebSocketUrl(str):
+    """The ``ws://`` URL of a server on the websocket transport (``connect`` opens a websocket
+    client)."""
+
+
 @contextmanager
 def http_server(
     tmp_path: Path, spans: Path, *, transport: str = "http", **env: str
 ) -> Iterator[str]:
     """A server subprocess on 127.0.0.1 at an ephemeral port; yields its MCP URL (``transport``
-    ``sse``: its SSE endpoint, as an :class:`SseUrl`)."""
+    ``sse``: its SSE endpoint, as an :class:`SseUrl`; ``websocket``: a :class:`WebSocketUrl`)."""
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
         [sys.executable, str(SERVER), transport, str(spans), str(port_file)],
@@ -51,8 +57,12 @@ def http_server(
             if time.monotonic() > deadline:
                 raise TimeoutError("server did not start")
             time.sleep(0.02)
-        base = f"http://127.0.0.1:{port_file.read_text()}"
-        yield SseUrl(f"{base}/sse") if transport == "sse" else f"{base}/mcp"
+        port = port_file.read_text()
+        base = f"http://127.0.0.1:{port}"
+        if transport == "websocket":
+            yield WebSocketUrl(f"ws://127.0.0.1:{port}/ws")
+        else:
+            yield SseUrl(f"{base}/sse") if transport == "sse" else f"{base}/mcp"
     finally:
         proc.terminate()
         try:
@@ -91,8 +101,9 @@ def stdio_params(spans: Path, **env: str) -> Any:
 
 @asynccontextmanager
 async def connect(target: Any, *, mode: str = "legacy", **options: Any) -> AsyncIterator[Session]:
-    """``target``: stdio parameters, an HTTP URL or an :class:`SseUrl`. ``mode`` (mcp 2.x):
-    legacy or auto. ``options``: client callbacks such as ``sampling_callback``."""
+    """``target``: stdio parameters, an HTTP URL, an :class:`SseUrl` or a :class:`WebSocketUrl`
+    (mcp 1.x). ``mode`` (mcp 2.x): legacy or auto. ``options``: client callbacks such as
+    ``sampling_callback``."""
     if MAJOR >= 2:
         from mcp import Client
 
@@ -105,7 +116,16 @@ async def connect(target: Any, *, mode: str = "legacy", **options: Any) -> Async
         return
     from mcp import ClientSession
 
-    if isinstance(target, SseUrl):
+    if isinstance(target, WebSocketUrl):
+        from mcp.client.websocket import websocket_client
+
+        async with (
+            websocket_client(str(target)) as (read, write),
+            ClientSession(read, write, **options) as session,
+        ):
+            await session.initialize()
+            yield Session(session)
+    elif isinstance(target, SseUrl):
         from mcp.client.sse import sse_client
 
         async with (

@@ -3,6 +3,7 @@
     python mcp_server.py stdio SPANS_FILE
     python mcp_server.py http SPANS_FILE PORT_FILE      # 127.0.0.1, ephemeral port
     python mcp_server.py sse SPANS_FILE PORT_FILE       # the legacy SSE transport, likewise
+    python mcp_server.py websocket SPANS_FILE PORT_FILE # mcp 1.x's websocket transport, likewise
 
 Spans go to SPANS_FILE as JSON lines. mcp 2.x servers use ``TracingMiddleware``; mcp 1.x servers
 are traced by ``threadline.mcp.instrument()``. Set ``SERVER_LOWLEVEL=1`` (mcp 2.x) for a low-level
@@ -193,10 +194,30 @@ def http_span(app: Any) -> Any:
     return traced
 
 
-def serve_http(server: Any, port_file: str, on_exit: Any = None, *, sse: bool = False) -> None:
-    """Serve until SIGTERM (streamable HTTP at /mcp, or with ``sse`` the legacy SSE transport
-    at /sse); ``on_exit`` runs once the server has shut down (uvicorn re-raises the signal
-    when ``serve`` returns, so nothing after it would run)."""
+def websocket_app(server: Any) -> Any:
+    """A Starlette app serving ``server`` (a FastMCP) over mcp 1.x's websocket transport at /ws."""
+    from mcp.server.websocket import websocket_server
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+
+    lowlevel = server._mcp_server
+
+    async def endpoint(websocket: Any) -> None:
+        async with websocket_server(websocket.scope, websocket.receive, websocket.send) as (
+            read,
+            write,
+        ):
+            await lowlevel.run(read, write, lowlevel.create_initialization_options())
+
+    return Starlette(routes=[WebSocketRoute("/ws", endpoint=endpoint)])
+
+
+def serve_http(
+    server: Any, port_file: str, on_exit: Any = None, *, transport: str = "http"
+) -> None:
+    """Serve until SIGTERM (streamable HTTP at /mcp, the legacy SSE transport at /sse or the
+    websocket transport at /ws); ``on_exit`` runs once the server has shut down (uvicorn
+    re-raises the signal when ``serve`` returns, so nothing after it would run)."""
     import anyio
     import uvicorn
 
@@ -215,7 +236,12 @@ def serve_http(server: Any, port_file: str, on_exit: Any = None, *, sse: bool = 
             stateless["stateless_http"] = True
         else:
             server.settings.stateless_http = True  # FastMCP reads it from its settings
-    app = server.sse_app() if sse else server.streamable_http_app(**stateless)
+    if transport == "websocket":
+        app = websocket_app(server)
+    elif transport == "sse":
+        app = server.sse_app()
+    else:
+        app = server.streamable_http_app(**stateless)
     if os.environ.get("SERVER_HTTP_SPAN"):
         app = http_span(app)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
@@ -290,7 +316,7 @@ def main() -> None:
         else:
             server.run("stdio")
     else:
-        serve_http(server, sys.argv[3], on_exit=dump_metrics, sse=transport == "sse")
+        serve_http(server, sys.argv[3], on_exit=dump_metrics, transport=transport)
         return
     if dump_metrics is not None:
         dump_metrics()

@@ -3,8 +3,8 @@
 JSON-lines file. The two halves are merged and checked as one tree.
 
 In-process clients copy contextvars into the server and would pass without any propagation, so
-every server here is a real subprocess, over stdio, or streamable HTTP or the legacy SSE transport
-on 127.0.0.1.
+every server here is a real subprocess, over stdio, or streamable HTTP, the legacy SSE transport
+or (mcp 1.x) a websocket on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -53,6 +53,14 @@ FLAVOUR_ENV = {
     "lowlevel": {"SERVER_LOWLEVEL": "1"},
     "instrumented": {"SERVER_INSTRUMENT_ONLY": "1"},
 }
+# mcp 1.x's websocket transport (deprecated there; mcp 2.x has none).
+WEBSOCKET = pytest.param(
+    "websocket",
+    marks=[
+        pytest.mark.skipif(MAJOR >= 2, reason="mcp 2.x has no websocket transport"),
+        pytest.mark.filterwarnings("ignore:The WebSocket:DeprecationWarning"),
+    ],
+)
 SESSION = {"session.id": "sess-42", "user.id": "u-1", "gen_ai.conversation.id": "conv-7"}
 
 
@@ -187,6 +195,89 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     assert "hunter2" not in (seen["wire_baggage"] or "")
 
 
+@pytest.mark.skipif(MAJOR >= 2, reason="mcp 2.x has no websocket transport")
+@pytest.mark.filterwarnings("ignore:The WebSocket:DeprecationWarning")
+def test_one_trace_over_websocket(telemetry: Any, tmp_path: Path) -> None:
+    """mcp 1.x's websocket transport: a Starlette ``WebSocketRoute`` running
+    ``websocket_server`` under uvicorn, and ``websocket_client``. Its messages carry no HTTP
+    request: both ends know the connection from the wrapped transports alone."""
+    (result,), server_spans = _run(
+        tmp_path, "websocket", "legacy", "fastmcp", [("get_weather", {"city": "Paris"})]
+    )
+    client_spans = telemetry.spans()
+    merged = _agent_trace(client_spans, server_spans)
+    assert (
+        render_tree(merged, attributes=("session.id",))
+        == """\
+invoke_agent weather_agent [INTERNAL] session.id=sess-42
+  tools/call get_weather [CLIENT] session.id=sess-42
+    tools/call get_weather [SERVER] session.id=sess-42
+      lookup_forecast [INTERNAL] session.id=sess-42
+  tools/list [CLIENT] session.id=sess-42
+    tools/list [SERVER] session.id=sess-42"""
+    )
+    client_call = find(client_spans, "tools/call get_weather")
+    server_call = find(server_spans, "tools/call get_weather")
+    assert server_call.trace_id == client_call.trace_id
+    assert server_call.parent_span_id == client_call.span_id
+    assert find(server_spans, "lookup_forecast").parent_span_id == server_call.span_id
+    assert server_call.resource["service.name"] == "mcp-server"
+
+    port = int((tmp_path / "port").read_text())  # what the server listened on
+    expected = {
+        "mcp.method.name": "tools/call",
+        "gen_ai.tool.name": "get_weather",
+        "gen_ai.operation.name": "execute_tool",
+        "jsonrpc.request.id": client_call.attributes["jsonrpc.request.id"],
+        "mcp.protocol.version": "2025-11-25",
+        "network.transport": "tcp",
+        "network.protocol.name": "websocket",
+        "client.address": "127.0.0.1",
+        **SESSION,
+    }
+    assert {k: server_call.attributes.get(k) for k in expected} == expected
+    assert isinstance(server_call.attributes["client.port"], int)
+    assert server_call.attributes["client.port"] != port  # the client's end of the socket
+    assert "server.address" not in server_call.attributes
+    # Every message of the connection, the handshake included, on both sides: one client
+    # end (the server's address) and one server end (the client's), no MCP session id.
+    connection = {
+        "mcp.protocol.version": "2025-11-25",
+        "network.transport": "tcp",
+        "network.protocol.name": "websocket",
+        "server.address": "127.0.0.1",
+        "server.port": port,
+        "mcp.session.id": None,
+    }
+    client_ends = [s for s in client_spans if s.kind == "CLIENT"]
+    assert {s.name for s in client_ends} == {"initialize", "tools/call get_weather", "tools/list"}
+    for span in client_ends:
+        assert {k: span.attributes.get(k) for k in connection} == connection, span.name
+    server_ends = [s for s in server_spans if s.kind == "SERVER"]
+    assert {s.name for s in server_ends} >= {"initialize", "tools/call get_weather", "tools/list"}
+    for span in server_ends:
+        assert {
+            k: span.attributes.get(k)
+            for k in ("network.transport", "network.protocol.name", "client.address", "client.port")
+        } == {
+            "network.transport": "tcp",
+            "network.protocol.name": "websocket",
+            "client.address": "127.0.0.1",
+            "client.port": server_call.attributes["client.port"],
+        }, span.name
+        assert "mcp.session.id" not in span.attributes, span.name
+    assert [s.scope for s in server_ends] == ["threadline"] * len(server_ends)
+    assert (
+        find(server_spans, "initialize").parent_span_id == find(client_spans, "initialize").span_id
+    )
+
+    # The session baggage reached the tool; the third-party key never went over the wire.
+    seen = json.loads(tool_text(result))
+    assert seen["session"] == SESSION
+    assert seen["baggage"] == SESSION
+    assert "hunter2" not in (seen["wire_baggage"] or "")
+
+
 @pytest.mark.parametrize("transport", ["sse", "http"])
 def test_session_group_knows_its_server(telemetry: Any, tmp_path: Path, transport: str) -> None:
     """``ClientSessionGroup`` opens its SSE and streamable HTTP transports by the names it
@@ -274,12 +365,13 @@ def _server_metrics_of_a_turn(
     return json.loads(metrics_file.read_text())  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("transport", ["stdio", "http", "sse"])
+@pytest.mark.parametrize("transport", ["stdio", "http", "sse", WEBSOCKET])
 def test_server_metrics(telemetry: Any, tmp_path: Path, transport: str) -> None:
     """Operation and session duration on the server; operation duration on the client."""
     server_url: list[str] = []
     points = _server_metrics_of_a_turn(tmp_path, "legacy", transport, server_url)
-    http = transport != "stdio"  # streamable HTTP or SSE
+    http = transport != "stdio"  # streamable HTTP, SSE or a websocket
+    protocol = "websocket" if transport == "websocket" else "http"
     calls = [
         p
         for p in points
@@ -292,7 +384,7 @@ def test_server_metrics(telemetry: Any, tmp_path: Path, transport: str) -> None:
     assert "error.type" not in calls[0]["attributes"]
     sessions = [p for p in points if p["name"] == "mcp.server.session.duration"]
     assert [p["count"] for p in sessions] == [1]
-    over_http = {"network.protocol.name": "http"} if http else {}
+    over_http = {"network.protocol.name": protocol} if http else {}
     assert sessions[0]["attributes"] == {"mcp.protocol.version": "2025-11-25", **over_http}
 
     client = [
@@ -308,7 +400,7 @@ def test_server_metrics(telemetry: Any, tmp_path: Path, transport: str) -> None:
         port = int(server_url[0].rsplit(":", 1)[1].split("/")[0])
         assert client[0]["attributes"]["server.address"] == "127.0.0.1"
         assert client[0]["attributes"]["server.port"] == port
-        assert client[0]["attributes"]["network.protocol.name"] == "http"
+        assert client[0]["attributes"]["network.protocol.name"] == protocol
         over_http = {**over_http, "server.address": "127.0.0.1", "server.port": port}
     assert client_session["attributes"] == {"mcp.protocol.version": "2025-11-25", **over_http}
 
@@ -602,7 +694,7 @@ invoke_agent weather_agent [INTERNAL]
     assert {a.get("mcp.protocol.version") for a in calls} == {"2025-11-25"}
 
 
-@pytest.mark.parametrize("transport", ["stdio", "http", "sse"])
+@pytest.mark.parametrize("transport", ["stdio", "http", "sse", WEBSOCKET])
 def test_server_to_client_request(telemetry: Any, tmp_path: Path, transport: str) -> None:
     """Sampling: the server asks the client's model from inside a tool. The request back to
     the client continues the same trace, and the client's callback runs in it with the
@@ -659,10 +751,11 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     )
     answered_on = {k: sampling_server.attributes.get(k) for k in network_keys}
     assert answered_on == {k: client_call.attributes.get(k) for k in network_keys}
-    http = transport != "stdio"  # streamable HTTP or SSE
+    http = transport != "stdio"  # streamable HTTP, SSE or a websocket
+    protocol = "websocket" if transport == "websocket" else "http"
     assert answered_on["mcp.protocol.version"] == "2025-11-25"
     assert answered_on["network.transport"] == ("tcp" if http else "pipe")
-    assert answered_on["network.protocol.name"] == ("http" if http else None)
+    assert answered_on["network.protocol.name"] == (protocol if http else None)
     requester = {k: sampling_server.attributes.get(k) for k in ("client.address", "client.port")}
     assert requester == {
         "client.address": client_call.attributes.get("server.address"),
@@ -681,7 +774,8 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
     connection = {k: tool_call.attributes.get(k) for k in keys}
     assert connection["mcp.protocol.version"] == "2025-11-25"
     assert connection["network.transport"] == ("pipe" if transport == "stdio" else "tcp")
-    assert (connection["mcp.session.id"] is not None) is http
+    # a websocket connection has no MCP session id
+    assert (connection["mcp.session.id"] is not None) is (http and transport != "websocket")
     assert {k: sampling_client.attributes.get(k) for k in keys} == connection
     # Both ends name the same session.
     assert answered_on["mcp.session.id"] == connection["mcp.session.id"]

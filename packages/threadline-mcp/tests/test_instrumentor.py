@@ -44,6 +44,7 @@ else:
         ("mcp.shared.session", "BaseSession", "__aexit__"),
         ("mcp.shared.memory", None, "create_client_server_memory_streams"),
         ("mcp.server.websocket", None, "websocket_server"),
+        ("mcp.client.websocket", None, "websocket_client"),
     ]
 # Client transports, on both majors (ClientSessionGroup imported two of them by name).
 PATCHED += [

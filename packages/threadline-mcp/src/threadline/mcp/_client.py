@@ -38,7 +38,12 @@ from threadline.mcp._common import (
     targets,
     version_text,
 )
-from threadline.mcp._server import ServerConnection, server_connection, v1_server_connection
+from threadline.mcp._server import (
+    ServerConnection,
+    server_connection,
+    transport_protocol,
+    v1_server_connection,
+)
 from threadline.providers import server_address
 
 _PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
@@ -962,7 +967,8 @@ def _session_ended(session: Any, error: object) -> None:
     if is_modern(version):
         return  # 2026-07-28 and later have no sessions (the server side records none either)
     if server:
-        protocol = "http" if session in _http_sessions else None
+        # a session over a websocket has no HTTP request, but ran inside the wrapped transport
+        protocol = "http" if session in _http_sessions else transport_protocol()
     else:
         protocol = peer.network_protocol[0] if peer is not None and peer.network_protocol else None
     threadline.record_mcp_session(

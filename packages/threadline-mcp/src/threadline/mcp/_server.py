@@ -205,6 +205,13 @@ def wrap_websocket_server(original: _ContextManagerFactory) -> _ContextManagerFa
     return _set_while_open(original, _transport_network, network, _TRANSPORT_SITE)
 
 
+def transport_protocol() -> str | None:
+    """The network protocol of the transport a server in this context runs over, where its
+    messages carry no HTTP request (``websocket``); None for stdio or in memory."""
+    network = _transport_network.get()
+    return network[1][0] if network is not None and network[1] is not None else None
+
+
 _ContextManagerFactory = Callable[..., contextlib.AbstractAsyncContextManager[Any]]
 
 
