@@ -24,10 +24,10 @@ import inspect
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Container, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Hashable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from types import FrameType, ModuleType
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -147,15 +147,18 @@ class _Chain:
 
 
 # Shared by every handler instance, so a run seen by two handlers (the global one and one passed
-# in a config) is recorded once.
-_runs: threadline.RunRegistry[UUID, Run] = threadline.RunRegistry()
-_chains: dict[UUID, _Chain] = {}
+# in a config) is recorded once. Keyed by the run id's ``int`` (``getattr(run_id, "int",
+# run_id)``): a UUID's hash is Python code (``uuid.UUID.__hash__``), an int's is not, and each
+# callback looks up several.
+RunKey: TypeAlias = Hashable
+_runs: threadline.RunRegistry[RunKey, Run] = threadline.RunRegistry()
+_chains: dict[RunKey, _Chain] = {}
 _lock = threading.RLock()
 _last_chunk: list[tuple[UUID, object] | None] = [None]  # the latest streamed chunk, and its run
 
 
-def _remember(run_id: UUID, record: _Chain) -> None:
-    _chains[run_id] = record
+def _remember(key: RunKey, record: _Chain) -> None:
+    _chains[key] = record
     if len(_chains) > _MAX_CHAINS:
         # Chains whose end never arrives (abandoned streams) must not pile up.
         with contextlib.suppress(StopIteration, RuntimeError, KeyError):
@@ -165,11 +168,11 @@ def _remember(run_id: UUID, record: _Chain) -> None:
 # Open model, tool and retriever runs by the LangChain run they started in (a chain, or a tool or
 # retriever for one called inside it). A run leaves its parent's map when it ends; when the parent
 # ends, a run still there lost its own end callback.
-_children: dict[UUID, dict[UUID, Run]] = {}
+_children: dict[RunKey, dict[RunKey, Run]] = {}
 # Set by the guard around LangChain's async model, tool and retriever entry points: collects the
 # runs made current inside, to end them if the call is cancelled and to make sure none stays
 # current in the caller once it returns.
-guarded_calls: ContextVar[dict[UUID, Run] | None] = ContextVar(
+guarded_calls: ContextVar[dict[RunKey, Run] | None] = ContextVar(
     "threadline_langchain_guarded_call", default=None
 )
 # LangChain's dispatchers of callbacks to handlers: which one called tells sync from async.
@@ -198,7 +201,7 @@ def _called_from_async_code() -> bool:
     return frame is None or frame.f_code.co_name == _ASYNC_DISPATCH
 
 
-def _start_leaf(run_id: UUID, parent_run_id: UUID | None, run: Run, *, attach: bool) -> None:
+def _start_leaf(key: RunKey, parent_key: RunKey | None, run: Run, *, attach: bool) -> None:
     """Register a model/tool/retriever run and make it current (``attach``) when its end is
     certain to come back to this context, or to an enclosing run that can end it instead.
 
@@ -209,23 +212,23 @@ def _start_leaf(run_id: UUID, parent_run_id: UUID | None, run: Run, *, attach: b
     a top-level async call is made current only under instrument()'s guard, which does the same,
     since the run would otherwise stay current in the caller's task.
     """
-    _runs.add(run_id, run)
+    _runs.add(key, run)
     guard = guarded_calls.get()
-    if parent_run_id is not None and (parent_run_id in _chains or parent_run_id in _runs):
-        siblings = _children.get(parent_run_id)
+    if parent_key is not None and (parent_key in _chains or parent_key in _runs):
+        siblings = _children.get(parent_key)
         if siblings is None:
-            siblings = _children.setdefault(parent_run_id, {})  # one map, even from threads
+            siblings = _children.setdefault(parent_key, {})  # one map, even from threads
             if len(_children) > _MAX_CHAINS:  # parents whose end never reaches this handler
                 with contextlib.suppress(StopIteration, RuntimeError, KeyError):
                     del _children[next(iter(_children))]
-        siblings[run_id] = run
+        siblings[key] = run
     elif guard is None and _called_from_async_code():
         return
     if attach:
         if guard is not None:
             if len(guard) % _GUARD_PRUNE_EVERY == _GUARD_PRUNE_EVERY - 1:
                 _prune_guard(guard)
-            guard[run_id] = run
+            guard[key] = run
         run.attach()
 
 
@@ -234,33 +237,33 @@ def _start_leaf(run_id: UUID, parent_run_id: UUID | None, run: Run, *, attach: b
 _GUARD_PRUNE_EVERY = 64
 
 
-def _prune_guard(guard: dict[UUID, Run]) -> None:
+def _prune_guard(guard: dict[RunKey, Run]) -> None:
     # Sync nodes run in worker threads: copy first (one C-level call, atomic under the GIL).
-    for run_id, run in list(guard.items()):
+    for key, run in list(guard.items()):
         if run.ended and not run.attached:
-            guard.pop(run_id, None)
+            guard.pop(key, None)
 
 
-def _leaf_ended(run_id: UUID, parent_run_id: UUID | None, error: BaseException | None) -> None:
+def _leaf_ended(key: RunKey, parent_key: RunKey | None, error: BaseException | None) -> None:
     """A model/tool/retriever run ended: it leaves its parent's map, and what it started that
     is still open is ended."""
-    if parent_run_id is not None:
-        siblings = _children.get(parent_run_id)
+    if parent_key is not None:
+        siblings = _children.get(parent_key)
         if siblings is not None:
-            siblings.pop(run_id, None)
+            siblings.pop(key, None)
             if not siblings:
-                _children.pop(parent_run_id, None)
-    _run_ended(run_id, error)
+                _children.pop(parent_key, None)
+    _run_ended(key, error)
 
 
-def _run_ended(run_id: UUID, error: BaseException | None = None) -> None:
+def _run_ended(key: RunKey, error: BaseException | None = None) -> None:
     """A LangChain run ended: end what it started that is still open."""
-    children = _children.pop(run_id, None)
+    children = _children.pop(key, None)
     if children:
         end_unfinished(children, error)
 
 
-def end_unfinished(leaves: Mapping[UUID, Run], error: BaseException | None) -> None:
+def end_unfinished(leaves: Mapping[RunKey, Run], error: BaseException | None) -> None:
     """End the runs of ``leaves`` still open, innermost first: with ``error`` (what their
     enclosing run failed with), or as abandoned when it ended normally."""
     for run_id, run in reversed(list(leaves.items())):
@@ -312,7 +315,7 @@ _guard_lock = threading.RLock()
 def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     async def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
-        started: dict[UUID, Run] = {}
+        started: dict[RunKey, Run] = {}
         before = otel_context.get_current()
         token = guarded_calls.set(started)
         try:
@@ -406,7 +409,7 @@ def _started_chain(event: object) -> _Chain | None:
     """The record of the chain an ``astream_events`` event is about (its run id is a string)."""
     try:
         run_id = event.get("run_id") if isinstance(event, Mapping) else None
-        return _chains.get(UUID(run_id)) if isinstance(run_id, str) else None
+        return _chains.get(UUID(run_id).int) if isinstance(run_id, str) else None
     except Exception as error:  # noqa: BLE001 - fail-open
         report("langchain.event_run", error)
         return None
@@ -507,8 +510,8 @@ def _with_chain_scope(set_config_context: Callable[..., Any]) -> Callable[..., A
     def scoped(config: Any, *args: Any, **kwargs: Any) -> Any:
         result = set_config_context(config, *args, **kwargs)
         try:
-            run_id = _config_run_id(config)
-            record = _chains.get(run_id) if run_id is not None else None
+            key = _config_run_key(config)
+            record = _chains.get(key) if key is not None else None
             if record is None or not record.scoped:
                 return result  # most calls: LangChain's own runnables, invoked
             scope: Context | None = None
@@ -641,7 +644,7 @@ def _graph_scope(loop: Any, caller: FrameType | None) -> Run | None:
         if manager is None and caller is not None:
             manager = caller.f_locals.get("run_manager")  # langgraph < 0.3 keeps it there
         run_id = getattr(manager, "run_id", None)
-        record = _chains.get(run_id) if isinstance(run_id, UUID) else None
+        record = _chains.get(run_id.int) if isinstance(run_id, UUID) else None
         if record is None:
             return None
         if not record.graph:
@@ -777,15 +780,15 @@ def _resolve(parent: _Chain | Run | Context | None) -> Run | Context | None:
     return parent
 
 
-def _leaf_parent(parent_run_id: UUID | None) -> Run | Context | None:
-    if parent_run_id is None:
-        parent_run_id = _implied_parent()
-        if parent_run_id is None:
+def _leaf_parent(parent_key: RunKey | None) -> Run | Context | None:
+    if parent_key is None:
+        parent_key = _implied_parent()
+        if parent_key is None:
             return None
-    record = _chains.get(parent_run_id)
+    record = _chains.get(parent_key)
     if record is not None:
         return beneath(_resolve(record))
-    return beneath(_runs.get(parent_run_id))
+    return beneath(_runs.get(parent_key))
 
 
 def _emitted_so_far(parent: _Chain | Run | Context) -> Run | None:
@@ -797,7 +800,7 @@ def _emitted_so_far(parent: _Chain | Run | Context) -> Run | None:
     return parent if isinstance(parent, Run) else None
 
 
-def _implied_parent() -> UUID | None:
+def _implied_parent() -> RunKey | None:
     """The run a call LangChain reports without a parent was made in, when LangChain's own
     child config names one this handler follows.
 
@@ -805,26 +808,28 @@ def _implied_parent() -> UUID | None:
     config instead of the child config it made, so with callbacks passed as a list the attempts
     come as new root runs, each its own trace; the child config, set as current for them,
     still names the fallbacks run."""
-    parent_run_id = _config_run_id(var_child_runnable_config.get())
-    if isinstance(parent_run_id, UUID) and (parent_run_id in _chains or parent_run_id in _runs):
-        return parent_run_id
+    parent_key = _config_run_key(var_child_runnable_config.get())
+    if parent_key is not None and (parent_key in _chains or parent_key in _runs):
+        return parent_key
     return None
 
 
-def _config_run_id(config: object) -> Any:
-    """The run a LangChain child config was made for: its callback manager's parent run."""
+def _config_run_key(config: object) -> RunKey | None:
+    """The run a LangChain child config was made for (its callback manager's parent run), as
+    the key of the maps above."""
     callbacks = config.get("callbacks") if type(config) is dict else None  # as LangChain makes it
-    return getattr(callbacks, "parent_run_id", None)
+    run_id = getattr(callbacks, "parent_run_id", None)
+    return run_id.int if isinstance(run_id, UUID) else None
 
 
-def _chain_parent(parent_run_id: UUID | None) -> _Chain | Run | Context:
-    if parent_run_id is None:
-        parent_run_id = _implied_parent()
-    if parent_run_id is not None:
-        record = _chains.get(parent_run_id)
+def _chain_parent(parent_key: RunKey | None) -> _Chain | Run | Context:
+    if parent_key is None:
+        parent_key = _implied_parent()
+    if parent_key is not None:
+        record = _chains.get(parent_key)
         if record is not None:
             return record
-        run = _runs.get(parent_run_id)
+        run = _runs.get(parent_key)
         if run is not None:
             return run
     return otel_context.get_current()
@@ -1060,9 +1065,10 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            if run_id in _chains:
+            key = getattr(run_id, "int", run_id)
+            if key in _chains:
                 return
-            parent = _chain_parent(parent_run_id)
+            parent = _chain_parent(getattr(parent_run_id, "int", parent_run_id))
             name = kwargs.get("name")
             if not isinstance(name, str) or not name:
                 name = _serialized_name(serialized)
@@ -1100,7 +1106,7 @@ class CallbackHandler(BaseCallbackHandler):
                 record.scoped = record.user_code is not _NOT_APPS or (
                     type(inputs) is dict and isinstance(parent, Context) and inputs == _STREAM_INPUT
                 )
-            _remember(run_id, record)
+            _remember(key, record)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_chain_start", error)
 
@@ -1113,7 +1119,7 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            run = _chain_over(run_id, None)
+            run = _chain_over(getattr(run_id, "int", run_id), None)
             if run is not None:
                 run.end()
         except Exception as error:  # noqa: BLE001 - fail-open
@@ -1128,7 +1134,7 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            run = _chain_over(run_id, error)
+            run = _chain_over(getattr(run_id, "int", run_id), error)
             if run is not None:
                 _finish(run, error)
         except Exception as error_:  # noqa: BLE001 - fail-open
@@ -1189,8 +1195,10 @@ class CallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None,
         kwargs: dict[str, Any],
     ) -> None:
-        if run_id in _runs:
+        key = getattr(run_id, "int", run_id)
+        if key in _runs:
             return
+        parent_key = getattr(parent_run_id, "int", parent_run_id)
         invocation = kwargs.get("invocation_params") or {}
         provider = _convert.provider_name(metadata, invocation, serialized)
         input_messages = system = tools = None
@@ -1206,7 +1214,7 @@ class CallbackHandler(BaseCallbackHandler):
             _convert.model_name(metadata, invocation, serialized, kwargs.get("name")),
             provider=provider,
             operation=operation,
-            parent=_leaf_parent(parent_run_id),
+            parent=_leaf_parent(parent_key),
             request=_convert.request_params(invocation, metadata),
             stream=invocation.get("stream") is True,
             server_address=address,
@@ -1217,7 +1225,7 @@ class CallbackHandler(BaseCallbackHandler):
         )
         # Several prompts in one generate() call run interleaved: only a single one is made
         # current, so detaches always come back in order.
-        _start_leaf(run_id, parent_run_id, run, attach=(kwargs.get("batch_size") or 1) == 1)
+        _start_leaf(key, parent_key, run, attach=(kwargs.get("batch_size") or 1) == 1)
 
     def on_llm_new_token(
         self,
@@ -1242,7 +1250,7 @@ class CallbackHandler(BaseCallbackHandler):
             if streaming is not None and streaming[0] is run_id:
                 run = streaming[1]
             else:
-                found = _runs.get(run_id)
+                found = _runs.get(getattr(run_id, "int", run_id))
                 if not isinstance(found, InferenceRun):
                     return
                 run = found
@@ -1271,9 +1279,10 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            key = getattr(run_id, "int", run_id)
             if _children:
-                _leaf_ended(run_id, parent_run_id, None)
-            run = _runs.get_ending(run_id)
+                _leaf_ended(key, getattr(parent_run_id, "int", parent_run_id), None)
+            run = _runs.get_ending(key)
             if not isinstance(run, InferenceRun):
                 return
             self._forget_stream(run)
@@ -1301,9 +1310,10 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            key = getattr(run_id, "int", run_id)
             if _children:
-                _leaf_ended(run_id, parent_run_id, error)
-            run = _runs.get_ending(run_id)
+                _leaf_ended(key, getattr(parent_run_id, "int", parent_run_id), error)
+            run = _runs.get_ending(key)
             if not isinstance(run, InferenceRun):
                 return
             self._forget_stream(run)
@@ -1340,8 +1350,10 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            if run_id in _runs:
+            key = getattr(run_id, "int", run_id)
+            if key in _runs:
                 return
+            parent_key = getattr(parent_run_id, "int", parent_run_id)
             serialized = serialized or {}
             # The tool's own name, the one the model calls it by; a run_name only names the run.
             name = serialized.get("name") or kwargs.get("name") or "tool"
@@ -1352,12 +1364,12 @@ class CallbackHandler(BaseCallbackHandler):
                 arguments = _model_arguments(inputs, name) if inputs is not None else input_str
             run = threadline.execute_tool(
                 str(name),
-                parent=_leaf_parent(parent_run_id),
+                parent=_leaf_parent(parent_key),
                 call_id=call_id if isinstance(call_id, str) else None,
                 description=description if isinstance(description, str) else None,
                 arguments=arguments,
             )
-            _start_leaf(run_id, parent_run_id, run, attach=True)
+            _start_leaf(key, parent_key, run, attach=True)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_tool_start", error)
 
@@ -1370,9 +1382,10 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            key = getattr(run_id, "int", run_id)
             if _children:
-                _leaf_ended(run_id, parent_run_id, None)
-            run = _runs.get_ending(run_id)
+                _leaf_ended(key, getattr(parent_run_id, "int", parent_run_id), None)
+            run = _runs.get_ending(key)
             if not isinstance(run, ToolRun):
                 return
             run.detach()
@@ -1403,9 +1416,10 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            key = getattr(run_id, "int", run_id)
             if _children:
-                _leaf_ended(run_id, parent_run_id, error)
-            run = _runs.get_ending(run_id)
+                _leaf_ended(key, getattr(parent_run_id, "int", parent_run_id), error)
+            run = _runs.get_ending(key)
             if run is None:
                 return
             run.detach()
@@ -1429,15 +1443,17 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            if run_id in _runs:
+            key = getattr(run_id, "int", run_id)
+            if key in _runs:
                 return
+            parent_key = getattr(parent_run_id, "int", parent_run_id)
             source = (metadata or {}).get("ls_vector_store_provider")
             if not isinstance(source, str) or not source:
                 source = kwargs.get("name")
                 if not isinstance(source, str) or not source:
                     source = _serialized_name(serialized)
-            run = threadline.retrieval(source, parent=_leaf_parent(parent_run_id), query=query)
-            _start_leaf(run_id, parent_run_id, run, attach=True)
+            run = threadline.retrieval(source, parent=_leaf_parent(parent_key), query=query)
+            _start_leaf(key, parent_key, run, attach=True)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_retriever_start", error)
 
@@ -1450,9 +1466,10 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            key = getattr(run_id, "int", run_id)
             if _children:
-                _leaf_ended(run_id, parent_run_id, None)
-            run = _runs.get_ending(run_id)
+                _leaf_ended(key, getattr(parent_run_id, "int", parent_run_id), None)
+            run = _runs.get_ending(key)
             if not isinstance(run, RetrievalRun):
                 return
             run.detach()
@@ -1471,9 +1488,10 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            key = getattr(run_id, "int", run_id)
             if _children:
-                _leaf_ended(run_id, parent_run_id, error)
-            run = _runs.get_ending(run_id)
+                _leaf_ended(key, getattr(parent_run_id, "int", parent_run_id), error)
+            run = _runs.get_ending(key)
             if run is None:
                 return
             run.detach()
@@ -1482,12 +1500,12 @@ class CallbackHandler(BaseCallbackHandler):
             report("langchain.on_retriever_error", error_)
 
 
-def _chain_over(run_id: UUID, error: BaseException | None) -> Run | None:
+def _chain_over(key: RunKey, error: BaseException | None) -> Run | None:
     """A chain ended or failed: its record goes, and the span to end is returned (made now for
     a chain shown even with nothing beneath it)."""
     if _children:
-        _run_ended(run_id, error)
-    record = _chains.pop(run_id, None)
+        _run_ended(key, error)
+    record = _chains.pop(key, None)
     if record is None:
         return None
     if record.token is not None and record.scope is not None:
