@@ -201,6 +201,7 @@ def test_a_reaper_that_cannot_start_is_started_later(
     registry = _registry._OpenRuns()
     monkeypatch.setattr(_registry, "open_runs", registry)
     monkeypatch.setattr(_runs, "open_runs", registry)
+    monkeypatch.setattr(_runs, "_open_runs", registry._runs)
     real_start = threading.Thread.start
     failures = [1]
 

@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from threadline import config
 from threadline._failopen import report
@@ -39,10 +39,16 @@ class _OpenRuns:
 
     def add(self, run: Run) -> None:
         # Runs past their TTL are left to the reaper thread: checking on every start would put
-        # that work on the caller's path.
+        # that work on the caller's path. Run.__init__ has this inline.
         runs = self._runs
         runs[id(run)] = run
-        if len(runs) > config.current().max_open_runs:
+        if len(runs) > config._settings.max_open_runs or self._reaper is None:
+            self.added()
+
+    def added(self) -> None:
+        """After a run was added: over the cap, the oldest are abandoned; the first run starts
+        the reaper."""
+        if len(self._runs) > config.current().max_open_runs:
             self._evict()
         if self._reaper is None:
             self._start_reaper()
@@ -114,7 +120,7 @@ class _OpenRuns:
     def _after_fork(self) -> None:
         """In a forked child: the parent's open runs are the parent's to end (the child would
         export them a second time), and the reaper thread did not come along."""
-        self._runs = {}
+        self._runs.clear()  # the same dict: Run's inline add and discard hold it
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._reaper = None
@@ -148,15 +154,18 @@ if hasattr(os, "register_at_fork"):  # POSIX
 # Runs that ended while attached in a context other than the current one (ended by the
 # reaper's thread, an eviction, or out of order): that context keeps the span current until an
 # end event there finds no run and releases it. Weak, so a run whose context is gone (its thread
-# or task finished) drops out, and an empty set keeps registry misses free.
+# or task finished) drops out, and an empty set keeps registry misses free: hot paths test
+# ``stranded_refs`` (the WeakSet's own set of references, tested in C), not the WeakSet, whose
+# ``len`` is Python code; a reference that just died costs one needless look.
 stranded: weakref.WeakSet[Run] = weakref.WeakSet()
+stranded_refs: set[Any] = stranded.data  # type: ignore[attr-defined]  # never rebound
 
 
 def release_stranded() -> None:
     """Detach the ended runs on top of the current context that wait to be detached: an
     integration calls this when an event that ends a run finds none (see
     :meth:`RunRegistry.get_ending`)."""
-    if stranded:
+    if stranded_refs:
         release_ended[0]()
 
 
@@ -195,7 +204,7 @@ class RunRegistry(Generic[_K, _R]):
         thread, and its own end finds nothing to detach, so ended runs still current here are
         detached now."""
         run = self._entries.get(key)
-        if run is None and stranded:
+        if run is None and stranded_refs:
             release_ended[0]()
         return run
 

@@ -71,6 +71,7 @@ _SPAN_KEY = _span_key()
 # runs a descriptor, about twenty times the cost of reading a global, on every run.
 _CLIENT, _INTERNAL, _SERVER = SpanKind.CLIENT, SpanKind.INTERNAL, SpanKind.SERVER
 _END_LOCK = threading.Lock()
+_open_runs = open_runs._runs  # the open-run map, for Run's inline add and discard
 _MAX_BAGGAGE_VALUE = 256
 _MAX_MCP_METHOD = 128
 _logger = logging.getLogger("threadline")
@@ -635,7 +636,10 @@ class Run:
             links=links,
             start_time=start_time,
         )
-        open_runs.add(self)
+        runs = _open_runs  # open_runs.add(self), inline: every run
+        runs[id(self)] = self
+        if len(runs) > config._settings.max_open_runs or open_runs._reaper is None:
+            open_runs.added()
 
     # --- context -------------------------------------------------------------------------------
     @property
@@ -698,7 +702,7 @@ class Run:
             if _context.detach(token):
                 self._token = None
                 self._detach_pending = False
-                if self._ended and _registry.stranded:
+                if self._ended and _registry.stranded_refs:
                     _registry.stranded.discard(self)  # ended elsewhere, detached here at last
                 # _unwind_pending_detaches() has nothing to do unless the run now current
                 # asked to detach; this runs on every detach, so look before calling
@@ -814,8 +818,12 @@ class Run:
         cancelled what was in flight inside it: runs cancelled inside it end without error (see
         :meth:`cancel`)."""
         try:
-            if self._claim_end(stopped_early):
-                self._finish(self._failed_as, end_time)
+            with _END_LOCK:  # self._claim_end(stopped_early), inline: every run
+                if self._ended:
+                    return
+                self._ended = True
+                self._stopped_early = stopped_early
+            self._finish(self._failed_as, end_time)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("Run.end", error)
 
@@ -966,7 +974,7 @@ class Run:
             self.span.end(end_time=end_time)
         except Exception as error:  # noqa: BLE001 - a raising span processor; bookkeeping goes on
             report("span.end", error)
-        open_runs.discard(self)
+        _open_runs.pop(id(self), None)  # open_runs.discard(self), inline
         if self._token is not None:
             self.detach()
         if self._scopes:

@@ -46,7 +46,7 @@ from opentelemetry import trace
 import threadline
 from threadline import semconv
 from threadline._failopen import report
-from threadline._registry import release_stranded
+from threadline._registry import release_stranded, stranded_refs
 from threadline._runs import PendingSpan, beneath, pending_context
 from threadline.llamaindex import _extract
 from threadline.providers import dimension_count
@@ -850,7 +850,8 @@ class Tracker:
         run = self._run_entries.get(id_)
         if run is None:
             self.nodes.pop(id_, None)
-            release_stranded()
+            if stranded_refs:  # most exits: nothing stranded, no call
+                release_stranded()
             return
         run.detach()
         stopped = False
