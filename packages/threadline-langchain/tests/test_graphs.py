@@ -264,6 +264,43 @@ def test_tool_error_handled_by_langchain_marks_the_tool(
     telemetry.assert_conformant()
 
 
+@pytest.mark.parametrize("error", ["tool", "validation"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_tool_error_handled_by_langchain_without_a_call_id_marks_the_tool(
+    telemetry: Any, config: dict[str, Any], error: str, mode: str
+) -> None:
+    """Called with plain arguments, a tool whose error LangChain handles returns the handler's
+    text as is: no ToolMessage carries the status, so its run's tells."""
+    from langchain_core.tools import ToolException
+
+    @tool
+    def lookup_order(order_id: int) -> str:
+        """Look up an order."""
+        raise ToolException("orders backend unavailable")
+
+    lookup_order.handle_tool_error = lookup_order.handle_validation_error = True
+    args = {"order_id": "42" if error == "tool" else "not a number"}
+    if mode == "sync":
+        output = lookup_order.invoke(args, config=config)
+    else:
+        output = asyncio.run(lookup_order.ainvoke(args, config=config))
+    assert isinstance(output, str)
+    (span,) = telemetry.spans()
+    assert (span.name, span.status_code) == ("execute_tool lookup_order", "ERROR")
+    assert span.attributes[semconv.ERROR_TYPE] == "tool_error"
+    # a tool that succeeds with plain arguments is no failure
+    telemetry.span_exporter.clear()
+    assert _echo.invoke({"text": "fine"}, config=config) == "fine"
+    (span,) = telemetry.spans()
+    assert span.status_code == "UNSET"
+
+
+@tool
+def _echo(text: str) -> str:
+    """Echo the text."""
+    return text
+
+
 def test_model_error(telemetry: Any, config: dict[str, Any]) -> None:
     model = ScriptedChatModel(responses=[], fail_with="quota exceeded")
     with pytest.raises(ValueError, match="quota exceeded"):

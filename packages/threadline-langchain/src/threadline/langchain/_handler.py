@@ -964,6 +964,20 @@ def _injected_keys(tool: Any) -> frozenset[str]:
 
 _filters_injected: bool | None = None
 _TOOL_RUNS = frozenset({"run", "arun"})
+
+
+def _tool_run_status(name: str) -> object:
+    """The ``status`` of the ``BaseTool.run``/``arun`` reporting a tool's end: "error" when
+    LangChain handled the tool's error. Called with plain arguments (no tool call id), the tool
+    returns its output as is, with no ``ToolMessage`` to carry the status; its run still has
+    it. Called by ``on_tool_end`` only (the frame to look for is a fixed distance up)."""
+    frame = _langchain_frame(_TOOL_RUNS)
+    if frame is None:
+        return None
+    local = frame.f_locals
+    return local.get("status") if getattr(local.get("self"), "name", None) == name else None
+
+
 _injected_by_schema: dict[object, frozenset[str]] = {}
 _MAX_TOOL_SCHEMAS = 256
 
@@ -1398,7 +1412,10 @@ class CallbackHandler(BaseCallbackHandler):
                 ),
                 call_id=call_id if isinstance(call_id, str) and run.call_id is None else None,
             )
-            if getattr(output, "status", None) == "error":
+            status = getattr(output, "status", None)
+            if status is None:  # a plain output: the tool was called without a call id
+                status = _tool_run_status(run.name)
+            if status == "error":
                 # A failure LangChain handled (handle_tool_error / handle_validation_error):
                 # reported as a ToolMessage, not through on_tool_error.
                 run.fail(semconv.ERROR_TYPE_TOOL_ERROR)
