@@ -116,20 +116,14 @@ async def connect(target: Any, *, mode: str = "legacy", **options: Any) -> Async
         return
     from mcp import ClientSession
 
-    if isinstance(target, WebSocketUrl):
-        from mcp.client.websocket import websocket_client
+    if isinstance(target, (WebSocketUrl, SseUrl)):
+        if isinstance(target, WebSocketUrl):
+            from mcp.client.websocket import websocket_client as open_streams
+        else:
+            from mcp.client.sse import sse_client as open_streams
 
         async with (
-            websocket_client(str(target)) as (read, write),
-            ClientSession(read, write, **options) as session,
-        ):
-            await session.initialize()
-            yield Session(session)
-    elif isinstance(target, SseUrl):
-        from mcp.client.sse import sse_client
-
-        async with (
-            sse_client(str(target)) as (read, write),
+            open_streams(str(target)) as (read, write),
             ClientSession(read, write, **options) as session,
         ):
             await session.initialize()

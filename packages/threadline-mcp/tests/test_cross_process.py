@@ -98,16 +98,10 @@ def _agent_trace(client: list[SpanRecord], server: list[SpanRecord]) -> list[Spa
     return [s for s in [*client, *server] if s.trace_id == agent.trace_id]
 
 
-@pytest.mark.parametrize(("transport", "mode", "flavour"), CASES)
-def test_one_trace_across_processes(
-    telemetry: Any, tmp_path: Path, transport: str, mode: str, flavour: str
-) -> None:
-    (result,), server_spans = _run(
-        tmp_path, transport, mode, flavour, [("get_weather", {"city": "Paris"})]
-    )
-    client_spans = telemetry.spans()
+def _assert_one_agent_trace(client_spans: Any, server_spans: Any) -> tuple[Any, Any]:
+    """The agent's tool call as one trace across the two processes, the session on every span;
+    returns the client's and the server's ``tools/call`` spans."""
     merged = _agent_trace(client_spans, server_spans)
-
     # The client lists tools after a call to validate structured output: a second request.
     assert (
         render_tree(merged, attributes=("session.id",))
@@ -119,14 +113,24 @@ invoke_agent weather_agent [INTERNAL] session.id=sess-42
   tools/list [CLIENT] session.id=sess-42
     tools/list [SERVER] session.id=sess-42"""
     )
-
     client_call = find(client_spans, "tools/call get_weather")
     server_call = find(server_spans, "tools/call get_weather")
-    tool_span = find(server_spans, "lookup_forecast")
     assert server_call.trace_id == client_call.trace_id
     assert server_call.parent_span_id == client_call.span_id
-    assert tool_span.parent_span_id == server_call.span_id
+    assert find(server_spans, "lookup_forecast").parent_span_id == server_call.span_id
     assert server_call.resource["service.name"] == "mcp-server"
+    return client_call, server_call
+
+
+@pytest.mark.parametrize(("transport", "mode", "flavour"), CASES)
+def test_one_trace_across_processes(
+    telemetry: Any, tmp_path: Path, transport: str, mode: str, flavour: str
+) -> None:
+    (result,), server_spans = _run(
+        tmp_path, transport, mode, flavour, [("get_weather", {"city": "Paris"})]
+    )
+    client_spans = telemetry.spans()
+    client_call, server_call = _assert_one_agent_trace(client_spans, server_spans)
 
     modern = MAJOR >= 2 and mode == "auto"
     expected = {
@@ -205,23 +209,7 @@ def test_one_trace_over_websocket(telemetry: Any, tmp_path: Path) -> None:
         tmp_path, "websocket", "legacy", "fastmcp", [("get_weather", {"city": "Paris"})]
     )
     client_spans = telemetry.spans()
-    merged = _agent_trace(client_spans, server_spans)
-    assert (
-        render_tree(merged, attributes=("session.id",))
-        == """\
-invoke_agent weather_agent [INTERNAL] session.id=sess-42
-  tools/call get_weather [CLIENT] session.id=sess-42
-    tools/call get_weather [SERVER] session.id=sess-42
-      lookup_forecast [INTERNAL] session.id=sess-42
-  tools/list [CLIENT] session.id=sess-42
-    tools/list [SERVER] session.id=sess-42"""
-    )
-    client_call = find(client_spans, "tools/call get_weather")
-    server_call = find(server_spans, "tools/call get_weather")
-    assert server_call.trace_id == client_call.trace_id
-    assert server_call.parent_span_id == client_call.span_id
-    assert find(server_spans, "lookup_forecast").parent_span_id == server_call.span_id
-    assert server_call.resource["service.name"] == "mcp-server"
+    client_call, server_call = _assert_one_agent_trace(client_spans, server_spans)
 
     port = int((tmp_path / "port").read_text())  # what the server listened on
     expected = {
