@@ -1037,6 +1037,32 @@ def test_cancelled_run_is_an_error(telemetry: Telemetry) -> None:
     assert len(threadline.open_runs) == 0
 
 
+def test_a_run_cut_off_by_the_loops_shutdown_is_an_error(telemetry: Telemetry) -> None:
+    """``asyncio.run`` returns while a run is in flight: the loop cancels every task left,
+    the run's too. Nobody stopped reading it, so it did not stop early: it was cut off."""
+
+    async def leave_it_running() -> None:
+        requested = asyncio.Event()
+
+        async def slow(messages: Any, info: Any) -> ModelResponse:
+            requested.set()
+            await asyncio.sleep(30)
+            return ModelResponse(parts=[TextPart("late")])
+
+        agent = Agent(FunctionModel(slow, model_name="slow"), name="left", capabilities=[Tracing()])
+        running.append(asyncio.create_task(agent.run("hi")))
+        await requested.wait()
+
+    running: list[asyncio.Task[Any]] = []
+    asyncio.run(leave_it_running())
+    assert running[0].cancelled()
+    cancelled = " !ERROR error.type=asyncio.exceptions.CancelledError"
+    assert telemetry.tree() == "\n".join(
+        [f"{agent_span('left')} [INTERNAL]{cancelled}", f"  chat slow [CLIENT]{cancelled}"]
+    )
+    assert len(threadline.open_runs) == 0
+
+
 @pytest.mark.parametrize("read", ["text", "output"])
 def test_a_streamed_run_timed_out_ends_its_request_with_it(telemetry: Telemetry, read: str) -> None:
     """A timeout around ``run_stream`` while the request waits for its response: the run and

@@ -46,6 +46,20 @@ def task_cancelling() -> bool | None:
     return cancelling() > 0 if callable(cancelling) else None
 
 
+def every_task_cancelled() -> bool:
+    """Whether every other task of the running loop is being cancelled too, as ``asyncio.run``
+    cancels the tasks left when its main coroutine returns: a cancellation of this task that
+    no consumer asked for, though :func:`task_cancelling` alone cannot tell it from one. Only
+    for a task known to be cancelling (it looks at every task)."""
+    current = asyncio.current_task()
+    return all(task is current or _cancelling(task) for task in asyncio.all_tasks())
+
+
+def _cancelling(task: asyncio.Task[object]) -> bool:
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return callable(cancelling) and cancelling() > 0
+
+
 # The mark of the stream whose consumer may close it early (see watch_consumer): None while
 # the consumer reads, True once it closed the stream, False once a cancellation of the
 # consumer (a timeout around it) cut the stream short.

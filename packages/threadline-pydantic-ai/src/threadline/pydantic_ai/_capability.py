@@ -32,6 +32,7 @@ from threadline._context import (
     closed_by_consumer,
     consumer_closed,
     cut_short_by_consumer,
+    every_task_cancelled,
     task_cancelling,
     unwatch_consumer,
     watch_consumer,
@@ -375,7 +376,9 @@ def _stopped_early(state: _RunState | None) -> bool:
         return state is not None  # run_stream_events closed early by its consumer
     if state is None or state.failed or cut_short_by_consumer():
         return False
-    return task_cancelling() is True  # None on Python 3.10: recorded as failed
+    # None on Python 3.10: recorded as failed. Every task cancelling: the loop is shutting
+    # down (asyncio.run returned with the run in flight), which is no consumer stopping.
+    return task_cancelling() is True and not every_task_cancelled()
 
 
 def _validation_description(error: BaseException) -> str | None:
