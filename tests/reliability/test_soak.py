@@ -138,9 +138,9 @@ def test_abandoned_runs_stay_within_the_cap(dropping_provider: _Counting) -> Non
         run_id = uuid.uuid4()
         handler.on_chat_model_start(serialized, messages, run_id=run_id,
                                     invocation_params={"model": "gpt-4o"})  # fmt: skip
-        run = handler_module._runs.get(run_id)
-        if run is not None:
-            run.detach()  # the caller moved on; only the end callback is missing
+        run = handler_module._runs.get(handler_module.run_key(run_id))
+        assert run is not None
+        run.detach()  # the caller moved on; only the end callback is missing
 
     growth, samples = _growth(abandon_one, 20 * cap, dropping_provider.flush)
     assert len(threadline.open_runs) <= cap

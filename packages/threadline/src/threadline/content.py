@@ -391,6 +391,7 @@ def tool_definitions_json(
             try:
                 item["parameters"] = _schema(kept.parameters, lim)
             except _TooDeep:
+                lim.truncated = True
                 item["parameters"] = {}
         out.append(item)
     return out

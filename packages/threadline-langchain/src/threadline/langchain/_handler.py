@@ -151,6 +151,13 @@ class _Chain:
 # run_id)``): a UUID's hash is Python code (``uuid.UUID.__hash__``), an int's is not, and each
 # callback looks up several.
 RunKey: TypeAlias = Hashable
+
+
+def run_key(run_id: object) -> RunKey:
+    """The key of a LangChain run id in the maps below (the callbacks inline it)."""
+    return getattr(run_id, "int", run_id)
+
+
 _runs: threadline.RunRegistry[RunKey, Run] = threadline.RunRegistry()
 _chains: dict[RunKey, _Chain] = {}
 _lock = threading.RLock()
@@ -409,7 +416,7 @@ def _started_chain(event: object) -> _Chain | None:
     """The record of the chain an ``astream_events`` event is about (its run id is a string)."""
     try:
         run_id = event.get("run_id") if isinstance(event, Mapping) else None
-        return _chains.get(UUID(run_id).int) if isinstance(run_id, str) else None
+        return _chains.get(run_key(UUID(run_id))) if isinstance(run_id, str) else None
     except Exception as error:  # noqa: BLE001 - fail-open
         report("langchain.event_run", error)
         return None
@@ -644,7 +651,7 @@ def _graph_scope(loop: Any, caller: FrameType | None) -> Run | None:
         if manager is None and caller is not None:
             manager = caller.f_locals.get("run_manager")  # langgraph < 0.3 keeps it there
         run_id = getattr(manager, "run_id", None)
-        record = _chains.get(run_id.int) if isinstance(run_id, UUID) else None
+        record = _chains.get(run_key(run_id)) if run_id is not None else None
         if record is None:
             return None
         if not record.graph:
@@ -819,7 +826,7 @@ def _config_run_key(config: object) -> RunKey | None:
     the key of the maps above."""
     callbacks = config.get("callbacks") if type(config) is dict else None  # as LangChain makes it
     run_id = getattr(callbacks, "parent_run_id", None)
-    return run_id.int if isinstance(run_id, UUID) else None
+    return None if run_id is None else getattr(run_id, "int", run_id)
 
 
 def _chain_parent(parent_key: RunKey | None) -> _Chain | Run | Context:
@@ -971,11 +978,15 @@ def _tool_run_status(name: str) -> object:
     LangChain handled the tool's error. Called with plain arguments (no tool call id), the tool
     returns its output as is, with no ``ToolMessage`` to carry the status; its run still has
     it. Called by ``on_tool_end`` only (the frame to look for is a fixed distance up)."""
-    frame = _langchain_frame(_TOOL_RUNS)
-    if frame is None:
+    try:
+        frame = _langchain_frame(_TOOL_RUNS)
+        if frame is None:
+            return None
+        local = frame.f_locals
+        return local.get("status") if getattr(local.get("self"), "name", None) == name else None
+    except Exception as error:  # noqa: BLE001 - the run still ends: the status is unknown
+        report("langchain.tool_status", error)
         return None
-    local = frame.f_locals
-    return local.get("status") if getattr(local.get("self"), "name", None) == name else None
 
 
 _injected_by_schema: dict[object, frozenset[str]] = {}
