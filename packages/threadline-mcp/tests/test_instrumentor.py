@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -229,6 +230,24 @@ def test_a_server_over_the_in_memory_transport_has_no_network(
     assert {s.name for s in served} >= {"initialize", "tools/call get_weather"}
     for span in served:
         assert "network.transport" not in span.attributes, span.name
+
+
+@pytest.mark.skipif(MAJOR >= 2, reason="mcp 2.x has no websocket transport")
+def test_a_deprecated_transport_still_warns_at_the_apps_call(instrumented: None) -> None:
+    """mcp 1.x marks its websocket transports deprecated: wrapped, each still warns once per
+    call, naming the app's line (where the default filters show it), not threadline's."""
+    import mcp.client.websocket
+    import mcp.server.websocket
+
+    for make in (
+        lambda: mcp.client.websocket.websocket_client("ws://127.0.0.1:9/ws"),
+        lambda: mcp.server.websocket.websocket_server({}, None, None),
+    ):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            make()
+        assert [(w.category, w.filename) for w in caught] == [(DeprecationWarning, __file__)]
+        assert "WebSocket" in str(caught[0].message)
 
 
 @pytest.mark.skipif(MAJOR >= 2, reason="mcp 2.x has no websocket transport")

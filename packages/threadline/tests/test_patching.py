@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import types
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 from threadline._patching import Patches
@@ -43,3 +47,53 @@ def test_undo_leaves_a_later_patch_in_place() -> None:
         assert Framework.run is later
     finally:
         Framework.run = original  # type: ignore[method-assign]
+
+
+def test_a_deprecated_function_still_warns_at_the_callers_line() -> None:
+    """A function marked ``@deprecated`` warns from its wrapper, naming its caller: patched,
+    the caller would be the replacement (whose warnings the default filters hide). The
+    replacement wraps the function inside and warns as the wrapper did, naming the app's
+    line; a function that is only wrapped, or marked without a runtime warning, is left whole."""
+    from typing_extensions import deprecated
+
+    module = types.ModuleType("deprecating")
+
+    @deprecated("use open_other()")
+    def open_old(value: int) -> int:
+        return value
+
+    @deprecated("static checkers only", category=None)
+    def quiet(value: int) -> int:
+        return value
+
+    def decorated(value: int) -> int:
+        return value
+
+    @functools.wraps(decorated)
+    def wrapped(value: int) -> int:
+        return decorated(value) + 1
+
+    module.open_old, module.quiet, module.wrapped = open_old, quiet, wrapped  # type: ignore[attr-defined]
+    given: dict[str, Any] = {}
+
+    def make(name: str) -> Callable[[Any], Any]:
+        def wrap(original: Any) -> Any:
+            given[name] = original
+            return lambda value: original(value) * 10
+
+        return wrap
+
+    patches = Patches()
+    for name in ("open_old", "quiet", "wrapped"):
+        patches.replace(module, name, make(name))
+    assert given == {"open_old": open_old.__wrapped__, "quiet": quiet, "wrapped": wrapped}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert module.open_old(2) == 20
+        assert module.quiet(2) == 20
+        assert module.wrapped(2) == 30
+    assert [(str(w.message), w.category, w.filename) for w in caught] == [
+        ("use open_other()", DeprecationWarning, __file__)
+    ]
+    patches.undo()
+    assert (module.open_old, module.quiet, module.wrapped) == (open_old, quiet, wrapped)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +26,7 @@ class Patches:
         """Set ``target.name`` to ``make(original)``."""
         with self._lock:
             original = getattr(target, name)
-            replacement = make(original)
+            replacement = _keeping_deprecation(original, make)
             setattr(target, name, replacement)
             self._done.append((target, name, original, replacement))
 
@@ -46,3 +49,42 @@ class Patches:
 
     def __len__(self) -> int:
         return len(self._done)
+
+
+# Where PEP 702's ``@deprecated`` (typing_extensions', and warnings' from Python 3.13) keeps the
+# wrapper that warns when the function is called.
+_DEPRECATED_WRAPPER_FILES = ("typing_extensions.py", "warnings.py")
+
+
+def _keeping_deprecation(original: Any, make: Callable[[Any], Any]) -> Any:
+    """``make(original)``, but for a function marked ``@deprecated`` (mcp 1.x's websocket
+    transports): that one warns from its wrapper, naming its caller, which would be our
+    replacement, and the default filters hide a DeprecationWarning that is not the app's. So
+    ``make`` gets the function inside, and the replacement warns as the wrapper did, naming the
+    app's line."""
+    code = getattr(original, "__code__", None)
+    inner = getattr(original, "__wrapped__", None)
+    if (
+        code is None
+        or not code.co_filename.endswith(_DEPRECATED_WRAPPER_FILES)
+        or not isinstance(getattr(original, "__deprecated__", None), str)
+        or not callable(inner)
+        or inspect.iscoroutinefunction(inner)
+    ):
+        return make(original)
+    cells = dict(zip(code.co_freevars, original.__closure__ or (), strict=False))
+    try:
+        message = cells["msg"].cell_contents
+        category = cells["category"].cell_contents
+        level = cells["stacklevel"].cell_contents + 1
+    except (KeyError, ValueError, TypeError):  # a @deprecated we do not know: leave it whole
+        return make(original)
+    replaced = make(inner)
+
+    @functools.wraps(replaced)
+    def warning_first(*args: Any, **kwargs: Any) -> Any:
+        warnings.warn(message, category=category, stacklevel=level)
+        return replaced(*args, **kwargs)
+
+    warning_first.__deprecated__ = message  # type: ignore[attr-defined]
+    return warning_first
