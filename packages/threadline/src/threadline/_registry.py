@@ -37,17 +37,13 @@ class _OpenRuns:
         self._wake = threading.Event()
         self._retry_reaper_at = 0.0
 
-    def add(self, run: Run) -> None:
-        # Runs past their TTL are left to the reaper thread: checking on every start would put
-        # that work on the caller's path. Run.__init__ has this inline.
-        runs = self._runs
-        runs[id(run)] = run
-        if len(runs) > config._settings.max_open_runs or self._reaper is None:
-            self.added()
+    # A run adds itself to ``_runs`` as it starts, and drops itself as it ends (one dict
+    # operation each, inline in Run: every run). Runs past their TTL are left to the reaper
+    # thread: checking on every start would put that work on the caller's path.
 
     def added(self) -> None:
-        """After a run was added: over the cap, the oldest are abandoned; the first run starts
-        the reaper."""
+        """Called by a run that added itself over the cap, or before the reaper runs: the
+        oldest runs are abandoned, and the reaper is started."""
         if len(self._runs) > config.current().max_open_runs:
             self._evict()
         if self._reaper is None:
@@ -65,9 +61,6 @@ class _OpenRuns:
                     break
         for old in reversed(evicted):  # youngest first: a child's usage reaches its agent
             old.abandon("capacity")
-
-    def discard(self, run: Run) -> None:
-        self._runs.pop(id(run), None)
 
     def __len__(self) -> int:
         return len(self._runs)

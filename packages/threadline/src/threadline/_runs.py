@@ -636,7 +636,7 @@ class Run:
             links=links,
             start_time=start_time,
         )
-        runs = _open_runs  # open_runs.add(self), inline: every run
+        runs = _open_runs  # registered until it ends (see _OpenRuns)
         runs[id(self)] = self
         if len(runs) > config._settings.max_open_runs or open_runs._reaper is None:
             open_runs.added()
@@ -974,7 +974,7 @@ class Run:
             self.span.end(end_time=end_time)
         except Exception as error:  # noqa: BLE001 - a raising span processor; bookkeeping goes on
             report("span.end", error)
-        _open_runs.pop(id(self), None)  # open_runs.discard(self), inline
+        _open_runs.pop(id(self), None)
         if self._token is not None:
             self.detach()
         if self._scopes:
