@@ -97,3 +97,46 @@ def test_a_deprecated_function_still_warns_at_the_callers_line() -> None:
     ]
     patches.undo()
     assert (module.open_old, module.quiet, module.wrapped) == (open_old, quiet, wrapped)
+
+
+def test_only_a_deprecated_plain_function_is_unwrapped() -> None:
+    """A deprecated classmethod, a method patched on an instance and a deprecated class's
+    ``__new__`` reach ``make`` as they are, and behave as before once patched."""
+    from typing_extensions import deprecated
+
+    class Old:
+        @classmethod
+        @deprecated("cm is old")
+        def cm(cls, value: int) -> tuple[str, int]:
+            return cls.__name__, value
+
+        @deprecated("m is old")
+        def m(self, value: int) -> int:
+            return value
+
+    @deprecated("Gone is old")
+    class Gone:
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # subclassing it warns, as it should
+
+        class Sub(Gone):  # type: ignore[misc]
+            pass
+
+    def through(original: Any) -> Any:
+        return lambda *args, **kwargs: original(*args, **kwargs)
+
+    instance = Old()
+    patches = Patches()
+    patches.replace(Old, "cm", through)
+    patches.replace(instance, "m", through)
+    patches.replace(Gone, "__new__", lambda original: original)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert Old.cm(1) == ("Old", 1)
+        assert instance.m(2) == 2
+        assert Sub(3).value == 3  # a subclass of a deprecated class does not warn
+    assert [str(w.message) for w in caught] == ["cm is old", "m is old"]
+    patches.undo()

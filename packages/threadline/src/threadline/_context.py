@@ -50,7 +50,9 @@ def every_task_cancelled() -> bool:
     """Whether every other task of the running loop is being cancelled too, as ``asyncio.run``
     cancels the tasks left when its main coroutine returns: a cancellation of this task that
     no consumer asked for, though :func:`task_cancelling` alone cannot tell it from one. Only
-    for a task known to be cancelling (it looks at every task)."""
+    for a task known to be cancelling (it looks at every task). A consumer that is being
+    cancelled itself and stops reading in its cleanup, with no other task in the loop, looks
+    the same."""
     current = asyncio.current_task()
     return all(task is current or _cancelling(task) for task in asyncio.all_tasks())
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import sys
 import threading
 import warnings
 from collections.abc import Callable
+from types import CodeType
 from typing import Any
 
 
@@ -51,9 +53,18 @@ class Patches:
         return len(self._done)
 
 
-# Where PEP 702's ``@deprecated`` (typing_extensions', and warnings' from Python 3.13) keeps the
-# wrapper that warns when the function is called.
-_DEPRECATED_WRAPPER_FILES = ("typing_extensions.py", "warnings.py")
+def _deprecated_wrapper_codes() -> set[CodeType]:
+    """The code of the wrapper that PEP 702's ``@deprecated`` puts around a function
+    (typing_extensions', and warnings' from Python 3.13), where either is loaded: one code
+    object for every function it marks."""
+    codes: set[CodeType] = set()
+    for module in ("typing_extensions", "warnings"):
+        deprecated = getattr(sys.modules.get(module), "deprecated", None)
+        try:
+            codes.add(deprecated("probe")(lambda: None).__code__)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - absent, or a form we do not know
+            continue
+    return codes
 
 
 def _keeping_deprecation(original: Any, make: Callable[[Any], Any]) -> Any:
@@ -61,18 +72,14 @@ def _keeping_deprecation(original: Any, make: Callable[[Any], Any]) -> Any:
     transports): that one warns from its wrapper, naming its caller, which would be our
     replacement, and the default filters hide a DeprecationWarning that is not the app's. So
     ``make`` gets the function inside, and the replacement warns as the wrapper did, naming the
-    app's line."""
-    code = getattr(original, "__code__", None)
-    inner = getattr(original, "__wrapped__", None)
-    if (
-        code is None
-        or not code.co_filename.endswith(_DEPRECATED_WRAPPER_FILES)
-        or not isinstance(getattr(original, "__deprecated__", None), str)
-        or not callable(inner)
-        or inspect.iscoroutinefunction(inner)
-    ):
+    app's line. Only a plain function is unwrapped (not a bound method, nor a deprecated
+    class's ``__new__``), and only from the decorator's own wrapper."""
+    if not inspect.isfunction(original) or original.__code__ not in _deprecated_wrapper_codes():
         return make(original)
-    cells = dict(zip(code.co_freevars, original.__closure__ or (), strict=False))
+    inner = getattr(original, "__wrapped__", None)
+    if not callable(inner) or inspect.iscoroutinefunction(inner):
+        return make(original)
+    cells = dict(zip(original.__code__.co_freevars, original.__closure__ or (), strict=False))
     try:
         message = cells["msg"].cell_contents
         category = cells["category"].cell_contents
