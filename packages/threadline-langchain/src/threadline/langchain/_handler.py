@@ -971,6 +971,8 @@ def _injected_keys(tool: Any) -> frozenset[str]:
 
 _filters_injected: bool | None = None
 _TOOL_RUNS = frozenset({"run", "arun"})
+_injected_by_schema: dict[object, frozenset[str]] = {}
+_MAX_TOOL_SCHEMAS = 256
 
 
 def _tool_run_status(name: str) -> object:
@@ -987,10 +989,6 @@ def _tool_run_status(name: str) -> object:
     except Exception as error:  # noqa: BLE001 - the run still ends: the status is unknown
         report("langchain.tool_status", error)
         return None
-
-
-_injected_by_schema: dict[object, frozenset[str]] = {}
-_MAX_TOOL_SCHEMAS = 256
 
 
 class CallbackHandler(BaseCallbackHandler):
