@@ -20,6 +20,8 @@ from threadline.content import (
     ReasoningPart,
     Redactable,
     RetrievalDocument,
+    ServerToolCallPart,
+    ServerToolCallResponsePart,
     TextPart,
     ToolCallRequestPart,
     ToolCallResponsePart,
@@ -162,6 +164,37 @@ def test_truncation_preserves_json_structure(telemetry: Telemetry, restore_setti
     messages = json.loads(span.attributes[semconv.GEN_AI_INPUT_MESSAGES])
     assert messages[0]["parts"][0]["content"] == "x" * 10 + "…[truncated]"
     assert span.attributes[semconv.THREADLINE_CONTENT_TRUNCATED] is True
+    telemetry.assert_conformant()
+
+
+def test_server_tool_parts_hold_their_details_under_the_tools_name(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    threadline.configure(capture_content="SPAN_ONLY", max_content_length=10)
+    call = ServerToolCallPart("web_search", "ws_1", {"arguments": {"query": "q" * 50}})
+    result = ServerToolCallResponsePart("web_search", "ws_1", {"status": "success", "type": "x"})
+    with threadline.inference("m", provider="openai") as run:
+        run.update(output_messages=[OutputMessage([call, result, ServerToolCallPart("code")])])
+    span = find(telemetry.spans(), "chat m")
+    [message] = json.loads(span.attributes[semconv.GEN_AI_OUTPUT_MESSAGES])
+    assert message["parts"] == [
+        {
+            "type": "server_tool_call",
+            "name": "web_search",
+            "id": "ws_1",
+            "server_tool_call": {
+                "type": "web_search",
+                "arguments": {"query": "q" * 10 + "…[truncated]"},
+            },
+        },
+        {
+            "type": "server_tool_call_response",
+            "id": "ws_1",
+            # told by the tool's name, whatever "type" the provider's fields held
+            "server_tool_call_response": {"type": "web_search", "status": "success"},
+        },
+        {"type": "server_tool_call", "name": "code", "server_tool_call": {"type": "code"}},
+    ]
     telemetry.assert_conformant()
 
 

@@ -76,6 +76,29 @@ class FilePart:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ServerToolCallPart:
+    """A call of a tool the provider runs itself (web search, code execution): ``name`` is the
+    tool's, which is also the ``type`` of its details; ``details`` are the provider's fields of
+    the call (its arguments, ...)."""
+
+    name: str
+    id: str | None = None
+    details: Mapping[str, Any] | None = None
+    type: Literal["server_tool_call"] = "server_tool_call"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerToolCallResponsePart:
+    """What a tool the provider runs returned: ``name`` is the tool's (the ``type`` of its
+    details), ``id`` the call's; ``details`` are the provider's fields of the result."""
+
+    name: str
+    id: str | None = None
+    details: Mapping[str, Any] | None = None
+    type: Literal["server_tool_call_response"] = "server_tool_call_response"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class GenericPart:
     """A part of a kind the conventions do not name; ``data`` holds its fields."""
 
@@ -91,6 +114,8 @@ Part: TypeAlias = (
     | BlobPart
     | UriPart
     | FilePart
+    | ServerToolCallPart
+    | ServerToolCallResponsePart
     | GenericPart
 )
 
@@ -311,6 +336,18 @@ def _part_json(part: Part, lim: _Limiter) -> dict[str, Any] | None:
         out = {"type": part.type, "response": lim.value(_maybe_json(part.response))}
         if part.id is not None:
             out["id"] = _name(part.id)
+        return out
+    if isinstance(part, (ServerToolCallPart, ServerToolCallResponsePart)):
+        name = _name(part.name)
+        # the details are an object told by its "type": the tool's name, whatever they hold
+        details = lim.value(dict(part.details)) if part.details else {}
+        details["type"] = name
+        out = {"type": part.type}
+        if isinstance(part, ServerToolCallPart):
+            out["name"] = name
+        if part.id is not None:
+            out["id"] = _name(part.id)
+        out[part.type] = details
         return out
     modality = _name(part.modality)
     if isinstance(part, BlobPart):
@@ -576,6 +613,8 @@ __all__ = [
     "ReasoningPart",
     "Redactable",
     "RetrievalDocument",
+    "ServerToolCallPart",
+    "ServerToolCallResponsePart",
     "TextPart",
     "ToolCallRequestPart",
     "ToolCallResponsePart",
