@@ -436,6 +436,59 @@ def test_system_instructions_of_providers_that_take_them_apart(
     telemetry.assert_conformant()
 
 
+class GeminiChat(ProviderSystemChat):
+    """Reports what ChatGoogleGenerativeAI reports: ``ls_provider="google_genai"``, and its
+    ``convert_system_message_to_human`` in its serialized constructor arguments only."""
+
+    ls_provider: str = "google_genai"
+    convert_system_message_to_human: bool = False
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("history", "instructions", "first"),
+    [
+        pytest.param(  # merged into the human message after it; the later one is not sent
+            [SYSTEM_HISTORY[0], *SYSTEM_HISTORY[2:]], None,
+            {"role": "user", "parts": [BRIEF, {"type": "text", "content": "hi"}]},
+            id="merged",
+        ),
+        pytest.param(  # an empty human message is left out of the request: the next one
+            [SYSTEM_HISTORY[0], HumanMessage(""), *SYSTEM_HISTORY[2:]], None,
+            {"role": "user", "parts": []}, id="after-empty-human",
+        ),
+        pytest.param(  # no human message right after it: sent apart as without the option
+            SYSTEM_HISTORY, [BRIEF, CITE, FRENCH],
+            {"role": "user", "parts": [{"type": "text", "content": "hi"}]}, id="not-merged",
+        ),
+    ],
+)  # fmt: skip
+def test_gemini_system_message_converted_to_human(
+    telemetry: Any,
+    config: dict[str, Any],
+    capture_content: Any,
+    history: list[Any],
+    instructions: list[dict[str, Any]] | None,
+    first: dict[str, Any],
+) -> None:
+    GeminiChat(convert_system_message_to_human=True).invoke(history, config=config)
+    [span] = telemetry.spans()
+    if instructions is None:
+        assert semconv.GEN_AI_SYSTEM_INSTRUCTIONS not in span.attributes
+    else:
+        assert _messages(span, semconv.GEN_AI_SYSTEM_INSTRUCTIONS) == instructions
+    messages = _messages(span, semconv.GEN_AI_INPUT_MESSAGES)
+    assert {k: v for k, v in messages[0].items() if k in ("role", "parts")} == first
+    assert "system" not in [message["role"] for message in messages]
+    if instructions is None:
+        merged = next(m for m in messages if m["parts"][:1] == [BRIEF])
+        assert merged["parts"] == [BRIEF, {"type": "text", "content": "hi"}]
+    telemetry.assert_conformant()
+
+
 # --- finish reasons ----------------------------------------------------------------------------
 
 
@@ -564,6 +617,56 @@ def test_responses_api_reasoning_and_incomplete_answer(
         {"type": "reasoning", "content": "Weather first.\n\nThen the answer."},
         {"type": "text", "content": "Sunny"},
     ]
+    telemetry.assert_conformant()
+
+
+SEARCHED = {
+    **RESPONSE,
+    "status": "completed",
+    "incomplete_details": None,
+    "output": [
+        {
+            "type": "web_search_call",
+            "id": "ws_1",
+            "status": "completed",
+            "action": {"type": "search", "query": "weather Paris"},
+        },
+        RESPONSE["output"][1],
+    ],
+}
+
+
+def test_server_tool_calls_of_v1_content_are_server_tool_call_parts(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    """LangChain's standard blocks of a tool the provider ran (``output_version="v1"``) are the
+    conventions' server tool call parts, with the tool's details in their own object."""
+    if "output_version" not in ChatOpenAI.model_fields:
+        pytest.skip("this langchain-openai has no v1 content")
+    model = _openai(
+        lambda request: SEARCHED, model="gpt-4.1", use_responses_api=True, output_version="v1"
+    )
+    answer = model.invoke("weather?", config=config)
+    model.invoke([HumanMessage("weather?"), answer, HumanMessage("thanks")], config=config)
+    first, second = telemetry.spans()
+    call = {
+        "type": "server_tool_call",
+        "id": "ws_1",
+        "name": "web_search",
+        "server_tool_call": {
+            "type": "web_search",
+            "arguments": {"query": "weather Paris", "type": "search"},
+        },
+    }
+    response = {
+        "type": "server_tool_call_response",
+        "id": "ws_1",
+        "server_tool_call_response": {"type": "web_search", "status": "success"},
+    }
+    [output] = _messages(first, semconv.GEN_AI_OUTPUT_MESSAGES)
+    assert output["parts"] == [call, response, {"type": "text", "content": "Sunny"}]
+    history = _messages(second, semconv.GEN_AI_INPUT_MESSAGES)
+    assert history[1]["parts"] == output["parts"]
     telemetry.assert_conformant()
 
 

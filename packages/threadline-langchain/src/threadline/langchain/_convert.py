@@ -7,6 +7,7 @@ content capture is on.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,6 +25,8 @@ from threadline.content import (
     Part,
     ReasoningPart,
     RetrievalDocument,
+    ServerToolCallPart,
+    ServerToolCallResponsePart,
     TextPart,
     ToolCallRequestPart,
     ToolCallResponsePart,
@@ -465,6 +468,8 @@ def _block_part(block: Any) -> Part | None:
         return ReasoningPart(_reasoning_text(block))
     if kind in _CALL_BLOCKS:
         return None
+    if kind in _SERVER_TOOL_BLOCKS:
+        return _server_tool_part(kind, block)
     modality = _MEDIA_BLOCKS.get(kind) if isinstance(kind, str) else None
     if modality is not None:
         part = _media_block(modality, block)
@@ -476,6 +481,50 @@ def _block_part(block: Any) -> Part | None:
         return _blob("image", block["result"], f"image/{fmt}" if isinstance(fmt, str) else None)
     data = {str(k): v for k, v in block.items() if k != "type"}
     return GenericPart(type=str(kind or "unknown"), data=data)
+
+
+# LangChain's standard blocks of a tool the provider runs (v1 content: OpenAI's web search,
+# Anthropic's, Gemini's code execution): the conventions' server tool call parts, which hold the
+# tool's details in an object of their own (a block's "type" would otherwise claim a part type
+# whose required fields it lacks).
+_SERVER_TOOL_BLOCKS = frozenset(
+    ("server_tool_call", "server_tool_call_chunk", "server_tool_result")
+)
+
+
+def _server_tool_part(kind: str, block: Mapping[str, Any]) -> Part:
+    details = {str(k): v for k, v in block.items() if k not in _SERVER_TOOL_FIELDS}
+    if kind == "server_tool_result":
+        for key in ("status", "output"):
+            if key in block:
+                details[key] = block[key]
+        # the tool's name is on its call: _content_parts puts it in place of ""
+        return ServerToolCallResponsePart("", _block_id(block.get("tool_call_id")), details)
+    name = block.get("name")
+    if block.get("args") is not None:
+        details["arguments"] = block["args"]
+    return ServerToolCallPart(
+        name if isinstance(name, str) and name else "unknown",
+        _block_id(block.get("id")),
+        details,
+    )
+
+
+def _block_id(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+_SERVER_TOOL_FIELDS = frozenset(
+    ("type", "id", "name", "args", "tool_call_id", "status", "output", "index")
+)
+
+
+def _name_server_responses(parts: list[Part]) -> None:
+    """Give each server tool response the name of its call (from the same message)."""
+    names = {part.id: part.name for part in parts if isinstance(part, ServerToolCallPart)}
+    for index, part in enumerate(parts):
+        if isinstance(part, ServerToolCallResponsePart) and not part.name:
+            parts[index] = dataclasses.replace(part, name=names.get(part.id) or "unknown")
 
 
 def _reasoning_text(block: Mapping[str, Any]) -> str:
@@ -583,10 +632,14 @@ def _content_parts(content: Any) -> list[Part]:
         return [TextPart(content)] if content else []
     parts: list[Part] = []
     if isinstance(content, list):
+        responses = False
         for block in content:
             part = _block_part(block)
             if part is not None:
                 parts.append(part)
+                responses = responses or isinstance(part, ServerToolCallResponsePart)
+        if responses:
+            _name_server_responses(parts)
     elif content is not None:
         parts.append(TextPart(str(content)))
     return parts
@@ -656,8 +709,10 @@ def input_messages(messages: Sequence[Any]) -> list[InputMessage]:
 # Providers whose API takes the system prompt apart from the messages -> which of a history's
 # system messages their LangChain integration sends there (merged, in order):
 # - the first run of consecutive ones: langchain-anthropic (it refuses any later one);
-# - all, if the history (tool messages aside) starts with one: langchain-google-genai (it drops
-#   them all otherwise);
+# - all, if the history (tool messages and empty human messages aside) starts with one:
+#   langchain-google-genai (it drops them all otherwise); with its deprecated
+#   ``convert_system_message_to_human``, a leading one followed by a human message is merged
+#   into that message instead, and the later ones are dropped;
 # - all, wherever they are: ChatVertexAI, ChatBedrockConverse.
 _FIRST_RUN, _ALL_IF_LEADING, _ALL = 1, 2, 3
 _SYSTEM_APART = {
@@ -670,11 +725,12 @@ _SYSTEM_TYPES = frozenset(("system", "SystemMessageChunk"))
 
 
 def system_instructions(
-    messages: Sequence[Any], provider: str
+    messages: Sequence[Any], provider: str, serialized: Mapping[str, Any] | None = None
 ) -> tuple[Sequence[Any], list[Part] | None]:
     """The messages that stay in the input messages, and the system instructions: the parts of
     the system messages the provider's integration sends apart from them (None: it sends none
-    apart, and every system message stays an input message)."""
+    apart, and every system message stays an input message). ``serialized`` is the model's, for
+    options that change what is sent (they are not in the invocation params)."""
     rule = _SYSTEM_APART.get(provider)
     if rule is None:
         return messages, None
@@ -689,14 +745,46 @@ def system_instructions(
                 break
         apart = apart[:run]
     elif rule == _ALL_IF_LEADING:
-        first = next((m for m in messages if getattr(m, "type", None) != "tool"), None)
-        if not _is_system(first):
+        # what langchain-google-genai numbers: it sends tool messages with their call, and
+        # leaves out empty human messages
+        sent = [m for m in messages if _kind(m) != "tool" and not _empty_human(m)][:2]
+        if not sent or not _is_system(sent[0]):
             return messages, None
+        if len(sent) == 2 and _kind(sent[1]) == "human" and _merges_system(serialized):
+            system, human = sent
+            content = _blocks(getattr(system, "content", None))
+            content.extend(_blocks(getattr(human, "content", None)))
+            merged = human.model_copy(update={"content": content})
+            return [merged if m is human else m for m in messages if not _is_system(m)], None
     parts: list[Part] = []
     for index in apart:
         parts.extend(_content_parts(getattr(messages[index], "content", None)))
     lifted = set(apart)
     return [m for i, m in enumerate(messages) if i not in lifted], parts or None
+
+
+def _kind(message: Any) -> Any:
+    kind = getattr(message, "type", None)
+    return _CHUNK_TYPES.get(kind, kind) if isinstance(kind, str) else kind
+
+
+def _empty_human(message: Any) -> bool:
+    return _kind(message) == "human" and not getattr(message, "content", None)
+
+
+def _merges_system(serialized: Mapping[str, Any] | None) -> bool:
+    """Whether the model was made with ``convert_system_message_to_human=True`` (in its
+    serialized constructor arguments: it is no invocation param)."""
+    kwargs = serialized.get("kwargs") if serialized else None
+    return isinstance(kwargs, Mapping) and kwargs.get("convert_system_message_to_human") is True
+
+
+def _blocks(content: Any) -> list[Any]:
+    if isinstance(content, str):
+        return [content] if content else []
+    if isinstance(content, list):
+        return list(content)
+    return [] if content is None else [content]
 
 
 def _is_system(message: Any) -> bool:

@@ -1227,7 +1227,7 @@ class CallbackHandler(BaseCallbackHandler):
         input_messages = system = tools = None
         if threadline.capture_enabled():
             if messages:
-                history, system = _convert.system_instructions(messages[0], provider)
+                history, system = _convert.system_instructions(messages[0], provider, serialized)
                 input_messages = _convert.input_messages(history)
             elif prompts:
                 input_messages = _convert.prompt_messages(prompts)
