@@ -341,3 +341,72 @@ def test_custom_llm_streams_read_in_another_order_than_opened(telemetry: Telemet
         "req-b [INTERNAL]\n  chat unknown [INTERNAL]",
     ]
     assert len(open_runs) == 0
+
+
+def _slow_chat_engine() -> Any:
+    """A chat engine whose model streams slowly: its answer is still streaming (in LlamaIndex's
+    own thread or task) when ``stream_chat``/``astream_chat`` returns."""
+    from llama_index.core.chat_engine import SimpleChatEngine
+    from llama_index.core.llms import MockLLM
+
+    class SlowStreamLLM(MockLLM):
+        def _generate_text(self, length: int) -> str:
+            time.sleep(0.02)
+            return super()._generate_text(length)
+
+    return SimpleChatEngine.from_defaults(llm=SlowStreamLLM(max_tokens=4))
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_streaming_chat_engine_ends_with_its_answer(telemetry: Telemetry, use_async: bool) -> None:
+    """A streaming chat engine returns while its answer streams: its span ends when the
+    model's stream does, so the model call stays inside it."""
+    engine = _slow_chat_engine()
+
+    async def read_async() -> str:
+        response = await engine.astream_chat("Say hello")
+        return "".join([token async for token in response.async_response_gen()])
+
+    if use_async:
+        answer = asyncio.run(read_async())
+    else:
+        answer = "".join(engine.stream_chat("Say hello").response_gen)
+    assert answer
+    assert telemetry.tree() == "invoke_workflow [INTERNAL]\n  chat unknown [CLIENT]"
+    chat = telemetry.find("chat unknown")
+    assert telemetry.find("invoke_workflow").end_ns >= chat.end_ns
+    assert len(open_runs) == 0
+    assert threadline.current_run() is None
+    telemetry.assert_conformant()
+
+
+def test_async_streaming_context_chat_engine_ends_with_its_answer(telemetry: Telemetry) -> None:
+    """A context chat engine's async answer may call its model only once LlamaIndex's task
+    reads the answer, after ``astream_chat`` returned: the engine's span ends with that task,
+    so the model call stays inside it."""
+    from llama_index.core import Settings, VectorStoreIndex
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.schema import TextNode
+
+    Settings.embed_model = MockEmbedding(embed_dim=4)
+    index = VectorStoreIndex([TextNode(text=t) for t in ("Paris is sunny.", "Oslo is cold.")])
+    engine = index.as_chat_engine(chat_mode="context", llm=MockLLM(max_tokens=4))
+    telemetry.span_exporter.clear()
+
+    async def main() -> str:
+        response = await engine.astream_chat("Weather in Paris?")
+        await asyncio.sleep(0.05)  # the answer streams on in LlamaIndex's task meanwhile
+        return "".join([token async for token in response.async_response_gen()])
+
+    assert asyncio.run(main())
+    assert telemetry.tree() == (
+        "invoke_workflow [INTERNAL]\n"
+        "  retrieval SimpleVectorStore [CLIENT]\n"
+        "    embeddings unknown [CLIENT]\n"
+        "  text_completion unknown [INTERNAL]"
+    )
+    model = telemetry.find("text_completion unknown")
+    assert telemetry.find("invoke_workflow").end_ns >= model.end_ns
+    assert len(open_runs) == 0
+    telemetry.assert_conformant()

@@ -144,6 +144,8 @@ class _Types:
         self.tool = need("llama_index.core.tools.types", "BaseTool")
         self.query_engine = need("llama_index.core.base.base_query_engine", "BaseQueryEngine")
         self.chat_engine = need("llama_index.core.chat_engine.types", "BaseChatEngine")
+        # What a chat engine's stream_chat/astream_chat returns while its answer still streams.
+        self.chat_stream = need("llama_index.core.chat_engine.types", "StreamingAgentChatResponse")
         self.workflow = need("llama_index.core.workflow", "Workflow")
         # A multi-agent AgentWorkflow is a workflow: each agent's turns are its agent runs.
         agent = _optional_class("llama_index.core.agent.workflow.base_agent", "BaseWorkflowAgent")
@@ -302,6 +304,16 @@ def _end_answer(run: threadline.WorkflowRun, failure: BaseException | None) -> N
         run.end()  # read to the end, or closed early by the caller
     else:
         run.end_with_exception(failure)
+
+
+def _ends_with_history_task(run: threadline.WorkflowRun, response: Any) -> bool:
+    """A chat engine's async streamed answer whose model is called only once LlamaIndex's task
+    reads it (llama-index-core 0.14 engines that synthesize): the run ends with that task."""
+    task = getattr(response, "awrite_response_to_history_task", None)
+    if not isinstance(task, asyncio.Future) or task.done():
+        return False
+    task.add_done_callback(lambda _: run.end())
+    return True
 
 
 def _tool_arguments(arguments: Mapping[str, Any]) -> Any:
@@ -699,16 +711,23 @@ class Tracker:
         return run
 
     def _ends_with_streams(self, root: threadline.Run) -> bool:
-        """Whether a root that returned a stream (``llm.stream``, ``llm.astream``) has model
-        streams open beneath it: it then ends when they do (see _stream_ended)."""
+        """Whether a root that returned a stream (``llm.stream``, ``llm.astream``), or a chat
+        engine that returned a streaming response, has model streams open beneath it: it then
+        ends when they do (see _stream_ended)."""
         inside = [run for run in list(self.stream_entries.values()) if run.parent_run is root]
         if not inside:
             return False
         if len(self.stream_roots) >= _MAX_KINDS:
             self.stream_roots.clear()  # streams never read; the reaper ends them
+        roots = self.stream_roots
         for run in inside:
-            self.stream_roots[id(run)] = (run, root)
-        return True
+            roots[id(run)] = (run, root)
+        for run in inside:
+            if run.ended:
+                # Read to the end in another thread (a chat engine's) before its end could
+                # find the root here: it ends no root.
+                roots.pop(id(run), None)
+        return any(other is root for _, other in list(roots.values()))
 
     def _stream_ended(self, run: threadline.InferenceRun, error: BaseException | None) -> None:
         entry = self.stream_roots.pop(id(run), None)
@@ -892,8 +911,13 @@ class Tracker:
         elif isinstance(run, threadline.WorkflowRun):
             if _stream_answer(run, result):
                 return  # ends when the streamed answer does
-            if run is root and isinstance(result, _STREAMS) and self._ends_with_streams(run):
-                return
+            streamed = run is root and isinstance(result, _STREAMS)
+            # A streaming chat engine returns while LlamaIndex's thread or task reads its answer.
+            if streamed or isinstance(result, self.types.chat_stream):
+                if self._ends_with_streams(run):
+                    return
+                if not streamed and _ends_with_history_task(run, result):
+                    return
         run.end(stopped_early=stopped)
 
     def _tool_result(self, id_: str, run: threadline.ToolRun, result: Any) -> bool:
