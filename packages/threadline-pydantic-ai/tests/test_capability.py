@@ -226,6 +226,58 @@ def test_native_tools_are_generic_tool_definitions(
     telemetry.assert_conformant()
 
 
+def test_native_tool_calls_and_generated_files_in_messages(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    """A call of the provider's own tool (web search) and its result are server tool parts,
+    not a call of the app's tools left unanswered; an image the model made is a blob."""
+    from pydantic_ai import BinaryContent
+    from pydantic_ai import messages as pai_messages
+
+    prefix = "Native" if V2 else "Builtin"
+    call_part = getattr(pai_messages, f"{prefix}ToolCallPart")
+    return_part = getattr(pai_messages, f"{prefix}ToolReturnPart")
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(
+            parts=[
+                call_part("web_search", {"query": "paris"}, tool_call_id="ws_1"),
+                return_part("web_search", {"status": "completed"}, tool_call_id="ws_1"),
+                pai_messages.FilePart(BinaryContent(b"\x89PNG", media_type="image/png")),
+                TextPart("found it"),
+            ]
+        )
+
+    agent = Agent(FunctionModel(answer), name="searcher", capabilities=[Tracing()])
+    first = agent.run_sync("Search for it")
+    agent.run_sync("Again", message_history=first.all_messages())
+
+    expected = [
+        {
+            "type": "server_tool_call",
+            "name": "web_search",
+            "id": "ws_1",
+            "server_tool_call": {"type": "web_search", "arguments": {"query": "paris"}},
+        },
+        {
+            "type": "server_tool_call_response",
+            "id": "ws_1",
+            "server_tool_call_response": {
+                "type": "web_search",
+                "response": {"status": "completed"},
+            },
+        },
+        {"type": "blob", "modality": "image", "content": "iVBORw==", "mime_type": "image/png"},
+        {"type": "text", "content": "found it"},
+    ]
+    first_chat, second_chat = [s for s in telemetry.spans() if s.name.startswith("chat")]
+    [output] = json.loads(first_chat.attributes[semconv.GEN_AI_OUTPUT_MESSAGES])
+    assert output["parts"] == expected
+    history = json.loads(second_chat.attributes[semconv.GEN_AI_INPUT_MESSAGES])
+    assert history[1] == {"role": "assistant", "parts": expected}
+    telemetry.assert_conformant()
+
+
 def test_request_parameters_and_conversation(telemetry: Telemetry) -> None:
     agent = Agent(TestModel(custom_output_text="ok"), name="p", capabilities=[Tracing()])
     kwargs: dict[str, Any] = {"conversation_id": "conv-1"} if V2 else {}
@@ -1064,6 +1116,51 @@ def test_a_run_cut_off_by_the_loops_shutdown_is_an_error(telemetry: Telemetry) -
     assert len(threadline.open_runs) == 0
 
 
+def test_iteration_stopped_early_by_a_cancelled_consumer(telemetry: Telemetry) -> None:
+    """A consumer being cancelled (a timeout) that runs an agent in its cleanup and leaves
+    ``iter`` early, the only task in the loop: every task is cancelling, as when the loop
+    shuts down, but the consumer stopped reading. 1.x runs it and tears it down early: no
+    error. 2.x re-raises the consumer's cancellation at the first node: the run fails."""
+    agent = Agent(TestModel(), name="cleanup", capabilities=[Tracing()])
+
+    @agent.tool_plain
+    def lookup(x: int) -> int:
+        return x
+
+    nodes: list[str] = []
+
+    async def consumer() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            with contextlib.suppress(asyncio.CancelledError):
+                async with agent.iter("hi") as run:
+                    async for node in run:
+                        nodes.append(type(node).__name__)
+                        if Agent.is_call_tools_node(node):
+                            break
+            raise
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().call_later(0.01, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer()
+
+    asyncio.run(main())
+    if V2:
+        assert nodes == []
+        cancelled = " !ERROR error.type=asyncio.exceptions.CancelledError"
+        assert telemetry.tree() == f"{agent_span('cleanup')} [INTERNAL]{cancelled}"
+    else:
+        assert nodes == ["UserPromptNode", "ModelRequestNode", "CallToolsNode"]
+        assert telemetry.tree() == "\n".join(
+            [f"{agent_span('cleanup')} [INTERNAL]", "  chat test [CLIENT]"]
+        )
+    assert len(threadline.open_runs) == 0
+
+
 @pytest.mark.parametrize("read", ["text", "output"])
 def test_a_streamed_run_timed_out_ends_its_request_with_it(telemetry: Telemetry, read: str) -> None:
     """A timeout around ``run_stream`` while the request waits for its response: the run and
@@ -1131,22 +1228,40 @@ def test_provider_names_follow_the_conventions(telemetry: Telemetry) -> None:
     assert chat.attributes[semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
 
 
-def test_system_prompt_and_instructions_are_both_recorded(
+def test_system_prompts_are_history_and_instructions_apart(
     telemetry: Telemetry, capture_content: Any
 ) -> None:
+    """System prompts are messages of the history (``system`` input messages, where they are);
+    instructions are given apart from it (``gen_ai.system_instructions``)."""
     agent = Agent(
-        scripted(text("ok")),
+        scripted(text("ok"), text("again")),
         name="policy",
         capabilities=[Tracing()],
-        system_prompt="Follow the policy.",
+        system_prompt=["Follow the policy.", "Be kind."],
         instructions="Answer briefly.",
     )
-    agent.run_sync("hi")
-    [chat] = [s for s in telemetry.spans() if s.name.startswith("chat")]
-    assert json.loads(chat.attributes[semconv.GEN_AI_SYSTEM_INSTRUCTIONS]) == [
-        {"type": "text", "content": "Follow the policy."},
-        {"type": "text", "content": "Answer briefly."},
+    first = agent.run_sync("hi")
+    agent.run_sync("more", message_history=first.all_messages())
+    first_chat, second_chat = [s for s in telemetry.spans() if s.name.startswith("chat")]
+    system = {
+        "role": "system",
+        "parts": [
+            {"type": "text", "content": "Follow the policy."},
+            {"type": "text", "content": "Be kind."},
+        ],
+    }
+    hi = {"role": "user", "parts": [{"type": "text", "content": "hi"}]}
+    assert json.loads(first_chat.attributes[semconv.GEN_AI_INPUT_MESSAGES]) == [system, hi]
+    assert json.loads(second_chat.attributes[semconv.GEN_AI_INPUT_MESSAGES]) == [
+        system,
+        hi,
+        {"role": "assistant", "parts": [{"type": "text", "content": "ok"}]},
+        {"role": "user", "parts": [{"type": "text", "content": "more"}]},
     ]
+    for chat in (first_chat, second_chat):
+        assert json.loads(chat.attributes[semconv.GEN_AI_SYSTEM_INSTRUCTIONS]) == [
+            {"type": "text", "content": "Answer briefly."}
+        ]
     telemetry.assert_conformant()
 
 
@@ -1388,6 +1503,38 @@ def test_a_stream_that_fails_fails_its_request_with_that_error(
     failed = " !ERROR error.type=pydantic_ai.exceptions.ModelHTTPError"
     assert telemetry.tree() == "\n".join(
         [f"{agent_span('s')} [INTERNAL]{failed}", f"  chat sm [CLIENT]{failed}"]
+    )
+    assert len(threadline.open_runs) == 0
+
+
+@pytest.mark.parametrize("how", ["run_stream", "event_stream_handler"])
+def test_a_usage_limit_stopping_a_stream_fails_the_run_not_the_request(
+    telemetry: Telemetry, how: str
+) -> None:
+    """A token limit reached mid-stream (2.x checks it on every event) fails the run, as when
+    it is checked after a response: the request was not the model's failure."""
+    from pydantic_ai.usage import UsageLimits
+
+    agent = Agent(streaming("many ", "tokens ", "here"), name="s", capabilities=[Tracing()])
+
+    async def handler(ctx: Any, events: AsyncIterator[Any]) -> None:
+        async for _ in events:
+            pass
+
+    async def consume() -> None:
+        limits = UsageLimits(output_tokens_limit=1)
+        if how == "run_stream":
+            async with agent.run_stream("hi", usage_limits=limits) as result:
+                async for _ in result.stream_text():
+                    pass
+        else:
+            await agent.run("hi", usage_limits=limits, event_stream_handler=handler)
+
+    with pytest.raises(_exc.UsageLimitExceeded):
+        asyncio.run(consume())
+    failed = " !ERROR error.type=pydantic_ai.exceptions.UsageLimitExceeded"
+    assert telemetry.tree() == "\n".join(
+        [f"{agent_span('s')} [INTERNAL]{failed}", "  chat streamer [CLIENT]"]
     )
     assert len(threadline.open_runs) == 0
 

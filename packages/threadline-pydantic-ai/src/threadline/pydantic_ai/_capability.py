@@ -14,6 +14,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import sys
 import time
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
@@ -42,6 +43,8 @@ from threadline.providers import provider_name, server_address
 from threadline.sessions import current_session
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from opentelemetry.util.types import AttributeValue
 
     from threadline import AgentRun, InferenceRun, ToolRun
@@ -140,6 +143,8 @@ _RETRY_ERRORS: tuple[type[BaseException], ...] = tuple(
     for cls in (getattr(_exc, "ModelRetry", None), getattr(_exc, "ToolRetryError", None))
     if isinstance(cls, type)
 )
+# A run's usage limit stopping a streamed response: the run's failure, not the request's.
+_USAGE_LIMIT = _exc.UsageLimitExceeded
 # Deferred or skipped tool calls end the span normally.
 # A capability answering a model request itself (a cache, a guardrail) raises this with the
 # response to use instead of the model's: the request succeeded.
@@ -210,7 +215,12 @@ async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIt
         # cancels the request, whose hook sees only that cancellation (see _cancel_chat).
         chat = state.chat
         if chat is not None:
-            state.stream_error = (chat, error)
+            if isinstance(error, _USAGE_LIMIT):
+                # The run's token limit (2.x checks it on every event) stopped reading the
+                # response: the run fails, not the request, as when the limit is checked after it.
+                state.streamed = (chat, time.time_ns())
+            else:
+                state.stream_error = (chat, error)
         raise
     finally:
         await close_inner(stream)
@@ -376,9 +386,35 @@ def _stopped_early(state: _RunState | None) -> bool:
         return state is not None  # run_stream_events closed early by its consumer
     if state is None or state.failed or cut_short_by_consumer():
         return False
-    # None on Python 3.10: recorded as failed. Every task cancelling: the loop is shutting
-    # down (asyncio.run returned with the run in flight), which is no consumer stopping.
-    return task_cancelling() is True and not every_task_cancelled()
+    # None on Python 3.10: recorded as failed. The loop shutting down (asyncio.run returned
+    # with the run in flight) is no consumer stopping.
+    return task_cancelling() is True and not _loop_shutting_down()
+
+
+_CANCEL_ALL_TASKS = getattr(getattr(asyncio.runners, "_cancel_all_tasks", None), "__code__", None)
+
+
+def _loop_shutting_down() -> bool:
+    """Whether the loop is cancelling every task left, as ``asyncio.run`` does when its main
+    coroutine returns. Every task cancelling alone does not tell: a consumer being cancelled
+    itself (a timeout) may stop reading in its cleanup, and Pydantic AI 1.x then cancels the
+    task that runs ``wrap_run`` and awaits it. So: ``asyncio.run``'s shutdown on the stack, or
+    every task cancelling with none awaiting this one. Only called while cancelled."""
+    if not every_task_cancelled():
+        return False
+    try:
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code is _CANCEL_ALL_TASKS:
+                return True
+            frame = frame.f_back
+        current = asyncio.current_task()
+        return not any(
+            getattr(task, "_fut_waiter", None) is current for task in asyncio.all_tasks()
+        )
+    except Exception as error:  # noqa: BLE001 - every task cancelling: a shutdown, as before
+        report("threadline.pydantic_ai.loop_shutting_down", error)
+        return True
 
 
 def _validation_description(error: BaseException) -> str | None:
@@ -621,11 +657,11 @@ class Tracing(AbstractCapability[Any]):
             try:
                 from threadline.pydantic_ai import _content
 
-                messages, prompts, instructions = _content.input_messages(request_context.messages)
+                messages, instructions = _content.input_messages(request_context.messages)
                 instructions = _content.instruction_parts(parameters) or instructions
                 chat.update(
                     input_messages=messages,
-                    system_instructions=[*prompts, *instructions] or None,
+                    system_instructions=instructions or None,
                     tool_definitions=_content.tool_definitions(parameters) or None,
                 )
             except Exception as error:  # noqa: BLE001 - the span goes on without its content

@@ -21,6 +21,8 @@ from threadline.content import (
     OutputMessage,
     Part,
     ReasoningPart,
+    ServerToolCallPart,
+    ServerToolCallResponsePart,
     TextPart,
     ToolCallRequestPart,
     ToolCallResponsePart,
@@ -79,13 +81,11 @@ def _tool_response(part: Any) -> Any:
     return getattr(part, "content", None)
 
 
-def input_messages(
-    messages: Iterable[Any],
-) -> tuple[list[InputMessage], list[Part], list[Part]]:
-    """The chat history as input messages, its system prompts, and the instructions of its
-    latest request (Pydantic AI sends both kinds to the model as system messages)."""
+def input_messages(messages: Iterable[Any]) -> tuple[list[InputMessage], list[Part]]:
+    """The chat history as input messages, and the instructions of its latest request. System
+    prompts are part of the history, so they are ``system`` messages in it; instructions are
+    kept apart from it (as Pydantic AI's own instrumentation records them)."""
     out: list[InputMessage] = []
-    system: list[Part] = []
     latest_instructions: list[Part] = []
     for message in messages:
         if getattr(message, "kind", None) == "response":
@@ -95,7 +95,12 @@ def input_messages(
         for part in getattr(message, "parts", ()):
             kind = getattr(part, "part_kind", None)
             if kind == "system-prompt":
-                system.append(TextPart(str(part.content)))
+                _flush(out, user)
+                prompt = TextPart(str(part.content))
+                if out and out[-1].role == "system":  # consecutive prompts: one message
+                    out[-1] = InputMessage("system", [*out[-1].parts, prompt])
+                else:
+                    out.append(InputMessage("system", [prompt]))
             elif kind == "user-prompt":
                 content = part.content
                 if isinstance(content, str):
@@ -123,7 +128,7 @@ def input_messages(
         instructions = getattr(message, "instructions", None)
         if isinstance(instructions, str) and instructions:
             latest_instructions = [TextPart(instructions)]
-    return out, system, latest_instructions
+    return out, latest_instructions
 
 
 def _flush(out: list[InputMessage], user: list[Part]) -> None:
@@ -138,12 +143,23 @@ def _response_parts(parts: Iterable[Any]) -> list[Part]:
         kind = getattr(part, "part_kind", None)
         if kind == "text":
             out.append(TextPart(part.content))
-        elif kind in ("tool-call", "builtin-tool-call"):
+        elif kind == "tool-call":
             out.append(
                 ToolCallRequestPart(part.tool_name, id=part.tool_call_id, arguments=_args(part))
             )
+        elif kind == "builtin-tool-call":
+            # Run by the provider (web search, code execution), not by the app: no tool call.
+            details = {"arguments": _args(part)}
+            out.append(ServerToolCallPart(part.tool_name, part.tool_call_id or None, details))
+        elif kind == "builtin-tool-return":
+            details = {"response": part.content}
+            out.append(
+                ServerToolCallResponsePart(part.tool_name, part.tool_call_id or None, details)
+            )
         elif kind == "thinking":
             out.append(ReasoningPart(part.content))
+        elif kind == "file":  # a file the model made (an image): its content is BinaryContent
+            out.append(_user_content(part.content))
         else:
             out.append(GenericPart(str(kind or type(part).__name__)))
     return out
