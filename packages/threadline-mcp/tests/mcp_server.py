@@ -89,6 +89,20 @@ async def chatty(ctx: Context) -> str:  # type: ignore[type-arg]
     return "done"
 
 
+async def progress(ctx: Context) -> str:  # type: ignore[type-arg]
+    """Reports progress to the client while the call is open."""
+    await ctx.report_progress(1, 2)
+    await ctx.report_progress(2, 2)
+    return "done"
+
+
+async def complete(ref: Any, argument: Any, context: Any) -> Any:
+    """Completes prompt and resource template arguments."""
+    from mcp import types
+
+    return types.Completion(values=["Paris"])
+
+
 async def ask_model(question: str, ctx: Context) -> str:  # type: ignore[type-arg]
     """Asks the client's model (sampling): a request from the server back to the client."""
     from mcp import types
@@ -127,7 +141,9 @@ def build() -> Any:
     server.tool(name="ask_model")(ask_model)
     server.tool(name="slow")(slow)
     server.tool(name="chatty")(chatty)
+    server.tool(name="progress")(progress)
     server.prompt(name="crash_prompt")(crash_prompt)
+    server.completion()(complete)
     server.resource("weather://crash")(crash_resource)
     return server
 

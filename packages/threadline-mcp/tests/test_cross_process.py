@@ -180,7 +180,7 @@ def test_one_trace_across_processes(
         server_init = find(server_spans, "initialize")
         assert server_init.parent_span_id == client_init.span_id
         assert server_init.attributes["mcp.protocol.version"] == "2025-11-25"
-        if transport == "sse":  # its POST names the session too
+        if transport != "stdio":  # the session it opens (SSE: its POST names it)
             assert server_init.attributes.get("mcp.session.id") == expected_id
 
     # Exactly one SERVER span per request (the SDK's built-in middleware was replaced) and no
@@ -831,6 +831,89 @@ def test_concurrent_calls_keep_their_own_context(
         assert server_call.attributes["session.id"] == f"s-{i}"
         tool = next(s for s in server_spans if s.parent_span_id == server_call.span_id)
         assert tool.attributes["session.id"] == f"s-{i}"
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_progress_callback_runs_in_its_requests_context(
+    telemetry: Any, tmp_path: Path, transport: str
+) -> None:
+    """The SDK runs a progress callback in the task reading the connection: over stdio, in
+    the context current when the connection opened (here a span long over). It runs in the
+    context of its request instead, as over HTTP: under the CLIENT span, with the session."""
+    from opentelemetry import trace
+
+    spans_file = tmp_path / "spans.jsonl"
+    seen: list[tuple[Any, Any]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((trace.get_current_span().get_span_context(), threadline.current_session()))
+
+    async def turn(target: Any) -> None:
+        with threadline.step("startup"):  # current when the connection opens
+            async with connect(target) as session:
+                with threadline.session("sess-42"), threadline.invoke_agent("weather_agent"):
+                    await session.client.call_tool("progress", {}, progress_callback=on_progress)
+
+    if transport == "stdio":
+        anyio.run(turn, stdio_params(spans_file))
+    else:
+        with http_server(tmp_path, spans_file) as url:
+            anyio.run(turn, url)
+    client_call = find(telemetry.spans(), "tools/call progress")
+    assert len(seen) == 2
+    for span_context, session in seen:
+        assert format(span_context.span_id, "016x") == client_call.span_id
+        assert session == {"session.id": "sess-42"}
+
+
+def test_completion_of_a_prompt_argument_names_the_prompt(telemetry: Any, tmp_path: Path) -> None:
+    """``completion/complete`` for a prompt's argument is about that prompt: both sides have
+    ``gen_ai.prompt.name``; for a resource template's, nothing. The server gets any name the
+    client makes up (the SDK does not check it), so there it stays off the span name and the
+    metric; the client names the span after it, as ``prompts/get``."""
+    from mcp import types
+
+    spans_file = tmp_path / "spans.jsonl"
+    metrics_file = tmp_path / "metrics.json"
+
+    async def turn() -> None:
+        params = stdio_params(spans_file, METRICS_FILE=str(metrics_file))
+        async with connect(params) as session:
+            with threadline.invoke_agent("weather_agent"):
+                prompt = types.PromptReference(type="ref/prompt", name="crash_prompt")
+                await session.client.complete(prompt, {"name": "city", "value": "Pa"})
+                template = types.ResourceTemplateReference(
+                    type="ref/resource", uri="weather://{city}"
+                )
+                await session.client.complete(template, {"name": "city", "value": "Pa"})
+
+    anyio.run(turn)
+    merged = _agent_trace(telemetry.spans(), read_spans_jsonl(spans_file))
+    assert render_tree(merged, attributes=("gen_ai.prompt.name", "mcp.resource.uri")) == (
+        "invoke_agent weather_agent [INTERNAL]\n"
+        "  completion/complete crash_prompt [CLIENT] gen_ai.prompt.name=crash_prompt\n"
+        "    completion/complete [SERVER] gen_ai.prompt.name=crash_prompt\n"
+        "  completion/complete [CLIENT]\n"
+        "    completion/complete [SERVER]"
+    )
+    (point,) = [
+        p
+        for p in telemetry.metric_points("mcp.client.operation.duration")
+        if p["attributes"].get("gen_ai.prompt.name") == "crash_prompt"
+    ]
+    assert point["attributes"]["mcp.method.name"] == "completion/complete"
+    for _ in range(200):  # the server writes its metrics as it exits
+        if metrics_file.exists():
+            break
+        time.sleep(0.05)
+    server_points = [
+        p
+        for p in json.loads(metrics_file.read_text())
+        if p["name"] == "mcp.server.operation.duration"
+        and p["attributes"]["mcp.method.name"] == "completion/complete"
+    ]
+    assert [p["count"] for p in server_points] == [2]
+    assert "gen_ai.prompt.name" not in server_points[0]["attributes"]
 
 
 @pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x clients send no notifications/cancelled")

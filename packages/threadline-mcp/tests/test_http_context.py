@@ -9,7 +9,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
 from harness import MAJOR, http_server
 
 from threadline.testing import SpanRecord, find, read_spans_jsonl
@@ -187,9 +186,7 @@ def test_hostile_headers_and_meta_over_http(tmp_path: Path) -> None:
 
 def test_stateless_server_records_no_session_from_the_client(tmp_path: Path) -> None:
     """A stateless server issues no session id: an ``Mcp-Session-Id`` header the client makes
-    up is not recorded as the session (mcp 2.x; 1.x has no connection to ask)."""
-    if MAJOR < 2:
-        pytest.skip("mcp 1.x handlers cannot tell a stateless transport from a stateful one")
+    up is not recorded as the session (mcp 2.x asks the connection, 1.x the transport)."""
     spans_file = tmp_path / "spans.jsonl"
     with http_server(tmp_path, spans_file, SERVER_STATELESS="1") as url:
         client = RawHttpClient(url)

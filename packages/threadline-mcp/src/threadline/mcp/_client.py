@@ -20,7 +20,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Mutable
 from contextvars import ContextVar
 from typing import Any, TypedDict
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
 import threadline
@@ -408,6 +410,40 @@ def fail(run: threadline.McpRun, error: BaseException, *, answered: bool | None 
 _PROBE_REJECTIONS = frozenset({-32601, -32602})  # method not found, invalid params
 
 
+def _in_context(callback: Callable[..., Awaitable[Any]], ctx: Context) -> Any:
+    async def in_context(*args: Any, **kwargs: Any) -> Any:
+        token = otel_context.attach(ctx)
+        try:
+            return await callback(*args, **kwargs)
+        finally:
+            otel_context.detach(token)
+
+    return in_context
+
+
+def _progress_in_context(
+    args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, key: str | None = None
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments of a request send with its progress callback (argument ``name``, at
+    ``index`` of ``args``; ``key``: the entry of that argument holding it) run in the current
+    context, the request's. The SDK runs it in the task reading the connection, which over stdio
+    carries whatever context was current when the connection opened: a stale span, or none."""
+    positional = len(args) > index
+    value = args[index] if positional else kwargs.get(name)
+    if value is None:
+        return args, kwargs
+    if key is not None:
+        callback = value.get(key) if isinstance(value, Mapping) else None
+        if callback is None:
+            return args, kwargs
+        value = {**value, key: _in_context(callback, otel_context.get_current())}
+    else:
+        value = _in_context(value, otel_context.get_current())
+    if positional:
+        return (*args[:index], value, *args[index + 1 :]), kwargs
+    return args, {**kwargs, name: value}
+
+
 # --- mcp 2.x -----------------------------------------------------------------------------------
 class _NoSpan:
     """Stands in for the SDK's own ``MCP send …`` span while ours is current. The SDK gives it
@@ -581,6 +617,10 @@ def wrap_send_raw_request(original: Any) -> Any:
         sending = _NoSpan(peer, run)
         token = _sending.set(sending)
         try:
+            try:
+                args, kwargs = _progress_in_context(args, kwargs, 0, "opts", "on_progress")
+            except Exception as error:  # noqa: BLE001 - fail-open: the callback as it was
+                report("threadline.mcp.client.progress", error)
             if isinstance(run, threadline.ToolRun):
                 return await call_merged(
                     run,
@@ -638,7 +678,7 @@ def wrap_notify(original: Any) -> Any:
 
 # --- mcp 1.x -----------------------------------------------------------------------------------
 def v1_method_params(request: Any) -> tuple[str, dict[str, Any] | None]:
-    """Method and a plain view of the params (name/uri/arguments/_meta) of a 1.x request."""
+    """Method and a plain view of the params (name/uri/arguments/ref/_meta) of a 1.x request."""
     root = getattr(request, "root", request)
     method = getattr(root, "method", None)
     params = getattr(root, "params", None)
@@ -652,6 +692,9 @@ def v1_method_params(request: Any) -> tuple[str, dict[str, Any] | None]:
     uri = getattr(params, "uri", None)
     if uri is not None:
         view["uri"] = str(uri)
+    ref = getattr(params, "ref", None)  # completion/complete
+    if ref is not None:
+        view["ref"] = {"type": getattr(ref, "type", None), "name": getattr(ref, "name", None)}
     meta = getattr(params, "meta", None)
     if meta is not None:
         extra = getattr(meta, "model_extra", None)
@@ -699,6 +742,10 @@ def wrap_send_request(original: Any) -> Any:
             run = None
         if run is None:  # no span of ours: still propagate
             return await original(self, v1_with_context(request), result_type, *args, **kwargs)
+        try:
+            args, kwargs = _progress_in_context(args, kwargs, 2, "progress_callback")
+        except Exception as error:  # noqa: BLE001 - fail-open: the callback as it was
+            report("threadline.mcp.client.progress", error)
         if isinstance(run, threadline.ToolRun):  # recorded on the enclosing tool span
             return await call_merged(
                 run,

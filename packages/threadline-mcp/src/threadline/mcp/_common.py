@@ -67,6 +67,11 @@ def targets(method: str, params: object) -> tuple[str | None, str | None, str | 
         return _text(params.get("name"), MAX_NAME), None, None
     if method == "prompts/get":
         return None, _text(params.get("name"), MAX_NAME), None
+    if method == "completion/complete":  # completing an argument of a prompt: about that prompt
+        ref = params.get("ref")
+        if isinstance(ref, Mapping) and ref.get("type") == "ref/prompt":
+            return None, _text(ref.get("name"), MAX_NAME), None
+        return None, None, None
     if method.startswith(("resources/", "notifications/resources/")):
         return None, None, _text(params.get("uri"), MAX_URI)
     return None, None, None

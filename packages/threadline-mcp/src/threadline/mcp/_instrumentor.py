@@ -141,6 +141,16 @@ def apply(*, merge_tool_spans: bool = False) -> None:
                 )
             except (ImportError, AttributeError) as error:
                 _logger.debug("mcp has no mcp.server.sse.SseServerTransport: %s", error)
+            # A server run over a streamable HTTP transport: the session id it issued.
+            try:
+                patches.replace_in(
+                    "mcp.server.streamable_http",
+                    "StreamableHTTPServerTransport",
+                    "connect",
+                    _server.wrap_streamable_http_connect,
+                )
+            except (ImportError, AttributeError) as error:
+                _logger.debug("mcp has no StreamableHTTPServerTransport.connect: %s", error)
             # Client and server sessions: mcp.{client,server}.session.duration.
             shared = "mcp.shared.session"
             patches.replace_in(shared, "BaseSession", "__aenter__", _client.wrap_session_enter)

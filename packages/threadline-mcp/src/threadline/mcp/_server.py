@@ -26,6 +26,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 
 import threadline
+from threadline import semconv
 from threadline._failopen import guarded, report
 from threadline.mcp._common import (
     MAX_VERSION,
@@ -93,12 +94,36 @@ def _session_id(connection: object, request: object) -> str | None:
         if value is None:
             return _sse_session_id(connection, request)
     else:
+        issued = _http_transport_session.get()
+        if issued is not None:
+            return issued[0]
         headers = getattr(request, "headers", None)
         value = headers.get("mcp-session-id") if isinstance(headers, Mapping) else None
         if value is None:
             sse = _sse_connection.get()
             return _v1_sse_session_id(sse, request) if sse is not None else None
     return session_id_text(value)
+
+
+# mcp 1.x: the session id a streamable HTTP server transport issued (None when stateless), set
+# while the transport is open, so the server run over its streams reads it: the id is known for
+# ``initialize`` too (its request has no header yet), and a stateless server records none,
+# whatever ``Mcp-Session-Id`` header a client makes up.
+_http_transport_session: ContextVar[tuple[str | None] | None] = ContextVar(
+    "threadline.mcp.http_transport_session", default=None
+)
+
+
+def wrap_streamable_http_connect(original: Any) -> Any:
+    """Wraps mcp 1.x ``StreamableHTTPServerTransport.connect``."""
+    return _set_while_open(
+        original,
+        _http_transport_session,
+        lambda transport, *args, **kwargs: (
+            session_id_text(getattr(transport, "mcp_session_id", None)),
+        ),
+        "threadline.mcp.server.streamable_http",
+    )
 
 
 # A legacy SSE connection's session id is the ``session_id`` query parameter of each POST the
@@ -394,6 +419,12 @@ class ServerCall:
         else:
             session_id = None  # 2026-07-28 and later have no sessions
         tool_name, prompt_name, resource_uri = targets(method, params)
+        attributes = None
+        if prompt_name is not None and method == "completion/complete":
+            # The SDK hands the completion handler any prompt name the client makes up, and it
+            # answers without error: on the span only, not in its name or on the metric.
+            attributes = {semconv.GEN_AI_PROMPT_NAME: prompt_name}
+            prompt_name = None
         if upstream is not None:
             # The requester is the MCP server: its address is this span's client.address.
             transport, protocol, address, port = (
@@ -419,6 +450,7 @@ class ServerCall:
             peer_address=address,
             peer_port=port,
             links=links or None,
+            attributes=attributes,
         )
         if method == "tools/call" and threadline.capture_enabled() and isinstance(params, Mapping):
             run.update(arguments=params.get("arguments"))
