@@ -410,3 +410,156 @@ def test_async_streaming_context_chat_engine_ends_with_its_answer(telemetry: Tel
     assert telemetry.find("invoke_workflow").end_ns >= model.end_ns
     assert len(open_runs) == 0
     telemetry.assert_conformant()
+
+
+ENGINE_MODES = ["context", "condense_plus_context", "condense_question"]
+RAG_LINES = ("retrieval SimpleVectorStore [CLIENT]", "  embeddings unknown [CLIENT]")
+
+
+def _slow_rag_chat_engine(mode: str) -> Any:
+    """A chat engine over a small index whose model streams slowly. On llama-index-core 0.14
+    the ``context`` engines (and ``condense_question`` on both) call the model only once
+    LlamaIndex's thread or task reads the answer, after ``stream_chat``/``astream_chat``
+    returned."""
+    from llama_index.core import Settings, VectorStoreIndex
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.schema import TextNode
+
+    class SlowStreamLLM(MockLLM):
+        def _generate_text(self, length: int) -> str:
+            time.sleep(0.02)
+            return super()._generate_text(length)
+
+    Settings.embed_model = MockEmbedding(embed_dim=4)
+    index = VectorStoreIndex([TextNode(text=t) for t in ("Paris is sunny.", "Oslo is cold.")])
+    return index.as_chat_engine(chat_mode=mode, llm=SlowStreamLLM(max_tokens=4))
+
+
+def _engine_tree(mode: str) -> str:
+    # condense_question queries a query engine with the condensed question: its run nests.
+    inner = ("invoke_workflow [INTERNAL]",) if mode == "condense_question" else ()
+    indent = "    " if inner else "  "
+    lines = (
+        *(f"  {line}" for line in inner),
+        *(indent + line for line in RAG_LINES),
+        indent + "text_completion unknown [CLIENT]",
+    )
+    return "\n".join(("invoke_workflow [INTERNAL]", *lines))
+
+
+def _assert_engine_ends_last(telemetry: Telemetry, mode: str) -> None:
+    assert telemetry.tree() == _engine_tree(mode)
+    spans = telemetry.spans()
+    (engine,) = [span for span in spans if span.parent_span_id is None]
+    assert spans[-1].span_id == engine.span_id, [span.name for span in spans]
+    assert engine.end_ns >= max(span.end_ns for span in spans)
+    assert len(open_runs) == 0
+    assert threadline.current_run() is None
+    telemetry.assert_conformant()
+
+
+def _wait_for_no_open_runs() -> None:
+    deadline = time.monotonic() + 10
+    while len(open_runs) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+@pytest.mark.parametrize("mode", ENGINE_MODES)
+def test_streaming_rag_chat_engines_end_with_their_answer(
+    telemetry: Telemetry, mode: str, use_async: bool
+) -> None:
+    """Whenever the model is called (in ``stream_chat``, or only once LlamaIndex's writer reads
+    the answer), the engine's span ends with the writer: after the model's (and, for
+    condense_question, the inner query's)."""
+    engine = _slow_rag_chat_engine(mode)
+    telemetry.span_exporter.clear()
+
+    async def read_async() -> str:
+        response = await engine.astream_chat("Weather in Paris?")
+        return "".join([token async for token in response.async_response_gen()])
+
+    if use_async:
+        answer = asyncio.run(read_async())
+    else:
+        answer = "".join(engine.stream_chat("Weather in Paris?").response_gen)
+    assert answer.strip()
+    _assert_engine_ends_last(telemetry, mode)
+    tracker = threadline.llamaindex._instrument._installed[0]._tracker  # type: ignore[index]
+    assert tracker.writers == {}
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+@pytest.mark.parametrize("mode", ENGINE_MODES)
+def test_streaming_rag_chat_engine_answer_closed_early_or_never_read(
+    telemetry: Telemetry, mode: str, use_async: bool
+) -> None:
+    """An answer closed after its first token, or never read: LlamaIndex's writer still reads
+    it to the end, and the engine's span ends with the writer. An answer
+    with no writer (the model's own stream, the context engines on 0.12) never read is ended
+    by the reaper."""
+    engine = _slow_rag_chat_engine(mode)
+
+    async def close_async() -> None:
+        tokens = (await engine.astream_chat("Weather in Paris?")).async_response_gen()
+        assert await tokens.__anext__()
+        await tokens.aclose()  # waits for the writer's task
+
+    async def unread() -> Any:
+        response = await engine.astream_chat("Weather in Paris?")
+        await asyncio.sleep(0.5)  # a writer's task reads it meanwhile
+        return response
+
+    for read in ("closed early", "never read"):
+        engine.reset()  # with no history, the condense engines call the model once
+        telemetry.span_exporter.clear()
+        if read == "closed early":
+            if use_async:
+                asyncio.run(close_async())
+            else:
+                tokens = engine.stream_chat("Weather in Paris?").response_gen
+                assert next(tokens)
+                tokens.close()  # joins the writer's thread (0.14; 0.12 keeps no hold of it)
+                _wait_for_no_open_runs()
+            _assert_engine_ends_last(telemetry, mode)
+            continue
+        response = asyncio.run(unread()) if use_async else engine.stream_chat("Weather?")
+        if response.is_writing_to_memory:
+            _wait_for_no_open_runs()  # the writer's thread or task reads it meanwhile
+            _assert_engine_ends_last(telemetry, mode)
+            continue
+        previous = config.current()
+        config.configure(run_ttl_seconds=5.0)
+        try:
+            assert open_runs.reap(now=time.monotonic() + 10) == 2
+        finally:
+            config.restore(previous)
+        del response
+        assert telemetry.tree() == _engine_tree(mode)
+        assert len(open_runs) == 0
+        assert threadline.current_run() is None
+
+
+def test_streaming_chat_engine_whose_writer_never_runs_is_reaped(telemetry: Telemetry) -> None:
+    """An async answer whose loop closed before LlamaIndex's writer task ran: the engine's
+    run, left waiting for it, is ended by the reaper."""
+    engine = _slow_rag_chat_engine("context")
+    telemetry.span_exporter.clear()
+    loop = asyncio.new_event_loop()
+    try:
+        response = loop.run_until_complete(engine.astream_chat("Weather in Paris?"))
+    finally:
+        loop.close()
+    previous = config.current()
+    config.configure(run_ttl_seconds=5.0)
+    try:
+        assert open_runs.reap(now=time.monotonic() + 10) >= 1
+    finally:
+        config.restore(previous)
+    assert len(open_runs) == 0
+    engine_span = telemetry.find("invoke_workflow")
+    assert engine_span.attributes["threadline.abandoned"] is True
+    assert engine_span.end_ns >= max(span.end_ns for span in telemetry.spans())
+    assert threadline.current_run() is None
+    del response

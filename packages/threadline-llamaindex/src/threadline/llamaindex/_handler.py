@@ -24,6 +24,7 @@ import inspect
 import os
 import sys
 import time
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
 from contextvars import ContextVar, Token
 from types import AsyncGeneratorType, FrameType, GeneratorType
@@ -306,14 +307,14 @@ def _end_answer(run: threadline.WorkflowRun, failure: BaseException | None) -> N
         run.end_with_exception(failure)
 
 
-def _ends_with_history_task(run: threadline.WorkflowRun, response: Any) -> bool:
-    """A chat engine's async streamed answer whose model is called only once LlamaIndex's task
-    reads it (llama-index-core 0.14 engines that synthesize): the run ends with that task."""
-    task = getattr(response, "awrite_response_to_history_task", None)
-    if not isinstance(task, asyncio.Future) or task.done():
-        return False
-    task.add_done_callback(lambda _: run.end())
-    return True
+def _end_after(run: threadline.Run, error: BaseException | None) -> None:
+    """End a run that waited for a stream or a writer beneath it: as that one ended."""
+    if error is None:
+        run.end()
+    elif isinstance(error, GeneratorExit):
+        run.end(stopped_early=True)
+    else:
+        run.end_with_exception(error)
 
 
 def _tool_arguments(arguments: Mapping[str, Any]) -> Any:
@@ -483,6 +484,9 @@ class Tracker:
         # Streams that root's run waits for (by id: the stream's run, and the root's run), when
         # the root returned a stream (see _ends_with_streams).
         self.stream_roots: dict[int, tuple[threadline.InferenceRun, threadline.Run]] = {}
+        # Chat engines' runs that end with the writer reading their streaming response, by the
+        # response's id (see _ends_with_writer).
+        self.writers: dict[int, tuple[weakref.ref[Any], threadline.Run]] = {}
         self.events: Mapping[type, Callable[[Any], None]] = {
             LLMChatInProgressEvent: self.on_progress,
             LLMCompletionInProgressEvent: self.on_progress,
@@ -736,12 +740,44 @@ class Tracker:
         root = entry[1]
         if any(other is root for _, other in list(self.stream_roots.values())):
             return  # another stream beneath it is still open
-        if error is None:
-            root.end()
-        elif isinstance(error, GeneratorExit):
-            root.end(stopped_early=True)
-        else:
-            root.end_with_exception(error)
+        _end_after(root, error)
+
+    def _ends_with_writer(self, run: threadline.Run, response: Any) -> bool:
+        """Whether a chat engine's streaming response is read by a writer of LlamaIndex's
+        (``write_response_to_history`` in a thread, ``awrite_response_to_history`` in a task,
+        each a span whose instance is the response): the run then ends when that span does
+        (see writer_ended). Race-free where the streams are not: on llama-index-core 0.14 the
+        model is called only once the writer reads the answer, after the engine returned."""
+        fields = getattr(response, "__dict__", None)
+        if type(fields) is not dict or fields.get("is_writing_to_memory", True) is not True:
+            return False  # read by the caller (without a writer, such a response never ends)
+        if fields.get("chat_stream") is None and fields.get("achat_stream") is None:
+            return False
+        writers = self.writers
+        if len(writers) >= _MAX_KINDS:
+            # a copy: writers' threads pop their entries meanwhile
+            stale = [key for key, (ref, other) in list(writers.items()) if other.ended or not ref()]
+            for key in stale:
+                writers.pop(key, None)
+            if len(writers) >= _MAX_KINDS:
+                writers.clear()  # writers that never ran; the reaper ends their runs
+        key = id(response)
+        writers[key] = (weakref.ref(response), run)
+        # The writer may have finished before it could find the run here.
+        error = fields.get("exception")
+        done = fields.get("is_done") or error is not None
+        if done and writers.pop(key, None) is not None:
+            _end_after(run, error if isinstance(error, BaseException) else None)
+        return True
+
+    def writer_ended(self, response: Any, error: BaseException | None) -> None:
+        """A span has ended whose instance may be a streaming response a run waits for."""
+        entry = self.writers.pop(id(response), None)
+        if entry is None:
+            return
+        if entry[0]() is not response:  # another object, alive at the id of a dead response
+            return
+        _end_after(entry[1], error)
 
     def _add_workflow(self, id_: str, run: threadline.Run, instance: Any, kind: Kind) -> None:
         workflows = self.workflows
@@ -911,13 +947,14 @@ class Tracker:
         elif isinstance(run, threadline.WorkflowRun):
             if _stream_answer(run, result):
                 return  # ends when the streamed answer does
-            streamed = run is root and isinstance(result, _STREAMS)
-            # A streaming chat engine returns while LlamaIndex's thread or task reads its answer.
-            if streamed or isinstance(result, self.types.chat_stream):
+            if run is root and isinstance(result, _STREAMS):
                 if self._ends_with_streams(run):
                     return
-                if not streamed and _ends_with_history_task(run, result):
-                    return
+            # A streaming chat engine returns while LlamaIndex's thread or task reads its answer.
+            elif isinstance(result, self.types.chat_stream) and (
+                self._ends_with_writer(run, result) or self._ends_with_streams(run)
+            ):
+                return
         run.end(stopped_early=stopped)
 
     def _tool_result(self, id_: str, run: threadline.ToolRun, result: Any) -> bool:
@@ -1093,10 +1130,16 @@ class SpanHandler(BaseSpanHandler[BaseSpan]):
         result: Any | None = None,
         **kwargs: Any,
     ) -> None:
+        tracker = self._tracker
         try:
-            self._tracker.exit(id_, result, instance)
+            tracker.exit(id_, result, instance)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.span_exit", error)
+        if tracker.writers:  # after the exit: a writer's own run (verbose) ends first
+            try:
+                tracker.writer_ended(instance, None)
+            except Exception as error:  # noqa: BLE001 - fail-open
+                report("llamaindex.span_exit", error)
 
     def span_drop(
         self,
@@ -1106,10 +1149,16 @@ class SpanHandler(BaseSpanHandler[BaseSpan]):
         err: BaseException | None = None,
         **kwargs: Any,
     ) -> None:
+        tracker = self._tracker
         try:
-            self._tracker.drop(id_, err)
+            tracker.drop(id_, err)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.span_drop", error)
+        if tracker.writers:
+            try:
+                tracker.writer_ended(instance, err)
+            except Exception as error:  # noqa: BLE001 - fail-open
+                report("llamaindex.span_drop", error)
 
     def capture_propagation_context(self) -> dict[str, Any]:
         try:
