@@ -807,3 +807,39 @@ def test_workflow_names_are_the_apps_not_langchains_types(
         "-",
         "greeter",
     ]
+
+
+def test_a_retried_model_is_no_workflow_named_after_its_class(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """``model.with_retry()`` is a root chain LangChain names after the model's class
+    (``ChatOpenAI``): its retries share one trace, under an ``invoke_workflow`` with no name.
+    A name the app gives (``run_name``, the wrapped runnable's own) is the workflow's."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+
+    def retried() -> Any:
+        return GenericFakeChatModel(messages=iter([AIMessage(content="hi")] * 2)).with_retry()
+
+    retried().invoke("x", config=config)
+    asyncio.run(retried().ainvoke("x", config=config))
+    retried().batch(["x", "y"], config=config)
+    retried().with_config(run_name="greeter").invoke("x", config=config)
+    retried().invoke("x", config={**config, "run_name": "asker"})
+    RunnableLambda(lambda q: hello_model().invoke(q), name="ask").with_retry().invoke(
+        "x", config=config
+    )
+    workflows = [s for s in telemetry.spans() if s.name.startswith("invoke_workflow")]
+    assert [(s.name, s.attributes.get(semconv.GEN_AI_WORKFLOW_NAME)) for s in workflows] == [
+        ("invoke_workflow", None),
+        ("invoke_workflow", None),
+        ("invoke_workflow", None),
+        ("invoke_workflow", None),
+        ("invoke_workflow greeter", "greeter"),
+        ("invoke_workflow asker", "asker"),
+        ("invoke_workflow ask", "ask"),
+    ]
+    assert len(telemetry.tree().split("\n---\n")) == 7
+    points = telemetry.metric_points(semconv.METRIC_WORKFLOW_DURATION)
+    names = {p["attributes"].get(semconv.GEN_AI_WORKFLOW_NAME, "-") for p in points}
+    assert names == {"-", "greeter", "asker", "ask"}
+    telemetry.assert_conformant()

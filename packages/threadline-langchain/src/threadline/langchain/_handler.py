@@ -31,7 +31,7 @@ from typing import Any, TypeAlias
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.runnables.base import RunnableGenerator, RunnableLambda
+from langchain_core.runnables.base import RunnableBindingBase, RunnableGenerator, RunnableLambda
 from langchain_core.runnables.config import var_child_runnable_config
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -894,6 +894,22 @@ def _apps_function_call(kwargs: Mapping[str, Any]) -> object:
     return how
 
 
+def _wrapper_name(name: str) -> str:
+    """The name of a root chain run by a LangChain wrapper (``with_retry``'s ``RunnableRetry``)
+    that names it after the class of the runnable it wraps when the app gave no ``run_name``
+    (``ChatOpenAI``): the wrapper's type is its name then, no name of the app's (the retries
+    still share its trace). Called by ``on_chain_start`` only (the frame to look for is a fixed
+    distance up)."""
+    frame = _langchain_frame(_CALLERS)
+    wrapper = frame.f_locals.get("self") if frame is not None else None
+    if not isinstance(wrapper, RunnableBindingBase) or type(wrapper).__name__ not in _TYPE_NAMES:
+        return name
+    bound = wrapper.bound
+    while isinstance(bound, RunnableBindingBase):
+        bound = bound.bound
+    return f"{type(wrapper).__name__}<{name}>" if type(bound).__name__ == name else name
+
+
 def _is_apps(runnable: object) -> bool:
     if isinstance(runnable, (RunnableLambda, RunnableGenerator)):
         functions = (getattr(runnable, attr, None) for attr in _FUNCTIONS)
@@ -1096,6 +1112,9 @@ class CallbackHandler(BaseCallbackHandler):
             if not isinstance(name, str) or not name:
                 name = _serialized_name(serialized)
             hidden = tags is not None and _HIDDEN_TAG in tags
+            if isinstance(parent, Context) and kwargs.get("run_type", _NOT_APPS) is None:
+                # A root chain that may be a wrapper (``with_retry``) named after what it holds.
+                name = _wrapper_name(name)
             record = _Chain(self, parent, name, metadata, hidden)
             if isinstance(parent, _Chain) and _is_node(tags):
                 # A LangGraph node: its parent is a graph; the node itself is not a span.
