@@ -1265,6 +1265,163 @@ def test_system_prompts_are_history_and_instructions_apart(
     telemetry.assert_conformant()
 
 
+def _thinks_then_answers(seen: list[list[ModelMessage]], **kwargs: Any) -> FunctionModel:
+    """A model whose first response holds only reasoning (no output, so Pydantic AI asks again
+    with its ``no_output`` feedback) and whose next one answers; ``seen`` gets what it is sent."""
+    from pydantic_ai.messages import ThinkingPart
+
+    def fn(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        seen.append(messages)
+        if len(seen) == 1:
+            return ModelResponse(parts=[ThinkingPart("hmm")])
+        return text("ok")
+
+    return FunctionModel(fn, model_name="m", **kwargs)
+
+
+def _as_sent(messages: list[ModelMessage]) -> list[tuple[str, str]]:
+    """The (role, text) of each text the model was sent."""
+    out: list[tuple[str, str]] = []
+    for message in messages:
+        for part in message.parts:
+            role = {"system-prompt": "system", "user-prompt": "user"}.get(part.part_kind)
+            if message.kind == "response":
+                role = "assistant"
+            out.append((role or part.part_kind, str(part.content)))
+    return out
+
+
+def _recorded(chat: Any) -> list[tuple[str, str]]:
+    return [
+        (message["role"], part["content"])
+        for message in json.loads(chat.attributes[semconv.GEN_AI_INPUT_MESSAGES])
+        for part in message["parts"]
+    ]
+
+
+@pytest.mark.skipif(not V2, reason="Pydantic AI 1.x sends the history as stored")
+@pytest.mark.parametrize("inline_system_prompts", [True, False])
+def test_input_messages_are_the_history_as_the_model_is_sent_it(
+    telemetry: Telemetry, capture_content: Any, inline_system_prompts: bool
+) -> None:
+    """Pydantic AI 2.x prepares the history for the model (``Model.prepare_messages``): retry
+    feedback in the voice its cause calls for (its own ``no_output`` text as a system prompt), a
+    mid-conversation system prompt ``<system>``-tagged in a user prompt where the model has no
+    system messages past the first. The input messages are that history, not the stored one."""
+    from pydantic_ai.messages import ModelRequest, SystemPromptPart, UserPromptPart
+    from pydantic_ai.profiles import ModelProfile
+
+    seen: list[list[ModelMessage]] = []
+    profile = ModelProfile(supports_inline_system_prompts=inline_system_prompts)
+    agent = Agent(_thinks_then_answers(seen, profile=profile), name="t", capabilities=[Tracing()])
+    history: list[ModelMessage] = [
+        ModelRequest(parts=[SystemPromptPart("Be brief."), UserPromptPart("a")]),
+        ModelResponse(parts=[TextPart("b")]),
+        ModelRequest(parts=[SystemPromptPart("Now be formal.")]),
+    ]
+    assert agent.run_sync("hi", message_history=history).output == "ok"
+    first, second = [s for s in telemetry.spans() if s.name == "chat m"]
+    assert _recorded(first) == _as_sent(seen[0])
+    assert _recorded(second) == [
+        *_as_sent(seen[0]),
+        ("assistant", "hmm"),
+        ("system", "Please return text.")
+        if inline_system_prompts
+        else ("user", "<system>Please return text.</system>"),
+    ]
+    assert _recorded(second) == _as_sent(seen[1])
+    framed = ("system", "Now be formal.")
+    if not inline_system_prompts:
+        framed = ("user", "<system>Now be formal.</system>")
+    assert framed in _recorded(first)
+    telemetry.assert_conformant()
+
+
+@pytest.mark.skipif(not hasattr(_exc, "SkipModelRequest"), reason="no SkipModelRequest")
+@pytest.mark.skipif(not V2, reason="RetryFeedbackPart is 2.x")
+def test_no_output_feedback_is_a_system_message(telemetry: Telemetry, capture_content: Any) -> None:
+    """A request answered before its history was prepared records the history as stored: Pydantic
+    AI's own ``no_output`` feedback is a system message there too, the voice it reaches the model
+    in (as in Pydantic AI's own instrumentation from its format version 6)."""
+
+    @dataclass
+    class AnswersRetries(AbstractCapability[Any]):
+        async def wrap_model_request(self, ctx: Any, *, request_context: Any, handler: Any) -> Any:
+            if len(request_context.messages) > 1:
+                raise _exc.SkipModelRequest(text("ok"))
+            return await handler(request_context)
+
+    seen: list[list[ModelMessage]] = []
+    agent = Agent(_thinks_then_answers(seen), name="t", capabilities=[Tracing(), AnswersRetries()])
+    assert agent.run_sync("hi").output == "ok"
+    second = [s for s in telemetry.spans() if s.name == "chat m"][1]
+    assert _recorded(second) == [
+        ("user", "hi"),
+        ("assistant", "hmm"),
+        ("system", "Please return text."),
+    ]
+    telemetry.assert_conformant()
+
+
+def test_media_urls_are_uri_parts_with_their_type_where_known(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    """Media a prompt links to are ``uri`` parts of their modality; a URL whose type Pydantic AI
+    cannot infer (no known extension, where asking for it raises) has no ``mime_type`` and does
+    not cost the request its input messages."""
+    from pydantic_ai import AudioUrl, BinaryContent, DocumentUrl, ImageUrl, VideoUrl
+
+    agent = Agent(scripted(text("ok"), name="m"), name="t", capabilities=[Tracing()])
+    agent.run_sync(
+        [
+            "Compare these.",
+            ImageUrl("https://img.test/render"),
+            ImageUrl("https://img.test/a.png"),
+            DocumentUrl("https://docs.test/d.pdf"),
+            AudioUrl("https://audio.test/a.mp3"),
+            VideoUrl("https://video.test/v.mp4"),
+            BinaryContent(b"%PDF", media_type="application/pdf"),
+        ]
+    )
+    chat = telemetry.find("chat m")
+    [message] = json.loads(chat.attributes[semconv.GEN_AI_INPUT_MESSAGES])
+    assert message["parts"] == [
+        {"type": "text", "content": "Compare these."},
+        {"type": "uri", "modality": "image", "uri": "https://img.test/render"},
+        {
+            "type": "uri",
+            "modality": "image",
+            "uri": "https://img.test/a.png",
+            "mime_type": "image/png",
+        },
+        {
+            "type": "uri",
+            "modality": "document",
+            "uri": "https://docs.test/d.pdf",
+            "mime_type": "application/pdf",
+        },
+        {
+            "type": "uri",
+            "modality": "audio",
+            "uri": "https://audio.test/a.mp3",
+            "mime_type": "audio/mpeg",
+        },
+        {
+            "type": "uri",
+            "modality": "video",
+            "uri": "https://video.test/v.mp4",
+            "mime_type": "video/mp4",
+        },
+        {
+            "type": "blob",
+            "modality": "document",
+            "content": "JVBERg==",
+            "mime_type": "application/pdf",
+        },
+    ]
+    telemetry.assert_conformant()
+
+
 def _run_lookup(result: Any) -> None:
     """Run an agent whose one tool, ``lookup``, returns ``result``."""
     agent = Agent(

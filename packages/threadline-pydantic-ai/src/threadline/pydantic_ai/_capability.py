@@ -362,6 +362,19 @@ def _request_failed(chat: InferenceRun, error: BaseException) -> None:
         chat.fail(error)
 
 
+def _prepared_content(chat: InferenceRun, messages: Sequence[Any]) -> None:
+    """The history as the model was sent it. Pydantic AI 2.x prepares the request's history for
+    its model inside the handler (``Model.prepare_messages``): retry feedback in the voice its
+    cause calls for, a mid-conversation system prompt as a ``<system>``-tagged user prompt where
+    the model has no such messages, and more. The request then holds that history instead."""
+    try:
+        from threadline.pydantic_ai import _content
+
+        chat.update(input_messages=_content.input_messages(messages)[0])
+    except Exception as error:  # noqa: BLE001 - the span keeps the history as stored
+        report("threadline.pydantic_ai.request_content", error)
+
+
 def _cancel_chat(state: _RunState, chat: InferenceRun, error: asyncio.CancelledError) -> None:
     """A model request cancelled in flight."""
     streamed, state.streamed = state.streamed, None
@@ -710,10 +723,14 @@ class Tracing(AbstractCapability[Any]):
         if chat is None:
             return await handler(request_context)
         state.chat = chat
+        # The history as stored, to tell whether Pydantic AI prepared another for the model.
+        stored = request_context.messages if threadline.capture_enabled() else None
         chat.attach()  # HTTP client spans nest under the chat span
         try:
             response = await handler(request_context)
         except BaseException as error:
+            if stored is not None and request_context.messages is not stored:
+                _prepared_content(chat, request_context.messages)
             if isinstance(error, _SKIPPED_REQUEST):
                 self._end_chat(chat, getattr(error, "response", None), chain)
             elif isinstance(error, asyncio.CancelledError):
@@ -726,6 +743,8 @@ class Tracing(AbstractCapability[Any]):
             chat.detach()
             if state.chat is chat:
                 state.chat = None
+        if stored is not None and request_context.messages is not stored:
+            _prepared_content(chat, request_context.messages)
         served = getattr(request_context, "model", None)
         if served is not model:  # moved on to another model (2.x ModelFallback)
             try:

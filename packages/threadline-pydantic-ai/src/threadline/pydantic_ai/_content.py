@@ -45,14 +45,22 @@ def _modality(media_type: str | None) -> str:
     return head if head in ("image", "audio", "video") else "document"
 
 
+def _url_media_type(item: Any) -> str | None:
+    """A media URL's type: given, or inferred from the URL's extension. A URL without a known
+    extension (``https://host/image``) has none, and asking raises ValueError."""
+    try:
+        media_type = item.media_type
+    except ValueError:
+        return None
+    return media_type if isinstance(media_type, str) else None
+
+
 def _user_content(item: Any) -> Part:
     if isinstance(item, str):
         return TextPart(item)
     kind = getattr(item, "kind", None)
     if kind in _URI_MODALITIES:
-        return media_part(
-            _URI_MODALITIES[kind], str(item.url), mime_type=getattr(item, "media_type", None)
-        )
+        return media_part(_URI_MODALITIES[kind], str(item.url), mime_type=_url_media_type(item))
     if kind == "binary":
         media_type = getattr(item, "media_type", None)
         return BlobPart(_modality(media_type), bytes(item.data), mime_type=media_type)
@@ -96,11 +104,7 @@ def input_messages(messages: Iterable[Any]) -> tuple[list[InputMessage], list[Pa
             kind = getattr(part, "part_kind", None)
             if kind == "system-prompt":
                 _flush(out, user)
-                prompt = TextPart(str(part.content))
-                if out and out[-1].role == "system":  # consecutive prompts: one message
-                    out[-1] = InputMessage("system", [*out[-1].parts, prompt])
-                else:
-                    out.append(InputMessage("system", [prompt]))
+                _system(out, TextPart(str(part.content)))
             elif kind == "user-prompt":
                 content = part.content
                 if isinstance(content, str):
@@ -123,12 +127,32 @@ def input_messages(messages: Iterable[Any]) -> tuple[list[InputMessage], list[Pa
                         InputMessage("tool", [ToolCallResponsePart(_retry_text(part), id=call_id)])
                     )
                 else:
-                    user.append(TextPart(_retry_text(part)))
+                    feedback = _retry_text(part)
+                    if kind == "retry-feedback" and _speaks_as_system(part, feedback):
+                        _flush(out, user)
+                        _system(out, TextPart(feedback))
+                    else:
+                        user.append(TextPart(feedback))
         _flush(out, user)
         instructions = getattr(message, "instructions", None)
         if isinstance(instructions, str) and instructions:
             latest_instructions = [TextPart(instructions)]
     return out, latest_instructions
+
+
+def _speaks_as_system(part: Any, text: str) -> bool:
+    """Whether 2.x retry feedback reaches the model as a system prompt: the framework's own
+    ``no_output`` text, which ``model_response()`` leaves unfenced (any other feedback goes as a
+    fenced user prompt)."""
+    retry = getattr(part, "retry", None)
+    return getattr(retry, "cause", None) == "no_output" and text == part.content
+
+
+def _system(out: list[InputMessage], prompt: Part) -> None:
+    if out and out[-1].role == "system":  # consecutive prompts: one message
+        out[-1] = InputMessage("system", [*out[-1].parts, prompt])
+    else:
+        out.append(InputMessage("system", [prompt]))
 
 
 def _flush(out: list[InputMessage], user: list[Part]) -> None:
