@@ -458,7 +458,8 @@ class GeminiChat(ProviderSystemChat):
         ),
         pytest.param(  # an empty human message is left out of the request: the next one
             [SYSTEM_HISTORY[0], HumanMessage(""), *SYSTEM_HISTORY[2:]], None,
-            {"role": "user", "parts": []}, id="after-empty-human",
+            {"role": "user", "parts": [BRIEF, {"type": "text", "content": "hi"}]},
+            id="after-empty-human",
         ),
         pytest.param(  # no human message right after it: sent apart as without the option
             SYSTEM_HISTORY, [BRIEF, CITE, FRENCH],
@@ -667,6 +668,28 @@ def test_server_tool_calls_of_v1_content_are_server_tool_call_parts(
     assert output["parts"] == [call, response, {"type": "text", "content": "Sunny"}]
     history = _messages(second, semconv.GEN_AI_INPUT_MESSAGES)
     assert history[1]["parts"] == output["parts"]
+    telemetry.assert_conformant()
+
+
+def test_a_server_tool_result_without_an_id_is_named_by_no_call(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    """A result block names its tool through its call's id: one without an id matches no call
+    (not another call without one)."""
+    blocks = [
+        {"type": "server_tool_call", "name": "web_search", "args": {"q": "x"}},
+        {"type": "server_tool_result", "status": "success"},
+        {"type": "server_tool_call", "id": "ci_1", "name": "code_interpreter", "args": {}},
+        {"type": "server_tool_result", "tool_call_id": "ci_1", "status": "success"},
+    ]
+    history = [HumanMessage("go"), AIMessage(blocks), HumanMessage("thanks")]
+    ProviderSystemChat(ls_provider="openai").invoke(history, config=config)
+    [span] = telemetry.spans()
+    parts = _messages(span, semconv.GEN_AI_INPUT_MESSAGES)[1]["parts"]
+    assert [part.get("id") for part in parts] == [None, None, "ci_1", "ci_1"]
+    assert [part.get("server_tool_call_response", {}).get("type") for part in parts] == [
+        None, "unknown", None, "code_interpreter",
+    ]  # fmt: skip
     telemetry.assert_conformant()
 
 

@@ -521,10 +521,15 @@ _SERVER_TOOL_FIELDS = frozenset(
 
 def _name_server_responses(parts: list[Part]) -> None:
     """Give each server tool response the name of its call (from the same message)."""
-    names = {part.id: part.name for part in parts if isinstance(part, ServerToolCallPart)}
+    names = {
+        part.id: part.name
+        for part in parts
+        if isinstance(part, ServerToolCallPart) and part.id is not None
+    }
     for index, part in enumerate(parts):
         if isinstance(part, ServerToolCallResponsePart) and not part.name:
-            parts[index] = dataclasses.replace(part, name=names.get(part.id) or "unknown")
+            name = names.get(part.id) if part.id is not None else None
+            parts[index] = dataclasses.replace(part, name=name or "unknown")
 
 
 def _reasoning_text(block: Mapping[str, Any]) -> str:
@@ -734,6 +739,9 @@ def system_instructions(
     rule = _SYSTEM_APART.get(provider)
     if rule is None:
         return messages, None
+    if rule == _ALL_IF_LEADING and any(_empty_human(m) for m in messages):
+        # langchain-google-genai leaves empty human messages out of the request
+        messages = [m for m in messages if not _empty_human(m)]
     apart = [i for i, message in enumerate(messages) if _is_system(message)]
     if not apart:
         return messages, None
@@ -745,9 +753,8 @@ def system_instructions(
                 break
         apart = apart[:run]
     elif rule == _ALL_IF_LEADING:
-        # what langchain-google-genai numbers: it sends tool messages with their call, and
-        # leaves out empty human messages
-        sent = [m for m in messages if _kind(m) != "tool" and not _empty_human(m)][:2]
+        # what langchain-google-genai numbers: it sends tool messages with their call
+        sent = [m for m in messages if _kind(m) != "tool"][:2]
         if not sent or not _is_system(sent[0]):
             return messages, None
         if len(sent) == 2 and _kind(sent[1]) == "human" and _merges_system(serialized):

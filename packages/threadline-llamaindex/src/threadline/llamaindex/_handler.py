@@ -772,10 +772,11 @@ class Tracker:
 
     def writer_ended(self, response: Any, error: BaseException | None) -> None:
         """A span has ended whose instance may be a streaming response a run waits for."""
-        entry = self.writers.pop(id(response), None)
-        if entry is None:
-            return
-        if entry[0]() is not response:  # another object, alive at the id of a dead response
+        key = id(response)
+        entry = self.writers.get(key)
+        # None, or another object alive at the id of a dead response (its entry stays for the
+        # pruning); else whichever side pops the entry ends the run
+        if entry is None or entry[0]() is not response or self.writers.pop(key, None) is None:
             return
         _end_after(entry[1], error)
 

@@ -412,7 +412,9 @@ def _loop_shutting_down() -> bool:
     coroutine returns. Every task cancelling alone does not tell: a consumer being cancelled
     itself (a timeout) may stop reading in its cleanup, and Pydantic AI 1.x then cancels the
     task that runs ``wrap_run`` and awaits it. So: ``asyncio.run``'s shutdown on the stack, or
-    every task cancelling with none awaiting this one. Only called while cancelled."""
+    every task cancelling with none awaiting this one directly (a task waiting through
+    ``gather``/``wait`` waits on another future, and is not seen). Only called while
+    cancelled."""
     if not every_task_cancelled():
         return False
     try:
