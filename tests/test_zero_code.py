@@ -167,6 +167,45 @@ def test_startup_imports_no_framework() -> None:
     assert json.loads(result.stdout) == {"imported": [], "instrumented": [True] * 4}
 
 
+# Apps whose first import of their framework is threadline's module that imports it: the
+# framework's import hook fires while that module is half run.
+FIRST_IMPORT_THROUGH_THREADLINE = {
+    "pydantic_ai": """
+from threadline.pydantic_ai import Tracing
+from pydantic_ai import Agent
+
+Agent("test", name="support").run_sync("hi")
+""",
+    "langchain": """
+from threadline.langchain import CallbackHandler
+from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+GenericFakeChatModel(messages=iter([AIMessage("hello")])).invoke("hi")
+""",
+}
+
+
+@pytest.mark.parametrize("app", sorted(FIRST_IMPORT_THROUGH_THREADLINE))
+def test_a_framework_first_imported_through_threadline_is_traced(app: str) -> None:
+    result = subprocess.run(
+        [str(INSTRUMENT), sys.executable, "-c", FIRST_IMPORT_THROUGH_THREADLINE[app]],
+        capture_output=True,
+        text=True,
+        env=_instrument_env(f"zero-code-first-import-{app}"),
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "internal error" not in result.stderr
+    names = {span.name for span in _console_spans(result.stdout)}
+    assert names >= (
+        {"invoke_agent support", "chat test"}
+        if app == "pydantic_ai"
+        else {"chat GenericFakeChatModel"}
+    )
+
+
 @pytest.mark.parametrize("app", sorted(CASES))
 def test_opentelemetry_instrument_traces_the_app(app: str) -> None:
     _, _, expected = CASES[app]

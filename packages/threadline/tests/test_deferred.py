@@ -143,3 +143,40 @@ def test_core_package_loads_its_names_on_first_use() -> None:
         "assert set(threadline.__all__) <= set(dir(threadline))\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_instruments_a_framework_first_imported_by_the_integrations_own_module(
+    framework: str, tmp_path: Path
+) -> None:
+    """The app's first import of the framework is ``from integration import Name``, whose module
+    imports the framework: the hook fires while that module is half run, so its instrument
+    function cannot be imported yet. It runs once the import is done."""
+    package = f"{framework}_integration"
+    root = tmp_path / package
+    root.mkdir()
+    (root / "__init__.py").write_text(
+        "from threadline._deferred import lazy_exports\n"
+        f"__getattr__, __dir__ = lazy_exports(__name__, {{'Handler': '{package}._handler'}})\n"
+    )
+    (root / "_handler.py").write_text(f"import {framework}\n\nclass Handler:\n    pass\n")
+    (root / "_instrument.py").write_text(
+        f"from {package}._handler import Handler\n"
+        "calls = []\n\n"
+        "def instrument(**options):\n"
+        "    calls.append(Handler)\n\n"
+        "def uninstrument():\n"
+        "    pass\n"
+    )
+    deferred = DeferredInstrumentation(
+        framework,
+        instrument=f"{package}._instrument:instrument",
+        uninstrument=f"{package}._instrument:uninstrument",
+    )
+    try:
+        deferred.enable({})
+        handler = importlib.import_module(package).Handler
+        assert sys.modules[f"{package}._instrument"].calls == [handler]
+    finally:
+        deferred.disable()
+        for name in [name for name in sys.modules if name.startswith(package)]:
+            del sys.modules[name]

@@ -39,6 +39,8 @@ def lazy_exports(
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module, _, attribute = where.partition(":")
         imported = importlib.import_module(module)
+        if _pending:  # the framework was first imported by that import: instrument it now
+            _instrument_pending()
         value = imported if module == f"{package}.{name}" else getattr(imported, attribute or name)
         setattr(sys.modules[package], name, value)  # later reads skip this function
         return value
@@ -134,4 +136,45 @@ class DeferredInstrumentation:
             if not self._enabled:
                 return
             options = dict(self._options)
-        _resolve(self._instrument)(**options)
+        try:
+            instrument = _resolve(self._instrument)
+        except (ImportError, AttributeError):
+            # The framework's first import came from the integration's own module, still
+            # being run (``from threadline.pydantic_ai import Tracing`` imports pydantic_ai):
+            # its names are not defined yet. Instrument once that import is done.
+            if not _initializing(self._instrument.partition(":")[0].rpartition(".")[0]):
+                raise
+            with _pending_lock:
+                _pending[self] = None
+            return
+        instrument(**options)
+
+
+# Deferred instrumentations whose framework was imported while their integration's module was
+# still being imported (an ordered set): lazy_exports' __getattr__ runs them once it is.
+_pending: dict[DeferredInstrumentation, None] = {}
+_pending_lock = threading.Lock()
+
+
+def _instrument_pending() -> None:
+    with _pending_lock:
+        pending = list(_pending)
+        _pending.clear()
+    for deferred in pending:
+        module = sys.modules.get(deferred.framework)
+        if module is None:
+            continue
+        try:
+            deferred._on_import(module)  # still not done: pending again, for an outer import
+        except Exception as error:  # noqa: BLE001 - never break the host application
+            report(deferred._instrument, error)
+
+
+def _initializing(package: str) -> bool:
+    """Whether ``package`` or one of its modules is being imported (partly run)."""
+    prefix = package + "."
+    return any(
+        getattr(getattr(module, "__spec__", None), "_initializing", False) is True
+        for name, module in list(sys.modules.items())
+        if name == package or name.startswith(prefix)
+    )
