@@ -8,7 +8,7 @@
 Spans go to SPANS_FILE as JSON lines. mcp 2.x servers use ``TracingMiddleware``; mcp 1.x servers
 are traced by ``threadline.mcp.instrument()``. Set ``SERVER_LOWLEVEL=1`` (mcp 2.x) for a low-level
 ``Server`` instead of ``MCPServer``, ``SERVER_INSTRUMENT_ONLY=1`` (mcp 2.x) for an ``MCPServer``
-traced by ``instrument()`` alone.
+traced by ``instrument()`` alone, ``SERVER_NO_META=1`` for one that sends no trace context.
 """
 
 from __future__ import annotations
@@ -123,6 +123,11 @@ def build() -> Any:
         return build_lowlevel()
     # Requests this server sends to its client (sampling) are traced by instrument().
     threadline.mcp.instrument()
+    if os.environ.get("SERVER_NO_META"):  # as an uninstrumented server: no context in _meta
+        from threadline.mcp import _client
+
+        _client._with_context = lambda params: params  # type: ignore[assignment]
+        _client.v1_with_context = lambda message: message  # type: ignore[assignment]
     if MAJOR >= 2:
         from mcp.server.mcpserver import MCPServer
 

@@ -945,7 +945,8 @@ def test_timed_out_call_and_its_cancellation_share_the_trace(
         "invoke_agent weather_agent [INTERNAL]\n"
         "  tools/call slow [CLIENT] !ERROR error.type=timeout\n"
         "    tools/call slow [SERVER] !ERROR error.type=cancelled\n"
-        "    notifications/cancelled [SERVER]"
+        "    notifications/cancelled [CLIENT]\n"
+        "      notifications/cancelled [SERVER]"
     )
 
 
@@ -1003,3 +1004,171 @@ def test_v1_callers_own_meta_baggage_is_filtered_without_a_span() -> None:
         {"method": "tools/call", "params": {"name": "x"}}
     )
     assert _client.v1_with_context(untouched) is untouched
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_notifications_from_the_server_join_the_call_they_are_about(
+    telemetry: Any, tmp_path: Path, transport: str
+) -> None:
+    """Progress and a log message the server sends while a tool call is open: a CLIENT span
+    per notification in the server (the sender), a SERVER span per notification in the
+    client (the receiver), under the sender's span through ``_meta``: one trace. The client's
+    logging callback runs under its notification's span."""
+    from opentelemetry import trace
+
+    spans_file = tmp_path / "spans.jsonl"
+    logged: list[Any] = []
+
+    async def on_log(params: Any) -> None:
+        logged.append(trace.get_current_span().get_span_context())
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        pass
+
+    async def turn(target: Any) -> None:
+        with threadline.step("startup"):  # current when the connection opens
+            async with connect(target, logging_callback=on_log) as session:
+                with threadline.invoke_agent("weather_agent"):
+                    await session.client.call_tool("progress", {}, progress_callback=on_progress)
+                    await session.client.call_tool("chatty", {})
+
+    if transport == "stdio":
+        anyio.run(turn, stdio_params(spans_file))
+    else:
+        with http_server(tmp_path, spans_file) as url:
+            anyio.run(turn, url)
+    client_spans = telemetry.spans()
+    server_spans = read_spans_jsonl(spans_file)
+    merged = _agent_trace(client_spans, server_spans)
+    assert """
+  invoke_agent weather_agent [INTERNAL]
+    tools/call progress [CLIENT]
+      tools/call progress [SERVER]
+        notifications/progress [CLIENT]
+          notifications/progress [SERVER]
+        notifications/progress [CLIENT]
+          notifications/progress [SERVER]
+    tools/list [CLIENT]
+      tools/list [SERVER]
+    tools/call chatty [CLIENT]
+      tools/call chatty [SERVER]
+        notifications/message [CLIENT]
+          notifications/message [SERVER]""" in render_tree(merged)
+    network = "pipe" if transport == "stdio" else "tcp"
+    for name in ("notifications/progress", "notifications/message"):
+        sent = [s for s in server_spans if s.name == name and s.kind == "CLIENT"]
+        received = [s for s in client_spans if s.name == name and s.kind == "SERVER"]
+        assert sent
+        assert len(received) == len(sent)
+        assert {s.parent_span_id for s in received} == {s.span_id for s in sent}
+        tool = "progress" if name == "notifications/progress" else "chatty"
+        server_call = find(server_spans, f"tools/call {tool}")
+        assert {s.parent_span_id for s in sent} == {server_call.span_id}
+        assert server_call.parent_span_id == find(client_spans, f"tools/call {tool}").span_id
+        for span in (*sent, *received):
+            assert span.attributes["mcp.method.name"] == name
+            assert "jsonrpc.request.id" not in span.attributes
+            assert span.attributes.get("mcp.protocol.version")
+        for span in received:
+            assert span.attributes["network.transport"] == network
+            if transport == "http":
+                assert span.attributes["mcp.session.id"] == server_call.attributes["mcp.session.id"]
+    (received_log,) = [s for s in client_spans if s.name == "notifications/message"]
+    assert [format(c.span_id, "016x") for c in logged] == [received_log.span_id]
+    points = [
+        p
+        for p in telemetry.metric_points("mcp.server.operation.duration")
+        if p["attributes"]["mcp.method.name"] == "notifications/progress"
+    ]
+    assert points
+    assert "error.type" not in points[0]["attributes"]
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_notification_without_context_joins_the_connection(
+    telemetry: Any, tmp_path: Path, transport: str
+) -> None:
+    """A notification carrying no trace context (here: ``_meta`` stripped, as from an
+    uninstrumented server) joins the context the client opened its session in."""
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def turn(target: Any) -> None:
+        with threadline.invoke_agent("weather_agent"):  # current when the connection opens
+            async with connect(target, logging_callback=_ignore) as session:
+                await session.client.call_tool("chatty", {})
+
+    if transport == "stdio":
+        anyio.run(turn, stdio_params(spans_file, SERVER_NO_META="1"))
+    else:
+        with http_server(tmp_path, spans_file, SERVER_NO_META="1") as url:
+            anyio.run(turn, url)
+    client_spans = telemetry.spans()
+    agent = find(client_spans, "invoke_agent weather_agent")
+    received = find(client_spans, "notifications/message")
+    assert received.kind == "SERVER"
+    assert received.parent_span_id == agent.span_id
+    assert received.trace_id == agent.trace_id
+
+
+async def _ignore(*args: Any) -> None:
+    pass
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+@pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x clients send no notifications/cancelled")
+def test_cancelled_call_sends_a_traced_cancellation(
+    telemetry: Any, tmp_path: Path, transport: str
+) -> None:
+    """A client cancelling its call: ``notifications/cancelled`` gets a CLIENT span under the
+    cancelled call's, and the server's span for it is that span's child."""
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def turn(target: Any) -> None:
+        async with connect(target) as session:
+            with threadline.invoke_agent("weather_agent"):
+                with anyio.move_on_after(0.5):
+                    await session.client.call_tool("slow", {"seconds": 30})
+            # over HTTP the cancellation is posted by a task of the session's
+            await anyio.sleep(0.5)
+
+    if transport == "stdio":
+        anyio.run(turn, stdio_params(spans_file))
+    else:
+        with http_server(tmp_path, spans_file) as url:
+            anyio.run(turn, url)
+            _wait_for(spans_file, "notifications/cancelled")
+    server_spans = _wait_for(spans_file, "notifications/cancelled")
+    client_spans = telemetry.spans()
+    merged = _agent_trace(client_spans, server_spans)
+    assert render_tree(merged) == (
+        "invoke_agent weather_agent [INTERNAL]\n"
+        "  tools/call slow [CLIENT] !ERROR error.type=cancelled\n"
+        "    tools/call slow [SERVER] !ERROR error.type=cancelled\n"
+        "    notifications/cancelled [CLIENT]\n"
+        "      notifications/cancelled [SERVER]"
+    )
+    sent = find(client_spans, "notifications/cancelled")
+    assert sent.attributes["mcp.method.name"] == "notifications/cancelled"
+    assert "jsonrpc.request.id" not in sent.attributes
+    assert sent.attributes["network.transport"] == ("pipe" if transport == "stdio" else "tcp")
+    if transport == "http":
+        server_call = find(server_spans, "tools/call slow")
+        assert sent.attributes["mcp.session.id"] == server_call.attributes["mcp.session.id"]
+        assert sent.attributes["server.port"] > 0
+    (point,) = [
+        p
+        for p in telemetry.metric_points("mcp.client.operation.duration")
+        if p["attributes"]["mcp.method.name"] == "notifications/cancelled"
+    ]
+    assert "error.type" not in point["attributes"]
+
+
+def _wait_for(spans_file: Path, name: str) -> list[SpanRecord]:
+    """The server's spans once one named ``name`` is among them (it ends asynchronously)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        spans = read_spans_jsonl(spans_file) if spans_file.exists() else []
+        if any(s.name == name for s in spans):
+            return spans
+        time.sleep(0.05)
+    return read_spans_jsonl(spans_file)

@@ -187,8 +187,9 @@ def _peer_for(dispatcher: Any) -> Peer | None:
 
 def wrap_server_send_request(original: Any) -> Any:
     """Wraps mcp 2.x ``ServerSession.send_request``, which the typed requests to the client
-    (``create_message``, ``elicit_*``, ``list_roots``) go through: their CLIENT spans get the
-    connection's protocol version, transport and session."""
+    (``create_message``, ``elicit_*``, ``list_roots``) go through, and its ``_notify`` and
+    ``report_progress``, which its notifications do: their CLIENT spans get the connection's
+    protocol version, transport and session."""
 
     async def send_request(self: Any, *args: Any, **kwargs: Any) -> Any:
         token = None
@@ -658,19 +659,68 @@ def _with_context(params: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     return out
 
 
+def start_notification(method: str, params: object, peer: Peer | None) -> threadline.McpRun | None:
+    """Start and attach the CLIENT run of a notification about to be sent (``None`` on
+    failure): named after its method, no ``jsonrpc.request.id``, the connection's session. Its
+    context is what the notification carries in ``_meta``, so the receiver's span joins it.
+    None outside any trace, as a receiver traces by default (``notifications/initialized`` sent
+    outside any span opens no trace of its own)."""
+    try:
+        if not trace.get_current_span().get_span_context().is_valid:
+            return None
+        reached = connection(params, peer)
+        session_id = peer.connection_session_id if peer is not None else None
+        if is_modern(reached["protocol_version"]):
+            session_id = None
+        run = threadline.mcp_request(
+            method,
+            server=False,
+            resource_uri=targets(method, params)[2],
+            session_id=session_id,
+            **reached,
+        )
+        run.attach()
+        return run
+    except Exception as error:  # noqa: BLE001 - fail-open
+        report("threadline.mcp.client.notification", error)
+        return None
+
+
+@guarded(site="threadline.mcp.client.notification_sent")
+def notification_sent(run: threadline.McpRun, error: BaseException | None) -> None:
+    run.detach()
+    if error is None:
+        run.end()
+    elif is_cancellation(error):
+        run.fail("cancelled")
+    else:
+        run.fail(error)
+
+
 def wrap_notify(original: Any) -> Any:
-    """mcp 2.x ``JSONRPCDispatcher.notify``: notifications carry the context too (the MCP
-    conventions inject into requests *and* notifications). A ``notifications/cancelled`` sent
-    for a timed-out request thereby joins that request's trace."""
+    """mcp 2.x ``JSONRPCDispatcher.notify``: a CLIENT span per notification sent (by a client,
+    or by a server: the conventions' sender side), whose context the notification carries in
+    ``_meta`` (the MCP conventions inject into requests *and* notifications). A
+    ``notifications/cancelled`` sent for an abandoned request is sent while that request's
+    span is current, so it joins the request's trace."""
 
     async def notify(
         self: Any, method: str, params: Mapping[str, Any] | None, *args: Any, **kwargs: Any
     ) -> Any:
+        run = start_notification(method, params, _peer_for(self))
         try:
             params = _with_context(params)
         except Exception as error:  # noqa: BLE001 - fail-open: send it as it was
             report("threadline.mcp.client.notify", error)
-        return await original(self, method, params, *args, **kwargs)
+        if run is None:
+            return await original(self, method, params, *args, **kwargs)
+        try:
+            result = await original(self, method, params, *args, **kwargs)
+        except BaseException as error:
+            notification_sent(run, error)
+            raise
+        notification_sent(run, None)
+        return result
 
     notify.__wrapped__ = original  # type: ignore[attr-defined]
     return notify
@@ -765,6 +815,31 @@ def wrap_send_request(original: Any) -> Any:
 
     send_request.__wrapped__ = original  # type: ignore[attr-defined]
     return send_request
+
+
+def wrap_send_notification(original: Any) -> Any:
+    """mcp 1.x ``BaseSession.send_notification``: as :func:`wrap_notify` (1.x injects nothing
+    into notifications either)."""
+
+    async def send_notification(self: Any, notification: Any, *args: Any, **kwargs: Any) -> Any:
+        run = None
+        try:
+            method, params = v1_method_params(notification)
+            run = start_notification(method, params, _v1_peer(self))
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.client.v1_notification", error)
+        if run is None:
+            return await original(self, v1_with_context(notification), *args, **kwargs)
+        try:
+            result = await original(self, v1_with_context(notification), *args, **kwargs)
+        except BaseException as error:
+            notification_sent(run, error)
+            raise
+        notification_sent(run, None)
+        return result
+
+    send_notification.__wrapped__ = original  # type: ignore[attr-defined]
+    return send_notification
 
 
 def _v1_peer(session: Any) -> Peer | None:
@@ -917,6 +992,15 @@ def _take_transport_peer(session: Any) -> None:
 
 # --- session duration ----------------------------------------------------------------------------
 _session_starts: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+# Client session -> the context it was entered in: the parent of a notification from its server
+# that carries no trace context of its own (see ``_server.notification_parent``).
+_connection_contexts: weakref.WeakKeyDictionary[Any, Context] = weakref.WeakKeyDictionary()
+
+
+def connection_context(session: Any) -> Context | None:
+    return _connection_contexts.get(session)
+
+
 # mcp 1.x server sessions seen serving HTTP requests (their session object cannot tell).
 _http_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -980,6 +1064,8 @@ def wrap_session_enter(original: Any) -> Any:
             if _stream_peers:
                 _take_transport_peer(self)
             _register_dispatcher(self)
+            if not _is_server_session(self):
+                _connection_contexts[self] = otel_context.get_current()
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.session_enter", error)
         return entered

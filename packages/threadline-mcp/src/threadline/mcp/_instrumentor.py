@@ -102,6 +102,9 @@ def apply(*, merge_tool_spans: bool = False) -> None:
             patches.replace_in(
                 session, "ClientSession", "_on_request", _server.wrap_client_on_request
             )
+            patches.replace_in(
+                session, "ClientSession", "_on_notify", _server.wrap_client_on_notify
+            )
             patches.replace_in(session, "ClientSession", "__aenter__", _client.wrap_session_enter)
             patches.replace_in(session, "ClientSession", "__aexit__", _client.wrap_session_exit)
             # A server's requests to its client: the connection they go out on.
@@ -111,6 +114,12 @@ def apply(*, merge_tool_spans: bool = False) -> None:
                 "send_request",
                 _client.wrap_server_send_request,
             )
+            # ... and its notifications to it (progress, log messages, list changes), where a
+            # release has these methods (a low-level handler's ``ctx.notify`` goes around them).
+            server_session = importlib.import_module("mcp.server.session").ServerSession
+            for method in ("_notify", "report_progress"):
+                if hasattr(server_session, method):
+                    patches.replace(server_session, method, _client.wrap_server_send_request)
             _server.trace_every_server(True)
         else:
             patches.replace_in(
@@ -133,6 +142,18 @@ def apply(*, merge_tool_spans: bool = False) -> None:
                 "ClientSession",
                 "_received_request",
                 _server.wrap_client_received_request,
+            )
+            patches.replace_in(
+                "mcp.shared.session",
+                "BaseSession",
+                "send_notification",
+                _client.wrap_send_notification,
+            )
+            patches.replace_in(
+                "mcp.client.session",
+                "ClientSession",
+                "_received_notification",
+                _server.wrap_client_received_notification,
             )
             # A server run over a legacy SSE connection: its session id (optional, as above).
             try:

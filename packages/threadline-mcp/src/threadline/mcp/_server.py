@@ -941,3 +941,93 @@ def wrap_client_received_request(original: Any) -> Any:
 
     _received_request.__wrapped__ = original  # type: ignore[attr-defined]
     return _received_request
+
+
+# --- notifications from the server to the client ------------------------------------------------
+# The client receives them: SERVER spans in the client process. Parent: the context the sender
+# put in _meta (the span that sent it: for progress and log messages, the server's span of the
+# request they are about, itself under the client's request span: one trace). A notification
+# with none (an uninstrumented server) joins the context the client entered its session in: the
+# connection's, as an HTTP span is a server's ambient. Never the task that delivers it: over
+# stdio that is the reader task, whatever was current when the connection opened; over HTTP,
+# whichever request's stream it happened to arrive on.
+def _notification_call(
+    session: Any, method: str, params: object, version: object
+) -> ServerCall | None:
+    from threadline.mcp._client import client_peer, connection_context
+
+    meta = params.get("_meta") if isinstance(params, Mapping) else None
+    ambient = (
+        None if isinstance(meta, Mapping) and has_context(meta) else connection_context(session)
+    )
+    peer = client_peer(session)
+    if version is None and peer is not None:
+        version = peer.protocol_version
+    return ServerCall.start(
+        method,
+        params,
+        request_id=None,
+        protocol_version=version if isinstance(version, str) else None,
+        ambient=ambient or _EMPTY,
+        network=False,
+        upstream=peer,
+    )
+
+
+async def _traced_notification(
+    call: ServerCall | None, invoke: Callable[[], Awaitable[Any]]
+) -> Any:
+    if call is None:
+        return await invoke()
+    try:
+        result = await invoke()
+    except BaseException as error:
+        call.fail(error)
+        raise
+    call.finish(result)
+    return result
+
+
+def wrap_client_on_notify(original: Any) -> Any:
+    """Wraps mcp 2.x ``ClientSession._on_notify(dctx, method, params)``: the typed callbacks
+    (``logging_callback``, ``message_handler``) run under the notification's span."""
+
+    async def _on_notify(
+        self: Any, dctx: Any, method: str, params: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        call = None
+        try:
+            call = _notification_call(
+                self, method, params, getattr(self, "_negotiated_version", None)
+            )
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.client.notification_received", error)
+        return await _traced_notification(
+            call, lambda: original(self, dctx, method, params, *args, **kwargs)
+        )
+
+    _on_notify.__wrapped__ = original  # type: ignore[attr-defined]
+    return _on_notify
+
+
+def wrap_client_received_notification(original: Any) -> Any:
+    """Wraps mcp 1.x ``ClientSession._received_notification(notification)`` (the
+    ``logging_callback`` runs in it; ``notifications/cancelled`` never reaches it)."""
+
+    async def _received_notification(
+        self: Any, notification: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        call = None
+        try:
+            from threadline.mcp._client import v1_method_params
+
+            method, params = v1_method_params(notification)
+            call = _notification_call(self, method, params, None)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.client.v1_notification_received", error)
+        return await _traced_notification(
+            call, lambda: original(self, notification, *args, **kwargs)
+        )
+
+    _received_notification.__wrapped__ = original  # type: ignore[attr-defined]
+    return _received_notification
