@@ -468,3 +468,63 @@ invoke_agent forecaster [INTERNAL]
     assert threadline.current_run() is None
     assert len(threadline.open_runs) == 0
     telemetry.assert_conformant()
+
+
+class Answer(Workflow):
+    @step
+    async def only(self, ev: StartEvent) -> StopEvent:
+        await asyncio.sleep(0.05)
+        response = await MockLLM(max_tokens=2).acomplete(ev.q)
+        return StopEvent(result=response.text)
+
+
+def test_callers_calls_while_a_workflow_runs_are_not_its_children(telemetry: Telemetry) -> None:
+    """LlamaIndex before llama-index-workflows 2 leaves a run's span active in the context that
+    called ``run``: what that context does next (another run of the same workflow, a model
+    call) is no step of the running workflow and does not nest under it."""
+
+    async def run() -> None:
+        with trace.get_tracer("app").start_as_current_span("request"):
+            workflow = Answer(timeout=10)
+            first = workflow.run(q="a")
+            await MockLLM(max_tokens=2).acomplete("app")
+            second = workflow.run(q="b")
+            await asyncio.gather(first, second)
+
+    asyncio.run(run())
+    # each run with its own model call, the app's call beside them (in whichever order they
+    # started: llama-index-workflows 2 starts a run's span in its own task)
+    assert sorted(telemetry.tree().splitlines()) == [
+        "    text_completion unknown [INTERNAL]",
+        "    text_completion unknown [INTERNAL]",
+        "  invoke_workflow Answer [INTERNAL]",
+        "  invoke_workflow Answer [INTERNAL]",
+        "  text_completion unknown [INTERNAL]",
+        "request [INTERNAL]",
+    ]
+    assert threadline.current_run() is None
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
+def test_a_request_after_a_workflow_is_one_trace(telemetry: Telemetry) -> None:
+    """The span id a finished run left active in its caller's context (before
+    llama-index-workflows 2) names no parent: a request made there next still gets the span
+    that keeps it in one trace."""
+    from llama_index.core import PromptTemplate
+
+    async def run() -> None:
+        await Answer(timeout=10).run(q="a")
+        await MockLLM(max_tokens=2).apredict(PromptTemplate("Say {word}"), word="hi")
+
+    asyncio.run(run())
+    assert (
+        telemetry.tree()
+        == """\
+invoke_workflow Answer [INTERNAL]
+  text_completion unknown [INTERNAL]
+---
+invoke_workflow [INTERNAL]
+  text_completion unknown [INTERNAL]"""
+    )
+    assert len(threadline.open_runs) == 0

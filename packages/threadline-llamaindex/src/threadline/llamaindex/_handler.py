@@ -375,11 +375,12 @@ class _WorkflowScope:
     own under the workflow's; a handoff ends one and starts the next.
     """
 
-    __slots__ = ("agent", "agents", "run")
+    __slots__ = ("agent", "agents", "owner", "run")
 
-    def __init__(self, run: threadline.Run, agents: Mapping[str, Any] | None) -> None:
+    def __init__(self, run: threadline.Run, agents: Mapping[str, Any] | None, owner: int) -> None:
         self.run = run
         self.agents = agents
+        self.owner = owner  # id() of the workflow: its steps' spans are its methods before 2
         self.agent: threadline.AgentRun | None = None
 
     def parent_for(self, event: Any) -> threadline.Run:
@@ -474,6 +475,12 @@ class Tracker:
         self.kinds: dict[tuple[type, str], Kind] = {}
         # Running workflows by span id, and the steps that made one current (see enter).
         self.workflows: dict[str, _WorkflowScope] = {}
+        # Before llama-index-workflows 2, ``Workflow.run`` leaves its span id active in the
+        # caller's context (it returns a future; LlamaIndex resets it in another context), so
+        # the caller's later calls name the run as their parent. Those runs' span ids, ended
+        # ones included, are no parent for anything but their steps (see _caller_of_run).
+        self.leaks_run_span = not _exits_with_stop_event()
+        self.left_active: dict[str, None] = {}
         self.scopes: dict[str, tuple[threadline.Run, Token[Context] | None]] = {}
         self.tool_errors: dict[int, BaseException] = {}
         # Agents' tool calls waiting for an event, by tool call id: the step run again when it
@@ -571,6 +578,9 @@ class Tracker:
             parent = self._run_entries.get(parent_id)
             if parent is None:
                 parent = self.nodes.get(parent_id)
+                if parent is None and self.left_active and parent_id in self.left_active:
+                    parent_id = None  # the caller's context after a workflow ran in it
+                    parent = self._parent(None)
         workflows = self.workflows
         if kind is _SKIP and not workflows:
             if parent is not None:
@@ -588,6 +598,16 @@ class Tracker:
             # Ended without its span's exit (abandoned, or LlamaIndex 0.12 never exited it).
             del self.workflows[parent_id]  # type: ignore[arg-type]
             workflow = None
+            if self.leaks_run_span:
+                self._left_active(parent_id)  # type: ignore[arg-type]
+        if (
+            workflow is not None
+            and self.leaks_run_span
+            and self._caller_of_run(workflow, kind, instance)
+        ):
+            workflow = None
+            parent_id = None
+            parent = self._parent(None)
         if workflow is not None:
             # A step of a running workflow: it runs in a task of the workflow's own.
             parent = workflow.parent_for(arguments.get("ev"))
@@ -671,6 +691,16 @@ class Tracker:
             self._add_workflow(id_, run, instance, kind)
             return
         run.attach()
+
+    @staticmethod
+    def _caller_of_run(workflow: _WorkflowScope, kind: Kind, instance: Any) -> bool:
+        """Whether a span LlamaIndex puts directly under a running workflow (before
+        llama-index-workflows 2) is a call of the context that started it rather than one of its
+        steps, which are methods of the workflow (see leaks_run_span): another workflow's run,
+        or anything else's call (a query, a model call, while the run goes on)."""
+        if kind is _WORKFLOW or kind is _AGENT:
+            return True
+        return instance is not None and id(instance) != workflow.owner
 
     def _root(self, id_: str, instance: Any) -> None:
         """A skipped span that starts a request outside any trace (``llm.predict_and_call``, a
@@ -790,7 +820,16 @@ class Tracker:
             if len(workflows) >= _MAX_KINDS:
                 workflows.clear()
         agents = getattr(instance, "agents", None) if kind is _WORKFLOW else None
-        workflows[id_] = _WorkflowScope(run, agents if isinstance(agents, dict) else None)
+        workflows[id_] = _WorkflowScope(
+            run, agents if isinstance(agents, dict) else None, id(instance)
+        )
+
+    def _left_active(self, id_: str) -> None:
+        left = self.left_active
+        if len(left) >= _MAX_KINDS:
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                del left[next(iter(left))]  # the oldest: its caller's context is likely gone
+        left[id_] = None
 
     def _add_scope(self, id_: str, run: threadline.Run) -> None:
         if len(self.scopes) >= _MAX_NODES:
@@ -914,6 +953,8 @@ class Tracker:
         if self.workflows:
             workflow = self.workflows.pop(id_, None)
             if workflow is not None:
+                if self.leaks_run_span:
+                    self._left_active(id_)
                 if self.waiting_tools:
                     self._cut_off_waiting_tools(workflow)
                 # A run that finished exits with its StopEvent since llama-index-workflows 2
@@ -1020,6 +1061,8 @@ class Tracker:
         if self.workflows:
             workflow = self.workflows.pop(id_, None)
             if workflow is not None:
+                if self.leaks_run_span:
+                    self._left_active(id_)
                 if self.waiting_tools:
                     self._cut_off_waiting_tools(workflow)
                 workflow.close(failure, stopped)
