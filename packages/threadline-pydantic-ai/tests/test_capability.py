@@ -278,6 +278,29 @@ def test_native_tool_calls_and_generated_files_in_messages(
     telemetry.assert_conformant()
 
 
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [(str, "text"), ("prompted", "json"), (int, None)],  # int: a tool's arguments, no format
+)
+def test_the_agent_span_has_the_runs_output_type(
+    telemetry: Telemetry, output: Any, expected: str | None
+) -> None:
+    from pydantic import BaseModel
+    from pydantic_ai import PromptedOutput
+
+    class Answer(BaseModel):
+        value: int
+
+    output_type = PromptedOutput(Answer) if output == "prompted" else output
+    model = TestModel(custom_output_text='{"value": 1}' if output == "prompted" else None)
+    Agent(model, name="typed", capabilities=[Tracing()], output_type=output_type).run_sync("hi")
+    [agent] = [s for s in telemetry.spans() if s.name.startswith("invoke_agent")]
+    assert agent.attributes.get(semconv.GEN_AI_OUTPUT_TYPE) == expected
+    for chat in [s for s in telemetry.spans() if s.name.startswith("chat")]:
+        assert chat.attributes.get(semconv.GEN_AI_OUTPUT_TYPE) == expected
+    telemetry.assert_conformant()
+
+
 def test_request_parameters_and_conversation(telemetry: Telemetry) -> None:
     agent = Agent(TestModel(custom_output_text="ok"), name="p", capabilities=[Tracing()])
     kwargs: dict[str, Any] = {"conversation_id": "conv-1"} if V2 else {}

@@ -182,11 +182,12 @@ _MAX_INVALID_CALLS = 1_000  # tool calls with invalid arguments awaiting their o
 class _RunState:
     """What one recorded agent run's hooks share: its span and its model request in flight."""
 
-    __slots__ = ("chat", "failed", "invalid", "run", "stream_error", "streamed")
+    __slots__ = ("chat", "failed", "invalid", "requested", "run", "stream_error", "streamed")
 
     def __init__(self, run: AgentRun) -> None:
         self.run = run
         self.chat: InferenceRun | None = None
+        self.requested = False  # a model request has been made (see _agent_output_type)
         self.failed = False  # the run body failed (on_run_error saw it)
         # The streamed request whose response has been read to its end, and when: the
         # request's handler returns only when the caller leaves ``run_stream``'s block.
@@ -487,6 +488,18 @@ def _request_params(
     return threadline.RequestParams(**values)
 
 
+def _agent_output_type(run: AgentRun, request_context: Any) -> None:
+    """The run's ``gen_ai.output.type``, told by its first request's output mode (the agent's
+    output type is not known before)."""
+    try:
+        parameters = request_context.model_request_parameters
+        output_type = _OUTPUT_TYPES.get(getattr(parameters, "output_mode", None) or "")
+        if output_type:
+            run.update(attributes={semconv.GEN_AI_OUTPUT_TYPE: output_type})
+    except Exception as error:  # noqa: BLE001
+        report("threadline.pydantic_ai.output_type", error)
+
+
 def _description(agent: Any, ctx: Any) -> str | None:
     description = getattr(agent, "description", None)
     if description is None:
@@ -719,6 +732,9 @@ class Tracing(AbstractCapability[Any]):
             self._record_invalid_calls(state, request_context.messages)
         model = getattr(request_context, "model", None) or ctx.model
         chain = _fallback_chain(model)
+        if not state.requested:
+            state.requested = True
+            _agent_output_type(state.run, request_context)
         chat = self._start_chat(
             chain[0] if chain else model, request_context, state.run, fallback=bool(chain)
         )
