@@ -306,6 +306,39 @@ def test_configure_rejects_bad_values() -> None:
         threadline.configure(logger_provider=object())  # type: ignore[arg-type]
 
 
+def test_configure_rejects_values_of_the_wrong_type_with_a_clear_error(
+    restore_settings: None,
+) -> None:
+    with pytest.raises(TypeError, match="capture_content must be a ContentCapture"):
+        threadline.configure(capture_content=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="capture_content must be a ContentCapture"):
+        threadline.configure(capture_content=["SPAN_ONLY"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="baggage_allowlist must be an iterable of str keys"):
+        threadline.configure(baggage_allowlist=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="metric_baggage_keys: keys must be str"):
+        threadline.configure(metric_baggage_keys=[["feature"]])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="baggage_allowlist: keys must be str"):
+        threadline.configure(baggage_allowlist=[1])  # type: ignore[list-item]
+    assert threadline.configure(capture_content=True).capture_content.value == "SPAN_AND_EVENT"
+
+
+def test_a_baggage_key_with_a_trailing_newline_is_refused(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """A key ending in a newline would be written into the carrier's ``baggage`` header."""
+    with pytest.raises(ValueError, match="is not a valid baggage key"):
+        threadline.configure(baggage_allowlist=["session.id", "feature\n"])
+    with pytest.raises(ValueError, match="is not a valid baggage key"):
+        threadline.session("s-1", **{"feature\n": "search"})
+    threadline.configure(baggage_allowlist=["session.id", "feature"])
+    headers: dict[str, str] = {}
+    with threadline.session("s-1", feature="search"):
+        threadline.inject(headers)
+        threadline.inference("m", provider="openai").end()
+    assert headers == {"baggage": "session.id=s-1,feature=search"}
+    assert telemetry.find("chat m").attributes["feature"] == "search"
+
+
 def test_invalid_baggage_keys_from_the_environment_are_dropped(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, restore_settings: None
 ) -> None:

@@ -299,3 +299,36 @@ def test_inject_writes_trace_context_as_the_w3c_propagator_does(
     theirs: dict[str, str] = {}
     TraceContextTextMapPropagator().inject(theirs, ctx)
     assert ours == theirs
+
+
+def test_baggage_and_tracestate_sent_as_several_header_lines_are_read_as_one_list(
+    telemetry: Telemetry,
+) -> None:
+    """W3C: a list field (baggage, tracestate) may come as several header lines, which a
+    multi-valued carrier holds as a list; several traceparents are still no parent."""
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    carrier = {
+        "traceparent": parent,
+        "tracestate": ["vendor1=a", "vendor2=b"],
+        "baggage": ["session.id=s-1", "user.id=u-1,tenant=t"],
+    }
+    with threadline.continue_trace(carrier):
+        threadline.inference("m", provider="openai").end()
+    span = telemetry.find("chat m")
+    assert span.attributes[semconv.SESSION_ID] == "s-1"
+    assert span.attributes[semconv.USER_ID] == "u-1"
+    assert span.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert span.parent_span_id == "b7ad6b7169203331"
+    ctx = threadline.extract(carrier)
+    assert trace.get_current_span(ctx).get_span_context().trace_state.to_header() == (
+        "vendor1=a,vendor2=b"
+    )
+    # two traceparents: neither is the parent; a list over the member limit is dropped whole
+    assert (
+        not trace.get_current_span(threadline.extract({"traceparent": [parent, parent]}))
+        .get_span_context()
+        .is_valid
+    )
+    assert (
+        threadline.current_session(threadline.extract({"baggage": ["session.id=s-1"] * 181})) == {}
+    )

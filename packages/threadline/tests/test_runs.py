@@ -390,6 +390,29 @@ def test_streaming_chunks_record_time_to_first_chunk(telemetry: Telemetry) -> No
     assert semconv.GEN_AI_RESPONSE_MODEL not in tpoc["attributes"]
 
 
+def test_a_stream_that_fails_after_its_first_chunk_puts_error_type_on_the_duration_only(
+    telemetry: Telemetry,
+) -> None:
+    """``error.type`` is an attribute of the operation duration; the time to first chunk and
+    the token usage have the conventions' common metric attributes only."""
+    run = threadline.inference("gpt-4o", provider="openai", stream=True)
+    run.chunk()
+    run.chunk()
+    run.update(usage=threadline.Usage(10, 1), response_model="gpt-4o-2024-08-06")
+    run.fail(ConnectionResetError("peer went away"))
+    [duration] = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    assert duration["attributes"][semconv.ERROR_TYPE] == "ConnectionResetError"
+    [ttfc] = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_TO_FIRST_CHUNK)
+    [tpoc] = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
+    tokens = telemetry.metric_points(semconv.METRIC_CLIENT_TOKEN_USAGE)
+    assert len(tokens) == 2
+    for point in (ttfc, tpoc, *tokens):
+        assert semconv.ERROR_TYPE not in point["attributes"]
+    assert ttfc["attributes"][semconv.GEN_AI_RESPONSE_MODEL] == "gpt-4o-2024-08-06"
+    expected = {k: v for k, v in duration["attributes"].items() if k != semconv.ERROR_TYPE}
+    assert ttfc["attributes"] == expected
+
+
 def test_chunks_that_arrive_together_each_get_a_point(telemetry: Telemetry) -> None:
     run = threadline.inference("gpt-4o", provider="openai", stream=True)
     assert run.chunk(2) is True  # the second came with the first: a gap of 0
@@ -1333,3 +1356,19 @@ def test_a_frameworks_control_flow_ends_any_run_without_error(telemetry: Telemet
         "execute_tool app": "UNSET",
         "execute_tool app.errors": "ERROR",
     }
+
+
+@pytest.mark.parametrize("name", ["", None])
+def test_a_tool_without_a_name_is_named_by_its_operation_alone(
+    telemetry: Telemetry, name: str | None
+) -> None:
+    """The conventions' span name is ``{operation}`` when the keyed attribute is absent: no
+    ``"execute_tool "`` with a trailing space, and no tool name of ``None`` on the span or the
+    duration metric (an OTLP exporter cannot encode it)."""
+    threadline.execute_tool(name).end()  # type: ignore[arg-type]
+    [span] = telemetry.spans()
+    assert span.name == "execute_tool"
+    assert semconv.GEN_AI_TOOL_NAME not in span.attributes
+    assert span.attributes[semconv.GEN_AI_OPERATION_NAME] == "execute_tool"
+    [point] = telemetry.metric_points(semconv.METRIC_EXECUTE_TOOL_DURATION)
+    assert point["attributes"] == {semconv.GEN_AI_TOOL_TYPE: "function"}

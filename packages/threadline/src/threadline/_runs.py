@@ -1374,32 +1374,34 @@ class InferenceRun(Run):
         self, instruments: Instruments, error_type: str | None, duration: float
     ) -> None:
         attrs = self._metric_attributes
-        if self.response_model or error_type:
+        if self.response_model:
             attrs = dict(attrs)
-            if self.response_model:
-                attrs[semconv.GEN_AI_RESPONSE_MODEL] = self.response_model
-            if error_type:
-                attrs[semconv.ERROR_TYPE] = error_type
+            attrs[semconv.GEN_AI_RESPONSE_MODEL] = self.response_model
         # Time per chunk keeps the request's attributes: a long stream's gaps are recorded on
         # the way, before the answer's are known, and one stream's points stay one series.
         self._flush_chunk_gaps(instruments)
-        if self._first_chunk is not None:  # one point, at the end: the answer's attributes
+        if self._first_chunk is not None:
+            # one point, at the end: the answer's attributes, without error.type (not one of
+            # this metric's: the first chunk did arrive, whatever failed after it)
             instruments.time_to_first_chunk.record(self._first_chunk, attrs)
-        instruments.operation_duration.record(duration, attrs)
+        # token usage has no error.type either: only the duration carries it
         _record_tokens(instruments, attrs, self.usage)
+        if error_type:
+            attrs = dict(attrs)
+            attrs[semconv.ERROR_TYPE] = error_type
+        instruments.operation_duration.record(duration, attrs)
 
 
 def _record_tokens(instruments: Any, attrs: Mapping[str, AttributeValue], usage: Usage) -> None:
     if usage.input_tokens is None and usage.output_tokens is None:
         return
-    base = {k: v for k, v in attrs.items() if k != semconv.ERROR_TYPE}
     if usage.input_tokens is not None:
         instruments.token_usage.record(
-            usage.input_tokens, {**base, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT}
+            usage.input_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT}
         )
     if usage.output_tokens is not None:
         instruments.token_usage.record(
-            usage.output_tokens, {**base, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
+            usage.output_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
         )
 
 
@@ -1544,10 +1546,10 @@ class EmbeddingsRun(Run):
         attrs = dict(self._metric_attributes)
         if self.response_model:
             attrs[semconv.GEN_AI_RESPONSE_MODEL] = self.response_model
+        _record_tokens(instruments, attrs, Usage(input_tokens=self.usage.input_tokens))
         if error_type:
             attrs[semconv.ERROR_TYPE] = error_type
         instruments.operation_duration.record(duration, attrs)
-        _record_tokens(instruments, attrs, Usage(input_tokens=self.usage.input_tokens))
 
 
 class RetrievalRun(Run):
@@ -1663,10 +1665,10 @@ class ToolRun(Run):
         self._arguments = arguments
         self._result: Any = None
         self._has_result = False
-        attrs: dict[str, AttributeValue] = {
-            semconv.GEN_AI_OPERATION_NAME: self.operation,
-            semconv.GEN_AI_TOOL_NAME: name,
-        }
+        attrs: dict[str, AttributeValue] = {semconv.GEN_AI_OPERATION_NAME: self.operation}
+        metric: dict[str, AttributeValue] = {}
+        if name:  # a tool the framework gave no name: the span is "execute_tool", no None value
+            attrs[semconv.GEN_AI_TOOL_NAME] = metric[semconv.GEN_AI_TOOL_NAME] = name
         if tool_type:
             attrs[semconv.GEN_AI_TOOL_TYPE] = tool_type
         if call_id:
@@ -1675,7 +1677,6 @@ class ToolRun(Run):
             attrs[semconv.GEN_AI_TOOL_DESCRIPTION] = description
         if attributes:
             attrs.update(attributes)
-        metric: dict[str, AttributeValue] = {semconv.GEN_AI_TOOL_NAME: name}
         if tool_type:
             metric[semconv.GEN_AI_TOOL_TYPE] = tool_type
         self.conversation_id = conversation_id or None
@@ -1684,7 +1685,11 @@ class ToolRun(Run):
             attrs[semconv.GEN_AI_AGENT_NAME] = metric[semconv.GEN_AI_AGENT_NAME] = agent_name
         self._metric_attributes = metric
         super().__init__(
-            f"{self.operation} {name}", attrs, parent, kind=_INTERNAL, start_time=start_time
+            f"{self.operation} {name}" if name else self.operation,
+            attrs,
+            parent,
+            kind=_INTERNAL,
+            start_time=start_time,
         )
 
     def _start_attributes(self, attributes: dict[str, AttributeValue]) -> None:

@@ -113,8 +113,9 @@ _settings: Settings = Settings()
 _UNSET: Any = object()
 
 
-# RFC 7230 token characters, which W3C baggage keys must use.
-BAGGAGE_KEY: Final = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")
+# RFC 7230 token characters, which W3C baggage keys must use (``\Z``, not ``$``, which would
+# let a trailing newline through into a header).
+BAGGAGE_KEY: Final = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}\Z")
 
 
 def _parse_keys(value: str) -> frozenset[str]:
@@ -240,6 +241,13 @@ def configure(
                 raise TypeError(f"{name} must have a {method}() method; got {provider!r}")
             changes[name] = provider
     if capture_content is not _UNSET:
+        if capture_content is not None and not isinstance(
+            capture_content, (str, ContentCapture, bool)
+        ):
+            raise TypeError(
+                "capture_content must be a ContentCapture, one of its names or a bool; "
+                f"got {capture_content!r}"
+            )
         if isinstance(capture_content, str) and capture_content.strip().upper() not in (
             *ContentCapture.__members__,
             "TRUE",
@@ -280,12 +288,15 @@ def configure(
         ("metric_baggage_keys", metric_baggage_keys),
     ):
         if keys is not _UNSET:
-            if isinstance(keys, str):
-                raise TypeError(f"{name} must be an iterable of keys, not a string")
-            checked = frozenset(keys)
-            for key in checked:
-                if not isinstance(key, str) or not BAGGAGE_KEY.match(key):
+            if isinstance(keys, str) or not isinstance(keys, Iterable):
+                raise TypeError(f"{name} must be an iterable of str keys; got {keys!r}")
+            listed = list(keys)
+            for key in listed:
+                if not isinstance(key, str):
+                    raise TypeError(f"{name}: keys must be str; got {key!r}")
+                if not BAGGAGE_KEY.match(key):
                     raise ValueError(f"{name}: {key!r} is not a valid baggage key")
+            checked = frozenset(listed)
             changes[name] = checked
     if cost is not _UNSET:
         if not isinstance(cost, bool):

@@ -163,8 +163,17 @@ def _field(carrier: Mapping[Any, Any], name: str) -> str | None:
             if isinstance(key, str) and len(key) == len(name) and key.lower() == name:
                 value = candidate
                 break
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        value = value[0]
+    if isinstance(value, (list, tuple)):
+        if len(value) == 1:
+            value = value[0]
+        elif (
+            name != TRACEPARENT
+            and 1 < len(value) <= _MAX_BAGGAGE_MEMBERS
+            and all(isinstance(line, str) for line in value)
+        ):
+            # several header lines of one list field (W3C baggage, tracestate) are one list:
+            # joined, they are held to the same limits as a single line
+            value = ",".join(value)
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     if value is None:
