@@ -992,15 +992,6 @@ def _take_transport_peer(session: Any) -> None:
 
 # --- session duration ----------------------------------------------------------------------------
 _session_starts: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
-# Client session -> the context it was entered in: the parent of a notification from its server
-# that carries no trace context of its own (see ``_server.notification_parent``).
-_connection_contexts: weakref.WeakKeyDictionary[Any, Context] = weakref.WeakKeyDictionary()
-
-
-def connection_context(session: Any) -> Context | None:
-    return _connection_contexts.get(session)
-
-
 # mcp 1.x server sessions seen serving HTTP requests (their session object cannot tell).
 _http_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -1064,8 +1055,6 @@ def wrap_session_enter(original: Any) -> Any:
             if _stream_peers:
                 _take_transport_peer(self)
             _register_dispatcher(self)
-            if not _is_server_session(self):
-                _connection_contexts[self] = otel_context.get_current()
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.session_enter", error)
         return entered

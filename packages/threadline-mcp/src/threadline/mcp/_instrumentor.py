@@ -60,6 +60,17 @@ def apply(*, merge_tool_spans: bool = False) -> None:
                 _client.wrap_send_raw_request,
             )
             patches.replace_in(dispatcher, "JSONRPCDispatcher", "notify", _client.wrap_notify)
+            # A 2026-07-28 server answering over streamable HTTP sends its notifications on
+            # the request's own response stream, around the dispatcher.
+            try:
+                patches.replace_in(
+                    "mcp.server._streamable_http_modern",
+                    "_SingleExchangeDispatchContext",
+                    "notify",
+                    _client.wrap_notify,
+                )
+            except (ImportError, AttributeError) as error:
+                _logger.debug("mcp has no modern streamable HTTP dispatch context: %s", error)
             # Client(server) with an in-process server: requests (and the server's requests
             # back to the client) call the peer directly; no _meta is needed, the peer's
             # span joins the current context.

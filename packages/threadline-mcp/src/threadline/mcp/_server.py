@@ -944,22 +944,17 @@ def wrap_client_received_request(original: Any) -> Any:
 
 
 # --- notifications from the server to the client ------------------------------------------------
-# The client receives them: SERVER spans in the client process. Parent: the context the sender
-# put in _meta (the span that sent it: for progress and log messages, the server's span of the
-# request they are about, itself under the client's request span: one trace). A notification
-# with none (an uninstrumented server) joins the context the client entered its session in: the
-# connection's, as an HTTP span is a server's ambient. Never the task that delivers it: over
-# stdio that is the reader task, whatever was current when the connection opened; over HTTP,
-# whichever request's stream it happened to arrive on.
+# The client receives them: SERVER spans in the client process, parented by the context the
+# sender put in _meta (the span that sent it: for progress and log messages, the server's span
+# of the request they are about, itself under the client's request span: one trace). One with
+# none (an uninstrumented server) gets no span, as on a server with notifications="traced": the
+# task that delivers it holds no context of its own to join (over stdio, the reader task's,
+# from when the connection opened; over HTTP, whichever request's stream it arrived on).
 def _notification_call(
     session: Any, method: str, params: object, version: object
 ) -> ServerCall | None:
-    from threadline.mcp._client import client_peer, connection_context
+    from threadline.mcp._client import client_peer
 
-    meta = params.get("_meta") if isinstance(params, Mapping) else None
-    ambient = (
-        None if isinstance(meta, Mapping) and has_context(meta) else connection_context(session)
-    )
     peer = client_peer(session)
     if version is None and peer is not None:
         version = peer.protocol_version
@@ -968,7 +963,7 @@ def _notification_call(
         params,
         request_id=None,
         protocol_version=version if isinstance(version, str) else None,
-        ambient=ambient or _EMPTY,
+        ambient=_EMPTY,
         network=False,
         upstream=peer,
     )
