@@ -58,8 +58,13 @@ CROSS_PINS = [
     "mcp==2.3.0",
 ]
 
-# `opentelemetry-instrument` (zero-code tests in `cross`).
-CROSS_TEST_DEPS = ["opentelemetry-distro", "opentelemetry-instrumentation"]
+# `opentelemetry-instrument` (zero-code tests in `cross`), and the FastMCP client under Pydantic
+# AI's MCP toolset (the range its `mcp` extra takes; FastMCP 4 is the one for mcp 2.x).
+CROSS_TEST_DEPS = [
+    "opentelemetry-distro",
+    "opentelemetry-instrumentation",
+    "fastmcp-slim[client]>=4,<4.2.6",
+]
 
 # Test dependencies common to every framework session and `cross`.
 TEST_DEPS = ["pytest", "hypothesis", "vcrpy", "pytest-asyncio"]
