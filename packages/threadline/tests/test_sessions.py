@@ -99,6 +99,34 @@ def test_extra_keys_need_the_allow_list(telemetry: Telemetry) -> None:
         config.restore(previous)
 
 
+def test_baggage_the_app_set_that_no_exporter_takes_stays_off_spans(telemetry: Telemetry) -> None:
+    """Baggage set with the OpenTelemetry API is unchecked: a value with a lone surrogate (text
+    decoded with surrogateescape) or a control character is left off the spans, which the
+    exporter would otherwise fail to encode."""
+    from opentelemetry import baggage
+
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(threadline.SessionSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for bad in ("bad\udcff", "line\nbreak"):
+        ctx = baggage.set_baggage(semconv.SESSION_ID, bad)
+        ctx = baggage.set_baggage(semconv.USER_ID, "u-1", ctx)
+        token = otel_context.attach(ctx)
+        try:
+            assert threadline.current_session() == {semconv.USER_ID: "u-1"}
+            with threadline.invoke_agent("a"):
+                pass
+            with provider.get_tracer("http").start_as_current_span("GET /"):
+                pass
+        finally:
+            otel_context.detach(token)
+    for span in [*telemetry.spans(), *exporter.get_finished_spans()]:
+        attributes = dict(span.attributes or {})
+        assert semconv.SESSION_ID not in attributes
+        assert attributes[semconv.USER_ID] == "u-1"
+
+
 def test_session_span_processor_stamps_other_spans() -> None:
     provider = TracerProvider()
     exporter = InMemorySpanExporter()

@@ -227,6 +227,10 @@ def _session_attributes(ctx: Context, *, conversation: bool) -> dict[str, Attrib
     for key, value in entries.items():
         if key not in allow or not isinstance(value, str) or len(value) > _MAX_BAGGAGE_VALUE:
             continue
+        # baggage the app set itself is unchecked: a lone surrogate would make the exporter
+        # drop the attribute (and log an error per span)
+        if not value.isprintable():
+            continue
         if key == semconv.GEN_AI_CONVERSATION_ID and not conversation:
             continue
         out[key] = value

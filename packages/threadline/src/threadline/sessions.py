@@ -254,7 +254,10 @@ def current_session(ctx: Context | None = None) -> dict[str, str]:
     return {
         key: value
         for key, value in otel_baggage.get_all(ctx).items()
-        if key in allow and isinstance(value, str) and len(value) <= MAX_VALUE_LENGTH
+        if key in allow
+        and isinstance(value, str)
+        and len(value) <= MAX_VALUE_LENGTH
+        and value.isprintable()  # baggage the app set itself is unchecked
     }
 
 
