@@ -697,6 +697,21 @@ def notification_sent(run: threadline.McpRun, error: BaseException | None) -> No
         run.fail(error)
 
 
+async def _send_notification(
+    run: threadline.McpRun | None, send: Callable[[], Awaitable[Any]]
+) -> Any:
+    """Send a notification, its CLIENT run (if any) ended with how the sending went."""
+    if run is None:
+        return await send()
+    try:
+        result = await send()
+    except BaseException as error:
+        notification_sent(run, error)
+        raise
+    notification_sent(run, None)
+    return result
+
+
 def wrap_notify(original: Any) -> Any:
     """mcp 2.x ``JSONRPCDispatcher.notify``: a CLIENT span per notification sent (by a client,
     or by a server: the conventions' sender side), whose context the notification carries in
@@ -712,15 +727,9 @@ def wrap_notify(original: Any) -> Any:
             params = _with_context(params)
         except Exception as error:  # noqa: BLE001 - fail-open: send it as it was
             report("threadline.mcp.client.notify", error)
-        if run is None:
-            return await original(self, method, params, *args, **kwargs)
-        try:
-            result = await original(self, method, params, *args, **kwargs)
-        except BaseException as error:
-            notification_sent(run, error)
-            raise
-        notification_sent(run, None)
-        return result
+        return await _send_notification(
+            run, lambda: original(self, method, params, *args, **kwargs)
+        )
 
     notify.__wrapped__ = original  # type: ignore[attr-defined]
     return notify
@@ -828,15 +837,9 @@ def wrap_send_notification(original: Any) -> Any:
             run = start_notification(method, params, _v1_peer(self))
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.client.v1_notification", error)
-        if run is None:
-            return await original(self, v1_with_context(notification), *args, **kwargs)
-        try:
-            result = await original(self, v1_with_context(notification), *args, **kwargs)
-        except BaseException as error:
-            notification_sent(run, error)
-            raise
-        notification_sent(run, None)
-        return result
+        return await _send_notification(
+            run, lambda: original(self, v1_with_context(notification), *args, **kwargs)
+        )
 
     send_notification.__wrapped__ = original  # type: ignore[attr-defined]
     return send_notification
