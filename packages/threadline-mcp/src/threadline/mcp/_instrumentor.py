@@ -31,6 +31,14 @@ _deferred = DeferredInstrumentation(
 )
 
 
+def _replace_if_present(module: str, cls: str | None, name: str, wrap: Any) -> None:
+    """Patch what only some mcp releases have: one without it is traced all the same."""
+    try:
+        _patches.replace_in(module, cls, name, wrap)
+    except (ImportError, AttributeError) as error:
+        _logger.debug("mcp has no %s.%s%s: %s", module, f"{cls}." if cls else "", name, error)
+
+
 def apply(*, merge_tool_spans: bool = False) -> None:
     """Patch the mcp SDK (once; a later call only sets the options)."""
     from threadline.mcp import _client, _server
@@ -46,10 +54,7 @@ def apply(*, merge_tool_spans: bool = False) -> None:
         ("mcp.client._memory", "create_client_server_memory_streams", _server.wrap_memory_streams),
         ("mcp.server.websocket", "websocket_server", _server.wrap_websocket_server),
     ):
-        try:
-            patches.replace_in(module, None, transport, wrap)
-        except (ImportError, AttributeError) as error:
-            _logger.debug("mcp has no %s.%s: %s", module, transport, error)
+        _replace_if_present(module, None, transport, wrap)
     try:
         if _major() >= 2:
             dispatcher = "mcp.shared.jsonrpc_dispatcher"
@@ -62,15 +67,12 @@ def apply(*, merge_tool_spans: bool = False) -> None:
             patches.replace_in(dispatcher, "JSONRPCDispatcher", "notify", _client.wrap_notify)
             # A 2026-07-28 server answering over streamable HTTP sends its notifications on
             # the request's own response stream, around the dispatcher.
-            try:
-                patches.replace_in(
-                    "mcp.server._streamable_http_modern",
-                    "_SingleExchangeDispatchContext",
-                    "notify",
-                    _client.wrap_notify,
-                )
-            except (ImportError, AttributeError) as error:
-                _logger.debug("mcp has no modern streamable HTTP dispatch context: %s", error)
+            _replace_if_present(
+                "mcp.server._streamable_http_modern",
+                "_SingleExchangeDispatchContext",
+                "notify",
+                _client.wrap_notify,
+            )
             # Client(server) with an in-process server: requests (and the server's requests
             # back to the client) call the peer directly; no _meta is needed, the peer's
             # span joins the current context.
@@ -167,22 +169,16 @@ def apply(*, merge_tool_spans: bool = False) -> None:
                 _server.wrap_client_received_notification,
             )
             # A server run over a legacy SSE connection: its session id (optional, as above).
-            try:
-                patches.replace_in(
-                    "mcp.server.sse", "SseServerTransport", "connect_sse", _server.wrap_connect_sse
-                )
-            except (ImportError, AttributeError) as error:
-                _logger.debug("mcp has no mcp.server.sse.SseServerTransport: %s", error)
+            _replace_if_present(
+                "mcp.server.sse", "SseServerTransport", "connect_sse", _server.wrap_connect_sse
+            )
             # A server run over a streamable HTTP transport: the session id it issued.
-            try:
-                patches.replace_in(
-                    "mcp.server.streamable_http",
-                    "StreamableHTTPServerTransport",
-                    "connect",
-                    _server.wrap_streamable_http_connect,
-                )
-            except (ImportError, AttributeError) as error:
-                _logger.debug("mcp has no StreamableHTTPServerTransport.connect: %s", error)
+            _replace_if_present(
+                "mcp.server.streamable_http",
+                "StreamableHTTPServerTransport",
+                "connect",
+                _server.wrap_streamable_http_connect,
+            )
             # Client and server sessions: mcp.{client,server}.session.duration.
             shared = "mcp.shared.session"
             patches.replace_in(shared, "BaseSession", "__aenter__", _client.wrap_session_enter)
