@@ -312,9 +312,7 @@ def test_in_process_handler_exception(
 ) -> None:
     """``Client(server)``: in legacy mode the server answers through in-memory streams (code
     0); otherwise the direct dispatcher hands the client -32603, with or without
-    ``raise_exceptions``. The SERVER span carries the code the client got. (On the direct
-    dispatcher the client cannot tell an answer from an error of its own, so its span has no
-    status code there.)"""
+    ``raise_exceptions``. Both spans carry the code the client got."""
     from mcp import Client
     from mcp.server.mcpserver import MCPServer
 
@@ -333,8 +331,50 @@ def test_in_process_handler_exception(
 
     anyio.run(main)
     spans = {s.kind: s for s in telemetry.spans() if s.name == "prompts/get brief"}
-    if mode == "legacy":
-        assert spans["CLIENT"].attributes["rpc.response.status_code"] == code
+    assert spans["CLIENT"].attributes["rpc.response.status_code"] == code
     assert spans["SERVER"].attributes["rpc.response.status_code"] == code
     assert spans["SERVER"].attributes["error.type"] == "ValueError"
     assert spans["SERVER"].status_code == "ERROR"
+
+
+@pytest.mark.skipif(MAJOR < 2, reason="Client(server) in-process is mcp 2.x")
+@pytest.mark.parametrize("code", [-32000, -32001, -32042])
+def test_direct_in_process_error_answers_are_responses(
+    telemetry: Any, instrumented: None, code: int
+) -> None:
+    """``Client(server)`` on the direct dispatcher: an ``MCPError`` the server's handler raises
+    is its answer, recorded with its code, even one that shares its code with the SDK's own
+    timeout (-32001) or closed connection (-32000); the dispatcher's own timeout stays one."""
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+    from mcp.shared.exceptions import MCPError
+
+    server = MCPServer("weather")
+
+    @server.resource("weather://{city}")
+    def forecast(city: str) -> str:
+        raise MCPError(code, f"no backend for {city}")
+
+    @server.tool()
+    async def slow() -> str:
+        """Answers too late."""
+        await anyio.sleep(5)
+        return "late"
+
+    async def main() -> None:
+        async with Client(server, mode="auto") as client:  # type: ignore[arg-type]
+            with pytest.raises(MCPError) as raised:
+                await client.read_resource("weather://Paris")
+            assert raised.value.error.code == code
+            with pytest.raises(MCPError, match="Timed out"):
+                await client.call_tool("slow", {}, read_timeout_seconds=0.2)
+
+    anyio.run(main)
+    spans = {(s.name, s.kind): s for s in telemetry.spans()}
+    for kind in ("CLIENT", "SERVER"):
+        read = spans["resources/read", kind]
+        assert read.attributes["rpc.response.status_code"] == str(code), kind
+        assert read.attributes["error.type"] == str(code), kind
+    timed_out = spans["tools/call slow", "CLIENT"]
+    assert timed_out.attributes["error.type"] == "timeout"
+    assert "rpc.response.status_code" not in timed_out.attributes

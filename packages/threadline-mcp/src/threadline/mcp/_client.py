@@ -311,7 +311,9 @@ async def call_merged(
     try:
         result = await call()
     except BaseException as error:
-        outcome = _merged_failure(tool, error, sending.answered if sending is not None else None)
+        outcome = _merged_failure(
+            tool, error, sending.answered_by(error) if sending is not None else None
+        )
         raise
     else:
         if is_tool_error(result):
@@ -451,10 +453,11 @@ class _NoSpan:
     ``rpc.response.status_code`` only when the peer answered with an error; an ``MCPError``
     raised without that came from no response (a timeout, a closed connection)."""
 
-    __slots__ = ("answered", "peer", "request_id", "run")
+    __slots__ = ("answered", "handled", "peer", "request_id", "run")
 
     def __init__(self, peer: Peer | None = None, run: threadline.Run | None = None) -> None:
         self.answered = False
+        self.handled = False  # an in-process peer's handler was reached (DirectDispatcher)
         self.request_id: str | None = None  # what the dispatcher allocated
         self.peer = peer  # the connection the request goes out on
         self.run = run  # what records the request: our CLIENT run, or a merged tool span
@@ -462,6 +465,15 @@ class _NoSpan:
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         if semconv.RPC_RESPONSE_STATUS_CODE in attributes:
             self.answered = True
+
+    def answered_by(self, error: BaseException) -> bool:
+        """Whether ``error`` is the peer's error response. The DirectDispatcher opens no SDK
+        span: once the peer's handler is reached, an ``MCPError`` it raises back is that
+        handler's answer, except the dispatcher's own timeout (raised from its deadline's
+        ``TimeoutError``)."""
+        if self.answered:
+            return True
+        return self.handled and not isinstance(error.__context__, TimeoutError)
 
     def set_attribute(self, key: str, value: Any) -> None:
         pass
@@ -506,15 +518,20 @@ def sdk_span(name: str, *, attributes: Mapping[str, Any] | None = None, **_: Any
 def wrap_make_context(original: Any) -> Any:
     """mcp 2.x ``DirectDispatcher._make_context``: a request to an in-process peer gets its id
     here, in the sender's context (no JSON-RPC message, so no ``otel_span``); it goes onto our
-    CLIENT run as on the wire."""
+    CLIENT run as on the wire. Its handler is called next, so what fails from here on is the
+    peer's answer (see :meth:`_NoSpan.answered_by`)."""
 
     def _make_context(self: Any, *args: Any, **kwargs: Any) -> Any:
         context = original(self, *args, **kwargs)
         try:
             request_id = getattr(context, "request_id", None)
-            run = _request_run() if request_id is not None else None
-            if run is not None and not run.ended:
-                run.set_attributes({semconv.JSONRPC_REQUEST_ID: str(request_id)})
+            if request_id is not None:  # a request (a notification has none)
+                stand_in = _sending.get()
+                if stand_in is not None:
+                    stand_in.handled = True
+                run = _request_run()
+                if run is not None and not run.ended:
+                    run.set_attributes({semconv.JSONRPC_REQUEST_ID: str(request_id)})
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.client.request_id", error)
         return context
@@ -633,7 +650,7 @@ def wrap_send_raw_request(original: Any) -> Any:
             try:
                 result = await original(self, method, params, *args, **kwargs)
             except BaseException as error:
-                fail(run, error, answered=sending.answered)
+                fail(run, error, answered=sending.answered_by(error))
                 raise
         finally:
             _sending.reset(token)
