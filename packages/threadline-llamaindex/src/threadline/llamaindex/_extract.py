@@ -269,7 +269,21 @@ def request_params(
         presence_penalty=_number(merged.get("presence_penalty")),
         seed=_int(merged.get("seed")),
         choice_count=_int(merged.get("n")),
+        output_type=_output_type(merged.get("response_format")),
     )
+
+
+def _output_type(value: Any) -> str | None:
+    """``gen_ai.output.type`` of OpenAI-style ``response_format`` (what ``structured_predict``
+    and ``as_structured_llm`` of the OpenAI LLMs send: a dict, or the output class)."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        kind = value.get("type")
+        return "text" if kind == "text" else "json"
+    if isinstance(value, str):
+        return "json" if value in ("json_object", "json_schema") else None
+    return "json" if isinstance(value, type) else None
 
 
 def _own_max_tokens(llm: Any) -> int | None:

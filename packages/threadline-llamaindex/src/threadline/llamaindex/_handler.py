@@ -59,6 +59,8 @@ _MAX_NODES = 20_000
 _MAX_HANDED_OUT = 1024
 _SYNC_STREAMS = (".stream_chat", ".stream_complete")
 _CUSTOM_LLM_FILE = os.path.join("llama_index", "core", "llms", "custom.py")
+_CALL_TOOL_FILE = os.path.join("llama_index", "core", "tools", "calling.py")
+_CALL_TOOL_FUNCTIONS = frozenset({"call_tool", "acall_tool"})
 _MAX_KINDS = 4_096
 _MAX_WAITING_TOOLS = 1024
 _PROPAGATION_KEY = "threadline"
@@ -213,6 +215,40 @@ def _custom_generator_frame(stream: Any) -> FrameType | None:
             return frame  # type: ignore[no-any-return]
         stream = frame.f_locals.get("f_return_val")
     return None
+
+
+def _call_tool_frame() -> FrameType | None:
+    """The frame of LlamaIndex's ``call_tool``/``acall_tool`` calling the tool whose span this
+    is, if that is what calls it."""
+    frame: FrameType | None = sys._getframe(3)
+    for _ in range(8):
+        if frame is None:
+            return None
+        code = frame.f_code
+        if code.co_name in _CALL_TOOL_FUNCTIONS and code.co_filename.endswith(_CALL_TOOL_FILE):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _retried_with_keywords(tool: Any, frame: FrameType) -> bool:
+    """Whether ``call_tool`` (``frame``), whose positional call of a one-parameter tool just
+    raised, calls the tool again with the argument as a keyword: it does, unless it called a
+    FunctionTool positionally because it takes no keywords (later releases check that first),
+    or the keyword call will not bind (it then fails before the tool's span starts)."""
+    keywords = frame.f_locals.get("arguments")
+    if not isinstance(keywords, dict) or len(keywords) != 1:
+        return False
+    if "_function_tool_accepts_kwargs" in frame.f_code.co_names:
+        function_tool = _optional_class("llama_index.core.tools.function_tool", "FunctionTool")
+        if function_tool is not None and isinstance(tool, function_tool):
+            return False
+    retried = getattr(tool, "acall", None) if frame.f_code.co_name == "acall_tool" else tool
+    try:
+        inspect.signature(retried).bind(**keywords)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 _STREAMS = (GeneratorType, AsyncGeneratorType)
@@ -483,6 +519,9 @@ class Tracker:
         self.left_active: dict[str, None] = {}
         self.scopes: dict[str, tuple[threadline.Run, Token[Context] | None]] = {}
         self.tool_errors: dict[int, BaseException] = {}
+        # Tool calls whose positional call failed and that LlamaIndex's call_tool calls again
+        # with keywords, by id() of call_tool's frame: the retry continues the run.
+        self.retried_tools: dict[int, tuple[int, threadline.ToolRun]] = {}
         # Agents' tool calls waiting for an event, by tool call id: the step run again when it
         # comes continues the same run (see _tool_result).
         self.waiting_tools: dict[str, threadline.ToolRun] = {}
@@ -665,7 +704,9 @@ class Tracker:
                 if description is not None:
                     own.set_attributes({semconv.GEN_AI_TOOL_DESCRIPTION: description})
                 return
-            run = self._tool(instance, arguments, parent)
+            run = self._retried_tool(instance, arguments) if self.retried_tools else None
+            if run is None:
+                run = self._tool(instance, arguments, parent)
         elif kind is _TOOL_STEP:
             run = self._tool_step(arguments, parent)
             if run is None:  # a step named call_tool that calls no tool
@@ -918,6 +959,47 @@ class Tracker:
             arguments=args,
         )
 
+    def _retried_tool(self, tool: Any, arguments: Mapping[str, Any]) -> threadline.ToolRun | None:
+        """The run of a tool call whose positional call failed, if this is the call_tool's
+        retry with keywords (see _retry_with_keywords)."""
+        frame = _call_tool_frame()
+        if frame is None:
+            return None
+        entry = self.retried_tools.pop(id(frame), None)
+        if entry is None or entry[0] != id(tool) or entry[1].ended:
+            return None
+        run = entry[1]
+        if threadline.capture_enabled():
+            run.update(arguments=_tool_arguments(arguments))
+        return run
+
+    def _retry_with_keywords(
+        self,
+        id_: str,
+        run: threadline.ToolRun,
+        error: BaseException,
+        bound_args: Any,
+        tool: Any,
+    ) -> bool:
+        """LlamaIndex's ``call_tool`` calls a one-parameter tool with its argument positionally
+        and, should that raise, again as a keyword argument (a tool that needs keywords, such as
+        the output class of a FunctionCallingProgram): both calls are one tool call, not a
+        failed one and a second one. True when the run is kept for the retry."""
+        arguments = getattr(bound_args, "arguments", None)
+        if not isinstance(error, Exception) or not isinstance(arguments, dict):
+            return False
+        if arguments.get("kwargs") or len(arguments.get("args") or ()) != 1:
+            return False
+        frame = _call_tool_frame()
+        if frame is None or tool is None or not _retried_with_keywords(tool, frame):
+            return False
+        retried = self.retried_tools
+        if len(retried) >= _MAX_WAITING_TOOLS:
+            retried.clear()  # retries that never came; the reaper ends their runs
+        self.runs.pop(id_)
+        retried[id(frame)] = (id(tool), run)
+        return True
+
     def _tool_step(
         self, arguments: Mapping[str, Any], parent: Parent | None
     ) -> threadline.ToolRun | None:
@@ -1037,7 +1119,9 @@ class Tracker:
                 self.waiting_tools.pop(call_id, None)
                 run.cancel(asyncio.CancelledError())
 
-    def drop(self, id_: str, err: BaseException | None) -> None:
+    def drop(
+        self, id_: str, err: BaseException | None, bound_args: Any = None, tool: Any = None
+    ) -> None:
         if self.scopes:
             self._leave_scope(id_)
         if self.roots:
@@ -1057,6 +1141,12 @@ class Tracker:
             self.tool_errors.pop(id(run), None)
         kind = type(err).__name__ if err is not None else None
         failure = None if kind is None or kind in _CONTROL_FLOW or kind == _STOPPED_BY_APP else err
+        if (
+            failure is not None
+            and type(run) is threadline.ToolRun
+            and self._retry_with_keywords(id_, run, failure, bound_args, tool)
+        ):
+            return
         stopped = kind == _STOPPED_BY_APP
         if self.workflows:
             workflow = self.workflows.pop(id_, None)
@@ -1195,7 +1285,7 @@ class SpanHandler(BaseSpanHandler[BaseSpan]):
     ) -> None:
         tracker = self._tracker
         try:
-            tracker.drop(id_, err)
+            tracker.drop(id_, err, bound_args, instance)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.span_drop", error)
         if tracker.writers:
