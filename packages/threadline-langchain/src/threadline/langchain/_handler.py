@@ -161,7 +161,9 @@ def run_key(run_id: object) -> RunKey:
 _runs: threadline.RunRegistry[RunKey, Run] = threadline.RunRegistry()
 _chains: dict[RunKey, _Chain] = {}
 _lock = threading.RLock()
-_last_chunk: list[tuple[UUID, object] | None] = [None]  # the latest streamed chunk, and its run
+# Model runs a second handler was also started for (one on the model, one in the config: both
+# allowed), and that handler: it leaves the chunks, which reach both, to the first.
+_seconds: dict[RunKey, CallbackHandler] = {}
 
 
 def _remember(key: RunKey, record: _Chain) -> None:
@@ -1037,7 +1039,10 @@ class CallbackHandler(BaseCallbackHandler):
         self.verbose = verbose
         self.agents = frozenset(agents)
         self.workflows = frozenset(workflows)
-        self._streaming: tuple[UUID, InferenceRun] | None = None
+        # The run of the latest streamed token (None: not one this handler counts), and the
+        # latest model run this handler started.
+        self._streaming: tuple[UUID, InferenceRun | None] | None = None
+        self._started: RunKey = None
         guard_entry_points()  # async calls must not leave a run current in their caller
 
     # --- chains ----------------------------------------------------------------------------------
@@ -1239,7 +1244,13 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         key = getattr(run_id, "int", run_id)
         if key in _runs:
+            if key != self._started:  # another handler's run
+                _seconds[key] = self
+                if len(_seconds) > _MAX_CHAINS:  # runs whose end never comes
+                    with contextlib.suppress(StopIteration, RuntimeError, KeyError):
+                        del _seconds[next(iter(_seconds))]
             return
+        self._started = key
         parent_key = getattr(parent_run_id, "int", parent_run_id)
         invocation = kwargs.get("invocation_params") or {}
         provider = _convert.provider_name(metadata, invocation, serialized)
@@ -1279,21 +1290,18 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            if chunk is not None:
-                # Two handlers on one run (one on the model, one in the config) both get every
-                # chunk, as the same object: count it once.
-                last = _last_chunk[0]
-                if last is not None and last[1] is chunk and last[0] == run_id:
-                    return
-                _last_chunk[0] = (run_id, chunk)
             # Called once per token: the run of the previous token is remembered, so most
             # calls skip the registry lookup (LangChain passes the same run_id object).
             streaming = self._streaming
             if streaming is not None and streaming[0] is run_id:
                 run = streaming[1]
+                if run is None:
+                    return
             else:
-                found = _runs.get(getattr(run_id, "int", run_id))
-                if not isinstance(found, InferenceRun):
+                key = getattr(run_id, "int", run_id)
+                found = _runs.get(key)
+                if not isinstance(found, InferenceRun) or (_seconds and _seconds.get(key) is self):
+                    self._streaming = (run_id, None)
                     return
                 run = found
                 self._streaming = (run_id, run)
@@ -1324,6 +1332,8 @@ class CallbackHandler(BaseCallbackHandler):
             key = getattr(run_id, "int", run_id)
             if _children:
                 _leaf_ended(key, getattr(parent_run_id, "int", parent_run_id), None)
+            if _seconds:
+                _seconds.pop(key, None)
             run = _runs.get_ending(key)
             if not isinstance(run, InferenceRun):
                 return
@@ -1355,6 +1365,8 @@ class CallbackHandler(BaseCallbackHandler):
             key = getattr(run_id, "int", run_id)
             if _children:
                 _leaf_ended(key, getattr(parent_run_id, "int", parent_run_id), error)
+            if _seconds:
+                _seconds.pop(key, None)
             run = _runs.get_ending(key)
             if not isinstance(run, InferenceRun):
                 return
@@ -1373,7 +1385,6 @@ class CallbackHandler(BaseCallbackHandler):
             report("langchain.on_llm_error", error_)
 
     def _forget_stream(self, run: InferenceRun) -> None:
-        _last_chunk[0] = None
         streaming = self._streaming
         if streaming is not None and streaming[1] is run:
             self._streaming = None
