@@ -1470,6 +1470,38 @@ def test_tool_return_records_what_the_model_sees(
     assert json.loads(tool.attributes[semconv.GEN_AI_TOOL_CALL_RESULT]) == {"v": 1}
 
 
+def test_media_a_tool_returns_are_recorded_as_parts(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    """An image a tool returns (alone, or among its result's items) is a ``blob`` or ``uri``
+    part, not Pydantic AI's object written out field by field."""
+    from pydantic_ai import BinaryContent, ImageUrl
+
+    png = b"\x89PNG\r\n"
+    _run_lookup(BinaryContent(png, media_type="image/png"))
+    _run_lookup(
+        ["the chart", BinaryContent(png, media_type="image/png"), ImageUrl("https://i.test/a.png")]
+    )
+    alone, listed = (
+        json.loads(span.attributes[semconv.GEN_AI_TOOL_CALL_RESULT])
+        for span in telemetry.spans()
+        if span.name == "execute_tool lookup"
+    )
+    blob = {"type": "blob", "modality": "image", "content": "iVBORw0K", "mime_type": "image/png"}
+    assert alone == blob
+    assert listed == [
+        "the chart",
+        blob,
+        {
+            "type": "uri",
+            "modality": "image",
+            "uri": "https://i.test/a.png",
+            "mime_type": "image/png",
+        },
+    ]
+    telemetry.assert_conformant()
+
+
 class _ProbingFails(str):
     """A tool result whose attribute hook raises something other than AttributeError."""
 

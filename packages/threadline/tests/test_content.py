@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -388,6 +391,31 @@ def test_media_in_a_tool_result_is_redacted_and_recorded_as_parts(
     assert json.loads(misredacted.attributes[semconv.GEN_AI_TOOL_CALL_RESULT]) == json.loads(
         redacted
     )
+
+
+def test_a_dataclass_result_is_its_public_fields_read_as_they_are(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """A dataclass is recorded by its public fields, each converted like any value: a field no
+    deep copy can take (a lock) does not lose the result, and private fields stay out."""
+
+    @dataclasses.dataclass
+    class Report:
+        title: str
+        rows: list[dict[str, int]]
+        lock: Any = dataclasses.field(default_factory=threading.Lock)
+        _cache: str = "internal"
+
+    threadline.configure(capture_content="SPAN_ONLY")
+    with threadline.execute_tool("report") as tool:
+        tool.update(result=Report("sales", [{"q1": 3}]))
+    recorded = json.loads(
+        find(telemetry.spans(), "execute_tool report").attributes[semconv.GEN_AI_TOOL_CALL_RESULT]
+    )
+    assert recorded["title"] == "sales"
+    assert recorded["rows"] == [{"q1": 3}]
+    assert recorded["lock"].startswith("<unlocked _thread.lock")
+    assert "_cache" not in recorded
 
 
 def test_non_finite_numbers_are_recorded_as_null(

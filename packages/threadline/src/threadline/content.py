@@ -257,7 +257,13 @@ class _Limiter:
         if isinstance(value, _MEDIA_PARTS):
             return self.media(value)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return self.value(dataclasses.asdict(value), depth + 1)
+            # Its public fields, read as they are: asdict() deep-copies every value (a lock or
+            # a client in a field fails it) and keeps private fields the app never shows.
+            return {
+                self.text(field.name): self.value(getattr(value, field.name, None), depth + 1)
+                for field in dataclasses.fields(value)
+                if not field.name.startswith("_")
+            }
         dump = getattr(value, "model_dump", None)  # pydantic models
         if callable(dump):
             try:

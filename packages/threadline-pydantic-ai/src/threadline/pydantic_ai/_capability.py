@@ -449,11 +449,14 @@ def _validation_description(error: BaseException) -> str | None:
 
 def _model_visible(result: Any) -> Any:
     """What the model sees of a tool's result: a ToolReturn wraps it (``return_value``) with
-    app-only metadata. The result is the user's object, so probing it is guarded: an attribute
-    hook that raises must not fail a tool call that succeeded."""
+    app-only metadata; media in it are parts. The result is the user's object, so probing it is
+    guarded: an attribute hook that raises must not fail a tool call that succeeded."""
     try:
         if getattr(result, "kind", None) == "tool-return" and hasattr(result, "return_value"):
-            return result.return_value
+            result = result.return_value
+        from threadline.pydantic_ai import _content  # only with content capture on
+
+        return _content.tool_result(result)
     except Exception as error:  # noqa: BLE001 - the user's object, not our bug: recorded as is
         _logger.debug("tool result of type %s is recorded as is: %r", type(result).__name__, error)
     return result

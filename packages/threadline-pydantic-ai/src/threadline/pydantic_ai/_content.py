@@ -71,6 +71,24 @@ def _user_content(item: Any) -> Part:
     return GenericPart(str(kind or type(item).__name__))
 
 
+_MEDIA_KINDS = frozenset({*_URI_MODALITIES, "binary"})
+
+
+def _is_media(item: Any) -> bool:
+    kind = getattr(item, "kind", None)
+    return isinstance(kind, str) and kind in _MEDIA_KINDS
+
+
+def tool_result(result: Any) -> Any:
+    """A tool's result as recorded: the media Pydantic AI sends the model (an image, a file or
+    its URL, alone or among the result's items) as the conventions' parts, the rest as it is."""
+    if _is_media(result):
+        return _user_content(result)
+    if isinstance(result, (list, tuple)) and any(_is_media(item) for item in result):
+        return [_user_content(item) if _is_media(item) else item for item in result]
+    return result
+
+
 def _retry_text(part: Any) -> str:
     """The text the model is sent: a retried or failed tool return (2.x) goes as
     ``model_response_str()``, JSON such as ``{"error": ...}``; a retry prompt as
@@ -86,7 +104,7 @@ def _retry_text(part: Any) -> str:
 def _tool_response(part: Any) -> Any:
     if getattr(part, "outcome", None) in ("retried", "failed"):
         return _retry_text(part)
-    return getattr(part, "content", None)
+    return tool_result(getattr(part, "content", None))
 
 
 def input_messages(messages: Iterable[Any]) -> tuple[list[InputMessage], list[Part]]:
