@@ -12,7 +12,7 @@ import pytest
 import yaml
 from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_model
 from conftest import CASSETTES, ScriptedChatModel, openai_http_module, usage
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages import AIMessage, ToolCall, ToolMessage
 from langchain_core.tools import BaseTool, InjectedToolArg, InjectedToolCallId, tool
 from langchain_openai import ChatOpenAI
 from langgraph.prebuilt import InjectedState
@@ -385,6 +385,61 @@ def test_create_agent_with_middleware_is_an_agent(telemetry: Any, config: dict[s
     )
     agent.invoke({"messages": [("user", "Weather?")]}, config=config)
     assert tools_sorted(telemetry.tree(attributes=TREE_ATTRS)) == AGENT_TREE
+
+
+def test_an_agent_asking_the_provider_for_structured_output_has_its_output_type(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """create_agent's response_format sent as the provider's (ProviderStrategy) is the agent's
+    output type too; as a tool the model calls (ToolStrategy), or asked for by a model a tool
+    calls, it is not."""
+    agents = pytest.importorskip("langchain.agents")
+    strategies = pytest.importorskip("langchain.agents.structured_output")
+    from pydantic import BaseModel
+
+    class Forecast(BaseModel):
+        city: str
+        sky: str
+
+    @tool
+    def forecaster(city: str) -> str:
+        """Ask another model for a forecast."""
+        answer = AIMessage(json.dumps({"city": city, "sky": "sunny"}))
+        model = ScriptedChatModel(model="inner-1", responses=[answer])
+        return model.bind(response_format=Forecast).invoke(city).text
+
+    answer = AIMessage(json.dumps({"city": "Paris", "sky": "sunny"}))
+    native = agents.create_agent(
+        ScriptedChatModel(responses=[answer]),
+        name="native",
+        response_format=strategies.ProviderStrategy(Forecast),
+    )
+    assert native.invoke({"messages": [("user", "?")]}, config=config)["structured_response"]
+    call = ToolCall(name="Forecast", args={"city": "Paris", "sky": "sunny"}, id="c1")
+    as_tool = agents.create_agent(
+        ScriptedChatModel(
+            responses=[
+                AIMessage("", tool_calls=[ToolCall(name="forecaster", args={"city": "P"}, id="f")]),
+                AIMessage("", tool_calls=[call]),
+            ]
+        ),
+        [forecaster],
+        name="as_tool",
+        response_format=strategies.ToolStrategy(Forecast),
+    )
+    assert as_tool.invoke({"messages": [("user", "?")]}, config=config)["structured_response"]
+    assert telemetry.tree(attributes=(semconv.GEN_AI_OUTPUT_TYPE,)) == "\n".join(
+        [
+            "invoke_agent native [INTERNAL] gen_ai.output.type=json",
+            "  chat scripted-1 [CLIENT] gen_ai.output.type=json",
+            "---",
+            "invoke_agent as_tool [INTERNAL]",
+            "  chat scripted-1 [CLIENT]",
+            "  execute_tool forecaster [INTERNAL]",
+            "    chat inner-1 [CLIENT] gen_ai.output.type=json",
+            "  chat scripted-1 [CLIENT]",
+        ]
+    )
 
 
 def test_create_agent_resumed_in_its_tools_is_an_agent(

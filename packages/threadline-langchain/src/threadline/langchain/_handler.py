@@ -38,7 +38,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 
 import threadline
-from threadline import InferenceRun, RetrievalRun, Run, ToolRun, semconv
+from threadline import AgentRun, InferenceRun, RetrievalRun, Run, ToolRun, semconv
 from threadline._context import attach as attach_context
 from threadline._context import (
     close_inner,
@@ -1263,12 +1263,18 @@ class CallbackHandler(BaseCallbackHandler):
                 input_messages = _convert.prompt_messages(prompts)
             tools = _convert.tool_definitions(invocation.get("tools"))
         address, port = _convert.server(serialized)
+        parent = _leaf_parent(parent_key)
+        request = _convert.request_params(invocation, metadata)
+        if request is not None and request.output_type and isinstance(parent, AgentRun):
+            # The agent's own request asks for structured output (create_agent's
+            # response_format as the provider's): the agent's output type too.
+            parent.update(attributes={semconv.GEN_AI_OUTPUT_TYPE: request.output_type})
         run = threadline.inference(
             _convert.model_name(metadata, invocation, serialized, kwargs.get("name")),
             provider=provider,
             operation=operation,
-            parent=_leaf_parent(parent_key),
-            request=_convert.request_params(invocation, metadata),
+            parent=parent,
+            request=request,
             stream=invocation.get("stream") is True,
             server_address=address,
             server_port=port,
