@@ -37,9 +37,11 @@ class Framework(TypedDict):
 # pydantic_ai: 1.71.0 is the first release with the capability API. Its oldest run
 # pins openai and genai-prices itself (the lowest pins drop the [openai] extra, and
 # genai-prices >= 0.1 no longer reads OpenAI usage for pydantic-ai 1.71).
+# langchain: the HTTP client's instrumentation and OpenLLMetry's OpenAI one, beside which a model
+# call must stay one chat span.
 # fmt: off
 FRAMEWORKS: dict[str, Framework] = {
-    "langchain":   {"package": "threadline-langchain",   "newest": ["langchain-core==1.7.2", "langgraph>=1,<2", "langchain>=1,<2", "langchain-openai>=1,<2"], "oldest": ["langchain-core>=0.3,<0.4", "langgraph>=0.2,<0.3", "langchain-openai>=0.3,<0.4"], "test_deps": ["opentelemetry-instrumentation-httpx", "opentelemetry-distro"]},  # noqa: E501
+    "langchain":   {"package": "threadline-langchain",   "newest": ["langchain-core==1.7.2", "langgraph>=1,<2", "langchain>=1,<2", "langchain-openai>=1,<2"], "oldest": ["langchain-core>=0.3,<0.4", "langgraph>=0.2,<0.3", "langchain-openai>=0.3,<0.4"], "test_deps": ["opentelemetry-instrumentation-httpx", "opentelemetry-distro", "opentelemetry-instrumentation-openai"]},  # noqa: E501
     "llamaindex":  {"package": "threadline-llamaindex",  "newest": ["llama-index-core>=0.14,<0.15", "llama-index-llms-openai>=0.6,<0.9", "llama-index-embeddings-openai>=0.5,<0.8"], "oldest": ["llama-index-core>=0.12,<0.13", "llama-index-llms-openai>=0.3,<0.5", "llama-index-embeddings-openai>=0.3,<0.4"], "test_deps": []},  # noqa: E501
     "pydantic_ai": {"package": "threadline-pydantic-ai", "newest": ["pydantic-ai-slim[openai]>=2,<3"],           "oldest": ["pydantic-ai-slim[openai]>=1.71.0,<2", "openai>=2.29,<3", "genai-prices>=0.0.73,<0.1"], "test_deps": []},  # noqa: E501
     "mcp":         {"package": "threadline-mcp",         "newest": ["mcp>=2.3,<2.4"],                            "oldest": ["mcp>=1.30,<2"],                                     "test_deps": ["websockets>=15.0.1"]},  # noqa: E501

@@ -1372,3 +1372,38 @@ def test_a_tool_without_a_name_is_named_by_its_operation_alone(
     assert span.attributes[semconv.GEN_AI_OPERATION_NAME] == "execute_tool"
     [point] = telemetry.metric_points(semconv.METRIC_EXECUTE_TOOL_DURATION)
     assert point["attributes"] == {semconv.GEN_AI_TOOL_TYPE: "function"}
+
+
+def _suppressed() -> object:
+    return otel_context.get_value("suppress_language_model_instrumentation")
+
+
+def test_a_model_call_asks_provider_instrumentations_for_no_second_span(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a model call's span is current, the context carries the key OpenLLMetry's provider
+    instrumentations skip their own span on (the call is this span already); other runs'
+    contexts, and everything once the call is over, do not. The setting turns it off."""
+    with threadline.invoke_agent("planner"):
+        assert _suppressed() is None
+        with threadline.inference("gpt-4o", provider="openai"):
+            assert _suppressed() is True
+        with threadline.embeddings("text-embedding-3-small", provider="openai"):
+            assert _suppressed() is True
+        with threadline.execute_tool("search"):
+            assert _suppressed() is None
+        assert _suppressed() is None
+    previous = config.current()
+    try:
+        config.configure(suppress_provider_spans=False)
+        with threadline.inference("gpt-4o", provider="openai"):
+            assert _suppressed() is None
+        monkeypatch.setenv(config.ENV_SUPPRESS_PROVIDER_SPANS, "false")
+        assert config.reload_from_env().suppress_provider_spans is False
+        monkeypatch.setenv(config.ENV_SUPPRESS_PROVIDER_SPANS, "maybe")
+        assert config.reload_from_env().suppress_provider_spans is True
+        with pytest.raises(TypeError, match="suppress_provider_spans"):
+            config.configure(suppress_provider_spans="no")  # type: ignore[arg-type]
+    finally:
+        config.restore(previous)
+    assert len(telemetry.spans()) == 5

@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from threadline._registry import RunRegistry
 
 _RUN_KEY = otel_context.create_key("threadline.run")
+# Set in a model call's context (config.suppress_provider_spans): provider SDK instrumentations
+# that honour it (OpenLLMetry's openai, anthropic, bedrock, ...) record no second span of the call.
+SUPPRESS_PROVIDER_SPANS_KEY = "suppress_language_model_instrumentation"
 _BAGGAGE_KEY: str | None
 try:
     from opentelemetry.baggage import _BAGGAGE_KEY
@@ -559,6 +562,8 @@ class Run:
     # A GenAI client operation (a CLIENT span): its failures are also told as the conventions'
     # gen_ai.client.operation.exception event.
     _exception_event: ClassVar[bool] = False
+    # A call of a model through a provider's SDK, which provider instrumentations also trace.
+    _model_call: ClassVar[bool] = False
 
     __slots__ = (
         "__weakref__",  # for _registry.stranded
@@ -655,10 +660,14 @@ class Run:
                 values = dict(self._parent_ctx)
                 values[_SPAN_KEY] = self.span
                 values[_RUN_KEY] = self
+                if self._model_call and config._settings.suppress_provider_spans:
+                    values[SUPPRESS_PROVIDER_SPANS_KEY] = True
                 ctx = Context(values)
             else:  # pragma: no cover - an API that stores the span differently
                 ctx = trace.set_span_in_context(self.span, self._parent_ctx)
                 ctx = otel_context.set_value(_RUN_KEY, self, ctx)
+                if self._model_call and config._settings.suppress_provider_spans:
+                    ctx = otel_context.set_value(SUPPRESS_PROVIDER_SPANS_KEY, True, ctx)
             self._ctx = ctx
         return ctx
 
@@ -1097,6 +1106,7 @@ class InferenceRun(Run):
 
     _records_conversation = True
     _exception_event = True
+    _model_call = True
     __slots__ = (
         "_chunk_gaps",
         "_chunks",
@@ -1486,6 +1496,7 @@ class EmbeddingsRun(Run):
 
     operation = semconv.OP_EMBEDDINGS
     _exception_event = True
+    _model_call = True
     __slots__ = ("_metric_attributes", "model", "provider", "response_model", "usage")
 
     def __init__(

@@ -33,6 +33,7 @@ ENV_RUN_TTL: Final = "THREADLINE_RUN_TTL_SECONDS"
 ENV_BAGGAGE_ALLOWLIST: Final = "THREADLINE_BAGGAGE_ALLOWLIST"
 ENV_METRIC_BAGGAGE_KEYS: Final = "THREADLINE_METRIC_BAGGAGE_KEYS"
 ENV_COST: Final = "THREADLINE_COST"
+ENV_SUPPRESS_PROVIDER_SPANS: Final = "THREADLINE_SUPPRESS_PROVIDER_SPANS"
 ENV_MAX_INBOUND_BAGGAGE_BYTES: Final = "THREADLINE_MAX_INBOUND_BAGGAGE_BYTES"
 
 ENVIRONMENT_VARIABLES: Final = (
@@ -43,6 +44,7 @@ ENVIRONMENT_VARIABLES: Final = (
     ENV_BAGGAGE_ALLOWLIST,
     ENV_METRIC_BAGGAGE_KEYS,
     ENV_COST,
+    ENV_SUPPRESS_PROVIDER_SPANS,
     ENV_MAX_INBOUND_BAGGAGE_BYTES,
 )
 
@@ -106,6 +108,10 @@ class Settings:
     """Low-cardinality baggage keys (e.g. ``feature``) copied onto metric attributes."""
     cost: bool = True
     """Put an estimated cost on inference spans when ``genai-prices`` is installed."""
+    suppress_provider_spans: bool = True
+    """While a model call's span is current, ask provider SDK instrumentations to record no span
+    of their own for it (the ``suppress_language_model_instrumentation`` context key that
+    OpenLLMetry's honour): it would be the same call again, its tokens counted twice."""
     max_inbound_baggage_bytes: int = 8192
 
 
@@ -182,11 +188,15 @@ def _from_env(environ: dict[str, str] | os._Environ[str]) -> Settings:
         changes["baggage_allowlist"] = _parse_keys(environ[ENV_BAGGAGE_ALLOWLIST])
     if ENV_METRIC_BAGGAGE_KEYS in environ:
         changes["metric_baggage_keys"] = _parse_keys(environ[ENV_METRIC_BAGGAGE_KEYS])
-    if ENV_COST in environ:
-        try:
-            changes["cost"] = _parse_bool(environ[ENV_COST])
-        except ValueError:
-            _logger.warning("threadline: ignoring invalid %s=%r", ENV_COST, environ[ENV_COST])
+    for field, env in (
+        ("cost", ENV_COST),
+        ("suppress_provider_spans", ENV_SUPPRESS_PROVIDER_SPANS),
+    ):
+        if env in environ:
+            try:
+                changes[field] = _parse_bool(environ[env])
+            except ValueError:
+                _logger.warning("threadline: ignoring invalid %s=%r", env, environ[env])
     return Settings(**changes)
 
 
@@ -221,6 +231,7 @@ def configure(
     baggage_allowlist: Iterable[str] = _UNSET,
     metric_baggage_keys: Iterable[str] = _UNSET,
     cost: bool = _UNSET,
+    suppress_provider_spans: bool = _UNSET,
     max_inbound_baggage_bytes: int = _UNSET,
 ) -> Settings:
     """Change threadline's settings; arguments left out keep their current value.
@@ -298,10 +309,11 @@ def configure(
                     raise ValueError(f"{name}: {key!r} is not a valid baggage key")
             checked = frozenset(listed)
             changes[name] = checked
-    if cost is not _UNSET:
-        if not isinstance(cost, bool):
-            raise TypeError(f"cost must be a bool; got {cost!r}")
-        changes["cost"] = cost
+    for name, flag in (("cost", cost), ("suppress_provider_spans", suppress_provider_spans)):
+        if flag is not _UNSET:
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool; got {flag!r}")
+            changes[name] = flag
     restore(dataclasses.replace(_settings, **changes))
     return _settings
 
