@@ -779,3 +779,38 @@ def test_tool_arguments_nested_past_the_json_parser_keep_the_rest(
     assert arguments.startswith("[[[")
     assert arguments.endswith("…[truncated]")
     assert json.loads(span[semconv.GEN_AI_TOOL_CALL_RESULT]) == {"ok": True}
+
+
+def test_a_value_that_holds_itself_or_a_long_list_keeps_a_bounded_number_of_items(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """A mapping that holds itself twice would be copied out 2**20 times over (seconds, tens of
+    megabytes on the span); a long list in full. Each value keeps 10,000 items in all, the rest
+    of a container being one truncation mark."""
+    threadline.configure(capture_content="SPAN_ONLY")
+    loop: dict[str, Any] = {}
+    loop["a"] = loop
+    loop["b"] = loop
+    with threadline.execute_tool("t", arguments=loop) as tool:
+        tool.update(result=list(range(20_000)))
+    span = find(telemetry.spans(), "execute_tool t").attributes
+    assert span[semconv.THREADLINE_CONTENT_TRUNCATED] is True
+    arguments = span[semconv.GEN_AI_TOOL_CALL_ARGUMENTS]
+    assert len(arguments) < 200_000
+    assert '"…[truncated]":"…[truncated]"' in arguments
+    assert json.loads(span[semconv.GEN_AI_TOOL_CALL_RESULT]) == [*range(10_000), "…[truncated]"]
+
+
+def test_event_only_content_that_was_cut_is_flagged_on_the_event(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    threadline.configure(capture_content="EVENT_ONLY", max_content_length=5)
+    with threadline.inference("m", provider="openai", input_messages=[text_input("user", "é" * 9)]):
+        pass
+    assert semconv.THREADLINE_CONTENT_TRUNCATED not in find(telemetry.spans(), "chat m").attributes
+    [event] = telemetry.events(semconv.EVENT_INFERENCE_DETAILS)
+    assert event["attributes"][semconv.THREADLINE_CONTENT_TRUNCATED] is True
+    assert event["attributes"][semconv.GEN_AI_INPUT_MESSAGES][0]["parts"][0]["content"] == (
+        "é" * 5 + "…[truncated]"
+    )
+    telemetry.assert_conformant()

@@ -1382,7 +1382,7 @@ class InferenceRun(Run):
         if mode.on_span:
             _set_content(self.span, content, lim)
         if mode.on_event:
-            _emit_details_event(self, content)
+            _emit_details_event(self, content, truncated=lim.truncated)
 
     def _record_metrics(
         self, instruments: Instruments, error_type: str | None, duration: float
@@ -1470,7 +1470,9 @@ def _emit_exception_event(run: Run, error: BaseException, at: int | None) -> Non
         report("exception_event", failure)
 
 
-def _emit_details_event(run: InferenceRun, content: Mapping[str, Any]) -> None:
+def _emit_details_event(
+    run: InferenceRun, content: Mapping[str, Any], *, truncated: bool = False
+) -> None:
     from opentelemetry._logs import LogRecord, SeverityNumber
 
     span = run.span
@@ -1479,6 +1481,8 @@ def _emit_details_event(run: InferenceRun, content: Mapping[str, Any]) -> None:
         k: v for k, v in span_attributes.items() if k not in semconv.CONTENT_SCHEMAS
     }
     attributes.update(content)
+    if truncated:  # told here too: with EVENT_ONLY the span holds no content, and no flag
+        attributes[semconv.THREADLINE_CONTENT_TRUNCATED] = True
     resolved().event_logger.emit(
         LogRecord(
             # the moment the operation it details ended (the record is emitted as it ends)

@@ -184,6 +184,9 @@ _TRUNCATION_MARK = "…[truncated]"
 # event the value is an OTLP AnyValue, three protobuf levels per mapping, beneath the message's
 # own; the collector's and the SDK's decoders stop at 100, and refuse the whole batch past it.
 _MAX_DEPTH = 20
+# Items kept within one value, nested ones included: a structure that holds itself (or one
+# object many times over) would otherwise be copied out exponentially, a long list in full.
+_MAX_ITEMS = 10_000
 # OTLP's AnyValue holds a signed 64-bit integer; a larger one is kept as its digits.
 _MIN_INT = -(2**63)
 _MAX_INT = 2**63 - 1
@@ -192,12 +195,13 @@ _MAX_INT = 2**63 - 1
 class _Limiter:
     """Applies the redactor and the length limit; remembers whether anything was cut."""
 
-    __slots__ = ("limit", "redactor", "truncated")
+    __slots__ = ("_items", "limit", "redactor", "truncated")
 
     def __init__(self, settings: config.Settings) -> None:
         self.limit = settings.max_content_length
         self.redactor: Callable[[Any], Any] | None = settings.redactor
         self.truncated = False
+        self._items: int | None = None  # items left in the value being copied (None: none is)
 
     def redact(self, item: Redactable) -> Redactable | None:
         if self.redactor is None:
@@ -230,7 +234,27 @@ class _Limiter:
         return base64.b64encode(data).decode("ascii")
 
     def value(self, value: Any, depth: int = 0) -> Any:
-        """A JSON-compatible copy of ``value`` with every string cut to the limit."""
+        """A JSON-compatible copy of ``value`` with every string cut to the limit, and at most
+        ``_MAX_ITEMS`` items in all: the rest of a container is one truncation mark."""
+        if self._items is not None:  # within a value being copied: its budget goes on
+            return self._value(value, depth)
+        self._items = _MAX_ITEMS
+        try:
+            return self._value(value, depth)
+        finally:
+            self._items = None
+
+    def _spend(self) -> bool:
+        """Take one item of the value's budget; False (and the flag) once it is spent."""
+        items = self._items
+        if items is not None:
+            if items <= 0:
+                self.truncated = True
+                return False
+            self._items = items - 1
+        return True
+
+    def _value(self, value: Any, depth: int) -> Any:
         if isinstance(value, str):
             return self.text(value)
         if value is None or isinstance(value, (bool, float)):
@@ -243,31 +267,46 @@ class _Limiter:
         if isinstance(value, (bytes, bytearray, memoryview)):
             return self.text(base64.b64encode(bytes(value)).decode("ascii"))
         if isinstance(value, Mapping):  # keys are content too: cut them as well
-            return {self.text(str(k)): self.value(v, depth + 1) for k, v in value.items()}
+            mapping: dict[str, Any] = {}
+            for k, v in value.items():
+                if not self._spend():
+                    mapping[_TRUNCATION_MARK] = _TRUNCATION_MARK
+                    break
+                mapping[self.text(str(k))] = self._value(v, depth + 1)
+            return mapping
         if isinstance(value, (list, tuple, set, frozenset)):
-            out = []
+            out: list[Any] = []
             for item in value:
+                if not self._spend():
+                    out.append(_TRUNCATION_MARK)
+                    break
                 if isinstance(item, _MEDIA_PARTS):
                     kept = self.media(item)
                     if kept is not None:
                         out.append(kept)
                 else:
-                    out.append(self.value(item, depth + 1))
+                    out.append(self._value(item, depth + 1))
             return out
         if isinstance(value, _MEDIA_PARTS):
             return self.media(value)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             # Its public fields, read as they are: asdict() deep-copies every value (a lock or
             # a client in a field fails it) and keeps private fields the app never shows.
-            return {
-                self.text(field.name): self.value(getattr(value, field.name, None), depth + 1)
-                for field in dataclasses.fields(value)
-                if not field.name.startswith("_")
-            }
+            fields: dict[str, Any] = {}
+            for field in dataclasses.fields(value):
+                if field.name.startswith("_"):
+                    continue
+                if not self._spend():
+                    fields[_TRUNCATION_MARK] = _TRUNCATION_MARK
+                    break
+                fields[self.text(field.name)] = self._value(
+                    getattr(value, field.name, None), depth + 1
+                )
+            return fields
         dump = getattr(value, "model_dump", None)  # pydantic models
         if callable(dump):
             try:
-                return self.value(dump(mode="json"), depth + 1)
+                return self._value(dump(mode="json"), depth + 1)
             except Exception:  # noqa: BLE001 - fall back to str() below
                 pass
         return self.text(str(value))
