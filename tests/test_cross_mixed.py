@@ -804,22 +804,12 @@ def test_an_error_caught_on_the_way_fails_only_the_spans_below_the_catch(
 # --- a graph left or cancelled while a Pydantic AI run is in flight in a node --------------------
 
 
-ASTREAM_TIMEOUT_BUG = (
-    "threadline.langchain: a timeout around a graph.astream consumer that lands while the "
-    "consumer handles an item closes the stream through aclose(), and the graph and the calls "
-    "in flight end without error (they fail when it lands while the consumer awaits the next "
-    "item); repro /tmp/cross_probe/bug_astream_timeout_in_consumer_body.py"
-)
-
-
 @pytest.mark.parametrize(
     "how",
     [
         "left",
         "timed_out_awaiting",
-        pytest.param(
-            "timed_out_handling", marks=pytest.mark.xfail(strict=True, reason=ASTREAM_TIMEOUT_BUG)
-        ),
+        "timed_out_handling",
     ],
 )
 def test_a_graph_stream_stopped_while_an_agent_runs_in_a_node(

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from agents import build_agent, get_time, get_weather, tools_sorted, two_tool_model
@@ -18,6 +19,7 @@ from conftest import ScriptedChatModel, usage
 from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableLambda
 from langgraph.graph import START, StateGraph
 from opentelemetry import trace
 from pydantic import Field
@@ -530,6 +532,94 @@ def test_an_event_stream_closed_at_its_start_leaves_no_record(
     assert len(_handler._chains) == 0
     assert len(threadline.open_runs) == 0
     assert "!ERROR" not in telemetry.tree()
+
+
+class Progress(TypedDict):
+    log: Annotated[list[str], operator.add]
+
+
+def _graph_with_a_call_in_flight() -> Any:
+    """Two parallel nodes: one reports at once, while the other awaits a model that never
+    answers (sync nodes: both answer at once)."""
+
+    async def fast(state: Progress) -> dict[str, Any]:
+        return {"log": ["fast"]}
+
+    async def slow(state: Progress) -> dict[str, Any]:
+        await Stalling(responses=[AIMessage(content="hi")]).ainvoke("hi")
+        return {"log": ["slow"]}
+
+    def fast_sync(state: Progress) -> dict[str, Any]:
+        return {"log": ["fast"]}
+
+    def slow_sync(state: Progress) -> dict[str, Any]:
+        ScriptedChatModel(responses=[AIMessage(content="hi")]).invoke("hi")
+        return {"log": ["slow"]}
+
+    graph = StateGraph(Progress)
+    graph.add_node("fast", RunnableLambda(fast_sync, afunc=fast))
+    graph.add_node("slow", RunnableLambda(slow_sync, afunc=slow))
+    graph.add_edge(START, "fast")
+    graph.add_edge(START, "slow")
+    return graph.compile().with_config(run_name="flow")
+
+
+async def _consume_graph_stream(app: Any, config: Any, api: str, where: str) -> None:
+    """Read a graph's stream, closing it as the consumer leaves: at the first item
+    (``stop``), or as a timeout around the consumer lands in its own code (``handling``) or
+    while it awaits the next item (``awaiting``)."""
+    if api == "astream":
+        async with contextlib.aclosing(app.astream({"log": []}, config=config)) as updates:
+            async for _update in updates:
+                if where == "stop":
+                    break
+                if where == "handling":
+                    await asyncio.sleep(60)
+    else:
+        with contextlib.closing(app.stream({"log": []}, config=config)) as sync_updates:
+            for _update in sync_updates:
+                if where == "stop":
+                    break
+                await asyncio.sleep(60)  # between two items: the only place a timeout lands
+
+
+@pytest.mark.parametrize(
+    ("api", "where"), [("astream", "handling"), ("astream", "awaiting"), ("stream", "handling")]
+)
+def test_a_timeout_around_a_graph_streams_consumer_fails_the_graph(
+    telemetry: Any, config: dict[str, Any], api: str, where: str
+) -> None:
+    """A timeout around the consumer of a graph's stream cuts the graph short wherever it
+    lands: while the consumer awaits the next item, or in its own code between two items (it
+    then leaves through ``aclose()``, or ``close()``, as a consumer that stops early does). The
+    graph fails, and so does the model call in flight in a node."""
+    app = _graph_with_a_call_in_flight()
+    asyncio.run(_timed_out(_consume_graph_stream(app, config, api, where)))
+    failed = {
+        s.name: (s.status_code, s.attributes.get(semconv.ERROR_TYPE)) for s in telemetry.spans()
+    }
+    cancelled = ("ERROR", "asyncio.exceptions.CancelledError")
+    assert failed["invoke_workflow flow"] == cancelled
+    if api == "astream":
+        assert failed["chat scripted-1"] == cancelled
+    else:  # sync nodes are not cancelled: the call was over before the first item
+        assert failed["chat scripted-1"] == ("UNSET", None)
+    assert len(threadline.open_runs) == 0
+
+
+@pytest.mark.parametrize("api", ["astream", "stream"])
+def test_a_graph_stream_its_consumer_closes_early_is_no_failure(
+    telemetry: Any, config: dict[str, Any], api: str
+) -> None:
+    """Closing a graph's stream after its first item, with a model call in flight in a node,
+    without being cancelled itself, is the consumer stopping early: nothing failed."""
+    app = _graph_with_a_call_in_flight()
+    asyncio.run(_consume_graph_stream(app, config, api, "stop"))
+    tree = telemetry.tree()
+    assert tree.startswith("invoke_workflow flow [INTERNAL]")
+    assert "chat scripted-1" in tree
+    assert "!ERROR" not in tree
+    assert len(threadline.open_runs) == 0
 
 
 @pytest.mark.parametrize("close", ["aclose", "drop"])

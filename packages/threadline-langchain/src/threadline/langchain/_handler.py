@@ -44,6 +44,8 @@ from threadline._context import (
     close_inner,
     closed_by_consumer,
     consumer_closed,
+    cut_short_by_consumer,
+    task_cancelling,
     unwatch_consumer,
     watch_consumer,
 )
@@ -313,6 +315,9 @@ _EVENT_STREAMS = (
     ("langchain_core.tracers.event_stream", "_astream_events_implementation_v2"),
     ("langchain_core.runnables.base", "_astream_events_implementation_v2"),
 )
+# Set while LangChain's astream_events starts the runnable's task: a graph streamed there is
+# read by that task, not by an app, and the mark set for the event stream's consumer is its.
+_for_events: ContextVar[bool] = ContextVar("threadline_langchain_for_events", default=False)
 _guarded = Patches()
 _guards: set[Callable[..., Any]] = set()  # the wrappers in place
 _guard_on = False
@@ -351,11 +356,18 @@ def _guard_stream(method: Callable[..., Any]) -> Callable[..., Any]:
     """The guard of an async generator (a graph's ``astream``). A graph runs a node in its
     consumer's task, and makes the graph's span current there while the node runs; a consumer
     that stops early closes the stream, and the graph reports that from a task of its own,
-    where that span cannot be detached."""
+    where that span cannot be detached. A consumer closing it while being cancelled itself (a
+    timeout around it, landing in its own code between items) cut the graph short: the mark
+    the graph's tasks copy says so (see ``on_chain_error``)."""
 
     @functools.wraps(method)
     async def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
         consumer = otel_context.get_current()
+        mark: list[bool | None] | None = None
+        if _for_events.get():  # the event stream's mark stays the one its tasks read
+            events_token = _for_events.set(False)  # graphs streamed in its nodes: their own
+        else:
+            mark, mark_token = watch_consumer()  # set once: the graph's tasks copy the context
         stream = method(self, *args, **kwargs)
         try:
             while True:
@@ -372,6 +384,10 @@ def _guard_stream(method: Callable[..., Any]) -> Callable[..., Any]:
                     token = threadline.attach_context(consumer)
                 try:
                     yield item
+                except GeneratorExit:
+                    if mark is not None:
+                        consumer_closed(mark)  # stopped early, unless a timeout cut it short
+                    raise
                 finally:
                     consumer = otel_context.get_current()  # as the consumer resumes or closes
                     if token is not None:
@@ -380,6 +396,12 @@ def _guard_stream(method: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 await close_inner(stream)
             finally:
+                if mark is not None:
+                    mark[0] = None  # later cancellations of tasks that copied it are their own
+                    unwatch_consumer(mark_token)
+                else:
+                    with contextlib.suppress(ValueError):  # closed from another context
+                        _for_events.reset(events_token)
                 _restore(consumer)
 
     return guarded
@@ -389,6 +411,7 @@ def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(function)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
         mark, token = watch_consumer()  # the runnable's task copies the context: its mark
+        events_token, events_set = _for_events.set(True), True  # until the task is made
         stream = function(*args, **kwargs)
         root: _Chain | None = None
         first = True
@@ -396,6 +419,9 @@ def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
             async for event in stream:
                 if first:
                     first = False
+                    events_set = False
+                    with contextlib.suppress(ValueError):  # read by another task
+                        _for_events.reset(events_token)
                     root = _started_chain(event)  # the first event is the root run's start
                 yield event
         except GeneratorExit:
@@ -408,6 +434,9 @@ def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
                 closed = mark[0] is True
                 mark[0] = None
                 unwatch_consumer(token)
+                if events_set:
+                    with contextlib.suppress(ValueError):  # closed from another context
+                        _for_events.reset(events_token)
                 if closed and root is not None:
                     _forget_tree(root)
 
@@ -1181,6 +1210,15 @@ class CallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
+            if isinstance(error, GeneratorExit) and (
+                cut_short_by_consumer() or task_cancelling() is True
+            ):
+                # A stream closed by a consumer being cancelled itself (a timeout around it,
+                # landing in its own code between items) was cut short: it and what it had in
+                # flight failed, as when the timeout lands while the consumer awaits the next
+                # item. A graph's astream reports this from a task of its own, which carries
+                # the mark its guard set; a sync stream, from the consumer's task.
+                error = asyncio.CancelledError()
             run = _chain_over(getattr(run_id, "int", run_id), error)
             if run is not None:
                 _finish(run, error)
