@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -99,6 +100,214 @@ def test_no_context_left_attached(telemetry: Telemetry, cassette: Any) -> None:
     assert otel_context.get_current() == before
     assert trace.get_current_span() is trace.INVALID_SPAN
     assert threadline.current_run() is None
+
+
+# --- the request of a stream ----------------------------------------------------------------
+# A stream sends its request when it is first read, after LlamaIndex exited the call's span: that
+# step still runs in the chat span's context (its HTTP span nests there; provider SDK
+# instrumentations see suppress_language_model_instrumentation), and only that step.
+
+SUPPRESS = "suppress_language_model_instrumentation"
+
+
+def _request_context(seen: list[tuple[str, Any]]) -> None:
+    span = trace.get_current_span().get_span_context()
+    span_id = format(span.span_id, "016x") if span.is_valid else ""
+    seen.append((span_id, otel_context.get_value(SUPPRESS)))
+
+
+def _streaming_openai(seen: list[tuple[str, Any]]) -> Any:
+    from llama_index.llms.openai import OpenAI
+
+    async def on_async_request(request: httpx.Request) -> None:
+        _request_context(seen)
+
+    return OpenAI(
+        model="gpt-4o-mini",
+        max_retries=0,
+        http_client=httpx.Client(event_hooks={"request": [lambda _: _request_context(seen)]}),
+        async_http_client=httpx.AsyncClient(event_hooks={"request": [on_async_request]}),
+    )
+
+
+def _read_in_the_callers_context(chunks: Any, before: Any) -> str:
+    text = ""
+    for chunk in chunks:
+        assert otel_context.get_current() == before  # the caller's code between chunks
+        text += getattr(chunk, "delta", None) or ""
+    return text
+
+
+async def _aread_in_the_callers_context(chunks: Any, before: Any) -> str:
+    text = ""
+    async for chunk in chunks:
+        assert otel_context.get_current() == before
+        text += getattr(chunk, "delta", None) or ""
+    return text
+
+
+@pytest.mark.parametrize("method", ["stream_chat", "stream_complete"])
+def test_stream_request_runs_inside_the_chat_span(
+    telemetry: Telemetry, cassette: Any, method: str
+) -> None:
+    seen: list[tuple[str, Any]] = []
+    llm = _streaming_openai(seen)
+    argument = MESSAGES if method == "stream_chat" else "Say hello"
+    before = otel_context.get_current()
+    with cassette("stream_chat.yaml"):
+        stream = getattr(llm, method)(argument)
+        assert seen == []  # sent only when read
+        assert _read_in_the_callers_context(stream, before) == "Hello streamed world"
+    assert otel_context.get_current() == before
+    assert seen == [(telemetry.find("chat gpt-4o-mini").span_id, True)]
+    telemetry.assert_conformant()
+
+
+@pytest.mark.parametrize("method", ["astream_chat", "astream_complete"])
+def test_async_stream_request_runs_inside_the_chat_span(
+    telemetry: Telemetry, cassette: Any, method: str
+) -> None:
+    seen: list[tuple[str, Any]] = []
+    llm = _streaming_openai(seen)
+    argument = MESSAGES if method == "astream_chat" else "Say hello"
+
+    async def read() -> str:
+        before = otel_context.get_current()
+        stream = await getattr(llm, method)(argument)
+        assert seen == []
+        text = await _aread_in_the_callers_context(stream, before)
+        assert otel_context.get_current() == before
+        return text
+
+    with cassette("stream_chat.yaml"):
+        assert asyncio.run(read()) == "Hello streamed world"
+    assert seen == [(telemetry.find("chat gpt-4o-mini").span_id, True)]
+    telemetry.assert_conformant()
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_stream_never_read_or_closed_after_its_request_leaves_no_context(
+    telemetry: Telemetry, cassette: Any, use_async: bool
+) -> None:
+    seen: list[tuple[str, Any]] = []
+    llm = _streaming_openai(seen)
+
+    async def never_read() -> None:
+        await (await llm.astream_chat(MESSAGES)).aclose()
+
+    async def closed_after_first_chunk(before: Any) -> None:
+        stream = await llm.astream_chat(MESSAGES)
+        await stream.__anext__()
+        assert otel_context.get_current() == before
+        await stream.aclose()
+
+    before = otel_context.get_current()
+    if use_async:
+        asyncio.run(never_read())
+    else:
+        llm.stream_chat(MESSAGES).close()
+    assert otel_context.get_current() == before
+    assert threadline.open_runs.reap(now=time.monotonic() + 3600) == 1  # its span is reaped
+    with cassette("stream_chat.yaml"):
+        if use_async:
+            asyncio.run(closed_after_first_chunk(otel_context.get_current()))
+        else:
+            stream = llm.stream_chat(MESSAGES)
+            next(stream)
+            assert otel_context.get_current() == before
+            stream.close()
+    assert otel_context.get_current() == before
+    assert threadline.current_run() is None
+    assert seen == [(telemetry.spans()[-1].span_id, True)]
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_streaming_chat_engine_request_runs_inside_the_chat_span(
+    telemetry: Telemetry, cassette: Any, use_async: bool
+) -> None:
+    """A streaming chat engine's answer is read by LlamaIndex's own thread or task."""
+    from llama_index.core.chat_engine import SimpleChatEngine
+
+    seen: list[tuple[str, Any]] = []
+    engine = SimpleChatEngine.from_defaults(llm=_streaming_openai(seen))
+
+    async def read_async() -> str:
+        response = await engine.astream_chat("Say hello")
+        return "".join([token async for token in response.async_response_gen()])
+
+    before = otel_context.get_current()
+    with cassette("stream_chat.yaml"):
+        if use_async:
+            answer = asyncio.run(read_async())
+        else:
+            answer = "".join(engine.stream_chat("Say hello").response_gen)
+    assert answer == "Hello streamed world"
+    assert otel_context.get_current() == before
+    assert seen == [(telemetry.find("chat gpt-4o-mini").span_id, True)]
+    assert telemetry.tree() == "invoke_workflow [INTERNAL]\n  chat gpt-4o-mini [CLIENT]"
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_streaming_query_engine_request_runs_inside_the_chat_span(
+    telemetry: Telemetry, cassette: Any, use_async: bool
+) -> None:
+    from llama_index.core import Settings, VectorStoreIndex
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.schema import TextNode
+
+    seen: list[tuple[str, Any]] = []
+    Settings.embed_model = MockEmbedding(embed_dim=4)
+    index = VectorStoreIndex([TextNode(text=t) for t in ("Paris is sunny.", "Oslo is cold.")])
+    engine = index.as_query_engine(streaming=True, llm=_streaming_openai(seen))
+
+    async def read_async() -> str:
+        response = await engine.aquery("Weather?")
+        return "".join([token async for token in response.async_response_gen()])
+
+    before = otel_context.get_current()
+    with cassette("stream_chat.yaml"):
+        if use_async:
+            answer = asyncio.run(read_async())
+        else:
+            answer = "".join(engine.query("Weather?").response_gen)
+    assert answer == "Hello streamed world"
+    assert otel_context.get_current() == before
+    assert seen == [(telemetry.find("chat gpt-4o-mini").span_id, True)]
+
+
+def test_custom_llm_stream_runs_its_first_step_in_the_span(telemetry: Telemetry) -> None:
+    """A CustomLLM's streams (its async ones call its sync ones when read) likewise."""
+    from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+    from llama_index.core.llms.callbacks import llm_completion_callback
+
+    seen: list[tuple[str, Any]] = []
+
+    class Recording(CustomLLM):
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="m")
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            return CompletionResponse(text="x")
+
+        @llm_completion_callback()
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            def gen() -> Any:
+                _request_context(seen)
+                yield CompletionResponse(text="x", delta="x")
+                _request_context(seen)  # the second step: the caller's context again
+                yield CompletionResponse(text="xy", delta="y")
+
+            return gen()
+
+    async def read_async() -> str:
+        return "".join([c.delta async for c in await Recording().astream_complete("hi")])
+
+    assert "".join(c.delta for c in Recording().stream_complete("hi")) == "xy"
+    assert asyncio.run(read_async()) == "xy"
+    first, second = sorted(telemetry.spans(), key=lambda span: span.start_ns)
+    assert seen == [(first.span_id, True), ("", None), (second.span_id, True), ("", None)]
 
 
 def test_propagation_context_crosses_a_process_boundary(

@@ -20,14 +20,24 @@ import asyncio
 import contextlib
 import enum
 import functools
+import gc
 import inspect
+import itertools
 import os
 import sys
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+)
 from contextvars import ContextVar, Token
-from types import AsyncGeneratorType, FrameType, GeneratorType
+from types import AsyncGeneratorType, CellType, FrameType, GeneratorType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
@@ -59,6 +69,7 @@ _MAX_NODES = 20_000
 _MAX_HANDED_OUT = 1024
 _SYNC_STREAMS = (".stream_chat", ".stream_complete")
 _CUSTOM_LLM_FILE = os.path.join("llama_index", "core", "llms", "custom.py")
+_CALLBACKS_FILE = os.path.join("llama_index", "core", "llms", "callbacks.py")
 _CALL_TOOL_FILE = os.path.join("llama_index", "core", "tools", "calling.py")
 _CALL_TOOL_FUNCTIONS = frozenset({"call_tool", "acall_tool"})
 _MAX_KINDS = 4_096
@@ -252,6 +263,89 @@ def _retried_with_keywords(tool: Any, frame: FrameType) -> bool:
 
 
 _STREAMS = (GeneratorType, AsyncGeneratorType)
+
+
+def _request_in_run(run: threadline.InferenceRun, stream: Any) -> None:
+    """Make the run current while the model's stream takes its first step, where the provider
+    sends its request (when the caller first reads the stream, after the call's span exited),
+    so the request's HTTP span nests in the run's span and provider instrumentations see
+    ``suppress_provider_spans``. The stream LlamaIndex returns (``wrapped_gen`` of its LLM
+    callbacks) iterates the model's own generator, held in a closure cell (``f_return_val``):
+    the cell gets a stand-in whose first step runs in the run's context and that passes the
+    later chunks straight through. Any other stream is left as it is."""
+    try:
+        frame = stream.ag_frame if isinstance(stream, AsyncGeneratorType) else stream.gi_frame
+        if frame is None:
+            return
+        code = frame.f_code
+        if code.co_name != "wrapped_gen" or not code.co_filename.endswith(_CALLBACKS_FILE):
+            return
+        inner = frame.f_locals.get("f_return_val")
+        if inner is None:
+            return
+        # The generator holds its cells (its frame does, before Python 3.11).
+        for holder in (stream, frame):
+            for cell in gc.get_referents(holder):
+                if type(cell) is CellType and cell.cell_contents is inner:
+                    if isinstance(stream, AsyncGeneratorType):
+                        cell.cell_contents = _FirstStepInRunAsync(run, inner)
+                    else:
+                        cell.cell_contents = _FirstStepInRun(run, inner)
+                    return
+    except Exception as error:  # noqa: BLE001 - fail-open: the request goes out as before
+        report("llamaindex.stream_request", error)
+
+
+class _FirstStepInRun:
+    """A model's generator, whose first step runs in its run's context (see _request_in_run)."""
+
+    __slots__ = ("run", "stream")
+
+    def __init__(self, run: threadline.InferenceRun, stream: Any) -> None:
+        self.run = run
+        self.stream = stream
+
+    def __iter__(self) -> Iterator[Any]:
+        stream = iter(self.stream)
+        run = self.run
+        scope = run.attach_scope()
+        try:
+            first = next(stream)
+        except StopIteration:
+            return iter(())
+        finally:
+            if scope is not None:
+                run.detach_scope(scope)
+        return itertools.chain((first,), stream)  # the later chunks: no Python frame of ours
+
+
+class _FirstStepInRunAsync:
+    """The async twin of _FirstStepInRun: LlamaIndex's ``async for`` asks it for each chunk."""
+
+    __slots__ = ("next", "run")
+
+    def __init__(self, run: threadline.InferenceRun, stream: Any) -> None:
+        self.run: threadline.InferenceRun | None = run
+        self.next: Callable[[], Awaitable[Any]] = aiter(stream).__anext__
+
+    def __aiter__(self) -> _FirstStepInRunAsync:
+        return self
+
+    def __anext__(self) -> Awaitable[Any]:
+        run = self.run
+        if run is None:
+            return self.next()
+        self.run = None
+        return _first_step(run, self.next)
+
+
+async def _first_step(run: threadline.InferenceRun, step: Callable[[], Awaitable[Any]]) -> Any:
+    scope = run.attach_scope()
+    try:
+        return await step()
+    finally:
+        if scope is not None:
+            run.detach_scope(scope)
 
 
 def _stream_answer(run: threadline.WorkflowRun, response: Any) -> bool:
@@ -1053,6 +1147,7 @@ class Tracker:
                         self.handed_out.clear()
                     entry = (_custom_generator_frame(result), run)
                     self.handed_out.setdefault(id(instance), []).append(entry)
+                _request_in_run(run, result)  # after _custom_generator_frame read the stream
                 return
             if result is not None:
                 try:
