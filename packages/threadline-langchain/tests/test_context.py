@@ -10,6 +10,7 @@ import contextlib
 import operator
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
@@ -417,6 +418,46 @@ def test_two_handlers_count_each_chunk_once(telemetry: Any) -> None:
     assert span.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 7
     assert span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 2
     del stream
+
+
+@pytest.mark.parametrize("listed", ["in_both_configs", "twice_in_one_list"])
+def test_a_handler_listed_twice_counts_each_chunk_once(telemetry: Any, listed: str) -> None:
+    """LangChain merges callback lists without removing repeats, so one handler can be called
+    twice for every event of a run: its chunks and their timing are counted once."""
+    from threadline.langchain import CallbackHandler
+
+    handler = CallbackHandler()
+    model = ScriptedChatModel(
+        responses=[AIMessage(content="one two three four", usage_metadata=usage(3, 4))]
+    )
+    if listed == "in_both_configs":
+        chunks = list(
+            model.with_config(callbacks=[handler]).stream("hi", config={"callbacks": [handler]})
+        )
+    else:
+        chunks = list(model.stream("hi", config={"callbacks": [handler, handler]}))
+    (span,) = telemetry.spans()
+    assert span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 4
+    [point] = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
+    assert point["count"] == len(chunks) - 1  # one gap between each two chunks
+    assert len(threadline.open_runs) == 0
+
+
+def test_a_run_id_used_again_is_a_new_stream_for_a_handler_that_was_second(
+    telemetry: Any,
+) -> None:
+    """A handler that left a run's chunks to the handler that started it counts the chunks of
+    the next run it starts itself, even under the same run id (an app may pass its own)."""
+    from threadline.langchain import CallbackHandler
+
+    run_id = uuid.uuid4()
+    second = CallbackHandler()
+    for handlers in ([CallbackHandler(), second], [second]):  # the first one starts the run
+        model = ScriptedChatModel(responses=[AIMessage(content="a b c")])
+        list(model.stream("hi", config={"callbacks": handlers, "run_id": run_id}))
+    spans = telemetry.spans()
+    assert len(spans) == 2
+    assert all(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in span.attributes for span in spans)
 
 
 def test_abandoned_async_graph_stream(telemetry: Any, config: dict[str, Any]) -> None:

@@ -163,9 +163,20 @@ def run_key(run_id: object) -> RunKey:
 _runs: threadline.RunRegistry[RunKey, Run] = threadline.RunRegistry()
 _chains: dict[RunKey, _Chain] = {}
 _lock = threading.RLock()
-# Model runs a second handler was also started for (one on the model, one in the config: both
-# allowed), and that handler: it leaves the chunks, which reach both, to the first.
+# Every chunk of a model run reaches each handler listed on it. The handler that started the run
+# counts them; a second handler (one on the model, one in the config: both allowed) leaves them
+# to it; a handler listed more than once (LangChain merges callback lists without removing
+# repeats) counts one call in as many as it is listed.
+_owners: dict[RunKey, CallbackHandler] = {}
 _seconds: dict[RunKey, CallbackHandler] = {}
+_repeats: dict[RunKey, list[int]] = {}  # [times listed, token calls seen]
+
+
+def _bounded_put(mapping: dict[RunKey, Any], key: RunKey, value: object) -> None:
+    mapping[key] = value
+    if len(mapping) > _MAX_CHAINS:  # runs whose end never comes
+        with contextlib.suppress(StopIteration, RuntimeError, KeyError):
+            del mapping[next(iter(mapping))]
 
 
 def _remember(key: RunKey, record: _Chain) -> None:
@@ -1068,10 +1079,8 @@ class CallbackHandler(BaseCallbackHandler):
         self.verbose = verbose
         self.agents = frozenset(agents)
         self.workflows = frozenset(workflows)
-        # The run of the latest streamed token (None: not one this handler counts), and the
-        # latest model run this handler started.
+        # The run of the latest streamed token (None: not one this handler counts).
         self._streaming: tuple[UUID, InferenceRun | None] | None = None
-        self._started: RunKey = None
         guard_entry_points()  # async calls must not leave a run current in their caller
 
     # --- chains ----------------------------------------------------------------------------------
@@ -1282,13 +1291,17 @@ class CallbackHandler(BaseCallbackHandler):
     ) -> None:
         key = getattr(run_id, "int", run_id)
         if key in _runs:
-            if key != self._started:  # another handler's run
-                _seconds[key] = self
-                if len(_seconds) > _MAX_CHAINS:  # runs whose end never comes
-                    with contextlib.suppress(StopIteration, RuntimeError, KeyError):
-                        del _seconds[next(iter(_seconds))]
+            owner = _owners.get(key)
+            if owner is self:
+                repeats = _repeats.get(key)
+                if repeats is None:
+                    _bounded_put(_repeats, key, [2, 0])
+                else:
+                    repeats[0] += 1
+            elif owner is not None:
+                _bounded_put(_seconds, key, self)
             return
-        self._started = key
+        _bounded_put(_owners, key, self)
         parent_key = getattr(parent_run_id, "int", parent_run_id)
         invocation = kwargs.get("invocation_params") or {}
         provider = _convert.provider_name(metadata, invocation, serialized)
@@ -1348,7 +1361,14 @@ class CallbackHandler(BaseCallbackHandler):
                     self._streaming = (run_id, None)
                     return
                 run = found
-                self._streaming = (run_id, run)
+                repeats = _repeats.get(key) if _repeats else None
+                if repeats is None:
+                    self._streaming = (run_id, run)
+                else:  # not remembered: every call of this run's tokens comes here
+                    seen = repeats[1]
+                    repeats[1] = seen + 1
+                    if seen % repeats[0]:
+                        return
             if run.chunk():
                 # The request is out and answered: stop being current before the first chunk
                 # is handed to the caller, so nothing stays attached between chunks.
@@ -1376,8 +1396,7 @@ class CallbackHandler(BaseCallbackHandler):
             key = getattr(run_id, "int", run_id)
             if _children:
                 _leaf_ended(key, getattr(parent_run_id, "int", parent_run_id), None)
-            if _seconds:
-                _seconds.pop(key, None)
+            self._forget_run(key, run_id)
             run = _runs.get_ending(key)
             if not isinstance(run, InferenceRun):
                 return
@@ -1409,8 +1428,7 @@ class CallbackHandler(BaseCallbackHandler):
             key = getattr(run_id, "int", run_id)
             if _children:
                 _leaf_ended(key, getattr(parent_run_id, "int", parent_run_id), error)
-            if _seconds:
-                _seconds.pop(key, None)
+            self._forget_run(key, run_id)
             run = _runs.get_ending(key)
             if not isinstance(run, InferenceRun):
                 return
@@ -1427,6 +1445,16 @@ class CallbackHandler(BaseCallbackHandler):
             _finish(run, error)
         except Exception as error_:  # noqa: BLE001 - fail-open
             report("langchain.on_llm_error", error_)
+
+    def _forget_run(self, key: RunKey, run_id: UUID) -> None:
+        _owners.pop(key, None)
+        if _seconds:
+            _seconds.pop(key, None)
+        if _repeats:
+            _repeats.pop(key, None)
+        streaming = self._streaming
+        if streaming is not None and streaming[0] is run_id:  # a run id the app may reuse
+            self._streaming = None
 
     def _forget_stream(self, run: InferenceRun) -> None:
         streaming = self._streaming
