@@ -353,7 +353,10 @@ def test_direct_in_process_error_answers_are_responses(
 
     @server.resource("weather://{city}")
     def forecast(city: str) -> str:
-        raise MCPError(code, f"no backend for {city}")
+        try:
+            raise TimeoutError("backend slow")  # an answer given while handling its own timeout
+        except TimeoutError:
+            raise MCPError(code, f"no backend for {city}")  # noqa: B904
 
     @server.tool()
     async def slow() -> str:

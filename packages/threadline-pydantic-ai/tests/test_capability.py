@@ -1516,6 +1516,10 @@ def test_tool_result_whose_attributes_raise_keeps_the_call(
     tool = telemetry.find("execute_tool lookup")
     assert tool.status_code == "UNSET"
     assert tool.attributes[semconv.GEN_AI_TOOL_CALL_RESULT] == "sunny"
+    # the next request's history holds it too, and keeps its messages
+    *_, answer = (span for span in telemetry.spans() if span.name.startswith("chat"))
+    *_, reply = json.loads(answer.attributes[semconv.GEN_AI_INPUT_MESSAGES])
+    assert reply["parts"][0]["response"] == "sunny"
 
 
 def test_fallback_chain_names_the_model_that_answered(telemetry: Telemetry) -> None:

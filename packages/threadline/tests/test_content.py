@@ -405,6 +405,7 @@ def test_a_dataclass_result_is_its_public_fields_read_as_they_are(
         rows: list[dict[str, int]]
         lock: Any = dataclasses.field(default_factory=threading.Lock)
         _cache: str = "internal"
+        api_key: str = dataclasses.field(default="sk-secret", repr=False)
 
     threadline.configure(capture_content="SPAN_ONLY")
     with threadline.execute_tool("report") as tool:
@@ -416,6 +417,7 @@ def test_a_dataclass_result_is_its_public_fields_read_as_they_are(
     assert recorded["rows"] == [{"q1": 3}]
     assert recorded["lock"].startswith("<unlocked _thread.lock")
     assert "_cache" not in recorded
+    assert "api_key" not in recorded
 
 
 def test_non_finite_numbers_are_recorded_as_null(
@@ -814,3 +816,34 @@ def test_event_only_content_that_was_cut_is_flagged_on_the_event(
         "é" * 5 + "…[truncated]"
     )
     telemetry.assert_conformant()
+
+
+def test_a_tool_schema_keeps_a_bounded_number_of_items_and_stays_a_schema(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """A tool's parameter schema has the same item budget as any value: a schema that shares
+    its sub-schemas (2**19 paths) or a huge enum is cut where a mapping gives way to ``{}``, so
+    it stays a valid (looser) schema."""
+    from jsonschema import Draft202012Validator
+
+    threadline.configure(capture_content="SPAN_ONLY")
+    shared: dict[str, object] = {"type": "string"}
+    for _ in range(19):
+        shared = {"type": "object", "properties": {"a": shared, "b": shared}}
+    huge_enum = {"type": "string", "enum": [str(i) for i in range(200_000)]}
+    with threadline.inference(
+        "m",
+        provider="openai",
+        tool_definitions=[
+            FunctionToolDefinition("shared", parameters=shared),
+            FunctionToolDefinition("choice", parameters=huge_enum),
+        ],
+    ):
+        pass
+    span = find(telemetry.spans(), "chat m")
+    recorded = span.attributes[semconv.GEN_AI_TOOL_DEFINITIONS]
+    assert len(recorded) < 1_000_000
+    assert span.attributes[semconv.THREADLINE_CONTENT_TRUNCATED] is True
+    for definition in json.loads(recorded):
+        Draft202012Validator.check_schema(definition["parameters"])
+    assert "…[truncated]" not in recorded

@@ -1392,6 +1392,10 @@ def test_a_model_call_asks_provider_instrumentations_for_no_second_span(
             assert _suppressed() is True
         with threadline.execute_tool("search"):
             assert _suppressed() is None
+        with threadline.inference("gpt-4o", provider="openai") as chat:
+            # a run beneath the model call's span makes provider calls of its own
+            with threadline.execute_tool("lookup", parent=chat.context):
+                assert _suppressed() is None
         assert _suppressed() is None
     previous = config.current()
     try:
@@ -1406,4 +1410,4 @@ def test_a_model_call_asks_provider_instrumentations_for_no_second_span(
             config.configure(suppress_provider_spans="no")  # type: ignore[arg-type]
     finally:
         config.restore(previous)
-    assert len(telemetry.spans()) == 5
+    assert len(telemetry.spans()) == 7

@@ -662,12 +662,16 @@ class Run:
                 values[_RUN_KEY] = self
                 if self._model_call and config._settings.suppress_provider_spans:
                     values[SUPPRESS_PROVIDER_SPANS_KEY] = True
+                elif SUPPRESS_PROVIDER_SPANS_KEY in values:  # a run beneath a model call's
+                    del values[SUPPRESS_PROVIDER_SPANS_KEY]  # span calls providers of its own
                 ctx = Context(values)
             else:  # pragma: no cover - an API that stores the span differently
                 ctx = trace.set_span_in_context(self.span, self._parent_ctx)
                 ctx = otel_context.set_value(_RUN_KEY, self, ctx)
                 if self._model_call and config._settings.suppress_provider_spans:
                     ctx = otel_context.set_value(SUPPRESS_PROVIDER_SPANS_KEY, True, ctx)
+                elif ctx.get(SUPPRESS_PROVIDER_SPANS_KEY) is not None:
+                    ctx = otel_context.set_value(SUPPRESS_PROVIDER_SPANS_KEY, None, ctx)
             self._ctx = ctx
         return ctx
 

@@ -291,10 +291,11 @@ class _Limiter:
             return self.media(value)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             # Its public fields, read as they are: asdict() deep-copies every value (a lock or
-            # a client in a field fails it) and keeps private fields the app never shows.
+            # a client in a field fails it) and keeps private fields and those kept out of its
+            # repr (often secrets) that the app never shows.
             fields: dict[str, Any] = {}
             for field in dataclasses.fields(value):
-                if field.name.startswith("_"):
+                if field.name.startswith("_") or not field.repr:
                     continue
                 if not self._spend():
                     fields[_TRUNCATION_MARK] = _TRUNCATION_MARK
@@ -470,17 +471,21 @@ def tool_definitions_json(
         if kept.description is not None:
             item["description"] = lim.text(kept.description)
         if kept.parameters is not None:
+            lim._items = _MAX_ITEMS  # one value's budget, as in lim.value()
             try:
                 item["parameters"] = _schema(kept.parameters, lim)
             except _TooDeep:
                 lim.truncated = True
                 item["parameters"] = {}
+            finally:
+                lim._items = None
         out.append(item)
     return out
 
 
 class _TooDeep(Exception):
-    """A list in a schema reached the depth limit; the nearest enclosing mapping gives way."""
+    """A list in a schema reached the depth limit, or the schema its item budget; the nearest
+    enclosing mapping gives way."""
 
 
 def _schema(value: Any, lim: _Limiter, depth: int = 0) -> Any:
@@ -493,14 +498,24 @@ def _schema(value: Any, lim: _Limiter, depth: int = 0) -> Any:
             lim.truncated = True
             return {}
         try:
-            return {lim.text(str(k)): _schema(v, lim, depth + 1) for k, v in value.items()}
+            schema: dict[str, Any] = {}
+            for k, v in value.items():
+                if not lim._spend():
+                    raise _TooDeep
+                schema[lim.text(str(k))] = _schema(v, lim, depth + 1)
+            return schema
         except _TooDeep:
             lim.truncated = True
             return {}
     if isinstance(value, (list, tuple)):
         if depth >= _MAX_DEPTH:
             raise _TooDeep
-        return [_schema(item, lim, depth + 1) for item in value]
+        items: list[Any] = []
+        for item in value:
+            if not lim._spend():
+                raise _TooDeep
+            items.append(_schema(item, lim, depth + 1))
+        return items
     return lim.value(value, depth)
 
 

@@ -30,6 +30,7 @@ from threadline import semconv
 from threadline._failopen import guarded, report
 from threadline._runs import current_made_run
 from threadline.mcp._common import (
+    REQUEST_TIMEOUT,
     error_code,
     is_cancellation,
     is_modern,
@@ -469,11 +470,18 @@ class _NoSpan:
     def answered_by(self, error: BaseException) -> bool:
         """Whether ``error`` is the peer's error response. The DirectDispatcher opens no SDK
         span: once the peer's handler is reached, an ``MCPError`` it raises back is that
-        handler's answer, except the dispatcher's own timeout (raised from its deadline's
-        ``TimeoutError``)."""
+        handler's answer, except the dispatcher's own timeout: ``REQUEST_TIMEOUT`` raised
+        ``from None`` as its deadline's ``TimeoutError`` is handled (a handler's answer given
+        while handling a timeout of its own is still an answer)."""
         if self.answered:
             return True
-        return self.handled and not isinstance(error.__context__, TimeoutError)
+        own_timeout = (
+            error.__suppress_context__
+            and error.__cause__ is None
+            and isinstance(error.__context__, TimeoutError)
+            and (error_code(error) or (None,))[0] == REQUEST_TIMEOUT
+        )
+        return self.handled and not own_timeout
 
     def set_attribute(self, key: str, value: Any) -> None:
         pass

@@ -131,7 +131,8 @@ def local_failure(code: int, message: str, *, answered: bool | None) -> str | No
 # out with HTTP's 408.
 _HTTP_REQUEST_TIMEOUT = 408
 _CONNECTION_CLOSED = -32000
-_LOCAL_FAILURES = {-32001: "timeout", _CONNECTION_CLOSED: "connection_closed"}
+REQUEST_TIMEOUT = -32001
+_LOCAL_FAILURES = {REQUEST_TIMEOUT: "timeout", _CONNECTION_CLOSED: "connection_closed"}
 
 
 def is_modern(protocol_version: object) -> bool:

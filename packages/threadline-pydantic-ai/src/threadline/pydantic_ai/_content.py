@@ -75,7 +75,10 @@ _MEDIA_KINDS = frozenset({*_URI_MODALITIES, "binary"})
 
 
 def _is_media(item: Any) -> bool:
-    kind = getattr(item, "kind", None)
+    try:  # the user's object: an attribute hook may raise anything
+        kind = getattr(item, "kind", None)
+    except Exception:  # noqa: BLE001 - no media, recorded as it is
+        return False
     return isinstance(kind, str) and kind in _MEDIA_KINDS
 
 
