@@ -145,6 +145,19 @@ def test_core_package_loads_its_names_on_first_use() -> None:
     subprocess.run([sys.executable, "-c", script], check=True)
 
 
+def test_the_public_submodules_are_reached_from_the_package_alone() -> None:
+    """``import threadline`` is enough for ``threadline.config.current()`` or
+    ``threadline.cost.load_prices()``, as the docs write them."""
+    script = (
+        "import threadline\n"
+        "assert threadline.config.current().cost is True\n"
+        "assert callable(threadline.cost.load_prices)\n"
+        "for name in ('content', 'propagation', 'providers', 'semconv', 'sessions'):\n"
+        "    assert getattr(threadline, name).__name__ == 'threadline.' + name\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+
+
 def test_instruments_a_framework_first_imported_by_the_integrations_own_module(
     framework: str, tmp_path: Path
 ) -> None:

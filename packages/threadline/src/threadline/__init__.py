@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from threadline._deferred import lazy_exports
 
 if TYPE_CHECKING:
-    from threadline import content, semconv
+    from threadline import config, content, cost, propagation, providers, semconv, sessions
     from threadline._context import attach as attach_context
     from threadline._context import detach as detach_context
     from threadline._factories import (
@@ -71,9 +71,11 @@ __all__ = [
     "WorkflowRun",
     "attach_context",
     "capture_enabled",
+    "config",
     "configure",
     "content",
     "continue_trace",
+    "cost",
     "create_agent",
     "current_run",
     "current_session",
@@ -90,18 +92,22 @@ __all__ = [
     "links_to",
     "mcp_request",
     "open_runs",
+    "propagation",
+    "providers",
     "record_mcp_operation",
     "record_mcp_session",
     "retrieval",
     "semconv",
     "session",
+    "sessions",
     "step",
 ]
 
 
 _EXPORTS = {
-    "content": "threadline.content",
-    "semconv": "threadline.semconv",
+    # the public submodules, so `import threadline` alone reaches `threadline.config.current()`
+    **{name: f"threadline.{name}" for name in ("config", "content", "cost", "propagation")},
+    **{name: f"threadline.{name}" for name in ("providers", "semconv", "sessions")},
     "attach_context": "threadline._context:attach",
     "detach_context": "threadline._context:detach",
     **dict.fromkeys(
