@@ -35,6 +35,7 @@ pytest.importorskip("langgraph")
 pytest.importorskip("llama_index.core.agent.workflow")
 pytest.importorskip("threadline.pydantic_ai")
 
+from graphs import State, one_node_graph
 from langchain_core.language_models.fake_chat_models import (
     FakeListChatModel,
     GenericFakeChatModel,
@@ -83,18 +84,6 @@ class Boom(Exception):
 
 BOOM = f"{Boom.__module__}.{Boom.__qualname__}"
 CANCELLED = "asyncio.exceptions.CancelledError"
-
-
-class State(TypedDict):
-    out: Annotated[list[str], operator.add]
-
-
-def one_node_graph(name: str, node: Any) -> Any:
-    graph = StateGraph(State)
-    graph.add_node("node", node)
-    graph.add_edge(START, "node")
-    graph.add_edge("node", END)
-    return graph.compile(name=name)
 
 
 def calls_tool_then_answers(

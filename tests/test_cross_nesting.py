@@ -8,12 +8,10 @@ LangGraph node still names the node as its parent. The span that called it is th
 from __future__ import annotations
 
 import asyncio
-import operator
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Any
 
 import pytest
-from typing_extensions import TypedDict
 
 import threadline
 from threadline.testing import Telemetry
@@ -29,6 +27,7 @@ pytest.importorskip("langgraph")
 pytest.importorskip("llama_index.core.workflow")
 pytest.importorskip("threadline.pydantic_ai")
 
+from graphs import State, one_node_graph
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langgraph.graph import END, START, StateGraph
 from llama_index.core.llms import MockLLM
@@ -61,18 +60,6 @@ def calls_tool_then_answers(tool: str) -> FunctionModel:
         return ModelResponse(parts=[TextPart("done")])
 
     return FunctionModel(answer, model_name="planner")
-
-
-class State(TypedDict):
-    out: Annotated[list[str], operator.add]
-
-
-def one_node_graph(name: str, node: Any) -> Any:
-    graph = StateGraph(State)
-    graph.add_node("node", node)
-    graph.add_edge(START, "node")
-    graph.add_edge("node", END)
-    return graph.compile(name=name)
 
 
 def test_langchain_inside_a_pydantic_ai_tool_inside_a_langgraph_node(
