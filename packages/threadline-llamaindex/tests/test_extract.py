@@ -143,6 +143,104 @@ def test_image_blocks_are_media_parts() -> None:
     assert (uri.modality, uri.uri) == ("image", "https://example.com/cat.png")
 
 
+def test_media_blocks_are_blob_and_uri_parts(
+    telemetry: Any, capture_content: Any, tmp_path: Any
+) -> None:
+    """Every media block LlamaIndex has (image, audio, video, document) is a blob part (its
+    data) or a URI part (its URL, or the file it names) of its modality; a cache point is no
+    content, and a citable source is its content."""
+    import base64
+    import io
+    import json
+
+    from llama_index.core.base.llms import types
+    from llama_index.core.llms import MockLLM
+
+    if "blocks" not in types.ChatMessage.model_fields:
+        pytest.skip("messages have no content blocks in this LlamaIndex")
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    )
+    image_file = tmp_path / "cat.png"
+    image_file.write_bytes(png)
+    blocks: list[Any] = [types.ImageBlock(path=image_file, image_mimetype="image/png")]
+    expected: list[dict[str, Any]] = [
+        {"type": "uri", "modality": "image", "uri": image_file.as_uri(), "mime_type": "image/png"}
+    ]
+
+    def add(block_type: str, make: Any, part: dict[str, Any] | None) -> None:
+        cls = getattr(types, block_type, None)
+        if cls is not None:  # each block type exists from some 0.12 release on
+            blocks.append(make(cls))
+            if part is not None:
+                expected.append(part)
+
+    pdf = b"%PDF-1.4 hello"
+    add(
+        "DocumentBlock",
+        lambda cls: cls(data=pdf, document_mimetype="application/pdf"),
+        {
+            "type": "blob",
+            "modality": "document",
+            "content": base64.b64encode(pdf).decode(),
+            "mime_type": "application/pdf",
+        },
+    )
+    add(
+        "DocumentBlock",
+        lambda cls: cls(url="https://example.com/a.pdf", document_mimetype="application/pdf"),
+        {
+            "type": "uri",
+            "modality": "document",
+            "uri": "https://example.com/a.pdf",
+            "mime_type": "application/pdf",
+        },
+    )
+    mp4 = b"\x00\x00\x00\x18ftypmp42"
+    add(
+        "VideoBlock",
+        lambda cls: cls(video=mp4, video_mimetype="video/mp4"),
+        {
+            "type": "blob",
+            "modality": "video",
+            "content": base64.b64encode(mp4).decode(),
+            "mime_type": "video/mp4",
+        },
+    )
+    add(
+        "AudioBlock",
+        lambda cls: cls(url="https://example.com/a.mp3", format="mp3"),
+        {
+            "type": "uri",
+            "modality": "audio",
+            "uri": "https://example.com/a.mp3",
+            "mime_type": "audio/mpeg",
+        },
+    )
+    add("CachePoint", lambda cls: cls(cache_control=types.CacheControl(type="ephemeral")), None)
+    add(
+        "CitableBlock",
+        lambda cls: cls(title="Atlas", source="atlas", content=[types.TextBlock(text="Paris")]),
+        {"type": "text", "content": "Paris"},
+    )
+    if "IOBase" in str(types.ImageBlock.model_fields["image"].annotation):
+        add(
+            "ImageBlock",
+            lambda cls: cls(image=io.BytesIO(png), image_mimetype="image/png"),
+            {
+                "type": "blob",
+                "modality": "image",
+                "content": base64.b64encode(png).decode(),
+                "mime_type": "image/png",
+            },
+        )
+    MockLLM(max_tokens=1).chat([types.ChatMessage(role="user", blocks=blocks)])
+    (span,) = telemetry.spans()
+    (message,) = json.loads(span.attributes["gen_ai.input.messages"])
+    assert message["parts"] == expected
+    telemetry.assert_conformant()
+
+
 def test_llm_facts_are_read_again_when_a_field_changes(telemetry: Any) -> None:
     """An LLM's facts are read once per object, and again when the app sets one of its fields."""
     from llama_index.llms.openai import OpenAI

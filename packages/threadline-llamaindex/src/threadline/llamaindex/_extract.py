@@ -8,7 +8,10 @@ between provider packages, and a field we cannot read is simply not recorded.
 from __future__ import annotations
 
 import base64
+import io
 import json
+import os
+import pathlib
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -26,6 +29,7 @@ from threadline.content import (
     TextPart,
     ToolCallRequestPart,
     ToolCallResponsePart,
+    UriPart,
     media_part,
 )
 from threadline.providers import field_value as _get
@@ -373,24 +377,44 @@ def _block_part(block: Any) -> Part | None:
             id=getattr(block, "tool_call_id", None),
             arguments=_arguments(getattr(block, "tool_kwargs", None)),
         )
-    if kind == "image" or kind == "audio":
-        media = _media_part(block, kind)
-        if media is not None:
-            return media
+    if kind == "cache":
+        return None  # a CachePoint marks where the provider may cache the prompt: no content
+    media = _MEDIA_FIELDS.get(kind) if isinstance(kind, str) else None
+    if media is not None:
+        part = _media_part(block, str(kind), *media)
+        if part is not None:
+            return part
     return GenericPart(type=str(kind or type(block).__name__))
 
 
-def _media_part(block: Any, kind: str) -> Part | None:
-    """An ``ImageBlock``/``AudioBlock``: its URL, or its data (which LlamaIndex keeps base64
-    encoded)."""
-    mime = getattr(block, "image_mimetype", None) if kind == "image" else None
-    if not isinstance(mime, str):
+# The media blocks (ImageBlock, AudioBlock, VideoBlock, DocumentBlock): their modality (the
+# block type), the field holding their data and the one naming their MIME type.
+_MEDIA_FIELDS: Mapping[str, tuple[str, str | None]] = {
+    "image": ("image", "image_mimetype"),
+    "audio": ("audio", None),
+    "video": ("video", "video_mimetype"),
+    "document": ("data", "document_mimetype"),
+}
+_AUDIO_TYPES: Mapping[str, str] = {"mp3": "audio/mpeg"}
+
+
+def _media_part(block: Any, kind: str, data_field: str, mime_field: str | None) -> Part | None:
+    """A media block: its URL, its data (which LlamaIndex keeps base64 encoded, or as a
+    ``BytesIO`` on 0.14), or the ``file://`` URI of the file it names (not read here)."""
+    mime = getattr(block, mime_field, None) if mime_field is not None else None
+    if not isinstance(mime, str) or not mime:
         fmt = getattr(block, "format", None)
-        mime = f"audio/{fmt}" if kind == "audio" and isinstance(fmt, str) and fmt else None
+        mime = (
+            _AUDIO_TYPES.get(fmt, f"audio/{fmt}")
+            if kind == "audio" and isinstance(fmt, str) and fmt
+            else None
+        )
     url = getattr(block, "url", None)
     if url is not None:
         return media_part(kind, str(url), mime)
-    data = getattr(block, kind, None)
+    data = getattr(block, data_field, None)
+    if isinstance(data, io.BytesIO):
+        return BlobPart(kind, data.getvalue(), mime_type=mime)  # raw bytes, as LlamaIndex sends
     if isinstance(data, str):
         data = data.encode("ascii", "replace")
     if isinstance(data, (bytes, bytearray)):
@@ -399,7 +423,27 @@ def _media_part(block: Any, kind: str) -> Part | None:
         except ValueError:
             raw = bytes(data)
         return BlobPart(kind, raw, mime_type=mime)
+    path = getattr(block, "path", None)
+    if isinstance(path, (str, os.PathLike)) and str(path):
+        try:
+            uri = pathlib.Path(os.path.abspath(path)).as_uri()
+        except ValueError:
+            return None
+        return UriPart(kind, uri, mime_type=mime)
     return None
+
+
+def _block_parts(blocks: list[Any], parts: list[Part]) -> None:
+    for block in blocks:
+        if getattr(block, "block_type", None) == "citable":
+            # A source given for the model to cite (CitableBlock): its content is what it sends.
+            inner = getattr(block, "content", None)
+            if isinstance(inner, list):
+                _block_parts(inner, parts)
+            continue
+        part = _block_part(block)
+        if part is not None:
+            parts.append(part)
 
 
 def _parts(message: Any, role: str) -> list[Part]:
@@ -410,10 +454,7 @@ def _parts(message: Any, role: str) -> list[Part]:
     parts: list[Part] = []
     blocks = getattr(message, "blocks", None)
     if isinstance(blocks, list):
-        for block in blocks:
-            part = _block_part(block)
-            if part is not None:
-                parts.append(part)
+        _block_parts(blocks, parts)
     else:
         content = getattr(message, "content", None)
         if content:
