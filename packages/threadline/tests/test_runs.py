@@ -1374,8 +1374,11 @@ def test_a_tool_without_a_name_is_named_by_its_operation_alone(
     assert point["attributes"] == {semconv.GEN_AI_TOOL_TYPE: "function"}
 
 
+_SUPPRESS = "suppress_language_model_instrumentation"
+
+
 def _suppressed() -> object:
-    return otel_context.get_value("suppress_language_model_instrumentation")
+    return otel_context.get_value(_SUPPRESS)
 
 
 def test_a_model_call_asks_provider_instrumentations_for_no_second_span(
@@ -1397,6 +1400,14 @@ def test_a_model_call_asks_provider_instrumentations_for_no_second_span(
             with threadline.execute_tool("lookup", parent=chat.context):
                 assert _suppressed() is None
         assert _suppressed() is None
+    # suppression the app (or another instrumentation) set itself stays beneath threadline's runs
+    token = otel_context.attach(otel_context.set_value(_SUPPRESS, True))
+    try:
+        with threadline.execute_tool("app"), threadline.inference("m", provider="openai") as chat:
+            with threadline.execute_tool("nested", parent=chat.context):
+                assert _suppressed() is True
+    finally:
+        otel_context.detach(token)
     previous = config.current()
     try:
         config.configure(suppress_provider_spans=False)
@@ -1410,4 +1421,4 @@ def test_a_model_call_asks_provider_instrumentations_for_no_second_span(
             config.configure(suppress_provider_spans="no")  # type: ignore[arg-type]
     finally:
         config.restore(previous)
-    assert len(telemetry.spans()) == 7
+    assert len(telemetry.spans()) == 10

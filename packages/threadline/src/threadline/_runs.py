@@ -553,6 +553,17 @@ def _message(error: BaseException) -> str:
         return ""
 
 
+def _suppressed_by(run: object) -> bool:
+    """Whether ``run`` is a model call that added the provider suppression to its context
+    itself (one the app or another instrumentation set before it stays theirs)."""
+    return (
+        isinstance(run, Run)
+        and run._model_call
+        and SUPPRESS_PROVIDER_SPANS_KEY not in run._parent_ctx
+        and run.context.get(SUPPRESS_PROVIDER_SPANS_KEY) is True
+    )
+
+
 class Run:
     """A started operation. Thread-safe; every method is fail-open."""
 
@@ -658,19 +669,21 @@ class Run:
         if ctx is None:
             if _SPAN_KEY is not None:  # one copy of the parent context instead of two
                 values = dict(self._parent_ctx)
+                parent = values.get(_RUN_KEY)
                 values[_SPAN_KEY] = self.span
                 values[_RUN_KEY] = self
                 if self._model_call and config._settings.suppress_provider_spans:
                     values[SUPPRESS_PROVIDER_SPANS_KEY] = True
-                elif SUPPRESS_PROVIDER_SPANS_KEY in values:  # a run beneath a model call's
-                    del values[SUPPRESS_PROVIDER_SPANS_KEY]  # span calls providers of its own
+                elif _suppressed_by(parent):  # a run beneath a model call's span calls
+                    del values[SUPPRESS_PROVIDER_SPANS_KEY]  # providers of its own
                 ctx = Context(values)
             else:  # pragma: no cover - an API that stores the span differently
+                parent = self._parent_ctx.get(_RUN_KEY)
                 ctx = trace.set_span_in_context(self.span, self._parent_ctx)
                 ctx = otel_context.set_value(_RUN_KEY, self, ctx)
                 if self._model_call and config._settings.suppress_provider_spans:
                     ctx = otel_context.set_value(SUPPRESS_PROVIDER_SPANS_KEY, True, ctx)
-                elif ctx.get(SUPPRESS_PROVIDER_SPANS_KEY) is not None:
+                elif _suppressed_by(parent):
                     ctx = otel_context.set_value(SUPPRESS_PROVIDER_SPANS_KEY, None, ctx)
             self._ctx = ctx
         return ctx
@@ -760,7 +773,7 @@ class Run:
                 # is undone when what covers it goes (see _unwind_pending_detaches).
                 if self._released_scopes is None:
                     self._released_scopes = [token]  # tokens are unhashable: a list
-                else:
+                elif token not in self._released_scopes:  # asked again while still covered
                     self._released_scopes.append(token)
                 self._detach_pending = True
                 return
