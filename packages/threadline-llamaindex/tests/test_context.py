@@ -48,6 +48,9 @@ class ThreadedEngine(CustomQueryEngine):
         return "".join(answers)
 
 
+_SUPPRESS = "suppress_language_model_instrumentation"
+
+
 def test_plain_thread_keeps_the_parent(telemetry: Telemetry, cassette: Any) -> None:
     with cassette("stream_chat.yaml"):
         assert str(ThreadedEngine().query("hi")) == "Hello streamed world"
@@ -308,6 +311,67 @@ def test_custom_llm_stream_runs_its_first_step_in_the_span(telemetry: Telemetry)
     assert asyncio.run(read_async()) == "xy"
     first, second = sorted(telemetry.spans(), key=lambda span: span.start_ns)
     assert seen == [(first.span_id, True), ("", None), (second.span_id, True), ("", None)]
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_a_first_chunk_yielded_inside_the_models_own_span_leaves_nothing_attached(
+    telemetry: Telemetry, use_async: bool
+) -> None:
+    """A model whose generator yields its first chunk inside a span of its own covers the chat
+    span's context then: that is undone once the model's own span has gone, not left in the
+    caller between the later chunks."""
+    from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+    from llama_index.core.llms.callbacks import llm_completion_callback
+
+    tracer = trace.get_tracer("model-sdk")
+
+    def gen() -> Any:
+        with tracer.start_as_current_span("sdk"):
+            yield CompletionResponse(text="a", delta="a")
+        yield CompletionResponse(text="ab", delta="b")
+        yield CompletionResponse(text="abc", delta="c")
+
+    async def agen() -> Any:
+        for chunk in gen():
+            yield chunk
+
+    class Covering(CustomLLM):
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="m")
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            return CompletionResponse(text="x")
+
+        @llm_completion_callback()
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            return gen()
+
+        @llm_completion_callback()
+        async def astream_complete(
+            self, prompt: str, formatted: bool = False, **kwargs: Any
+        ) -> Any:
+            return agen()
+
+    seen: list[object] = []
+
+    def note() -> None:
+        seen.append((threadline.current_run(), otel_context.get_value(_SUPPRESS)))
+
+    async def read_async() -> None:
+        async for _ in await Covering().astream_complete("hi"):
+            note()
+
+    before = otel_context.get_current()
+    if use_async:
+        asyncio.run(read_async())
+    else:
+        for _ in Covering().stream_complete("hi"):
+            note()
+    assert seen[1:] == [(None, None), (None, None)]  # after the model's own span is gone
+    assert otel_context.get_current() == before
+    assert len(threadline.open_runs) == 0
 
 
 def test_propagation_context_crosses_a_process_boundary(

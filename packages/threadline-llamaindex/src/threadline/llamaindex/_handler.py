@@ -316,17 +316,36 @@ class _FirstStepInRun:
         finally:
             if scope is not None:
                 run.detach_scope(scope)
+        if scope is not None and run.attached:
+            # The model's generator yielded with a context of its own still current above
+            # ours (inside its own span): ours is undone once that one has gone.
+            return _detach_later(run, scope, first, stream)
         return itertools.chain((first,), stream)  # the later chunks: no Python frame of ours
+
+
+def _detach_later(
+    run: threadline.InferenceRun, scope: Token[Context], first: Any, stream: Iterator[Any]
+) -> Iterator[Any]:
+    try:
+        yield first
+        for chunk in stream:
+            run.detach_scope(scope)  # nothing left to do once it is undone
+            yield chunk
+    finally:
+        run.detach_scope(scope)
 
 
 class _FirstStepInRunAsync:
     """The async twin of _FirstStepInRun: LlamaIndex's ``async for`` asks it for each chunk."""
 
-    __slots__ = ("next", "run")
+    __slots__ = ("covered", "next", "run")
 
     def __init__(self, run: threadline.InferenceRun, stream: Any) -> None:
         self.run: threadline.InferenceRun | None = run
         self.next: Callable[[], Awaitable[Any]] = aiter(stream).__anext__
+        # The first step's scope while a context of the model's own covers it (see
+        # _FirstStepInRun): retried at each later chunk until undone.
+        self.covered: tuple[threadline.InferenceRun, Token[Context]] | None = None
 
     def __aiter__(self) -> _FirstStepInRunAsync:
         return self
@@ -334,18 +353,35 @@ class _FirstStepInRunAsync:
     def __anext__(self) -> Awaitable[Any]:
         run = self.run
         if run is None:
+            if self.covered is not None:
+                return self._step_then_retry()
             return self.next()
         self.run = None
-        return _first_step(run, self.next)
+        return self._first_step(run)
 
+    async def _step_then_retry(self) -> Any:
+        try:
+            return await self.next()
+        finally:  # the step may have left the model's own context: ours can go now
+            covered = self.covered
+            if covered is not None:
+                self._retry_detach(covered)
 
-async def _first_step(run: threadline.InferenceRun, step: Callable[[], Awaitable[Any]]) -> Any:
-    scope = run.attach_scope()
-    try:
-        return await step()
-    finally:
-        if scope is not None:
-            run.detach_scope(scope)
+    async def _first_step(self, run: threadline.InferenceRun) -> Any:
+        scope = run.attach_scope()
+        try:
+            return await self.next()
+        finally:
+            if scope is not None:
+                run.detach_scope(scope)
+                if run.attached:
+                    self.covered = (run, scope)
+
+    def _retry_detach(self, covered: tuple[threadline.InferenceRun, Token[Context]]) -> None:
+        run, scope = covered
+        run.detach_scope(scope)
+        if not run.attached or run.ended:
+            self.covered = None
 
 
 def _stream_answer(run: threadline.WorkflowRun, response: Any) -> bool:
