@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import operator
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
@@ -35,7 +35,6 @@ pytest.importorskip("langgraph")
 pytest.importorskip("llama_index.core.agent.workflow")
 pytest.importorskip("threadline.pydantic_ai")
 
-from graphs import State, one_node_graph
 from langchain_core.language_models.fake_chat_models import (
     FakeListChatModel,
     GenericFakeChatModel,
@@ -54,6 +53,7 @@ from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.llms import CustomLLM, MockFunctionCallingLLM, MockLLM
 from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.retrievers import BaseRetriever
+from mixing import State, instrumented, one_node_graph  # noqa: F401 - instrumented: autouse
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
@@ -65,17 +65,6 @@ import threadline.llamaindex
 import threadline.pydantic_ai
 
 USAGE = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
-
-
-@pytest.fixture(autouse=True)
-def instrumented() -> Iterator[None]:
-    threadline.langchain.instrument()
-    threadline.llamaindex.instrument()
-    threadline.pydantic_ai.instrument()
-    yield
-    threadline.pydantic_ai.uninstrument()
-    threadline.llamaindex.uninstrument()
-    threadline.langchain.uninstrument()
 
 
 class Boom(Exception):

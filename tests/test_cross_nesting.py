@@ -8,7 +8,6 @@ LangGraph node still names the node as its parent. The span that called it is th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,11 +26,11 @@ pytest.importorskip("langgraph")
 pytest.importorskip("llama_index.core.workflow")
 pytest.importorskip("threadline.pydantic_ai")
 
-from graphs import State, one_node_graph
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langgraph.graph import END, START, StateGraph
 from llama_index.core.llms import MockLLM
 from llama_index.core.workflow import StartEvent, StopEvent, Workflow, step
+from mixing import State, instrumented, one_node_graph  # noqa: F401 - instrumented: autouse
 from opentelemetry import trace
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
@@ -40,17 +39,6 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 import threadline.langchain
 import threadline.llamaindex
 import threadline.pydantic_ai
-
-
-@pytest.fixture(autouse=True)
-def instrumented() -> Iterator[None]:
-    threadline.langchain.instrument()
-    threadline.llamaindex.instrument()
-    threadline.pydantic_ai.instrument()
-    yield
-    threadline.pydantic_ai.uninstrument()
-    threadline.llamaindex.uninstrument()
-    threadline.langchain.uninstrument()
 
 
 def calls_tool_then_answers(tool: str) -> FunctionModel:
