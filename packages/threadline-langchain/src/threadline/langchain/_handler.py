@@ -174,17 +174,14 @@ _repeats: dict[RunKey, list[int]] = {}  # [times listed, token calls seen]
 
 def _bounded_put(mapping: dict[RunKey, Any], key: RunKey, value: object) -> None:
     mapping[key] = value
-    if len(mapping) > _MAX_CHAINS:  # runs whose end never comes
+    if len(mapping) > _MAX_CHAINS:
+        # Runs whose end never arrives (abandoned streams) must not pile up.
         with contextlib.suppress(StopIteration, RuntimeError, KeyError):
             del mapping[next(iter(mapping))]
 
 
 def _remember(key: RunKey, record: _Chain) -> None:
-    _chains[key] = record
-    if len(_chains) > _MAX_CHAINS:
-        # Chains whose end never arrives (abandoned streams) must not pile up.
-        with contextlib.suppress(StopIteration, RuntimeError, KeyError):
-            del _chains[next(iter(_chains))]
+    _bounded_put(_chains, key, record)
 
 
 # Open model, tool and retriever runs by the LangChain run they started in (a chain, or a tool or
