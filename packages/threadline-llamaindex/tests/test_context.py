@@ -7,6 +7,7 @@ import contextvars
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -224,6 +225,23 @@ def test_stream_never_read_or_closed_after_its_request_leaves_no_context(
     assert seen == [(telemetry.spans()[-1].span_id, True)]
 
 
+def _streamed_answer(
+    cassette: Any, use_async: bool, start: Callable[[], Any], astart: Callable[[], Any]
+) -> str:
+    """An engine's streamed answer read whole (``start()``, or ``await astart()``), replayed
+    from the streaming cassette; the caller's context is as it was afterwards."""
+
+    async def read_async() -> str:
+        response = await astart()
+        return "".join([token async for token in response.async_response_gen()])
+
+    before = otel_context.get_current()
+    with cassette("stream_chat.yaml"):
+        answer = asyncio.run(read_async()) if use_async else "".join(start().response_gen)
+    assert otel_context.get_current() == before
+    return answer
+
+
 @pytest.mark.parametrize("use_async", [False, True])
 def test_streaming_chat_engine_request_runs_inside_the_chat_span(
     telemetry: Telemetry, cassette: Any, use_async: bool
@@ -233,19 +251,13 @@ def test_streaming_chat_engine_request_runs_inside_the_chat_span(
 
     seen: list[tuple[str, Any]] = []
     engine = SimpleChatEngine.from_defaults(llm=_streaming_openai(seen))
-
-    async def read_async() -> str:
-        response = await engine.astream_chat("Say hello")
-        return "".join([token async for token in response.async_response_gen()])
-
-    before = otel_context.get_current()
-    with cassette("stream_chat.yaml"):
-        if use_async:
-            answer = asyncio.run(read_async())
-        else:
-            answer = "".join(engine.stream_chat("Say hello").response_gen)
+    answer = _streamed_answer(
+        cassette,
+        use_async,
+        lambda: engine.stream_chat("Say hello"),
+        lambda: engine.astream_chat("Say hello"),
+    )
     assert answer == "Hello streamed world"
-    assert otel_context.get_current() == before
     assert seen == [(telemetry.find("chat gpt-4o-mini").span_id, True)]
     assert telemetry.tree() == "invoke_workflow [INTERNAL]\n  chat gpt-4o-mini [CLIENT]"
 
@@ -262,19 +274,10 @@ def test_streaming_query_engine_request_runs_inside_the_chat_span(
     Settings.embed_model = MockEmbedding(embed_dim=4)
     index = VectorStoreIndex([TextNode(text=t) for t in ("Paris is sunny.", "Oslo is cold.")])
     engine = index.as_query_engine(streaming=True, llm=_streaming_openai(seen))
-
-    async def read_async() -> str:
-        response = await engine.aquery("Weather?")
-        return "".join([token async for token in response.async_response_gen()])
-
-    before = otel_context.get_current()
-    with cassette("stream_chat.yaml"):
-        if use_async:
-            answer = asyncio.run(read_async())
-        else:
-            answer = "".join(engine.query("Weather?").response_gen)
+    answer = _streamed_answer(
+        cassette, use_async, lambda: engine.query("Weather?"), lambda: engine.aquery("Weather?")
+    )
     assert answer == "Hello streamed world"
-    assert otel_context.get_current() == before
     assert seen == [(telemetry.find("chat gpt-4o-mini").span_id, True)]
 
 
