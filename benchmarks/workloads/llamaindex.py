@@ -1,5 +1,5 @@
-"""LlamaIndex workloads on ``MockLLM``/``MockEmbedding`` (no network): an LLM chat call and a
-RAG query over a small in-memory vector index."""
+"""LlamaIndex workloads on ``MockLLM``/``MockEmbedding`` (no network): an LLM chat call, a
+streamed chat of 20 chunks, and a RAG query over a small in-memory vector index."""
 
 from __future__ import annotations
 
@@ -107,10 +107,25 @@ def make_llm() -> Callable[[], Any]:
     return lambda: llm.chat(messages).message.content
 
 
+def make_stream() -> Callable[[], Any]:
+    # MockLLM streams one chunk per generated word.
+    llm = MockLLM(max_tokens=20)
+    messages = [ChatMessage(role="user", content="What is the weather in Paris?")]
+
+    def call() -> int:
+        return sum(1 for _ in llm.stream_chat(messages))
+
+    return call
+
+
 def make_rag() -> Callable[[], Any]:
     index = VectorStoreIndex.from_documents([Document(text=t) for t in DOCS])
     engine = index.as_query_engine(similarity_top_k=2)
     return lambda: str(engine.query("What is the weather in Paris?"))
 
 
-WORKLOADS: dict[str, Callable[[], Callable[[], Any]]] = {"llm": make_llm, "rag": make_rag}
+WORKLOADS: dict[str, Callable[[], Callable[[], Any]]] = {
+    "llm": make_llm,
+    "stream": make_stream,
+    "rag": make_rag,
+}

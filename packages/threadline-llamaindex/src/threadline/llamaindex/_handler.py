@@ -663,7 +663,8 @@ class Tracker:
         # Chat engines' runs that end with the writer reading their streaming response, by the
         # response's id (see _ends_with_writer).
         self.writers: dict[int, tuple[weakref.ref[Any], threadline.Run]] = {}
-        self.events: Mapping[type, Callable[[Any], None]] = {
+        # The events about an open stream (by the stream's span id), and what each does.
+        self.events: Mapping[type, Callable[[str, threadline.InferenceRun, Any], None]] = {
             LLMChatInProgressEvent: self.on_progress,
             LLMCompletionInProgressEvent: self.on_progress,
             LLMChatEndEvent: self.on_end,
@@ -1308,11 +1309,7 @@ class Tracker:
             _remote_parent.set(threadline.extract(carrier))
 
     # --- events --------------------------------------------------------------------------------
-    def on_progress(self, event: Any) -> None:
-        span_id = event.span_id
-        run = self.streams.get(span_id) if span_id else None
-        if run is None:
-            return
+    def on_progress(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
         run.chunk()
         if span_id not in self.stream_finish:
             raw = getattr(event.response, "raw", None)
@@ -1323,13 +1320,10 @@ class Tracker:
                 self.stream_finish[span_id] = reason
                 run.update(finish_reasons=[reason])
 
-    def on_end(self, event: Any) -> None:
+    def on_end(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
         """A stream's last event: its response, then the end of its run. (A call that is no
         stream records its response at its span's exit, which returns the same response.)"""
-        span_id = event.span_id
-        run = self.streams.pop(span_id) if span_id else None
-        if run is None:
-            return
+        self.streams.pop(span_id)
         try:
             _record_response(run, event.response, self.stream_finish.pop(span_id, None))
         finally:
@@ -1337,11 +1331,8 @@ class Tracker:
             if self.stream_roots:
                 self._stream_ended(run, None)
 
-    def on_exception(self, event: Any) -> None:
-        span_id = event.span_id
-        run = self.streams.pop(span_id) if span_id else None
-        if run is None:
-            return
+    def on_exception(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
+        self.streams.pop(span_id)
         self.stream_finish.pop(span_id, None)
         error = getattr(event, "exception", None)
         if isinstance(error, GeneratorExit):
@@ -1488,9 +1479,13 @@ class EventHandler(BaseEventHandler):
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:
         try:
             tracker = self._tracker
-            if tracker.stream_entries:  # every hook is about an open stream
-                hook = tracker.events.get(type(event))
-                if hook is not None:
-                    hook(event)
+            streams = tracker.stream_entries
+            if streams:  # every hook is about an open stream: most events end at its lookup
+                span_id = event.span_id
+                run = streams.get(span_id) if span_id else None
+                if run is not None:
+                    hook = tracker.events.get(type(event))
+                    if hook is not None:
+                        hook(span_id, run, event)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.event", error)
