@@ -269,6 +269,36 @@ invoke_agent support [INTERNAL] gen_ai.usage.input_tokens=130
     telemetry.assert_conformant(strict=True)
 
 
+def test_a_graph_whose_agent_node_is_an_agent_of_its_own_is_a_workflow(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """A node called ``agent`` tells a prebuilt ReAct agent; a graph of the app's that adds an
+    agent as its ``agent`` node runs an agent and is none: the agent is its subgraph."""
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    for node in (
+        build_agent(two_tool_model(), [get_weather, get_time], name="support"),
+        build_agent(two_tool_model(), [get_weather, get_time], name="support").with_config(
+            tags=["wrapped"]
+        ),
+    ):
+        graph = StateGraph(MessagesState)
+        graph.add_node("agent", node)
+        graph.add_edge(START, "agent")
+        app = graph.compile().with_config(run_name="desk")
+        app.invoke({"messages": [("user", "weather?")]}, config=config)
+    desk = (
+        "invoke_workflow desk [INTERNAL]\n"
+        "  invoke_agent support [INTERNAL]\n"
+        "    chat scripted-1 [CLIENT]\n"
+        "    execute_tool get_time [INTERNAL]\n"
+        "    execute_tool get_weather [INTERNAL]\n"
+        "    chat scripted-1 [CLIENT]"
+    )
+    assert tools_sorted(telemetry.tree()).split("\n---\n") == [desk, desk]
+    telemetry.assert_conformant(strict=True)
+
+
 def test_agent_and_workflow_called_from_a_tool(telemetry: Any, config: dict[str, Any]) -> None:
     """Nested runs: a sub-agent and a plain workflow inside a tool of the outer agent."""
     from langchain_core.messages import AIMessage

@@ -843,3 +843,35 @@ def test_a_retried_model_is_no_workflow_named_after_its_class(
     names = {p["attributes"].get(semconv.GEN_AI_WORKFLOW_NAME, "-") for p in points}
     assert names == {"-", "greeter", "asker", "ask"}
     telemetry.assert_conformant()
+
+
+def test_a_retried_model_batched_async_is_no_workflow_named_after_its_class(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """``abatch`` starts each input's run in a task of its own (``asyncio.gather``), out of
+    reach of the frame that tells the wrapper: the model call beneath tells it instead. The
+    app's names stay the workflow's."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+
+    def retried() -> Any:
+        return GenericFakeChatModel(messages=iter([AIMessage(content="hi")] * 2)).with_retry()
+
+    async def main() -> None:
+        await retried().abatch(["x", "y"], config=config)
+        await retried().with_config(run_name="greeter").abatch(["x"], config=config)
+        await RunnableLambda(lambda q: hello_model().invoke(q), name="ask").abatch(
+            ["x"], config=config
+        )
+
+    asyncio.run(main())
+    workflows = [s for s in telemetry.spans() if s.name.startswith("invoke_workflow")]
+    assert sorted(
+        (s.name, s.attributes.get(semconv.GEN_AI_WORKFLOW_NAME, "-")) for s in workflows
+    ) == [
+        ("invoke_workflow", "-"),
+        ("invoke_workflow", "-"),
+        ("invoke_workflow ask", "ask"),
+        ("invoke_workflow greeter", "greeter"),
+    ]
+    assert len(telemetry.tree().split("\n---\n")) == 4
+    telemetry.assert_conformant()

@@ -184,6 +184,11 @@ def _remember(key: RunKey, record: _Chain) -> None:
     _bounded_put(_chains, key, record)
 
 
+# Root chains an async batch started, whose names may be only the class of the model a wrapper
+# (``with_retry``) holds: the first model call beneath tells (see _wrapper_name).
+_unsure_names: dict[RunKey, _Chain] = {}
+
+
 # Open model, tool and retriever runs by the LangChain run they started in (a chain, or a tool or
 # retriever for one called inside it). A run leaves its parent's map when it ends; when the parent
 # ends, a run still there lost its own end callback.
@@ -472,6 +477,7 @@ def _forget_tree(root: _Chain) -> None:
                 for _ in range(_MAX_NESTING):
                     if ancestor is root:
                         _chains.pop(run_id, None)
+                        _unsure_names.pop(run_id, None)
                         if record.pending is not None and record.pending[1] is not None:
                             record.pending[1].settle(record.run)
                         run = record.run
@@ -711,9 +717,12 @@ def _has_agent_node(nodes: Mapping[object, Any], graph: _Chain) -> bool:
     """Whether a graph's nodes show it is an agent: a prebuilt ReAct agent's model node, or
     the model node ``create_agent`` adds (its function is LangChain's: a node of the app's
     that is called ``model``, in a graph run in an agent's tool, whose metadata it inherits,
-    is not)."""
+    is not). A node that is a graph of its own (an agent added as a graph's ``agent`` node)
+    is that graph's span, and tells nothing of the graph around it."""
     for name, node in nodes.items():
         if not isinstance(name, str):
+            continue
+        if _is_subgraph(getattr(node, "bound", None)):
             continue
         if name == "model":
             bound = getattr(node, "bound", None)
@@ -729,6 +738,15 @@ def _has_agent_node(nodes: Mapping[object, Any], graph: _Chain) -> bool:
 
 
 _CREATE_AGENT_MODULE = "langchain.agents"
+
+
+def _is_subgraph(runnable: object) -> bool:
+    while isinstance(runnable, RunnableBindingBase):  # with_config(...) around a graph
+        runnable = runnable.bound
+    # LangGraph's loop is running: its module is imported
+    pregel = sys.modules.get("langgraph.pregel")
+    graph = getattr(pregel, "Pregel", None)
+    return isinstance(graph, type) and isinstance(runnable, graph)
 
 
 def _scope_submissions(loop: Any, run: Run) -> None:
@@ -933,13 +951,16 @@ def _apps_function_call(kwargs: Mapping[str, Any]) -> object:
     return how
 
 
-def _wrapper_name(name: str) -> str:
+def _wrapper_name(name: str) -> str | None:
     """The name of a root chain run by a LangChain wrapper (``with_retry``'s ``RunnableRetry``)
     that names it after the class of the runnable it wraps when the app gave no ``run_name``
     (``ChatOpenAI``): the wrapper's type is its name then, no name of the app's (the retries
-    still share its trace). Called by ``on_chain_start`` only (the frame to look for is a fixed
-    distance up)."""
+    still share its trace). None when an async batch started it, in a task of its own where
+    the wrapper is out of reach: the model call beneath tells (_settle_wrapper_name). Called by
+    ``on_chain_start`` only (the frame to look for is a fixed distance up)."""
     frame = _langchain_frame(_CALLERS)
+    if frame is None and _app_name(name) is not None and _started_by_a_gather():
+        return None
     wrapper = frame.f_locals.get("self") if frame is not None else None
     if not isinstance(wrapper, RunnableBindingBase) or type(wrapper).__name__ not in _TYPE_NAMES:
         return name
@@ -947,6 +968,39 @@ def _wrapper_name(name: str) -> str:
     while isinstance(bound, RunnableBindingBase):
         bound = bound.bound
     return f"{type(wrapper).__name__}<{name}>" if type(bound).__name__ == name else name
+
+
+def _started_by_a_gather() -> bool:
+    """Whether the chain start being reported runs in a task of its own: LangChain's async
+    batch (``_abatch_with_config``) starts every input's run through ``asyncio.gather``, so
+    the callback manager's ``on_chain_start`` is that task's coroutine, called by no other."""
+    if asyncio._get_running_loop() is None:
+        return False
+    frame = _langchain_frame((_ASYNC_DISPATCH,))
+    for _ in range(3):
+        if frame is None:
+            return False
+        code = frame.f_code
+        if code.co_name == "on_chain_start" and code.co_flags & inspect.CO_COROUTINE:
+            caller = frame.f_back
+            return caller is None or not caller.f_code.co_flags & inspect.CO_COROUTINE
+        frame = frame.f_back
+    return False
+
+
+def _settle_wrapper_name(key: RunKey, serialized: Mapping[str, Any] | None) -> None:
+    """A model call beneath a root chain an async batch started: the chain is a wrapper named
+    after the model's class (see _wrapper_name) when its name is that class's."""
+    record = _unsure_names.pop(key, None)
+    if record is not None and record.run is None and record.name == _class_of(serialized):
+        record.name = f"RunnableBinding<{record.name}>"  # a binding's type: no name of the app's
+
+
+def _class_of(serialized: Mapping[str, Any] | None) -> str | None:
+    ident = serialized.get("id") if serialized else None
+    if isinstance(ident, list) and ident and isinstance(ident[-1], str):
+        return ident[-1]
+    return None
 
 
 def _is_apps(runnable: object) -> bool:
@@ -1152,9 +1206,13 @@ class CallbackHandler(BaseCallbackHandler):
             if not isinstance(name, str) or not name:
                 name = _serialized_name(serialized)
             hidden = tags is not None and _HIDDEN_TAG in tags
+            unsure = False
             if isinstance(parent, Context) and kwargs.get("run_type", _NOT_APPS) is None:
                 # A root chain that may be a wrapper (``with_retry``) named after what it holds.
-                name = _wrapper_name(name)
+                wrapped = _wrapper_name(name)
+                unsure = wrapped is None
+                if wrapped is not None:
+                    name = wrapped
             record = _Chain(self, parent, name, metadata, hidden)
             if isinstance(parent, _Chain) and _is_node(tags):
                 # A LangGraph node: its parent is a graph; the node itself is not a span.
@@ -1189,6 +1247,8 @@ class CallbackHandler(BaseCallbackHandler):
                     type(inputs) is dict and isinstance(parent, Context) and inputs == _STREAM_INPUT
                 )
             _remember(key, record)
+            if unsure:
+                _bounded_put(_unsure_names, key, record)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_chain_start", error)
 
@@ -1311,6 +1371,8 @@ class CallbackHandler(BaseCallbackHandler):
                 input_messages = _convert.prompt_messages(prompts)
             tools = _convert.tool_definitions(invocation.get("tools"))
         address, port = _convert.server(serialized)
+        if _unsure_names and parent_key is not None:
+            _settle_wrapper_name(parent_key, serialized)
         parent = _leaf_parent(parent_key)
         request = _convert.request_params(invocation, metadata)
         if request is not None and request.output_type and isinstance(parent, AgentRun):
@@ -1630,6 +1692,8 @@ def _chain_over(key: RunKey, error: BaseException | None) -> Run | None:
     a chain shown even with nothing beneath it)."""
     if _children:
         _run_ended(key, error)
+    if _unsure_names:
+        _unsure_names.pop(key, None)
     record = _chains.pop(key, None)
     if record is None:
         return None
