@@ -1199,3 +1199,31 @@ def _wait_for(spans_file: Path, name: str) -> list[SpanRecord]:
             return spans
         time.sleep(0.05)
     return read_spans_jsonl(spans_file)
+
+
+@pytest.mark.parametrize("transport", ["http", "sse"])
+def test_merged_tool_span_names_the_session(telemetry: Any, tmp_path: Path, transport: str) -> None:
+    """With ``merge_tool_spans=True`` the tool span stands for the CLIENT span, so it names
+    the MCP session the call went out on, as that span would have, on every transport that has
+    one (mcp 1.x learns it from ``initialize``; SSE from the endpoint the server announced)."""
+    threadline.mcp.uninstrument()  # options apply when instrumenting
+    threadline.mcp.instrument(merge_tool_spans=True)
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def turn(url: Any) -> None:
+        async with connect(url) as session:
+            with threadline.invoke_agent("weather_agent"):
+                with threadline.execute_tool("get_weather"):
+                    await session.call_tool("get_weather", {"city": "Paris"})
+
+    try:
+        with http_server(tmp_path, spans_file, transport=transport) as url:
+            anyio.run(turn, url)
+    finally:
+        threadline.mcp.uninstrument()
+        threadline.mcp.instrument()
+    server_call = find(read_spans_jsonl(spans_file), "tools/call get_weather")
+    tool = find(telemetry.spans(), "execute_tool get_weather")
+    assert server_call.parent_span_id == tool.span_id
+    assert server_call.attributes["mcp.session.id"]
+    assert tool.attributes.get("mcp.session.id") == server_call.attributes["mcp.session.id"]

@@ -1761,10 +1761,11 @@ class ToolRun(Run):
         network_protocol: tuple[str, str | None] | None = None,
         peer_address: str | None = None,
         peer_port: int | None = None,
+        session_id: str | None = None,
     ) -> None:
         """This tool's execution is an MCP ``tools/call``, recorded on this span instead of a
         CLIENT span under it (the MCP conventions' optional de-duplication): the request's MCP,
-        network and server attributes, as that CLIENT span would have them."""
+        network, server and session attributes, as that CLIENT span would have them."""
         _, metric, peer = _mcp_attributes(
             "tools/call",
             server=False,
@@ -1779,6 +1780,8 @@ class ToolRun(Run):
         attributes = {**metric, **peer}
         if request_id is not None:
             attributes[semconv.JSONRPC_REQUEST_ID] = str(request_id)
+        if session_id:
+            attributes[semconv.MCP_SESSION_ID] = session_id
         self.set_attributes(attributes)
 
     def _before_end(self, error_type: str | None) -> None:

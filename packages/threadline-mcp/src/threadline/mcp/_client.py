@@ -73,8 +73,20 @@ def _merge_into_tool_span(
         or trace.get_current_span() is not outer.span
     ):
         return None
-    outer.record_mcp_call(request_id=request_id, **connection(params, peer))
+    reached = connection(params, peer)
+    # mcp 2.x streamable HTTP also tags it when posting, as it does the CLIENT span
+    outer.record_mcp_call(request_id=request_id, session_id=_session_of(reached, peer), **reached)
     return outer
+
+
+def _session_of(reached: Connection, peer: Peer | None) -> str | None:
+    """The session a request goes out in: the one the connection knows of (an SSE endpoint's,
+    or what an mcp 1.x server issued in ``initialize``); 2026-07-28 and later have none,
+    whatever the transport."""
+    session_id = peer.session_id if peer is not None else None
+    if session_id is not None and is_modern(reached["protocol_version"]):
+        return None
+    return session_id
 
 
 # The tool span a tools/call is being recorded on (merge_tool_spans), while the call runs.
@@ -273,9 +285,6 @@ def start(
             if outer is not None:
                 return outer
         reached = connection(params, peer)
-        session_id = peer.session_id if peer is not None else None
-        if session_id is not None and is_modern(reached["protocol_version"]):
-            session_id = None  # 2026-07-28 and later have no sessions, whatever the transport
         run = threadline.mcp_request(
             method,
             server=False,
@@ -283,7 +292,7 @@ def start(
             prompt_name=prompt_name,
             resource_uri=resource_uri,
             request_id=request_id,
-            session_id=session_id,
+            session_id=_session_of(reached, peer),
             **reached,
         )
         if method == "tools/call" and threadline.capture_enabled() and isinstance(params, Mapping):
