@@ -301,6 +301,89 @@ def test_the_agent_span_has_the_runs_output_type(
     telemetry.assert_conformant()
 
 
+@pytest.mark.parametrize("mode", ["native", "prompted"])
+def test_structured_output_without_a_mode_has_the_models_output_type(
+    telemetry: Telemetry, capture_content: Any, mode: str
+) -> None:
+    """A structured output type given without a mode is left to the model, which picks its
+    default only as it sends the request: native or prompted output is JSON, with no output
+    tool among the tools the model is told of."""
+    from pydantic import BaseModel
+    from pydantic_ai.profiles import ModelProfile
+
+    class Answer(BaseModel):
+        value: int
+
+    sent: list[tuple[str, list[str]]] = []
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        parameters = info.model_request_parameters
+        sent.append((parameters.output_mode, [tool.name for tool in parameters.output_tools]))
+        return text('{"value": 1}')
+
+    profile = ModelProfile(default_structured_output_mode=mode, supports_json_schema_output=True)  # type: ignore[arg-type]
+    model = FunctionModel(answer, model_name="m", profile=profile)
+    agent = Agent(model, name="typed", capabilities=[Tracing()], output_type=Answer)
+
+    @agent.tool_plain
+    def lookup() -> str:
+        """Look it up."""
+        return "1"
+
+    assert agent.run_sync("hi").output == Answer(value=1)
+    assert sent == [(mode, [])]
+    for span in telemetry.spans():
+        assert span.attributes.get(semconv.GEN_AI_OUTPUT_TYPE) == "json", span.name
+    chat = telemetry.find("chat m")
+    definitions = json.loads(chat.attributes[semconv.GEN_AI_TOOL_DEFINITIONS])
+    assert [definition["name"] for definition in definitions] == ["lookup"]
+    telemetry.assert_conformant()
+
+
+@pytest.mark.skipif(not V2, reason="deferred tool loading is 2.x")
+def test_tool_definitions_are_the_tools_the_model_is_shown(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    """A tool of deferred loading is withheld from the model (its description too) until a
+    tool search reveals it, and the local search tool is not sent where the provider has its
+    own: the tool definitions are those the model is shown."""
+    shown: list[list[str]] = []
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        shown.append([tool.name for tool in info.function_tools])
+        if len(shown) == 1:
+            return tool_calls(("search_tools", {"queries": ["payroll"]}, "call_search"))
+        if len(shown) == 2:
+            return tool_calls(("payroll", {}, "call_payroll"))
+        return text("done")
+
+    agent = Agent(FunctionModel(answer, model_name="m"), name="a", capabilities=[Tracing()])
+
+    @agent.tool_plain
+    def lookup() -> str:
+        """Look it up."""
+        return "1"
+
+    @agent.tool_plain(defer_loading=True)
+    def payroll() -> str:
+        """Internal payroll lookup."""
+        return "paid"
+
+    assert agent.run_sync("hi").output == "done"
+    assert shown == [["lookup"], ["lookup", "payroll"], ["lookup", "payroll"]]
+    recorded = [
+        [
+            definition["name"]
+            for definition in json.loads(span.attributes[semconv.GEN_AI_TOOL_DEFINITIONS])
+            if definition["type"] == "function"
+        ]
+        for span in telemetry.spans()
+        if span.name.startswith("chat")
+    ]
+    assert recorded == shown
+    telemetry.assert_conformant()
+
+
 def test_request_parameters_and_conversation(telemetry: Telemetry) -> None:
     agent = Agent(TestModel(custom_output_text="ok"), name="p", capabilities=[Tracing()])
     kwargs: dict[str, Any] = {"conversation_id": "conv-1"} if V2 else {}

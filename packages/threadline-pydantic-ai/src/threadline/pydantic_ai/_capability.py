@@ -477,7 +477,7 @@ def _warn_native() -> None:
 
 
 def _request_params(
-    settings: Mapping[str, Any] | None, parameters: Any
+    settings: Mapping[str, Any] | None, output_mode: str | None
 ) -> threadline.RequestParams:
     values: dict[str, Any] = {}
     if settings:
@@ -485,22 +485,44 @@ def _request_params(
             value = settings.get(key)
             if value is not None:
                 values[key] = value
-    output_type = _OUTPUT_TYPES.get(getattr(parameters, "output_mode", None) or "")
+    output_type = _OUTPUT_TYPES.get(output_mode or "")
     if output_type:
         values["output_type"] = output_type
     return threadline.RequestParams(**values)
 
 
-def _agent_output_type(run: AgentRun, request_context: Any) -> None:
-    """The run's ``gen_ai.output.type``, told by its first request's output mode (the agent's
-    output type is not known before)."""
+def _output_mode(model: Any, request_context: Any) -> str | None:
+    """The request's output mode. A structured output type given without one (``auto``) gets
+    the model's default, which the model picks only as it prepares the request: ``native`` or
+    ``prompted`` on some (a profile's ``default_structured_output_mode``; 2.x Anthropic and
+    Bedrock models that think)."""
     try:
         parameters = request_context.model_request_parameters
-        output_type = _OUTPUT_TYPES.get(getattr(parameters, "output_mode", None) or "")
-        if output_type:
-            run.update(attributes={semconv.GEN_AI_OUTPUT_TYPE: output_type})
-    except Exception as error:  # noqa: BLE001
+        mode = getattr(parameters, "output_mode", None)
+        if mode != "auto":
+            return mode if isinstance(mode, str) else None
+        while isinstance(model, WrapperModel):
+            model = model.wrapped
+        choose = getattr(model, "_default_structured_output_mode", None)  # 2.x, per model
+        if callable(choose):
+            mode = choose(request_context.model_settings, parameters)
+        else:  # 1.x: the profile's
+            mode = getattr(model.profile, "default_structured_output_mode", None)
+    except Exception as error:  # noqa: BLE001 - no output type recorded
         report("threadline.pydantic_ai.output_type", error)
+        return None
+    return mode if isinstance(mode, str) else None
+
+
+def _agent_output_type(run: AgentRun, output_mode: str | None) -> None:
+    """The run's ``gen_ai.output.type``, told by its first request's output mode (the agent's
+    output type is not known before)."""
+    output_type = _OUTPUT_TYPES.get(output_mode or "")
+    if output_type:
+        try:
+            run.update(attributes={semconv.GEN_AI_OUTPUT_TYPE: output_type})
+        except Exception as error:  # noqa: BLE001
+            report("threadline.pydantic_ai.output_type", error)
 
 
 def _description(agent: Any, ctx: Any) -> str | None:
@@ -662,7 +684,13 @@ class Tracing(AbstractCapability[Any]):
 
     # --- model requests --------------------------------------------------------------------
     def _start_chat(
-        self, model: Any, request_context: Any, parent: AgentRun, *, fallback: bool = False
+        self,
+        model: Any,
+        request_context: Any,
+        parent: AgentRun,
+        output_mode: str | None,
+        *,
+        fallback: bool = False,
     ) -> InferenceRun | None:
         try:
             parameters = request_context.model_request_parameters
@@ -675,7 +703,7 @@ class Tracing(AbstractCapability[Any]):
                 model.model_name,
                 provider=provider_name(model.system),  # "bedrock" -> "aws.bedrock"
                 parent=parent,
-                request=_request_params(request_context.model_settings, parameters),
+                request=_request_params(request_context.model_settings, output_mode),
                 stream=bool(getattr(request_context, "streaming", False)),
                 server_address=address,
                 server_port=port,
@@ -693,7 +721,8 @@ class Tracing(AbstractCapability[Any]):
                 chat.update(
                     input_messages=messages,
                     system_instructions=instructions or None,
-                    tool_definitions=_content.tool_definitions(parameters) or None,
+                    tool_definitions=_content.tool_definitions(parameters, model, output_mode)
+                    or None,
                 )
             except Exception as error:  # noqa: BLE001 - the span goes on without its content
                 report("threadline.pydantic_ai.request_content", error)
@@ -735,11 +764,16 @@ class Tracing(AbstractCapability[Any]):
             self._record_invalid_calls(state, request_context.messages)
         model = getattr(request_context, "model", None) or ctx.model
         chain = _fallback_chain(model)
+        output_mode = _output_mode(chain[0] if chain else model, request_context)
         if not state.requested:
             state.requested = True
-            _agent_output_type(state.run, request_context)
+            _agent_output_type(state.run, output_mode)
         chat = self._start_chat(
-            chain[0] if chain else model, request_context, state.run, fallback=bool(chain)
+            chain[0] if chain else model,
+            request_context,
+            state.run,
+            output_mode,
+            fallback=bool(chain),
         )
         if chat is None:
             return await handler(request_context)

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pydantic_ai.models.wrapper import WrapperModel
 from threadline.content import (
     BlobPart,
     FunctionToolDefinition,
@@ -229,10 +230,40 @@ def instruction_parts(parameters: Any) -> list[Part] | None:
     return [TextPart(str(part.content)) for part in parts]
 
 
-def tool_definitions(parameters: Any) -> list[ToolDefinition]:
+def _resolved_tools(parameters: Any, model: Any) -> Any:
+    """The request's tools as the model sends them (2.x): the model resolves them only as it
+    prepares the request, withholding the tools of deferred loading that the history has not
+    revealed yet, and dropping a local fallback (``search_tools``) for a provider tool it has."""
+    while isinstance(model, WrapperModel):
+        model = model.wrapped
+    resolve = getattr(model, "_tools_resolved_for_messages", None)
+    if not callable(resolve):
+        return parameters  # 1.x: no deferred loading, every tool is sent
+    try:
+        return resolve(parameters)
+    except Exception:  # noqa: BLE001 - e.g. a provider tool the model lacks: the request fails
+        return parameters
+
+
+def tool_definitions(
+    parameters: Any, model: Any = None, output_mode: str | None = None
+) -> list[ToolDefinition]:
+    """The tools the model is told of. Output tools only where the output goes through them:
+    a structured output type without a mode (``auto``) that the model gives ``native`` or
+    ``prompted`` output sends none."""
+    parameters = _resolved_tools(parameters, model)
+    visibility = getattr(parameters, "visibility_of", None)
     tools: Sequence[Any] = [
-        *(getattr(parameters, "function_tools", None) or ()),
-        *(getattr(parameters, "output_tools", None) or ()),
+        *(
+            tool
+            for tool in getattr(parameters, "function_tools", None) or ()
+            if visibility is None or visibility(tool.name) != "withheld"
+        ),
+        *(
+            (getattr(parameters, "output_tools", None) or ())
+            if output_mode in (None, "tool")
+            else ()
+        ),
     ]
     out: list[ToolDefinition] = [
         FunctionToolDefinition(
