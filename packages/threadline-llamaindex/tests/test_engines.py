@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: LlamaIndex 0.12.0 validates step annotations as types.
 
 import asyncio
+import enum
 import json
 from typing import Any
 
@@ -146,6 +147,53 @@ def test_usage_in_additional_kwargs(telemetry: Telemetry) -> None:
     assert reported.attributes["gen_ai.usage.input_tokens"] == 9
     assert reported.attributes["gen_ai.usage.output_tokens"] == 2
     assert "gen_ai.usage.input_tokens" not in silent.attributes
+    telemetry.assert_conformant()
+
+
+class _GeminiFinish(str, enum.Enum):
+    """google-genai's FinishReason: a str enum, kept as such in the raw response."""
+
+    STOP = "STOP"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "output_reason"),
+    [
+        # LlamaIndex's google-genai LLM: the top candidate's fields, the enum as it is
+        ({"finish_reason": _GeminiFinish.STOP}, "STOP", "stop"),
+        ({"stopReason": "guardrail_intervened"}, "guardrail_intervened", "content_filter"),
+        ({"done_reason": "length", "model": "llama3"}, "length", "length"),  # Ollama
+    ],
+    ids=["gemini", "bedrock-converse", "ollama"],
+)
+def test_finish_reason_of_providers_without_choices(
+    telemetry: Telemetry, capture_content: Any, raw: Any, reason: str, output_reason: str
+) -> None:
+    """Gemini, Bedrock Converse and Ollama responses have no ``choices``: their finish reason is
+    a field of the raw response."""
+    from llama_index.core.llms import ChatResponse, CustomLLM, LLMMetadata
+    from llama_index.core.llms.callbacks import llm_chat_callback
+
+    class ProviderLLM(CustomLLM):
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="remote", is_chat_model=True)
+
+        @llm_chat_callback()
+        def chat(self, messages: Any, **kwargs: Any) -> Any:
+            return ChatResponse(message=ChatMessage(role="assistant", content="Paris"), raw=raw)
+
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    ProviderLLM().chat([ChatMessage(role="user", content="Capital?")])
+    (span,) = telemetry.spans()
+    assert span.attributes["gen_ai.response.finish_reasons"] == (reason,)
+    (message,) = json.loads(span.attributes["gen_ai.output.messages"])
+    assert message["finish_reason"] == output_reason
     telemetry.assert_conformant()
 
 

@@ -129,6 +129,21 @@ def test_completion_model_in_process(telemetry: Telemetry) -> None:
     telemetry.assert_conformant()
 
 
+def test_a_model_class_named_like_a_stream_does_not_stream(telemetry: Telemetry) -> None:
+    """Whether a call streams is its method's (``stream_chat``), not its class's name."""
+    from llama_index.core.llms import MockLLM
+
+    class UpstreamLLM(MockLLM):
+        pass
+
+    llm = UpstreamLLM(max_tokens=3)
+    llm.complete("a b c d")
+    list(llm.stream_complete("a b c d"))
+    assert telemetry.tree(attributes=("gen_ai.request.stream",), show_kind=False) == (
+        "text_completion unknown\n---\ntext_completion unknown gen_ai.request.stream=True"
+    )
+
+
 def test_async_stream_of_a_custom_llm_is_one_span(telemetry: Telemetry) -> None:
     """CustomLLM.astream_chat/astream_complete hand out a generator that calls stream_chat /
     stream_complete when iterated, after their own span has exited: still one span per call."""

@@ -528,3 +528,60 @@ invoke_workflow [INTERNAL]
   text_completion unknown [INTERNAL]"""
     )
     assert len(threadline.open_runs) == 0
+
+
+@pytest.mark.skipif(MockFunctionCallingLLM is None, reason="no MockFunctionCallingLLM")
+def test_tool_call_resumed_from_a_saved_context_is_its_agents(telemetry: Telemetry) -> None:
+    """A multi-agent run stopped while a tool waits for the user, resumed later from its saved
+    Context: the resumed run starts with that tool call, before any event names the agent. It
+    is still the call of the agent that has the tool, inside that agent's run."""
+    from llama_index.core.memory import ChatMemoryBuffer
+    from llama_index.core.tools import FunctionTool
+    from llama_index.core.workflow import HumanResponseEvent, InputRequiredEvent
+
+    assert FunctionAgent is not None
+    assert AgentWorkflow is not None
+    forecaster = FunctionAgent(
+        name="forecaster",
+        description="Knows the weather.",
+        llm=MockFunctionCallingLLM(),
+        tools=[FunctionTool.from_defaults(async_fn=confirm)],
+        can_handoff_to=[],
+    )
+    planner = FunctionAgent(
+        name="planner",
+        description="Plans trips.",
+        llm=MockFunctionCallingLLM(),
+        tools=[get_weather],
+    )
+    workflow = AgentWorkflow(agents=[forecaster, planner], root_agent="forecaster")
+
+    async def run() -> None:
+        handler = workflow.run(user_msg="Weather in Paris?")
+        async for event in handler.stream_events():
+            if isinstance(event, InputRequiredEvent):
+                saved = handler.ctx.to_dict()
+                await handler.cancel_run()
+                break
+        with pytest.raises(Exception):  # noqa: B017, PT011 - LlamaIndex's own class
+            await handler
+        ctx = Context.from_dict(workflow, saved)
+        await ctx.store.set("memory", ChatMemoryBuffer.from_defaults())  # not serializable
+        handler = workflow.run(ctx=ctx)
+        handler.ctx.send_event(HumanResponseEvent(response="yes"))
+        await handler
+
+    asyncio.run(run())
+    resumed = telemetry.tree(attributes=("gen_ai.agent.name",)).split("\n---\n")[1]
+    assert (
+        resumed
+        == """\
+invoke_workflow [INTERNAL]
+  invoke_agent forecaster [INTERNAL] gen_ai.agent.name=forecaster
+    execute_tool confirm [INTERNAL] gen_ai.agent.name=forecaster
+      app.after_confirm [INTERNAL]
+    chat unknown [INTERNAL]"""
+    )
+    assert threadline.current_run() is None
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()

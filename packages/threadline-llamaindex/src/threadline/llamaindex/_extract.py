@@ -8,6 +8,7 @@ between provider packages, and a field we cannot read is simply not recorded.
 from __future__ import annotations
 
 import base64
+import enum
 import io
 import json
 import os
@@ -59,6 +60,10 @@ _FINISH_REASONS: Mapping[str, str] = {
     "STOP": "stop",
     "MAX_TOKENS": "length",
     "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
 }
 
 
@@ -312,8 +317,18 @@ def finish_reason_of(raw: Any) -> str | None:
         except (IndexError, KeyError, TypeError):
             reason = None
         return reason if isinstance(reason, str) and reason else None
-    reason = _get(raw, "stop_reason")  # Anthropic
-    return reason if isinstance(reason, str) and reason else None
+    for field in _FINISH_FIELDS:
+        reason = _get(raw, field)
+        if reason is not None:
+            if isinstance(reason, enum.Enum):  # google-genai's FinishReason
+                reason = reason.value
+            return reason if isinstance(reason, str) and reason else None
+    return None
+
+
+# Where a response without ``choices`` names its finish reason: Anthropic, Gemini (LlamaIndex's
+# google-genai LLM puts the top candidate's fields in ``raw``), Bedrock Converse, Ollama.
+_FINISH_FIELDS = ("stop_reason", "finish_reason", "stopReason", "done_reason")
 
 
 def response_facts(raw: Any) -> tuple[str | None, str | None]:

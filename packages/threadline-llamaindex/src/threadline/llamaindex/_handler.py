@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 _MAX_NODES = 20_000
 _MAX_HANDED_OUT = 1024
 _SYNC_STREAMS = (".stream_chat", ".stream_complete")
+_STREAM_METHODS = (*_SYNC_STREAMS, ".astream_chat", ".astream_complete")
 _CUSTOM_LLM_FILE = os.path.join("llama_index", "core", "llms", "custom.py")
 _CALLBACKS_FILE = os.path.join("llama_index", "core", "llms", "callbacks.py")
 _CALL_TOOL_FILE = os.path.join("llama_index", "core", "tools", "calling.py")
@@ -556,6 +557,10 @@ class _WorkflowScope:
             return self.run
         name = getattr(event, "current_agent_name", None)
         current = self.agent
+        if current is None and name is None:
+            # A run resumed from a saved Context starts with the tool calls its last run left
+            # in flight, before any event names the agent: the one agent with that tool.
+            name = _tool_owner(self.agents, getattr(event, "tool_name", None))
         if isinstance(name, str) and name and (current is None or current.name != name):
             if current is not None:
                 current.end()
@@ -574,6 +579,23 @@ class _WorkflowScope:
                 agent.end(stopped_early=stopped_early)
             else:
                 agent.end_with_exception(error)
+
+
+def _tool_owner(agents: Mapping[str, Any], tool_name: Any) -> str | None:
+    """The name of the one agent whose own tools include ``tool_name``; None when no agent or
+    several have it (the handoff tool, which AgentWorkflow gives each agent, is in none)."""
+    if not isinstance(tool_name, str):
+        return None
+    owner = None
+    for name, agent in list(agents.items()):
+        tools = getattr(agent, "tools", None)
+        for tool in tools if isinstance(tools, list) else ():
+            if getattr(getattr(tool, "metadata", None), "name", None) == tool_name:
+                if owner is not None:
+                    return None
+                owner = name
+                break
+    return owner if isinstance(owner, str) else None
 
 
 @functools.cache
@@ -664,7 +686,7 @@ class Tracker:
         # response's id (see _ends_with_writer).
         self.writers: dict[int, tuple[weakref.ref[Any], threadline.Run]] = {}
         # The events about an open stream (by the stream's span id), and what each does.
-        self.events: Mapping[type, Callable[[str, threadline.InferenceRun, Any], None]] = {
+        self.events: Mapping[type, Callable[[threadline.InferenceRun, Any], None]] = {
             LLMChatInProgressEvent: self.on_progress,
             LLMCompletionInProgressEvent: self.on_progress,
             LLMChatEndEvent: self.on_end,
@@ -1050,7 +1072,7 @@ class Tracker:
             operation=semconv.OP_CHAT if chat else semconv.OP_TEXT_COMPLETION,
             parent=parent,
             request=request,
-            stream="stream" in prefix,
+            stream=prefix.endswith(_STREAM_METHODS),  # the method's name, not the class's
             server_address=facts.host,
             server_port=facts.port,
             input_messages=input_messages,
@@ -1309,8 +1331,9 @@ class Tracker:
             _remote_parent.set(threadline.extract(carrier))
 
     # --- events --------------------------------------------------------------------------------
-    def on_progress(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
+    def on_progress(self, run: threadline.InferenceRun, event: Any) -> None:
         run.chunk()
+        span_id: str = event.span_id
         if span_id not in self.stream_finish:
             raw = getattr(event.response, "raw", None)
             reason = _extract.finish_reason_of(raw) if raw is not None else None
@@ -1320,9 +1343,10 @@ class Tracker:
                 self.stream_finish[span_id] = reason
                 run.update(finish_reasons=[reason])
 
-    def on_end(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
+    def on_end(self, run: threadline.InferenceRun, event: Any) -> None:
         """A stream's last event: its response, then the end of its run. (A call that is no
         stream records its response at its span's exit, which returns the same response.)"""
+        span_id: str = event.span_id
         self.streams.pop(span_id)
         try:
             _record_response(run, event.response, self.stream_finish.pop(span_id, None))
@@ -1331,7 +1355,8 @@ class Tracker:
             if self.stream_roots:
                 self._stream_ended(run, None)
 
-    def on_exception(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
+    def on_exception(self, run: threadline.InferenceRun, event: Any) -> None:
+        span_id: str = event.span_id
         self.streams.pop(span_id)
         self.stream_finish.pop(span_id, None)
         error = getattr(event, "exception", None)
@@ -1486,6 +1511,6 @@ class EventHandler(BaseEventHandler):
                 if run is not None:
                     hook = tracker.events.get(type(event))
                     if hook is not None:
-                        hook(span_id, run, event)
+                        hook(run, event)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.event", error)
