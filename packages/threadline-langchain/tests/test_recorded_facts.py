@@ -173,6 +173,64 @@ def test_media_by_url_and_by_file_id(
     telemetry.assert_conformant()
 
 
+PLAIN_TEXT = "CONFIDENTIAL MEMO: the merger closes Friday."
+
+
+def test_plain_text_documents_are_document_parts(
+    telemetry: Any, config: dict[str, Any], drop_blobs: None
+) -> None:
+    """LangChain 1.x's "text-plain" blocks and Anthropic's text-sourced documents are documents
+    like any other: inline (text or base64) a blob, else a URI or file part."""
+    inline = base64.b64encode(PLAIN_TEXT.encode()).decode()
+    blocks: list[dict[str, Any]] = [
+        {"type": "text", "text": "summarize"},
+        {"type": "text-plain", "text": PLAIN_TEXT, "mime_type": "text/plain", "title": "memo"},
+        {"type": "text-plain", "base64": inline, "mime_type": "text/plain"},
+        {
+            "type": "document",
+            "source": {"type": "text", "media_type": "text/plain", "data": PLAIN_TEXT},
+        },
+        {"type": "text-plain", "url": "https://example.com/memo.txt", "mime_type": "text/plain"},
+        {"type": "text-plain", "file_id": "file_memo", "mime_type": "text/plain"},
+    ]
+    ScriptedChatModel(responses=[AIMessage("ok")]).invoke(
+        [HumanMessage(content=blocks)], config=config
+    )
+    [span] = telemetry.spans()
+    recorded = span.attributes[semconv.GEN_AI_INPUT_MESSAGES]
+    assert PLAIN_TEXT not in recorded
+    assert inline not in recorded
+    mime = {"mime_type": "text/plain"}
+    assert json.loads(recorded)[0]["parts"] == [
+        {"type": "text", "content": "summarize"},
+        {"type": "uri", "modality": "document", "uri": "https://example.com/memo.txt", **mime},
+        {"type": "file", "modality": "document", "file_id": "file_memo", **mime},
+    ]
+    telemetry.assert_conformant()
+
+
+def test_plain_text_document_content_is_a_blob(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    inline = base64.b64encode(PLAIN_TEXT.encode()).decode()
+    blocks: list[dict[str, Any]] = [
+        {"type": "text-plain", "text": PLAIN_TEXT, "mime_type": "text/plain"},
+        {"type": "text-plain", "base64": inline, "mime_type": "text/plain"},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}},
+    ]
+    ScriptedChatModel(responses=[AIMessage("ok")]).invoke(
+        [HumanMessage(content=blocks)], config=config
+    )
+    [span] = telemetry.spans()
+    blob = {"type": "blob", "modality": "document", "mime_type": "text/plain"}
+    assert _messages(span, semconv.GEN_AI_INPUT_MESSAGES)[0]["parts"] == [
+        {**blob, "content": inline},
+        {**blob, "content": inline},
+        {**blob, "content": base64.b64encode(b"x").decode()},
+    ]
+    telemetry.assert_conformant()
+
+
 def test_media_parts_reach_the_redactor_as_such(
     telemetry: Any, config: dict[str, Any], capture_content: Any
 ) -> None:
@@ -690,6 +748,23 @@ def test_a_server_tool_result_without_an_id_is_named_by_no_call(
     assert [part.get("server_tool_call_response", {}).get("type") for part in parts] == [
         None, "unknown", None, "code_interpreter",
     ]  # fmt: skip
+    telemetry.assert_conformant()
+
+
+def test_a_chat_completions_refusal_is_recorded(
+    telemetry: Any, config: dict[str, Any], capture_content: Any
+) -> None:
+    """OpenAI's chat completions put a refusal beside the (empty) content: it is the model's
+    answer, recorded as the refusal part the Responses API's content gives."""
+    refusal = "I'm sorry, I can't help with that."
+    answer = _completion({"role": "assistant", "content": None, "refusal": refusal}, "stop")
+    model = _openai(lambda request: answer, model="gpt-4o-mini")
+    reply = model.invoke("how do I pick a lock?", config=config)
+    assert reply.content == ""
+    [span] = telemetry.spans()
+    [output] = _messages(span, semconv.GEN_AI_OUTPUT_MESSAGES)
+    assert output["parts"] == [{"type": "refusal", "refusal": refusal}]
+    assert output["finish_reason"] == "stop"
     telemetry.assert_conformant()
 
 

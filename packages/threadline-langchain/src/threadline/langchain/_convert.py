@@ -440,7 +440,8 @@ _TEXT_BLOCKS = frozenset(("text", "input_text", "output_text"))
 _REASONING_BLOCKS = frozenset(("reasoning", "thinking", "reasoning_content"))
 # Media block types -> modality: LangChain's standard blocks (v1, and 0.3's source_type ones),
 # OpenAI's chat and Responses input shapes, Anthropic's (a "source"), Gemini's "media". A file's
-# modality comes from its MIME type when that names one.
+# modality comes from its MIME type when that names one. A plain-text document (v1's "text-plain",
+# Anthropic's "text" source) is a document too: its text is its inline data.
 _MEDIA_BLOCKS = {
     "image": "image",
     "image_url": "image",
@@ -452,6 +453,7 @@ _MEDIA_BLOCKS = {
     "input_file": "document",
     "document": "document",
     "media": "document",
+    "text-plain": "document",
 }
 _MIME_MODALITIES = frozenset(("image", "audio", "video"))
 
@@ -555,18 +557,22 @@ def _text(value: Any) -> str | None:
 
 def _media_block(modality: str, block: Mapping[str, Any]) -> Part | None:
     """A blob, URI or file part for a media block of any known shape; None if it has none of
-    data, URL and file id. Inline data always makes a blob part, so that a redactor that drops
+    data, text, URL and file id. Inline data always makes a blob part, so that a redactor that drops
     blob parts drops every image, recording, video and document sent inline."""
     mime = _text(block.get("mime_type")) or _text(block.get("media_type"))
     url: Any = None
     data: Any = None
     file_id: Any = None
+    text: Any = None
     source = block.get("source")
-    if isinstance(source, Mapping):  # Anthropic: {"type": "base64" | "url" | "file", ...}
+    if isinstance(source, Mapping):  # Anthropic: {"type": "base64" | "text" | "url" | "file"}
         mime = _text(source.get("media_type")) or mime
         kind = source.get("type")
         if kind == "base64":
             data = source.get("data")
+        elif kind == "text":
+            text = source.get("data")
+            mime = mime or "text/plain"
         elif kind == "url":
             url = source.get("url")
         elif kind == "file":
@@ -594,8 +600,13 @@ def _media_block(modality: str, block: Mapping[str, Any]) -> Part | None:
         file_id = file_id or block.get("file_id")
         if file_id is None and source_type == "id":
             file_id = block.get("id")
+        if block.get("type") == "text-plain":
+            text = block.get("text")
+            mime = mime or "text/plain"
     if isinstance(data, (bytes, bytearray)) or (isinstance(data, str) and data):
         return _blob(modality, data, mime)
+    if isinstance(text, str) and text:
+        return BlobPart(_modality(modality, mime), text.encode(), mime)
     if isinstance(url, str) and url:
         if url.startswith("data:"):
             return _blob(modality, url, mime)
@@ -812,9 +823,9 @@ def output_messages(response: Any) -> list[OutputMessage]:
         meta = getattr(message, "response_metadata", None) or {}
         if message is not None:
             parts = _content_parts(getattr(message, "content", None))
-            reasoning = _kwargs_reasoning(message, parts)
-            if reasoning is not None:
-                parts.insert(0, reasoning)
+            extra = getattr(message, "additional_kwargs", None)
+            if extra:
+                _add_kwargs_parts(extra, parts)
             calls = _tool_call_parts(message)
             parts.extend(calls)
         else:
@@ -828,17 +839,20 @@ def output_messages(response: Any) -> list[OutputMessage]:
     return out
 
 
-def _kwargs_reasoning(message: Any, parts: list[Part]) -> ReasoningPart | None:
-    """Reasoning a model put beside the content: ``reasoning_content`` (DeepSeek, Ollama, ...),
-    or the Responses API's reasoning item (``output_version="v0"``)."""
-    extra = getattr(message, "additional_kwargs", None)
-    if not extra or any(isinstance(part, ReasoningPart) for part in parts):
-        return None
-    text = extra.get("reasoning_content")
-    if not isinstance(text, str):
-        item = extra.get("reasoning")
-        text = _reasoning_text(item) if isinstance(item, Mapping) else None
-    return ReasoningPart(text) if text else None
+def _add_kwargs_parts(extra: Mapping[str, Any], parts: list[Part]) -> None:
+    """What a model put beside the content: reasoning (``reasoning_content`` of DeepSeek, Ollama,
+    ...; the Responses API's reasoning item with ``output_version="v0"``) first, and a refusal
+    (OpenAI's chat completions; the Responses API has it in the content) last."""
+    if not any(isinstance(part, ReasoningPart) for part in parts):
+        text = extra.get("reasoning_content")
+        if not isinstance(text, str):
+            item = extra.get("reasoning")
+            text = _reasoning_text(item) if isinstance(item, Mapping) else None
+        if text:
+            parts.insert(0, ReasoningPart(text))
+    refusal = extra.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        parts.append(GenericPart("refusal", {"refusal": refusal}))
 
 
 # What defines a function tool in the shapes chat models bind: OpenAI's nested "function" (or its
