@@ -340,6 +340,45 @@ def test_structured_output_without_a_mode_has_the_models_output_type(
     telemetry.assert_conformant()
 
 
+def test_a_fallback_to_a_model_of_another_output_mode_has_its_output_type(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    """A fallback chain whose first model fails: the request is the answering model's, and so
+    are its output type and the tools it was told of (native output: no output tool)."""
+    from pydantic import BaseModel
+    from pydantic_ai.models.fallback import FallbackModel
+    from pydantic_ai.profiles import ModelProfile
+
+    class Answer(BaseModel):
+        value: int
+
+    sent: list[tuple[str, str, list[str]]] = []
+
+    def down(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        sent.append(("a", info.model_request_parameters.output_mode, []))
+        raise _exc.ModelHTTPError(500, "a", None)
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        parameters = info.model_request_parameters
+        tools = [tool.name for tool in parameters.output_tools]
+        sent.append(("b", parameters.output_mode, tools))
+        return ModelResponse(parts=[TextPart('{"value": 1}')], model_name="b")
+
+    native = ModelProfile(default_structured_output_mode="native", supports_json_schema_output=True)  # type: ignore[arg-type]
+    chain = FallbackModel(
+        FunctionModel(down, model_name="a"), FunctionModel(answer, model_name="b", profile=native)
+    )
+    agent = Agent(chain, name="typed", capabilities=[Tracing()], output_type=Answer)
+    assert agent.run_sync("hi").output == Answer(value=1)
+    assert sent == [("a", "tool", []), ("b", "native", [])]
+    chat = telemetry.find("chat b")
+    assert chat.attributes.get(semconv.GEN_AI_OUTPUT_TYPE) == "json"
+    assert semconv.GEN_AI_TOOL_DEFINITIONS not in chat.attributes  # no tool was sent
+    invoked = telemetry.find(agent_span("typed"))
+    assert invoked.attributes.get(semconv.GEN_AI_OUTPUT_TYPE) == "json"
+    telemetry.assert_conformant()
+
+
 @pytest.mark.skipif(not V2, reason="deferred tool loading is 2.x")
 def test_tool_definitions_are_the_tools_the_model_is_shown(
     telemetry: Telemetry, capture_content: Any

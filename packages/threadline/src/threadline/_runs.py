@@ -1392,7 +1392,7 @@ class InferenceRun(Run):
             content[semconv.GEN_AI_SYSTEM_INSTRUCTIONS] = system_instructions_json(
                 self._system_instructions, lim
             )
-        if self._tool_definitions is not None:
+        if self._tool_definitions:  # none, or an update that left none
             content[semconv.GEN_AI_TOOL_DEFINITIONS] = tool_definitions_json(
                 self._tool_definitions, lim
             )

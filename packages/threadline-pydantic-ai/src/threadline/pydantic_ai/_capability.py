@@ -118,12 +118,13 @@ def _served_by(model: Any, served: Any) -> list[Any] | None:
     return _fallback_chain(served) or [served]
 
 
-def _answered_by(chat: InferenceRun, chain: Sequence[Any], response: Any) -> None:
+def _answered_by(chat: InferenceRun, chain: Sequence[Any], response: Any) -> Any:
     """The span of a fallback chain's request names the model that answered (as Pydantic AI's
-    own spans do): its name, provider and server, on the span and its metrics."""
+    own spans do): its name, provider and server, on the span and its metrics. Returns that
+    model (None when unknown)."""
     answered = chain[0] if len(chain) == 1 else _answering_model(chain, response)
     if answered is None:
-        return
+        return None
     address, port = server_address(answered.base_url)
     chat.answered_by(
         answered.model_name,
@@ -131,6 +132,26 @@ def _answered_by(chat: InferenceRun, chain: Sequence[Any], response: Any) -> Non
         server_address=address,
         server_port=port,
     )
+    return answered
+
+
+def _answered_output_mode(
+    chat: InferenceRun, agent: AgentRun | None, model: Any, request_context: Any
+) -> None:
+    """A request a fallback chain moved on from its first model: the output mode and tools
+    are the answering model's (a structured output type without a mode gets each model's own
+    default, see _output_mode)."""
+    mode = _output_mode(model, request_context)
+    output_type = _OUTPUT_TYPES.get(mode or "")
+    if output_type:
+        chat.update(attributes={semconv.GEN_AI_OUTPUT_TYPE: output_type})
+        if agent is not None:
+            _agent_output_type(agent, mode)
+    if threadline.capture_enabled():
+        from threadline.pydantic_ai import _content
+
+        parameters = request_context.model_request_parameters
+        chat.update(tool_definitions=_content.tool_definitions(parameters, model, mode))
 
 
 class DuplicateTelemetryWarning(RuntimeWarning):
@@ -734,13 +755,18 @@ class Tracing(AbstractCapability[Any]):
         response: Any,
         chain: Sequence[Any] | None = None,
         end_time: int | None = None,
+        request_context: Any = None,
+        agent: AgentRun | None = None,
+        started_for: Any = None,
     ) -> None:
         if response is None:
             chat.end(end_time=end_time)
             return
         try:
             if chain is not None:
-                _answered_by(chat, chain, response)
+                answered = _answered_by(chat, chain, response)
+                if answered is not None and started_for is not None and answered is not started_for:
+                    _answered_output_mode(chat, agent, answered, request_context)
             finish = response.finish_reason
             chat.update(
                 response_id=response.provider_response_id,
@@ -764,12 +790,14 @@ class Tracing(AbstractCapability[Any]):
             self._record_invalid_calls(state, request_context.messages)
         model = getattr(request_context, "model", None) or ctx.model
         chain = _fallback_chain(model)
-        output_mode = _output_mode(chain[0] if chain else model, request_context)
-        if not state.requested:
+        started_for = chain[0] if chain else model
+        output_mode = _output_mode(started_for, request_context)
+        first_request = not state.requested
+        if first_request:
             state.requested = True
             _agent_output_type(state.run, output_mode)
         chat = self._start_chat(
-            chain[0] if chain else model,
+            started_for,
             request_context,
             state.run,
             output_mode,
@@ -808,7 +836,13 @@ class Tracing(AbstractCapability[Any]):
                 report("threadline.pydantic_ai.model_response", error)
         streamed, state.streamed = state.streamed, None
         self._end_chat(
-            chat, response, chain, streamed[1] if streamed and streamed[0] is chat else None
+            chat,
+            response,
+            chain,
+            streamed[1] if streamed and streamed[0] is chat else None,
+            request_context,
+            state.run if first_request else None,
+            started_for,
         )
         return response
 
