@@ -56,6 +56,7 @@ def _context_hygiene(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     assert len(_handler._chains) == 0, "chain records must go when their runs end"
     assert len(_handler._runs) == 0, "run records must go when their runs end"
     assert len(_handler._children) == 0, "open-child maps must go when their runs end"
+    assert len(_handler._unsure_names) == 0, "unsure chain names must go when their runs end"
 
 
 @pytest.fixture
