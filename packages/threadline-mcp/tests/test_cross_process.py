@@ -1227,3 +1227,49 @@ def test_merged_tool_span_names_the_session(telemetry: Any, tmp_path: Path, tran
     assert server_call.parent_span_id == tool.span_id
     assert server_call.attributes["mcp.session.id"]
     assert tool.attributes.get("mcp.session.id") == server_call.attributes["mcp.session.id"]
+
+
+def test_resource_uri_only_where_the_conventions_define_it(telemetry: Any, tmp_path: Path) -> None:
+    """``mcp.resource.uri`` is the URI of ``resources/read``, ``resources/(un)subscribe`` and
+    ``notifications/resources/updated``: a ``uri`` a client puts on any other ``resources/*``
+    request stays off both sides' spans."""
+    from mcp import types
+    from pydantic import BaseModel
+
+    class UriParams(BaseModel):
+        uri: str
+
+    class RawRequest(types.Request[UriParams, str]):  # type: ignore[misc]
+        """A request of any method, with a ``uri`` param."""
+
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def main() -> None:
+        async with connect(stdio_params(spans_file)) as session:
+            client = getattr(session.client, "session", session.client)  # 2.x Client: its session
+            uri = UriParams(uri="weather://paris")
+            await client.send_request(
+                RawRequest(method="resources/list", params=uri), types.ListResourcesResult
+            )
+            await client.send_request(
+                RawRequest(method="resources/templates/list", params=uri),
+                types.ListResourceTemplatesResult,
+            )
+            with pytest.raises(Exception, match="weather://crash"):
+                await client.read_resource("weather://crash")
+
+    anyio.run(main)
+    spans = [*telemetry.spans(), *read_spans_jsonl(spans_file)]
+    uris = sorted(
+        (s.name, s.kind, s.attributes.get("mcp.resource.uri"))
+        for s in spans
+        if s.name.startswith("resources/")
+    )
+    assert uris == [
+        ("resources/list", "CLIENT", None),
+        ("resources/list", "SERVER", None),
+        ("resources/read", "CLIENT", "weather://crash"),
+        ("resources/read", "SERVER", "weather://crash"),
+        ("resources/templates/list", "CLIENT", None),
+        ("resources/templates/list", "SERVER", None),
+    ]

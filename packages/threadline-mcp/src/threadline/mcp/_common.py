@@ -72,9 +72,21 @@ def targets(method: str, params: object) -> tuple[str | None, str | None, str | 
         if isinstance(ref, Mapping) and ref.get("type") == "ref/prompt":
             return None, _text(ref.get("name"), MAX_NAME), None
         return None, None, None
-    if method.startswith(("resources/", "notifications/resources/")):
+    if method in _RESOURCE_METHODS:
         return None, None, _text(params.get("uri"), MAX_URI)
     return None, None, None
+
+
+# The methods whose ``uri`` is ``mcp.resource.uri`` (the conventions' registry): a ``uri`` on any
+# other message is the peer's own addition.
+_RESOURCE_METHODS = frozenset(
+    (
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "notifications/resources/updated",
+    )
+)
 
 
 def is_tool_error(result: object) -> bool:
