@@ -390,6 +390,27 @@ def test_streaming_chunks_record_time_to_first_chunk(telemetry: Telemetry) -> No
     assert semconv.GEN_AI_RESPONSE_MODEL not in tpoc["attributes"]
 
 
+def test_only_a_recording_meter_needs_every_chunk(telemetry: Telemetry) -> None:
+    """With a meter recording the time per chunk, every chunk is needed; with none (the
+    default no-op meter), only the first, for the time to first chunk."""
+    timed = threadline.inference("gpt-4o", provider="openai", stream=True)
+    assert timed.needs_every_chunk
+    timed.chunk()
+    assert timed.needs_every_chunk
+    timed.end()
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    threadline.configure(meter_provider=NoOpMeterProvider())
+    untimed = threadline.inference("gpt-4o", provider="openai", stream=True)
+    assert untimed.needs_every_chunk
+    assert untimed.chunk()
+    assert not untimed.needs_every_chunk
+    untimed.end()
+    _, second = telemetry.spans()
+    assert semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in second.attributes
+    assert len(telemetry.metric_points(semconv.METRIC_CLIENT_TIME_TO_FIRST_CHUNK)) == 1
+
+
 def test_a_stream_that_fails_after_its_first_chunk_puts_error_type_on_the_duration_only(
     telemetry: Telemetry,
 ) -> None:

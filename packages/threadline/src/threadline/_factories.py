@@ -62,6 +62,9 @@ def _inert(cls: type[_R], parent: Run | Context | None) -> _R:
     run.kind = SpanKind.INTERNAL
     if isinstance(run, (InferenceRun, EmbeddingsRun)):
         run.usage = Usage()
+    if isinstance(run, InferenceRun):  # what a per-token hook reads
+        run.needs_every_chunk = False
+        run._chunks = 0
     return run
 
 

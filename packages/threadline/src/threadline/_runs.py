@@ -1137,6 +1137,7 @@ class InferenceRun(Run):
         "_tool_definitions",
         "conversation_id",
         "model",
+        "needs_every_chunk",
         "provider",
         "response_model",
         "usage",
@@ -1167,6 +1168,9 @@ class InferenceRun(Run):
         self.response_model: str | None = None
         self.usage = Usage()
         self._chunks = 0
+        # False once the first chunk is noted and no meter records the time per chunk: the
+        # later chunks' :meth:`chunk` calls only count, and a per-token hook may skip them.
+        self.needs_every_chunk = True
         self._chunk_gaps: list[float] | None = None
         self._first_chunk: float | None = None
         self._pending: dict[str, AttributeValue] | None = None
@@ -1240,6 +1244,8 @@ class InferenceRun(Run):
                 self._first_chunk = first
                 # chunks that came with the first one came no time after it
                 self._chunk_gaps = [0.0] * min(count - 1, _CHUNK_BATCH)
+            else:
+                self.needs_every_chunk = False
             return True
         except Exception as error:  # noqa: BLE001 - fail-open
             report("InferenceRun.chunk", error)
@@ -1295,6 +1301,8 @@ class InferenceRun(Run):
 
     @property
     def chunks(self) -> int:
+        """The chunks noted so far (see :attr:`needs_every_chunk`: a hook that skips the calls
+        it allows counts only the first)."""
         return self._chunks
 
     def update(

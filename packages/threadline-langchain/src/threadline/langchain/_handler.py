@@ -1428,7 +1428,7 @@ class CallbackHandler(BaseCallbackHandler):
                     repeats[1] = seen + 1
                     if seen % repeats[0]:
                         return
-            if run.chunk():
+            if run.needs_every_chunk and run.chunk():
                 # The request is out and answered: stop being current before the first chunk
                 # is handed to the caller, so nothing stays attached between chunks.
                 run.detach()

@@ -1332,7 +1332,8 @@ class Tracker:
 
     # --- events --------------------------------------------------------------------------------
     def on_progress(self, run: threadline.InferenceRun, event: Any) -> None:
-        run.chunk()
+        if run.needs_every_chunk:
+            run.chunk()
         span_id: str = event.span_id
         if span_id not in self.stream_finish:
             raw = getattr(event.response, "raw", None)

@@ -226,7 +226,7 @@ async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIt
             kind = getattr(event, "event_kind", None)
             if kind == "part_delta" or kind == "part_start":
                 chat = state.chat
-                if chat is not None and chat.chunk():
+                if chat is not None and chat.needs_every_chunk and chat.chunk():
                     chat.set_attributes(_STREAM_ATTRIBUTES)
             yield event
         chat = state.chat
