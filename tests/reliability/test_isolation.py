@@ -26,42 +26,6 @@ import threadline
 SESSIONS = 1000
 
 
-def test_langchain_1000_concurrent_sessions(span_exporter: Any) -> None:
-    app = langchain_app()
-    app.instrument()
-    try:
-        model = app.model()  # type: ignore[attr-defined]
-
-        async def one_async(i: int) -> str:
-            with threadline.session(f"a-{i}", user_id=f"user-{i}"):
-                await asyncio.sleep(0)  # interleave with the other tasks mid-session
-                message = await model.ainvoke(f"{PROMPT} #{i}")
-                return str(message.content)
-
-        def one_thread(i: int) -> str:
-            with threadline.session(f"t-{i}", user_id=f"user-{i}"):
-                return str(model.invoke(f"{PROMPT} #{i}").content)
-
-        async def main() -> list[str]:
-            return await asyncio.gather(*(one_async(i) for i in range(SESSIONS // 2)))
-
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            threaded = pool.map(one_thread, range(SESSIONS // 2))
-            results = asyncio.run(main()) + list(threaded)
-    finally:
-        app.uninstrument()
-    assert results == [ANSWER] * SESSIONS
-    spans = [s for s in span_exporter.get_finished_spans() if s.name.startswith("chat")]
-    assert len(spans) == SESSIONS
-    sessions = [s.attributes.get("session.id") for s in spans]
-    assert len(set(sessions)) == SESSIONS, "a span carried another call's session"
-    for span in spans:  # each span's user matches its own session
-        assert span.attributes["user.id"] == "user-" + span.attributes["session.id"][2:]
-    assert len({s.context.trace_id for s in spans}) == SESSIONS
-    assert len(threadline.open_runs) == 0
-    assert_clean_context()
-
-
 def _run_concurrent_sessions(
     one_async: Callable[[int], Awaitable[str]], one_thread: Callable[[int], str]
 ) -> list[str]:
@@ -89,11 +53,42 @@ def _assert_one_session_per_trace(spans: list[Any], names: set[str]) -> None:
         assert session_id is not None
         assert user_id == "user-" + str(session_id)[2:]
         sessions.add(session_id)
+    for span in spans:  # the prompt (content capture on) names the session its call opened
+        messages = span.attributes.get("gen_ai.input.messages")
+        if messages is not None:
+            assert f"[{span.attributes['session.id']}]" in str(messages), messages
     assert len(sessions) == SESSIONS, "a call carried another call's session"
     assert {span.name for span in spans} == names
 
 
-def test_llamaindex_1000_concurrent_sessions(span_exporter: Any) -> None:
+def test_langchain_1000_concurrent_sessions(span_exporter: Any, capture_content: Any) -> None:
+    app = langchain_app()
+    app.instrument()
+    try:
+        model = app.model()  # type: ignore[attr-defined]
+
+        async def one_async(i: int) -> str:
+            with threadline.session(f"a-{i}", user_id=f"user-{i}"):
+                await asyncio.sleep(0)  # interleave with the other tasks mid-session
+                message = await model.ainvoke(f"{PROMPT} [a-{i}]")
+                return str(message.content)
+
+        def one_thread(i: int) -> str:
+            with threadline.session(f"t-{i}", user_id=f"user-{i}"):
+                return str(model.invoke(f"{PROMPT} [t-{i}]").content)
+
+        results = _run_concurrent_sessions(one_async, one_thread)
+    finally:
+        app.uninstrument()
+    assert results == [ANSWER] * SESSIONS
+    spans = span_exporter.get_finished_spans()
+    _assert_one_session_per_trace(spans, {spans[0].name})
+    assert spans[0].name.startswith("chat")
+    assert len(threadline.open_runs) == 0
+    assert_clean_context()
+
+
+def test_llamaindex_1000_concurrent_sessions(span_exporter: Any, capture_content: Any) -> None:
     app = llamaindex_app()
     app.instrument()
     try:
@@ -104,12 +99,12 @@ def test_llamaindex_1000_concurrent_sessions(span_exporter: Any) -> None:
         async def one_async(i: int) -> str:
             with threadline.session(f"a-{i}", user_id=f"user-{i}"):
                 await asyncio.sleep(0)
-                response = await llm.achat([ChatMessage(role="user", content=f"{PROMPT} #{i}")])
+                response = await llm.achat([ChatMessage(role="user", content=f"{PROMPT} [a-{i}]")])
                 return str(response.message.content)
 
         def one_thread(i: int) -> str:
             with threadline.session(f"t-{i}", user_id=f"user-{i}"):
-                response = llm.chat([ChatMessage(role="user", content=f"{PROMPT} #{i}")])
+                response = llm.chat([ChatMessage(role="user", content=f"{PROMPT} [t-{i}]")])
                 return str(response.message.content)
 
         results = _run_concurrent_sessions(one_async, one_thread)
@@ -122,7 +117,7 @@ def test_llamaindex_1000_concurrent_sessions(span_exporter: Any) -> None:
     assert_clean_context()
 
 
-def test_pydantic_ai_1000_concurrent_sessions(span_exporter: Any) -> None:
+def test_pydantic_ai_1000_concurrent_sessions(span_exporter: Any, capture_content: Any) -> None:
     app = pydantic_ai_app()
     app.instrument()
     try:
@@ -139,11 +134,11 @@ def test_pydantic_ai_1000_concurrent_sessions(span_exporter: Any) -> None:
         async def one_async(i: int) -> str:
             with threadline.session(f"a-{i}", user_id=f"user-{i}"):
                 await asyncio.sleep(0)
-                return (await agent.run(f"{PROMPT} #{i}")).output
+                return (await agent.run(f"{PROMPT} [a-{i}]")).output
 
         def one_thread(i: int) -> str:
             with threadline.session(f"t-{i}", user_id=f"user-{i}"):
-                return asyncio.run(agent.run(f"{PROMPT} #{i}")).output
+                return asyncio.run(agent.run(f"{PROMPT} [t-{i}]")).output
 
         results = _run_concurrent_sessions(one_async, one_thread)
     finally:
