@@ -8,8 +8,7 @@
 Spans go to SPANS_FILE as JSON lines. mcp 2.x servers use ``TracingMiddleware``; mcp 1.x servers
 are traced by ``threadline.mcp.instrument()``. Set ``SERVER_LOWLEVEL=1`` (mcp 2.x) for a low-level
 ``Server`` instead of ``MCPServer``, ``SERVER_INSTRUMENT_ONLY=1`` (mcp 2.x) for an ``MCPServer``
-traced by ``instrument()`` alone, ``SERVER_NO_META=1`` for one that sends no trace context,
-``SERVER_BOOT_SPAN=1`` to run the server inside a span of its own (traced startup code).
+traced by ``instrument()`` alone, ``SERVER_NO_META=1`` for one that sends no trace context.
 """
 
 from __future__ import annotations
@@ -324,17 +323,6 @@ def main() -> None:
         logging.getLogger("threadline").setLevel(logging.DEBUG)
     install_jsonl_exporter(spans_file, resource=Resource({"service.name": "mcp-server"}))
     dump_metrics = record_metrics()
-    if os.environ.get("SERVER_BOOT_SPAN"):
-        # The app's traced startup: the server runs (its transport starts) inside this span.
-        from opentelemetry import trace
-
-        with trace.get_tracer("app").start_as_current_span("boot"):
-            serve(transport, dump_metrics)
-    else:
-        serve(transport, dump_metrics)
-
-
-def serve(transport: str, dump_metrics: Any) -> None:
     server = build()
     if transport == "stdio":
         if MAJOR >= 2 and os.environ.get("SERVER_LOWLEVEL"):

@@ -32,7 +32,7 @@ MEGABYTE = "x" * 1_000_000
 class RawServer:
     """``mcp_server.py stdio`` driven with hand-written JSON-RPC lines."""
 
-    def __init__(self, tmp_path: Path, **env: str) -> None:
+    def __init__(self, tmp_path: Path) -> None:
         self.spans = tmp_path / "spans.jsonl"
         self.metrics = tmp_path / "metrics.json"
         self.log = tmp_path / "server.log"
@@ -41,7 +41,7 @@ class RawServer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log.open("w"),
-            env=server_env(SERVER_DEBUG_LOG="1", METRICS_FILE=str(self.metrics), **env),
+            env=server_env(SERVER_DEBUG_LOG="1", METRICS_FILE=str(self.metrics)),
         )
         self.lines: queue.Queue[bytes] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

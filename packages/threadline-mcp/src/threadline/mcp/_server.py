@@ -619,7 +619,6 @@ class TracingMiddleware:
     def _start(self, ctx: Any) -> ServerCall | None:
         try:
             session = ctx.session
-            in_process = _in_process(session)
             return ServerCall.start(
                 ctx.method,
                 ctx.params,
@@ -628,26 +627,11 @@ class TracingMiddleware:
                 request=ctx.request,
                 connection=getattr(session, "_connection", None),
                 notifications=self.notifications,
-                ambient=_request_ambient(in_process),
-                network=not in_process,
+                network=not _in_process(session),
             )
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.TracingMiddleware", error)
             return None
-
-
-def _request_ambient(in_process: bool) -> Context:
-    """The context a 2.x handler runs in, where it is this request's: in process, the caller's;
-    else only an HTTP server span (a SERVER span, or a remote parent an HTTP middleware attached).
-    Any other span there is stale, current since the transport's reader (stdio) or the server's
-    listener (HTTP) started, e.g. a span around ``server.run()``: no request's parent or link."""
-    current = otel_context.get_current()
-    if in_process:
-        return current
-    span = trace.get_current_span(current)
-    if span.get_span_context().is_remote or getattr(span, "kind", None) is trace.SpanKind.SERVER:
-        return current
-    return _EMPTY
 
 
 def _request_dispatch(ctx: Any) -> object:
