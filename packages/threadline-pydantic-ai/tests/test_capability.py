@@ -16,7 +16,7 @@ from pai_helpers import V2, agent_span, scripted, streaming, text, tool_calls
 from pydantic_ai import Agent, ModelRetry, RunContext
 from pydantic_ai import exceptions as _exc
 from pydantic_ai.capabilities import AbstractCapability
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
 from pydantic_ai.models.test import TestModel
 
@@ -340,11 +340,13 @@ def test_structured_output_without_a_mode_has_the_models_output_type(
     telemetry.assert_conformant()
 
 
+@pytest.mark.parametrize("native_first", [False, True], ids=["to_native", "to_tool"])
 def test_a_fallback_to_a_model_of_another_output_mode_has_its_output_type(
-    telemetry: Telemetry, capture_content: Any
+    telemetry: Telemetry, capture_content: Any, native_first: bool
 ) -> None:
     """A fallback chain whose first model fails: the request is the answering model's, and so
-    are its output type and the tools it was told of (native output: no output tool)."""
+    are its output type and the tools it was told of (native output: JSON, no output tool;
+    tool output: the output tool, and no output type)."""
     from pydantic import BaseModel
     from pydantic_ai.models.fallback import FallbackModel
     from pydantic_ai.profiles import ModelProfile
@@ -362,20 +364,31 @@ def test_a_fallback_to_a_model_of_another_output_mode_has_its_output_type(
         parameters = info.model_request_parameters
         tools = [tool.name for tool in parameters.output_tools]
         sent.append(("b", parameters.output_mode, tools))
+        if tools:
+            return ModelResponse(parts=[ToolCallPart(tools[0], {"value": 1})], model_name="b")
         return ModelResponse(parts=[TextPart('{"value": 1}')], model_name="b")
 
     native = ModelProfile(default_structured_output_mode="native", supports_json_schema_output=True)  # type: ignore[arg-type]
+    first, second = (native, None) if native_first else (None, native)
     chain = FallbackModel(
-        FunctionModel(down, model_name="a"), FunctionModel(answer, model_name="b", profile=native)
+        FunctionModel(down, model_name="a", profile=first),
+        FunctionModel(answer, model_name="b", profile=second),
     )
     agent = Agent(chain, name="typed", capabilities=[Tracing()], output_type=Answer)
     assert agent.run_sync("hi").output == Answer(value=1)
-    assert sent == [("a", "tool", []), ("b", "native", [])]
     chat = telemetry.find("chat b")
-    assert chat.attributes.get(semconv.GEN_AI_OUTPUT_TYPE) == "json"
-    assert semconv.GEN_AI_TOOL_DEFINITIONS not in chat.attributes  # no tool was sent
     invoked = telemetry.find(agent_span("typed"))
-    assert invoked.attributes.get(semconv.GEN_AI_OUTPUT_TYPE) == "json"
+    definitions = json.loads(chat.attributes.get(semconv.GEN_AI_TOOL_DEFINITIONS, "[]"))
+    if native_first:
+        assert sent == [("a", "native", []), ("b", "tool", ["final_result"])]
+        assert semconv.GEN_AI_OUTPUT_TYPE not in chat.attributes
+        assert semconv.GEN_AI_OUTPUT_TYPE not in invoked.attributes
+        assert [definition["name"] for definition in definitions] == ["final_result"]
+    else:
+        assert sent == [("a", "tool", []), ("b", "native", [])]
+        assert chat.attributes.get(semconv.GEN_AI_OUTPUT_TYPE) == "json"
+        assert invoked.attributes.get(semconv.GEN_AI_OUTPUT_TYPE) == "json"
+        assert definitions == []  # no tool was sent
     telemetry.assert_conformant()
 
 

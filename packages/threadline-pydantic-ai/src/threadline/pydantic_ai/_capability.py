@@ -138,9 +138,8 @@ def _answered_by(chat: InferenceRun, chain: Sequence[Any], response: Any) -> Any
 def _answered_output_mode(
     chat: InferenceRun, agent: AgentRun | None, model: Any, request_context: Any
 ) -> None:
-    """A request a fallback chain moved on from its first model: the output mode and tools
-    are the answering model's (a structured output type without a mode gets each model's own
-    default, see _output_mode)."""
+    """A fallback chain's request: the output mode and tools are the answering model's (a
+    structured output type without a mode gets each model's own default, see _output_mode)."""
     mode = _output_mode(model, request_context)
     output_type = _OUTPUT_TYPES.get(mode or "")
     if output_type:
@@ -765,7 +764,7 @@ class Tracing(AbstractCapability[Any]):
         try:
             if chain is not None:
                 answered = _answered_by(chat, chain, response)
-                if answered is not None and started_for is not None and answered is not started_for:
+                if answered is not None and started_for is not None:
                     _answered_output_mode(chat, agent, answered, request_context)
             finish = response.finish_reason
             chat.update(
@@ -795,12 +794,14 @@ class Tracing(AbstractCapability[Any]):
         first_request = not state.requested
         if first_request:
             state.requested = True
-            _agent_output_type(state.run, output_mode)
+            if not chain:  # a fallback chain's is the answering model's, known at the end
+                _agent_output_type(state.run, output_mode)
         chat = self._start_chat(
             started_for,
             request_context,
             state.run,
-            output_mode,
+            # a span cannot lose an attribute: a fallback chain's output type waits for the end
+            None if chain else output_mode,
             fallback=bool(chain),
         )
         if chat is None:
@@ -842,7 +843,7 @@ class Tracing(AbstractCapability[Any]):
             streamed[1] if streamed and streamed[0] is chat else None,
             request_context,
             state.run if first_request else None,
-            started_for,
+            started_for if chain else None,
         )
         return response
 
