@@ -686,7 +686,7 @@ class Tracker:
         # response's id (see _ends_with_writer).
         self.writers: dict[int, tuple[weakref.ref[Any], threadline.Run]] = {}
         # The events about an open stream (by the stream's span id), and what each does.
-        self.events: Mapping[type, Callable[[threadline.InferenceRun, Any], None]] = {
+        self.events: Mapping[type, Callable[[str, threadline.InferenceRun, Any], None]] = {
             LLMChatInProgressEvent: self.on_progress,
             LLMCompletionInProgressEvent: self.on_progress,
             LLMChatEndEvent: self.on_end,
@@ -1331,10 +1331,9 @@ class Tracker:
             _remote_parent.set(threadline.extract(carrier))
 
     # --- events --------------------------------------------------------------------------------
-    def on_progress(self, run: threadline.InferenceRun, event: Any) -> None:
+    def on_progress(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
         if run.needs_every_chunk:
             run.chunk()
-        span_id: str = event.span_id
         if span_id not in self.stream_finish:
             raw = getattr(event.response, "raw", None)
             reason = _extract.finish_reason_of(raw) if raw is not None else None
@@ -1344,10 +1343,9 @@ class Tracker:
                 self.stream_finish[span_id] = reason
                 run.update(finish_reasons=[reason])
 
-    def on_end(self, run: threadline.InferenceRun, event: Any) -> None:
+    def on_end(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
         """A stream's last event: its response, then the end of its run. (A call that is no
         stream records its response at its span's exit, which returns the same response.)"""
-        span_id: str = event.span_id
         self.streams.pop(span_id)
         try:
             _record_response(run, event.response, self.stream_finish.pop(span_id, None))
@@ -1356,8 +1354,7 @@ class Tracker:
             if self.stream_roots:
                 self._stream_ended(run, None)
 
-    def on_exception(self, run: threadline.InferenceRun, event: Any) -> None:
-        span_id: str = event.span_id
+    def on_exception(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
         self.streams.pop(span_id)
         self.stream_finish.pop(span_id, None)
         error = getattr(event, "exception", None)
@@ -1508,10 +1505,9 @@ class EventHandler(BaseEventHandler):
             streams = tracker.stream_entries
             if streams:  # every hook is about an open stream: most events end at its lookup
                 span_id = event.span_id
-                run = streams.get(span_id) if span_id else None
-                if run is not None:
+                if span_id and (run := streams.get(span_id)) is not None:
                     hook = tracker.events.get(type(event))
                     if hook is not None:
-                        hook(run, event)
+                        hook(span_id, run, event)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.event", error)
