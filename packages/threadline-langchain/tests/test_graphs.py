@@ -305,6 +305,33 @@ def test_tool_error_handled_by_langchain_without_a_call_id_marks_the_tool(
     assert span.status_code == "UNSET"
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_tool_result_with_an_error_status_field_is_no_failure(
+    telemetry: Any, config: dict[str, Any], mode: str
+) -> None:
+    """Only a ToolMessage's status tells a handled failure: a tool's own result, returned as is
+    when called with plain arguments, may have a ``status`` (or ``tool_call_id``) of its own."""
+
+    class Job:
+        status = "error"  # the job's state, which the tool reports successfully
+        tool_call_id = "not-a-call-id"
+
+    @tool
+    def job_status(job_id: int) -> Any:
+        """Look up a job."""
+        return Job()
+
+    if mode == "sync":
+        output = job_status.invoke({"job_id": 1}, config=config)
+    else:
+        output = asyncio.run(job_status.ainvoke({"job_id": 1}, config=config))
+    assert isinstance(output, Job)
+    (span,) = telemetry.spans()
+    assert (span.name, span.status_code) == ("execute_tool job_status", "UNSET")
+    assert semconv.ERROR_TYPE not in span.attributes
+    assert semconv.GEN_AI_TOOL_CALL_ID not in span.attributes
+
+
 @tool
 def _echo(text: str) -> str:
     """Echo the text."""

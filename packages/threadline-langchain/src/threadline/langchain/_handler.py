@@ -31,6 +31,7 @@ from typing import Any, TypeAlias
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import ToolMessage
 from langchain_core.runnables.base import RunnableBindingBase, RunnableGenerator, RunnableLambda
 from langchain_core.runnables.config import var_child_runnable_config
 from opentelemetry import context as otel_context
@@ -1573,7 +1574,10 @@ class CallbackHandler(BaseCallbackHandler):
             if not isinstance(run, ToolRun):
                 return
             run.detach()
-            call_id = getattr(output, "tool_call_id", None)
+            # Only LangChain's ToolMessage carries the call's id and status: a tool's own
+            # result (called without a call id) may have attributes of those names.
+            message = isinstance(output, ToolMessage)
+            call_id = output.tool_call_id if message else None
             run.update(
                 result=(
                     _convert.tool_result(output, run.call_id)
@@ -1582,9 +1586,8 @@ class CallbackHandler(BaseCallbackHandler):
                 ),
                 call_id=call_id if isinstance(call_id, str) and run.call_id is None else None,
             )
-            status = getattr(output, "status", None)
-            if status is None:  # a plain output: the tool was called without a call id
-                status = _tool_run_status(run.name)
+            # a plain output: the tool was called without a call id, its run has the status
+            status = output.status if message else _tool_run_status(run.name)
             if status == "error":
                 # A failure LangChain handled (handle_tool_error / handle_validation_error):
                 # reported as a ToolMessage, not through on_tool_error.
