@@ -756,6 +756,41 @@ def test_streamed_output_function_is_one_tool_call(telemetry: Telemetry) -> None
     )
 
 
+def test_streamed_partial_output_failing_validation_is_no_call(telemetry: Telemetry) -> None:
+    """A partial structured output misses fields: Pydantic AI's validation of it fails (on 1.x
+    through the tool validation hooks) and is ignored. Leaving the stream there records no
+    failed call."""
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        a: int
+        b: str
+
+    async def stream_fn(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[Any]:
+        name = info.output_tools[0].name
+        yield {0: DeltaToolCall(name=name, json_args='{"a": 1, ', tool_call_id="out_1")}
+        yield {0: DeltaToolCall(json_args='"b": "x"}')}
+
+    agent: Agent[None, Answer] = Agent(
+        FunctionModel(stream_function=stream_fn, model_name="s"),
+        name="streamer",
+        output_type=Answer,
+        capabilities=[Tracing()],
+    )
+
+    async def first_partial() -> Answer:
+        async with agent.run_stream("go") as stream:
+            async for output in stream.stream_output(debounce_by=None):
+                return output
+        raise AssertionError("no output")
+
+    assert asyncio.run(first_partial()).a == 1
+    assert telemetry.tree() == "\n".join(
+        [f"{agent_span('streamer')} [INTERNAL]", "  chat s [CLIENT]"]
+    )
+    assert all(span.status_code != "ERROR" for span in telemetry.spans())
+
+
 def test_tool_that_raises(telemetry: Telemetry) -> None:
     boom = ValueError("database down")
     agent: Agent[None, str] = Agent(

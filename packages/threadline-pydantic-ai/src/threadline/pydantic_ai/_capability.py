@@ -931,7 +931,9 @@ class Tracing(AbstractCapability[Any]):
         # Called only when validation fails, and possibly before another capability recovers
         # the error: the call is recorded once its outcome shows (_record_invalid_calls).
         state = self._state(ctx)
-        if state is not None:
+        # A streamed partial output failing validation (1.x output tools) is no call: nobody
+        # is asked to retry, and Pydantic AI validates the final output again.
+        if state is not None and not getattr(ctx, "partial_output", False):
             try:
                 invalid = state.invalid
                 if invalid is None:
