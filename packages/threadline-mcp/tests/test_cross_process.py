@@ -1190,6 +1190,73 @@ def test_cancelled_call_sends_a_traced_cancellation(
     assert "error.type" not in point["attributes"]
 
 
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+@pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x clients send no notifications/cancelled")
+def test_cancellation_is_traced_only_when_sent(
+    telemetry: Any, tmp_path: Path, transport: str, mode: str
+) -> None:
+    """A timed-out and a cancelled call. On 2026-07-28 over streamable HTTP the client aborts
+    the call's POST and sends no ``notifications/cancelled``: no CLIENT span or metric point
+    for it (the server sees the aborted call only). Everywhere else it is sent and traced."""
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def turn(target: Any) -> None:
+        async with connect(target, mode=mode) as session:
+            with threadline.invoke_agent("timeout_agent"):
+                with pytest.raises(Exception, match="timed out"):
+                    await session.client.call_tool(
+                        "slow", {"seconds": 30}, read_timeout_seconds=0.5
+                    )
+            with threadline.invoke_agent("cancel_agent"):
+                with anyio.move_on_after(0.5):
+                    await session.client.call_tool("slow", {"seconds": 30})
+            await anyio.sleep(0.3)  # over HTTP a cancellation is posted by a task of its own
+
+    dropped = transport == "http" and mode == "auto"
+
+    def server_spans() -> list[SpanRecord]:
+        deadline = time.monotonic() + 10
+        while True:  # the server ends its spans as it notices the cancellations
+            spans = read_spans_jsonl(spans_file) if spans_file.exists() else []
+            calls = sum(s.name == "tools/call slow" for s in spans)
+            cancels = sum(s.name == "notifications/cancelled" for s in spans)
+            if (calls == 2 and (dropped or cancels == 2)) or time.monotonic() > deadline:
+                return spans
+            time.sleep(0.05)
+
+    if transport == "stdio":
+        anyio.run(turn, stdio_params(spans_file))
+        spans = server_spans()
+    else:
+        with http_server(tmp_path, spans_file) as url:
+            anyio.run(turn, url)
+            spans = server_spans()
+    client_spans = telemetry.spans()
+    sent = (
+        ""
+        if dropped
+        else "\n    notifications/cancelled [CLIENT]\n      notifications/cancelled [SERVER]"
+    )
+    for agent, error in (("timeout_agent", "timeout"), ("cancel_agent", "cancelled")):
+        trace_id = find(client_spans, f"invoke_agent {agent}").trace_id
+        assert render_tree([s for s in client_spans + spans if s.trace_id == trace_id]) == (
+            f"invoke_agent {agent} [INTERNAL]\n"
+            f"  tools/call slow [CLIENT] !ERROR error.type={error}\n"
+            "    tools/call slow [SERVER] !ERROR error.type=cancelled" + sent
+        )
+    points = [
+        p
+        for p in telemetry.metric_points("mcp.client.operation.duration")
+        if p["attributes"]["mcp.method.name"] == "notifications/cancelled"
+    ]
+    assert sum(p["count"] for p in points) == (0 if dropped else 2)
+    if not dropped:
+        assert {p["attributes"]["mcp.protocol.version"] for p in points} == {
+            "2026-07-28" if mode == "auto" else "2025-11-25"
+        }
+
+
 def _wait_for(spans_file: Path, name: str) -> list[SpanRecord]:
     """The server's spans once one named ``name`` is among them (it ends asynchronously)."""
     deadline = time.monotonic() + 10

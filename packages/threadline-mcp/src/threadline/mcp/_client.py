@@ -101,6 +101,7 @@ class Peer:
 
     __slots__ = (
         "address",
+        "cancels_by_abort",
         "network_protocol",
         "port",
         "sent_session_id",
@@ -135,6 +136,9 @@ class Peer:
         # The Mcp-Session-Id an mcp 2.x client last sent its server, for that server's requests
         # back to it (their SERVER spans); its own requests are tagged with what each sends.
         self.sent_session_id: str | None = None
+        # An mcp 2.x streamable HTTP client: it cancels a 2026-07-28 request by aborting its
+        # POST and never sends the notifications/cancelled its dispatcher writes.
+        self.cancels_by_abort = False
 
     @property
     def connection_session_id(self) -> str | None:
@@ -165,7 +169,9 @@ _dispatcher_peers: weakref.WeakKeyDictionary[Any, Peer] = weakref.WeakKeyDiction
 
 def _peer_of(server: object) -> Peer:
     if isinstance(server, str):  # a URL: streamable HTTP
-        return Peer("tcp", *server_address(server), protocol="http")
+        peer = Peer("tcp", *server_address(server), protocol="http")
+        peer.cancels_by_abort = _http_cancels_by_abort()
+        return peer
     if type(server).__name__ == "StdioServerParameters":
         return Peer("pipe", None, None)
     return Peer(None, None, None)
@@ -698,13 +704,16 @@ def start_notification(method: str, params: object, peer: Peer | None) -> thread
     failure): named after its method, no ``jsonrpc.request.id``, the connection's session. Its
     context is what the notification carries in ``_meta``, so the receiver's span joins it.
     None outside any trace, as a receiver traces by default (``notifications/initialized`` sent
-    outside any span opens no trace of its own)."""
+    outside any span opens no trace of its own), and for a ``notifications/cancelled`` that
+    the transport drops (see :attr:`Peer.cancels_by_abort`)."""
     try:
         if not trace.get_current_span().get_span_context().is_valid:
             return None
         reached = connection(params, peer)
         session_id = peer.connection_session_id if peer is not None else None
         if is_modern(reached["protocol_version"]):
+            if peer is not None and peer.cancels_by_abort and method == "notifications/cancelled":
+                return None  # never goes on the wire: the transport aborts the request instead
             session_id = None
         run = threadline.mcp_request(
             method,
@@ -1008,9 +1017,23 @@ def _transport_peer(
     url = args[0] if args else kwargs.get("url")
     address, port = server_address(url) if isinstance(url, str) else (None, None)
     peer = Peer("tcp", address, port, protocol="websocket" if kind == "websocket" else "http")
-    if kind == "http" and len(streams) > 2 and callable(streams[2]):
-        peer.session_id_of = streams[2]  # the transport's get_session_id
+    if kind == "http":
+        peer.cancels_by_abort = _http_cancels_by_abort()
+        if len(streams) > 2 and callable(streams[2]):
+            peer.session_id_of = streams[2]  # the transport's get_session_id
     return peer
+
+
+@functools.cache
+def _http_cancels_by_abort() -> bool:
+    """Whether this mcp's streamable HTTP client transport drops an outbound
+    ``notifications/cancelled`` on 2026-07-28 (that wire has no client notifications: closing
+    the request's POST is its cancellation), as ``_consume_modern_cancellation`` does."""
+    try:
+        module = importlib.import_module("mcp.client.streamable_http")
+        return hasattr(module.StreamableHTTPTransport, "_consume_modern_cancellation")
+    except (ImportError, AttributeError):
+        return False
 
 
 def _take_transport_peer(session: Any) -> None:
