@@ -578,3 +578,59 @@ def test_streaming_chat_engine_whose_writer_never_runs_is_reaped(telemetry: Tele
     assert engine_span.end_ns >= max(span.end_ns for span in telemetry.spans())
     assert threadline.current_run() is None
     del response
+
+
+def test_streams_read_in_turn_keep_their_own_chunk_facts(telemetry: Telemetry) -> None:
+    """Without a meter timing every chunk, a stream's chunks are looked at only until they
+    have told their time to first chunk and the provider's finish reason. One stream done with
+    that (a mock's chunks carry no provider response) leaves another, read in turn with it,
+    still looked at: its finish reason comes before its last chunk (OpenAI's usage chunk)."""
+    from llama_index.core.base.llms.types import ChatResponse, LLMMetadata
+    from llama_index.core.llms import ChatMessage, CustomLLM, MockLLM
+    from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    class Provider(CustomLLM):
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="provider-model", is_chat_model=True)
+
+        @llm_chat_callback()
+        def stream_chat(self, messages: Any, **kwargs: Any) -> Any:
+            def chunks() -> Any:
+                raws = [
+                    {"choices": [{"finish_reason": None}]},
+                    {"choices": [{"finish_reason": "length"}]},
+                    {"choices": [], "usage": {}},
+                ]
+                for text, raw in zip("abc", raws, strict=True):
+                    yield ChatResponse(
+                        message=ChatMessage(role="assistant", content=text), delta=text, raw=raw
+                    )
+
+            return chunks()
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+        @llm_completion_callback()
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    threadline.configure(meter_provider=NoOpMeterProvider())
+    provider = iter(Provider().stream_chat(MESSAGES))
+    mock = iter(MockLLM(max_tokens=3).stream_chat(MESSAGES))
+    assert next(provider).delta == "a"
+    assert next(mock).delta  # no provider response: this stream is looked at no more
+    assert [chunk.delta for chunk in provider] == ["b", "c"]
+    assert len(list(mock)) == 2
+    assert telemetry.tree(attributes=("gen_ai.response.finish_reasons",), show_kind=False) == (
+        "chat provider-model gen_ai.response.finish_reasons=['length']\n---\nchat unknown"
+    )
+    for span in telemetry.spans():
+        assert span.attributes["gen_ai.response.time_to_first_chunk"] > 0
+    installed = threadline.llamaindex._instrument._installed
+    assert installed is not None
+    tracker = installed[0]._tracker
+    assert (tracker.watched, len(tracker.streams)) == (set(), 0)

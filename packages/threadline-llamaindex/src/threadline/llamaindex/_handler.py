@@ -78,6 +78,7 @@ _MAX_WAITING_TOOLS = 1024
 _PROPAGATION_KEY = "threadline"
 
 Parent: TypeAlias = "threadline.Run | Context"
+EventHook: TypeAlias = "Callable[[str, threadline.InferenceRun, Any], None]"
 
 # The parent handed over by LlamaIndex's propagation hooks (a workflow run continued in another
 # task or process): used by spans that have no LlamaIndex parent.
@@ -264,6 +265,7 @@ def _retried_with_keywords(tool: Any, frame: FrameType) -> bool:
 
 
 _STREAMS = (GeneratorType, AsyncGeneratorType)
+_STREAM_TYPES = (Generator, AsyncGenerator)  # what LlamaIndex's callbacks take for a stream
 
 
 def _request_in_run(run: threadline.InferenceRun, stream: Any) -> None:
@@ -281,18 +283,22 @@ def _request_in_run(run: threadline.InferenceRun, stream: Any) -> None:
         code = frame.f_code
         if code.co_name != "wrapped_gen" or not code.co_filename.endswith(_CALLBACKS_FILE):
             return
-        inner = frame.f_locals.get("f_return_val")
-        if inner is None:
-            return
-        # The generator holds its cells (its frame does, before Python 3.11).
+        # The generator holds its cells (its frame does, before Python 3.11). Of the closure's
+        # cells, only f_return_val holds a stream: found by its type, without ``f_locals``
+        # (which copies every local of the frame).
         for holder in (stream, frame):
             for cell in gc.get_referents(holder):
-                if type(cell) is CellType and cell.cell_contents is inner:
-                    if isinstance(stream, AsyncGeneratorType):
-                        cell.cell_contents = _FirstStepInRunAsync(run, inner)
-                    else:
-                        cell.cell_contents = _FirstStepInRun(run, inner)
-                    return
+                if type(cell) is CellType:
+                    try:
+                        inner = cell.cell_contents
+                    except ValueError:  # an empty cell
+                        continue
+                    if type(inner) in _STREAMS or isinstance(inner, _STREAM_TYPES):
+                        if isinstance(stream, AsyncGeneratorType):
+                            cell.cell_contents = _FirstStepInRunAsync(run, inner)
+                        else:
+                            cell.cell_contents = _FirstStepInRun(run, inner)
+                        return
     except Exception as error:  # noqa: BLE001 - fail-open: the request goes out as before
         report("llamaindex.stream_request", error)
 
@@ -651,6 +657,9 @@ class Tracker:
         )
         self.stream_entries = self.streams._entries  # read without a method call (hot path)
         self.stream_finish: dict[str, str] = {}
+        # Open streams whose progress events still tell something (see on_progress): once
+        # none does, the events of every chunk end at one lookup of their type.
+        self.watched: set[str] = set()
         # Per LLM object (by id): its async streams handed out and not read yet, where they are
         # CustomLLM's: astream_* return a generator that calls stream_* only when iterated,
         # after their span has exited; each such inner call belongs to one of them (see enter).
@@ -685,14 +694,19 @@ class Tracker:
         # Chat engines' runs that end with the writer reading their streaming response, by the
         # response's id (see _ends_with_writer).
         self.writers: dict[int, tuple[weakref.ref[Any], threadline.Run]] = {}
-        # The events about an open stream (by the stream's span id), and what each does.
-        self.events: Mapping[type, Callable[[str, threadline.InferenceRun, Any], None]] = {
-            LLMChatInProgressEvent: self.on_progress,
-            LLMCompletionInProgressEvent: self.on_progress,
+        # The events about an open stream (by the stream's span id), and what each does: its
+        # end, and its chunks' progress while a stream is watched.
+        self._ending_events: Mapping[type, EventHook] = {
             LLMChatEndEvent: self.on_end,
             LLMCompletionEndEvent: self.on_end,
             ExceptionEvent: self.on_exception,
         }
+        self._watching_events: Mapping[type, EventHook] = {
+            **self._ending_events,
+            LLMChatInProgressEvent: self.on_progress,
+            LLMCompletionInProgressEvent: self.on_progress,
+        }
+        self.events: Mapping[type, EventHook] = self._ending_events
 
     # --- spans ---------------------------------------------------------------------------------
     def _kind(self, instance: Any, prefix: str) -> Kind:
@@ -1201,6 +1215,7 @@ class Tracker:
         if isinstance(run, threadline.InferenceRun):
             if isinstance(result, _STREAMS):
                 self.streams.add(id_, run)  # ends on the stream's end event
+                self._watch(id_)
                 if instance is not None and self._lazy_async_stream(instance, id_):
                     if len(self.handed_out) >= _MAX_HANDED_OUT:
                         self.handed_out.clear()
@@ -1331,22 +1346,48 @@ class Tracker:
             _remote_parent.set(threadline.extract(carrier))
 
     # --- events --------------------------------------------------------------------------------
+    def _watch(self, span_id: str) -> None:
+        watched = self.watched
+        if watched:  # streams ended without an end event (the reaper's) are watched no more
+            watched.intersection_update(self.stream_entries)
+        watched.add(span_id)
+        self.events = self._watching_events
+
+    def _unwatch(self, span_id: str) -> None:
+        watched = self.watched
+        watched.discard(span_id)
+        if not watched:
+            self.events = self._ending_events
+
     def on_progress(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
+        """A chunk of a watched stream: its time (the first's, or every one's for a meter) and
+        the provider's finish reason, which may come before the last chunk (OpenAI's usage
+        chunk, Anthropic's message_stop). A stream is watched until it has told both."""
+        if span_id not in self.watched:
+            return
         if run.needs_every_chunk:
             run.chunk()
         if span_id not in self.stream_finish:
             raw = getattr(event.response, "raw", None)
-            reason = _extract.finish_reason_of(raw) if raw is not None else None
-            if reason is not None:
+            if raw is not None:
+                reason = _extract.finish_reason_of(raw)
+                if reason is None:
+                    return
                 if len(self.stream_finish) >= _MAX_NODES:
                     self.stream_finish.clear()
                 self.stream_finish[span_id] = reason
                 run.update(finish_reasons=[reason])
+            # A chunk without the provider's response (a mock's or a custom model's): the
+            # later ones have none either, and the end event's response is read in any case.
+        if not run.needs_every_chunk:
+            self._unwatch(span_id)
 
     def on_end(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
         """A stream's last event: its response, then the end of its run. (A call that is no
         stream records its response at its span's exit, which returns the same response.)"""
         self.streams.pop(span_id)
+        if self.watched:
+            self._unwatch(span_id)
         try:
             _record_response(run, event.response, self.stream_finish.pop(span_id, None))
         finally:
@@ -1356,6 +1397,8 @@ class Tracker:
 
     def on_exception(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
         self.streams.pop(span_id)
+        if self.watched:
+            self._unwatch(span_id)
         self.stream_finish.pop(span_id, None)
         error = getattr(event, "exception", None)
         if isinstance(error, GeneratorExit):
@@ -1488,26 +1531,38 @@ class EventHandler(BaseEventHandler):
     """Registered on LlamaIndex's root dispatcher; forwards the LLM events the tracker needs."""
 
     # A plain instance attribute, not a pydantic PrivateAttr: reading one of those goes through
-    # BaseModel.__getattr__ (over a microsecond), and this is read on every span and event.
+    # BaseModel.__getattr__ (over a microsecond).
     _tracker: ClassVar[Tracker]
 
     def __init__(self, tracker: Tracker) -> None:
         super().__init__()
         object.__setattr__(self, "_tracker", tracker)
+        # LlamaIndex calls handle() for every event, each chunk's included. The instance's own
+        # function, which holds the tracker, spares it reading ``self._tracker`` through the
+        # attribute hook pydantic models have (slower than the rest of what it does).
+        object.__setattr__(self, "handle", _event_hook(tracker))
 
     @classmethod
     def class_name(cls) -> str:
         return "ThreadlineEventHandler"
 
-    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:  # the instance's, set above
+        _event_hook(self._tracker)(event)
+
+
+def _event_hook(tracker: Tracker) -> Callable[..., None]:
+    """The tracker's handler of every LlamaIndex event."""
+
+    def handle(event: BaseEvent, **kwargs: Any) -> None:
         try:
-            tracker = self._tracker
             streams = tracker.stream_entries
             if streams:  # every hook is about an open stream: most events end at its lookup
-                span_id = event.span_id
-                if span_id and (run := streams.get(span_id)) is not None:
-                    hook = tracker.events.get(type(event))
-                    if hook is not None:
+                hook = tracker.events.get(type(event))
+                if hook is not None:
+                    span_id = event.span_id
+                    if span_id and (run := streams.get(span_id)) is not None:
                         hook(span_id, run, event)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.event", error)
+
+    return handle
