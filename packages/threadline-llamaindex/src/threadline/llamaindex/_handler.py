@@ -287,13 +287,15 @@ def _request_in_run(run: threadline.InferenceRun, stream: Any) -> None:
         # cells, only f_return_val holds a stream: found by its type, without ``f_locals``
         # (which copies every local of the frame).
         for holder in (stream, frame):
-            for cell in gc.get_referents(holder):
-                if type(cell) is CellType:
+            cells = [ref for ref in gc.get_referents(holder) if type(ref) is CellType]
+            # a generator as a rule (a cheap check), else any stream LlamaIndex takes for one
+            for kinds in (_STREAMS, _STREAM_TYPES):
+                for cell in cells:
                     try:
                         inner = cell.cell_contents
                     except ValueError:  # an empty cell
                         continue
-                    if type(inner) in _STREAMS or isinstance(inner, _STREAM_TYPES):
+                    if isinstance(inner, kinds):
                         if isinstance(stream, AsyncGeneratorType):
                             cell.cell_contents = _FirstStepInRunAsync(run, inner)
                         else:
