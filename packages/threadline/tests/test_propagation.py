@@ -332,3 +332,28 @@ def test_baggage_and_tracestate_sent_as_several_header_lines_are_read_as_one_lis
     assert (
         threadline.current_session(threadline.extract({"baggage": ["session.id=s-1"] * 181})) == {}
     )
+
+
+def test_each_malformed_baggage_member_is_dropped_with_a_debug_log(
+    caplog: Any,
+) -> None:
+    """Hostile members are dropped, and each drop is told at debug level; a member of a key
+    threadline does not read is not malformed, and is passed over without a word."""
+    empty = otel_context.Context()
+    members = {
+        "session.id=\u00e9\ud800": "malformed baggage member",  # not ASCII (a lone surrogate)
+        "session.id": "malformed baggage member",  # no value
+        "session.id=%FF%FE": "not UTF-8",
+        "user.id=" + "u" * 5000: "malformed baggage member",  # over one member's size
+    }
+    for member, told in members.items():
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="threadline"):
+            ctx = threadline.extract({"baggage": member}, context=empty)
+        assert otel_baggage.get_all(ctx) == {}
+        assert any(told in record.getMessage() for record in caplog.records), member
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="threadline"):
+        ctx = threadline.extract({"baggage": "other.key=1,session.id=s-1"}, context=empty)
+    assert otel_baggage.get_all(ctx) == {"session.id": "s-1"}
+    assert not caplog.records

@@ -240,17 +240,22 @@ def _parse_baggage(header: str) -> list[tuple[str, str]]:
         members = members[:_MAX_BAGGAGE_MEMBERS]
     for member in members:
         if len(member) > _MAX_BAGGAGE_PAIR or "=" not in member or not member.isascii():
+            _logger.debug("dropping malformed baggage member %.80r", member)
             continue
         pair = member.split(";", 1)[0]  # properties are not used
         key, _, raw = pair.partition("=")
         key = key.strip()
-        if key not in allow or not _TOKEN.match(key):
+        if key not in allow:  # not ours to read: no concern of the log
+            continue
+        if not _TOKEN.match(key):
+            _logger.debug("dropping malformed baggage member %.80r", member)
             continue
         try:
             # unquote_plus, as OpenTelemetry's own baggage propagator: its peers (the MCP
             # SDK's injection among them) encode a space as "+"
             value = unquote_plus(raw.strip(), errors="strict")
         except UnicodeDecodeError:
+            _logger.debug("dropping baggage value for %s: not UTF-8", key)
             continue
         if not value or len(value) > _MAX_VALUE or not value.isprintable():
             _logger.debug("dropping baggage value for %s", key)
