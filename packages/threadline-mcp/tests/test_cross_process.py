@@ -440,9 +440,9 @@ def test_no_session_duration_without_sessions(telemetry: Any, tmp_path: Path) ->
 
 
 def test_json_rpc_error(telemetry: Any, tmp_path: Path) -> None:
-    """A JSON-RPC error answer: the CLIENT span fails with the code; the SERVER span has the
-    code too, and the handler's exception as the error (mcp 2.x) or the code (mcp 1.x, whose
-    hook sees only the error response)."""
+    """A JSON-RPC error answer: both spans fail with the code as ``error.type``; the SERVER
+    span's status tells the handler's exception (mcp 2.x) or the response's message (mcp 1.x,
+    whose hook sees only the error response)."""
     spans_file = tmp_path / "spans.jsonl"
 
     async def ask() -> None:
@@ -454,16 +454,17 @@ def test_json_rpc_error(telemetry: Any, tmp_path: Path) -> None:
 
     anyio.run(ask)
     merged = _agent_trace(telemetry.spans(), read_spans_jsonl(spans_file))
-    server_error = "ValueError" if MAJOR >= 2 else "0"
     assert render_tree(merged, attributes=("rpc.response.status_code",)) == (
         "invoke_agent weather_agent [INTERNAL]\n"
         "  prompts/get forecast_brief [CLIENT] rpc.response.status_code=0 !ERROR error.type=0\n"
-        "    prompts/get forecast_brief [SERVER] rpc.response.status_code=0"
-        f" !ERROR error.type={server_error}"
+        "    prompts/get forecast_brief [SERVER] rpc.response.status_code=0 !ERROR error.type=0"
     )
     client = find(telemetry.spans(), "prompts/get forecast_brief")
     assert client.attributes["gen_ai.prompt.name"] == "forecast_brief"
     assert client.status_description == "Unknown prompt: forecast_brief"
+    (server,) = [s for s in merged if s.kind == "SERVER" and s.name == client.name]
+    raised = "ValueError: " if MAJOR >= 2 else ""
+    assert server.status_description == f"{raised}Unknown prompt: forecast_brief"
 
 
 async def _failing_turn(target: Any, mode: str, requests: list[tuple[str, str]]) -> None:
@@ -492,8 +493,9 @@ def test_handler_exception_carries_the_code_the_sdk_answered_with(
     """A request handler raises an exception that is no MCP error: the SDK answers with a
     JSON-RPC error of its own choosing (mcp 2.x: 0 on a handshake-era connection, -32603 on a
     2026-07-28 one; mcp 1.x: 0). The SERVER span carries the code the CLIENT span received,
-    and the exception as its error. A tool function that raises is answered with an isError
-    result instead: no status code on either side."""
+    as its status code and its ``error.type``, and the exception in its status description.
+    A tool function that raises is answered with an isError result instead: no status code
+    on either side."""
     spans_file = tmp_path / "spans.jsonl"
     lowlevel = flavour == "lowlevel"
     requests = [("prompt", "crash_prompt"), ("resource", "weather://crash"), ("tool", "broken")]
@@ -515,25 +517,19 @@ def test_handler_exception_carries_the_code_the_sdk_answered_with(
             anyio.run(turn, url)
 
     code = "-32603" if MAJOR >= 2 and mode == "auto" else "0"
-    if MAJOR < 2:  # the 1.x hook sees the error response only, not the exception
-        prompt_error = resource_error = "0"
-    elif lowlevel:
-        prompt_error = resource_error = "RuntimeError"
-    else:  # MCPServer re-raises a prompt's failure as ValueError, a resource's as MCPError
-        prompt_error, resource_error = "ValueError", "-32603"
     resource_code = "-32603" if MAJOR >= 2 and not lowlevel else code
 
-    def pair(name: str, status: str | None, server_error: str, client_error: str) -> str:
+    def pair(name: str, status: str | None, error: str) -> str:
         attr = f" rpc.response.status_code={status}" if status is not None else ""
         return (
-            f"  {name} [CLIENT]{attr} !ERROR error.type={client_error}\n"
-            f"    {name} [SERVER]{attr} !ERROR error.type={server_error}"
+            f"  {name} [CLIENT]{attr} !ERROR error.type={error}\n"
+            f"    {name} [SERVER]{attr} !ERROR error.type={error}"
         )
 
     expected = [
-        pair("prompts/get crash_prompt", code, prompt_error, code),
-        pair("resources/read", resource_code, resource_error, resource_code),
-        pair("tools/call broken", None, "tool_error", "tool_error"),
+        pair("prompts/get crash_prompt", code, code),
+        pair("resources/read", resource_code, resource_code),
+        pair("tools/call broken", None, "tool_error"),
     ]
     merged = [
         s for s in [*telemetry.spans(), *read_spans_jsonl(spans_file)] if s.name != "tools/list"
@@ -545,18 +541,35 @@ def test_handler_exception_carries_the_code_the_sdk_answered_with(
         assert turns[1] == "\n".join(
             [
                 "invoke_agent weather_agent [INTERNAL]",
-                pair("tools/call crash", code, "RuntimeError", code),
+                pair("tools/call crash", code, code),
             ]
         )
     assert len(turns) == (2 if lowlevel else 1)
+    # What the handler raised is in the SERVER span's status (the 1.x hook sees the error
+    # response's message only; MCPServer re-raises a prompt's failure as ValueError, a
+    # resource's as MCPError, whose message is the response's).
+    if MAJOR < 2:
+        prompt = "Error rendering prompt crash_prompt: prompt store down"
+        resource = "Error reading resource weather://crash: resource store down"
+    elif lowlevel:
+        prompt, resource = "RuntimeError: prompt store down", "RuntimeError: resource store down"
+    else:
+        prompt = "ValueError: Error rendering prompt crash_prompt"
+        resource = "Error reading resource weather://crash"
+    served = {s.name: s.status_description for s in merged if s.kind == "SERVER"}
+    assert served["prompts/get crash_prompt"] == prompt
+    assert served["resources/read"] == resource
+    if lowlevel:
+        assert served["tools/call crash"] == "RuntimeError: tool store down"
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"] if MAJOR >= 2 else ["legacy"])
 def test_handler_exception_metric(telemetry: Any, tmp_path: Path, mode: str) -> None:
-    """The server's operation metric carries the code the SDK answered with and the
-    exception's class, as the span does."""
+    """The server's operation metric carries the code the SDK answered with, as its status
+    code and its error.type, as the span does."""
     metrics_file = tmp_path / "metrics.json"
-    params = stdio_params(tmp_path / "spans.jsonl", METRICS_FILE=str(metrics_file))
+    spans_file = tmp_path / "spans.jsonl"
+    params = stdio_params(spans_file, METRICS_FILE=str(metrics_file))
     anyio.run(_failing_turn, params, mode, [("prompt", "crash_prompt"), ("tool", "broken")])
     for _ in range(200):  # the server writes its metrics as it exits
         if metrics_file.exists():
@@ -574,10 +587,9 @@ def test_handler_exception_metric(telemetry: Any, tmp_path: Path, mode: str) -> 
         and p["attributes"]["mcp.method.name"] in ("prompts/get", "tools/call")
     )
     code = "-32603" if mode == "auto" else "0"
-    assert outcomes == [
-        ("prompts/get", code, "ValueError" if MAJOR >= 2 else "0"),
-        ("tools/call", None, "tool_error"),
-    ]
+    assert outcomes == [("prompts/get", code, code), ("tools/call", None, "tool_error")]
+    served = [s for s in read_spans_jsonl(spans_file) if s.name == "prompts/get crash_prompt"]
+    assert [s.attributes.get("error.type") for s in served] == [code]
 
 
 @pytest.mark.skipif(MAJOR < 2, reason="mcp 1.x answers a failing client callback differently")
@@ -585,8 +597,8 @@ def test_failing_client_callback_carries_the_code_the_client_answered_with(
     telemetry: Any, tmp_path: Path
 ) -> None:
     """A server's request to the client (sampling) whose callback raises: the client's SDK
-    answers with code 0, which the client's SERVER span carries next to the exception, and
-    the server's CLIENT span received."""
+    answers with code 0, which the client's SERVER span carries (its status description
+    tells the exception), and the server's CLIENT span received."""
     spans_file = tmp_path / "spans.jsonl"
 
     async def sampling_callback(context: Any, params: Any) -> Any:
@@ -608,9 +620,11 @@ def test_failing_client_callback_carries_the_code_the_client_answered_with(
         "  tools/call ask_model [CLIENT] rpc.response.status_code=0 !ERROR error.type=0\n"
         "    tools/call ask_model [SERVER] rpc.response.status_code=0 !ERROR error.type=0\n"
         "      sampling/createMessage [CLIENT] rpc.response.status_code=0 !ERROR error.type=0\n"
-        "        sampling/createMessage [SERVER] rpc.response.status_code=0"
-        " !ERROR error.type=RuntimeError"
+        "        sampling/createMessage [SERVER] rpc.response.status_code=0 !ERROR error.type=0"
     )
+    (callback,) = [s for s in telemetry.spans() if s.name == "sampling/createMessage"]
+    assert callback.kind == "SERVER"
+    assert callback.status_description == "RuntimeError: model down"
 
 
 @pytest.mark.parametrize("merge", [False, True])

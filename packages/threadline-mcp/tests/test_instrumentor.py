@@ -312,7 +312,8 @@ def test_in_process_handler_exception(
 ) -> None:
     """``Client(server)``: in legacy mode the server answers through in-memory streams (code
     0); otherwise the direct dispatcher hands the client -32603, with or without
-    ``raise_exceptions``. Both spans carry the code the client got."""
+    ``raise_exceptions``. Both spans carry the code the client got, also as ``error.type``;
+    the SERVER span's status tells the exception (MCPServer re-raises it as ValueError)."""
     from mcp import Client
     from mcp.server.mcpserver import MCPServer
 
@@ -333,8 +334,10 @@ def test_in_process_handler_exception(
     spans = {s.kind: s for s in telemetry.spans() if s.name == "prompts/get brief"}
     assert spans["CLIENT"].attributes["rpc.response.status_code"] == code
     assert spans["SERVER"].attributes["rpc.response.status_code"] == code
-    assert spans["SERVER"].attributes["error.type"] == "ValueError"
+    assert spans["CLIENT"].attributes["error.type"] == code
+    assert spans["SERVER"].attributes["error.type"] == code
     assert spans["SERVER"].status_code == "ERROR"
+    assert spans["SERVER"].status_description == "ValueError: Error rendering prompt brief"
 
 
 @pytest.mark.skipif(MAJOR < 2, reason="Client(server) in-process is mcp 2.x")

@@ -153,7 +153,8 @@ def test_handler_exception_carries_the_code_answered_with(
 ) -> None:
     """An exception that is no MCP error: the span carries the JSON-RPC code the SDK answers
     with, read from the request's dispatch context, and only when an answer is sure to go
-    out; the error stays the exception."""
+    out: then ``error.type`` is that code, else the exception's class. Either way the status
+    description tells the exception."""
     raised = RuntimeError("store down")
 
     async def handler(ctx: Any) -> Any:
@@ -169,10 +170,12 @@ def test_handler_exception_carries_the_code_answered_with(
     anyio.run(main)
     span = telemetry.find("tools/call get_weather")
     assert span.attributes.get("rpc.response.status_code") == expected
-    assert (span.status_code, span.attributes["error.type"]) == ("ERROR", "RuntimeError")
+    error = expected or "RuntimeError"
+    assert (span.status_code, span.attributes["error.type"]) == ("ERROR", error)
+    assert span.status_description == "RuntimeError: store down"
     (point,) = telemetry.metric_points("mcp.server.operation.duration")
     assert point["attributes"].get("rpc.response.status_code") == expected
-    assert point["attributes"]["error.type"] == "RuntimeError"
+    assert point["attributes"]["error.type"] == error
 
 
 def test_dispatch_contexts_the_codes_are_read_from() -> None:

@@ -16,6 +16,7 @@ import threadline
 from threadline import config, semconv
 from threadline.content import (
     BlobPart,
+    FilePart,
     FunctionToolDefinition,
     GenericToolDefinition,
     InputMessage,
@@ -847,3 +848,103 @@ def test_a_tool_schema_keeps_a_bounded_number_of_items_and_stays_a_schema(
     for definition in json.loads(recorded):
         Draft202012Validator.check_schema(definition["parameters"])
     assert "…[truncated]" not in recorded
+
+
+def test_parts_missing_a_required_field_are_left_out_and_ids_are_strings(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """A part lacking a field its schema requires (a streamed tool call's chunk without its
+    name, media without its data) has no shape to record: it is left out, as a text part of
+    None is. An int id, name or file id is recorded as its digits, as the schemas take it."""
+    threadline.configure(capture_content="SPAN_AND_EVENT")
+    missing: list[Any] = [
+        ToolCallRequestPart(None, "c1", "{}"),  # type: ignore[arg-type]
+        ServerToolCallPart(None, "s1"),  # type: ignore[arg-type]
+        BlobPart("image", None),  # type: ignore[arg-type]
+        BlobPart(None, b"x"),  # type: ignore[arg-type]
+        UriPart("image", None),  # type: ignore[arg-type]
+        FilePart("document", None),  # type: ignore[arg-type]
+    ]
+    with threadline.inference(
+        "m",
+        provider="openai",
+        input_messages=[
+            InputMessage("user", [*missing, FilePart("document", 42)], name=3),  # type: ignore[arg-type]
+            InputMessage(None, [TextPart("no role")]),  # type: ignore[arg-type]
+        ],
+        tool_definitions=[
+            FunctionToolDefinition(None),  # type: ignore[arg-type]
+            FunctionToolDefinition("f", 5),  # type: ignore[arg-type]
+        ],
+    ) as run:
+        run.update(output_messages=[OutputMessage([ToolCallRequestPart("f", 7)])])  # type: ignore[arg-type]
+    chat = find(telemetry.spans(), "chat m").attributes
+    assert json.loads(chat[semconv.GEN_AI_INPUT_MESSAGES]) == [
+        {
+            "role": "user",
+            "parts": [{"type": "file", "modality": "document", "file_id": "42"}],
+            "name": "3",
+        }
+    ]
+    assert json.loads(chat[semconv.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [
+        {"type": "tool_call", "name": "f", "id": "7"}
+    ]
+    assert json.loads(chat[semconv.GEN_AI_TOOL_DEFINITIONS]) == [
+        {"type": "function", "name": "f", "description": "5"}
+    ]
+    assert len(telemetry.events(semconv.EVENT_INFERENCE_DETAILS)) == 1
+    telemetry.assert_conformant()  # each part checked against the schema of its type
+
+
+def test_a_tool_schema_cut_to_the_length_limit_stays_a_valid_schema(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """Under a small length limit only a schema's free text and sample data are cut; its
+    keywords, property names and what validation reads stay whole."""
+    from jsonschema import Draft7Validator
+
+    threadline.configure(capture_content="SPAN_ONLY", max_content_length=5)
+    parameters = {
+        "type": "object",
+        "title": "Weather request",
+        "properties": {
+            "unit": {
+                "type": "string",
+                "enum": ["celsius", "fahrenheit"],
+                "description": "The unit of the answer",
+                "default": "celsius",
+            },
+            "description": {"$ref": "#/definitions/text"},  # a property of that name
+            "days": {"type": "integer", "minimum": 1, "examples": [3, "several days"]},
+        },
+        "required": ["unit"],
+        "definitions": {"text": {"type": "string", "pattern": "^[a-z ]+$"}},
+    }
+    with threadline.inference(
+        "m",
+        provider="openai",
+        tool_definitions=[FunctionToolDefinition("get_weather", parameters=parameters)],
+    ):
+        pass
+    span = find(telemetry.spans(), "chat m")
+    (definition,) = json.loads(span.attributes[semconv.GEN_AI_TOOL_DEFINITIONS])
+    recorded = definition["parameters"]
+    assert not list(Draft7Validator(Draft7Validator.META_SCHEMA).iter_errors(recorded))
+    assert recorded == {
+        "type": "object",
+        "title": "Weath…[truncated]",
+        "properties": {
+            "unit": {
+                "type": "string",
+                "enum": ["celsius", "fahrenheit"],
+                "description": "The u…[truncated]",
+                "default": "celsi…[truncated]",
+            },
+            "description": {"$ref": "#/definitions/text"},
+            "days": {"type": "integer", "minimum": 1, "examples": [3, "sever…[truncated]"]},
+        },
+        "required": ["unit"],
+        "definitions": {"text": {"type": "string", "pattern": "^[a-z ]+$"}},
+    }
+    assert span.attributes[semconv.THREADLINE_CONTENT_TRUNCATED] is True
+    telemetry.assert_conformant()

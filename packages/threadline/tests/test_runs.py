@@ -634,17 +634,62 @@ def test_mcp_runs(telemetry: Telemetry) -> None:
 
 
 def test_mcp_handler_exception_answered_with_a_code(telemetry: Telemetry) -> None:
-    """A handler raised and the SDK answered with a code of its own: the exception is what
-    failed, and the code is the response's, on the span and the metric."""
+    """A handler raised and the SDK answered with a code of its own: as the MCP conventions
+    ask, error.type is the response's code, on the span and the metric, and the exception's
+    message is the status description. On the server, a code that tells of a bad request is
+    no failure, whatever exception it stands for."""
     call = threadline.mcp_request("prompts/get", server=True, prompt_name="forecast")
     call.fail_rpc(-32603, error=ValueError("no such city"))
-    assert telemetry.tree() == "prompts/get forecast [SERVER] !ERROR error.type=ValueError"
-    span = telemetry.spans()[0]
+    unknown = threadline.mcp_request("tools/call", server=True, tool_name="no_such_tool")
+    unknown.fail_rpc(-32602, "Unknown tool", error=KeyError("no_such_tool"))
+    assert telemetry.tree() == (
+        "prompts/get forecast [SERVER] !ERROR error.type=-32603\n---\n"
+        "tools/call no_such_tool [SERVER]"
+    )
+    span = find(telemetry.spans(), "prompts/get forecast")
     assert span.attributes[semconv.RPC_RESPONSE_STATUS_CODE] == "-32603"
     assert span.status_description == "ValueError: no such city"
-    (point,) = telemetry.metric_points(semconv.METRIC_MCP_SERVER_OPERATION_DURATION)
-    assert point["attributes"][semconv.RPC_RESPONSE_STATUS_CODE] == "-32603"
-    assert point["attributes"][semconv.ERROR_TYPE] == "ValueError"
+    unknown_span = find(telemetry.spans(), "tools/call no_such_tool")
+    assert unknown_span.status_code == "UNSET"
+    assert unknown_span.attributes[semconv.RPC_RESPONSE_STATUS_CODE] == "-32602"
+    points = telemetry.metric_points(semconv.METRIC_MCP_SERVER_OPERATION_DURATION)
+    by_method = {p["attributes"][semconv.MCP_METHOD_NAME]: p["attributes"] for p in points}
+    assert by_method["prompts/get"][semconv.RPC_RESPONSE_STATUS_CODE] == "-32603"
+    assert by_method["prompts/get"][semconv.ERROR_TYPE] == "-32603"
+    assert semconv.ERROR_TYPE not in by_method["tools/call"]
+    telemetry.assert_conformant()
+
+
+def test_caller_attributes_never_set_error_type(
+    telemetry: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """error.type goes with status ERROR only: given among a caller's attributes (at the
+    start, in an update, by set_attributes) it is dropped; failures go through fail()."""
+    caplog.set_level(logging.DEBUG, logger="threadline")
+    given = {semconv.ERROR_TYPE: "timeout", "app.key": "kept"}
+    threadline.execute_tool("t", attributes=given).end()
+    chat = threadline.inference("m", provider="openai", attributes=given)
+    chat.update(attributes={semconv.ERROR_TYPE: "x"})
+    chat.end()
+    agent = threadline.invoke_agent("a")
+    agent.set_attributes(given)
+    agent.end()
+    rpc = threadline.mcp_request("tools/list", server=False)
+    rpc.update(attributes=given)
+    rpc.end()
+    failed = threadline.execute_tool("f", attributes=given)
+    failed.fail("tool_error")
+    spans = telemetry.spans()
+    assert len(spans) == 5
+    for span in spans:
+        assert span.attributes["app.key"] == "kept", span.name
+        if span.name == "execute_tool f":
+            assert span.status_code == "ERROR"
+            assert span.attributes[semconv.ERROR_TYPE] == "tool_error"
+        else:
+            assert span.status_code == "UNSET", span.name
+            assert semconv.ERROR_TYPE not in span.attributes, span.name
+    assert "error.type is set by fail()" in caplog.text
     telemetry.assert_conformant()
 
 

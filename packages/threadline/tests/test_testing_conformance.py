@@ -807,6 +807,62 @@ def test_content_errors() -> None:
     assert error.startswith(f"{key} is not valid JSON: ")
 
 
+@pytest.mark.parametrize(
+    ("attribute", "document", "where"),
+    [
+        (
+            semconv.GEN_AI_OUTPUT_MESSAGES,
+            [{"role": "assistant", "parts": [{"type": "tool_call", "name": None}]}],
+            "$[0].parts[0].name",
+        ),
+        (
+            semconv.GEN_AI_OUTPUT_MESSAGES,
+            [{"role": "assistant", "parts": [{"type": "tool_call", "name": "f", "id": 7}]}],
+            "$[0].parts[0].id",
+        ),
+        (
+            semconv.GEN_AI_INPUT_MESSAGES,
+            [{"role": "user", "parts": [{"type": "blob", "modality": "image", "content": None}]}],
+            "$[0].parts[0].content",
+        ),
+        (
+            semconv.GEN_AI_INPUT_MESSAGES,
+            [{"role": "user", "parts": [{"type": "file", "modality": "image", "file_id": None}]}],
+            "$[0].parts[0].file_id",
+        ),
+        (semconv.GEN_AI_SYSTEM_INSTRUCTIONS, [{"type": "uri", "modality": "image"}], "$[0]"),
+        (
+            semconv.GEN_AI_TOOL_DEFINITIONS,
+            [{"type": "function", "name": "f", "parameters": {"type": "objec…[truncated]"}}],
+            "$[0].parameters",
+        ),
+    ],
+)
+def test_content_errors_checks_each_part_against_the_kind_its_type_names(
+    attribute: str, document: list[Any], where: str
+) -> None:
+    """The schemas' catch-all parts (any type, any fields) would take a malformed part of a
+    kind the conventions define; it is checked against that kind's own definition."""
+    errors = content_errors(attribute, json.dumps(document))
+    assert errors
+    assert any(f" at {where}" in error for error in errors), errors
+    # parts of kinds the conventions leave open stay valid
+    assert content_errors(attribute, json.dumps([])) == []
+    assert (
+        content_errors(
+            semconv.GEN_AI_INPUT_MESSAGES,
+            json.dumps([{"role": "user", "parts": [{"type": "custom", "anything": None}]}]),
+        )
+        == []
+    )
+    assert (
+        content_errors(
+            semconv.GEN_AI_TOOL_DEFINITIONS, json.dumps([{"type": "web_search", "name": "w"}])
+        )
+        == []
+    )
+
+
 @pytest.fixture(autouse=True)
 def _no_global_provider_changes() -> Iterator[None]:
     # These tests build spans with local providers only.

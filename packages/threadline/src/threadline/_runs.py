@@ -533,6 +533,18 @@ def is_control_flow(error: BaseException) -> bool:
     return False
 
 
+def _caller_attributes(attributes: Mapping[str, AttributeValue]) -> Mapping[str, AttributeValue]:
+    """The attributes a caller gives, without ``error.type``: it goes with status ERROR only,
+    set by the failure API (``fail``, ``mark_failed``), never on a span that did not fail."""
+    if semconv.ERROR_TYPE not in attributes:
+        return attributes
+    _logger.debug(
+        "threadline: %s is set by fail() or mark_failed(), not as an attribute; ignored",
+        semconv.ERROR_TYPE,
+    )
+    return {key: value for key, value in attributes.items() if key != semconv.ERROR_TYPE}
+
+
 def _description(error: BaseException) -> str:
     """The status description of a failure: the exception's class and message. A cancellation's
     message is often a sentinel object (LangGraph cancels with one), not words for a person."""
@@ -1061,7 +1073,7 @@ class Run:
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         """Extra attributes (e.g. a provider's own ``openai.*`` keys). Ignored after the end."""
         if not self._ended:
-            self.span.set_attributes(attributes)
+            self.span.set_attributes(_caller_attributes(attributes))
 
     def _nearest(self, cls: type[_RunT]) -> _RunT | None:
         run = self.parent_run
@@ -1196,7 +1208,7 @@ class InferenceRun(Run):
         if stream:
             attrs[semconv.GEN_AI_REQUEST_STREAM] = True
         if attributes:
-            attrs.update(attributes)
+            attrs.update(_caller_attributes(attributes))
         self.conversation_id = conversation_id
         if not _prices_warm[0] and config.current().cost:
             _prices_warm[0] = True
@@ -1343,7 +1355,7 @@ class InferenceRun(Run):
                     "" if reason is None else str(reason) for reason in finish_reasons
                 ]
             if attributes:
-                attrs.update(attributes)
+                attrs.update(_caller_attributes(attributes))
             if attrs:
                 # applied once at the end: each set_attributes takes the span's lock
                 pending = self._pending
@@ -1561,7 +1573,7 @@ class EmbeddingsRun(Run):
         if dimension_count is not None:
             attrs[semconv.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = dimension_count
         if attributes:
-            attrs.update(attributes)
+            attrs.update(_caller_attributes(attributes))
         name = f"{self.operation} {model}" if model else self.operation
         super().__init__(name, attrs, parent, kind=_CLIENT, start_time=start_time)
 
@@ -1634,7 +1646,7 @@ class RetrievalRun(Run):
             # a double in the conventions: an int is written as one
             attrs[semconv.GEN_AI_REQUEST_TOP_K] = float(top_k) if type(top_k) is int else top_k
         if attributes:
-            attrs.update(attributes)
+            attrs.update(_caller_attributes(attributes))
         self._query = query
         self._documents: Sequence[RetrievalDocument] | None = None
         name = f"{self.operation} {data_source_id}" if data_source_id else self.operation
@@ -1720,7 +1732,7 @@ class ToolRun(Run):
         if description:
             attrs[semconv.GEN_AI_TOOL_DESCRIPTION] = description
         if attributes:
-            attrs.update(attributes)
+            attrs.update(_caller_attributes(attributes))
         if tool_type:
             metric[semconv.GEN_AI_TOOL_TYPE] = tool_type
         self.conversation_id = conversation_id or None
@@ -1882,7 +1894,7 @@ class AgentRun(Run):
             if version:
                 attrs[semconv.GEN_AI_AGENT_VERSION] = version
         if attributes:
-            attrs.update(attributes)
+            attrs.update(_caller_attributes(attributes))
         self.conversation_id = conversation_id
         super().__init__(
             f"{operation} {name}" if name else operation,
@@ -1920,7 +1932,7 @@ class AgentRun(Run):
             self.conversation_id = conversation_id
             self.span.set_attribute(semconv.GEN_AI_CONVERSATION_ID, conversation_id)
         if attributes:
-            self.span.set_attributes(attributes)
+            self.span.set_attributes(_caller_attributes(attributes))
 
     def _before_end(self, error_type: str | None) -> None:
         # input/output only: cache tokens are not recorded on agent spans (semconv-genai #469)
@@ -1973,7 +1985,7 @@ class WorkflowRun(Run):
         if name:
             attrs[semconv.GEN_AI_WORKFLOW_NAME] = name
         if attributes:
-            attrs.update(attributes)
+            attrs.update(_caller_attributes(attributes))
         self.conversation_id = conversation_id
         super().__init__(
             f"{self.operation} {name}" if name else self.operation,
@@ -2013,7 +2025,11 @@ class StepRun(Run):
         start_time: int | None,
     ) -> None:
         super().__init__(
-            name, dict(attributes or {}), parent, kind=_INTERNAL, start_time=start_time
+            name,
+            dict(_caller_attributes(attributes)) if attributes else {},
+            parent,
+            kind=_INTERNAL,
+            start_time=start_time,
         )
 
 
@@ -2124,7 +2140,7 @@ class McpRun(Run):
         if session_id:
             attrs[semconv.MCP_SESSION_ID] = session_id
         if attributes:
-            attrs.update(attributes)
+            attrs.update(_caller_attributes(attributes))
         super().__init__(
             f"{named} {target}" if target else named,
             attrs,
@@ -2146,18 +2162,18 @@ class McpRun(Run):
         """A JSON-RPC error response. On the server, codes that describe a bad request
         (parse error, invalid request/params, unknown method/resource) are recorded but do not
         make the span an error; nor does an answer the caller ``expected`` (a probe the peer
-        may reject, such as ``server/discover`` to a server of an older protocol). ``error``:
-        the exception the response stands for (a handler raised it and the SDK answered with
-        ``code``), which is then what failed (``error.type`` is its class)."""
+        may reject, such as ``server/discover`` to a server of an older protocol). As the MCP
+        conventions ask, ``error.type`` is the code. ``error``: the exception the response
+        stands for (a handler raised it and the SDK answered with ``code``): where the response
+        is a failure, the status description is its message (unless ``message`` is given) and
+        it is recorded as the failure's exception."""
         if self._ended:
             return
         status = str(code)
         self.span.set_attribute(semconv.RPC_RESPONSE_STATUS_CODE, status)
         metric = self._metric_attributes
         metric[semconv.RPC_RESPONSE_STATUS_CODE] = status
-        if error is not None:
-            self.fail(error, description=message)
-        elif expected:
+        if expected:
             self.end()
         elif self.kind is _SERVER and code in semconv.MCP_SERVER_NON_ERROR_CODES:
             # The request named something this server does not serve (an unknown tool is
@@ -2165,6 +2181,13 @@ class McpRun(Run):
             metric.pop(semconv.GEN_AI_TOOL_NAME, None)
             metric.pop(semconv.GEN_AI_PROMPT_NAME, None)
             self.end()
+        elif error is not None:
+            if self._claim_end():
+                if message is None:
+                    message = _description(error)
+                kind = self._set_error(status, message)
+                _emit_exception_event(self, error, None)
+                self._finish(kind, None)
         else:
             self.fail(status, description=message)
 
@@ -2205,7 +2228,7 @@ class McpRun(Run):
             self.span.set_attribute(semconv.MCP_PROTOCOL_VERSION, protocol_version)
             self._metric_attributes[semconv.MCP_PROTOCOL_VERSION] = protocol_version
         if attributes:
-            self.span.set_attributes(attributes)
+            self.span.set_attributes(_caller_attributes(attributes))
         capture = _capture()
         if capture is not None and capture[0].on_span:
             _, lim = capture

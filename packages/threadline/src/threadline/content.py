@@ -224,8 +224,8 @@ class _Limiter:
     def blob(self, content: Any) -> Any:
         """Base64 of ``content``'s bytes. Over the limit, of its leading bytes only: still valid
         base64 (no mark appended), the cut told by the content-truncated flag alone."""
-        if not isinstance(content, (bytes, bytearray, memoryview)):
-            return self.value(content)
+        if not isinstance(content, (bytes, bytearray, memoryview)):  # the schema takes a string
+            return self.text(content if isinstance(content, str) else str(content))
         data = bytes(content)
         keep = self.limit // 4 * 3
         if len(data) > keep:
@@ -342,11 +342,15 @@ def _redactor_failed(error: BaseException) -> None:
 _redactor_warned = [False]
 
 
-def _name(value: Any) -> Any:
-    """A name, id or enum value within content: not cut, but made valid Unicode like text."""
-    if isinstance(value, str) and not value.isascii():
-        return _valid_unicode(value)
-    return value
+def _name(value: Any) -> str | None:
+    """A name, id or enum value within content: not cut, but made valid Unicode like text, and
+    a string as the schemas take it (an int id as its digits). None stays None."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    if not text.isascii():
+        return _valid_unicode(text)
+    return text
 
 
 def _valid_unicode(value: str) -> str:
@@ -360,9 +364,14 @@ def _valid_unicode(value: str) -> str:
 
 
 def _part_json(part: Part, lim: _Limiter) -> dict[str, Any] | None:
+    """The part as its schema has it; None for one missing a field the schema requires (a
+    streamed tool call's chunk without its name, a text part of None): no shape to record."""
     if isinstance(part, GenericPart):
+        kind = _name(part.type)
+        if kind is None:
+            return None
         out = {lim.text(str(k)): lim.value(v) for k, v in part.data.items()}
-        out["type"] = _name(part.type)
+        out["type"] = kind
         return out
     if isinstance(part, (TextPart, ReasoningPart)):
         content: Any = part.content
@@ -372,7 +381,10 @@ def _part_json(part: Part, lim: _Limiter) -> dict[str, Any] | None:
             )
         return {"type": part.type, "content": lim.text(content)}
     if isinstance(part, ToolCallRequestPart):
-        out = {"type": part.type, "name": _name(part.name)}
+        name = _name(part.name)
+        if name is None:
+            return None
+        out = {"type": part.type, "name": name}
         if part.id is not None:
             out["id"] = _name(part.id)
         if part.arguments is not None:
@@ -385,6 +397,8 @@ def _part_json(part: Part, lim: _Limiter) -> dict[str, Any] | None:
         return out
     if isinstance(part, (ServerToolCallPart, ServerToolCallResponsePart)):
         name = _name(part.name)
+        if name is None:  # the details are told by it
+            return None
         # the details are an object told by its "type": the tool's name, whatever they hold
         details = lim.value(dict(part.details)) if part.details else {}
         details["type"] = name
@@ -396,12 +410,23 @@ def _part_json(part: Part, lim: _Limiter) -> dict[str, Any] | None:
         out[part.type] = details
         return out
     modality = _name(part.modality)
+    if modality is None:
+        return None
     if isinstance(part, BlobPart):
-        out = {"type": part.type, "modality": modality, "content": lim.blob(part.content)}
+        data: Any = part.content
+        if data is None:
+            return None
+        out = {"type": part.type, "modality": modality, "content": lim.blob(data)}
     elif isinstance(part, UriPart):
-        out = {"type": part.type, "modality": modality, "uri": lim.text(part.uri)}
+        uri: Any = part.uri
+        if uri is None:
+            return None
+        out = {"type": part.type, "modality": modality, "uri": lim.text(str(uri))}
     else:
-        out = {"type": part.type, "modality": modality, "file_id": _name(part.file_id)}
+        file_id = _name(part.file_id)
+        if file_id is None:
+            return None
+        out = {"type": part.type, "modality": modality, "file_id": file_id}
     if part.mime_type is not None:
         out["mime_type"] = _name(part.mime_type)
     return out
@@ -438,10 +463,10 @@ def messages_json(
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for message in messages:
-        item: dict[str, Any] = {
-            "role": _name(message.role),
-            "parts": _parts_json(message.parts, lim),
-        }
+        role = _name(message.role)
+        if role is None:  # the schemas require one
+            continue
+        item: dict[str, Any] = {"role": role, "parts": _parts_json(message.parts, lim)}
         if message.name is not None:
             item["name"] = _name(message.name)
         if isinstance(message, OutputMessage) and message.finish_reason is not None:
@@ -461,15 +486,24 @@ def tool_definitions_json(
     for definition in definitions:
         kept = lim.redact(definition)
         if isinstance(kept, GenericToolDefinition):
+            kind, name = _name(kept.type), _name(kept.name)
+            if kind is None or name is None:  # the schema requires both
+                continue
             item = {key: lim.value(value) for key, value in _safe_options(kept.options)}
-            item.update(type=_name(kept.type), name=_name(kept.name))
+            item.update(type=kind, name=name)
             out.append(item)
             continue
         if not isinstance(kept, FunctionToolDefinition):
             continue
-        item = {"type": kept.type, "name": _name(kept.name)}
+        name = _name(kept.name)
+        if name is None:
+            continue
+        item = {"type": kept.type, "name": name}
         if kept.description is not None:
-            item["description"] = lim.text(kept.description)
+            description: Any = kept.description
+            item["description"] = lim.text(
+                description if isinstance(description, str) else str(description)
+            )
         if kept.parameters is not None:
             lim._items = _MAX_ITEMS  # one value's budget, as in lim.value()
             try:
@@ -488,11 +522,26 @@ class _TooDeep(Exception):
     enclosing mapping gives way."""
 
 
-def _schema(value: Any, lim: _Limiter, depth: int = 0) -> Any:
-    """``lim.value`` for a JSON Schema: where nesting reaches the limit, the innermost mapping
-    holding the cut becomes ``{}`` (any value, or no properties or definitions), so the
-    recorded schema stays a valid, looser schema instead of holding the truncation mark
-    where a schema is required."""
+# What a value in a tool's parameter schema is, for _schema: a schema, a mapping of names to
+# schemas, a value the schema matches against (kept whole), or free text and data (cut).
+_SCHEMA, _NAMED, _EXACT, _FREE = range(4)
+# Keywords holding names mapped to schemas (draft-07's and 2020-12's).
+_NAMED_KEYWORDS = frozenset(
+    ("properties", "patternProperties", "definitions", "$defs", "dependentSchemas", "dependencies")
+)
+# Keywords holding text for readers, or sample data, that no validation depends on.
+_FREE_KEYWORDS = frozenset(("description", "title", "$comment", "examples", "example", "default"))
+# Keywords holding the values instances are matched against.
+_EXACT_KEYWORDS = frozenset(("enum", "const"))
+
+
+def _schema(value: Any, lim: _Limiter, depth: int = 0, kind: int = _SCHEMA) -> Any:
+    """``lim.value`` for a JSON Schema that keeps it a valid, looser schema. Only free text
+    and sample data are cut to the length limit (descriptions, titles, examples, defaults);
+    keywords, property names and what validation reads (``type``, ``required``, ``$ref``,
+    ``enum``, ``pattern``, ...) are kept whole, as names are. Where nesting reaches the limit,
+    or the item budget runs out, the innermost mapping holding the cut becomes ``{}`` (any
+    value, or no properties or definitions), never the truncation mark where a schema is."""
     if isinstance(value, Mapping):
         if depth >= _MAX_DEPTH:
             lim.truncated = True
@@ -502,7 +551,22 @@ def _schema(value: Any, lim: _Limiter, depth: int = 0) -> Any:
             for k, v in value.items():
                 if not lim._spend():
                     raise _TooDeep
-                schema[lim.text(str(k))] = _schema(v, lim, depth + 1)
+                key = str(k)
+                if kind == _FREE:
+                    schema[lim.text(key)] = _schema(v, lim, depth + 1, _FREE)
+                    continue
+                if kind == _SCHEMA:
+                    if key in _FREE_KEYWORDS:
+                        inner = _FREE
+                    elif key in _NAMED_KEYWORDS:
+                        inner = _NAMED
+                    elif key in _EXACT_KEYWORDS:
+                        inner = _EXACT
+                    else:
+                        inner = _SCHEMA
+                else:
+                    inner = _SCHEMA if kind == _NAMED else kind
+                schema[_name(key) or ""] = _schema(v, lim, depth + 1, inner)
             return schema
         except _TooDeep:
             lim.truncated = True
@@ -511,11 +575,14 @@ def _schema(value: Any, lim: _Limiter, depth: int = 0) -> Any:
         if depth >= _MAX_DEPTH:
             raise _TooDeep
         items: list[Any] = []
+        inner = _SCHEMA if kind == _NAMED else kind  # draft-07 dependencies: lists of names
         for item in value:
             if not lim._spend():
                 raise _TooDeep
-            items.append(_schema(item, lim, depth + 1))
+            items.append(_schema(item, lim, depth + 1, inner))
         return items
+    if isinstance(value, str):
+        return lim.text(value) if kind == _FREE else _name(value)
     return lim.value(value, depth)
 
 

@@ -504,8 +504,8 @@ class ServerCall:
             if code is None:
                 run.fail(error)
                 return
-            # The SDK answered with a code of its own choosing: what failed is the exception
-            # (error.type = its class), and the code it answered with is the response's.
+            # The SDK answered with a code of its own choosing: the response's code is the
+            # error.type (as the MCP conventions ask); the exception is the status description.
             run.fail_rpc(code, error=error)
 
     @guarded(site="threadline.mcp.server.error_response")

@@ -68,7 +68,7 @@ def content_errors(attribute: str, value: Any, *, structured: bool = False) -> l
     else:
         return [f"{attribute} must be a JSON string on spans; got {type(value).__name__}"]
     validator = _validator(file_name)
-    errors = list(validator.iter_errors(document))
+    errors = list(validator.iter_errors(document)) or _typed_errors(attribute, document)
     if not errors:
         return []
     # The best match first: anyOf failures otherwise hide the part that actually broke.
@@ -80,6 +80,56 @@ def content_errors(attribute: str, value: Any, *, structured: bool = False) -> l
     if len(errors) > _MAX_ERRORS:
         messages.append(f"{attribute}: {len(errors) - _MAX_ERRORS} more schema error(s)")
     return messages
+
+
+# Where the items a "type" tells apart are: in each message's parts, or the list itself.
+_IN_PARTS = frozenset((semconv.GEN_AI_INPUT_MESSAGES, semconv.GEN_AI_OUTPUT_MESSAGES))
+_TYPED_ITEMS = frozenset((semconv.GEN_AI_SYSTEM_INSTRUCTIONS, semconv.GEN_AI_TOOL_DEFINITIONS))
+
+
+@functools.cache
+def _typed_validators(file_name: str) -> dict[str, jsonschema.Draft202012Validator]:
+    """A validator of each definition in ``file_name`` whose ``type`` is a constant, by it."""
+    definitions = load_schema(file_name).get("$defs", {})
+    validators = {}
+    for name, definition in definitions.items():
+        kind = definition.get("properties", {}).get("type", {}).get("const")
+        if isinstance(kind, str):
+            schema = {"$defs": definitions, "$ref": f"#/$defs/{name}"}
+            validators[kind] = jsonschema.Draft202012Validator(schema)
+    return validators
+
+
+def _typed_errors(attribute: str, document: Any) -> list[jsonschema.ValidationError]:
+    """Errors of the items whose ``type`` names a kind the conventions define, each checked
+    against that kind's definition: the schemas' catch-all (``GenericPart``,
+    ``GenericToolDefinition``: any type, any fields) would otherwise take a malformed one,
+    such as a tool call without its name. System instructions hold the parts messages do."""
+    if not isinstance(document, list):
+        return []
+    items: list[tuple[tuple[Any, ...], Any]] = []
+    if attribute in _IN_PARTS:
+        for i, message in enumerate(document):
+            parts = message.get("parts") if isinstance(message, dict) else None
+            if isinstance(parts, list):
+                items.extend(((i, "parts", j), part) for j, part in enumerate(parts))
+    elif attribute in _TYPED_ITEMS:
+        items = [((i,), item) for i, item in enumerate(document)]
+    else:
+        return []
+    file_name = semconv.CONTENT_SCHEMAS[attribute]
+    if attribute == semconv.GEN_AI_SYSTEM_INSTRUCTIONS:
+        file_name = semconv.CONTENT_SCHEMAS[semconv.GEN_AI_INPUT_MESSAGES]
+    validators = _typed_validators(file_name)
+    errors = []
+    for path, item in items:
+        kind = item.get("type") if isinstance(item, dict) else None
+        validator = validators.get(kind) if isinstance(kind, str) else None
+        if validator is not None:
+            for error in validator.iter_errors(item):
+                error.path.extendleft(reversed(path))
+                errors.append(error)
+    return errors
 
 
 def _path(path: Any) -> str:
