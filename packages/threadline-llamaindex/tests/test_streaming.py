@@ -251,6 +251,35 @@ def test_stream_failing_midway_is_an_error(telemetry: Telemetry) -> None:
     telemetry.assert_conformant()
 
 
+@pytest.mark.parametrize("call", ["astream_chat", "astream"])
+def test_async_stream_left_after_a_chunk_as_the_loop_ends(telemetry: Telemetry, call: str) -> None:
+    """``break`` out of an async stream at the end of ``asyncio.run``: the loop's shutdown
+    cancels the stream's finalizer, throwing a cancellation in where the stream had handed out
+    its chunk. The caller stopped reading; nothing was cut off."""
+    from llama_index.core import PromptTemplate
+    from llama_index.core.llms import MockLLM
+
+    llm = MockLLM()
+
+    async def main() -> None:
+        if call == "astream_chat":
+            stream = await llm.astream_chat([ChatMessage(role="user", content="a b c d")])
+        else:
+            stream = await llm.astream(PromptTemplate("a b c {x}"), x="d")
+        async for _ in stream:
+            break
+        if call == "astream":
+            await stream.aclose()  # leaves the model's stream inside it to its finalizer
+
+    asyncio.run(main())
+    expected = "chat unknown [INTERNAL]"
+    if call == "astream":
+        expected = "invoke_workflow [INTERNAL]\n  text_completion unknown [INTERNAL]"
+    assert telemetry.tree() == expected
+    assert len(open_runs) == 0
+    telemetry.assert_conformant()
+
+
 def _streaming_engine() -> Any:
     from llama_index.core import Settings, VectorStoreIndex
     from llama_index.core.embeddings import MockEmbedding

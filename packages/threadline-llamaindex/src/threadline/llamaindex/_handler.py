@@ -482,6 +482,16 @@ def _end_answer(run: threadline.WorkflowRun, failure: BaseException | None) -> N
         run.end_with_exception(failure)
 
 
+def _thrown_at_chunk(error: BaseException) -> bool:
+    """Whether ``error`` was thrown into LlamaIndex's stream (``wrapped_gen``) where it had
+    handed the consumer a chunk, rather than raised beneath it while the stream was read."""
+    tb = error.__traceback__
+    if tb is None or tb.tb_next is not None:
+        return False
+    code = tb.tb_frame.f_code
+    return code.co_name == "wrapped_gen" and code.co_filename.endswith(_CALLBACKS_FILE)
+
+
 def _end_after(run: threadline.Run, error: BaseException | None) -> None:
     """End a run that waited for a stream or a writer beneath it: as that one ended."""
     if error is None:
@@ -1403,6 +1413,10 @@ class Tracker:
             self._unwatch(span_id)
         self.stream_finish.pop(span_id, None)
         error = getattr(event, "exception", None)
+        if isinstance(error, asyncio.CancelledError) and _thrown_at_chunk(error):
+            # Left unread after a chunk (``break``) and finalized as its event loop shut down
+            # (``asyncio.run`` cancels the stream's aclose): closed early, not cut off mid-read.
+            error = GeneratorExit()
         if isinstance(error, GeneratorExit):
             run.end()  # the consumer closed the stream early
         elif isinstance(error, BaseException):
