@@ -18,6 +18,7 @@ from threadline.content import (
     BlobPart,
     FilePart,
     FunctionToolDefinition,
+    GenericPart,
     GenericToolDefinition,
     InputMessage,
     OutputMessage,
@@ -864,12 +865,17 @@ def test_parts_missing_a_required_field_are_left_out_and_ids_are_strings(
         BlobPart(None, b"x"),  # type: ignore[arg-type]
         UriPart("image", None),  # type: ignore[arg-type]
         FilePart("document", None),  # type: ignore[arg-type]
+        GenericPart("file", {"file": {"filename": "report.pdf"}}),  # a file block without data
     ]
     with threadline.inference(
         "m",
         provider="openai",
         input_messages=[
-            InputMessage("user", [*missing, FilePart("document", 42)], name=3),  # type: ignore[arg-type]
+            InputMessage(
+                "user",
+                [*missing, FilePart("document", 42), GenericPart("citation", {"n": 1})],  # type: ignore[arg-type]
+                name=3,  # type: ignore[arg-type]
+            ),
             InputMessage(None, [TextPart("no role")]),  # type: ignore[arg-type]
         ],
         tool_definitions=[
@@ -882,7 +888,10 @@ def test_parts_missing_a_required_field_are_left_out_and_ids_are_strings(
     assert json.loads(chat[semconv.GEN_AI_INPUT_MESSAGES]) == [
         {
             "role": "user",
-            "parts": [{"type": "file", "modality": "document", "file_id": "42"}],
+            "parts": [
+                {"type": "file", "modality": "document", "file_id": "42"},
+                {"type": "citation", "n": 1},  # a kind of its own: recorded as it is
+            ],
             "name": "3",
         }
     ]
@@ -899,8 +908,9 @@ def test_parts_missing_a_required_field_are_left_out_and_ids_are_strings(
 def test_a_tool_schema_cut_to_the_length_limit_stays_a_valid_schema(
     telemetry: Telemetry, restore_settings: None
 ) -> None:
-    """Under a small length limit only a schema's free text and sample data are cut; its
-    keywords, property names and what validation reads stay whole."""
+    """Under a small length limit a schema's strings are cut as any content's are, property
+    names and values alike, but not its keywords or JSON type names: what is recorded is
+    still a schema, and no longer than the limit allows."""
     from jsonschema import Draft7Validator
 
     threadline.configure(capture_content="SPAN_ONLY", max_content_length=5)
@@ -915,10 +925,11 @@ def test_a_tool_schema_cut_to_the_length_limit_stays_a_valid_schema(
                 "default": "celsius",
             },
             "description": {"$ref": "#/definitions/text"},  # a property of that name
-            "days": {"type": "integer", "minimum": 1, "examples": [3, "several days"]},
+            "days": {"type": ["integer", "null"], "minimum": 1, "examples": [3, "several days"]},
         },
         "required": ["unit"],
         "definitions": {"text": {"type": "string", "pattern": "^[a-z ]+$"}},
+        "x-doc": "a" * 100_000,  # an extension keyword of the server's: cut like any text
     }
     with threadline.inference(
         "m",
@@ -936,15 +947,20 @@ def test_a_tool_schema_cut_to_the_length_limit_stays_a_valid_schema(
         "properties": {
             "unit": {
                 "type": "string",
-                "enum": ["celsius", "fahrenheit"],
+                "enum": ["celsi…[truncated]", "fahre…[truncated]"],
                 "description": "The u…[truncated]",
                 "default": "celsi…[truncated]",
             },
-            "description": {"$ref": "#/definitions/text"},
-            "days": {"type": "integer", "minimum": 1, "examples": [3, "sever…[truncated]"]},
+            "descr…[truncated]": {"$ref": "#/def…[truncated]"},
+            "days": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "examples": [3, "sever…[truncated]"],
+            },
         },
         "required": ["unit"],
-        "definitions": {"text": {"type": "string", "pattern": "^[a-z ]+$"}},
+        "definitions": {"text": {"type": "string", "pattern": "^[a-z…[truncated]"}},
+        "x-doc": "aaaaa…[truncated]",
     }
     assert span.attributes[semconv.THREADLINE_CONTENT_TRUNCATED] is True
     telemetry.assert_conformant()

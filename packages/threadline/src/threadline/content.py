@@ -363,12 +363,32 @@ def _valid_unicode(value: str) -> str:
     return value
 
 
+# The fields each kind of part the conventions define requires besides its type.
+_REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "text": ("content",),
+    "reasoning": ("content",),
+    "tool_call": ("name",),
+    "tool_call_response": ("response",),
+    "server_tool_call": ("name", "server_tool_call"),
+    "server_tool_call_response": ("server_tool_call_response",),
+    "blob": ("modality", "content"),
+    "uri": ("modality", "uri"),
+    "file": ("modality", "file_id"),
+}
+
+
 def _part_json(part: Part, lim: _Limiter) -> dict[str, Any] | None:
     """The part as its schema has it; None for one missing a field the schema requires (a
     streamed tool call's chunk without its name, a text part of None): no shape to record."""
     if isinstance(part, GenericPart):
         kind = _name(part.type)
         if kind is None:
+            return None
+        required = _REQUIRED_FIELDS.get(kind)
+        if required is not None and any(part.data.get(field) is None for field in required):
+            # it names a kind of the conventions but lacks what that kind holds (a file block
+            # without data, URL or id): no shape to record, as for a typed part
+            _logger.debug("dropping a %s part without %s", kind, ", ".join(required))
             return None
         out = {lim.text(str(k)): lim.value(v) for k, v in part.data.items()}
         out["type"] = kind
@@ -522,26 +542,28 @@ class _TooDeep(Exception):
     enclosing mapping gives way."""
 
 
-# What a value in a tool's parameter schema is, for _schema: a schema, a mapping of names to
-# schemas, a value the schema matches against (kept whole), or free text and data (cut).
-_SCHEMA, _NAMED, _EXACT, _FREE = range(4)
+# What a value in a tool's parameter schema is, for _schema: a schema (its keys are keywords),
+# a mapping of names to schemas, a ``type`` (JSON type names), or anything else (data).
+_SCHEMA, _NAMED, _TYPE, _DATA = range(4)
 # Keywords holding names mapped to schemas (draft-07's and 2020-12's).
 _NAMED_KEYWORDS = frozenset(
     ("properties", "patternProperties", "definitions", "$defs", "dependentSchemas", "dependencies")
 )
-# Keywords holding text for readers, or sample data, that no validation depends on.
-_FREE_KEYWORDS = frozenset(("description", "title", "$comment", "examples", "example", "default"))
-# Keywords holding the values instances are matched against.
-_EXACT_KEYWORDS = frozenset(("enum", "const"))
+# Keywords holding data or text, not schemas: whatever keys their values have are no keywords.
+_DATA_KEYWORDS = frozenset(
+    ("description", "title", "$comment", "examples", "example", "default", "enum", "const")
+)
+_JSON_TYPES = frozenset(("object", "array", "string", "number", "integer", "boolean", "null"))
 
 
 def _schema(value: Any, lim: _Limiter, depth: int = 0, kind: int = _SCHEMA) -> Any:
-    """``lim.value`` for a JSON Schema that keeps it a valid, looser schema. Only free text
-    and sample data are cut to the length limit (descriptions, titles, examples, defaults);
-    keywords, property names and what validation reads (``type``, ``required``, ``$ref``,
-    ``enum``, ``pattern``, ...) are kept whole, as names are. Where nesting reaches the limit,
-    or the item budget runs out, the innermost mapping holding the cut becomes ``{}`` (any
-    value, or no properties or definitions), never the truncation mark where a schema is."""
+    """``lim.value`` for a JSON Schema that keeps it a valid, looser schema. Strings are cut to
+    the length limit as anywhere in content, property names and values alike, except what
+    the schema's shape rests on: a schema's keywords that are no longer than the limit allows
+    (``type``, ``properties``, ``$ref``, ...; a cut one would become an unknown keyword) and
+    ``type``'s JSON type names. Where nesting reaches the limit, or the item budget runs out,
+    the innermost mapping holding the cut becomes ``{}`` (any value, or no properties or
+    definitions), never the truncation mark where a schema is."""
     if isinstance(value, Mapping):
         if depth >= _MAX_DEPTH:
             lim.truncated = True
@@ -552,21 +574,21 @@ def _schema(value: Any, lim: _Limiter, depth: int = 0, kind: int = _SCHEMA) -> A
                 if not lim._spend():
                     raise _TooDeep
                 key = str(k)
-                if kind == _FREE:
-                    schema[lim.text(key)] = _schema(v, lim, depth + 1, _FREE)
-                    continue
                 if kind == _SCHEMA:
-                    if key in _FREE_KEYWORDS:
-                        inner = _FREE
+                    if key == "type":
+                        inner = _TYPE
                     elif key in _NAMED_KEYWORDS:
                         inner = _NAMED
-                    elif key in _EXACT_KEYWORDS:
-                        inner = _EXACT
+                    elif key in _DATA_KEYWORDS:
+                        inner = _DATA
                     else:
                         inner = _SCHEMA
+                    # a keyword is short: kept whole unless it is far over the limit
+                    name = _name(key) if len(key) <= _MAX_KEYWORD else lim.text(key)
                 else:
-                    inner = _SCHEMA if kind == _NAMED else kind
-                schema[_name(key) or ""] = _schema(v, lim, depth + 1, inner)
+                    inner = _SCHEMA if kind == _NAMED else _DATA
+                    name = lim.text(key)
+                schema[name or ""] = _schema(v, lim, depth + 1, inner)
             return schema
         except _TooDeep:
             lim.truncated = True
@@ -575,15 +597,21 @@ def _schema(value: Any, lim: _Limiter, depth: int = 0, kind: int = _SCHEMA) -> A
         if depth >= _MAX_DEPTH:
             raise _TooDeep
         items: list[Any] = []
-        inner = _SCHEMA if kind == _NAMED else kind  # draft-07 dependencies: lists of names
+        # items of a schema keyword's list (allOf, prefixItems) are schemas; of draft-07's
+        # dependencies, names
+        inner = _DATA if kind == _NAMED else kind
         for item in value:
             if not lim._spend():
                 raise _TooDeep
             items.append(_schema(item, lim, depth + 1, inner))
         return items
     if isinstance(value, str):
-        return lim.text(value) if kind == _FREE else _name(value)
+        return value if kind == _TYPE and value in _JSON_TYPES else lim.text(value)
     return lim.value(value, depth)
+
+
+# The longest keyword of the drafts threadline knows ("unevaluatedProperties"), with room.
+_MAX_KEYWORD = 64
 
 
 _CREDENTIAL_NAME = re.compile(

@@ -1390,7 +1390,8 @@ class Tracker:
                 self.stream_finish[span_id] = reason
                 run.update(finish_reasons=[reason])
             # A chunk without the provider's response (a mock's or a custom model's): the
-            # later ones have none either, and the end event's response is read in any case.
+            # later ones are taken to have none either (every provider LLM of LlamaIndex sets
+            # it on each chunk); the end event's response is read in any case.
         if not run.needs_every_chunk:
             self._unwatch(span_id)
 
