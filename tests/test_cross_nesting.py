@@ -178,3 +178,108 @@ def test_a_langgraph_interrupt_inside_another_framework_is_no_failure(
     inner = "execute_tool approve" if inside == "pydantic_ai_tool" else "invoke_workflow Approval"
     assert sum(s.name == inner for s in spans) == 2  # paused once, run again on resume
     assert threadline.current_run() is None
+
+
+def test_a_model_adapter_over_another_frameworks_model_is_one_call(
+    telemetry: Telemetry,  # noqa: F811 - the fixture imported above
+) -> None:
+    """A LangChain chat model whose ``_generate`` calls a LlamaIndex LLM, and a LlamaIndex LLM
+    whose ``complete`` calls a LangChain chat model, are one model call each: the outer one
+    records it, as it does a provider SDK's, so its tokens count once on the agent and in the
+    token metric."""
+    from langchain_core.language_models.chat_models import BaseChatModel
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage, BaseMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+    from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
+    from llama_index.core.llms import CustomLLM
+    from llama_index.core.llms.callbacks import llm_completion_callback
+
+    usage = {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10}
+
+    class Counting(CustomLLM):
+        """A LlamaIndex LLM, which calls a LangChain model when given one."""
+
+        inner: Any = None
+
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="counting-1")
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            if self.inner is not None:
+                self.inner.invoke(prompt)
+            tokens = {"prompt_tokens": 7, "completion_tokens": 3}
+            return CompletionResponse(text="ok", raw={"model": "counting-1", "usage": tokens})
+
+        @llm_completion_callback()
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    class Adapter(BaseChatModel):
+        """The LangChain face of the LlamaIndex LLM."""
+
+        @property
+        def _llm_type(self) -> str:
+            return "adapter"
+
+        def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> Any:
+            text = Counting().complete(str(messages[-1].content)).text
+            message = AIMessage(text, usage_metadata=usage)  # type: ignore[arg-type]
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+    answers = iter([AIMessage("ok", usage_metadata=usage)])  # type: ignore[arg-type]
+    calls = {
+        "lc": lambda: Adapter().invoke("hi"),
+        "li": lambda: Counting(inner=GenericFakeChatModel(messages=answers)).complete("hi"),
+    }
+    for name, call in calls.items():
+        agent = Agent(calls_tool_then_answers("ask"), name=name)
+        agent.tool_plain(call, name="ask")
+        agent.run_sync("go")
+    trees = telemetry.tree(attributes=("gen_ai.usage.input_tokens",), show_kind=False)
+    model_lines = [
+        line.strip()
+        for line in trees.splitlines()
+        if line.strip().startswith(("chat", "text_completion")) and "planner" not in line
+    ]
+    assert model_lines == [
+        "chat Adapter gen_ai.usage.input_tokens=7",
+        "text_completion counting-1 gen_ai.usage.input_tokens=7",
+    ]
+    for tree in trees.split("\n---\n"):
+        lines = tree.splitlines()
+        planner = sum(int(line.rsplit("=", 1)[1]) for line in lines if "chat planner" in line)
+        assert lines[0].endswith(f"gen_ai.usage.input_tokens={planner + 7}")
+    counted = [
+        (point["attributes"]["gen_ai.token.type"], point["sum"])
+        for point in telemetry.metric_points("gen_ai.client.token.usage")
+        if point["attributes"]["gen_ai.request.model"] != "planner"
+    ]
+    assert sorted(counted) == [("input", 7), ("input", 7), ("output", 3), ("output", 3)]
+
+
+def test_a_tool_adapted_from_another_framework_is_one_call(
+    telemetry: Telemetry,  # noqa: F811 - the fixture imported above
+) -> None:
+    """Pydantic AI running a LangChain tool (``tool_from_langchain``, ``LangChainToolset``)
+    is one tool call: LangChain's run of it inside Pydantic AI's records no second span."""
+    from langchain_core.tools import tool
+    from pydantic_ai.ext.langchain import LangChainToolset, tool_from_langchain
+
+    @tool
+    def lookup() -> str:
+        """Look the answer up."""
+        return "found"
+
+    Agent(
+        calls_tool_then_answers("lookup"), name="one", tools=[tool_from_langchain(lookup)]
+    ).run_sync("go")
+    Agent(
+        calls_tool_then_answers("lookup"), name="set", toolsets=[LangChainToolset([lookup])]
+    ).run_sync("go")
+    assert telemetry.tree(show_kind=False) == "\n---\n".join(
+        f"invoke_agent {name}\n  chat planner\n  execute_tool lookup\n  chat planner"
+        for name in ("one", "set")
+    )

@@ -1488,3 +1488,33 @@ def test_a_model_call_asks_provider_instrumentations_for_no_second_span(
     finally:
         config.restore(previous)
     assert len(telemetry.spans()) == 10
+
+
+def test_a_model_call_inside_another_is_recorded_once(telemetry: Telemetry) -> None:
+    """A model call started beneath a model call's span (another framework's adapter) records
+    no span and no tokens of its own, as provider SDK spans beneath it do not; with provider
+    spans allowed (``suppress_provider_spans=False``) both are recorded. A tool call inside a
+    call of the same tool is one call too; inside another tool, it is a call of its own."""
+    with threadline.invoke_agent("helper"):
+        with threadline.inference("adapter", provider="langchain") as outer:
+            with threadline.inference("inner", provider="llama_index") as inner:
+                inner.update(usage=threadline.Usage(input_tokens=7))
+            outer.update(usage=threadline.Usage(input_tokens=7))
+        with threadline.execute_tool("lookup"), threadline.execute_tool("lookup"):
+            threadline.execute_tool("other").end()
+    previous = config.current()
+    threadline.configure(suppress_provider_spans=False)
+    try:
+        with threadline.inference("adapter", provider="langchain"):
+            threadline.inference("inner", provider="llama_index").end()
+    finally:
+        config.restore(previous)
+    assert telemetry.tree(attributes=("gen_ai.usage.input_tokens",), show_kind=False) == (
+        "invoke_agent helper gen_ai.usage.input_tokens=7\n"
+        "  chat adapter gen_ai.usage.input_tokens=7\n"
+        "  execute_tool lookup\n"
+        "    execute_tool other\n"
+        "---\n"
+        "chat adapter\n"
+        "  chat inner"
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
@@ -19,6 +20,8 @@ from threadline._failopen import report
 from threadline._runs import (
     _CLIENT,
     _INTERNAL,
+    _RUN_KEY,
+    SUPPRESS_PROVIDER_SPANS_KEY,
     AgentRun,
     EmbeddingsRun,
     InferenceRun,
@@ -68,6 +71,24 @@ def _inert(cls: type[_R], parent: Run | Context | None) -> _R:
     return run
 
 
+def _inside_a_model_call(parent: Run | Context | None) -> bool:
+    """Whether this model call's span would be a child of a model call's where provider spans
+    are suppressed (``suppress_provider_spans``, the default): a framework's model adapter over
+    another framework's model (a LangChain chat model whose ``_generate`` calls a LlamaIndex
+    LLM) is one call, and the outer run records it, with what the adapter reports, as it does
+    for a provider SDK's call. Two spans would count its tokens (and cost) twice."""
+    if isinstance(parent, Run):
+        if not isinstance(parent, InferenceRun):
+            return False
+        ctx = parent.context
+    else:
+        ctx = otel_context.get_current() if parent is None else parent
+    if not ctx.get(SUPPRESS_PROVIDER_SPANS_KEY):
+        return False
+    outer = ctx.get(_RUN_KEY)
+    return isinstance(outer, InferenceRun) and not outer.ended
+
+
 def inference(
     model: str | None,
     *,
@@ -93,6 +114,8 @@ def inference(
             f"operation must be one of {sorted(semconv.INFERENCE_OPERATIONS)}, got {operation!r}"
         )
     try:
+        if _inside_a_model_call(parent):
+            return _inert(InferenceRun, parent)
         return InferenceRun(
             operation,
             model,
@@ -177,6 +200,18 @@ def retrieval(
         return _inert(RetrievalRun, parent)
 
 
+def _inside_same_tool(parent: Run | Context | None, name: str) -> bool:
+    """Whether the run this tool call's span would be a child of is a call of the same tool:
+    one framework's tool adapting another's (Pydantic AI's ``tool_from_langchain``) is one
+    call, recorded by the outer run."""
+    if isinstance(parent, Run):
+        enclosing: object = parent
+    else:
+        ctx = otel_context.get_current() if parent is None else parent
+        enclosing = ctx.get(_RUN_KEY)
+    return isinstance(enclosing, ToolRun) and enclosing.name == name and not enclosing.ended
+
+
 def execute_tool(
     name: str,
     *,
@@ -193,6 +228,8 @@ def execute_tool(
     """Start an ``execute_tool {name}`` INTERNAL span. ``arguments`` (and the result given to
     ``update``) are content: recorded only when capture is on."""
     try:
+        if _inside_same_tool(parent, name):
+            return _inert(ToolRun, parent)
         return ToolRun(
             name,
             parent,
