@@ -663,3 +663,112 @@ def test_streams_read_in_turn_keep_their_own_chunk_facts(telemetry: Telemetry) -
     assert installed is not None
     tracker = installed[0]._tracker
     assert (tracker.watched, len(tracker.streams)) == (set(), 0)
+
+
+def _undecorated_llm(fail: bool) -> Any:
+    """A model whose stream methods lack LlamaIndex's callback decorators: LlamaIndex still
+    spans each call, but the stream it returns is the model's own and fires no end event."""
+    from llama_index.core.llms import ChatResponse, CompletionResponse, MockLLM
+
+    def chunk(kind: str, text: str) -> Any:
+        if kind == "chat":
+            return ChatResponse(message=ChatMessage(role="assistant", content=text), delta=text)
+        return CompletionResponse(text=text, delta=text)
+
+    class Undecorated(MockLLM):
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            return self._chunks("completion")
+
+        def stream_chat(self, messages: Any, **kwargs: Any) -> Any:
+            return self._chunks("chat")
+
+        async def astream_complete(self, prompt: str, formatted: bool = False, **kw: Any) -> Any:
+            return self._achunks("completion")
+
+        async def astream_chat(self, messages: Any, **kwargs: Any) -> Any:
+            return self._achunks("chat")
+
+        def _chunks(self, kind: str) -> Any:
+            yield chunk(kind, "a")
+            time.sleep(0.02)
+            if fail:
+                raise ConnectionResetError("stream cut")
+            yield chunk(kind, "b")
+
+        async def _achunks(self, kind: str) -> Any:
+            yield chunk(kind, "a")
+            await asyncio.sleep(0.02)
+            if fail:
+                raise ConnectionResetError("stream cut")
+            yield chunk(kind, "b")
+
+    return Undecorated()
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["read", "raising"])
+@pytest.mark.parametrize(
+    "call", ["stream_complete", "stream_chat", "astream_complete", "astream_chat"]
+)
+def test_stream_method_without_the_callback_decorator_ends_with_its_stream(
+    telemetry: Telemetry, call: str, fail: bool
+) -> None:
+    """No end event comes for such a stream: its span ends as the stream is released, right
+    after the loop that read it (or the handling of the error it raised), and lasts as long as
+    the stream did, not until the reaper. An error it raised cannot be told from a close: the
+    span ends without it."""
+    llm = _undecorated_llm(fail)
+    argument: Any = "a b" if call.endswith("complete") else MESSAGES
+
+    def read() -> list[str]:
+        try:
+            return [chunk.delta for chunk in getattr(llm, call)(argument)]
+        except ConnectionResetError:
+            return ["cut"]
+
+    async def read_async() -> list[str]:
+        try:
+            return [chunk.delta async for chunk in await getattr(llm, call)(argument)]
+        except ConnectionResetError:
+            return ["cut"]
+
+    started = time.time_ns()
+    deltas = asyncio.run(read_async()) if call.startswith("a") else read()
+    read_ns = time.time_ns()
+    assert deltas == (["cut"] if fail else ["a", "b"])
+    name = "chat unknown" if call.endswith("chat") else "text_completion unknown"
+    assert telemetry.tree(attributes=("gen_ai.request.stream", "threadline.abandoned")) == (
+        f"{name} [CLIENT] gen_ai.request.stream=True"
+    )
+    span = telemetry.find(name)
+    assert span.status_code == "UNSET"
+    assert started <= span.start_ns
+    assert span.duration_ns >= 20_000_000  # the stream's, not the call's
+    assert span.end_ns <= read_ns
+    assert len(open_runs) == 0
+    installed = threadline.llamaindex._instrument._installed
+    assert installed is not None
+    tracker = installed[0]._tracker
+    assert (tracker.watched, len(tracker.streams)) == (set(), 0)  # no chunk events to wait for
+    telemetry.assert_conformant()
+
+
+def test_stream_method_without_the_callback_decorator_closed_early(telemetry: Telemetry) -> None:
+    llm = _undecorated_llm(fail=False)
+    for _ in llm.stream_chat(MESSAGES):
+        break
+    assert telemetry.tree() == "chat unknown [CLIENT]"
+    assert telemetry.find("chat unknown").status_code == "UNSET"
+    assert len(open_runs) == 0
+
+
+def test_llm_stream_over_a_stream_method_without_the_callback_decorator(
+    telemetry: Telemetry,
+) -> None:
+    """``llm.stream`` returns a generator of its own over the model's: its request span ends
+    once the model's stream is released with it."""
+    from llama_index.core import PromptTemplate
+
+    tokens = list(_undecorated_llm(fail=False).stream(PromptTemplate("a {x}"), x="b"))
+    assert tokens == ["a", "b"]
+    assert telemetry.tree() == "invoke_workflow [INTERNAL]\n  text_completion unknown [CLIENT]"
+    assert len(open_runs) == 0

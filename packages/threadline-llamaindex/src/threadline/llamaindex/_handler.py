@@ -11,7 +11,8 @@ beneath it needs a parent (see ``Tracker._root``), so the request's calls share 
 Streaming LLM calls return a generator, and LlamaIndex exits their span right away: the
 inference run stays open and ends on the ``LLMChatEndEvent``/``LLMCompletionEndEvent`` (or the
 ``ExceptionEvent``) that the stream fires when it is done. A stream never consumed is ended as
-abandoned by threadline's reaper.
+abandoned by threadline's reaper. A model's stream method without LlamaIndex's callback
+decorator returns a stream that fires no such event: its run ends when the stream is released.
 """
 
 from __future__ import annotations
@@ -268,21 +269,24 @@ _STREAMS = (GeneratorType, AsyncGeneratorType)
 _STREAM_TYPES = (Generator, AsyncGenerator)  # what LlamaIndex's callbacks take for a stream
 
 
-def _request_in_run(run: threadline.InferenceRun, stream: Any) -> None:
+def _request_in_run(run: threadline.InferenceRun, stream: Any) -> bool:
     """Make the run current while the model's stream takes its first step, where the provider
     sends its request (when the caller first reads the stream, after the call's span exited),
     so the request's HTTP span nests in the run's span and provider instrumentations see
     ``suppress_provider_spans``. The stream LlamaIndex returns (``wrapped_gen`` of its LLM
     callbacks) iterates the model's own generator, held in a closure cell (``f_return_val``):
     the cell gets a stand-in whose first step runs in the run's context and that passes the
-    later chunks straight through. Any other stream is left as it is."""
+    later chunks straight through. Any other stream is left as it is.
+
+    Whether the stream is LlamaIndex's ``wrapped_gen``, the one that fires the events that
+    end the run (a model's stream method without its callback decorator returns its own)."""
     try:
         frame = stream.ag_frame if isinstance(stream, AsyncGeneratorType) else stream.gi_frame
         if frame is None:
-            return
+            return False
         code = frame.f_code
         if code.co_name != "wrapped_gen" or not code.co_filename.endswith(_CALLBACKS_FILE):
-            return
+            return False
         # The generator holds its cells (its frame does, before Python 3.11). Of the closure's
         # cells, only f_return_val holds a stream: found by its type, without ``f_locals``
         # (which copies every local of the frame).
@@ -300,9 +304,10 @@ def _request_in_run(run: threadline.InferenceRun, stream: Any) -> None:
                             cell.cell_contents = _FirstStepInRunAsync(run, inner)
                         else:
                             cell.cell_contents = _FirstStepInRun(run, inner)
-                        return
+                        return True
     except Exception as error:  # noqa: BLE001 - fail-open: the request goes out as before
         report("llamaindex.stream_request", error)
+    return True
 
 
 class _FirstStepInRun:
@@ -1227,13 +1232,16 @@ class Tracker:
         if isinstance(run, threadline.InferenceRun):
             if isinstance(result, _STREAMS):
                 self.streams.add(id_, run)  # ends on the stream's end event
-                self._watch(id_)
                 if instance is not None and self._lazy_async_stream(instance, id_):
                     if len(self.handed_out) >= _MAX_HANDED_OUT:
                         self.handed_out.clear()
                     entry = (_custom_generator_frame(result), run)
                     self.handed_out.setdefault(id(instance), []).append(entry)
-                _request_in_run(run, result)  # after _custom_generator_frame read the stream
+                # after _custom_generator_frame read the stream
+                if _request_in_run(run, result):
+                    self._watch(id_)
+                else:
+                    self._end_on_release(id_, run, result)
                 return
             if result is not None:
                 try:
@@ -1261,6 +1269,23 @@ class Tracker:
             ):
                 return
         run.end(stopped_early=stopped)
+
+    def _end_on_release(self, id_: str, run: threadline.InferenceRun, stream: Any) -> None:
+        """A model's own stream, returned by a stream method without LlamaIndex's callback
+        decorator: no event will tell its end, and it cannot be wrapped once returned. Its run
+        ends when the stream is released, as ``for chunk in llm.stream_complete(...)`` does right
+        after its last chunk, a ``break`` or an error (which it cannot tell apart)."""
+        weakref.finalize(stream, self._released, id_, run).atexit = False
+
+    def _released(self, id_: str, run: threadline.InferenceRun) -> None:
+        try:
+            if self.streams.pop(id_) is None:
+                return  # ended already (by the reaper)
+            run.end()
+            if self.stream_roots:
+                self._stream_ended(run, None)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("llamaindex.stream_released", error)
 
     def _tool_result(self, id_: str, run: threadline.ToolRun, result: Any) -> bool:
         """Record a tool's output; True when the run is not to end normally now (it failed, was
