@@ -38,7 +38,7 @@ from collections.abc import (
     Mapping,
 )
 from contextvars import ContextVar, Token
-from types import AsyncGeneratorType, CellType, FrameType, GeneratorType
+from types import AsyncGeneratorType, CellType, CodeType, FrameType, GeneratorType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
@@ -72,6 +72,14 @@ _SYNC_STREAMS = (".stream_chat", ".stream_complete")
 _STREAM_METHODS = (*_SYNC_STREAMS, ".astream_chat", ".astream_complete")
 _CUSTOM_LLM_FILE = os.path.join("llama_index", "core", "llms", "custom.py")
 _CALLBACKS_FILE = os.path.join("llama_index", "core", "llms", "callbacks.py")
+
+
+def _is_callbacks_stream(code: CodeType) -> bool:
+    """Whether ``code`` is the stream LlamaIndex's LLM callbacks return (``wrapped_gen``),
+    which fires the stream's progress, end and exception events."""
+    return code.co_name == "wrapped_gen" and code.co_filename.endswith(_CALLBACKS_FILE)
+
+
 _CALL_TOOL_FILE = os.path.join("llama_index", "core", "tools", "calling.py")
 _CALL_TOOL_FUNCTIONS = frozenset({"call_tool", "acall_tool"})
 _MAX_KINDS = 4_096
@@ -285,7 +293,7 @@ def _request_in_run(run: threadline.InferenceRun, stream: Any) -> bool:
         if frame is None:
             return False
         code = frame.f_code
-        if code.co_name != "wrapped_gen" or not code.co_filename.endswith(_CALLBACKS_FILE):
+        if not _is_callbacks_stream(code):
             return False
         # The generator holds its cells (its frame does, before Python 3.11). Of the closure's
         # cells, only f_return_val holds a stream: found by its type, without ``f_locals``
@@ -494,7 +502,7 @@ def _thrown_at_chunk(error: BaseException) -> bool:
     if tb is None or tb.tb_next is not None:
         return False
     code = tb.tb_frame.f_code
-    return code.co_name == "wrapped_gen" and code.co_filename.endswith(_CALLBACKS_FILE)
+    return _is_callbacks_stream(code)
 
 
 def _end_after(run: threadline.Run, error: BaseException | None) -> None:
