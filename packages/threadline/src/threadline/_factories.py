@@ -15,13 +15,12 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
-from threadline import semconv
+from threadline import config, semconv
 from threadline._failopen import report
 from threadline._runs import (
     _CLIENT,
     _INTERNAL,
     _RUN_KEY,
-    SUPPRESS_PROVIDER_SPANS_KEY,
     AgentRun,
     EmbeddingsRun,
     InferenceRun,
@@ -71,22 +70,25 @@ def _inert(cls: type[_R], parent: Run | Context | None) -> _R:
     return run
 
 
+def _enclosing_run(parent: Run | Context | None) -> object:
+    """The run a new run's span would be a child of (a context's run entry as it is)."""
+    if isinstance(parent, Run):
+        return parent
+    return (otel_context.get_current() if parent is None else parent).get(_RUN_KEY)
+
+
 def _inside_a_model_call(parent: Run | Context | None) -> bool:
     """Whether this model call's span would be a child of a model call's where provider spans
     are suppressed (``suppress_provider_spans``, the default): a framework's model adapter over
     another framework's model (a LangChain chat model whose ``_generate`` calls a LlamaIndex
     LLM) is one call, and the outer run records it, with what the adapter reports, as it does
     for a provider SDK's call. Two spans would count its tokens (and cost) twice."""
-    if isinstance(parent, Run):
-        if not isinstance(parent, InferenceRun):
-            return False
-        ctx = parent.context
-    else:
-        ctx = otel_context.get_current() if parent is None else parent
-    if not ctx.get(SUPPRESS_PROVIDER_SPANS_KEY):
-        return False
-    outer = ctx.get(_RUN_KEY)
-    return isinstance(outer, InferenceRun) and not outer.ended
+    outer = _enclosing_run(parent)
+    return (
+        isinstance(outer, InferenceRun)
+        and not outer.ended
+        and config._settings.suppress_provider_spans
+    )
 
 
 def inference(
@@ -204,11 +206,7 @@ def _inside_same_tool(parent: Run | Context | None, name: str) -> bool:
     """Whether the run this tool call's span would be a child of is a call of the same tool:
     one framework's tool adapting another's (Pydantic AI's ``tool_from_langchain``) is one
     call, recorded by the outer run."""
-    if isinstance(parent, Run):
-        enclosing: object = parent
-    else:
-        ctx = otel_context.get_current() if parent is None else parent
-        enclosing = ctx.get(_RUN_KEY)
+    enclosing = _enclosing_run(parent)
     return isinstance(enclosing, ToolRun) and enclosing.name == name and not enclosing.ended
 
 
