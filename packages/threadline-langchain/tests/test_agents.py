@@ -299,6 +299,39 @@ def test_a_graph_whose_agent_node_is_an_agent_of_its_own_is_a_workflow(
     telemetry.assert_conformant(strict=True)
 
 
+def test_an_unnamed_agent_added_as_a_node_goes_by_the_nodes_name(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """A multi-agent graph adds each agent as a node: an agent the app did not name is the
+    agent it named that node for."""
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    try:
+        from langchain.agents import create_agent
+    except ImportError:
+        from langgraph.prebuilt import create_react_agent as create_agent
+    graph = StateGraph(MessagesState)
+    graph.add_node("researcher", create_agent(two_tool_model(), [get_weather, get_time]))
+    graph.add_edge(START, "researcher")
+    graph.compile().with_config(run_name="desk").invoke(
+        {"messages": [("user", "weather?")]}, config=config
+    )
+    assert tools_sorted(telemetry.tree()) == (
+        "invoke_workflow desk [INTERNAL]\n"
+        "  invoke_agent researcher [INTERNAL]\n"
+        "    chat scripted-1 [CLIENT]\n"
+        "    execute_tool get_time [INTERNAL]\n"
+        "    execute_tool get_weather [INTERNAL]\n"
+        "    chat scripted-1 [CLIENT]"
+    )
+    agent = telemetry.find("invoke_agent researcher")
+    assert agent.attributes[semconv.GEN_AI_AGENT_NAME] == "researcher"
+    assert telemetry.find("execute_tool get_time").attributes[semconv.GEN_AI_AGENT_NAME] == (
+        "researcher"
+    )
+    telemetry.assert_conformant(strict=True)
+
+
 def test_agent_and_workflow_called_from_a_tool(telemetry: Any, config: dict[str, Any]) -> None:
     """Nested runs: a sub-agent and a plain workflow inside a tool of the outer agent."""
     from langchain_core.messages import AIMessage

@@ -210,6 +210,36 @@ def test_subgraph_is_a_nested_workflow(telemetry: Any, config: dict[str, Any]) -
     )
 
 
+def test_an_unnamed_subgraph_goes_by_its_nodes_name(telemetry: Any, config: dict[str, Any]) -> None:
+    """A graph the app left unnamed (LangGraph calls it "LangGraph"), added as a node or called
+    in one, is the workflow the app named that node for."""
+    inner = StateGraph(State)
+    inner.add_node("ask", lambda s: {"answer": hello_model().invoke(s["question"]).content})
+    inner.add_edge(START, "ask")
+    inner_graph = inner.compile()
+
+    outer = StateGraph(State)
+    outer.add_node("delegate", inner_graph)
+    outer.add_node("call", lambda s: inner_graph.invoke(s))
+    outer.add_edge(START, "delegate")
+    outer.add_edge("delegate", "call")
+    outer.compile().with_config(run_name="outer").invoke(
+        {"question": "hi", "log": []}, config=config
+    )
+    inner_graph.invoke({"question": "hi", "log": []}, config=config)
+    assert telemetry.tree(attributes=(semconv.GEN_AI_WORKFLOW_NAME,)) == (
+        "invoke_workflow outer [INTERNAL] gen_ai.workflow.name=outer\n"
+        "  invoke_workflow delegate [INTERNAL] gen_ai.workflow.name=delegate\n"
+        "    chat scripted-1 [CLIENT]\n"
+        "  invoke_workflow call [INTERNAL] gen_ai.workflow.name=call\n"
+        "    chat scripted-1 [CLIENT]\n"
+        "---\n"
+        "invoke_workflow [INTERNAL]\n"
+        "  chat scripted-1 [CLIENT]"
+    )
+    telemetry.assert_conformant(strict=True)
+
+
 @tool
 def boom(city: str) -> str:
     """Always fails."""
@@ -452,7 +482,7 @@ def test_parent_command_is_not_an_error(telemetry: Any, config: dict[str, Any]) 
     assert result["answer"] == "Hello there"
     assert telemetry.tree() == (
         "invoke_workflow router [INTERNAL]\n"
-        "  invoke_workflow [INTERNAL]\n"
+        "  invoke_workflow child [INTERNAL]\n"
         "  chat scripted-1 [CLIENT]"
     )
 

@@ -246,6 +246,96 @@ def test_server_address_from_base_url(telemetry: Any, config: dict[str, Any]) ->
     assert span.attributes[semconv.ERROR_TYPE].endswith(type(raised.value).__name__)
 
 
+def test_a_stream_failing_before_its_first_chunk_is_a_streamed_request(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """A rate-limited or overloaded provider fails a stream before any chunk arrives: the
+    request was still streamed. A model that cannot stream answers ``stream()`` by ``invoke``,
+    which streams nothing."""
+    from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.prompts import ChatPromptTemplate
+
+    http = openai_http_module()
+
+    def overloaded(request: Any) -> Any:
+        return http.Response(503, json={"error": {"message": "overloaded"}})
+
+    failing = ChatOpenAI(
+        model="gpt-4o-mini",
+        max_retries=0,
+        http_client=http.Client(transport=http.MockTransport(overloaded)),
+        http_async_client=http.AsyncClient(transport=http.MockTransport(overloaded)),
+    )
+
+    async def astream() -> None:
+        async for _ in failing.astream("hi", config=config):
+            pass
+
+    with pytest.raises(Exception, match="503"):
+        list(failing.stream("hi", config=config))
+    with pytest.raises(Exception, match="503"):
+        asyncio.run(astream())
+    with pytest.raises(Exception, match="503"):
+        failing.invoke("hi", config=config)
+    chain = ChatPromptTemplate.from_messages([("user", "{q}")]) | failing
+    with pytest.raises(Exception, match="503"):
+        list(chain.stream({"q": "hi"}, config=config))
+    unstreamed = FakeMessagesListChatModel(responses=[AIMessage(content="hello")])
+    assert [chunk.content for chunk in unstreamed.stream("hi", config=config)] == ["hello"]
+    assert [
+        (span.name, span.attributes.get(semconv.GEN_AI_REQUEST_STREAM))
+        for span in telemetry.spans()
+        if span.name.startswith("chat")
+    ] == [
+        ("chat gpt-4o-mini", True),
+        ("chat gpt-4o-mini", True),
+        ("chat gpt-4o-mini", None),
+        ("chat gpt-4o-mini", True),
+        ("chat FakeMessagesListChatModel", None),
+    ]
+
+
+def test_a_stream_cut_off_midway_keeps_what_its_chunks_told(
+    telemetry: Any, config: dict[str, Any]
+) -> None:
+    """A connection dropped mid-stream fails the call; the provider's response id and model
+    from the chunks that arrived stay on the span (the id is what the provider's logs know)."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessageChunk
+    from langchain_core.outputs import ChatGenerationChunk
+
+    class Dropped(GenericFakeChatModel):
+        def _stream(self, *args: Any, run_manager: Any = None, **kwargs: Any) -> Any:
+            meta = {"model_name": "gpt-4o-mini-2024-07-18"}
+            for text in ("Hel", "lo"):
+                message = AIMessageChunk(content=text, id="chatcmpl-cut", response_metadata=meta)
+                chunk = ChatGenerationChunk(message=message)
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(text, chunk=chunk)
+                yield chunk
+                meta = {}
+            raise ConnectionError("connection dropped")
+
+    async def astream() -> None:
+        async for _ in Dropped(messages=iter(())).astream("hi", config=config):
+            pass
+
+    with pytest.raises(ConnectionError):
+        list(Dropped(messages=iter(())).stream("hi", config=config))
+    with pytest.raises(ConnectionError):
+        asyncio.run(astream())
+    assert telemetry.tree(
+        attributes=(semconv.GEN_AI_RESPONSE_ID, semconv.GEN_AI_RESPONSE_MODEL)
+    ) == "\n---\n".join(
+        [
+            "chat Dropped [CLIENT] gen_ai.response.id=chatcmpl-cut "
+            "gen_ai.response.model=gpt-4o-mini-2024-07-18 !ERROR error.type=ConnectionError"
+        ]
+        * 2
+    )
+
+
 def test_inline_media_is_a_blob_part(
     telemetry: Any, config: dict[str, Any], capture_content: Any
 ) -> None:

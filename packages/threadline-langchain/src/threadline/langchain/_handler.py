@@ -109,6 +109,7 @@ class _Chain:
         "hidden",
         "metadata",
         "name",
+        "node",
         "parent",
         "pending",
         "root",
@@ -138,6 +139,7 @@ class _Chain:
         self.state = _PENDING
         self.run: Run | None = None
         self.graph = False
+        self.node = False  # a LangGraph node: a graph it runs goes by its name (_graph_name)
         self.agent_node = False
         self.agent_known = False  # told by the graph's nodes, as its loop started
         self.token: Token[Context] | None = None
@@ -989,6 +991,28 @@ def _started_by_a_gather() -> bool:
     return False
 
 
+def _started_by_stream() -> bool:
+    """Whether the model run being reported was started by the model's ``stream``/``astream``:
+    LangChain passes no flag saying so, and a streamed request that fails before its first
+    chunk (a rate limit, an overloaded provider) is still one. The callback manager's start is
+    called by that method itself; a model without ``_stream`` falls back to ``invoke``, whose
+    ``generate`` starts it. (At the error, an async stream's manager may run in a task of its
+    own: its caller is gone.) Called by ``_start_inference`` only (see _langchain_frame)."""
+    frame = _langchain_frame(_DISPATCHERS)
+    for _ in range(3):  # the manager's start: above the dispatch, ahandle_event, a listcomp
+        if frame is None:
+            return False
+        frame = frame.f_back
+        if frame is not None and frame.f_code.co_name in _MODEL_STARTS:
+            caller = frame.f_back
+            return caller is not None and caller.f_code.co_name in _STREAM_METHODS
+    return False
+
+
+_MODEL_STARTS = frozenset(("on_chat_model_start", "on_llm_start"))
+_STREAM_METHODS = frozenset(("stream", "astream"))
+
+
 def _settle_wrapper_name(key: RunKey, serialized: Mapping[str, Any] | None) -> None:
     """A model call beneath a root chain an async batch started: the chain is a wrapper named
     after the model's class (see _wrapper_name) when its name is that class's."""
@@ -1168,13 +1192,13 @@ class CallbackHandler(BaseCallbackHandler):
             conversation_id = thread_id if isinstance(thread_id, str) and thread_id else None
             if name in self.agents or record.agent_node or _is_created_agent(name, metadata):
                 return threadline.invoke_agent(
-                    _app_name(name),
+                    _graph_name(record),
                     parent=parent,
                     conversation_id=conversation_id,
                     start_time=start,
                 )
             return threadline.invoke_workflow(
-                _app_name(name),
+                _graph_name(record),
                 parent=parent,
                 conversation_id=conversation_id,
                 start_time=start,
@@ -1217,6 +1241,7 @@ class CallbackHandler(BaseCallbackHandler):
             record = _Chain(self, parent, name, metadata, hidden)
             if isinstance(parent, _Chain) and _is_node(tags):
                 # A LangGraph node: its parent is a graph; the node itself is not a span.
+                record.node = True
                 parent.graph = True
                 if not parent.agent_known and _is_agent_node(name, parent):
                     parent.agent_node = True
@@ -1386,7 +1411,7 @@ class CallbackHandler(BaseCallbackHandler):
             operation=operation,
             parent=parent,
             request=request,
-            stream=invocation.get("stream") is True,
+            stream=invocation.get("stream") is True or _started_by_stream(),
             server_address=address,
             server_port=port,
             input_messages=input_messages,
@@ -1498,6 +1523,7 @@ class CallbackHandler(BaseCallbackHandler):
             if partial is not None:
                 facts = _convert.response_facts(partial)
                 run.update(
+                    response_id=facts.response_id,  # the provider's, to look the call up by
                     response_model=facts.response_model,
                     finish_reasons=facts.finish_reasons or None,
                     usage=facts.usage,
@@ -1727,6 +1753,18 @@ def _app_name(name: str) -> str | None:
     """``name``, unless it is only the type LangChain named an unnamed runnable after (the
     conventions' agent and workflow names are the ones the app gave)."""
     return None if name.partition("<")[0] in _TYPE_NAMES else name
+
+
+def _graph_name(record: _Chain) -> str | None:
+    """A graph's name; one the app left unnamed (LangGraph calls it "LangGraph") that runs as
+    a node of another graph (added as the node, or called in it: LangGraph files it under the
+    node either way) goes by the node's name, the one the app gave it there."""
+    name = _app_name(record.name)
+    if name is None:
+        node = record.parent
+        if isinstance(node, _Chain) and node.node and not node.hidden:
+            return _app_name(node.name)
+    return name
 
 
 def _serialized_name(serialized: Mapping[str, Any] | None) -> str:
