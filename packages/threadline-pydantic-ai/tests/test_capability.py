@@ -818,6 +818,86 @@ def test_tool_that_raises(telemetry: Telemetry) -> None:
     telemetry.assert_conformant()
 
 
+@dataclass
+class Fallback(AbstractCapability[Any]):
+    """Answers for any tool that raises (``on_tool_execute_error``), or raises ``replace``."""
+
+    replace: Exception | None = None
+
+    async def on_tool_execute_error(
+        self, ctx: Any, *, call: Any, tool_def: Any, args: Any, error: Exception
+    ) -> Any:
+        if self.replace is not None:
+            raise self.replace
+        return "cached forecast"
+
+
+def _forecaster(*capabilities: AbstractCapability[Any]) -> Agent[None, str]:
+    agent: Agent[None, str] = Agent(
+        scripted(tool_calls(("forecast", {}, "call_1")), text("done"), name="m"),
+        name="forecaster",
+        capabilities=list(capabilities),
+    )
+
+    @agent.tool_plain
+    def forecast() -> str:
+        raise ValueError("service down")
+
+    return agent
+
+
+@pytest.mark.parametrize("tracing_first", [True, False])
+def test_a_tool_error_recovered_by_a_capability_is_no_failure(
+    telemetry: Telemetry, capture_content: Any, tracing_first: bool
+) -> None:
+    """A capability's ``on_tool_execute_error`` that answers for a tool which raised makes its
+    answer the call's result, as in Pydantic AI's own instrumentation. Pydantic AI 1.x runs
+    that hook after ``wrap_tool_execute``, 2.x inside it."""
+    tracing, fallback = Tracing(), Fallback()
+    agent = _forecaster(*((tracing, fallback) if tracing_first else (fallback, tracing)))
+
+    assert agent.run_sync("rain?").output == "done"
+    assert telemetry.tree() == "\n".join(
+        [
+            f"{agent_span('forecaster')} [INTERNAL]",
+            "  chat m [CLIENT]",
+            "  execute_tool forecast [INTERNAL]",
+            "  chat m [CLIENT]",
+        ]
+    )
+    tool = telemetry.find("execute_tool forecast")
+    assert tool.attributes[semconv.GEN_AI_TOOL_CALL_RESULT] == "cached forecast"
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
+@pytest.mark.parametrize("tracing_first", [True, False])
+def test_a_tool_error_replaced_by_a_capability_is_the_calls_error(
+    telemetry: Telemetry, tracing_first: bool
+) -> None:
+    """An ``on_tool_execute_error`` hook that raises another error for the tool's: that error
+    ended the call (and the run), and is the one its span records."""
+    replaced = KeyError("forecast")
+    tracing, fallback = Tracing(), Fallback(replace=replaced)
+    agent = _forecaster(*((tracing, fallback) if tracing_first else (fallback, tracing)))
+
+    with pytest.raises(KeyError) as raised:
+        agent.run_sync("rain?")
+
+    assert raised.value is replaced
+    assert telemetry.tree() == "\n".join(
+        [
+            f"{agent_span('forecaster')} [INTERNAL] !ERROR error.type=KeyError",
+            "  chat m [CLIENT]",
+            "  execute_tool forecast [INTERNAL] !ERROR error.type=KeyError",
+        ]
+    )
+    tool, invoke = telemetry.find("execute_tool forecast"), telemetry.spans()[-1]
+    assert tool.end_ns <= invoke.end_ns
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
 def test_model_retry_is_not_a_failure(telemetry: Telemetry) -> None:
     agent: Agent[None, str] = Agent(
         scripted(

@@ -172,6 +172,25 @@ _SKIPPED_REQUEST: tuple[type[BaseException], ...] = tuple(
     cls for cls in (getattr(_exc, "SkipModelRequest", None),) if isinstance(cls, type)
 )
 
+# What a tool call raises that reaches no ``on_tool_execute_error`` hook: control flow, a retry
+# or a failure the model is told of. Anything else may still be recovered by such a hook.
+_UNHOOKED_TOOL_ERRORS: tuple[type[BaseException], ...] = tuple(
+    cls
+    for cls in (
+        getattr(_exc, name, None)
+        for name in (
+            "SkipToolExecution",
+            "CallDeferred",
+            "ApprovalRequired",
+            "ToolRetryError",
+            "ToolFailedError",
+            "ToolFailed",
+            "ModelRetry",
+        )
+    )
+    if isinstance(cls, type)
+)
+
 # Pydantic AI 2.x runs output functions in this hook; 1.x passes output tools to the tool hooks.
 _OUTPUT_PROCESS_HOOK = hasattr(AbstractCapability, "wrap_output_process")
 
@@ -197,12 +216,23 @@ _warned = [False]
 
 _MAX_RUNS = 100_000  # runs recorded at once per capability; beyond it, no per-run spans
 _MAX_INVALID_CALLS = 1_000  # tool calls with invalid arguments awaiting their outcome, per run
+_MAX_FAILING_CALLS = 1_000  # failed tool calls awaiting their error hooks' outcome, per run
 
 
 class _RunState:
     """What one recorded agent run's hooks share: its span and its model request in flight."""
 
-    __slots__ = ("chat", "failed", "invalid", "requested", "run", "stream_error", "streamed")
+    __slots__ = (
+        "chat",
+        "error_hooked",
+        "failed",
+        "failing",
+        "invalid",
+        "requested",
+        "run",
+        "stream_error",
+        "streamed",
+    )
 
     def __init__(self, run: AgentRun) -> None:
         self.run = run
@@ -217,6 +247,13 @@ class _RunState:
         # Tool calls whose arguments failed validation, by call id: (call, tool definition,
         # arguments, error, when), until it is known whether they became retries.
         self.invalid: dict[str, tuple[Any, Any, Any, BaseException, int]] | None = None
+        # Tool calls whose error the ``on_tool_execute_error`` hooks have seen while their span
+        # was open (2.x runs those hooks inside ``wrap_tool_execute``).
+        self.error_hooked: set[str] | None = None
+        # Tool calls that raised out of ``wrap_tool_execute`` before those hooks ran (1.x runs
+        # them after it), by call id: [span, error raised, latest error, when], open until a
+        # hook recovers the call or its error is known to stand.
+        self.failing: dict[str, list[Any]] | None = None
 
 
 async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIterator[Any]:
@@ -247,8 +284,16 @@ async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIt
         await close_inner(stream)
 
 
-async def _run_tool(tool: ToolRun, handler: Any, args: Any) -> Any:
-    """Run a tool call (or output function) through ``handler`` as the current span ``tool``."""
+async def _run_tool(
+    tool: ToolRun,
+    handler: Any,
+    args: Any,
+    state: _RunState | None = None,
+    call_id: str | None = None,
+) -> Any:
+    """Run a tool call (or output function) through ``handler`` as the current span ``tool``.
+    With ``state`` and ``call_id`` (a tool call), an error that Pydantic AI is yet to pass to
+    the ``on_tool_execute_error`` hooks leaves the span open for their outcome."""
     tool.attach()  # a sub-agent or HTTP call inside the tool nests under it
     try:
         result = await handler(args)
@@ -256,17 +301,54 @@ async def _run_tool(tool: ToolRun, handler: Any, args: Any) -> Any:
         if isinstance(error, _RETRY_ERRORS):
             tool.set_attributes({semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_MODEL_RETRY})
             tool.end()
-        else:
+        elif (
+            state is None or call_id is None or not _await_error_hooks(state, call_id, tool, error)
+        ):
             # a deferred call or any framework's interrupt is no failure; a cancellation is
             # one unless the run was stopped early
             tool.end_with_exception(error)
         raise
     finally:
         tool.detach()
+    if state is not None and state.error_hooked:  # a hook recovered the call inside the wrap
+        state.error_hooked.discard(call_id or "")
     if threadline.capture_enabled():
         tool.update(result=_model_visible(result))
     tool.end()
     return result
+
+
+def _await_error_hooks(state: _RunState, call_id: str, tool: ToolRun, error: BaseException) -> bool:
+    """Whether the span of a tool call that raised ``error`` stays open for the outcome of the
+    ``on_tool_execute_error`` hooks: Pydantic AI 1.x runs them after ``wrap_tool_execute``, and
+    one may recover the call (its result is then the call's) or raise another error. 2.x runs
+    them inside it: they have had their say (``error_hooked``)."""
+    hooked = state.error_hooked
+    if hooked and call_id in hooked:
+        hooked.discard(call_id)
+        return False
+    if not isinstance(error, Exception) or isinstance(error, _UNHOOKED_TOOL_ERRORS):
+        return False
+    failing = state.failing
+    if failing is None:
+        failing = state.failing = {}
+    if len(failing) >= _MAX_FAILING_CALLS or call_id in failing:
+        return False
+    failing[call_id] = [tool, error, error, time.time_ns()]
+    return True
+
+
+def _caused_by(error: BaseException, cause: BaseException) -> bool:
+    """Whether ``error`` is ``cause`` or was raised while handling it (an error hook that
+    raised another error for it)."""
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 16:
+        if current is cause:
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
 
 
 _event_streams_watched = [False]
@@ -668,9 +750,16 @@ class Tracing(AbstractCapability[Any]):
                 try:
                     try:
                         return await handler()
+                    except BaseException as error:
+                        if state is not None and state.failing:
+                            self._settle_failing_calls(state, None, error)
+                        raise
                     finally:
-                        if state is not None and state.invalid:
-                            self._record_invalid_calls(state, None)
+                        if state is not None:
+                            if state.failing:
+                                self._settle_failing_calls(state, None, None)
+                            if state.invalid:
+                                self._record_invalid_calls(state, None)
                 except asyncio.CancelledError as error:
                     if state is not None and state.chat is not None:
                         # Pydantic AI 1.x runs a streamed request in a task it neither cancels
@@ -785,6 +874,8 @@ class Tracing(AbstractCapability[Any]):
         state = self._state(ctx)
         if state is None:
             return await handler(request_context)
+        if state.failing:
+            self._settle_failing_calls(state, request_context.messages, None)
         if state.invalid:
             self._record_invalid_calls(state, request_context.messages)
         model = getattr(request_context, "model", None) or ctx.model
@@ -898,7 +989,89 @@ class Tracing(AbstractCapability[Any]):
         tool = self._start_tool(call.tool_name, call.tool_call_id, tool_def, args, state.run)
         if tool is None:
             return await handler(args)
-        return await _run_tool(tool, handler, args)
+        return await _run_tool(tool, handler, args, state, call.tool_call_id)
+
+    async def on_tool_execute_error(
+        self, ctx: Any, *, call: Any, tool_def: Any, args: Any, error: Exception
+    ) -> Any:
+        # Called with a tool call's error, from the capability after this one on: inside
+        # wrap_tool_execute (2.x) or after it (1.x), possibly before another capability
+        # recovers the call (see _await_error_hooks).
+        state = self._state(ctx)
+        if state is not None:
+            try:
+                call_id = call.tool_call_id
+                failing = state.failing.get(call_id) if state.failing else None
+                if failing is not None:
+                    failing[2], failing[3] = error, time.time_ns()
+                else:
+                    hooked = state.error_hooked
+                    if hooked is None:
+                        hooked = state.error_hooked = set()
+                    if len(hooked) < _MAX_FAILING_CALLS:
+                        hooked.add(call_id)
+            except Exception as failure:  # noqa: BLE001
+                report("threadline.pydantic_ai.on_tool_execute_error", failure)
+        raise error
+
+    async def after_tool_execute(
+        self, ctx: Any, *, call: Any, tool_def: Any, args: Any, result: Any
+    ) -> Any:
+        state = self._state(ctx)
+        failing = state.failing.pop(call.tool_call_id, None) if state and state.failing else None
+        if failing is not None:  # 1.x: an error hook recovered the call, this is its result
+            tool: ToolRun = failing[0]
+            if threadline.capture_enabled():
+                tool.update(result=_model_visible(result))
+            tool.end()
+        return result
+
+    def _settle_failing_calls(
+        self, state: _RunState, messages: Sequence[Any] | None, error: BaseException | None
+    ) -> None:
+        """End the spans of tool calls that raised past ``wrap_tool_execute`` and no error hook
+        recovered (see _await_error_hooks), once their fate shows: at the next model request
+        (``messages``), whose history tells whether a hook had the call retried or gave it a
+        result, or at the run's end, failed with the error the run failed with when the call's
+        error caused it (as an error hook raised it), else with the latest error seen."""
+        failing, state.failing = state.failing, None
+        if not failing:
+            return
+        try:
+            outcomes: dict[str, str] = {}
+            if messages and getattr(messages[-1], "kind", None) == "request":
+                for part in messages[-1].parts:
+                    call_id = getattr(part, "tool_call_id", None)
+                    if not isinstance(call_id, str):
+                        continue
+                    kind = part.part_kind
+                    if kind == "retry-prompt" or (
+                        kind == "tool-return" and getattr(part, "outcome", None) == "retried"
+                    ):
+                        outcomes[call_id] = "retried"
+                    elif kind == "tool-return":
+                        outcomes[call_id] = "returned"
+            for call_id, (tool, raised, latest, at) in failing.items():
+                outcome = outcomes.get(call_id)
+                if outcome == "retried":
+                    tool.set_attributes(
+                        {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_MODEL_RETRY}
+                    )
+                    tool.end(end_time=at)
+                elif outcome == "returned":
+                    tool.end(end_time=at)
+                elif isinstance(error, Exception) and _caused_by(error, raised):
+                    tool.fail(error, end_time=at)  # the run failed with it
+                elif isinstance(latest, _UNHOOKED_TOOL_ERRORS) and not isinstance(
+                    latest, _RETRY_ERRORS
+                ):
+                    tool.end(end_time=at)  # a hook made it control flow (a deferral)
+                else:
+                    tool.fail(latest, end_time=at)
+        except Exception as failure:  # noqa: BLE001
+            report("threadline.pydantic_ai.on_tool_execute_error", failure)
+            for tool, *_ in failing.values():
+                tool.end()
 
     async def wrap_output_process(
         self, ctx: Any, *, output_context: Any, output: Any, handler: Any
