@@ -297,24 +297,49 @@ def _request_in_run(run: threadline.InferenceRun, stream: Any) -> bool:
             return False
         # The generator holds its cells (its frame does, before Python 3.11). Of the closure's
         # cells, only f_return_val holds a stream: found by its type, without ``f_locals``
-        # (which copies every local of the frame).
+        # (which copies every local of the frame), then where it was found the last time.
         for holder in (stream, frame):
-            cells = [ref for ref in gc.get_referents(holder) if type(ref) is CellType]
+            referents = gc.get_referents(holder)
+            at = _stream_cell_at.get(code)
+            if at is not None and at < len(referents) and _hand_over(run, stream, referents[at]):
+                return True
+            cells = [(at, ref) for at, ref in enumerate(referents) if type(ref) is CellType]
             # a generator as a rule (a cheap check), else any stream LlamaIndex takes for one
             for kinds in (_STREAMS, _STREAM_TYPES):
-                for cell in cells:
-                    try:
-                        inner = cell.cell_contents
-                    except ValueError:  # an empty cell
-                        continue
-                    if isinstance(inner, kinds):
-                        if isinstance(stream, AsyncGeneratorType):
-                            cell.cell_contents = _FirstStepInRunAsync(run, inner)
-                        else:
-                            cell.cell_contents = _FirstStepInRun(run, inner)
+                for at, cell in cells:
+                    if _hand_over(run, stream, cell, kinds):
+                        if len(_stream_cell_at) < _MAX_KINDS:
+                            _stream_cell_at[code] = at
                         return True
     except Exception as error:  # noqa: BLE001 - fail-open: the request goes out as before
         report("llamaindex.stream_request", error)
+    return True
+
+
+# Where in its generator's referents each ``wrapped_gen`` holds the model's stream: the same
+# place for every stream of one code object (checked before each use).
+_stream_cell_at: dict[CodeType, int] = {}
+
+
+def _hand_over(
+    run: threadline.InferenceRun,
+    stream: Any,
+    cell: Any,
+    kinds: tuple[type, ...] = (*_STREAMS, *_STREAM_TYPES),
+) -> bool:
+    """Put the stand-in for the model's stream into ``cell`` if it is the cell holding it."""
+    if type(cell) is not CellType:
+        return False
+    try:
+        inner = cell.cell_contents
+    except ValueError:  # an empty cell
+        return False
+    if not isinstance(inner, kinds):
+        return False
+    if isinstance(stream, AsyncGeneratorType):
+        cell.cell_contents = _FirstStepInRunAsync(run, inner)
+    else:
+        cell.cell_contents = _FirstStepInRun(run, inner)
     return True
 
 
@@ -720,18 +745,18 @@ class Tracker:
         # response's id (see _ends_with_writer).
         self.writers: dict[int, tuple[weakref.ref[Any], threadline.Run]] = {}
         # The events about an open stream (by the stream's span id), and what each does: its
-        # end, and its chunks' progress while a stream is watched.
+        # end, and its chunks' progress while a stream is watched. One dict, changed in place
+        # (the event handler holds it): empty while no stream is open.
         self._ending_events: Mapping[type, EventHook] = {
             LLMChatEndEvent: self.on_end,
             LLMCompletionEndEvent: self.on_end,
             ExceptionEvent: self.on_exception,
         }
-        self._watching_events: Mapping[type, EventHook] = {
-            **self._ending_events,
+        self._progress_events: Mapping[type, EventHook] = {
             LLMChatInProgressEvent: self.on_progress,
             LLMCompletionInProgressEvent: self.on_progress,
         }
-        self.events: Mapping[type, EventHook] = self._ending_events
+        self.events: dict[type, EventHook] = {}
 
     # --- spans ---------------------------------------------------------------------------------
     def _kind(self, instance: Any, prefix: str) -> Kind:
@@ -1239,7 +1264,7 @@ class Tracker:
                 workflow.close(None, stopped)
         if isinstance(run, threadline.InferenceRun):
             if isinstance(result, _STREAMS):
-                self.streams.add(id_, run)  # ends on the stream's end event
+                self._open_stream(id_, run)  # ends on the stream's end event
                 if instance is not None and self._lazy_async_stream(instance, id_):
                     if len(self.handed_out) >= _MAX_HANDED_OUT:
                         self.handed_out.clear()
@@ -1287,7 +1312,7 @@ class Tracker:
 
     def _released(self, id_: str, run: threadline.InferenceRun) -> None:
         try:
-            if self.streams.pop(id_) is None:
+            if self._close_stream(id_) is None:
                 return  # ended already (by the reaper)
             run.end()
             if self.stream_roots:
@@ -1391,18 +1416,31 @@ class Tracker:
             _remote_parent.set(threadline.extract(carrier))
 
     # --- events --------------------------------------------------------------------------------
+    def _open_stream(self, span_id: str, run: threadline.InferenceRun) -> None:
+        self.streams.add(span_id, run)
+        if not self.events:
+            self.events.update(self._ending_events)
+
+    def _close_stream(self, span_id: str) -> threadline.InferenceRun | None:
+        run = self.streams.pop(span_id)
+        if not self.stream_entries:  # no event tells anything now
+            self.events.clear()
+            self.watched.clear()
+        return run
+
     def _watch(self, span_id: str) -> None:
         watched = self.watched
         if watched:  # streams ended without an end event (the reaper's) are watched no more
             watched.intersection_update(self.stream_entries)
         watched.add(span_id)
-        self.events = self._watching_events
+        self.events.update(self._progress_events)
 
     def _unwatch(self, span_id: str) -> None:
         watched = self.watched
         watched.discard(span_id)
         if not watched:
-            self.events = self._ending_events
+            for kind in self._progress_events:
+                self.events.pop(kind, None)
 
     def on_progress(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
         """A chunk of a watched stream: its time (the first's, or every one's for a meter) and
@@ -1431,7 +1469,7 @@ class Tracker:
     def on_end(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
         """A stream's last event: its response, then the end of its run. (A call that is no
         stream records its response at its span's exit, which returns the same response.)"""
-        self.streams.pop(span_id)
+        self._close_stream(span_id)
         if self.watched:
             self._unwatch(span_id)
         try:
@@ -1442,7 +1480,7 @@ class Tracker:
                 self._stream_ended(run, None)
 
     def on_exception(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
-        self.streams.pop(span_id)
+        self._close_stream(span_id)
         if self.watched:
             self._unwatch(span_id)
         self.stream_finish.pop(span_id, None)
@@ -1603,16 +1641,24 @@ class EventHandler(BaseEventHandler):
 def _event_hook(tracker: Tracker) -> Callable[..., None]:
     """The tracker's handler of every LlamaIndex event."""
 
-    def handle(event: BaseEvent, **kwargs: Any) -> None:
+    # Both dicts are only ever changed in place. Every hook is about an open stream: while none
+    # is open, there are no hooks.
+    hooks = tracker.events
+    streams = tracker.stream_entries
+
+    def dispatch(event: BaseEvent) -> None:
         try:
-            streams = tracker.stream_entries
-            if streams:  # every hook is about an open stream: most events end at its lookup
-                hook = tracker.events.get(type(event))
-                if hook is not None:
-                    span_id = event.span_id
-                    if span_id and (run := streams.get(span_id)) is not None:
-                        hook(span_id, run, event)
+            hook = hooks.get(type(event))
+            if hook is not None:
+                span_id = event.span_id
+                if span_id and (run := streams.get(span_id)) is not None:
+                    hook(span_id, run, event)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.event", error)
+
+    def handle(event: BaseEvent, **kwargs: Any) -> None:
+        # Most events (each chunk's among them) end at this check, which raises for no class.
+        if type(event) in hooks:
+            dispatch(event)
 
     return handle
