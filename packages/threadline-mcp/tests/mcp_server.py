@@ -8,7 +8,8 @@
 Spans go to SPANS_FILE as JSON lines. mcp 2.x servers use ``TracingMiddleware``; mcp 1.x servers
 are traced by ``threadline.mcp.instrument()``. Set ``SERVER_LOWLEVEL=1`` (mcp 2.x) for a low-level
 ``Server`` instead of ``MCPServer``, ``SERVER_INSTRUMENT_ONLY=1`` (mcp 2.x) for an ``MCPServer``
-traced by ``instrument()`` alone, ``SERVER_NO_META=1`` for one that sends no trace context.
+traced by ``instrument()`` alone, ``SERVER_NO_META=1`` for one that sends no trace context,
+``SERVER_STARTUP_SPAN=1`` to serve inside a span of the server process's own.
 """
 
 from __future__ import annotations
@@ -118,6 +119,32 @@ async def ask_model(question: str, ctx: Context) -> str:  # type: ignore[type-ar
     return getattr(result.content, "text", "")
 
 
+def roots_changed() -> None:
+    """The server's own work on a client notification: a span under its SERVER span."""
+    with threadline.step("refresh_roots"):
+        pass
+
+
+def on_roots_changed(server: Any) -> None:
+    """Handle ``notifications/roots/list_changed`` (``server``: an MCPServer or a FastMCP)."""
+    from mcp import types
+
+    if MAJOR >= 2:
+
+        async def handler(ctx: Any, params: Any) -> None:
+            roots_changed()
+
+        server._lowlevel_server.add_notification_handler(
+            "notifications/roots/list_changed", types.NotificationParams, handler
+        )
+    else:
+
+        async def v1_handler(notification: Any) -> None:
+            roots_changed()
+
+        server._mcp_server.notification_handlers[types.RootsListChangedNotification] = v1_handler
+
+
 def build() -> Any:
     if MAJOR >= 2 and os.environ.get("SERVER_LOWLEVEL"):
         return build_lowlevel()
@@ -150,6 +177,7 @@ def build() -> Any:
     server.prompt(name="crash_prompt")(crash_prompt)
     server.completion()(complete)
     server.resource("weather://crash")(crash_resource)
+    on_roots_changed(server)
     return server
 
 
@@ -324,6 +352,14 @@ def main() -> None:
     install_jsonl_exporter(spans_file, resource=Resource({"service.name": "mcp-server"}))
     dump_metrics = record_metrics()
     server = build()
+    if os.environ.get("SERVER_STARTUP_SPAN"):  # served from inside a span of the process's own
+        with threadline.step("serve"):
+            serve(server, transport, dump_metrics)
+    else:
+        serve(server, transport, dump_metrics)
+
+
+def serve(server: Any, transport: str, dump_metrics: Any) -> None:
     if transport == "stdio":
         if MAJOR >= 2 and os.environ.get("SERVER_LOWLEVEL"):
             import anyio

@@ -847,6 +847,44 @@ def test_concurrent_calls_keep_their_own_context(
         assert tool.attributes["session.id"] == f"s-{i}"
 
 
+@pytest.mark.parametrize(
+    "mode",
+    ["legacy", pytest.param("auto", marks=pytest.mark.skipif(MAJOR < 2, reason="mcp 2.x"))],
+)
+def test_a_span_current_when_a_stdio_server_starts_is_no_parent(
+    telemetry: Any, tmp_path: Path, mode: str
+) -> None:
+    """A stdio server run from inside a span of its own process: its handlers run in the
+    context of when the connection opened, which is neither a message's parent nor its link
+    (a never-ending trace gathering every untraced message otherwise)."""
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def turn(target: Any) -> None:
+        async with connect(target, mode=mode) as session:
+            with threadline.invoke_agent("weather_agent"):
+                await session.call_tool("get_weather", {"city": "Paris"})
+
+    anyio.run(turn, stdio_params(spans_file, SERVER_STARTUP_SPAN="1"))
+    client_spans = telemetry.spans()
+    server_spans = _wait_for(spans_file, "serve")
+    serve = find(server_spans, "serve")
+    received = [s for s in server_spans if s.kind == "SERVER"]
+    # the handshake and the call, with their own parents; no notifications/initialized
+    assert sorted(s.name for s in received) == sorted(
+        [
+            "initialize" if mode == "legacy" else "server/discover",
+            "tools/call get_weather",
+            "tools/list",
+        ]
+    )
+    sent = {s.span_id: s.name for s in client_spans if s.kind == "CLIENT"}
+    assert {s.name: sent.get(s.parent_span_id or "") for s in received} == {
+        s.name: s.name for s in received
+    }
+    assert [s.links for s in received] == [()] * len(received)
+    assert not [s for s in server_spans if s.trace_id == serve.trace_id and s is not serve]
+
+
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_progress_callback_runs_in_its_requests_context(
     telemetry: Any, tmp_path: Path, transport: str
@@ -1153,6 +1191,52 @@ def test_notification_without_context_gets_no_span(
 
 async def _ignore(*args: Any) -> None:
     pass
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_notification_from_the_client_joins_its_trace(
+    telemetry: Any, tmp_path: Path, transport: str
+) -> None:
+    """A notification the client sends inside a trace: a SERVER span in the server (mcp 1.x
+    as 2.x), under the client's CLIENT span through ``_meta``, around the server's handler,
+    which sees the session baggage; its network and session are the connection's."""
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def turn(target: Any) -> None:
+        async with connect(target) as session:
+            with threadline.session("sess-42"), threadline.invoke_agent("weather_agent"):
+                await session.client.send_roots_list_changed()
+                await session.call_tool("get_weather", {"city": "Paris"})
+
+    if transport == "stdio":
+        anyio.run(turn, stdio_params(spans_file))
+    else:
+        with http_server(tmp_path, spans_file) as url:
+            anyio.run(turn, url)
+    server_spans = _wait_for(spans_file, "refresh_roots")
+    merged = _agent_trace(telemetry.spans(), server_spans)
+    tree = render_tree(
+        [s for s in merged if not s.name.startswith(("tools/", "lookup"))],
+        attributes=("session.id",),
+    )
+    assert (
+        tree
+        == """\
+invoke_agent weather_agent [INTERNAL] session.id=sess-42
+  notifications/roots/list_changed [CLIENT] session.id=sess-42
+    notifications/roots/list_changed [SERVER] session.id=sess-42
+      refresh_roots [INTERNAL] session.id=sess-42"""
+    )
+    received = find(server_spans, "notifications/roots/list_changed")
+    tool_call = find(server_spans, "tools/call get_weather")
+    assert received.attributes["mcp.method.name"] == "notifications/roots/list_changed"
+    assert "jsonrpc.request.id" not in received.attributes
+    keys = ("mcp.protocol.version", "network.transport", "mcp.session.id")
+    assert {k: received.attributes.get(k) for k in keys} == {
+        k: tool_call.attributes.get(k) for k in keys
+    }
+    assert received.attributes["network.transport"] == ("pipe" if transport == "stdio" else "tcp")
+    assert (received.attributes.get("mcp.session.id") is not None) is (transport == "http")
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])

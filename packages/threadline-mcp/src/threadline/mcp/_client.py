@@ -1062,6 +1062,11 @@ def note_http_session(session: Any) -> None:
         _http_sessions.add(session)
 
 
+def is_http_session(session: Any) -> bool:
+    """Whether an mcp 1.x server session was seen receiving requests over HTTP."""
+    return session in _http_sessions
+
+
 def _session_version(session: Any) -> str | None:
     version = getattr(session, "protocol_version", None)  # mcp 2.x ClientSession
     if version is None:  # mcp 1.x ServerSession

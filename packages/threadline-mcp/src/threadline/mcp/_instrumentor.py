@@ -150,6 +150,13 @@ def apply(*, merge_tool_spans: bool = False) -> None:
                 "_received_request",
                 _server.wrap_received_request,
             )
+            # Notifications from the client (1.x has no hook of its own for them; optional).
+            _replace_if_present(
+                "mcp.server.lowlevel.server",
+                "Server",
+                "_handle_message",
+                _server.wrap_handle_message,
+            )
             patches.replace_in(
                 "mcp.client.session",
                 "ClientSession",

@@ -358,8 +358,8 @@ class ServerCall:
         network: bool = True,
         upstream: Peer | None = None,
     ) -> ServerCall | None:
-        """``upstream``: for a client answering its server's request, the connection it
-        reached that server on (the request carries no network of its own)."""
+        """``upstream``: the connection a message without network of its own came in on (for
+        a client answering its server's request, the one it reached that server on)."""
         try:
             return cls._start(
                 method,
@@ -619,15 +619,24 @@ class TracingMiddleware:
     def _start(self, ctx: Any) -> ServerCall | None:
         try:
             session = ctx.session
+            in_process = _in_process(session)
+            request = ctx.request
             return ServerCall.start(
                 ctx.method,
                 ctx.params,
                 request_id=ctx.request_id,
                 protocol_version=ctx.protocol_version,
-                request=ctx.request,
+                request=request,
                 connection=getattr(session, "_connection", None),
                 notifications=self.notifications,
-                network=not _in_process(session),
+                # Over stdio a handler runs in the context current when the connection opened
+                # (a span long over, or a startup span): never this message's parent or link.
+                ambient=(
+                    _EMPTY
+                    if request is None and not in_process and _transport_network.get() is None
+                    else None
+                ),
+                network=not in_process,
             )
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.TracingMiddleware", error)
@@ -796,6 +805,50 @@ def wrap_received_request(original: Any) -> Any:
 
     _received_request.__wrapped__ = original  # type: ignore[attr-defined]
     return _received_request
+
+
+def wrap_handle_message(original: Any) -> Any:
+    """Wraps mcp 1.x ``Server._handle_message(message, session, lifespan, raise_exceptions)``:
+    a notification from the client gets its SERVER span there, around the server's handler
+    for it, as on mcp 2.x (requests pass through: ``_handle_request`` traces them)."""
+
+    async def _handle_message(
+        self: Any, message: Any, session: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        call = None
+        try:
+            if type(message).__name__ == "ClientNotification":
+                call = _v1_notification_call(message, session)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("threadline.mcp.server.v1_notification", error)
+        return await _traced_notification(
+            call, lambda: original(self, message, session, *args, **kwargs)
+        )
+
+    _handle_message.__wrapped__ = original  # type: ignore[attr-defined]
+    return _handle_message
+
+
+def _v1_notification_call(notification: Any, session: Any) -> ServerCall | None:
+    """The SERVER call of a client notification to an mcp 1.x server. The notification keeps
+    nothing of the HTTP request it came in, so its network is its session's."""
+    from threadline.mcp._client import _connection_peer, is_http_session, v1_method_params
+
+    method, params = v1_method_params(notification)
+    over_http = (
+        is_http_session(session)
+        or _http_transport_session.get() is not None
+        or _sse_connection.get() is not None
+    )
+    connection = v1_server_connection(session, over_http=over_http)
+    return ServerCall.start(
+        method,
+        params,
+        request_id=None,
+        protocol_version=connection[0],
+        ambient=_EMPTY,  # the session's task group context, as for requests (see _v1_call)
+        upstream=_connection_peer(connection),
+    )
 
 
 async def _v1_traced(call: ServerCall, message: Any, invoke: Callable[[], Awaitable[Any]]) -> Any:
