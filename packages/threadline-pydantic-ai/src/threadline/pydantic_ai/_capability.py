@@ -1018,12 +1018,16 @@ class Tracing(AbstractCapability[Any]):
         self, ctx: Any, *, call: Any, tool_def: Any, args: Any, result: Any
     ) -> Any:
         state = self._state(ctx)
-        failing = state.failing.pop(call.tool_call_id, None) if state and state.failing else None
-        if failing is not None:  # 1.x: an error hook recovered the call, this is its result
-            tool: ToolRun = failing[0]
-            if threadline.capture_enabled():
-                tool.update(result=_model_visible(result))
-            tool.end()
+        if state is not None and state.failing:
+            try:
+                failing = state.failing.pop(call.tool_call_id, None)
+                if failing is not None:  # 1.x: an error hook recovered the call: its result
+                    tool: ToolRun = failing[0]
+                    if threadline.capture_enabled():
+                        tool.update(result=_model_visible(result))
+                    tool.end()
+            except Exception as failure:  # noqa: BLE001
+                report("threadline.pydantic_ai.after_tool_execute", failure)
         return result
 
     def _settle_failing_calls(
