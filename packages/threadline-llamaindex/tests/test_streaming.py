@@ -772,3 +772,46 @@ def test_llm_stream_over_a_stream_method_without_the_callback_decorator(
     assert tokens == ["a", "b"]
     assert telemetry.tree() == "invoke_workflow [INTERNAL]\n  text_completion unknown [CLIENT]"
     assert len(open_runs) == 0
+
+
+def test_a_stream_ending_on_one_thread_keeps_the_hooks_of_one_opened_on_another() -> None:
+    """Streams open and end on any thread (a streaming chat response reads its model's stream
+    in a thread of its own). The last open stream's end clears the event hooks; a stream
+    opened on another thread at that moment keeps the hooks its end and chunk events need."""
+    import threading
+
+    from llama_index.core.instrumentation.events.llm import (
+        LLMChatEndEvent,
+        LLMChatInProgressEvent,
+    )
+
+    from threadline.llamaindex._handler import Tracker
+
+    about_to_clear, opened = threading.Event(), threading.Event()
+
+    class Hooks(dict[type, Any]):
+        def clear(self) -> None:
+            about_to_clear.set()
+            opened.wait(0.5)  # the other thread's stream opens here, if nothing keeps it out
+            super().clear()
+
+    tracker = Tracker()
+    tracker.events = Hooks()
+    first, second = threadline.inference("m", provider="p"), threadline.inference("m", provider="p")
+    tracker._open_stream("first", first)
+
+    def open_second() -> None:
+        about_to_clear.wait(5)
+        tracker._open_stream("second", second)
+        tracker._watch("second")
+        opened.set()
+
+    other = threading.Thread(target=open_second)
+    other.start()
+    tracker._close_stream("first")
+    other.join(5)
+    assert "second" in tracker.stream_entries
+    assert LLMChatEndEvent in tracker.events
+    assert LLMChatInProgressEvent in tracker.events
+    first.end()
+    second.end()

@@ -26,6 +26,7 @@ import inspect
 import itertools
 import os
 import sys
+import threading
 import time
 import weakref
 from collections.abc import (
@@ -757,6 +758,7 @@ class Tracker:
             LLMCompletionInProgressEvent: self.on_progress,
         }
         self.events: dict[type, EventHook] = {}
+        self._hooks_lock = threading.Lock()
 
     # --- spans ---------------------------------------------------------------------------------
     def _kind(self, instance: Any, prefix: str) -> Kind:
@@ -1416,31 +1418,38 @@ class Tracker:
             _remote_parent.set(threadline.extract(carrier))
 
     # --- events --------------------------------------------------------------------------------
+    # Streams open and end on any thread (a streaming chat response reads its model's stream in
+    # a thread of its own): the hooks change under a lock, so one stream's end never takes away
+    # the hooks of a stream opened meanwhile. The event handler only reads them.
     def _open_stream(self, span_id: str, run: threadline.InferenceRun) -> None:
-        self.streams.add(span_id, run)
-        if not self.events:
-            self.events.update(self._ending_events)
+        with self._hooks_lock:
+            self.streams.add(span_id, run)
+            if not self.events:
+                self.events.update(self._ending_events)
 
     def _close_stream(self, span_id: str) -> threadline.InferenceRun | None:
-        run = self.streams.pop(span_id)
-        if not self.stream_entries:  # no event tells anything now
-            self.events.clear()
-            self.watched.clear()
-        return run
+        with self._hooks_lock:
+            run = self.streams.pop(span_id)
+            if not self.stream_entries:  # no event tells anything now
+                self.events.clear()
+                self.watched.clear()
+            return run
 
     def _watch(self, span_id: str) -> None:
-        watched = self.watched
-        if watched:  # streams ended without an end event (the reaper's) are watched no more
-            watched.intersection_update(self.stream_entries)
-        watched.add(span_id)
-        self.events.update(self._progress_events)
+        with self._hooks_lock:
+            watched = self.watched
+            if watched:  # streams ended without an end event (the reaper's) are watched no more
+                watched.intersection_update(self.stream_entries)
+            watched.add(span_id)
+            self.events.update(self._progress_events)
 
     def _unwatch(self, span_id: str) -> None:
-        watched = self.watched
-        watched.discard(span_id)
-        if not watched:
-            for kind in self._progress_events:
-                self.events.pop(kind, None)
+        with self._hooks_lock:
+            watched = self.watched
+            watched.discard(span_id)
+            if not watched:
+                for kind in self._progress_events:
+                    self.events.pop(kind, None)
 
     def on_progress(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
         """A chunk of a watched stream: its time (the first's, or every one's for a meter) and
