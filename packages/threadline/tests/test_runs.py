@@ -1518,3 +1518,43 @@ def test_a_model_call_inside_another_is_recorded_once(telemetry: Telemetry) -> N
         "chat adapter\n"
         "  chat inner"
     )
+
+
+def test_runs_beneath_a_run_recorded_by_its_outer_run_join_the_outer_one(
+    telemetry: Telemetry,
+) -> None:
+    """A tool call inside a call of the same tool is recorded by the outer run; the inner run
+    records nothing. Runs started beneath it (``parent=`` the inner run) still join the outer
+    run's trace, session and agent: its span is their parent, its agent counts their tokens."""
+    with threadline.session("s-1"), threadline.invoke_agent("helper"):
+        with threadline.execute_tool("search"):
+            inner = threadline.execute_tool("search")
+            child = threadline.inference("m", provider="p", parent=inner)
+            child.update(usage=threadline.Usage(input_tokens=3))
+            child.end()
+            threadline.execute_tool("fetch", parent=inner).end()
+            threadline.execute_tool("search", parent=inner).end()
+            inner.end()
+    assert telemetry.tree(
+        attributes=("session.id", "gen_ai.usage.input_tokens"), show_kind=False
+    ) == (
+        "invoke_agent helper session.id=s-1 gen_ai.usage.input_tokens=3\n"
+        "  execute_tool search session.id=s-1\n"
+        "    chat m session.id=s-1 gen_ai.usage.input_tokens=3\n"
+        "    execute_tool fetch session.id=s-1\n"
+        "    execute_tool search session.id=s-1"
+    )
+
+
+def test_a_bad_end_time_still_ends_the_run(telemetry: Telemetry) -> None:
+    """An end time that is no time (the caller's mistake) is reported, never raised: the run
+    ends now, detached and forgotten."""
+    run = threadline.execute_tool("x")
+    run.attach()
+    run.end(end_time="soon")  # type: ignore[arg-type]
+    assert threadline.current_run() is None
+    assert len(threadline.open_runs) == 0
+    (span,) = telemetry.spans()
+    assert span.name == "execute_tool x"
+    assert span.end_ns > 0
+    assert threadline.links_to([object(), otel_context.get_current()]) == []  # type: ignore[list-item]

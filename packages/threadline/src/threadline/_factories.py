@@ -7,6 +7,7 @@ fail-open: if threadline itself fails, a run that records nothing is returned in
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,26 +45,37 @@ _R = TypeVar("_R", bound=Run)
 
 
 def _inert(cls: type[_R], parent: Run | Context | None) -> _R:
-    """A run that records nothing, returned when starting a real one failed."""
+    """A run that records nothing, returned when starting a real one failed or when its call
+    is recorded by the run it is inside. As a parent it passes on its surroundings: runs
+    started beneath it join the trace, session and agent it is in."""
     run = object.__new__(cls)
+    for klass in cls.__mro__:  # every field a run beneath it, or the caller, may read
+        for field in getattr(klass, "__slots__", ()):
+            if not hasattr(run, field):
+                setattr(run, field, None)
     run._ended = True
     run._detach_pending = False
-    run._token = None
-    run._scopes = None
-    run._released_scopes = None
-    run._ctx = parent.context if isinstance(parent, Run) else parent
-    run._parent_ctx = run._ctx or Context()
+    run._failed_as = None
+    if isinstance(parent, Run):
+        context = parent.context
+    else:
+        context = otel_context.get_current() if parent is None else parent
+    run._ctx = run._parent_ctx = context
     run._end_callbacks = None
     run._cancelled = None
     run._waiting = None
     run._stopped_early = False
     run._ended_at = None
-    run.parent_run = parent if isinstance(parent, Run) else None
+    enclosing = _enclosing_run(parent)
+    run.parent_run = enclosing if isinstance(enclosing, Run) else None
     run.start_monotonic = 0.0
     run.span = trace.INVALID_SPAN
     run.kind = SpanKind.INTERNAL
-    if isinstance(run, (InferenceRun, EmbeddingsRun)):
+    if isinstance(run, (InferenceRun, EmbeddingsRun, AgentRun)):
         run.usage = Usage()
+    if isinstance(run, AgentRun):  # what a model call beneath it adds its usage to
+        run._models = set()
+        run._usage_lock = threading.Lock()
     if isinstance(run, InferenceRun):  # what a per-token hook reads
         run.needs_every_chunk = False
         run._chunks = 0
@@ -207,7 +219,7 @@ def _inside_same_tool(parent: Run | Context | None, name: str) -> bool:
     one framework's tool adapting another's (Pydantic AI's ``tool_from_langchain``) is one
     call, recorded by the outer run."""
     enclosing = _enclosing_run(parent)
-    return isinstance(enclosing, ToolRun) and enclosing.name == name and not enclosing.ended
+    return isinstance(enclosing, ToolRun) and not enclosing.ended and enclosing.name == name
 
 
 def execute_tool(

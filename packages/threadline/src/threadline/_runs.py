@@ -999,7 +999,10 @@ class Run:
         abandoned run's was not, and it records no duration (only how long we waited)."""
         # Fix the end before our own end-of-run work, so it never inflates the span or metric.
         duration = time.monotonic() - self.start_monotonic
-        if end_time is None:
+        if end_time is None or not isinstance(end_time, int):
+            if end_time is not None:  # the caller's mistake, mid-run: reported, never raised
+                error = TypeError(f"end_time must be int nanoseconds: {end_time!r}")  # type: ignore[unreachable]
+                report("Run.end", error)
             end_time = time.time_ns()
         else:  # an end in the past (a cancelled run resolved later) shortens the duration
             duration = max(duration - max(time.time_ns() - end_time, 0) / 1e9, 0.0)
@@ -1007,7 +1010,10 @@ class Run:
         if error_type is not None:
             self._stopped_early = False
         if self._cancelled:
-            self._settle_cancelled(error_type is None and self._stopped_early, end_time)
+            try:
+                self._settle_cancelled(error_type is None and self._stopped_early, end_time)
+            except Exception as error:  # noqa: BLE001 - the span must still end
+                report(f"{type(self).__name__}._settle_cancelled", error)
         try:
             self._before_end(error_type)
         except Exception as error:  # noqa: BLE001 - the span must still end
@@ -2361,9 +2367,12 @@ def record_mcp_session(
 
 
 def links_to(contexts: Iterable[Context]) -> list[Link]:
-    """Span links to the spans current in ``contexts`` (e.g. an HTTP server span)."""
+    """Span links to the spans current in ``contexts`` (e.g. an HTTP server span); what is
+    not a context is left out (it links to nothing)."""
     links = []
     for ctx in contexts:
+        if not isinstance(ctx, Context):  # not what the type says: no link
+            continue  # type: ignore[unreachable]
         span_context = trace.get_current_span(ctx).get_span_context()
         if span_context.is_valid:
             links.append(Link(span_context))
