@@ -964,3 +964,31 @@ def test_a_tool_schema_cut_to_the_length_limit_stays_a_valid_schema(
     }
     assert span.attributes[semconv.THREADLINE_CONTENT_TRUNCATED] is True
     telemetry.assert_conformant()
+
+
+def test_a_cut_schema_keeps_unique_required_names_and_numeric_bounds(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """Names cut to the same text are kept once where draft-07 asks for unique items
+    (``required``), and a bound beyond 64 bits (a uint64's maximum) stays a number."""
+    from jsonschema import Draft7Validator
+
+    threadline.configure(capture_content="SPAN_ONLY", max_content_length=5)
+    parameters = {
+        "type": "object",
+        "required": ["weather_a", "weather_b", "n"],
+        "properties": {"n": {"type": "integer", "maximum": 2**64 - 1}},
+    }
+    with threadline.inference(
+        "m",
+        provider="openai",
+        tool_definitions=[FunctionToolDefinition("get_weather", parameters=parameters)],
+    ):
+        pass
+    span = find(telemetry.spans(), "chat m")
+    (definition,) = json.loads(span.attributes[semconv.GEN_AI_TOOL_DEFINITIONS])
+    recorded = definition["parameters"]
+    assert not list(Draft7Validator(Draft7Validator.META_SCHEMA).iter_errors(recorded))
+    assert recorded["required"] == ["weath…[truncated]", "n"]
+    assert recorded["properties"]["n"]["maximum"] == float(2**64 - 1)
+    telemetry.assert_conformant()

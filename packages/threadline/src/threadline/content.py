@@ -9,6 +9,7 @@ so a run with capture off never builds these objects at all.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import logging
@@ -588,7 +589,10 @@ def _schema(value: Any, lim: _Limiter, depth: int = 0, kind: int = _SCHEMA) -> A
                 else:
                     inner = _SCHEMA if kind == _NAMED else _DATA
                     name = lim.text(key)
-                schema[name or ""] = _schema(v, lim, depth + 1, inner)
+                cut = _schema(v, lim, depth + 1, inner)
+                if key in _UNIQUE_KEYWORDS and kind == _SCHEMA and isinstance(cut, list):
+                    cut = _unique(cut)  # names cut to the limit may now be equal
+                schema[name or ""] = cut
             return schema
         except _TooDeep:
             lim.truncated = True
@@ -607,7 +611,24 @@ def _schema(value: Any, lim: _Limiter, depth: int = 0, kind: int = _SCHEMA) -> A
         return items
     if isinstance(value, str):
         return value if kind == _TYPE and value in _JSON_TYPES else lim.text(value)
+    if kind == _SCHEMA and type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
+        # a bound such as a uint64's maximum: a number still (its string would be no schema)
+        with contextlib.suppress(OverflowError):
+            return float(value)
     return lim.value(value, depth)
+
+
+# Keywords whose list must hold unique items (draft-07's ``required`` and ``type``).
+_UNIQUE_KEYWORDS = frozenset(("required", "type"))
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    unique: list[Any] = []
+    for item in items:
+        if item not in unique:
+            unique.append(item)
+    return unique
 
 
 # The longest keyword of the drafts threadline knows ("unevaluatedProperties"), with room.
