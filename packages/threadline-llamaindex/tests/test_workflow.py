@@ -530,6 +530,40 @@ invoke_workflow [INTERNAL]
     assert len(threadline.open_runs) == 0
 
 
+async def _runs_then_summarizes() -> None:
+    first = Answer(timeout=10).run(q="a")
+    await MockLLM(max_tokens=2).acomplete("meanwhile")
+    await first
+    await Answer(timeout=10).run(q="b")
+    await MockLLM(max_tokens=2).acomplete("summary")
+
+
+def test_calls_after_a_workflow_in_a_spanned_function_stay_in_its_trace(
+    telemetry: Telemetry,
+) -> None:
+    """An app's function spanned by LlamaIndex's dispatcher starts the request's trace. The run
+    span a workflow leaves active in its caller's context (before llama-index-workflows 2)
+    names no parent: what the function does while it runs and after it (another run, a model
+    call) is still the function's, in its trace."""
+    from llama_index.core.instrumentation import get_dispatcher
+
+    handle = get_dispatcher("app").span(_runs_then_summarizes)
+    asyncio.run(handle())
+    assert sorted(telemetry.tree().splitlines()) == [
+        "    text_completion unknown [INTERNAL]",
+        "    text_completion unknown [INTERNAL]",
+        "  invoke_workflow Answer [INTERNAL]",
+        "  invoke_workflow Answer [INTERNAL]",
+        "  text_completion unknown [INTERNAL]",
+        "  text_completion unknown [INTERNAL]",
+        "invoke_workflow [INTERNAL]",
+    ]
+    assert len({span.trace_id for span in telemetry.spans()}) == 1
+    assert threadline.current_run() is None
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
 @pytest.mark.skipif(MockFunctionCallingLLM is None, reason="no MockFunctionCallingLLM")
 def test_tool_call_resumed_from_a_saved_context_is_its_agents(telemetry: Telemetry) -> None:
     """A multi-agent run stopped while a tool waits for the user, resumed later from its saved

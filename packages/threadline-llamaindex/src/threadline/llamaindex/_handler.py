@@ -599,12 +599,21 @@ class _WorkflowScope:
     own under the workflow's; a handoff ends one and starts the next.
     """
 
-    __slots__ = ("agent", "agents", "owner", "run")
+    __slots__ = ("agent", "agents", "caller", "owner", "run")
 
-    def __init__(self, run: threadline.Run, agents: Mapping[str, Any] | None, owner: int) -> None:
+    def __init__(
+        self,
+        run: threadline.Run,
+        agents: Mapping[str, Any] | None,
+        owner: int,
+        caller: str | None = None,
+    ) -> None:
         self.run = run
         self.agents = agents
         self.owner = owner  # id() of the workflow: its steps' spans are its methods before 2
+        # The span id of the call that ran it: before llama-index-workflows 2, its caller's
+        # later calls name the run as their parent and belong there (see _caller_of_run).
+        self.caller = caller
         self.agent: threadline.AgentRun | None = None
 
     def parent_for(self, event: Any) -> threadline.Run:
@@ -728,7 +737,7 @@ class Tracker:
         # the caller's later calls name the run as their parent. Those runs' span ids, ended
         # ones included, are no parent for anything but their steps (see _caller_of_run).
         self.leaks_run_span = not _exits_with_stop_event()
-        self.left_active: dict[str, None] = {}
+        self.left_active: dict[str, str | None] = {}  # with the span id of the run's caller
         self.scopes: dict[str, tuple[threadline.Run, Token[Context] | None]] = {}
         self.tool_errors: dict[int, BaseException] = {}
         # Tool calls whose positional call failed and that LlamaIndex's call_tool calls again
@@ -837,8 +846,8 @@ class Tracker:
             if parent is None:
                 parent = self.nodes.get(parent_id)
                 if parent is None and self.left_active and parent_id in self.left_active:
-                    parent_id = None  # the caller's context after a workflow ran in it
-                    parent = self._parent(None)
+                    # the caller's context after a workflow ran in it: the caller's call
+                    parent_id, parent = self._caller(self.left_active[parent_id])
         workflows = self.workflows
         if kind is _SKIP and not workflows:
             if parent is not None:
@@ -855,17 +864,16 @@ class Tracker:
         if workflow is not None and workflow.run.ended:
             # Ended without its span's exit (abandoned, or LlamaIndex 0.12 never exited it).
             del self.workflows[parent_id]  # type: ignore[arg-type]
-            workflow = None
             if self.leaks_run_span:
-                self._left_active(parent_id)  # type: ignore[arg-type]
+                self._left_active(parent_id, workflow.caller)  # type: ignore[arg-type]
+            workflow = None
         if (
             workflow is not None
             and self.leaks_run_span
             and self._caller_of_run(workflow, kind, instance)
         ):
+            parent_id, parent = self._caller(workflow.caller)
             workflow = None
-            parent_id = None
-            parent = self._parent(None)
         if workflow is not None:
             # A step of a running workflow: it runs in a task of the workflow's own.
             parent = workflow.parent_for(arguments.get("ev"))
@@ -948,7 +956,7 @@ class Tracker:
         if (kind is _WORKFLOW or kind is _AGENT) and isinstance(instance, self.types.workflow):
             # Workflow.run returns a future and its span exits when the workflow finishes,
             # in another context: making the run current here would leave it attached.
-            self._add_workflow(id_, run, instance, kind)
+            self._add_workflow(id_, run, instance, kind, parent_id)
             return
         run.attach()
 
@@ -1070,7 +1078,20 @@ class Tracker:
             return
         _end_after(entry[1], error)
 
-    def _add_workflow(self, id_: str, run: threadline.Run, instance: Any, kind: Kind) -> None:
+    def _caller(self, caller: str | None) -> tuple[str | None, Parent | None]:
+        """The span id and parent of the call that ran a workflow, to a call its context makes
+        (see _caller_of_run); without it (it has ended), the context's own parent."""
+        if caller is not None:
+            parent: Parent | None = self._run_entries.get(caller)
+            if parent is None:
+                parent = self.nodes.get(caller)
+            if parent is not None:
+                return caller, parent
+        return None, self._parent(None)
+
+    def _add_workflow(
+        self, id_: str, run: threadline.Run, instance: Any, kind: Kind, caller: str | None
+    ) -> None:
         workflows = self.workflows
         if len(workflows) >= _MAX_KINDS:
             # Workflows whose span never exited (LlamaIndex 0.12 exits it only when the caller
@@ -1081,15 +1102,15 @@ class Tracker:
                 workflows.clear()
         agents = getattr(instance, "agents", None) if kind is _WORKFLOW else None
         workflows[id_] = _WorkflowScope(
-            run, agents if isinstance(agents, dict) else None, id(instance)
+            run, agents if isinstance(agents, dict) else None, id(instance), caller
         )
 
-    def _left_active(self, id_: str) -> None:
+    def _left_active(self, id_: str, caller: str | None) -> None:
         left = self.left_active
         if len(left) >= _MAX_KINDS:
             with contextlib.suppress(StopIteration, KeyError, RuntimeError):
                 del left[next(iter(left))]  # the oldest: its caller's context is likely gone
-        left[id_] = None
+        left[id_] = caller
 
     def _add_scope(self, id_: str, run: threadline.Run) -> None:
         if len(self.scopes) >= _MAX_NODES:
@@ -1255,7 +1276,7 @@ class Tracker:
             workflow = self.workflows.pop(id_, None)
             if workflow is not None:
                 if self.leaks_run_span:
-                    self._left_active(id_)
+                    self._left_active(id_, workflow.caller)
                 if self.waiting_tools:
                     self._cut_off_waiting_tools(workflow)
                 # A run that finished exits with its StopEvent since llama-index-workflows 2
@@ -1393,7 +1414,7 @@ class Tracker:
             workflow = self.workflows.pop(id_, None)
             if workflow is not None:
                 if self.leaks_run_span:
-                    self._left_active(id_)
+                    self._left_active(id_, workflow.caller)
                 if self.waiting_tools:
                     self._cut_off_waiting_tools(workflow)
                 workflow.close(failure, stopped)
