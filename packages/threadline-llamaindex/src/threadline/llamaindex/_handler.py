@@ -1454,6 +1454,8 @@ class Tracker:
             if not self.stream_entries:  # no event tells anything now
                 self.events.clear()
                 self.watched.clear()
+            elif self.watched:
+                self._drop_watch(span_id)
             return run
 
     def _watch(self, span_id: str) -> None:
@@ -1466,11 +1468,14 @@ class Tracker:
 
     def _unwatch(self, span_id: str) -> None:
         with self._hooks_lock:
-            watched = self.watched
-            watched.discard(span_id)
-            if not watched:
-                for kind in self._progress_events:
-                    self.events.pop(kind, None)
+            self._drop_watch(span_id)
+
+    def _drop_watch(self, span_id: str) -> None:  # holding _hooks_lock
+        watched = self.watched
+        watched.discard(span_id)
+        if not watched:
+            for kind in self._progress_events:
+                self.events.pop(kind, None)
 
     def on_progress(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
         """A chunk of a watched stream: its time (the first's, or every one's for a meter) and
@@ -1500,8 +1505,6 @@ class Tracker:
         """A stream's last event: its response, then the end of its run. (A call that is no
         stream records its response at its span's exit, which returns the same response.)"""
         self._close_stream(span_id)
-        if self.watched:
-            self._unwatch(span_id)
         try:
             _record_response(run, event.response, self.stream_finish.pop(span_id, None))
         finally:
@@ -1511,8 +1514,6 @@ class Tracker:
 
     def on_exception(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
         self._close_stream(span_id)
-        if self.watched:
-            self._unwatch(span_id)
         self.stream_finish.pop(span_id, None)
         error = getattr(event, "exception", None)
         if isinstance(error, asyncio.CancelledError) and _thrown_at_chunk(error):
