@@ -992,3 +992,65 @@ def test_a_cut_schema_keeps_unique_required_names_and_numeric_bounds(
     assert recorded["required"] == ["weath…[truncated]", "n"]
     assert recorded["properties"]["n"]["maximum"] == float(2**64 - 1)
     telemetry.assert_conformant()
+
+
+def test_a_schema_given_as_json_text_is_recorded_as_the_schema(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """Frameworks hand over a tool's parameters as JSON text at times: recorded as the schema
+    it is. What is no draft-07 schema (an object or a boolean) is left out, not recorded as a
+    string the schema would reject."""
+    threadline.configure(capture_content="SPAN_ONLY")
+    with threadline.inference(
+        "m",
+        provider="openai",
+        tool_definitions=[
+            FunctionToolDefinition("a", parameters='{"type": "object"}'),  # type: ignore[arg-type]
+            FunctionToolDefinition("b", parameters="not a schema"),  # type: ignore[arg-type]
+            FunctionToolDefinition("c", parameters=["x"]),  # type: ignore[arg-type]
+            FunctionToolDefinition("d", parameters=True),  # type: ignore[arg-type]
+        ],
+    ):
+        pass
+    span = find(telemetry.spans(), "chat m")
+    assert json.loads(span.attributes[semconv.GEN_AI_TOOL_DEFINITIONS]) == [
+        {"type": "function", "name": "a", "parameters": {"type": "object"}},
+        {"type": "function", "name": "b"},
+        {"type": "function", "name": "c"},
+        {"type": "function", "name": "d", "parameters": True},
+    ]
+    telemetry.assert_conformant()
+
+
+def test_a_generic_part_of_a_known_kind_takes_its_schemas_types(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """A part given by its fields (a framework's own block) whose kind the conventions define is
+    recorded in that kind's shape: its string fields as strings (an int's digits), and a
+    server tool call's details as an object told by its type; one that cannot be is left out."""
+    threadline.configure(capture_content="SPAN_ONLY")
+    parts: list[Any] = [
+        GenericPart("text", {"content": 42}),
+        GenericPart("reasoning", {"content": 1.5}),
+        GenericPart("tool_call", {"name": 7, "id": 8, "arguments": {"x": 1}}),
+        GenericPart("blob", {"modality": "image", "content": b"\x89PNG", "mime_type": None}),
+        GenericPart("server_tool_call", {"name": "web_search", "server_tool_call": {"q": "x"}}),
+        GenericPart("server_tool_call", {"name": "web_search", "server_tool_call": "q=x"}),
+        GenericPart("server_tool_call_response", {"server_tool_call_response": {"n": 1}}),
+    ]
+    with threadline.inference("m", provider="openai", input_messages=[InputMessage("user", parts)]):
+        pass
+    span = find(telemetry.spans(), "chat m")
+    (message,) = json.loads(span.attributes[semconv.GEN_AI_INPUT_MESSAGES])
+    assert message["parts"] == [
+        {"type": "text", "content": "42"},
+        {"type": "reasoning", "content": "1.5"},
+        {"type": "tool_call", "name": "7", "id": "8", "arguments": {"x": 1}},
+        {"type": "blob", "modality": "image", "content": "iVBORw==", "mime_type": None},
+        {
+            "type": "server_tool_call",
+            "name": "web_search",
+            "server_tool_call": {"q": "x", "type": "web_search"},
+        },
+    ]
+    telemetry.assert_conformant()

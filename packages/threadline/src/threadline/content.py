@@ -378,6 +378,29 @@ _REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The fields each kind of part holds as a string (or null), per its schema.
+_STRING_FIELDS: dict[str, frozenset[str]] = {
+    kind: frozenset(fields)
+    for kind, fields in {
+        "text": ("content",),
+        "reasoning": ("content",),
+        "compaction": ("id", "content"),
+        "tool_call": ("id", "name"),
+        "tool_call_response": ("id",),
+        "server_tool_call": ("id", "name"),
+        "server_tool_call_response": ("id",),
+        "blob": ("modality", "content", "mime_type", "transcript"),
+        "uri": ("modality", "uri", "mime_type", "transcript"),
+        "file": ("modality", "file_id", "mime_type", "transcript"),
+    }.items()
+}
+# The fields each kind of part holds as an object told by its own "type".
+_OBJECT_FIELDS: dict[str, tuple[str, ...]] = {
+    "server_tool_call": ("server_tool_call",),
+    "server_tool_call_response": ("server_tool_call_response",),
+}
+
+
 def _part_json(part: Part, lim: _Limiter) -> dict[str, Any] | None:
     """The part as its schema has it; None for one missing a field the schema requires (a
     streamed tool call's chunk without its name, a text part of None): no shape to record."""
@@ -391,7 +414,22 @@ def _part_json(part: Part, lim: _Limiter) -> dict[str, Any] | None:
             # without data, URL or id): no shape to record, as for a typed part
             _logger.debug("dropping a %s part without %s", kind, ", ".join(required))
             return None
-        out = {lim.text(str(k)): lim.value(v) for k, v in part.data.items()}
+        strings = _STRING_FIELDS.get(kind, ())
+        out = {}
+        for k, v in part.data.items():
+            key = lim.text(str(k))
+            if key in strings and v is not None and not isinstance(v, str):
+                # a field the kind's schema takes as a string (an int's digits, say)
+                out[key] = lim.blob(v) if kind == "blob" and key == "content" else lim.text(str(v))
+            else:
+                out[key] = lim.value(v)
+        for field in _OBJECT_FIELDS.get(kind, ()):
+            details = out.get(field)
+            if isinstance(details, dict) and "type" not in details and "name" in out:
+                details["type"] = out["name"]  # told by the tool's name, as for a typed part
+            if not isinstance(details, dict) or not isinstance(details.get("type"), str):
+                _logger.debug("dropping a %s part whose %s is no object with a type", kind, field)
+                return None
         out["type"] = kind
         return out
     if isinstance(part, (TextPart, ReasoningPart)):
@@ -525,10 +563,16 @@ def tool_definitions_json(
             item["description"] = lim.text(
                 description if isinstance(description, str) else str(description)
             )
-        if kept.parameters is not None:
+        parameters = _maybe_json(kept.parameters)  # a schema given as its JSON text
+        if parameters is not None and not isinstance(parameters, (Mapping, bool)):
+            # no draft-07 schema (one is an object or a boolean): left out, not guessed at
+            _logger.debug("leaving out the parameters of tool %r: no JSON schema", name)
+        elif isinstance(parameters, bool):
+            item["parameters"] = parameters
+        elif parameters is not None:
             lim._items = _MAX_ITEMS  # one value's budget, as in lim.value()
             try:
-                item["parameters"] = _schema(kept.parameters, lim)
+                item["parameters"] = _schema(parameters, lim)
             except _TooDeep:
                 lim.truncated = True
                 item["parameters"] = {}
