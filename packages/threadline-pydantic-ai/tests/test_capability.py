@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from pai_helpers import V2, agent_span, scripted, streaming, text, tool_calls
-from pydantic_ai import Agent, ModelRetry, RunContext
+from pydantic_ai import Agent, ModelRetry, RunContext, ToolOutput
 from pydantic_ai import exceptions as _exc
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
 from pydantic_ai.models.test import TestModel
+from pydantic_ai.usage import RequestUsage
 
 import threadline
 from threadline import semconv
@@ -898,6 +899,111 @@ def test_a_tool_error_replaced_by_a_capability_is_the_calls_error(
     telemetry.assert_conformant()
 
 
+def _model_down(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    raise _exc.ModelHTTPError(503, "m", {"error": "overloaded"})
+
+
+async def _stream_down(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
+    raise _exc.ModelHTTPError(503, "m", {"error": "overloaded"})
+    yield ""  # pragma: no cover - an async generator that fails as its stream opens
+
+
+@dataclass
+class Backup(AbstractCapability[Any]):
+    """Answers for a model request that failed (``on_model_request_error``), or raises
+    ``replace``."""
+
+    replace: Exception | None = None
+
+    async def on_model_request_error(
+        self, ctx: Any, *, request_context: Any, error: Exception
+    ) -> Any:
+        if self.replace is not None:
+            raise self.replace
+        return ModelResponse(
+            parts=[TextPart("from the backup")],
+            usage=RequestUsage(input_tokens=5, output_tokens=2),
+            model_name="backup-model",
+            provider_response_id="resp_backup",
+            finish_reason="stop",
+        )
+
+
+RESPONSE_ATTRS = (
+    semconv.GEN_AI_RESPONSE_MODEL,
+    semconv.GEN_AI_RESPONSE_ID,
+    semconv.GEN_AI_RESPONSE_FINISH_REASONS,
+    semconv.GEN_AI_USAGE_INPUT_TOKENS,
+    semconv.GEN_AI_USAGE_OUTPUT_TOKENS,
+)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+@pytest.mark.parametrize("tracing_first", [True, False])
+def test_a_model_error_recovered_by_a_capability_is_the_requests_response(
+    telemetry: Telemetry, tracing_first: bool, streamed: bool
+) -> None:
+    """A capability's ``on_model_request_error`` that answers for a failed model request makes
+    its response the request's: the ``chat`` span ends normally with that response's model,
+    finish reasons and usage. Pydantic AI 2.x runs that hook inside ``wrap_model_request``, 1.x
+    after it, where the span waits for the hook's outcome."""
+    capabilities = [Tracing(), Backup()]
+    model = FunctionModel(stream_function=_stream_down) if streamed else FunctionModel(_model_down)
+    agent = Agent(
+        model, name="backed", capabilities=capabilities if tracing_first else capabilities[::-1]
+    )
+
+    async def run() -> str:
+        if not streamed:
+            return (await agent.run("hi")).output
+        async with agent.run_stream("hi") as result:
+            return await result.get_output()
+
+    assert asyncio.run(run()) == "from the backup"
+    model_name = model.model_name
+    assert telemetry.tree(attributes=RESPONSE_ATTRS) == "\n".join(
+        [
+            f"{agent_span('backed')} [INTERNAL] gen_ai.usage.input_tokens=5"
+            " gen_ai.usage.output_tokens=2",
+            f"  chat {model_name} [CLIENT] gen_ai.response.model=backup-model"
+            " gen_ai.response.id=resp_backup gen_ai.response.finish_reasons=['stop']"
+            " gen_ai.usage.input_tokens=5 gen_ai.usage.output_tokens=2",
+        ]
+    )
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
+@pytest.mark.parametrize("tracing_first", [True, False])
+def test_a_model_error_replaced_by_a_capability_is_the_requests_error(
+    telemetry: Telemetry, tracing_first: bool
+) -> None:
+    """An ``on_model_request_error`` hook that raises another error for the model's: that error
+    ended the request (and the run), and is the one its span records, at the request's end."""
+    replaced = KeyError("backup")
+    capabilities = [Tracing(), Backup(replace=replaced)]
+    agent = Agent(
+        FunctionModel(_model_down, model_name="m"),
+        name="backed",
+        capabilities=capabilities if tracing_first else capabilities[::-1],
+    )
+
+    with pytest.raises(KeyError) as raised:
+        agent.run_sync("hi")
+
+    assert raised.value is replaced
+    assert telemetry.tree() == "\n".join(
+        [
+            f"{agent_span('backed')} [INTERNAL] !ERROR error.type=KeyError",
+            "  chat m [CLIENT] !ERROR error.type=KeyError",
+        ]
+    )
+    chat, invoke = telemetry.spans()
+    assert chat.end_ns <= invoke.end_ns
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
 def test_model_retry_is_not_a_failure(telemetry: Telemetry) -> None:
     agent: Agent[None, str] = Agent(
         scripted(
@@ -1007,6 +1113,122 @@ def test_tool_arguments_failing_validation_past_their_retries(telemetry: Telemet
             INVALID_CALL,
         ]
     )
+
+
+def test_a_call_of_an_unknown_tool_is_a_refused_call(telemetry: Telemetry) -> None:
+    """The model calls a tool no tool is named after: Pydantic AI asks it to retry without
+    running anything or calling any hook. The call gets an ``execute_tool`` span, a retry that
+    failed with Pydantic AI's cause (``unknown_tool``) as ``error.type`` and its message to the
+    model as the description, as a call whose arguments fail validation gets one."""
+    agent: Agent[None, str] = Agent(
+        scripted(tool_calls(("lookup", {"q": "x"}, "call_1")), text("done"), name="m"),
+        name="guesser",
+        capabilities=[Tracing()],
+    )
+
+    @agent.tool_plain
+    def search(q: str) -> str:
+        return q
+
+    assert agent.run_sync("go").output == "done"
+    assert telemetry.tree(
+        attributes=(semconv.GEN_AI_TOOL_CALL_ID, semconv.THREADLINE_RETRY_CAUSE)
+    ) == "\n".join(
+        [
+            f"{agent_span('guesser')} [INTERNAL]",
+            "  chat m [CLIENT]",
+            "  execute_tool lookup [INTERNAL] gen_ai.tool.call.id=call_1"
+            " threadline.retry.cause=model_retry !ERROR error.type=unknown_tool",
+            "  chat m [CLIENT]",
+        ]
+    )
+    refused = telemetry.find("execute_tool lookup")
+    assert refused.status_description == "Unknown tool name: 'lookup'. Available tools: 'search'"
+    first, second = (s for s in telemetry.spans() if s.name == "chat m")
+    assert first.end_ns <= refused.start_ns <= refused.end_ns <= second.start_ns
+    telemetry.assert_conformant()
+
+
+@pytest.mark.skipif(not V2, reason="1.x counts such calls against the output retries")
+def test_a_call_of_an_unknown_tool_past_its_retries(telemetry: Telemetry) -> None:
+    """Refusing the unknown tool once more than its retries allow fails the run: the call that
+    did it is a failed call too, with no retry."""
+    agent: Agent[None, str] = Agent(
+        scripted(
+            tool_calls(("lookup", {}, "call_1")),
+            tool_calls(("lookup", {}, "call_2")),
+            text("done"),
+            name="m",
+        ),
+        name="guesser",
+        capabilities=[Tracing()],
+    )
+
+    @agent.tool_plain
+    def search(q: str) -> str:
+        return q
+
+    with pytest.raises(_exc.UnexpectedModelBehavior, match="exceeded max retries"):
+        agent.run_sync("go")
+    assert telemetry.tree(
+        attributes=(semconv.GEN_AI_TOOL_CALL_ID, semconv.THREADLINE_RETRY_CAUSE)
+    ) == "\n".join(
+        [
+            f"{agent_span('guesser')} [INTERNAL] !ERROR"
+            " error.type=pydantic_ai.exceptions.UnexpectedModelBehavior",
+            "  chat m [CLIENT]",
+            "  execute_tool lookup [INTERNAL] gen_ai.tool.call.id=call_1"
+            " threadline.retry.cause=model_retry !ERROR error.type=unknown_tool",
+            "  chat m [CLIENT]",
+            "  execute_tool lookup [INTERNAL] gen_ai.tool.call.id=call_2"
+            " !ERROR error.type=unknown_tool",
+        ]
+    )
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
+def test_a_call_of_an_unknown_tool_beside_the_output(telemetry: Telemetry) -> None:
+    """The model's last response gives the output and calls an unknown tool: the run ends with
+    the output, and the refusal Pydantic AI wrote in its history is the call's record."""
+    agent: Agent[None, int] = Agent(
+        scripted(
+            ModelResponse(
+                parts=[
+                    ToolCallPart("final_result", {"response": 1}, tool_call_id="call_1"),
+                    ToolCallPart("lookup", {}, tool_call_id="call_2"),
+                ]
+            ),
+            name="m",
+        ),
+        name="guesser",
+        output_type=ToolOutput(int),
+        capabilities=[Tracing()],
+    )
+
+    assert agent.run_sync("go").output == 1
+    spans = telemetry.tree(attributes=(semconv.GEN_AI_TOOL_CALL_ID,)).splitlines()
+    refused = (
+        "  execute_tool lookup [INTERNAL] gen_ai.tool.call.id=call_2 !ERROR error.type=unknown_tool"
+    )
+    assert refused in spans
+    assert spans[0] == f"{agent_span('guesser')} [INTERNAL]"
+    telemetry.assert_conformant()
+
+
+def test_a_refusal_from_an_earlier_run_is_not_this_runs_call(telemetry: Telemetry) -> None:
+    """A run continuing a history whose last request refused a call records no span for it:
+    that call was the earlier run's."""
+    agent: Agent[None, str] = Agent(
+        scripted(tool_calls(("lookup", {}, "call_1")), text("done"), name="m"),
+        name="guesser",
+        capabilities=[Tracing()],
+    )
+    history = agent.run_sync("go").all_messages()[:3]  # up to the refusal
+    telemetry.span_exporter.clear()
+
+    assert agent.run_sync(message_history=history).output == "done"
+    assert [span.name for span in telemetry.spans()] == ["chat m", agent_span("guesser")]
 
 
 def test_argument_validator_retry_is_not_a_failure(telemetry: Telemetry) -> None:
@@ -1360,6 +1582,105 @@ def test_cancelled_run_is_an_error(telemetry: Telemetry) -> None:
         [f"{agent_span('waiter')} [INTERNAL]{cancelled}", f"  chat slow [CLIENT]{cancelled}"]
     )
     assert len(threadline.open_runs) == 0
+
+
+def test_tool_calls_cancelled_by_a_failing_sibling(telemetry: Telemetry) -> None:
+    """A tool call that fails ends the run, and Pydantic AI cancels the calls running beside
+    it, a sub-agent's run in one of them included. As everywhere in threadline, a cancellation
+    fails the runs it cut short unless what encloses them stopped early (its consumer closed
+    it), and that is not the case here: the run failed. So they are errors, with
+    ``error.type=asyncio.exceptions.CancelledError`` telling that they were cancelled rather
+    than failed by themselves, and they end when they were cancelled."""
+
+    helping = asyncio.Event()
+
+    async def never(messages: Any, info: Any) -> ModelResponse:
+        helping.set()
+        await asyncio.sleep(30)
+        return ModelResponse(parts=[TextPart("late")])
+
+    helper = Agent(FunctionModel(never, model_name="slow"), name="helper", capabilities=[Tracing()])
+    agent: Agent[None, str] = Agent(
+        scripted(tool_calls(("ask_helper", {}, "call_1"), ("fetch", {}, "call_2")), name="m"),
+        name="fragile",
+        capabilities=[Tracing()],
+    )
+
+    @agent.tool_plain
+    async def ask_helper() -> str:
+        return (await helper.run("help")).output
+
+    @agent.tool_plain
+    async def fetch() -> str:
+        await helping.wait()  # the helper's request is in flight
+        raise ValueError("database down")
+
+    with pytest.raises(ValueError, match="database down"):
+        asyncio.run(agent.run("go"))
+
+    cancelled = " !ERROR error.type=asyncio.exceptions.CancelledError"
+    assert telemetry.tree() == "\n".join(
+        [
+            f"{agent_span('fragile')} [INTERNAL] !ERROR error.type=ValueError",
+            "  chat m [CLIENT]",
+            f"  execute_tool ask_helper [INTERNAL]{cancelled}",
+            f"    {agent_span('helper')} [INTERNAL]{cancelled}",
+            f"      chat slow [CLIENT]{cancelled}",
+            "  execute_tool fetch [INTERNAL] !ERROR error.type=ValueError",
+        ]
+    )
+    sibling, failed = (
+        telemetry.find("execute_tool ask_helper"),
+        telemetry.find("execute_tool fetch"),
+    )
+    assert failed.end_ns <= sibling.end_ns <= telemetry.spans()[-1].end_ns
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
+@pytest.mark.skipif(not V2, reason="runs cancel themselves or time out since 2.x")
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+def test_a_run_cancelled_by_itself_fails_with_what_its_caller_gets(
+    telemetry: Telemetry, how: str
+) -> None:
+    """``RunContext.cancel()`` and a run's ``timeout`` tear the run down with a cancellation of
+    its task, which Pydantic AI turns into ``RunCancelled`` or ``RunTimedOut`` for the caller:
+    the agent span fails with that, the calls it cut short with the cancellation."""
+    requested = asyncio.Event()
+
+    async def slow(messages: Any, info: Any) -> ModelResponse:
+        requested.set()
+        await asyncio.sleep(30)
+        return ModelResponse(parts=[TextPart("late")])
+
+    agent = Agent(FunctionModel(slow, model_name="slow"), name="bounded", capabilities=[Tracing()])
+    cancelling: list[asyncio.Task[None]] = []
+
+    @agent.instructions
+    async def cancel_once_requested(ctx: RunContext[None]) -> str:
+        async def cancel() -> None:
+            await requested.wait()
+            ctx.cancel()
+
+        if how == "cancel":
+            cancelling.append(asyncio.create_task(cancel()))
+        return "Be quick."
+
+    expected = _exc.RunTimedOut if how == "timeout" else _exc.RunCancelled
+    with pytest.raises(expected):
+        # the timeout lands in the request: a slow host takes far less to get there
+        asyncio.run(agent.run("hi", timeout=1.0 if how == "timeout" else None))
+
+    cancelled = " !ERROR error.type=asyncio.exceptions.CancelledError"
+    assert telemetry.tree() == "\n".join(
+        [
+            f"{agent_span('bounded')} [INTERNAL] !ERROR"
+            f" error.type=pydantic_ai.exceptions.{expected.__name__}",
+            f"  chat slow [CLIENT]{cancelled}",
+        ]
+    )
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
 
 
 def test_a_run_cut_off_by_the_loops_shutdown_is_an_error(telemetry: Telemetry) -> None:

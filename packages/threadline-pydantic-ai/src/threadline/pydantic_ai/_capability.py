@@ -193,6 +193,15 @@ _UNHOOKED_TOOL_ERRORS: tuple[type[BaseException], ...] = tuple(
 
 # Pydantic AI 2.x runs output functions in this hook; 1.x passes output tools to the tool hooks.
 _OUTPUT_PROCESS_HOOK = hasattr(AbstractCapability, "wrap_output_process")
+# Pydantic AI 1.x runs the ``on_model_request_error`` hooks after ``wrap_model_request``, where one
+# may still recover the request; 2.x runs them inside it, in each attempt (``prepare_model_request``
+# came with attempts).
+_MODEL_ERROR_HOOKS_AFTER_WRAP = not hasattr(AbstractCapability, "prepare_model_request")
+
+# Tool calls Pydantic AI refuses before any hook sees them, asking the model to retry: by the
+# cause its retried tool return names (2.x), or the words of its retry prompt (1.x, unknown only).
+_REFUSED_CALLS = ("unknown_tool", "unavailable_tool")
+_UNKNOWN_TOOL_PROMPT = "Unknown tool name: "
 
 _STREAM_ATTRIBUTES = {semconv.GEN_AI_REQUEST_STREAM: True}
 _OUTPUT_TYPES = {"text": "text", "native": "json", "prompted": "json", "image": "image"}
@@ -217,13 +226,16 @@ _warned = [False]
 _MAX_RUNS = 100_000  # runs recorded at once per capability; beyond it, no per-run spans
 _MAX_INVALID_CALLS = 1_000  # tool calls with invalid arguments awaiting their outcome, per run
 _MAX_FAILING_CALLS = 1_000  # failed tool calls awaiting their error hooks' outcome, per run
+_MAX_RESPONSE_CALLS = 1_000  # tool calls of a response whose refusal would go unseen, per run
 
 
 class _RunState:
     """What one recorded agent run's hooks share: its span and its model request in flight."""
 
     __slots__ = (
+        "calls",
         "chat",
+        "chat_failing",
         "error_hooked",
         "failed",
         "failing",
@@ -254,6 +266,13 @@ class _RunState:
         # them after it), by call id: [span, error raised, latest error, when], open until a
         # hook recovers the call or its error is known to stand.
         self.failing: dict[str, list[Any]] | None = None
+        # The model request that raised out of ``wrap_model_request`` (1.x runs the
+        # ``on_model_request_error`` hooks after it): (span, error, when, what ends it as a
+        # success), open until a hook recovers the request or its error is known to stand.
+        self.chat_failing: tuple[InferenceRun, Exception, int, tuple[Any, ...]] | None = None
+        # The tool calls of the latest response, by call id, and when it ended, until the next
+        # request shows whether Pydantic AI refused one without running it (_record_refused_calls).
+        self.calls: tuple[dict[str, Any], int] | None = None
 
 
 async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIterator[Any]:
@@ -349,6 +368,50 @@ def _caused_by(error: BaseException, cause: BaseException) -> bool:
         current = current.__cause__ or current.__context__
         seen += 1
     return False
+
+
+def _refusal(part: Any) -> str | None:
+    """Why Pydantic AI refused the tool call a part of the next request answers, without
+    running it or calling any hook: ``unknown_tool`` (a name no tool has) or, on 2.x,
+    ``unavailable_tool`` (one the model has not been shown yet); None for any other part."""
+    kind = getattr(part, "part_kind", None)
+    if kind == "tool-return" and getattr(part, "outcome", None) == "retried":
+        cause = getattr(getattr(part, "retry", None), "cause", None)
+        return cause if cause in _REFUSED_CALLS else None
+    content = getattr(part, "content", None)
+    if kind == "retry-prompt" and isinstance(content, str):
+        return "unknown_tool" if content.startswith(_UNKNOWN_TOOL_PROMPT) else None
+    return None
+
+
+def _refused_past_retries(error: BaseException | None, call: Any) -> bool:
+    """Whether the run failed because refusing ``call`` (an unknown tool) used up its retries:
+    ``UnexpectedModelBehavior`` raised from the refusal Pydantic AI would have sent."""
+    if not isinstance(error, _exc.UnexpectedModelBehavior):
+        return False
+    cause = error.__cause__
+    message = getattr(cause, "message", None)
+    return (
+        isinstance(cause, _RETRY_ERRORS)
+        and isinstance(message, str)
+        and message.startswith(f"{_UNKNOWN_TOOL_PROMPT}{call.tool_name!r}.")
+    )
+
+
+def _run_cancelled(ctx: Any) -> type[BaseException] | None:
+    """Pydantic AI 2.x: the error a run cancelled by its own ``cancel()`` or ``timeout`` ends
+    with, ``RunCancelled`` or ``RunTimedOut``, which it raises to the caller for the
+    ``CancelledError`` that tore the run down; None for any other cancellation."""
+    try:
+        # Read as RunContext.cancel does: a durable run's context raises for absent fields.
+        cancellation = vars(ctx).get("_cancellation")
+        if cancellation is None or cancellation.cancel_requested is not True:
+            return None
+        kind = getattr(_exc, "RunTimedOut" if cancellation.timed_out else "RunCancelled", None)
+    except Exception as error:  # noqa: BLE001 - recorded as the cancellation it is
+        report("threadline.pydantic_ai.run_cancelled", error)
+        return None
+    return kind if isinstance(kind, type) and issubclass(kind, BaseException) else None
 
 
 _event_streams_watched = [False]
@@ -490,6 +553,49 @@ def _cancel_chat(state: _RunState, chat: InferenceRun, error: asyncio.CancelledE
         chat.end(end_time=streamed[1])
     else:
         chat.cancel(error)  # a failure unless the run was stopped early
+
+
+def _settle_failing_chat(state: _RunState, error: BaseException | None) -> None:
+    """End the span of a model request that raised past ``wrap_model_request`` (1.x) and whose
+    recovered response no ``after_model_request`` of ours saw: with the run going on (``error``
+    None), a hook recovered it; with the run failing, failed with the run's error when the
+    request's caused it (a hook replaced it), else with the request's own, at its time."""
+    failing, state.chat_failing = state.chat_failing, None
+    if failing is None:
+        return
+    chat, raised, at, _ = failing
+    if error is None:
+        chat.end(end_time=at)
+    elif isinstance(error, Exception) and _caused_by(error, raised):
+        chat.fail(error, end_time=at)
+    else:
+        chat.fail(raised, end_time=at)
+
+
+def _all_messages(result: Any) -> Sequence[Any] | None:
+    """The history a run ended with (its result's); None when it cannot tell."""
+    try:
+        messages = result.all_messages()
+    except Exception as error:  # noqa: BLE001 - the refused calls then go unrecorded
+        report("threadline.pydantic_ai.refused_calls", error)
+        return None
+    return messages if isinstance(messages, Sequence) else None
+
+
+def _note_calls(state: _RunState, response: Any, at: int | None = None) -> None:
+    """Keep the tool calls of ``response`` (ended ``at``), to record those Pydantic AI refuses
+    unseen: it refuses them as it takes the response, so that is their time."""
+    try:
+        calls = {
+            part.tool_call_id: part
+            for part in response.parts
+            if getattr(part, "part_kind", None) == "tool-call"
+        }
+    except Exception as error:  # noqa: BLE001 - a refused call then goes unrecorded
+        report("threadline.pydantic_ai.refused_calls", error)
+        return
+    ok = 0 < len(calls) <= _MAX_RESPONSE_CALLS
+    state.calls = (calls, at or time.time_ns()) if ok else None
 
 
 def _stopped_early(state: _RunState | None) -> bool:
@@ -749,10 +855,15 @@ class Tracing(AbstractCapability[Any]):
             with run:  # ends the run, failed with whatever passes through
                 try:
                     try:
-                        return await handler()
+                        result = await handler()
                     except BaseException as error:
-                        if state is not None and state.failing:
-                            self._settle_failing_calls(state, None, error)
+                        if state is not None:
+                            if state.failing:
+                                self._settle_failing_calls(state, None, error)
+                            if state.chat_failing:
+                                _settle_failing_chat(state, error)
+                            if state.calls:
+                                self._record_refused_calls(state, None, error)
                         raise
                     finally:
                         if state is not None:
@@ -760,6 +871,12 @@ class Tracing(AbstractCapability[Any]):
                                 self._settle_failing_calls(state, None, None)
                             if state.invalid:
                                 self._record_invalid_calls(state, None)
+                            if state.chat_failing:
+                                _settle_failing_chat(state, None)
+                    if state is not None and state.calls:
+                        # the final response's calls Pydantic AI refused beside the output
+                        self._record_refused_calls(state, _all_messages(result), None)
+                    return result
                 except asyncio.CancelledError as error:
                     if state is not None and state.chat is not None:
                         # Pydantic AI 1.x runs a streamed request in a task it neither cancels
@@ -769,6 +886,14 @@ class Tracing(AbstractCapability[Any]):
                         run.detach()
                         # first: the with block then finds the run ended
                         run.end(stopped_early=True)
+                    elif state is not None and (cancelled := _run_cancelled(ctx)) is not None:
+                        # The run's own cancel() or timeout: its caller gets that error instead
+                        # (unless an outside cancellation raced it, which Pydantic AI lets win).
+                        run.detach()
+                        run.fail(
+                            f"{cancelled.__module__}.{cancelled.__qualname__}",
+                            description=cancelled.__name__,
+                        )
                     raise
                 except _stream_closed:
                     # Pydantic AI 1.x: run_stream_events closed early by its consumer
@@ -782,6 +907,48 @@ class Tracing(AbstractCapability[Any]):
             with contextlib.suppress(ValueError):
                 # Pydantic AI 1.x may close an abandoned run's task from another context.
                 _traced_run.reset(token)
+
+    def _record_refused_calls(
+        self, state: _RunState, messages: Sequence[Any] | None, error: BaseException | None
+    ) -> None:
+        """Record the tool calls of the latest response that Pydantic AI refused without running
+        them or calling any hook (see _refusal), as ``execute_tool`` spans that failed with the
+        refusal's cause as ``error.type``: asking the model to retry, as the next request
+        (``messages``) shows, or, at the run's end (``messages`` None), failing the run
+        (``error``) as the refusals used up their retries."""
+        noted, state.calls = state.calls, None
+        if not noted:
+            return
+        calls, at = noted
+        try:
+            refused: list[tuple[Any, str, str | None, bool]] = []
+            if messages:
+                last = messages[-1]
+                if getattr(last, "kind", None) == "request":
+                    for part in last.parts:
+                        call = calls.get(getattr(part, "tool_call_id", None) or "")
+                        cause = _refusal(part) if call is not None else None
+                        if cause is not None:
+                            content = part.content
+                            description = content if isinstance(content, str) else None
+                            refused.append((call, cause, description, True))
+            elif messages is None:
+                for call in calls.values():
+                    if _refused_past_retries(error, call):
+                        refused.append((call, "unknown_tool", str(error), False))
+            for call, cause, description, retried in refused:
+                tool = self._start_tool(
+                    call.tool_name, call.tool_call_id, None, call.args, state.run, start_time=at
+                )
+                if tool is None:
+                    continue
+                if retried:
+                    tool.set_attributes(
+                        {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_MODEL_RETRY}
+                    )
+                tool.fail(cause, description=(description or cause)[:1024], end_time=at)
+        except Exception as failure:  # noqa: BLE001
+            report("threadline.pydantic_ai.refused_calls", failure)
 
     async def on_run_error(self, ctx: Any, *, error: BaseException) -> Any:
         # Called with the run body's failure, a cancellation of the caller included (2.x, inside
@@ -878,6 +1045,10 @@ class Tracing(AbstractCapability[Any]):
             self._settle_failing_calls(state, request_context.messages, None)
         if state.invalid:
             self._record_invalid_calls(state, request_context.messages)
+        if state.chat_failing:  # a hook recovered it, past our after_model_request
+            _settle_failing_chat(state, None)
+        if state.calls:
+            self._record_refused_calls(state, request_context.messages, None)
         model = getattr(request_context, "model", None) or ctx.model
         chain = _fallback_chain(model)
         started_for = chain[0] if chain else model
@@ -910,6 +1081,15 @@ class Tracing(AbstractCapability[Any]):
                 self._end_chat(chat, getattr(error, "response", None), chain)
             elif isinstance(error, asyncio.CancelledError):
                 _cancel_chat(state, chat, error)
+            elif (
+                _MODEL_ERROR_HOOKS_AFTER_WRAP
+                and isinstance(error, Exception)
+                and not isinstance(error, _RETRY_ERRORS)
+            ):
+                # 1.x: an on_model_request_error hook may yet recover the request (its response
+                # reaches after_model_request) or replace the error (the run's end tells)
+                ending = (chain, request_context, state.run if first_request else None)
+                state.chat_failing = (chat, error, time.time_ns(), (*ending, chain and started_for))
             else:
                 _request_failed(chat, error)
             state.stream_error = None
@@ -927,16 +1107,34 @@ class Tracing(AbstractCapability[Any]):
             except Exception as error:  # noqa: BLE001 - the span keeps the first model
                 report("threadline.pydantic_ai.model_response", error)
         streamed, state.streamed = state.streamed, None
+        end_time = streamed[1] if streamed and streamed[0] is chat else None
         self._end_chat(
             chat,
             response,
             chain,
-            streamed[1] if streamed and streamed[0] is chat else None,
+            end_time,
             request_context,
             state.run if first_request else None,
             started_for if chain else None,
         )
+        _note_calls(state, response, end_time)
         return response
+
+    if _MODEL_ERROR_HOOKS_AFTER_WRAP:
+
+        async def after_model_request(
+            self, ctx: Any, *, request_context: Any, response: Any
+        ) -> Any:
+            # 1.x: called with the response an on_model_request_error hook recovered a failed
+            # request with (as with any other response, after wrap_model_request).
+            state = self._state(ctx)
+            failing = state.chat_failing if state is not None else None
+            if state is not None and failing is not None:
+                state.chat_failing = None
+                chat, _, _, (chain, context, agent, started_for) = failing
+                self._end_chat(chat, response, chain, None, context, agent, started_for)
+                _note_calls(state, response)
+            return response
 
     # --- streaming -------------------------------------------------------------------------
     @property
