@@ -1146,6 +1146,10 @@ def test_a_call_of_an_unknown_tool_is_a_refused_call(telemetry: Telemetry) -> No
     assert refused.status_description == "Unknown tool name: 'lookup'. Available tools: 'search'"
     first, second = (s for s in telemetry.spans() if s.name == "chat m")
     assert first.end_ns <= refused.start_ns <= refused.end_ns <= second.start_ns
+    # the model made the name up: it stays off the metric
+    (point,) = telemetry.metric_points(semconv.METRIC_EXECUTE_TOOL_DURATION)
+    assert point["attributes"][semconv.ERROR_TYPE] == "unknown_tool"
+    assert semconv.GEN_AI_TOOL_NAME not in point["attributes"]
     telemetry.assert_conformant()
 
 

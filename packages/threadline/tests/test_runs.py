@@ -212,6 +212,22 @@ def test_marked_failed_run_ended_by_its_owner(telemetry: Telemetry) -> None:
     telemetry.assert_conformant()
 
 
+def test_a_refused_tool_call_keeps_its_made_up_name_off_the_metric(telemetry: Telemetry) -> None:
+    """A call its framework refused (a tool name no tool has) fails; the span names the tool the
+    model asked for, while the metric leaves that unchecked name out."""
+    run = threadline.execute_tool("no_such_tool", call_id="c1")
+    run.refuse("unknown_tool", description="Unknown tool name: 'no_such_tool'.")
+    run.refuse("again")  # ignored once ended
+    (span,) = telemetry.spans()
+    assert span.name == "execute_tool no_such_tool"
+    assert (span.status_code, span.attributes[semconv.ERROR_TYPE]) == ("ERROR", "unknown_tool")
+    assert span.attributes[semconv.GEN_AI_TOOL_NAME] == "no_such_tool"
+    (point,) = telemetry.metric_points(semconv.METRIC_EXECUTE_TOOL_DURATION)
+    assert semconv.GEN_AI_TOOL_NAME not in point["attributes"]
+    assert point["attributes"][semconv.ERROR_TYPE] == "unknown_tool"
+    telemetry.assert_conformant()
+
+
 @pytest.mark.parametrize("agent_ends", ["stopped_early", "normally", "failed"])
 def test_cancelled_run_is_settled_by_its_enclosing_run(
     telemetry: Telemetry, agent_ends: str

@@ -1778,6 +1778,18 @@ class ToolRun(Run):
             self.span.set_attribute(semconv.GEN_AI_TOOL_CALL_ID, call_id)
 
     @guarded()
+    def refuse(
+        self, error_type: str, *, description: str | None = None, end_time: int | None = None
+    ) -> None:
+        """A call its framework refused without running it (a tool name no tool has): failed
+        with ``error_type``. The name came from the model unchecked, so it stays off the
+        duration metric, where each made-up name would be a series of its own."""
+        if self._ended:
+            return
+        self._metric_attributes.pop(semconv.GEN_AI_TOOL_NAME, None)
+        self.fail(error_type, description=description, end_time=end_time)
+
+    @guarded()
     def record_mcp_call(
         self,
         *,

@@ -946,7 +946,7 @@ class Tracing(AbstractCapability[Any]):
                     tool.set_attributes(
                         {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_MODEL_RETRY}
                     )
-                tool.fail(cause, description=(description or cause)[:1024], end_time=at)
+                tool.refuse(cause, description=(description or cause)[:1024], end_time=at)
         except Exception as failure:  # noqa: BLE001
             report("threadline.pydantic_ai.refused_calls", failure)
 
