@@ -119,6 +119,26 @@ async def ask_model(question: str, ctx: Context) -> str:  # type: ignore[type-ar
     return getattr(result.content, "text", "")
 
 
+if MAJOR >= 2:
+    from typing import Annotated
+
+    from mcp import types as _types
+    from mcp.server.mcpserver.resolve import Resolve, Sample
+
+    def _sample(question: str) -> Sample:
+        text = _types.TextContent(type="text", text=question)
+        return Sample([_types.SamplingMessage(role="user", content=text)], max_tokens=16)
+
+    async def ask_model_resolved(
+        question: str, answer: Annotated[_types.CreateMessageResult, Resolve(_sample)]
+    ) -> str:
+        """``ask_model`` with the question asked through a resolver: a request to the client
+        mid-call on handshake-era connections; on 2026-07-28 ones, an ``InputRequiredResult``
+        the client answers, then retries the call with."""
+        with threadline.step("use_answer"):
+            return getattr(answer.content, "text", "")
+
+
 def roots_changed() -> None:
     """The server's own work on a client notification: a span under its SERVER span."""
     with threadline.step("refresh_roots"):
@@ -171,6 +191,8 @@ def build() -> Any:
     server.tool(name="get_weather")(get_weather)
     server.tool(name="broken")(broken)
     server.tool(name="ask_model")(ask_model)
+    if MAJOR >= 2:
+        server.tool(name="ask_model_resolved")(ask_model_resolved)
     server.tool(name="slow")(slow)
     server.tool(name="chatty")(chatty)
     server.tool(name="progress")(progress)
@@ -187,10 +209,17 @@ def build_lowlevel() -> Any:
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
         schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+        # 2026-07-28 streamable HTTP: a client that has not listed it sends no Mcp-Param-City
+        # header, and the SDK rejects the call with HEADER_MISMATCH.
+        routed = {
+            "type": "object",
+            "properties": {"city": {"type": "string", "x-mcp-header": "City"}},
+        }
         return types.ListToolsResult(
             tools=[
                 types.Tool(name="get_weather", input_schema=schema),
                 types.Tool(name="broken", input_schema=schema),
+                types.Tool(name="routed", input_schema=routed),
             ]
         )
 

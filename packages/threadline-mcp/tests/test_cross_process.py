@@ -1438,3 +1438,218 @@ def test_resource_uri_only_where_the_conventions_define_it(telemetry: Any, tmp_p
         ("resources/templates/list", "CLIENT", None),
         ("resources/templates/list", "SERVER", None),
     ]
+
+
+def _sampling_answer(step: str) -> Any:
+    """A sampling callback answering ``42``, inside a span of its own named ``step``."""
+
+    async def sampling_callback(context: Any, params: Any) -> Any:
+        from mcp import types
+
+        with threadline.step(step):
+            return types.CreateMessageResult(
+                role="assistant", content=types.TextContent(type="text", text="42"), model="stub"
+            )
+
+    return sampling_callback
+
+
+@pytest.mark.skipif(MAJOR < 2, reason="InputRequiredResult is a 2026-07-28 answer (mcp 2.x)")
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_a_call_sent_again_with_input_is_one_client_span(
+    telemetry: Any, tmp_path: Path, transport: str
+) -> None:
+    """On 2026-07-28 the server asks for input with an ``InputRequiredResult``, and the Client
+    sends the call again with it (a new JSON-RPC id): one ``tools/call`` (one ``execute_tool``)
+    with one CLIENT span and one metric point, the SERVER span of each request and the callback
+    that gathered the input beneath it, as a handshake-era call asking mid-call has them."""
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def turn(target: Any) -> Any:
+        callback = _sampling_answer("answer_locally")
+        async with connect(target, mode="auto", sampling_callback=callback) as session:
+            with threadline.invoke_agent("weather_agent"):
+                return await session.call_tool("ask_model_resolved", {"question": "6*7?"})
+
+    if transport == "stdio":
+        result = anyio.run(turn, stdio_params(spans_file))
+    else:
+        with http_server(tmp_path, spans_file) as url:
+            result = anyio.run(turn, url)
+    assert tool_text(result) == "42"
+    merged = _agent_trace(telemetry.spans(), read_spans_jsonl(spans_file))
+    # The Client lists the tools after the call to validate its result: not beneath its span.
+    assert render_tree(merged, attributes=("jsonrpc.request.id",)) == (
+        "invoke_agent weather_agent [INTERNAL]\n"
+        "  tools/call ask_model_resolved [CLIENT] jsonrpc.request.id=3\n"
+        "    tools/call ask_model_resolved [SERVER] jsonrpc.request.id=2\n"
+        "    answer_locally [INTERNAL]\n"
+        "    tools/call ask_model_resolved [SERVER] jsonrpc.request.id=3\n"
+        "      use_answer [INTERNAL]\n"
+        "  tools/list [CLIENT] jsonrpc.request.id=4\n"
+        "    tools/list [SERVER] jsonrpc.request.id=4"
+    )
+    (call,) = [s for s in telemetry.spans() if s.name == "tools/call ask_model_resolved"]
+    assert call.attributes["mcp.protocol.version"] == "2026-07-28"
+    points = telemetry.metric_points("mcp.client.operation.duration")
+    calls = [p for p in points if p["attributes"]["mcp.method.name"] == "tools/call"]
+    assert [(p["attributes"].get("error.type"), p["count"]) for p in calls] == [(None, 1)]
+
+
+@pytest.mark.skipif(MAJOR < 2, reason="InputRequiredResult is a 2026-07-28 answer (mcp 2.x)")
+def test_a_call_whose_input_is_refused_fails_its_one_client_span(
+    telemetry: Any, tmp_path: Path
+) -> None:
+    """The callback refuses the input the server asked for (an ``ErrorData``): the SDK raises
+    it between the requests, so the held CLIENT span ends with its code, unanswered (no
+    ``rpc.response.status_code``)."""
+    from mcp import types
+
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def refuse(context: Any, params: Any) -> Any:
+        return types.ErrorData(code=-1, message="no model here")
+
+    async def turn() -> None:
+        async with connect(stdio_params(spans_file), mode="auto", sampling_callback=refuse) as s:
+            with threadline.invoke_agent("weather_agent"):
+                with pytest.raises(Exception, match="no model here"):
+                    await s.call_tool("ask_model_resolved", {"question": "6*7?"})
+
+    anyio.run(turn)
+    merged = _agent_trace(telemetry.spans(), read_spans_jsonl(spans_file))
+    assert render_tree(merged, attributes=("rpc.response.status_code",)) == (
+        "invoke_agent weather_agent [INTERNAL]\n"
+        "  tools/call ask_model_resolved [CLIENT] !ERROR error.type=-1\n"
+        "    tools/call ask_model_resolved [SERVER]"
+    )
+    points = telemetry.metric_points("mcp.client.operation.duration")
+    calls = [p for p in points if p["attributes"]["mcp.method.name"] == "tools/call"]
+    assert [(p["attributes"].get("error.type"), p["count"]) for p in calls] == [("-1", 1)]
+
+
+@pytest.mark.skipif(MAJOR < 2, reason="InputRequiredResult is a 2026-07-28 answer (mcp 2.x)")
+def test_a_merged_call_sent_again_with_input_has_one_metric_point(
+    telemetry: Any, tmp_path: Path
+) -> None:
+    """``merge_tool_spans=True``: both requests of the call are recorded on the framework's
+    tool span, and the call has one ``mcp.client.operation.duration`` point."""
+    threadline.mcp.uninstrument()  # options apply when instrumenting
+    threadline.mcp.instrument(merge_tool_spans=True)
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def turn() -> None:
+        callback = _sampling_answer("answer_locally")
+        async with connect(stdio_params(spans_file), mode="auto", sampling_callback=callback) as s:
+            with threadline.invoke_agent("weather_agent"):
+                with threadline.execute_tool("ask_model_resolved"):
+                    await s.call_tool("ask_model_resolved", {"question": "6*7?"})
+
+    try:
+        anyio.run(turn)
+    finally:
+        threadline.mcp.uninstrument()
+        threadline.mcp.instrument()
+    merged = _agent_trace(telemetry.spans(), read_spans_jsonl(spans_file))
+    assert render_tree([s for s in merged if s.name != "tools/list"]) == (
+        "invoke_agent weather_agent [INTERNAL]\n"
+        "  execute_tool ask_model_resolved [INTERNAL]\n"
+        "    tools/call ask_model_resolved [SERVER]\n"
+        "    answer_locally [INTERNAL]\n"
+        "    tools/call ask_model_resolved [SERVER]\n"
+        "      use_answer [INTERNAL]"
+    )
+    points = telemetry.metric_points("mcp.client.operation.duration")
+    calls = [p for p in points if p["attributes"]["mcp.method.name"] == "tools/call"]
+    assert [(p["attributes"].get("error.type"), p["count"]) for p in calls] == [(None, 1)]
+
+
+@pytest.mark.skipif(MAJOR < 2, reason="NoBackChannelError is mcp 2.x")
+@pytest.mark.parametrize(("transport", "mode"), [("stdio", "auto"), ("http", "legacy")])
+def test_a_request_the_server_cannot_send_fails_its_spans(
+    telemetry: Any, tmp_path: Path, transport: str, mode: str
+) -> None:
+    """A tool asks its client (sampling) where the channel cannot carry requests: a 2026-07-28
+    exchange, or a stateless HTTP server's. The SDK raises ``NoBackChannelError`` before
+    sending anything and answers the call with -32600. That code names a bad request, but
+    this failure is the server's: its SERVER span is an error, as is the CLIENT span of the
+    request it could not send (no status code there: nothing was answered)."""
+    spans_file = tmp_path / "spans.jsonl"
+    metrics_file = tmp_path / "metrics.json"
+
+    async def turn(target: Any) -> None:
+        callback = _sampling_answer("never_called")
+        async with connect(target, mode=mode, sampling_callback=callback) as session:
+            with threadline.invoke_agent("weather_agent"):
+                with pytest.raises(Exception, match="no back-channel"):
+                    await session.call_tool("ask_model", {"question": "6*7?"})
+
+    env = {"METRICS_FILE": str(metrics_file)}
+    if transport == "stdio":
+        anyio.run(turn, stdio_params(spans_file, **env))
+    else:
+        with http_server(tmp_path, spans_file, SERVER_STATELESS="1", **env) as url:
+            anyio.run(turn, url)
+    merged = _agent_trace(telemetry.spans(), read_spans_jsonl(spans_file))
+    assert render_tree(merged, attributes=("rpc.response.status_code",)) == (
+        "invoke_agent weather_agent [INTERNAL]\n"
+        "  tools/call ask_model [CLIENT] rpc.response.status_code=-32600 !ERROR error.type=-32600\n"
+        "    tools/call ask_model [SERVER] rpc.response.status_code=-32600"
+        " !ERROR error.type=-32600\n"
+        "      sampling/createMessage [CLIENT] !ERROR error.type=-32600"
+    )
+    refused = find(read_spans_jsonl(spans_file), "sampling/createMessage")
+    assert refused.status_description is not None
+    assert "no back-channel" in refused.status_description
+    assert refused.attributes["network.transport"] == ("pipe" if transport == "stdio" else "tcp")
+    points = json.loads(metrics_file.read_text())
+    outcomes = sorted(
+        (p["name"], p["attributes"]["mcp.method.name"], p["attributes"].get("error.type"))
+        for p in points
+        if p["attributes"].get("mcp.method.name") in ("tools/call", "sampling/createMessage")
+    )
+    assert outcomes == [
+        ("mcp.client.operation.duration", "sampling/createMessage", "-32600"),
+        ("mcp.server.operation.duration", "tools/call", "-32600"),
+    ]
+    (served,) = (
+        p["attributes"]
+        for p in points
+        if p["name"] == "mcp.server.operation.duration"
+        and p["attributes"].get("mcp.method.name") == "tools/call"
+    )
+    assert served["rpc.response.status_code"] == "-32600"  # a failed request, not a bad one
+
+
+@pytest.mark.skipif(MAJOR < 2, reason="HEADER_MISMATCH is a 2026-07-28 answer (mcp 2.x)")
+def test_a_call_sent_again_after_a_header_mismatch_is_one_client_span(
+    telemetry: Any, tmp_path: Path
+) -> None:
+    """2026-07-28 over streamable HTTP: the server rejects a ``tools/call`` whose tool the
+    client has not listed (no ``Mcp-Param-*`` header) with HEADER_MISMATCH, and the Client
+    lists the tools and sends it again: one successful call, one CLIENT span (no error) and one
+    metric point, the SERVER span of the request that got through beneath it."""
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def turn(url: str) -> Any:
+        async with connect(url, mode="auto") as session:
+            with threadline.invoke_agent("weather_agent"):
+                return await session.call_tool("routed", {"city": "Paris"})
+
+    with http_server(tmp_path, spans_file, SERVER_LOWLEVEL="1") as url:
+        result = anyio.run(turn, url)
+    assert not is_error(result)
+    merged = _agent_trace(telemetry.spans(), read_spans_jsonl(spans_file))
+    tree = render_tree(
+        [s for s in merged if s.name != "tools/list"],
+        attributes=("jsonrpc.request.id", "rpc.response.status_code"),
+    )
+    assert tree == (
+        "invoke_agent weather_agent [INTERNAL]\n"
+        "  tools/call routed [CLIENT] jsonrpc.request.id=4\n"
+        "    tools/call routed [SERVER] jsonrpc.request.id=4\n"
+        "      lookup_forecast [INTERNAL]"
+    )
+    points = telemetry.metric_points("mcp.client.operation.duration")
+    calls = [p for p in points if p["attributes"]["mcp.method.name"] == "tools/call"]
+    assert [(p["attributes"].get("error.type"), p["count"]) for p in calls] == [(None, 1)]

@@ -2176,10 +2176,13 @@ class McpRun(Run):
         *,
         expected: bool = False,
         error: BaseException | None = None,
+        server_fault: bool = False,
     ) -> None:
         """A JSON-RPC error response. On the server, codes that describe a bad request
         (parse error, invalid request/params, unknown method/resource) are recorded but do not
-        make the span an error; nor does an answer the caller ``expected`` (a probe the peer
+        make the span an error, unless the failure is the server's own all the same
+        (``server_fault``: a request of its own to its client that its channel could not carry
+        is answered with -32600); nor does an answer the caller ``expected`` (a probe the peer
         may reject, such as ``server/discover`` to a server of an older protocol). As the MCP
         conventions ask, ``error.type`` is the code. ``error``: the exception the response
         stands for (a handler raised it and the SDK answered with ``code``): where the response
@@ -2193,7 +2196,9 @@ class McpRun(Run):
         metric[semconv.RPC_RESPONSE_STATUS_CODE] = status
         if expected:
             self.end()
-        elif self.kind is _SERVER and code in semconv.MCP_SERVER_NON_ERROR_CODES:
+        elif (
+            self.kind is _SERVER and code in semconv.MCP_SERVER_NON_ERROR_CODES and not server_fault
+        ):
             # The request named something this server does not serve (an unknown tool is
             # -32602): that name came from the peer unchecked and stays off the metric.
             metric.pop(semconv.GEN_AI_TOOL_NAME, None)

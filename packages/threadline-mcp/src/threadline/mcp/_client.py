@@ -30,10 +30,13 @@ from threadline import semconv
 from threadline._failopen import guarded, report
 from threadline._runs import current_made_run
 from threadline.mcp._common import (
+    HEADER_MISMATCH,
     REQUEST_TIMEOUT,
     error_code,
     is_cancellation,
+    is_input_required,
     is_modern,
+    is_no_back_channel,
     is_tool_error,
     local_failure,
     session_id_text,
@@ -102,6 +105,7 @@ class Peer:
     __slots__ = (
         "address",
         "cancels_by_abort",
+        "dispatched",
         "network_protocol",
         "port",
         "sent_session_id",
@@ -139,6 +143,9 @@ class Peer:
         # An mcp 2.x streamable HTTP client: it cancels a 2026-07-28 request by aborting its
         # POST and never sends the notifications/cancelled its dispatcher writes.
         self.cancels_by_abort = False
+        # A request went out through a dispatcher on this connection (for a server's request
+        # to its client: whether it got that far, see wrap_server_send_request).
+        self.dispatched = False
 
     @property
     def connection_session_id(self) -> str | None:
@@ -212,18 +219,37 @@ def wrap_server_send_request(original: Any) -> Any:
 
     async def send_request(self: Any, *args: Any, **kwargs: Any) -> Any:
         token = None
+        peer = None
+        started = time.time_ns()
         try:
-            token = _serving.set(_connection_peer(server_connection(self)))
+            peer = _connection_peer(server_connection(self))
+            token = _serving.set(peer)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("threadline.mcp.server.send_request", error)
         try:
             return await original(self, *args, **kwargs)
+        except BaseException as error:
+            if peer is not None and not peer.dispatched and is_no_back_channel(error):
+                _refused(peer, error, started)
+            raise
         finally:
             if token is not None:
                 _serving.reset(token)
 
     send_request.__wrapped__ = original  # type: ignore[attr-defined]
     return send_request
+
+
+@guarded(site="threadline.mcp.server.refused")
+def _refused(peer: Peer, error: BaseException, started: int) -> None:
+    """A server's request its channel refused to send (``NoBackChannelError``, before any
+    dispatcher saw it): the CLIENT span it would have had, failed with the error's code. No
+    ``rpc.response.status_code``: nothing was sent, so nothing answered."""
+    method = getattr(error, "method", None)
+    if isinstance(method, str):
+        run = start(method, None, peer=peer, start_time=started)
+        if isinstance(run, threadline.McpRun):
+            fail(run, error, answered=False)
 
 
 def client_peer(session: Any) -> Peer | None:
@@ -280,6 +306,7 @@ def start(
     *,
     request_id: int | str | None = None,
     peer: Peer | None = None,
+    start_time: int | None = None,
 ) -> threadline.McpRun | threadline.ToolRun | None:
     """Start and attach the CLIENT run of a request about to be sent (``None`` on failure).
     A ``tools/call`` recorded on an enclosing tool span instead (``merge_tool_spans``) returns
@@ -299,6 +326,7 @@ def start(
             resource_uri=resource_uri,
             request_id=request_id,
             session_id=_session_of(reached, peer),
+            start_time=start_time,
             **reached,
         )
         if method == "tools/call" and threadline.capture_enabled() and isinstance(params, Mapping):
@@ -317,22 +345,34 @@ async def call_merged(
     params: object,
     peer: Peer | None = None,
     sending: _NoSpan | None = None,
+    rounds: _Rounds | None = None,
 ) -> Any:
     """Make a ``tools/call`` recorded on ``tool``: its outcome marks the tool span, which its
     owner (the agent framework) ends, and it gets its ``mcp.client.operation.duration`` point.
-    ``sending``: the SDK span's stand-in (mcp 2.x)."""
+    ``sending``: the SDK span's stand-in (mcp 2.x); ``rounds``: the call it is a request of,
+    whose requests get one point, when the last is answered (see :class:`_Rounds`)."""
     token = _merged_call.set(tool)
-    started = time.monotonic()
+    started = rounds.resume_merged() if rounds is not None else None
+    if started is None:
+        started = time.monotonic()
     outcome: tuple[int | None, str | None] | None = (None, None)
     try:
         result = await call()
     except BaseException as error:
-        outcome = _merged_failure(
-            tool, error, sending.answered_by(error) if sending is not None else None
-        )
+        answered = sending.answered_by(error) if sending is not None else None
+        if (
+            answered
+            and rounds is not None
+            and rounds.hold_merged(tool, started, params, peer, error=error)
+        ):
+            outcome = None  # the SDK sends the call again: its point comes with that request
+        else:
+            outcome = _merged_failure(tool, error, answered)
         raise
     else:
-        if is_tool_error(result):
+        if rounds is not None and rounds.hold_merged(tool, started, params, peer, result):
+            outcome = None  # the call goes on: its point comes with its last request
+        elif is_tool_error(result):
             tool.mark_failed(semconv.ERROR_TYPE_TOOL_ERROR)
             outcome = (None, semconv.ERROR_TYPE_TOOL_ERROR)
         return result
@@ -652,7 +692,17 @@ def wrap_send_raw_request(original: Any) -> Any:
         self: Any, method: str, params: Mapping[str, Any] | None, *args: Any, **kwargs: Any
     ) -> Any:
         peer = _peer_for(self)
-        run = start(method, params, peer=peer)
+        if peer is not None:
+            peer.dispatched = True
+        rounds = _rounds.get()
+        run: threadline.McpRun | threadline.ToolRun | None = None
+        if rounds is not None:
+            if rounds.method == method:
+                run = rounds.resume()
+            else:
+                rounds = None
+        if run is None:
+            run = start(method, params, peer=peer)
         if run is None:
             return await original(self, method, params, *args, **kwargs)
         sending = _NoSpan(peer, run)
@@ -669,19 +719,203 @@ def wrap_send_raw_request(original: Any) -> Any:
                     params=params,
                     peer=peer,
                     sending=sending,
+                    rounds=rounds,
                 )
             try:
                 result = await original(self, method, params, *args, **kwargs)
             except BaseException as error:
-                fail(run, error, answered=sending.answered_by(error))
+                answered = sending.answered_by(error)
+                if not (answered and rounds is not None and rounds.hold(run, error=error)):
+                    fail(run, error, answered=answered)
                 raise
         finally:
             _sending.reset(token)
-        finish(run, method, result)
+        if rounds is None or not rounds.hold(run, result):
+            finish(run, method, result)
         return result
 
     send_raw_request.__wrapped__ = original  # type: ignore[attr-defined]
     return send_raw_request
+
+
+# --- calls of several requests (mcp 2.x, 2026-07-28) ----------------------------------------------
+class _Rounds:
+    """One call of mcp 2.x ``Client.call_tool``, ``get_prompt`` or ``read_resource``, which
+    the SDK may send more than once. On a 2026-07-28 connection the server may answer with an
+    ``InputRequiredResult`` (SEP-2322): the client gathers the input it asks for (its sampling,
+    elicitation and roots callbacks) and sends the request again, with a new JSON-RPC id, until
+    the server answers for good. And a ``tools/call`` the server rejects with
+    ``HEADER_MISMATCH`` (the client had not listed the tool, or its schema changed) is sent once
+    more after the client lists the tools. Either way it is one operation (one ``execute_tool``
+    for a tool): its requests share one CLIENT span and one metric point, held open between
+    them, with the SERVER span of each request beneath it, as a handshake-era call that asks its
+    client mid-call has one."""
+
+    __slots__ = ("merged", "method", "rejected", "run")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.run: threadline.McpRun | None = None  # held open between the requests
+        # A tools/call recorded on a framework's tool span instead: what its point needs.
+        self.merged: tuple[threadline.ToolRun, float, object, Peer | None] | None = None
+        # The rejection the SDK sends the request again after (it raises it if it cannot).
+        self.rejected: BaseException | None = None
+
+    def _goes_on(self, result: object, error: BaseException | None) -> bool:
+        if self.run is not None or self.merged is not None:
+            return False  # another request, made while this call waits (e.g. by a callback)
+        if error is None:
+            return is_input_required(result)
+        rpc = error_code(error)
+        return self.method == "tools/call" and rpc is not None and rpc[0] == HEADER_MISMATCH
+
+    def _resumes(self) -> bool:
+        """Whether the request being sent is this call's again: the SDK's retry with the input,
+        or the one request after a rejection (only the tools listing comes between)."""
+        return self.rejected is not None or _retrying.get() is self
+
+    def hold(
+        self,
+        run: threadline.McpRun | threadline.ToolRun,
+        result: object = None,
+        error: BaseException | None = None,
+    ) -> bool:
+        """Keep ``run`` open, rather than ending it, if the call goes on after this answer
+        (``result``, or the error response ``error``)."""
+        if not isinstance(run, threadline.McpRun) or not self._goes_on(result, error):
+            return False
+        run.detach()
+        self.run = run
+        self.rejected = error
+        return True
+
+    def resume(self) -> threadline.McpRun | None:
+        """The held run, for this call's next request (not for another request, such as one a
+        callback makes meanwhile)."""
+        run = self.run
+        if run is None or not self._resumes():
+            return None
+        self.run = None
+        self.rejected = None
+        run.attach()
+        return run
+
+    def hold_merged(
+        self,
+        tool: threadline.ToolRun,
+        started: float,
+        params: object,
+        peer: Peer | None,
+        result: object = None,
+        error: BaseException | None = None,
+    ) -> bool:
+        """As :meth:`hold`, for a ``tools/call`` recorded on a framework's tool span."""
+        if not self._goes_on(result, error):
+            return False
+        self.merged = (tool, started, params, peer)
+        self.rejected = error
+        return True
+
+    def resume_merged(self) -> float | None:
+        """When a merged ``tools/call`` began, for this call's next request."""
+        merged = self.merged
+        if merged is None or not self._resumes():
+            return None
+        self.merged = None
+        self.rejected = None
+        return merged[1]
+
+    def failed(self, error: BaseException) -> None:
+        """The call failed between its requests: a callback refused the input, too many
+        rounds, cancelled (no answer of the server's), or the SDK could not list the tools
+        after a rejection (then ``error`` is that answer)."""
+        answered = error is self.rejected
+        run, merged = self.run, self.merged
+        self.run = self.merged = self.rejected = None
+        if run is not None:
+            fail(run, error, answered=answered)
+        if merged is not None:
+            tool, started, params, peer = merged
+            outcome = _merged_failure(tool, error, answered)
+            status, kind = outcome if outcome is not None else (None, None)
+            _record_merged(tool, time.monotonic() - started, params, peer, status, kind)
+
+    def close(self) -> None:
+        """The call is over: a run still held (the SDK stopped asking) ends with it."""
+        run, merged = self.run, self.merged
+        self.run = self.merged = self.rejected = None
+        if run is not None:
+            run.end()
+        if merged is not None:
+            tool, started, params, peer = merged
+            _record_merged(tool, time.monotonic() - started, params, peer, None, None)
+
+
+# The call a Client method is making, and (in the SDK's retry) the call being sent again.
+_rounds: ContextVar[_Rounds | None] = ContextVar("threadline_mcp_rounds", default=None)
+_retrying: ContextVar[_Rounds | None] = ContextVar("threadline_mcp_retrying", default=None)
+
+
+def wrap_rounds(method: str) -> Callable[[Any], Any]:
+    """A wrapper for mcp 2.x ``Client.call_tool`` (``method`` ``tools/call``), ``get_prompt``
+    or ``read_resource``: its requests are one call (see :class:`_Rounds`)."""
+
+    def wrap(original: Any) -> Any:
+        async def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            rounds = _Rounds(method)
+            token = _rounds.set(rounds)
+            try:
+                return await original(self, *args, **kwargs)
+            except BaseException as error:
+                _settle(rounds, error)
+                raise
+            finally:
+                _rounds.reset(token)
+                _settle(rounds, None)
+
+        call.__wrapped__ = original  # type: ignore[attr-defined]
+        return call
+
+    return wrap
+
+
+@guarded(site="threadline.mcp.client.rounds")
+def _settle(rounds: _Rounds, error: BaseException | None) -> None:
+    if error is None:
+        rounds.close()
+    else:
+        rounds.failed(error)
+
+
+def wrap_drive_input_required(original: Any) -> Any:
+    """mcp 2.x ``Client._drive_input_required(first, retry)``, which gathers the input an
+    ``InputRequiredResult`` asks for and calls ``retry`` with it: the held run is current
+    meanwhile (spans of the callbacks go beneath it), and ``retry`` sends its request again."""
+
+    async def _drive_input_required(
+        self: Any, first: Any, retry: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        rounds = _rounds.get()
+        if rounds is None or (rounds.run is None and rounds.merged is None):
+            return await original(self, first, retry, *args, **kwargs)
+
+        async def again(*again_args: Any, **again_kwargs: Any) -> Any:
+            token = _retrying.set(rounds)
+            try:
+                return await retry(*again_args, **again_kwargs)
+            finally:
+                _retrying.reset(token)
+
+        run = rounds.run
+        scope = run.attach_scope() if run is not None else None
+        try:
+            return await original(self, first, again, *args, **kwargs)
+        finally:
+            if run is not None and scope is not None:
+                run.detach_scope(scope)
+
+    _drive_input_required.__wrapped__ = original  # type: ignore[attr-defined]
+    return _drive_input_required
 
 
 def _with_context(params: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

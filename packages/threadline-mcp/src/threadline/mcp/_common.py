@@ -108,6 +108,33 @@ def _mcp_error() -> type[BaseException] | None:
     return found if isinstance(found, type) and issubclass(found, BaseException) else None
 
 
+@functools.cache
+def _no_back_channel() -> type[BaseException] | None:
+    """mcp 2.x's ``NoBackChannelError``; None on mcp 1.x, which has none."""
+    try:
+        from mcp.shared import exceptions
+    except ImportError:
+        return None
+    found = getattr(exceptions, "NoBackChannelError", None)
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
+def is_no_back_channel(error: BaseException) -> bool:
+    """A request this side could not send: the channel it was to go out on cannot carry
+    requests (a 2026-07-28 or JSON-response exchange, a stateless connection). Raised before
+    anything is sent, with the ``-32600`` code its error response is answered with."""
+    no_back_channel = _no_back_channel()
+    return no_back_channel is not None and isinstance(error, no_back_channel)
+
+
+def is_input_required(result: object) -> bool:
+    """An ``InputRequiredResult`` (2026-07-28, SEP-2322): the server asks for input before the
+    request can complete, and the client retries the request with it (wire dict or model)."""
+    if isinstance(result, Mapping):
+        return result.get("resultType") == "input_required"
+    return getattr(result, "result_type", None) == "input_required"
+
+
 def error_code(error: BaseException) -> tuple[int, str] | None:
     """``(code, message)`` of an MCP error (``MCPError`` in 2.x, ``McpError`` in 1.x, and their
     subclasses): only those are answered with their own code; the SDK answers any other
@@ -144,6 +171,9 @@ def local_failure(code: int, message: str, *, answered: bool | None) -> str | No
 _HTTP_REQUEST_TIMEOUT = 408
 _CONNECTION_CLOSED = -32000
 REQUEST_TIMEOUT = -32001
+# 2026-07-28: a tools/call whose Mcp-Param-* headers do not match its arguments (the client had
+# not listed the tool, or its schema changed); mcp 2.x's Client lists the tools and resends once.
+HEADER_MISMATCH = -32020
 _LOCAL_FAILURES = {REQUEST_TIMEOUT: "timeout", _CONNECTION_CLOSED: "connection_closed"}
 
 

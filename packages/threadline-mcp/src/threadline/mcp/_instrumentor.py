@@ -92,6 +92,20 @@ def apply(*, merge_tool_spans: bool = False) -> None:
             patches.replace_in(
                 "mcp.client.client", "Client", "_build_session", _client.wrap_build_session
             )
+            # A call the Client sends more than once (2026-07-28: again with the input an
+            # InputRequiredResult asks for, or after a HEADER_MISMATCH): one CLIENT span for
+            # its requests (optional).
+            client_class = importlib.import_module("mcp.client.client").Client
+            if hasattr(client_class, "_drive_input_required"):
+                patches.replace(
+                    client_class, "_drive_input_required", _client.wrap_drive_input_required
+                )
+                for name, method in (
+                    ("call_tool", "tools/call"),
+                    ("get_prompt", "prompts/get"),
+                    ("read_resource", "resources/read"),
+                ):
+                    patches.replace(client_class, name, _client.wrap_rounds(method))
             http = "mcp.client.streamable_http"
             patches.replace_in(
                 http,

@@ -33,6 +33,7 @@ from threadline.mcp._common import (
     error_code,
     is_cancellation,
     is_modern,
+    is_no_back_channel,
     is_tool_error,
     session_id_text,
     sse_session_id_text,
@@ -491,7 +492,10 @@ class ServerCall:
         run.detach()
         rpc = error_code(error)
         if rpc is not None:
-            run.fail_rpc(rpc[0], rpc[1])
+            # A handler that asked its client for something over a channel that cannot carry
+            # requests is answered with -32600, which names a bad request, but the failure is
+            # the server's own (the request it was handling was fine).
+            run.fail_rpc(rpc[0], rpc[1], server_fault=is_no_back_channel(error))
         elif _is_validation_error(error):
             # What the SDK answers; pydantic's text echoes client input, so it stays off the span.
             run.fail_rpc(-32602, "Invalid request parameters")
