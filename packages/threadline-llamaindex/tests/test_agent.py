@@ -116,8 +116,10 @@ invoke_agent FunctionCallingAgent [INTERNAL] gen_ai.agent.name=FunctionCallingAg
 gen_ai.usage.input_tokens=220 gen_ai.usage.output_tokens=42
   chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=80 gen_ai.usage.output_tokens=30 \
 gen_ai.response.finish_reasons=['tool_calls']
-  execute_tool get_weather [INTERNAL] gen_ai.agent.name=FunctionCallingAgent
-  execute_tool get_time [INTERNAL] gen_ai.agent.name=FunctionCallingAgent
+  execute_tool get_weather [INTERNAL] gen_ai.agent.name=FunctionCallingAgent \
+gen_ai.tool.call.id=call_weather
+  execute_tool get_time [INTERNAL] gen_ai.agent.name=FunctionCallingAgent \
+gen_ai.tool.call.id=call_time
   chat gpt-4o-mini [CLIENT] gen_ai.usage.input_tokens=140 gen_ai.usage.output_tokens=12 \
 gen_ai.response.finish_reasons=['stop']"""
     )

@@ -7,11 +7,14 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 from llama_index.core.llms import ChatMessage
 from llama_index.core.tools import BaseTool, ToolMetadata, ToolOutput
 from llama_index.core.tools.calling import acall_tool, call_tool
 from pydantic import BaseModel
 
+import threadline.llamaindex
+from threadline._registry import open_runs
 from threadline.testing import Telemetry
 
 
@@ -20,7 +23,8 @@ class City(BaseModel):
 
 
 def _openai(requests: list[dict[str, Any]], **kwargs: Any) -> Any:
-    """OpenAI's LLM against an in-process transport that answers ``{"city": "Paris"}``."""
+    """OpenAI's LLM against an in-process transport that answers ``{"city": "Paris"}`` (as
+    one response, or as a stream when asked for one)."""
     from llama_index.llms.openai import OpenAI
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -31,6 +35,8 @@ def _openai(requests: list[dict[str, Any]], **kwargs: Any) -> Any:
             function = {"name": "City", "arguments": '{"city": "Paris"}'}
             call = {"id": "call_1", "type": "function", "function": function}
             message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        if body.get("stream"):
+            return _streamed(message)
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
         usage = {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16}
         return httpx.Response(
@@ -49,8 +55,23 @@ def _openai(requests: list[dict[str, Any]], **kwargs: Any) -> Any:
         model="gpt-4o-mini",
         max_retries=0,
         http_client=httpx.Client(transport=httpx.MockTransport(answer)),
+        async_http_client=httpx.AsyncClient(transport=httpx.MockTransport(answer)),
         **kwargs,
     )
+
+
+def _streamed(message: dict[str, Any]) -> httpx.Response:
+    """``message`` as a Chat Completions stream: its delta, then the finish reason."""
+    calls = message.get("tool_calls")
+    delta = dict(message, tool_calls=[dict(calls[0], index=0)]) if calls else message
+    chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1}
+    chunk["model"] = "gpt-4o-mini-2024-07-18"
+    chunks = [
+        dict(chunk, choices=[{"index": 0, "delta": delta, "finish_reason": None}]),
+        dict(chunk, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+    ]
+    text = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
 
 
 def test_requested_json_output_is_the_output_type(telemetry: Telemetry) -> None:
@@ -134,5 +155,103 @@ def test_structured_predict_through_a_tool_is_one_tool_call(telemetry: Telemetry
 invoke_workflow [INTERNAL]
   chat gpt-4o-mini [CLIENT]
   execute_tool City [INTERNAL]"""
+    )
+    telemetry.assert_conformant()
+
+
+def _read_structured_stream(llm: Any, use_async: bool) -> list[Any]:
+    from llama_index.core.prompts import PromptTemplate
+
+    prompt = PromptTemplate("Which city?")
+    if not use_async:
+        stream = llm.stream_structured_predict(City, prompt)
+        return list(stream)
+
+    async def read() -> list[Any]:
+        return [partial async for partial in await llm.astream_structured_predict(City, prompt)]
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_stream_structured_predict_is_one_request_as_structured_predict(
+    telemetry: Telemetry, use_async: bool
+) -> None:
+    """``stream_structured_predict`` is a generator: LlamaIndex exits its span before the model
+    is called, as the caller reads it. The model's stream still belongs to the request, as
+    ``structured_predict``'s call does; the request ends with the stream, not when the
+    generator is released."""
+    from llama_index.core.prompts import PromptTemplate
+
+    llm = _openai([])
+    assert llm.structured_predict(City, PromptTemplate("Which city?")).city == "Paris"
+    partials = _read_structured_stream(llm, use_async)
+    assert partials[-1].city == "Paris"
+    predicted, streamed = telemetry.tree(attributes=("gen_ai.request.stream",)).split("\n---\n")
+    # (0.12 calls the output class as a tool after the model call)
+    assert predicted.startswith("invoke_workflow [INTERNAL]\n  chat gpt-4o-mini [CLIENT]")
+    assert streamed == (
+        "invoke_workflow [INTERNAL]\n  chat gpt-4o-mini [CLIENT] gen_ai.request.stream=True"
+    )
+    request, chat = telemetry.spans()[-1], telemetry.spans()[-2]
+    assert (request.name, chat.name) == ("invoke_workflow", "chat gpt-4o-mini")
+    assert request.start_ns <= chat.start_ns
+    assert chat.end_ns <= request.end_ns
+    assert len(open_runs) == 0
+    telemetry.assert_conformant()
+
+
+def test_stream_structured_predict_closed_early_or_never_read(telemetry: Telemetry) -> None:
+    """A structured stream closed after its first partial ends its request with the model's
+    stream; one never read makes no span and leaves nothing behind."""
+    from llama_index.core.prompts import PromptTemplate
+
+    llm = _openai([])
+    stream = llm.stream_structured_predict(City, PromptTemplate("Which city?"))
+    next(stream)
+    stream.close()
+    assert telemetry.tree() == "invoke_workflow [INTERNAL]\n  chat gpt-4o-mini [CLIENT]"
+    assert len(open_runs) == 0
+    unread = llm.stream_structured_predict(City, PromptTemplate("Which city?"))
+    del unread, stream
+    assert len(telemetry.spans()) == 2
+    installed = threadline.llamaindex._instrument._installed
+    assert installed is not None
+    tracker = installed[0]._tracker
+    assert (tracker.deferred_roots, tracker.roots, tracker.nodes) == ({}, {}, {})
+
+
+def test_a_structured_llms_stream_is_one_request(telemetry: Telemetry) -> None:
+    """``as_structured_llm(...).stream_chat`` streams through ``stream_structured_predict``
+    as the caller reads it: the model's stream nests under the wrapper's call."""
+    structured = _openai([]).as_structured_llm(City)
+    chunks = list(structured.stream_chat([ChatMessage(role="user", content="Which city?")]))
+    assert chunks[-1].raw.city == "Paris"
+    assert telemetry.tree() == "invoke_workflow [INTERNAL]\n  chat gpt-4o-mini [CLIENT]"
+    assert len(open_runs) == 0
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_tool_called_for_a_models_tool_call_has_its_id(
+    telemetry: Telemetry, use_async: bool
+) -> None:
+    """``predict_and_call`` (and the programs and step agents built on it) runs the model's
+    tool call through ``call_tool_with_selection``: the tool's span has the call's id."""
+    from llama_index.core.tools import FunctionTool
+
+    def city(city: str) -> str:
+        return city
+
+    tool = FunctionTool.from_defaults(fn=city, name="City", description="Names a city.")
+    llm = _openai([])
+    if use_async:
+        output = asyncio.run(llm.apredict_and_call([tool], "Which city?"))
+    else:
+        output = llm.predict_and_call([tool], "Which city?")
+    assert output.response == "Paris"
+    assert telemetry.tree(attributes=("gen_ai.tool.call.id",)) == (
+        "invoke_workflow [INTERNAL]\n"
+        "  chat gpt-4o-mini [CLIENT]\n"
+        "  execute_tool City [INTERNAL] gen_ai.tool.call.id=call_1"
     )
     telemetry.assert_conformant()

@@ -64,6 +64,7 @@ _FINISH_REASONS: Mapping[str, str] = {
     "PROHIBITED_CONTENT": "content_filter",
     "guardrail_intervened": "content_filter",
     "content_filtered": "content_filter",
+    "max_output_tokens": "length",  # OpenAI's Responses API
 }
 
 
@@ -86,13 +87,22 @@ def _provider_of_class(cls: type) -> str:
     ``class MyOpenAI(OpenAI)`` still calls OpenAI)."""
     for klass in cls.__mro__:
         module = getattr(klass, "__module__", "") or ""
-        if module.startswith(("llama_index.llms.", "llama_index.embeddings.")):
+        if module.startswith(_INTEGRATION_PACKAGES):
             return _provider_of_module(module)
     return _provider_of_module(cls.__module__)
 
 
+# Where LlamaIndex's integration packages of models live, named by their provider.
+_INTEGRATION_PACKAGES = (
+    "llama_index.llms.",
+    "llama_index.embeddings.",
+    "llama_index.multi_modal_llms.",
+    "llama_index.sparse_embeddings.",
+)
+
+
 def _provider_of_module(module: str) -> str:
-    for prefix in ("llama_index.llms.", "llama_index.embeddings."):
+    for prefix in _INTEGRATION_PACKAGES:
         if module.startswith(prefix):
             package = module[len(prefix) :].partition(".")[0]
             return provider_name(package, _PROVIDER_OVERRIDES)
@@ -234,14 +244,15 @@ def llm_facts(llm: Any) -> LLMFacts:
 
 def _own_params(llm: Any) -> threadline.RequestParams | None:
     present = fields_present(llm, _PARAM_ATTRIBUTES)
-    max_tokens = _own_max_tokens(llm) if "max_tokens" in present else None
+    max_tokens = _own_max_tokens(llm, present)
     temperature = _number(getattr(llm, "temperature", None)) if "temperature" in present else None
     if max_tokens is None and temperature is None:
         return None
     return threadline.RequestParams(max_tokens=max_tokens, temperature=temperature)
 
 
-_PARAM_ATTRIBUTES = ("additional_kwargs", "max_tokens", "temperature")
+# (OpenAI's Responses API LLM names its limit max_output_tokens, as that API does)
+_PARAM_ATTRIBUTES = ("additional_kwargs", "max_tokens", "temperature", "max_output_tokens")
 
 
 def request_params(
@@ -260,8 +271,8 @@ def request_params(
     if merged is None:
         return _own_params(llm)
     max_tokens = _int(merged.get("max_tokens", merged.get("max_completion_tokens")))
-    if max_tokens is None and "max_tokens" in present:
-        max_tokens = _own_max_tokens(llm)
+    if max_tokens is None:
+        max_tokens = _int(merged.get("max_output_tokens")) or _own_max_tokens(llm, present)
     temperature = _number(merged.get("temperature"))
     if temperature is None and "temperature" in present:
         temperature = _number(getattr(llm, "temperature", None))
@@ -295,17 +306,26 @@ def _output_type(value: Any) -> str | None:
     return "json" if isinstance(value, type) else None
 
 
-def _own_max_tokens(llm: Any) -> int | None:
-    """A model's own ``max_tokens`` field; LlamaIndex models use -1 or 0 for "no limit"."""
-    value = getattr(llm, "max_tokens", None)
-    return value if type(value) is int and value > 0 else None
+def _own_max_tokens(llm: Any, present: tuple[str, ...]) -> int | None:
+    """A model's own ``max_tokens`` (or ``max_output_tokens``) field; LlamaIndex models use -1
+    or 0 for "no limit"."""
+    for name in ("max_tokens", "max_output_tokens"):
+        if name in present:
+            value = getattr(llm, name, None)
+            if type(value) is int and value > 0:
+                return value
+    return None
 
 
 def usage_of(raw: Any) -> threadline.Usage | None:
     """Token usage from a provider response (``usage``, or Gemini's ``usage_metadata``), or
     ``None`` when the response reports none."""
     usage = _get(raw, "usage")
-    return usage_from_provider(usage if usage is not None else _get(raw, "usage_metadata"))
+    if usage is None:
+        usage = _get(raw, "usage_metadata")
+        if usage is None:
+            usage = _get(_responses_api_response(raw), "usage")
+    return usage_from_provider(usage)
 
 
 def finish_reason_of(raw: Any) -> str | None:
@@ -323,7 +343,8 @@ def finish_reason_of(raw: Any) -> str | None:
             if isinstance(reason, enum.Enum):  # google-genai's FinishReason
                 reason = reason.value
             return reason if isinstance(reason, str) and reason else None
-    return None
+    response = _responses_api_response(raw)
+    return _responses_api_finish_reason(response) if response is not None else None
 
 
 # Where a response without ``choices`` names its finish reason: Anthropic, Gemini (LlamaIndex's
@@ -331,10 +352,44 @@ def finish_reason_of(raw: Any) -> str | None:
 _FINISH_FIELDS = ("stop_reason", "finish_reason", "stopReason", "done_reason")
 
 
+def _responses_api_response(raw: Any) -> Any:
+    """The ``Response`` of OpenAI's Responses API in ``raw``: the response of a call, or the one
+    a stream's last event (``response.completed``, ``.incomplete``, ``.failed``) carries."""
+    if _get(raw, "object") == "response":
+        return raw
+    response = _get(raw, "response")
+    return response if _get(response, "object") == "response" else None
+
+
+# Output items of a Responses API response that ask the caller to run a tool.
+_CLIENT_TOOL_CALLS = frozenset({"function_call", "custom_tool_call"})
+
+
+def _responses_api_finish_reason(response: Any) -> str | None:
+    """A Responses API response has a status, not a finish reason: an incomplete one says why
+    it stopped (``max_output_tokens``: ``length``; ``content_filter``), a completed one stopped
+    or called tools, a failed one is an ``error``: the values of the Chat Completions API."""
+    status = _get(response, "status")
+    if status == "completed":
+        output = _get(response, "output")
+        for item in output if isinstance(output, list) else ():
+            if _get(item, "type") in _CLIENT_TOOL_CALLS:
+                return "tool_call"
+        return "stop"
+    if status == "incomplete":
+        why = _get(_get(response, "incomplete_details"), "reason")
+        return _FINISH_REASONS.get(why, why) if isinstance(why, str) and why else None
+    return "error" if status == "failed" else None  # none yet on the stream's earlier events
+
+
 def response_facts(raw: Any) -> tuple[str | None, str | None]:
     """``(response id, response model)`` of a provider response."""
     response_id = _get(raw, "id")
     response_model = _get(raw, "model")
+    if response_id is None and response_model is None:
+        response = _responses_api_response(raw)  # a Responses API stream's last event
+        if response is not None:
+            response_id, response_model = _get(response, "id"), _get(response, "model")
     return (
         response_id if isinstance(response_id, str) and response_id else None,
         response_model if isinstance(response_model, str) and response_model else None,
@@ -413,7 +468,14 @@ _MEDIA_FIELDS: Mapping[str, tuple[str, str | None]] = {
 _AUDIO_TYPES: Mapping[str, str] = {"mp3": "audio/mpeg"}
 
 
-def _media_part(block: Any, kind: str, data_field: str, mime_field: str | None) -> Part | None:
+def _media_part(
+    block: Any,
+    kind: str,
+    data_field: str,
+    mime_field: str | None,
+    url_field: str = "url",
+    path_field: str = "path",
+) -> Part | None:
     """A media block: its URL, its data (which LlamaIndex keeps base64 encoded, or as a
     ``BytesIO`` on 0.14), or the ``file://`` URI of the file it names (not read here)."""
     mime = getattr(block, mime_field, None) if mime_field is not None else None
@@ -424,7 +486,7 @@ def _media_part(block: Any, kind: str, data_field: str, mime_field: str | None) 
             if kind == "audio" and isinstance(fmt, str) and fmt
             else None
         )
-    url = getattr(block, "url", None)
+    url = getattr(block, url_field, None)
     if url is not None:
         return media_part(kind, str(url), mime)
     data = getattr(block, data_field, None)
@@ -438,7 +500,7 @@ def _media_part(block: Any, kind: str, data_field: str, mime_field: str | None) 
         except ValueError:
             raw = bytes(data)
         return BlobPart(kind, raw, mime_type=mime)
-    path = getattr(block, "path", None)
+    path = getattr(block, path_field, None)
     if isinstance(path, (str, os.PathLike)) and str(path):
         try:
             uri = pathlib.Path(os.path.abspath(path)).as_uri()
@@ -487,8 +549,35 @@ def input_messages(messages: Iterable[Any]) -> list[InputMessage]:
     return out
 
 
-def prompt_messages(prompt: Any) -> list[InputMessage]:
-    return [InputMessage(role="user", parts=[TextPart(str(prompt))])]
+def prompt_messages(prompt: Any, images: Any = None) -> list[InputMessage]:
+    """A completion's prompt, and the images sent with it (a multi-modal LLM's)."""
+    parts: list[Part] = [TextPart(str(prompt))]
+    for image in images if isinstance(images, list) else ():
+        part = _image_part(image)
+        if part is not None:
+            parts.append(part)
+    return [InputMessage(role="user", parts=parts)]
+
+
+def image_documents(arguments: Mapping[str, Any]) -> Any:
+    """The images of a multi-modal LLM's ``complete(prompt, image_documents)`` call, as bound
+    to LlamaIndex's ``(_self, *args, **kwargs)`` callback wrapper (or to the method itself)."""
+    if "image_documents" in arguments:
+        return arguments["image_documents"]
+    args = arguments.get("args")
+    if isinstance(args, tuple) and len(args) > 1:
+        return args[1]
+    kwargs = arguments.get("kwargs")
+    return kwargs.get("image_documents") if isinstance(kwargs, Mapping) else None
+
+
+def _image_part(image: Any) -> Part | None:
+    """An ``ImageBlock``, or an ``ImageNode``/``ImageDocument`` (base64 data, URL or path)."""
+    if getattr(image, "block_type", None) is not None:
+        return _block_part(image)
+    return _media_part(
+        image, "image", "image", "image_mimetype", url_field="image_url", path_field="image_path"
+    )
 
 
 def output_message(response: Any, finish_reason: str | None) -> OutputMessage | None:

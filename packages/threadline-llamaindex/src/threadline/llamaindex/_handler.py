@@ -60,7 +60,7 @@ import threadline
 from threadline import semconv
 from threadline._failopen import report
 from threadline._registry import release_stranded, stranded_refs
-from threadline._runs import PendingSpan, beneath, pending_context
+from threadline._runs import PendingSpan, beneath, current_made_run, pending_context
 from threadline.llamaindex import _extract
 from threadline.providers import dimension_count
 
@@ -85,6 +85,7 @@ _CALL_TOOL_FILE = os.path.join("llama_index", "core", "tools", "calling.py")
 _CALL_TOOL_FUNCTIONS = frozenset({"call_tool", "acall_tool"})
 _MAX_KINDS = 4_096
 _MAX_WAITING_TOOLS = 1024
+_MAX_STACK_DEPTH = 64
 _PROPAGATION_KEY = "threadline"
 
 Parent: TypeAlias = "threadline.Run | Context"
@@ -156,6 +157,11 @@ def _optional_class(module: str, name: str) -> type | None:
     return found if isinstance(found, type) else None
 
 
+def _with_optional(base: type, module: str, name: str) -> tuple[type, ...]:
+    found = _optional_class(module, name)
+    return (base,) if found is None else (base, found)
+
+
 class _Types:
     """The LlamaIndex base classes a span's instance is classified by (looked up once)."""
 
@@ -166,6 +172,14 @@ class _Types:
 
         self.llm = need("llama_index.core.base.llms.base", "BaseLLM")
         self.embedding = need("llama_index.core.base.embeddings.base", "BaseEmbedding")
+        # Multi-modal LLMs and sparse embeddings have base classes of their own; their calls
+        # are spanned and fire the same events as the others'.
+        self.llms = _with_optional(
+            self.llm, "llama_index.core.multi_modal_llms.base", "MultiModalLLM"
+        )
+        self.embeddings = _with_optional(
+            self.embedding, "llama_index.core.base.embeddings.base_sparse", "BaseSparseEmbedding"
+        )
         self.retriever = need("llama_index.core.base.base_retriever", "BaseRetriever")
         self.tool = need("llama_index.core.tools.types", "BaseTool")
         self.query_engine = need("llama_index.core.base.base_query_engine", "BaseQueryEngine")
@@ -183,7 +197,7 @@ def _classify(types: _Types, instance: Any, method: str, verbose: bool) -> Kind:
     if instance is None:
         # Workflow steps are spanned as plain functions (``BaseWorkflowAgent.call_tool``).
         return Kind.TOOL_STEP if method == "call_tool" else fallback
-    if isinstance(instance, types.llm):
+    if isinstance(instance, types.llms):
         if isinstance(getattr(instance, "llm", None), types.llm):
             # A wrapper (StructuredLLM from as_structured_llm): the model it calls is the span.
             return fallback
@@ -192,7 +206,7 @@ def _classify(types: _Types, instance: Any, method: str, verbose: bool) -> Kind:
         if method in _COMPLETION_METHODS:
             return Kind.COMPLETION
         return fallback
-    if isinstance(instance, types.embedding):
+    if isinstance(instance, types.embeddings):
         return Kind.EMBEDDINGS if method in _EMBEDDING_METHODS else fallback
     if isinstance(instance, types.retriever):
         return Kind.RETRIEVAL if method in _RETRIEVAL_METHODS else fallback
@@ -250,6 +264,24 @@ def _call_tool_frame() -> FrameType | None:
         code = frame.f_code
         if code.co_name in _CALL_TOOL_FUNCTIONS and code.co_filename.endswith(_CALL_TOOL_FILE):
             return frame
+        frame = frame.f_back
+    return None
+
+
+_SELECTION_FUNCTIONS = frozenset({"call_tool_with_selection", "acall_tool_with_selection"})
+
+
+def _selected_call_id() -> str | None:
+    """The id of the model's tool call that LlamaIndex's ``call_tool_with_selection`` runs
+    (``predict_and_call``, step agents), if that is what calls the tool whose span this is."""
+    frame: FrameType | None = sys._getframe(3)
+    for _ in range(12):
+        if frame is None:
+            return None
+        code = frame.f_code
+        if code.co_name in _SELECTION_FUNCTIONS and code.co_filename.endswith(_CALL_TOOL_FILE):
+            call_id = getattr(frame.f_locals.get("tool_call"), "tool_id", None)
+            return call_id if isinstance(call_id, str) and call_id else None
         frame = frame.f_back
     return None
 
@@ -751,6 +783,9 @@ class Tracker:
         # Streams that root's run waits for (by id: the stream's run, and the root's run), when
         # the root returned a stream (see _ends_with_streams).
         self.stream_roots: dict[int, tuple[threadline.InferenceRun, threadline.Run]] = {}
+        # Roots whose span exited with a generator not read yet (see _defer_root), by id() of
+        # the generator: the generator, the root's pending span and its context.
+        self.deferred_roots: dict[int, tuple[weakref.ref[Any], PendingSpan, Context]] = {}
         # Chat engines' runs that end with the writer reading their streaming response, by the
         # response's id (see _ends_with_writer).
         self.writers: dict[int, tuple[weakref.ref[Any], threadline.Run]] = {}
@@ -816,6 +851,10 @@ class Tracker:
 
     def _parent(self, parent_id: str | None) -> Parent | None:
         if parent_id is None:
+            if self.deferred_roots:
+                scope = self._deferred_root_scope()
+                if scope is not None:
+                    return scope
             remote = _remote_parent.get()
             if remote is not None and threadline.current_run() is None:
                 return remote
@@ -891,13 +930,17 @@ class Tracker:
         # LlamaIndex names as its parent; a new run started beneath a span LlamaIndex does not
         # know of (another library's or the app's, inside a step or a tool) nests under it.
         own = parent
+        if (
+            (kind is _CHAT or kind is _COMPLETION)
+            and isinstance(own, threadline.InferenceRun)
+            and not own.ended
+        ):
+            self._remember(id_, own)  # e.g. a chat implemented by complete()
+            return
         if workflow is None:
             parent = beneath(parent)
         run: threadline.Run | None
         if kind is _CHAT or kind is _COMPLETION:
-            if isinstance(own, threadline.InferenceRun) and not own.ended:
-                self._remember(id_, own)  # e.g. a chat implemented by complete()
-                return
             frame = (
                 _lazy_async_stream_frame()
                 if self.handed_out and prefix.endswith(_SYNC_STREAMS)
@@ -994,23 +1037,97 @@ class Tracker:
         """The run of a root skipped span (see _root), made when something beneath needs it;
         from then on its span id finds it as any run's does."""
         name = None
-        models = (self.types.llm, self.types.embedding)
+        models = (*self.types.llms, *self.types.embeddings)
         if instance is not None and not isinstance(instance, models):
             name = _workflow_name(type(instance))  # an app's class; a model names no workflow
         run = threadline.invoke_workflow(name, parent=parent, start_time=start)
         self.runs.add(id_, run)
         return run
 
-    def _close_root(self, id_: str) -> threadline.Run | None:
+    def _close_root(self, id_: str, result: Any = None) -> threadline.Run | None:
         """A root's span is ending: no run is made from now on; the run made, if any."""
         pending = self.roots.pop(id_, None)
         if pending is None:
+            return None
+        if isinstance(result, _STREAMS) and self._defer_root(id_, pending, result):
             return None
         pending.stop()  # first: a run made after its span's end would stay open
         run = pending.run()
         pending.settle(run)
         self.nodes.pop(id_, None)
         return run
+
+    def _defer_root(self, id_: str, pending: PendingSpan, stream: Any) -> bool:
+        """A root whose span exits with a generator before anything beneath it ran (a
+        generator function LlamaIndex spans, as ``stream_structured_predict``: its model call
+        comes when the caller reads it, outside any span). The calls the generator makes while
+        it runs nest under the root's run as they would have in its span; the run ends with the
+        model streams they open (see _stream_ended), else when the generator is released."""
+        scope = self.nodes.get(id_)
+        if (
+            scope is None
+            or isinstance(scope, threadline.Run)
+            or current_made_run(scope) is not None
+            or len(self.deferred_roots) >= _MAX_KINDS
+        ):
+            return False
+        frame = stream.ag_frame if isinstance(stream, AsyncGeneratorType) else stream.gi_frame
+        if frame is None:  # run to its end already
+            return False
+        key = id(stream)
+        self.deferred_roots[key] = (weakref.ref(stream), pending, scope)
+        weakref.finalize(stream, self._deferred_released, key, pending).atexit = False
+        self.nodes.pop(id_, None)
+        return True
+
+    def _deferred_root_scope(self) -> Context | None:
+        """The context of the deferred root whose generator runs beneath this call, if any."""
+        frames: dict[int, tuple[FrameType, Context]] = {}
+        for ref, _, scope in list(self.deferred_roots.values()):
+            stream = ref()
+            if type(stream) is AsyncGeneratorType:
+                frame = stream.ag_frame
+            else:
+                frame = getattr(stream, "gi_frame", None)  # None once the generator is gone
+            if frame is not None:
+                frames[id(frame)] = (frame, scope)
+        caller: FrameType | None = sys._getframe(2)
+        for _ in range(_MAX_STACK_DEPTH):
+            if caller is None:
+                return None
+            entry = frames.get(id(caller))
+            if entry is not None and entry[0] is caller:
+                return entry[1]
+            caller = caller.f_back
+        return None
+
+    def _in_deferred_root(self, run: threadline.InferenceRun) -> None:
+        """A model stream opened beneath a deferred root: the root ends when it does."""
+        root = run.parent_run
+        if root is None:
+            return
+        for _, _, scope in list(self.deferred_roots.values()):
+            if current_made_run(scope) is root:
+                if len(self.stream_roots) >= _MAX_KINDS:
+                    self.stream_roots.clear()  # streams never read; the reaper ends them
+                self.stream_roots[id(run)] = (run, root)
+                return
+
+    def _deferred_released(self, key: int, pending: PendingSpan) -> None:
+        """A deferred root's generator is released: its run ends, unless a model stream still
+        open beneath it ends it (closing the generator closes that stream right after)."""
+        try:
+            self.deferred_roots.pop(key, None)
+            pending.stop()
+            run = pending.run()
+            pending.settle(run)
+            if run is None or run.ended:
+                return
+            if any(root is run for _, root in list(self.stream_roots.values())):
+                return
+            run.end()
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("llamaindex.deferred_root", error)
 
     def _ends_with_streams(self, root: threadline.Run) -> bool:
         """Whether a root that returned a stream (``llm.stream``, ``llm.astream``), or a chat
@@ -1147,7 +1264,9 @@ class Tracker:
                 input_messages = _extract.input_messages(messages) if messages else None
             else:
                 prompt = _prompt(arguments)
-                input_messages = _extract.prompt_messages(prompt) if prompt is not None else None
+                if prompt is not None:
+                    images = _extract.image_documents(arguments)
+                    input_messages = _extract.prompt_messages(prompt, images)
             if call_kwargs and call_kwargs.get("tools"):
                 tools = _extract.tool_definitions(call_kwargs["tools"])
         # complete() on a chat model is a chat request on the wire.
@@ -1197,6 +1316,7 @@ class Tracker:
             parent=parent,
             description=description if isinstance(description, str) else None,
             arguments=args,
+            call_id=_selected_call_id(),
         )
 
     def _retried_tool(self, tool: Any, arguments: Mapping[str, Any]) -> threadline.ToolRun | None:
@@ -1263,7 +1383,7 @@ class Tracker:
     def exit(self, id_: str, result: Any, instance: Any = None) -> None:
         if self.scopes:
             self._leave_scope(id_)
-        root = self._close_root(id_) if self.roots else None
+        root = self._close_root(id_, result) if self.roots else None
         run = self._run_entries.get(id_)
         if run is None:
             self.nodes.pop(id_, None)
@@ -1288,6 +1408,8 @@ class Tracker:
         if isinstance(run, threadline.InferenceRun):
             if isinstance(result, _STREAMS):
                 self._open_stream(id_, run)  # ends on the stream's end event
+                if self.deferred_roots:
+                    self._in_deferred_root(run)
                 if instance is not None and self._lazy_async_stream(instance, id_):
                     if len(self.handed_out) >= _MAX_HANDED_OUT:
                         self.handed_out.clear()
