@@ -203,20 +203,21 @@ def _responses_llm(outcome: str, **kwargs: Any) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("outcome", "reason"),
+    ("outcome", "raw", "reason"),
     [
-        ("stop", "stop"),
-        ("tool_call", "tool_call"),
-        ("max_output_tokens", "length"),
-        ("content_filter", "content_filter"),
+        ("stop", "stop", "stop"),
+        ("tool_call", "tool_call", "tool_call"),
+        ("max_output_tokens", "max_output_tokens", "length"),
+        ("content_filter", "content_filter", "content_filter"),
     ],
 )
 def test_responses_api_finish_reason_usage_and_response(
-    telemetry: Telemetry, capture_content: Any, outcome: str, reason: str
+    telemetry: Telemetry, capture_content: Any, outcome: str, raw: str, reason: str
 ) -> None:
-    """The Responses API reports a status, not a finish reason: recorded as the Chat
-    Completions API's values. A stream's chunks are its events: its last one carries the
-    response, with its id, model and usage."""
+    """The Responses API reports a status, not a finish reason: a completed response stopped
+    or called tools, an incomplete one's reason is recorded as given (as LangChain's
+    integration records it), and its output message takes the conventions' value. A stream's
+    chunks are its events: its last one carries the response, with its id, model and usage."""
     llm = _responses_llm(outcome)
     llm.chat(MESSAGES)
     assert [chunk.delta for chunk in llm.stream_chat(MESSAGES)][1] == "Hi"
@@ -228,7 +229,7 @@ def test_responses_api_finish_reason_usage_and_response(
         "gen_ai.usage.output_tokens",
     )
     facts = (
-        f"gen_ai.response.finish_reasons=['{reason}'] gen_ai.response.id=resp_1 "
+        f"gen_ai.response.finish_reasons=['{raw}'] gen_ai.response.id=resp_1 "
         "gen_ai.response.model=gpt-4o-mini-2024-07-18 gen_ai.usage.input_tokens=5 "
         "gen_ai.usage.output_tokens=2"
     )

@@ -367,8 +367,9 @@ _CLIENT_TOOL_CALLS = frozenset({"function_call", "custom_tool_call"})
 
 def _responses_api_finish_reason(response: Any) -> str | None:
     """A Responses API response has a status, not a finish reason: an incomplete one says why
-    it stopped (``max_output_tokens``: ``length``; ``content_filter``), a completed one stopped
-    or called tools, a failed one is an ``error``: the values of the Chat Completions API."""
+    it stopped (``max_output_tokens``, ``content_filter``: recorded as given, as a provider's
+    finish reason is; its output message takes the conventions' value), a completed one
+    stopped or called tools, a failed one is an ``error``, as the LangChain integration has it."""
     status = _get(response, "status")
     if status == "completed":
         output = _get(response, "output")
@@ -378,7 +379,7 @@ def _responses_api_finish_reason(response: Any) -> str | None:
         return "stop"
     if status == "incomplete":
         why = _get(_get(response, "incomplete_details"), "reason")
-        return _FINISH_REASONS.get(why, why) if isinstance(why, str) and why else None
+        return why if isinstance(why, str) and why else "incomplete"
     return "error" if status == "failed" else None  # none yet on the stream's earlier events
 
 
