@@ -91,16 +91,26 @@ class NoopExporter(SpanExporter):
         return True
 
 
+# Set for a worker counting instructions, and so for the processes it starts: see Telemetry.
+CLOCKLESS_ENV = "BENCH_CLOCKLESS"
+
+
 class Telemetry:
     """The OpenTelemetry setup of one worker process: a global SDK ``TracerProvider`` with a
     ``BatchSpanProcessor`` to a no-op exporter (the setup an application would run), and
     optionally an in-memory exporter to record a span template."""
 
-    def __init__(self, *, record: bool = False) -> None:
+    def __init__(self, *, record: bool = False, clockless: bool = False) -> None:
         self.exporter = NoopExporter()
         self.provider = TracerProvider()
-        # Large enough that no configuration drops spans during a timed loop.
-        self.processor = BatchSpanProcessor(self.exporter, max_queue_size=65_536)
+        # Large enough that no configuration drops spans during a timed loop. ``clockless``
+        # (counting instructions): the export thread wakes for full batches and flushes only,
+        # not every 5 s, so what it does between the calls does not follow the host's clock.
+        self.processor = BatchSpanProcessor(
+            self.exporter,
+            max_queue_size=65_536,
+            schedule_delay_millis=3_600_000 if clockless else None,
+        )
         self.provider.add_span_processor(self.processor)
         self.memory: InMemorySpanExporter | None = None
         if record:

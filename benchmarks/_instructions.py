@@ -2,13 +2,16 @@
 callgrind.
 
 Timings on a shared host drift by tens of percent between minutes; the number of instructions a
-call executes hardly does: two runs agree to 0.2% when each has a core to itself (a run kept
-waiting executes more hand-offs of the GIL between the application and the export thread, so
-counts are taken one at a time). The worker runs under
+call executes hardly does, once nothing the clock decides is left in it: the worker runs without
+forced hand-offs of the GIL, and its export thread wakes for full batches and the flush only
+(see ``worker.py``), so a busy host counts as a quiet one does. What still moves a count, by up
+to 1 %, is where the process's objects land (address space randomisation): that decides which of
+them share a slot of the interpreter's caches (its method cache hashes addresses). The driver
+takes the median of a few runs. The worker runs under
 ``valgrind --tool=callgrind --instr-atstart=no``: importing and warming up run uninstrumented,
-and a client request switches counting on for exactly the measured calls (every thread, so the
-export thread's work counts too) and dumps the count. Instructions are not time (a cache miss
-costs more than an add), so this clock complements the two timed ones and replaces neither.
+and a client request switches counting on for exactly the measured calls and the export of their
+spans (every thread) and dumps the count. Instructions are not time (a cache miss costs more
+than an add), so this clock complements the two timed ones and replaces neither.
 
 A workload whose calls are partly served by another process (the MCP server) has valgrind follow
 its children: the other side brackets its share of the same calls with the same client requests

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 )
 
 from benchmarks._common import (
+    CLOCKLESS_ENV,
     THREADLINE_CONFIGS,
     Replay,
     Telemetry,
@@ -36,7 +37,11 @@ def get_weather(city: str) -> str:
 
 
 def main() -> None:
-    telemetry = Telemetry()
+    # Counting instructions: no forced GIL hand-offs and no clocked export, as in the worker.
+    clockless = os.environ.get(CLOCKLESS_ENV) == "1"
+    if clockless:
+        sys.setswitchinterval(1e6)
+    telemetry = Telemetry(clockless=clockless)
     memory: InMemorySpanExporter | None = None
     if os.environ.get("BENCH_RECORD"):
         memory = InMemorySpanExporter()

@@ -16,10 +16,10 @@ each workload the driver
 5. reports per configuration the median and min-max of microseconds per call over the rounds,
    and the time added over the uninstrumented baseline (the median of per-round differences,
    so slow drifts of the machine cancel out),
-6. where valgrind is installed, runs every configuration once more under callgrind and reports
-   instructions per call: a clock the host's noise hardly moves (``_instructions.py``; one run
-   each, one at a time, since the count repeats to 0.2%; MCP's count adds its server's share
-   of the same calls).
+6. where valgrind is installed, runs every configuration under callgrind (``--instruction-runs``
+   rounds, one process at a time) and reports instructions per call, the median and min-max:
+   a clock the host's load does not move (``_instructions.py``; MCP's count adds its server's
+   share of the same calls).
 
 Writes ``<out>/<date>-<host>.json`` (every measurement) and ``.md`` (the tables).
 """
@@ -116,10 +116,19 @@ def measure_workload(
 
 
 def measure_instructions(
-    python: str, workload: str, configs: list[str], calls: int, tmp: Path, library: Path
-) -> dict[str, float]:
-    """Thousands of instructions per call of each configuration: one callgrind run each, one at
-    a time (a run that waits for a core executes more GIL hand-offs, which count)."""
+    python: str,
+    workload: str,
+    configs: list[str],
+    calls: int,
+    tmp: Path,
+    library: Path,
+    runs: int = 1,
+) -> dict[str, list[float]]:
+    """Thousands of instructions per call of each configuration, one count per run: ``runs``
+    rounds of one callgrind run per configuration, one at a time. Each process places its
+    objects elsewhere (address space randomisation), and where they land decides which of them
+    share a slot of the interpreter's caches: a count moves by up to 1 % with that alone, so
+    the median of a few runs judges the code, not one layout."""
     template = tmp / f"{workload}.json"
 
     def count(config: str) -> float:
@@ -130,23 +139,32 @@ def measure_instructions(
                       *extra, prefix=prefix, env=env, timeout=1800)  # fmt: skip
         return _instructions.read_count(out_dir, done["processes"]) / calls / 1000
 
-    return {config: count(config) for config in configs}
+    counts: dict[str, list[float]] = {config: [] for config in configs}
+    for _ in range(runs):
+        for config in configs:
+            counts[config].append(count(config))
+    return counts
 
 
-def summarise_instructions(counts: dict[str, float], timed: dict[str, Any]) -> dict[str, Any]:
-    """Rows shaped like :func:`summarise`'s (one run each: median = min = max)."""
-    base = counts.get("baseline")
+def summarise_instructions(counts: dict[str, list[float]], timed: dict[str, Any]) -> dict[str, Any]:
+    """Rows shaped like :func:`summarise`'s: the median and min-max of each configuration's
+    runs, and what it adds to the baseline's median."""
+    base = statistics.median(counts["baseline"]) if counts.get("baseline") else None
     out: dict[str, Any] = {}
-    for config, value in counts.items():
+    for config, values in counts.items():
         row: dict[str, Any] = {
-            "us_median": value,
-            "us_min": value,
-            "us_max": value,
+            "us_median": statistics.median(values),
+            "us_min": min(values),
+            "us_max": max(values),
+            "runs": len(values),
             "spans_per_call": timed.get(config, {}).get("spans_per_call", 0),
         }
         if base is not None and config != "baseline":
-            added = value - base
-            row.update(added_median=added, added_min=added, added_max=added)
+            row.update(
+                added_median=row["us_median"] - base,
+                added_min=row["us_min"] - base,
+                added_max=row["us_max"] - base,
+            )
         out[config] = row
     return out
 
@@ -236,7 +254,7 @@ METRIC_TITLES = {
 }
 INSTRUCTIONS_TITLE = (
     "thousands of instructions per call, counted by callgrind over every thread (one run "
-    "per configuration, one at a time: the count repeats to 0.2%; MCP's adds the server "
+    "per configuration, one at a time, median of --instruction-runs runs; MCP's adds the server "
     "process's share of the same calls)"
 )
 METRIC_HEADINGS = {"instructions": "Added thousands of instructions per call (callgrind)"}
@@ -374,6 +392,12 @@ def main(argv: list[str]) -> int:
         help="calls counted under callgrind per configuration (0: no instruction counts)",
     )
     parser.add_argument(
+        "--instruction-runs",
+        type=int,
+        default=3,
+        help="callgrind runs per configuration, of which the median counts",
+    )
+    parser.add_argument(
         "--startup-runs", type=int, default=10, help="for benchmarks/startup.py (runs after this)"
     )
     args = parser.parse_args(argv)
@@ -420,7 +444,13 @@ def main(argv: list[str]) -> int:
                 if library is not None:
                     try:
                         counts = measure_instructions(
-                            python, workload, configs, args.instruction_calls, Path(tmp), library
+                            python,
+                            workload,
+                            configs,
+                            args.instruction_calls,
+                            Path(tmp),
+                            library,
+                            runs=max(args.instruction_runs, 1),
                         )
                     except (RuntimeError, subprocess.TimeoutExpired) as error:
                         print(f"  instruction count FAILED: {error}", flush=True)

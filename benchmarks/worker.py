@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import Replay, Telemetry, with_floor, write_template
+from benchmarks._common import CLOCKLESS_ENV, Replay, Telemetry, with_floor, write_template
 
 
 def load(group: str) -> Any:
@@ -51,6 +51,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--instructions", action="store_true")
     args = parser.parse_args(argv)
 
+    if args.instructions:
+        # No forced hand-offs of the GIL: threads take turns only where one waits (I/O, a
+        # lock, the flush). A forced one comes by the clock, and where it lands (from the export
+        # thread's start on) changes which code runs first and so how the interpreter's caches
+        # fill: counts then follow the host's load instead of the code.
+        sys.setswitchinterval(1e6)
+        os.environ[CLOCKLESS_ENV] = "1"  # and so does a workload's other process (MCP's server)
     group, _, name = args.workload.partition(".")
     # Workloads that span processes (MCP) pass these on to their other side.
     os.environ["BENCH_CONFIG"] = args.config
@@ -58,7 +65,7 @@ def main(argv: list[str]) -> int:
         os.environ["BENCH_RECORD"] = str(args.record)
     if args.template is not None:
         os.environ["BENCH_TEMPLATE"] = str(args.template)
-    telemetry = Telemetry(record=args.record is not None)
+    telemetry = Telemetry(record=args.record is not None, clockless=args.instructions)
     module = load(group)
     if args.config == "floor":
         if args.template is None:
