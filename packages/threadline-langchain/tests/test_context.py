@@ -439,7 +439,8 @@ def test_a_handler_listed_twice_counts_each_chunk_once(telemetry: Any, listed: s
     (span,) = telemetry.spans()
     assert span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 4
     [point] = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
-    assert point["count"] == len(chunks) - 1  # one gap between each two chunks
+    assert len(chunks) >= 5  # four words and the usage (and LangChain's closing chunk)
+    assert point["count"] == 4  # one gap between each two chunks received
     assert len(threadline.open_runs) == 0
 
 

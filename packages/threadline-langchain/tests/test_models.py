@@ -97,14 +97,18 @@ def test_ainvoke(telemetry: Any, config: dict[str, Any], cassette: Any) -> None:
     telemetry.assert_conformant(strict=True)
 
 
-def _assert_stream_timing(telemetry: Any, chunks: int) -> None:
+# The chunks of chat_stream.yaml: role, two words, finish reason, usage.
+CASSETTE_CHUNKS = 5
+
+
+def _assert_stream_timing(telemetry: Any, chunks: int = CASSETTE_CHUNKS) -> None:
     span = telemetry.find("chat gpt-4o-mini")
     ttfc = span.attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
     assert 0 < ttfc < 5
     (first,) = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_TO_FIRST_CHUNK)
     assert first["count"] == 1
     (per_chunk,) = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
-    assert per_chunk["count"] == chunks - 1
+    assert per_chunk["count"] == chunks - 1  # one gap between each two chunks received
 
 
 def test_stream(telemetry: Any, config: dict[str, Any], cassette: Any) -> None:
@@ -112,7 +116,7 @@ def test_stream(telemetry: Any, config: dict[str, Any], cassette: Any) -> None:
         chunks = list(model().stream("Say hello", config=config))
     assert "".join(str(c.content) for c in chunks) == "Hello streamed"
     assert telemetry.tree(attributes=ATTRS) == STREAMED
-    _assert_stream_timing(telemetry, len(chunks))
+    _assert_stream_timing(telemetry)
     _assert_metrics(telemetry, input_tokens=12, output_tokens=2)
     telemetry.assert_conformant(strict=True)
 
@@ -125,7 +129,7 @@ def test_astream(telemetry: Any, config: dict[str, Any], cassette: Any) -> None:
         chunks = asyncio.run(consume())
     assert "".join(str(c.content) for c in chunks) == "Hello streamed"
     assert telemetry.tree(attributes=ATTRS) == STREAMED
-    _assert_stream_timing(telemetry, len(chunks))
+    _assert_stream_timing(telemetry)
     telemetry.assert_conformant(strict=True)
 
 
@@ -226,6 +230,38 @@ def test_plain_llm_stream_counts_chunks(
     assert semconv.GEN_AI_USAGE_INPUT_TOKENS not in span.attributes
     assert not [r for r in caplog.records if "langchain." in r.getMessage()]
     telemetry.assert_conformant()
+
+
+@pytest.mark.parametrize("how", ["stream", "astream", "streaming_invoke"])
+def test_langchains_closing_chunk_is_no_output_chunk(
+    telemetry: Any, config: dict[str, Any], how: str
+) -> None:
+    """langchain-core 1.x reports an empty chunk marked last after a stream whose own last
+    chunk was not: LangChain made it, no provider sent it, so it adds no time per chunk."""
+    from conftest import ScriptedChatModel, usage
+    from langchain_core.messages import AIMessage
+
+    answer = AIMessage(content="one two three", usage_metadata=usage(3, 3))  # type: ignore[arg-type]
+    # streaming=False set explicitly would make stream() fall back to invoke()
+    model = ScriptedChatModel(
+        responses=[answer], **({"streaming": True} if how == "streaming_invoke" else {})
+    )
+
+    async def consume() -> None:
+        async for _ in model.astream("hi", config=config):
+            pass
+
+    if how == "stream":
+        list(model.stream("hi", config=config))
+    elif how == "astream":
+        asyncio.run(consume())
+    else:
+        model.invoke("hi", config=config)
+    # three words and the usage: four chunks received, three gaps between them
+    (per_chunk,) = telemetry.metric_points(semconv.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
+    assert per_chunk["count"] == 3
+    span = telemetry.find("chat scripted-1")
+    assert span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
 
 
 def test_server_address_from_base_url(telemetry: Any, config: dict[str, Any]) -> None:

@@ -1009,6 +1009,20 @@ def _started_by_stream() -> bool:
     return False
 
 
+def _closing_chunk(chunk: Any) -> bool:
+    """Whether a streamed chunk is the empty one langchain-core 1.x reports after a stream
+    whose last chunk was not marked ``chunk_position="last"`` (most providers'): made by
+    LangChain, not received, so it is no output chunk and its gap no time per chunk."""
+    message: Any = getattr(chunk, "message", None)  # None: a plain LLM's GenerationChunk
+    return (
+        getattr(message, "chunk_position", None) == "last"
+        and not message.content  # an AIMessageChunk, the only message with a position
+        and not message.usage_metadata
+        and not message.response_metadata
+        and not message.tool_call_chunks
+    )
+
+
 _MODEL_STARTS = frozenset(("on_chat_model_start", "on_llm_start"))
 _STREAM_METHODS = frozenset(("stream", "astream"))
 
@@ -1454,6 +1468,8 @@ class CallbackHandler(BaseCallbackHandler):
                     repeats[1] = seen + 1
                     if seen % repeats[0]:
                         return
+            if not token and chunk is not None and _closing_chunk(chunk):
+                return
             if run.needs_every_chunk and run.chunk():
                 # The request is out and answered: stop being current before the first chunk
                 # is handed to the caller, so nothing stays attached between chunks.
