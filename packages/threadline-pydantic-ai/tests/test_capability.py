@@ -1004,6 +1004,46 @@ def test_a_model_error_replaced_by_a_capability_is_the_requests_error(
     telemetry.assert_conformant()
 
 
+@dataclass
+class RetryAround(AbstractCapability[Any]):
+    """Makes a failed model request again, around the other capabilities' request hooks."""
+
+    async def wrap_model_request(self, ctx: Any, *, request_context: Any, handler: Any) -> Any:
+        try:
+            return await handler(request_context)
+        except _exc.ModelHTTPError:
+            return await handler(request_context)
+
+
+@pytest.mark.skipif(V2, reason="2.x does not let a capability call its handler twice")
+def test_a_model_error_retried_around_the_request_hooks_is_a_failed_request(
+    telemetry: Telemetry,
+) -> None:
+    """A capability that makes a failed request again around ours: no hook recovered the first
+    request, so its span is the failure it was, and the second one's span its answer."""
+    calls = [0]
+
+    def flaky(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise _exc.ModelHTTPError(503, "m", {"error": "overloaded"})
+        return ModelResponse(parts=[TextPart("ok")], model_name="m2")
+
+    agent = Agent(
+        FunctionModel(flaky, model_name="m"), name="a", capabilities=[RetryAround(), Tracing()]
+    )
+    assert agent.run_sync("hi").output == "ok"
+    assert telemetry.tree(attributes=(semconv.GEN_AI_RESPONSE_MODEL,)) == "\n".join(
+        [
+            f"{agent_span('a')} [INTERNAL]",
+            "  chat m [CLIENT] !ERROR error.type=pydantic_ai.exceptions.ModelHTTPError",
+            "  chat m [CLIENT] gen_ai.response.model=m",
+        ]
+    )
+    assert len(threadline.open_runs) == 0
+    telemetry.assert_conformant()
+
+
 def test_model_retry_is_not_a_failure(telemetry: Telemetry) -> None:
     agent: Agent[None, str] = Agent(
         scripted(

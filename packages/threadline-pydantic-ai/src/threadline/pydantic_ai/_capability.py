@@ -556,17 +556,16 @@ def _cancel_chat(state: _RunState, chat: InferenceRun, error: asyncio.CancelledE
 
 
 def _settle_failing_chat(state: _RunState, error: BaseException | None) -> None:
-    """End the span of a model request that raised past ``wrap_model_request`` (1.x) and whose
-    recovered response no ``after_model_request`` of ours saw: with the run going on (``error``
-    None), a hook recovered it; with the run failing, failed with the run's error when the
-    request's caused it (a hook replaced it), else with the request's own, at its time."""
+    """End the span of a model request that raised past ``wrap_model_request`` (1.x) and that no
+    hook recovered: a recovered response reaches ``after_model_request``, which ends the span.
+    Still open at the next request or at the run's end, the error stood (another capability may
+    have retried the request around it): failed with the run's error when the request's caused
+    it (a hook replaced it), else with the request's own, at its time."""
     failing, state.chat_failing = state.chat_failing, None
     if failing is None:
         return
     chat, raised, at, _ = failing
-    if error is None:
-        chat.end(end_time=at)
-    elif isinstance(error, Exception) and _caused_by(error, raised):
+    if error is not None and isinstance(error, Exception) and _caused_by(error, raised):
         chat.fail(error, end_time=at)
     else:
         chat.fail(raised, end_time=at)
@@ -1045,7 +1044,7 @@ class Tracing(AbstractCapability[Any]):
             self._settle_failing_calls(state, request_context.messages, None)
         if state.invalid:
             self._record_invalid_calls(state, request_context.messages)
-        if state.chat_failing:  # a hook recovered it, past our after_model_request
+        if state.chat_failing:  # no hook recovered it: the request is being made again
             _settle_failing_chat(state, None)
         if state.calls:
             self._record_refused_calls(state, request_context.messages, None)
