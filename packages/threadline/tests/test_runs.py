@@ -551,8 +551,10 @@ def test_attach_in_one_thread_detach_in_another_is_silent(
     thread.start()
     thread.join()
     assert "Failed to detach context" not in caplog.text
-    # the foreign end could not detach; the attaching context still can
-    assert trace.get_current_span() is run.span
+    # the foreign end could not detach; the attaching context still can. Meanwhile what starts
+    # there goes beneath the run's parent (here none), not beneath its ended span
+    assert threadline.current_run() is run
+    assert not trace.get_current_span().get_span_context().is_valid
     run.detach()
     assert otel_context.get_current() == before
     assert [s.name for s in telemetry.spans()] == ["execute_tool t"]
@@ -848,6 +850,42 @@ def test_runs_ended_out_of_order_leave_no_context_behind(telemetry: Telemetry) -
     assert otel_context.get_current() == before
     # released here, so later end events that find no run have nothing to look for
     assert not _registry.stranded
+
+
+def test_a_run_ended_under_an_app_span_is_no_parent_once_that_span_exits(
+    telemetry: Telemetry,
+) -> None:
+    """A run that ends while a span the app opened inside it is still current cannot detach
+    (the app's span would bring it back as it exits). Once that span exits, the ended run's
+    context is current again until threadline can detach it: neither the app's spans nor
+    threadline's runs made meanwhile are its children; they go beneath its parent."""
+    tracer = trace.get_tracer("app")
+    before = otel_context.get_current()
+    agent = threadline.invoke_agent("support")
+    agent.attach()
+    tool = threadline.execute_tool("lookup")
+    tool.attach()
+    app_span = tracer.start_as_current_span("app.work")
+    app_span.__enter__()
+    tool.end()  # covered by the app's span
+    app_span.__exit__(None, None, None)
+    with tracer.start_as_current_span("app.after"):
+        pass
+    with threadline.execute_tool("next"):
+        pass
+    assert trace.get_current_span() is agent.span
+    agent.end()
+    assert otel_context.get_current() == before
+    assert not _registry.stranded
+    assert telemetry.tree(show_kind=False) == "\n".join(
+        [
+            "invoke_agent support",
+            "  execute_tool lookup",
+            "    app.work",
+            "  app.after",
+            "  execute_tool next",
+        ]
+    )
 
 
 def test_raising_span_processor_still_ends_the_run_cleanly() -> None:

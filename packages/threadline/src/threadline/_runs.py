@@ -630,7 +630,15 @@ class Run:
             parent_ctx = otel_context._RUNTIME_CONTEXT.get_current() if parent is None else parent
             enclosing = parent_ctx.get(_RUN_KEY)  # current_run(parent_ctx), inline: every run
             if isinstance(enclosing, Run):
-                self.parent_run = enclosing
+                if enclosing._ended and parent is None:
+                    # an ended run's context, current again once what covered it went (see
+                    # _stand_down): detach it now, and start beneath what it was started in
+                    _unwind_pending_detaches()
+                    parent_ctx = otel_context._RUNTIME_CONTEXT.get_current()
+                    enclosing = parent_ctx.get(_RUN_KEY)
+                    self.parent_run = _run_of(enclosing)
+                else:
+                    self.parent_run = enclosing
             else:
                 self.parent_run = None if enclosing is None else _run_of(enclosing)
         self._parent_ctx = parent_ctx
@@ -740,6 +748,7 @@ class Run:
                 self._detach_pending = True
                 if self._ended:
                     _registry.stranded.add(self)
+                    self._stand_down()
                 return
             if _context.detach(token):
                 self._token = None
@@ -806,8 +815,28 @@ class Run:
             pass
         if self._scopes:
             self._detach_pending = True  # covered here, or open in another context
+            self._stand_down()
         else:
             _unwind_pending_detaches()
+
+    def _stand_down(self) -> None:
+        """Ended, with its context left where something covers it (a span the app opened inside
+        it): once that exits, this context is current again, until threadline can detach it. So
+        that what starts there meanwhile goes beneath this run's parent, not beneath an ended
+        span, the context now names the parent's span (and its suppression of provider spans).
+        The context is this run's own object, held by the tokens that restore it; it keeps this
+        run under its run key, for the detach to find."""
+        ctx = self._ctx
+        if ctx is None or _SPAN_KEY is None:
+            return
+        parent = self._parent_ctx
+        for key in (_SPAN_KEY, SUPPRESS_PROVIDER_SPANS_KEY):
+            value = parent.get(key)
+            # A Context refuses changes through its own methods; it is a dict underneath.
+            if value is None:
+                dict.pop(ctx, key, None)
+            else:
+                dict.__setitem__(ctx, key, value)
 
     def _undo_one_scope(self, *, all_open: bool) -> bool:
         """Reset the most recent scope token of the current context (released ones only,
