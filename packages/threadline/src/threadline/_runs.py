@@ -587,6 +587,7 @@ class Run:
     _exception_event: ClassVar[bool] = False
     # A call of a model through a provider's SDK, which provider instrumentations also trace.
     _model_call: ClassVar[bool] = False
+    _ended: bool  # read of an enclosing run while this one is being made
 
     __slots__ = (
         "__weakref__",  # for _registry.stranded
