@@ -219,6 +219,7 @@ def test_stream_structured_predict_closed_early_or_never_read(telemetry: Telemet
     assert installed is not None
     tracker = installed[0]._tracker
     assert (tracker.deferred_roots, tracker.roots, tracker.nodes) == ({}, {}, {})
+    assert (tracker.deferred_spans, tracker.deferred_runs) == ({}, {})
 
 
 def test_a_structured_llms_stream_is_one_request(telemetry: Telemetry) -> None:
@@ -255,3 +256,33 @@ def test_tool_called_for_a_models_tool_call_has_its_id(
         "  execute_tool City [INTERNAL] gen_ai.tool.call.id=call_1"
     )
     telemetry.assert_conformant()
+
+
+def test_tool_called_directly_looks_for_no_selected_call(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a tool that LlamaIndex's ``call_tool`` calls is looked up in the frames of
+    ``call_tool_with_selection``: one the application calls directly costs no walk up its
+    stack for it."""
+    from llama_index.core.tools import FunctionTool
+
+    from threadline.llamaindex import _handler
+
+    looked_up: list[str] = []
+
+    class Counting(frozenset[str]):
+        def __contains__(self, name: object) -> bool:
+            looked_up.append(str(name))
+            return super().__contains__(name)
+
+    monkeypatch.setattr(_handler, "_SELECTION_FUNCTIONS", Counting(_handler._SELECTION_FUNCTIONS))
+
+    def city(city: str) -> str:
+        return city
+
+    tool = FunctionTool.from_defaults(fn=city, name="City", description="Names a city.")
+    assert tool(city="Paris").raw_output == "Paris"
+    assert telemetry.tree(attributes=("gen_ai.tool.call.id",)) == "execute_tool City [INTERNAL]"
+    assert looked_up == []
+    call_tool(tool, {"city": "Paris"})
+    assert len(looked_up) == 1  # call_tool's caller only

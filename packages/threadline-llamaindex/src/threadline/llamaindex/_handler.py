@@ -254,10 +254,10 @@ def _custom_generator_frame(stream: Any) -> FrameType | None:
     return None
 
 
-def _call_tool_frame() -> FrameType | None:
+def _call_tool_frame(skip: int = 3) -> FrameType | None:
     """The frame of LlamaIndex's ``call_tool``/``acall_tool`` calling the tool whose span this
-    is, if that is what calls it."""
-    frame: FrameType | None = sys._getframe(3)
+    is, if that is what calls it (``skip``: the frames of ours above the tracker's enter)."""
+    frame: FrameType | None = sys._getframe(skip)
     for _ in range(8):
         if frame is None:
             return None
@@ -271,19 +271,22 @@ def _call_tool_frame() -> FrameType | None:
 _SELECTION_FUNCTIONS = frozenset({"call_tool_with_selection", "acall_tool_with_selection"})
 
 
-def _selected_call_id() -> str | None:
+def _selected_call_id(tool: Any) -> str | None:
     """The id of the model's tool call that LlamaIndex's ``call_tool_with_selection`` runs
-    (``predict_and_call``, step agents), if that is what calls the tool whose span this is."""
-    frame: FrameType | None = sys._getframe(3)
-    for _ in range(12):
-        if frame is None:
-            return None
-        code = frame.f_code
-        if code.co_name in _SELECTION_FUNCTIONS and code.co_filename.endswith(_CALL_TOOL_FILE):
-            call_id = getattr(frame.f_locals.get("tool_call"), "tool_id", None)
-            return call_id if isinstance(call_id, str) and call_id else None
-        frame = frame.f_back
-    return None
+    (``predict_and_call``, step agents), if that is what calls the tool whose span this is:
+    its ``call_tool`` calls this very tool (not one the tool calls in turn)."""
+    frame = _call_tool_frame(4)
+    caller = frame.f_back if frame is not None else None
+    if caller is None:
+        return None
+    code = caller.f_code
+    if code.co_name not in _SELECTION_FUNCTIONS or not code.co_filename.endswith(_CALL_TOOL_FILE):
+        return None
+    names = caller.f_locals  # read only on this path: it copies the frame's locals
+    if names.get("tool") is not tool:
+        return None
+    call_id = getattr(names.get("tool_call"), "tool_id", None)
+    return call_id if isinstance(call_id, str) and call_id else None
 
 
 def _retried_with_keywords(tool: Any, frame: FrameType) -> bool:
@@ -622,6 +625,51 @@ def _agent_name(instance: Any) -> str:
     return name if isinstance(name, str) and name else type(instance).__name__
 
 
+def _generator_frame(generator: Any) -> FrameType | None:
+    """A generator's frame: None once it ran to its end (or never ran and was closed)."""
+    if type(generator) is AsyncGeneratorType:
+        return generator.ag_frame
+    return getattr(generator, "gi_frame", None)
+
+
+class _DeferredRoot:
+    """A root whose span exited with a generator not read yet (see Tracker._defer_root)."""
+
+    __slots__ = (
+        "done",
+        "generator",
+        "key",
+        "last_end",
+        "pending",
+        "run",
+        "scope",
+        "span_id",
+        "streams",
+    )
+
+    def __init__(
+        self, generator: Any, key: int, span_id: str, pending: PendingSpan, scope: Context
+    ) -> None:
+        self.generator = weakref.ref(generator)
+        self.key = key  # id() of the generator's frame
+        self.span_id = span_id
+        self.pending = pending
+        self.scope = scope
+        self.run: threadline.Run | None = None  # made once something runs beneath it
+        # The model streams opened beneath it, by id(): closing the generator closes them
+        # only after it is released, and the root outlasts them.
+        self.streams: dict[int, threadline.InferenceRun] = {}
+        self.last_end: int | None = None  # when the last call beneath it ended
+        self.done = False
+
+    def finished(self) -> bool:
+        """Whether its generator ran to its end or is gone, and no stream beneath it is open."""
+        generator = self.generator()
+        if generator is not None and _generator_frame(generator) is not None:
+            return False
+        return all(run.ended for run in list(self.streams.values()))
+
+
 class _WorkflowScope:
     """A running workflow whose run is never current (``Workflow.run`` returns a future and
     its span exits in another context): its steps make it current while they run, so what they
@@ -784,8 +832,10 @@ class Tracker:
         # the root returned a stream (see _ends_with_streams).
         self.stream_roots: dict[int, tuple[threadline.InferenceRun, threadline.Run]] = {}
         # Roots whose span exited with a generator not read yet (see _defer_root), by id() of
-        # the generator: the generator, the root's pending span and its context.
-        self.deferred_roots: dict[int, tuple[weakref.ref[Any], PendingSpan, Context]] = {}
+        # the generator's frame; until their run is made, by span id; then by id() of the run.
+        self.deferred_roots: dict[int, _DeferredRoot] = {}
+        self.deferred_spans: dict[str, _DeferredRoot] = {}
+        self.deferred_runs: dict[int, _DeferredRoot] = {}
         # Chat engines' runs that end with the writer reading their streaming response, by the
         # response's id (see _ends_with_writer).
         self.writers: dict[int, tuple[weakref.ref[Any], threadline.Run]] = {}
@@ -851,6 +901,8 @@ class Tracker:
 
     def _parent(self, parent_id: str | None) -> Parent | None:
         if parent_id is None:
+            if self.deferred_runs:
+                self._end_finished_deferred()
             if self.deferred_roots:
                 scope = self._deferred_root_scope()
                 if scope is not None:
@@ -1042,6 +1094,11 @@ class Tracker:
             name = _workflow_name(type(instance))  # an app's class; a model names no workflow
         run = threadline.invoke_workflow(name, parent=parent, start_time=start)
         self.runs.add(id_, run)
+        if self.deferred_spans:
+            deferred = self.deferred_spans.pop(id_, None)
+            if deferred is not None:
+                deferred.run = run
+                self.deferred_runs[id(run)] = deferred
         return run
 
     def _close_root(self, id_: str, result: Any = None) -> threadline.Run | None:
@@ -1061,71 +1118,126 @@ class Tracker:
         """A root whose span exits with a generator before anything beneath it ran (a
         generator function LlamaIndex spans, as ``stream_structured_predict``: its model call
         comes when the caller reads it, outside any span). The calls the generator makes while
-        it runs nest under the root's run as they would have in its span; the run ends with the
-        model streams they open (see _stream_ended), else when the generator is released."""
+        it runs nest under the root's run as they would have in its span; the run ends once
+        the generator ran to its end or is released, and the model streams opened beneath it
+        ended, as the last call beneath it did (see _end_deferred)."""
         scope = self.nodes.get(id_)
         if (
             scope is None
             or isinstance(scope, threadline.Run)
             or current_made_run(scope) is not None
             or len(self.deferred_roots) >= _MAX_KINDS
+            or len(self.deferred_runs) >= _MAX_KINDS
         ):
             return False
-        frame = stream.ag_frame if isinstance(stream, AsyncGeneratorType) else stream.gi_frame
+        frame = _generator_frame(stream)
         if frame is None:  # run to its end already
             return False
-        key = id(stream)
-        self.deferred_roots[key] = (weakref.ref(stream), pending, scope)
-        weakref.finalize(stream, self._deferred_released, key, pending).atexit = False
+        key = id(frame)  # the generator holds its frame: unique while it has one
+        entry = _DeferredRoot(stream, key, id_, pending, scope)
+        stale = self.deferred_roots.get(key)
+        if stale is not None:  # a generator whose frame is gone: it ran to its end
+            self._frame_gone(stale)
+        self.deferred_roots[key] = entry
+        self.deferred_spans[id_] = entry
+        weakref.finalize(stream, self._deferred_released, entry).atexit = False
         self.nodes.pop(id_, None)
         return True
 
     def _deferred_root_scope(self) -> Context | None:
-        """The context of the deferred root whose generator runs beneath this call, if any."""
-        frames: dict[int, tuple[FrameType, Context]] = {}
-        for ref, _, scope in list(self.deferred_roots.values()):
-            stream = ref()
-            if type(stream) is AsyncGeneratorType:
-                frame = stream.ag_frame
-            else:
-                frame = getattr(stream, "gi_frame", None)  # None once the generator is gone
-            if frame is not None:
-                frames[id(frame)] = (frame, scope)
+        """The context of the deferred root whose generator runs beneath this call, if any:
+        one dict lookup per frame of the stack, however many roots are deferred."""
+        roots = self.deferred_roots
         caller: FrameType | None = sys._getframe(2)
         for _ in range(_MAX_STACK_DEPTH):
             if caller is None:
                 return None
-            entry = frames.get(id(caller))
-            if entry is not None and entry[0] is caller:
-                return entry[1]
+            entry = roots.get(id(caller))
+            if entry is not None:
+                generator = entry.generator()
+                if generator is not None and _generator_frame(generator) is caller:
+                    return entry.scope
+                # another frame where a generator's was: that generator ran to its end
+                self._frame_gone(entry)
             caller = caller.f_back
         return None
 
-    def _in_deferred_root(self, run: threadline.InferenceRun) -> None:
-        """A model stream opened beneath a deferred root: the root ends when it does."""
-        root = run.parent_run
-        if root is None:
-            return
-        for _, _, scope in list(self.deferred_roots.values()):
-            if current_made_run(scope) is root:
-                if len(self.stream_roots) >= _MAX_KINDS:
-                    self.stream_roots.clear()  # streams never read; the reaper ends them
-                self.stream_roots[id(run)] = (run, root)
+    def _end_finished_deferred(self) -> None:
+        """End the deferred roots whose generator ran to its end while the application still
+        holds it (no event tells that): a few per call, in turn, so the cost stays flat."""
+        runs = self.deferred_runs
+        for _ in range(2):
+            try:
+                key = next(iter(runs))
+                entry = runs.pop(key)
+            except (StopIteration, KeyError, RuntimeError):
                 return
+            if entry.finished():
+                self._end_deferred(entry)
+            elif not entry.done:
+                runs[key] = entry  # to the back: checked again in turn
 
-    def _deferred_released(self, key: int, pending: PendingSpan) -> None:
+    def _in_deferred_root(self, run: threadline.InferenceRun) -> None:
+        """A model stream opened beneath a deferred root: the root outlasts it."""
+        root = run.parent_run
+        entry = self.deferred_runs.get(id(root)) if root is not None else None
+        if entry is None:
+            return
+        streams = entry.streams
+        if len(streams) >= _MAX_STACK_DEPTH:
+            for key, other in list(streams.items()):
+                if other.ended:
+                    streams.pop(key, None)
+        if len(streams) < _MAX_STACK_DEPTH:
+            streams[id(run)] = run
+
+    def deferred_child_ended(self, run: threadline.Run) -> None:
+        """A call beneath a deferred root ended: the root ends no earlier."""
+        root = run.parent_run
+        entry = self.deferred_runs.get(id(root)) if root is not None else None
+        if entry is None or not run.ended:
+            return
+        entry.last_end = time.time_ns()
+        if entry.streams:
+            entry.streams.pop(id(run), None)
+        if entry.finished():  # a stream the generator's end (or release) closed
+            self._end_deferred(entry)
+
+    def _deferred_released(self, entry: _DeferredRoot) -> None:
         """A deferred root's generator is released: its run ends, unless a model stream still
-        open beneath it ends it (closing the generator closes that stream right after)."""
+        open beneath it (closing the generator closes that stream right after) ends it."""
         try:
-            self.deferred_roots.pop(key, None)
+            self._frame_gone(entry)
+        except Exception as error:  # noqa: BLE001 - fail-open
+            report("llamaindex.deferred_root", error)
+
+    def _frame_gone(self, entry: _DeferredRoot) -> None:
+        """A deferred root's generator has no frame any more (its id may be another's now): it
+        ends, or, with a stream beneath it still open, waits for that one (see
+        deferred_child_ended)."""
+        if self.deferred_roots.get(entry.key) is entry:
+            self.deferred_roots.pop(entry.key, None)
+        if entry.finished():
+            self._end_deferred(entry)
+
+    def _end_deferred(self, entry: _DeferredRoot) -> None:
+        if entry.done:
+            return
+        entry.done = True
+        try:
+            if self.deferred_roots.get(entry.key) is entry:
+                self.deferred_roots.pop(entry.key, None)
+            self.deferred_spans.pop(entry.span_id, None)
+            pending = entry.pending
             pending.stop()
             run = pending.run()
             pending.settle(run)
-            if run is None or run.ended:
+            if run is None:
                 return
-            if any(root is run for _, root in list(self.stream_roots.values())):
-                return
-            run.end()
+            self.deferred_runs.pop(id(run), None)
+            if not run.ended:
+                # as the last call beneath it: the generator's end is seen later, if at all
+                run.end(end_time=entry.last_end)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.deferred_root", error)
 
@@ -1316,7 +1428,7 @@ class Tracker:
             parent=parent,
             description=description if isinstance(description, str) else None,
             arguments=args,
-            call_id=_selected_call_id(),
+            call_id=_selected_call_id(tool),
         )
 
     def _retried_tool(self, tool: Any, arguments: Mapping[str, Any]) -> threadline.ToolRun | None:
@@ -1408,7 +1520,7 @@ class Tracker:
         if isinstance(run, threadline.InferenceRun):
             if isinstance(result, _STREAMS):
                 self._open_stream(id_, run)  # ends on the stream's end event
-                if self.deferred_roots:
+                if self.deferred_runs:
                     self._in_deferred_root(run)
                 if instance is not None and self._lazy_async_stream(instance, id_):
                     if len(self.handed_out) >= _MAX_HANDED_OUT:
@@ -1462,6 +1574,8 @@ class Tracker:
             run.end()
             if self.stream_roots:
                 self._stream_ended(run, None)
+            if self.deferred_runs:
+                self.deferred_child_ended(run)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.stream_released", error)
 
@@ -1633,6 +1747,8 @@ class Tracker:
             run.end()  # even when the response could not be read
             if self.stream_roots:
                 self._stream_ended(run, None)
+            if self.deferred_runs:
+                self.deferred_child_ended(run)
 
     def on_exception(self, span_id: str, run: threadline.InferenceRun, event: Any) -> None:
         self._close_stream(span_id)
@@ -1650,6 +1766,8 @@ class Tracker:
             run.fail(semconv.ERROR_TYPE_OTHER)
         if self.stream_roots:
             self._stream_ended(run, error if isinstance(error, BaseException) else None)
+        if self.deferred_runs:
+            self.deferred_child_ended(run)
 
 
 class SpanHandler(BaseSpanHandler[BaseSpan]):
@@ -1694,8 +1812,11 @@ class SpanHandler(BaseSpanHandler[BaseSpan]):
         **kwargs: Any,
     ) -> None:
         tracker = self._tracker
+        run = tracker._run_entries.get(id_) if tracker.deferred_runs else None
         try:
             tracker.exit(id_, result, instance)
+            if run is not None:
+                tracker.deferred_child_ended(run)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.span_exit", error)
         if tracker.writers:  # after the exit: a writer's own run (verbose) ends first
@@ -1713,8 +1834,11 @@ class SpanHandler(BaseSpanHandler[BaseSpan]):
         **kwargs: Any,
     ) -> None:
         tracker = self._tracker
+        run = tracker._run_entries.get(id_) if tracker.deferred_runs else None
         try:
             tracker.drop(id_, err, bound_args, instance)
+            if run is not None:
+                tracker.deferred_child_ended(run)
         except Exception as error:  # noqa: BLE001 - fail-open
             report("llamaindex.span_drop", error)
         if tracker.writers:
