@@ -164,6 +164,9 @@ class _Resolved:
         """The instruments, or None while no meter provider would record what they get."""
         metering = self._metering
         if metering is None:
+            proxy = _unset_proxy
+            if proxy is not None and proxy._real_meter_provider is None:
+                return None  # still unset (_global_metering's first check, without its call)
             metering = _global_metering()
             if metering is None:
                 return None

@@ -24,7 +24,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from threadline import _context, _registry, config, semconv
+from threadline import _context, _providers, _registry, config, semconv
 from threadline._failopen import guarded, report
 from threadline._providers import Instruments, resolved
 from threadline._registry import open_runs
@@ -661,7 +661,9 @@ class Run:
         self._waiting: _Waiting | None = None
         self._stopped_early = False  # ended without error because its consumer stopped
         self._ended_at: int | None = None
-        tracer = resolved().tracer
+        # resolved() inline (here and where a run ends or a stream's first chunk arrives): its
+        # call costs more than its check, on every run
+        tracer = (_providers._resolved or resolved()).tracer
         # one instant for the span start and the monotonic clock behind durations and
         # time to first chunk, so neither can exceed the span
         self.start_monotonic = time.monotonic()
@@ -1066,7 +1068,7 @@ class Run:
             for registry, key in callbacks:
                 registry._discard(key, self)
         try:
-            instruments = resolved().recording_instruments()
+            instruments = (_providers._resolved or resolved()).recording_instruments()
             if instruments is not None:
                 if not observed:
                     instruments = instruments.without_durations()
@@ -1287,7 +1289,7 @@ class InferenceRun(Run):
             self._last_chunk = now
             first = now - self.start_monotonic
             self._pending_attribute(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, first)
-            if resolved().recording_instruments() is not None:
+            if (_providers._resolved or resolved()).recording_instruments() is not None:
                 # recorded at the end, with the attributes of the model that answered
                 self._first_chunk = first
                 # chunks that came with the first one came no time after it
@@ -1422,7 +1424,7 @@ class InferenceRun(Run):
                 if pending is None:
                     pending = {}
                 pending[semconv.THREADLINE_COST_USD] = cost
-                instruments = resolved().recording_instruments()
+                instruments = (_providers._resolved or resolved()).recording_instruments()
                 if instruments is not None:
                     metric: dict[str, AttributeValue] = {
                         semconv.GEN_AI_PROVIDER_NAME: self.provider
