@@ -379,20 +379,17 @@ _REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 # The fields each kind of part holds as a string (or null), per its schema.
-_STRING_FIELDS: dict[str, frozenset[str]] = {
-    kind: frozenset(fields)
-    for kind, fields in {
-        "text": ("content",),
-        "reasoning": ("content",),
-        "compaction": ("id", "content"),
-        "tool_call": ("id", "name"),
-        "tool_call_response": ("id",),
-        "server_tool_call": ("id", "name"),
-        "server_tool_call_response": ("id",),
-        "blob": ("modality", "content", "mime_type", "transcript"),
-        "uri": ("modality", "uri", "mime_type", "transcript"),
-        "file": ("modality", "file_id", "mime_type", "transcript"),
-    }.items()
+_STRING_FIELDS: dict[str, tuple[str, ...]] = {
+    "text": ("content",),
+    "reasoning": ("content",),
+    "compaction": ("id", "content"),
+    "tool_call": ("id", "name"),
+    "tool_call_response": ("id",),
+    "server_tool_call": ("id", "name"),
+    "server_tool_call_response": ("id",),
+    "blob": ("modality", "content", "mime_type", "transcript"),
+    "uri": ("modality", "uri", "mime_type", "transcript"),
+    "file": ("modality", "file_id", "mime_type", "transcript"),
 }
 # The fields each kind of part holds as an object told by its own "type".
 _OBJECT_FIELDS: dict[str, tuple[str, ...]] = {
