@@ -16,9 +16,22 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+
+from threadline._runs import current_made_run
 
 Hook = Callable[[Callable[..., Awaitable[Any]]], Awaitable[Any]]
 """Calls the hook under test with the given inner handler."""
+
+
+def _stood_down(ctx: Context) -> bool:
+    """Whether ``ctx`` is the context of a run that ended while something covered it elsewhere:
+    threadline then makes that context name the run's parent's span (``Run._stand_down``), so
+    that what starts there goes beneath the parent. The only change threadline makes to a
+    context it did not attach."""
+    run = current_made_run(ctx)
+    return run is not None and run.ended and trace.get_current_span(ctx) is not run.span
 
 
 class Call:
@@ -57,15 +70,19 @@ class HookCalls:
             return await call.gate
 
         async def body() -> None:
-            before = dict(otel_context.get_current())
+            before_ctx = otel_context.get_current()
+            before = dict(before_ctx)
             try:
                 got: Any = await hook(handler)
                 outcome: tuple[str, Any] = ("result", got)
             except BaseException as error:  # noqa: BLE001 - compared with what was expected
                 outcome = ("raised", error)
-            after = dict(otel_context.get_current())
-            if after != before:
+            after_ctx = otel_context.get_current()
+            after = dict(after_ctx)
+            if after_ctx is not before_ctx:
                 self.problems.append(f"{key!r}: context changed: {before} -> {after}")
+            elif after != before and not _stood_down(after_ctx):
+                self.problems.append(f"{key!r}: context altered: {before} -> {after}")
             cancelled = outcome[0] == "raised" and isinstance(outcome[1], asyncio.CancelledError)
             if call.entries != 1 and not (cancelled and call.entries == 0):
                 self.problems.append(f"{key!r}: the user's handler ran {call.entries} times")

@@ -250,6 +250,51 @@ def test_pydantic_ai_hooks_in_any_interleaving() -> None:
     _run(pydantic_ai_machine())
 
 
+class _Drawn:
+    """Stands in for hypothesis's ``data``: the given values, in order (a replayed example)."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = list(values)
+
+    def draw(self, strategy: Any) -> Any:
+        return self.values.pop(0)
+
+
+def test_a_pydantic_ai_tool_call_failing_after_its_run_ended_is_ended() -> None:
+    """A call whose run ended meanwhile fails at once: no run's end is left to settle it."""
+    machine = pydantic_ai_machine()()
+    machine.agent_run(key=0, run=0, data=_Drawn())
+    machine.tool(key=1, data=_Drawn(0, None))
+    machine.finish_with_result(data=_Drawn(0))
+    machine.finish(data=_Drawn(1), outcome="error", error=0)
+    machine.teardown()  # every run ended, none left for the reaper
+
+
+def test_pydantic_ai_runs_sharing_an_id_keep_their_state(span_exporter: Any) -> None:
+    """A run ending does not drop the state of another run under the same id."""
+    machine = pydantic_ai_machine()()
+    machine.agent_run(key=0, run=0, data=_Drawn())
+    machine.agent_run(key=1, run=0, data=_Drawn(None))
+    machine.finish_with_result(data=_Drawn(0))
+    machine.tool(key=2, data=_Drawn(0, None))
+    machine.finish_with_result(data=_Drawn(2))
+    machine.finish_with_result(data=_Drawn(1))
+    machine.teardown()
+    names = [span.name for span in span_exporter.get_finished_spans()]
+    assert names.count("execute_tool get_weather") == 1, names
+
+
+def test_a_context_stood_down_beneath_a_stream_is_left_as_it_was() -> None:
+    """A request's context, current in a stream started inside it, names the agent's span
+    once the agent run's cancellation ends that request elsewhere: the same context object,
+    not one left attached."""
+    machine = pydantic_ai_machine()()
+    machine.agent_run(key=0, run=0, data=_Drawn())
+    machine.model_request(key=1, data=_Drawn(0, None), streaming=False)
+    machine.event_stream(key=2, data=_Drawn(0, 1))
+    machine.teardown()
+
+
 # --- MCP -------------------------------------------------------------------------------------
 def mcp_machine() -> type[RuleBasedStateMachine]:
     pytest.importorskip("threadline.mcp")

@@ -348,6 +348,8 @@ def _await_error_hooks(state: _RunState, call_id: str, tool: ToolRun, error: Bas
         return False
     if not isinstance(error, Exception) or isinstance(error, _UNHOOKED_TOOL_ERRORS):
         return False
+    if state.run.ended:
+        return False  # a call that outlived its run: nothing is left to settle it
     failing = state.failing
     if failing is None:
         failing = state.failing = {}
@@ -901,8 +903,8 @@ class Tracing(AbstractCapability[Any]):
                         run.end(stopped_early=True)
                     raise
         finally:
-            if key is not None:
-                self._runs.pop(key, None)
+            if key is not None and self._runs.get(key) is state:
+                del self._runs[key]  # not another run's that took the same id meanwhile
             with contextlib.suppress(ValueError):
                 # Pydantic AI 1.x may close an abandoned run's task from another context.
                 _traced_run.reset(token)
