@@ -26,6 +26,9 @@ from threadline import semconv
 from threadline.pydantic_ai import Tracing
 from threadline.testing import Telemetry
 
+# Pydantic AI lists the attempts a request moved on from (2.x): a span each
+ATTEMPTS = "failed_attempts" in getattr(ModelResponse, "__dataclass_fields__", {})
+
 USAGE_ATTRS = (
     semconv.GEN_AI_USAGE_INPUT_TOKENS,
     semconv.GEN_AI_USAGE_OUTPUT_TOKENS,
@@ -2159,7 +2162,16 @@ def test_fallback_chain_names_the_model_that_answered(telemetry: Telemetry) -> N
     agent = Agent(FallbackModel(primary, backup), name="f", capabilities=[Tracing()])
     assert agent.run_sync("hi").output == "ok"
     Agent(FallbackModel(backup, primary), name="g", capabilities=[Tracing()]).run_sync("hi")
-    first, second = (s for s in telemetry.spans() if s.name.startswith("chat"))
+    *attempts, first, second = (s for s in telemetry.spans() if s.name.startswith("chat"))
+    if ATTEMPTS:
+        # the model the chain moved on from: a model call of its own, failed, beside the
+        # request's
+        (attempt,) = attempts
+        assert attempt.name == "chat primary-model"
+        assert attempt.status_code == "ERROR"
+        assert attempt.attributes[semconv.ERROR_TYPE] == "ModelHTTPError"
+        assert attempt.parent_span_id == first.parent_span_id
+        assert first.start_ns <= attempt.start_ns <= attempt.end_ns <= first.end_ns
     assert first.name == "chat backup"
     assert first.attributes[semconv.GEN_AI_REQUEST_MODEL] == "backup"
     assert first.attributes[semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
@@ -2167,11 +2179,23 @@ def test_fallback_chain_names_the_model_that_answered(telemetry: Telemetry) -> N
     assert first.status_code == "UNSET"
     assert second.name == "chat backup"  # the first model of the chain answered
     assert second.attributes[semconv.SERVER_ADDRESS] == "api.anthropic.com"
-    (point,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    *failed, point = sorted(
+        telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION),
+        key=lambda p: semconv.ERROR_TYPE not in p["attributes"],
+    )
+    assert [p["attributes"][semconv.GEN_AI_REQUEST_MODEL] for p in failed] == (
+        ["primary-model"] if ATTEMPTS else []
+    )
     assert point["count"] == 2
     assert point["attributes"][semconv.GEN_AI_REQUEST_MODEL] == "backup"
     assert point["attributes"][semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
     telemetry.assert_conformant()
+
+
+def _answered_points(telemetry: Telemetry) -> list[dict[str, Any]]:
+    """Duration points of the requests that answered (not of the attempts they moved on from)."""
+    points = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    return [p for p in points if semconv.ERROR_TYPE not in p["attributes"]]
 
 
 def test_fallback_answer_is_told_by_name_and_provider() -> None:
@@ -2210,10 +2234,12 @@ def test_fallback_to_a_model_without_a_server(telemetry: Telemetry) -> None:
     local = FunctionModel(lambda messages, info: text("ok"), model_name="local")
     chain = FallbackModel(OpenAI(down, model_name="primary"), local)
     Agent(chain, name="f", capabilities=[Tracing()]).run_sync("hi")
-    (chat,) = (s for s in telemetry.spans() if s.name.startswith("chat"))
+    *attempts, chat = (s for s in telemetry.spans() if s.name.startswith("chat"))
     assert chat.name == "chat local"
     assert semconv.SERVER_ADDRESS not in chat.attributes
-    (point,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    if ATTEMPTS:  # the one moved on from
+        assert [a.attributes[semconv.SERVER_ADDRESS] for a in attempts] == ["api.openai.com"]
+    (point,) = _answered_points(telemetry)
     assert semconv.SERVER_ADDRESS not in point["attributes"]
 
 
@@ -2428,7 +2454,7 @@ def test_model_fallback_capability_names_the_model_that_answered(
     assert chat.attributes[semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
     assert chat.attributes[semconv.SERVER_ADDRESS] == "api.anthropic.com"
     assert chat.status_code == "UNSET"
-    (point,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    (point,) = _answered_points(telemetry)
     assert point["attributes"][semconv.GEN_AI_REQUEST_MODEL] == "claude-sonnet-4-5"
     assert point["attributes"][semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
     assert point["attributes"][semconv.SERVER_ADDRESS] == "api.anthropic.com"
@@ -2483,7 +2509,7 @@ def test_fallback_to_a_model_addressed_by_an_alias(telemetry: Telemetry) -> None
     assert chat.attributes[semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
     assert chat.attributes[semconv.SERVER_ADDRESS] == "api.anthropic.com"
     assert chat.attributes[semconv.GEN_AI_RESPONSE_MODEL] == "claude-3-5-sonnet-20241022"
-    (point,) = telemetry.metric_points(semconv.METRIC_CLIENT_OPERATION_DURATION)
+    (point,) = _answered_points(telemetry)
     assert point["attributes"][semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
 
 
@@ -2544,3 +2570,71 @@ def test_tool_arguments_recovered_in_the_last_step_are_no_retry(
     assert asyncio.run(agent.run("go")).output == 3
     calls = [s for s in telemetry.spans() if s.name == "execute_tool add"]
     assert [s.status_code for s in calls] == ["UNSET"]
+
+
+@pytest.mark.skipif(
+    not hasattr(_exc, "RetryModelRequest"), reason="RetryModelRequest is new in 2.x"
+)
+def test_a_response_rejected_and_asked_again_is_a_billed_model_call(
+    telemetry: Telemetry,
+) -> None:
+    """A capability rejecting a response (``RetryModelRequest`` from ``after_model_request``)
+    has the request made again inside its hook: the rejected response was a model call that
+    was billed, a ``chat`` span of its own whose tokens the agent's span and the token metric
+    count, as the run's usage does."""
+    calls = [0]
+
+    def model(messages: Any, info: Any) -> ModelResponse:
+        calls[0] += 1
+        return text(f"answer {calls[0]}", input_tokens=10 * calls[0], output_tokens=calls[0])
+
+    @dataclass
+    class RejectFirst(AbstractCapability[Any]):
+        async def after_model_request(
+            self, ctx: Any, *, request_context: Any, response: Any
+        ) -> Any:
+            if calls[0] == 1:
+                raise _exc.RetryModelRequest()
+            return response
+
+    agent = Agent(FunctionModel(model), name="a", capabilities=[Tracing(), RejectFirst()])
+    result = agent.run_sync("hi")
+    assert result.output == "answer 2"
+    rejected, answered = (s for s in telemetry.spans() if s.name.startswith("chat"))
+    assert rejected.attributes[semconv.THREADLINE_RETRY_CAUSE] == (
+        semconv.RETRY_CAUSE_RESPONSE_REJECTED
+    )
+    assert rejected.status_code == "UNSET"  # the model answered; the app asked again
+    assert rejected.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 10
+    assert answered.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 20
+    assert semconv.THREADLINE_RETRY_CAUSE not in answered.attributes
+    assert rejected.parent_span_id == answered.parent_span_id
+    agent_run = telemetry.find(agent_span("a"))
+    assert agent_run.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 30
+    assert agent_run.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
+    usage = result.usage
+    assert (usage.input_tokens, usage.output_tokens) == (30, 3)
+    tokens = telemetry.metric_points(semconv.METRIC_CLIENT_TOKEN_USAGE)
+    inputs = [p for p in tokens if p["attributes"][semconv.GEN_AI_TOKEN_TYPE] == "input"]
+    assert sum(p["sum"] for p in inputs) == 30
+    telemetry.assert_conformant()
+
+
+def test_every_model_of_a_chain_failing_is_a_failed_call_each(telemetry: Telemetry) -> None:
+    """A fallback chain whose models all fail: the request fails, and each model it tried is a
+    failed ``chat`` span of its own (2.x lists them on the error)."""
+    from pydantic_ai.models.fallback import FallbackModel
+
+    def down(messages: Any, info: Any) -> ModelResponse:
+        raise _exc.ModelHTTPError(503, "down")
+
+    chain = FallbackModel(
+        FunctionModel(down, model_name="first"), FunctionModel(down, model_name="second")
+    )
+    with pytest.raises(Exception):  # noqa: B017 - the chain's error, as Pydantic AI raises it
+        Agent(chain, name="f", capabilities=[Tracing()]).run_sync("hi")
+    chats = [s for s in telemetry.spans() if s.name.startswith("chat")]
+    assert all(s.status_code == "ERROR" for s in chats)
+    if ATTEMPTS:
+        assert sorted(s.name for s in chats) == ["chat first", "chat first", "chat second"]
+    telemetry.assert_conformant()

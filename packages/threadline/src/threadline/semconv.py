@@ -202,6 +202,8 @@ THREADLINE_CONTENT_TRUNCATED: Final = "threadline.content.truncated"
 THREADLINE_RETRY_CAUSE: Final = "threadline.retry.cause"
 RETRY_CAUSE_MODEL_RETRY: Final = "model_retry"
 RETRY_CAUSE_OUTPUT_VALIDATION: Final = "output_validation"
+# A model's response the app rejected and asked again for (billed all the same).
+RETRY_CAUSE_RESPONSE_REJECTED: Final = "response_rejected"
 
 # --- events -----------------------------------------------------------------------------------
 EVENT_INFERENCE_DETAILS: Final = "gen_ai.client.inference.operation.details"

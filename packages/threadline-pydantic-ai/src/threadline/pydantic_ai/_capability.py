@@ -744,6 +744,66 @@ def _description(agent: Any, ctx: Any) -> str | None:
     return description if isinstance(description, str) and description else None
 
 
+_MAX_ATTEMPTS = 16  # failed attempts recorded per request
+
+
+def _record_failed_attempts(
+    parent: AgentRun, attempts: Any, model: Any, chain: Sequence[Any] | None
+) -> None:
+    """A ``chat`` span for each attempt a request made before it answered or gave up (2.x
+    ``ModelRequestAttempt``: a retry or a fallback inside the request's hook, from
+    ``ModelResponse.failed_attempts`` or ``FallbackExceptionGroup.attempts``), beside the
+    request's span: each is a model call, and a rejected response was billed. Its server is
+    that of the model of ``chain`` (or ``model``) it names."""
+    if not attempts:
+        return
+    try:
+        for attempt in list(attempts)[:_MAX_ATTEMPTS]:
+            start = int(attempt.timestamp.timestamp() * 1e9)
+            end = start + int(attempt.duration.total_seconds() * 1e9)
+            provider = attempt.provider_name
+            name = attempt.model_name
+            attempted = next(
+                (
+                    candidate
+                    for candidate in (*(chain or ()), model)
+                    if name.startswith(candidate.model_name)
+                    and provider in (None, candidate.system)
+                ),
+                None,
+            )
+            if attempted is not None:
+                address, port = server_address(attempted.base_url)
+                provider = attempted.system
+            else:
+                address, port = None, None
+            rejected = attempt.outcome == "rejected"
+            chat = threadline.inference(
+                name,
+                provider=provider_name(provider) if isinstance(provider, str) else "unknown",
+                parent=parent,
+                server_address=address,
+                server_port=port,
+                start_time=start,
+                attributes=(
+                    {semconv.THREADLINE_RETRY_CAUSE: semconv.RETRY_CAUSE_RESPONSE_REJECTED}
+                    if rejected
+                    else None
+                ),
+            )
+            if attempt.usage is not None:
+                chat.update(usage=_usage(attempt.usage))
+            error = attempt.error
+            if rejected or not isinstance(error, str):
+                chat.end(end_time=end)
+            else:
+                # "ExceptionType: message"
+                kind, _, message = error.partition(": ")
+                chat.fail(kind or "_OTHER", description=message or None, end_time=end)
+    except Exception as error:  # noqa: BLE001 - the attempts go unrecorded
+        report("threadline.pydantic_ai.failed_attempts", error)
+
+
 def _usage(usage: Any) -> threadline.Usage:
     details = getattr(usage, "details", None) or {}
     reasoning = getattr(usage, "output_reasoning_tokens", None) or details.get("reasoning_tokens")
@@ -1093,6 +1153,7 @@ class Tracing(AbstractCapability[Any]):
                 state.chat_failing = (chat, error, time.time_ns(), (*ending, chain and started_for))
             else:
                 _request_failed(chat, error)
+            _record_failed_attempts(state.run, getattr(error, "attempts", None), model, chain)
             state.stream_error = None
             raise
         finally:
@@ -1109,6 +1170,9 @@ class Tracing(AbstractCapability[Any]):
                 report("threadline.pydantic_ai.model_response", error)
         streamed, state.streamed = state.streamed, None
         end_time = streamed[1] if streamed and streamed[0] is chat else None
+        _record_failed_attempts(
+            state.run, getattr(response, "failed_attempts", None), model, chain
+        )
         self._end_chat(
             chat,
             response,
