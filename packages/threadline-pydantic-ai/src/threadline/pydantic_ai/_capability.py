@@ -1170,9 +1170,7 @@ class Tracing(AbstractCapability[Any]):
                 report("threadline.pydantic_ai.model_response", error)
         streamed, state.streamed = state.streamed, None
         end_time = streamed[1] if streamed and streamed[0] is chat else None
-        _record_failed_attempts(
-            state.run, getattr(response, "failed_attempts", None), model, chain
-        )
+        _record_failed_attempts(state.run, getattr(response, "failed_attempts", None), model, chain)
         self._end_chat(
             chat,
             response,
