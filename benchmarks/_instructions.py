@@ -6,8 +6,9 @@ call executes hardly does, once nothing the clock decides is left in it: the wor
 forced hand-offs of the GIL, and its export thread wakes for full batches and the flush only
 (see ``worker.py``), so a busy host counts as a quiet one does. What still moves a count, by up
 to 1 %, is where the process's objects land (address space randomisation): that decides which of
-them share a slot of the interpreter's caches (its method cache hashes addresses). The driver
-takes the median of a few runs. The worker runs under
+them share a slot of the interpreter's caches (its method cache hashes addresses). A collision
+only ever adds work (a miss walks the class's MRO), so the driver takes the least count of a few
+runs. The worker runs under
 ``valgrind --tool=callgrind --instr-atstart=no``: importing and warming up run uninstrumented,
 and a client request switches counting on for exactly the measured calls and the export of their
 spans (every thread) and dumps the count. Instructions are not time (a cache miss costs more
