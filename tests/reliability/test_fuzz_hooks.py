@@ -178,13 +178,12 @@ def pydantic_ai_machine() -> type[RuleBasedStateMachine]:
         @rule(key=keys, data=st.data(), streaming=st.booleans())
         def model_request(self, key: int, data: st.DataObject, streaming: bool) -> None:
             ctx = run_context(self._run(data))
-            request = ModelRequestContext(
-                model=model,
-                messages=[],
-                model_settings=None,
-                model_request_parameters=ModelRequestParameters(),
-            )
-            request.streaming = streaming
+            fields = {"messages": [], "model_settings": None,
+                      "model_request_parameters": ModelRequestParameters()}  # fmt: skip
+            if "model" in ModelRequestContext.__dataclass_fields__:  # 2.x
+                fields["model"] = model
+            request = ModelRequestContext(**fields)
+            request.streaming = streaming  # type: ignore[attr-defined]
             self.calls.start(key, lambda h: self.tracing.wrap_model_request(
                 ctx, request_context=request, handler=h), within=self._inside(data))  # fmt: skip
 
