@@ -188,7 +188,7 @@ def _framework_session(name: str, variant: str) -> None:
         session.run("pytest", f"packages/{fw['package']}/tests", *session.posargs)
         if variant == "oldest" and name in OLDEST_FUZZ:
             # the hook fuzz of the shared suite (`cross` runs it against the newest release)
-            session.run("pytest", *OLDEST_FUZZ[name], *session.posargs)
+            session.run("pytest", *OLDEST_FUZZ[name])
 
     run.__doc__ = f"{fw['package']} tests against the {variant} supported {name}."
 

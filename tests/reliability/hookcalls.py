@@ -19,19 +19,22 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 
-from threadline._runs import current_made_run
+from threadline._runs import _SPAN_KEY, SUPPRESS_PROVIDER_SPANS_KEY, current_made_run
 
 Hook = Callable[[Callable[..., Awaitable[Any]]], Awaitable[Any]]
 """Calls the hook under test with the given inner handler."""
 
 
-def _stood_down(ctx: Context) -> bool:
-    """Whether ``ctx`` is the context of a run that ended while something covered it elsewhere:
-    threadline then makes that context name the run's parent's span (``Run._stand_down``), so
-    that what starts there goes beneath the parent. The only change threadline makes to a
-    context it did not attach."""
+def _stood_down(ctx: Context, before: dict[str, object]) -> bool:
+    """Whether ``ctx`` (``before`` as it was) is the context of a run that ended while something
+    covered it elsewhere: threadline then makes that context name the run's parent's span and
+    its suppression of provider spans (``Run._stand_down``), so that what starts there goes
+    beneath the parent. The only change threadline makes to a context it did not attach."""
     run = current_made_run(ctx)
-    return run is not None and run.ended and trace.get_current_span(ctx) is not run.span
+    if run is None or not run.ended or trace.get_current_span(ctx) is run.span:
+        return False
+    changed = {key for key in {*before, *ctx} if before.get(key) is not ctx.get(key)}
+    return changed <= {_SPAN_KEY, SUPPRESS_PROVIDER_SPANS_KEY}
 
 
 class Call:
@@ -81,7 +84,7 @@ class HookCalls:
             after = dict(after_ctx)
             if after_ctx is not before_ctx:
                 self.problems.append(f"{key!r}: context changed: {before} -> {after}")
-            elif after != before and not _stood_down(after_ctx):
+            elif after != before and not _stood_down(after_ctx, before):
                 self.problems.append(f"{key!r}: context altered: {before} -> {after}")
             cancelled = outcome[0] == "raised" and isinstance(outcome[1], asyncio.CancelledError)
             if call.entries != 1 and not (cancelled and call.entries == 0):

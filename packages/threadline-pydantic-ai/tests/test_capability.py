@@ -2169,7 +2169,8 @@ def test_fallback_chain_names_the_model_that_answered(telemetry: Telemetry) -> N
         (attempt,) = attempts
         assert attempt.name == "chat primary-model"
         assert attempt.status_code == "ERROR"
-        assert attempt.attributes[semconv.ERROR_TYPE] == "ModelHTTPError"
+        # as the request's span names the error it raised
+        assert attempt.attributes[semconv.ERROR_TYPE] == "pydantic_ai.exceptions.ModelHTTPError"
         assert attempt.parent_span_id == first.parent_span_id
         assert first.start_ns <= attempt.start_ns <= attempt.end_ns <= first.end_ns
     assert first.name == "chat backup"
@@ -2638,3 +2639,191 @@ def test_every_model_of_a_chain_failing_is_a_failed_call_each(telemetry: Telemet
     if ATTEMPTS:
         assert sorted(s.name for s in chats) == ["chat first", "chat first", "chat second"]
     telemetry.assert_conformant()
+
+
+def _rejecting_chain(second: Any, **kwargs: Any) -> Any:
+    """A chain whose first model's answer ("no", billed 7 input tokens) it rejects."""
+    from pydantic_ai.models.fallback import FallbackModel
+
+    def rejected(messages: Any, info: Any) -> ModelResponse:
+        return text("no", input_tokens=7, output_tokens=1)
+
+    def reject(response: ModelResponse) -> bool:
+        return response.text == "no"
+
+    return FallbackModel(
+        FunctionModel(rejected, model_name="one"),
+        second,
+        fallback_on=[_exc.ModelAPIError, reject],
+        **kwargs,
+    )
+
+
+def _input_tokens(telemetry: Telemetry) -> int:
+    points = telemetry.metric_points(semconv.METRIC_CLIENT_TOKEN_USAGE)
+    return int(
+        sum(p["sum"] for p in points if p["attributes"][semconv.GEN_AI_TOKEN_TYPE] == "input")
+    )
+
+
+@pytest.mark.skipif(not ATTEMPTS, reason="Pydantic AI lists a request's attempts from 2.x")
+def test_attempts_carried_on_an_error_the_chain_does_not_cover(telemetry: Telemetry) -> None:
+    """A chain ended by an error its ``fallback_on`` does not cover: the rejected response
+    before it was billed all the same, and Pydantic AI carries it on that error."""
+
+    def boom(messages: Any, info: Any) -> ModelResponse:
+        raise ValueError("boom")
+
+    agent = Agent(
+        _rejecting_chain(FunctionModel(boom, model_name="two")), name="a", capabilities=[Tracing()]
+    )
+    with pytest.raises(ValueError, match="boom"):
+        agent.run_sync("hi")
+    # the request's span starts as one to the chain's first model, and fails
+    request, rejected = sorted(
+        (s for s in telemetry.spans() if s.name == "chat one"), key=lambda s: s.status_code
+    )
+    assert request.status_code == "ERROR"
+    assert rejected.status_code == "UNSET"
+    assert rejected.attributes[semconv.THREADLINE_RETRY_CAUSE] == (
+        semconv.RETRY_CAUSE_RESPONSE_REJECTED
+    )
+    assert rejected.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 7
+    assert _input_tokens(telemetry) == 7
+
+
+@pytest.mark.skipif(not ATTEMPTS, reason="Pydantic AI lists a request's attempts from 2.x")
+def test_a_nested_agents_failed_attempts_are_its_own(telemetry: Telemetry) -> None:
+    """A capability's hook runs another agent whose chain fails throughout: its attempts are
+    recorded under that agent's run, not again under the run whose request its error passes."""
+    from pydantic_ai.models.fallback import FallbackModel
+
+    def down(messages: Any, info: Any) -> ModelResponse:
+        raise _exc.ModelHTTPError(503, "down")
+
+    guard = Agent(
+        FallbackModel(FunctionModel(down, model_name="g1"), FunctionModel(down, model_name="g2")),
+        name="guard",
+        capabilities=[Tracing()],
+    )
+
+    @dataclass
+    class Guardrail(AbstractCapability[Any]):
+        async def before_model_request(self, ctx: Any, request_context: Any) -> Any:
+            await guard.run("check")
+            return request_context
+
+    main = Agent(
+        FunctionModel(lambda messages, info: text("ok"), model_name="main"),
+        name="main",
+        capabilities=[Tracing(), Guardrail()],
+    )
+    with pytest.raises(_exc.FallbackExceptionGroup):
+        main.run_sync("hi")
+    guard_run = telemetry.find(agent_span("guard"))
+    attempts = [s for s in telemetry.spans() if s.name in ("chat g1", "chat g2")]
+    # g1 is also the name of the guard's request, which starts as one to its chain's first model
+    assert sorted(s.name for s in attempts) == ["chat g1", "chat g1", "chat g2"]
+    assert {s.parent_span_id for s in attempts} == {guard_run.span_id}
+
+
+@pytest.mark.skipif(not ATTEMPTS, reason="Pydantic AI lists a request's attempts from 2.x")
+def test_a_nested_chain_failing_is_no_model_call_of_its_own(telemetry: Telemetry) -> None:
+    """A chain within a chain: its models' attempts are model calls, the inner chain's failure
+    (listed beside them) is none."""
+    from pydantic_ai.models.fallback import FallbackModel
+
+    def down(messages: Any, info: Any) -> ModelResponse:
+        raise _exc.ModelHTTPError(503, "down")
+
+    inner = FallbackModel(
+        FunctionModel(down, model_name="a1"), FunctionModel(down, model_name="a2")
+    )
+    outer = FallbackModel(
+        inner,
+        FunctionModel(lambda messages, info: text("ok"), model_name="b"),
+        fallback_on=(_exc.ModelAPIError, _exc.FallbackExceptionGroup),
+    )
+    Agent(outer, name="a", capabilities=[Tracing()]).run_sync("hi")
+    names = sorted(s.name for s in telemetry.spans() if s.name.startswith("chat"))
+    assert names == ["chat a1", "chat a2", "chat b"]
+
+
+@pytest.mark.skipif(not ATTEMPTS, reason="Pydantic AI lists a request's attempts from 2.x")
+def test_an_attempt_has_the_server_of_the_model_it_names(telemetry: Telemetry) -> None:
+    """Two models of a chain whose names share a prefix: each attempt has its own's server."""
+    from pydantic_ai.models.fallback import FallbackModel
+
+    class Served(FunctionModel):
+        def __init__(self, *args: Any, base_url: str, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._served_at = base_url
+
+        @property
+        def base_url(self) -> str:
+            return self._served_at
+
+        @property
+        def system(self) -> str:
+            return "openai"
+
+    def down(messages: Any, info: Any) -> ModelResponse:
+        raise _exc.ModelHTTPError(503, "down")
+
+    chain = FallbackModel(
+        Served(down, model_name="gpt-4o", base_url="https://proxy.internal/v1"),
+        Served(down, model_name="gpt-4o-mini", base_url="https://api.openai.com/v1"),
+        Served(lambda m, i: text("ok"), model_name="c", base_url="https://api.openai.com/v1"),
+    )
+    Agent(chain, name="a", capabilities=[Tracing()]).run_sync("hi")
+    servers = {
+        s.name: s.attributes.get(semconv.SERVER_ADDRESS)
+        for s in telemetry.spans()
+        if s.status_code == "ERROR"
+    }
+    assert servers == {"chat gpt-4o": "proxy.internal", "chat gpt-4o-mini": "api.openai.com"}
+
+
+@pytest.mark.skipif(
+    not ATTEMPTS or not hasattr(ModelResponse, "state"),
+    reason="suspended responses are new in 2.x",
+)
+def test_a_resumed_response_counts_only_what_the_resuming_run_billed(
+    telemetry: Telemetry,
+) -> None:
+    """A run resuming a suspended response from history (a background job): the attempts and
+    usage of that response were the suspending run's, which recorded them."""
+    from pydantic_ai.output import PendingModelResponse
+
+    class Pollable(FunctionModel):
+        def continuation_delay(self, response: Any) -> float | None:
+            return 0.0 if response.state == "suspended" else None
+
+    polls = [0]
+
+    def job(messages: Any, info: Any) -> ModelResponse:
+        polls[0] += 1
+        if polls[0] == 1:
+            return ModelResponse(
+                parts=[],
+                usage=RequestUsage(input_tokens=100),
+                state="suspended",
+                provider_response_id="job1",
+            )
+        return ModelResponse(
+            parts=[TextPart("done")],
+            usage=RequestUsage(input_tokens=100, output_tokens=5),
+            provider_response_id="job1",
+        )
+
+    agent = Agent(
+        _rejecting_chain(Pollable(job, model_name="backup")),
+        name="a",
+        output_type=[str, PendingModelResponse],
+        capabilities=[Tracing()],
+    )
+    first = agent.run_sync("hi")
+    second = agent.run_sync(message_history=first.all_messages())
+    assert second.output == "done"
+    assert [s.name for s in telemetry.spans()].count("chat one") == 1  # the suspending run's
+    assert _input_tokens(telemetry) == first.usage.input_tokens + second.usage.input_tokens

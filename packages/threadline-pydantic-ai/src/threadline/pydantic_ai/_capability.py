@@ -17,6 +17,7 @@ import logging
 import sys
 import time
 import warnings
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -165,6 +166,9 @@ _RETRY_ERRORS: tuple[type[BaseException], ...] = tuple(
 )
 # A run's usage limit stopping a streamed response: the run's failure, not the request's.
 _USAGE_LIMIT = _exc.UsageLimitExceeded
+_FALLBACK_GROUP: tuple[type[BaseException], ...] = tuple(
+    cls for cls in (getattr(_exc, "FallbackExceptionGroup", None),) if isinstance(cls, type)
+)
 # Deferred or skipped tool calls end the span normally.
 # A capability answering a model request itself (a cache, a guardrail) raises this with the
 # response to use instead of the model's: the request succeeded.
@@ -745,33 +749,102 @@ def _description(agent: Any, ctx: Any) -> str | None:
 
 
 _MAX_ATTEMPTS = 16  # failed attempts recorded per request
+# Attempts recorded already: a nested agent's request (in a capability's hook, a tool) records
+# its own, whose error may then pass through the enclosing request's hook.
+# By identity (an attempt's hash reads its unhashable usage).
+_recorded_attempts: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+
+
+def _continuation_helpers() -> tuple[Any, Any]:
+    """2.x: Pydantic AI's own reading of a request resuming a suspended response from history
+    (``billed_beyond``, ``resumed_response``); None each on releases without them."""
+    try:
+        from pydantic_ai.models import _continuation
+    except ImportError:
+        return None, None
+    helpers = (getattr(_continuation, name, None) for name in ("billed_beyond", "resumed_response"))
+    billed, resumed = (helper if callable(helper) else None for helper in helpers)
+    return billed, resumed
+
+
+_billed_beyond, _resumed_response = _continuation_helpers()
+
+
+def _resumed(messages: Any) -> Any:
+    """The suspended response a request's history ends in (which it resumes), if any."""
+    if _resumed_response is None:
+        return None
+    try:
+        return _resumed_response(messages)
+    except Exception:  # noqa: BLE001 - then everything the response says counts
+        return None
+
+
+def _billed(response: Any, resumed: Any) -> Any:
+    """``response`` with the usage and failed attempts of the suspended response it resumed
+    left out: the run that suspended it recorded those (Pydantic AI counts them the same way)."""
+    if resumed is None or _billed_beyond is None:
+        return response
+    try:
+        return _billed_beyond(response, resumed)
+    except Exception as error:  # noqa: BLE001 - the span then counts the whole turn
+        report("threadline.pydantic_ai.model_response", error)
+        return response
+
+
+def _error_attempts(error: BaseException) -> Any:
+    """The attempts a failed request made: listed by a ``FallbackExceptionGroup`` when every
+    model failed, or carried on another error that ended the request (a cancellation, a timeout,
+    an error the fallback does not cover) so that their usage still counts."""
+    if isinstance(error, _FALLBACK_GROUP):
+        return getattr(error, "attempts", None)
+    return getattr(error, "_pydantic_ai_failed_attempts", None)
+
+
+def _attempted_model(name: str, provider: Any, candidates: Sequence[Any]) -> Any:
+    """The model among ``candidates`` an attempt names: by its exact name, else the longest name
+    it starts with (a response's dated version), of the attempt's provider."""
+    best = None
+    for candidate in candidates:
+        model_name = getattr(candidate, "model_name", None)
+        if not isinstance(model_name, str) or provider not in (None, candidate.system):
+            continue
+        if model_name == name:
+            return candidate
+        if name.startswith(model_name) and (best is None or len(model_name) > len(best.model_name)):
+            best = candidate
+    return best
 
 
 def _record_failed_attempts(
     parent: AgentRun, attempts: Any, model: Any, chain: Sequence[Any] | None
 ) -> None:
     """A ``chat`` span for each attempt a request made before it answered or gave up (2.x
-    ``ModelRequestAttempt``: a retry or a fallback inside the request's hook, from
-    ``ModelResponse.failed_attempts`` or ``FallbackExceptionGroup.attempts``), beside the
+    ``ModelRequestAttempt``: a retry or a fallback inside the request's hook), beside the
     request's span: each is a model call, and a rejected response was billed. Its server is
-    that of the model of ``chain`` (or ``model``) it names."""
+    that of the model of ``chain`` (or ``model``) it names. A nested ``FallbackModel``'s own
+    failure is no model call (its models' attempts are listed beside it)."""
     if not attempts:
         return
     try:
-        for attempt in list(attempts)[:_MAX_ATTEMPTS]:
+        listed = list(attempts)[:_MAX_ATTEMPTS]
+    except Exception as error:  # noqa: BLE001
+        report("threadline.pydantic_ai.failed_attempts", error)
+        return
+    candidates = (*(chain or ()), model)
+    for attempt in listed:
+        try:
+            if _recorded_attempts.get(id(attempt)) is attempt:
+                continue
+            described = attempt.error
+            if isinstance(described, str) and described.startswith("FallbackExceptionGroup"):
+                continue
+            _recorded_attempts[id(attempt)] = attempt
             start = int(attempt.timestamp.timestamp() * 1e9)
             end = start + int(attempt.duration.total_seconds() * 1e9)
-            provider = attempt.provider_name
             name = attempt.model_name
-            attempted = next(
-                (
-                    candidate
-                    for candidate in (*(chain or ()), model)
-                    if name.startswith(candidate.model_name)
-                    and provider in (None, candidate.system)
-                ),
-                None,
-            )
+            provider = attempt.provider_name
+            attempted = _attempted_model(name, provider, candidates)
             if attempted is not None:
                 address, port = server_address(attempted.base_url)
                 provider = attempted.system
@@ -793,15 +866,17 @@ def _record_failed_attempts(
             )
             if attempt.usage is not None:
                 chat.update(usage=_usage(attempt.usage))
-            error = attempt.error
-            if rejected or not isinstance(error, str):
+            if rejected or not isinstance(described, str):
                 chat.end(end_time=end)
             else:
-                # "ExceptionType: message"
-                kind, _, message = error.partition(": ")
+                # "ExceptionType: message"; Pydantic AI's own errors by their full name, as the
+                # request's span names the error it raised
+                kind, _, message = described.partition(": ")
+                if isinstance(getattr(_exc, kind, None), type):
+                    kind = f"{_exc.__name__}.{kind}"
                 chat.fail(kind or "_OTHER", description=message or None, end_time=end)
-    except Exception as error:  # noqa: BLE001 - the attempts go unrecorded
-        report("threadline.pydantic_ai.failed_attempts", error)
+        except Exception as failure:  # noqa: BLE001 - that attempt goes unrecorded
+            report("threadline.pydantic_ai.failed_attempts", failure)
 
 
 def _usage(usage: Any) -> threadline.Usage:
@@ -1132,6 +1207,7 @@ class Tracing(AbstractCapability[Any]):
         state.chat = chat
         # The history as stored, to tell whether Pydantic AI prepared another for the model.
         stored = request_context.messages if threadline.capture_enabled() else None
+        resumed = _resumed(request_context.messages) if _resumed_response is not None else None
         chat.attach()  # HTTP client spans nest under the chat span
         try:
             response = await handler(request_context)
@@ -1153,7 +1229,7 @@ class Tracing(AbstractCapability[Any]):
                 state.chat_failing = (chat, error, time.time_ns(), (*ending, chain and started_for))
             else:
                 _request_failed(chat, error)
-            _record_failed_attempts(state.run, getattr(error, "attempts", None), model, chain)
+            _record_failed_attempts(state.run, _error_attempts(error), model, chain)
             state.stream_error = None
             raise
         finally:
@@ -1170,10 +1246,11 @@ class Tracing(AbstractCapability[Any]):
                 report("threadline.pydantic_ai.model_response", error)
         streamed, state.streamed = state.streamed, None
         end_time = streamed[1] if streamed and streamed[0] is chat else None
-        _record_failed_attempts(state.run, getattr(response, "failed_attempts", None), model, chain)
+        billed = _billed(response, resumed)
+        _record_failed_attempts(state.run, getattr(billed, "failed_attempts", None), model, chain)
         self._end_chat(
             chat,
-            response,
+            billed,
             chain,
             end_time,
             request_context,
