@@ -269,6 +269,16 @@ def test_a_pydantic_ai_tool_call_failing_after_its_run_ended_is_ended() -> None:
     machine.teardown()  # every run ended, none left for the reaper
 
 
+def test_a_pydantic_ai_model_request_failing_after_its_run_ended_is_ended() -> None:
+    """As a tool call: 1.x would leave the request open for error hooks no run end settles."""
+    machine = pydantic_ai_machine()()
+    machine.agent_run(key=0, run=0, data=_Drawn())
+    machine.model_request(key=1, data=_Drawn(0, None), streaming=False)
+    machine.finish_with_result(data=_Drawn(0))
+    machine.finish(data=_Drawn(1), outcome="error", error=0)
+    machine.teardown()  # every run ended, none left for the reaper
+
+
 def test_pydantic_ai_runs_sharing_an_id_keep_their_state(span_exporter: Any) -> None:
     """A run ending does not drop the state of another run under the same id."""
     machine = pydantic_ai_machine()()

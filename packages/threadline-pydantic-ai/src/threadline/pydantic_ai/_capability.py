@@ -1222,6 +1222,7 @@ class Tracing(AbstractCapability[Any]):
                 _MODEL_ERROR_HOOKS_AFTER_WRAP
                 and isinstance(error, Exception)
                 and not isinstance(error, _RETRY_ERRORS)
+                and not state.run.ended  # a request that outlived its run: nothing settles it
             ):
                 # 1.x: an on_model_request_error hook may yet recover the request (its response
                 # reaches after_model_request) or replace the error (the run's end tells)
