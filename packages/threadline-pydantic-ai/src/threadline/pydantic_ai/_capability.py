@@ -771,9 +771,8 @@ _billed_beyond, _resumed_response = _continuation_helpers()
 
 
 def _resumed(messages: Any) -> Any:
-    """The suspended response a request's history ends in (which it resumes), if any."""
-    if _resumed_response is None:
-        return None
+    """The suspended response a request's history ends in (which it resumes), if any (only
+    where Pydantic AI has ``_resumed_response``)."""
     try:
         return _resumed_response(messages)
     except Exception:  # noqa: BLE001 - then everything the response says counts
