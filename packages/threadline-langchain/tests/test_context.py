@@ -11,6 +11,7 @@ import operator
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
@@ -233,20 +234,49 @@ def test_no_record_outlives_its_run(config: dict[str, Any]) -> None:
     assert max(held) == 0  # ended runs leave their parent's map at once
 
 
+# What the timeouts of _time_out wait for: each is told when a call beneath it stalls.
+_stall_watchers: list[Callable[[], None]] = []
+
+
+async def _stall() -> None:
+    """Never answers in time: tells the timeout around the call (see _time_out) to land."""
+    for watcher in list(_stall_watchers):
+        watcher()
+    await asyncio.sleep(60)
+
+
 class Stalling(ScriptedChatModel):
     """Never answers in time: the caller's timeout cancels the request."""
 
     async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
-        await asyncio.sleep(60)
+        await _stall()
         raise AssertionError("not cancelled")
 
 
-async def _timed_out(call: Any) -> None:
+async def _time_out(call: Any, stalls: int = 1) -> None:
+    """Await ``call`` under a timeout that lands 50 ms after ``stalls`` stalls began beneath it
+    (see _stall): where a fixed 50 ms would, on a busy host, land before the call is under way."""
+    loop = asyncio.get_running_loop()
+    seen = [0]
     try:
-        async with asyncio.timeout(0.05):
-            await call
+        async with asyncio.timeout(30) as deadline:
+
+            def stalled() -> None:
+                seen[0] += 1
+                if seen[0] == stalls:
+                    deadline.reschedule(loop.time() + 0.05)
+
+            _stall_watchers.append(stalled)
+            try:
+                await call
+            finally:
+                _stall_watchers.remove(stalled)
     except TimeoutError:
         pass
+
+
+async def _timed_out(call: Any, stalls: int = 1) -> None:
+    await _time_out(call, stalls)
     assert threadline.current_run() is None, "a cancelled call left its span current"
     assert not trace.get_current_span().get_span_context().is_valid
 
@@ -257,7 +287,7 @@ def _stalling_tool() -> Any:
     @tool
     async def slow_lookup(city: str) -> str:
         """Never answers in time."""
-        await asyncio.sleep(60)
+        await _stall()
         return city
 
     return slow_lookup
@@ -616,13 +646,13 @@ async def _consume_graph_stream(app: Any, config: Any, api: str, where: str) -> 
                 if where == "stop":
                     break
                 if where == "handling":
-                    await asyncio.sleep(60)
+                    await _stall()
     else:
         with contextlib.closing(app.stream({"log": []}, config=config)) as sync_updates:
             for _update in sync_updates:
                 if where == "stop":
                     break
-                await asyncio.sleep(60)  # between two items: the only place a timeout lands
+                await _stall()  # between two items: the only place a timeout lands
 
 
 @pytest.mark.parametrize(
@@ -636,7 +666,9 @@ def test_a_timeout_around_a_graph_streams_consumer_fails_the_graph(
     then leaves through ``aclose()``, or ``close()``, as a consumer that stops early does). The
     graph fails, and so does the model call in flight in a node."""
     app = _graph_with_a_call_in_flight()
-    asyncio.run(_timed_out(_consume_graph_stream(app, config, api, where)))
+    # the model call in the slow node stalls too: the timeout lands once both are under way
+    stalls = 2 if (api, where) == ("astream", "handling") else 1
+    asyncio.run(_timed_out(_consume_graph_stream(app, config, api, where), stalls))
     failed = {
         s.name: (s.status_code, s.attributes.get(semconv.ERROR_TYPE)) for s in telemetry.spans()
     }
@@ -715,9 +747,7 @@ def test_timed_out_agent_inside_a_run_of_the_app(telemetry: Any, config: dict[st
     async def app() -> None:
         with threadline.invoke_workflow("app"):
             before = otel_context.get_current()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.05):
-                    await agent.ainvoke({"messages": [("user", "Weather?")]}, config=config)
+            await _time_out(agent.ainvoke({"messages": [("user", "Weather?")]}, config=config))
             assert otel_context.get_current() is before
         assert not trace.get_current_span().get_span_context().is_valid
 
