@@ -149,7 +149,7 @@ def measure_instructions(
 
 def summarise_instructions(counts: dict[str, list[float]], timed: dict[str, Any]) -> dict[str, Any]:
     """Rows shaped like :func:`summarise`'s: each configuration's least count (its ``_least``
-    keys, which the ratios judge), the median and min-max of its runs, and what the least adds
+    keys, which the ratios judge), the median and max of its runs, and what the least adds
     to the baseline's least. What moves a count from run to run is where the process's objects
     land: two that share a slot of the interpreter's method cache evict each other, and each
     miss adds a walk of a class's MRO (``find_name_in_mro``). That only ever adds work, so the
@@ -161,7 +161,6 @@ def summarise_instructions(counts: dict[str, list[float]], timed: dict[str, Any]
         row: dict[str, Any] = {
             "us_least": min(values),
             "us_median": statistics.median(values),
-            "us_min": min(values),
             "us_max": max(values),
             "runs": len(values),
             "spans_per_call": timed.get(config, {}).get("spans_per_call", 0),
