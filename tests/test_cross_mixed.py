@@ -30,6 +30,7 @@ from threadline.testing.fixtures import (  # noqa: F401 - fixtures, registered b
     span_exporter,
     telemetry,
 )
+from threadline.testing.stalls import Stalls
 
 pytest.importorskip("langgraph")
 pytest.importorskip("llama_index.core.agent.workflow")
@@ -799,13 +800,14 @@ def test_a_graph_stream_stopped_while_an_agent_runs_in_a_node(
     timeout around the consumer fails them all with the cancellation, wherever it lands in the
     consumer. Either way every span ends at once, in one trace."""
     in_tool = threading.Event()
+    stalls = Stalls()
     agent = Agent(calls_tool_then_answers("lookup"), name="slow")
 
     @agent.tool_plain
     async def lookup() -> str:
         in_tool.set()
         get_stream_writer()({"progress": "in the tool"})
-        await asyncio.sleep(30)
+        await stalls.stall(30)
         return "never"
 
     async def node(state: State) -> dict[str, list[str]]:
@@ -821,15 +823,14 @@ def test_a_graph_stream_stopped_while_an_agent_runs_in_a_node(
                 if how == "left":
                     break
                 if how == "timed_out_handling":
-                    await asyncio.sleep(30)  # the timeout lands in the consumer's own code
+                    await stalls.stall(30)  # the timeout lands in the consumer's own code
 
     async def main() -> None:
         if how == "left":
             await asyncio.wait_for(consume(), 5)
         else:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.2):
-                    await consume()
+            # the tool stalls first, then (handling) the consumer
+            await stalls.time_out(consume(), stalls=2 if how == "timed_out_handling" else 1)
         assert len(threadline.open_runs) == 0  # at once, not at the loop's end
 
     asyncio.run(main())
@@ -852,16 +853,17 @@ def test_a_timeout_around_an_event_stream_fails_whatever_framework_is_in_flight(
     fails the graph and the call in flight in its node, be it a Pydantic AI run or a LangChain
     model call."""
     started = threading.Event()
+    stalls = Stalls()
 
     class Stalling(FakeListChatModel):
         async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
             started.set()
-            await asyncio.sleep(30)
+            await stalls.stall(30)
             raise AssertionError("never answers")
 
         async def _astream(self, *args: Any, **kwargs: Any) -> Any:  # an event stream streams
             started.set()
-            await asyncio.sleep(30)
+            await stalls.stall(30)
             raise AssertionError("never answers")
             yield
 
@@ -870,7 +872,7 @@ def test_a_timeout_around_an_event_stream_fails_whatever_framework_is_in_flight(
     @agent.tool_plain
     async def lookup() -> str:
         started.set()
-        await asyncio.sleep(30)
+        await stalls.stall(30)
         return "never"
 
     async def node(state: State) -> dict[str, list[str]]:
@@ -884,7 +886,7 @@ def test_a_timeout_around_an_event_stream_fails_whatever_framework_is_in_flight(
 
     async def main() -> None:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0.2):
+            async with stalls.timeout():
                 events = graph.astream_events({"out": []}, version="v2")
                 async with contextlib.aclosing(events) as stream:
                     async for _ in stream:

@@ -11,7 +11,6 @@ import operator
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
@@ -32,6 +31,7 @@ import threadline.langchain
 from threadline import InferenceRun, semconv
 from threadline.langchain import CallbackHandler, _handler
 from threadline.testing import spans_by_trace
+from threadline.testing.stalls import Stalls
 
 
 class State(TypedDict):
@@ -234,15 +234,10 @@ def test_no_record_outlives_its_run(config: dict[str, Any]) -> None:
     assert max(held) == 0  # ended runs leave their parent's map at once
 
 
-# What the timeouts of _time_out wait for: each is told when a call beneath it stalls.
-_stall_watchers: list[Callable[[], None]] = []
-
-
-async def _stall() -> None:
-    """Never answers in time: tells the timeout around the call (see _time_out) to land."""
-    for watcher in list(_stall_watchers):
-        watcher()
-    await asyncio.sleep(60)
+# Stalling calls, and the timeouts around them that land once they stalled.
+_stalls = Stalls()
+_stall = _stalls.stall
+_time_out = _stalls.time_out
 
 
 class Stalling(ScriptedChatModel):
@@ -251,28 +246,6 @@ class Stalling(ScriptedChatModel):
     async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
         await _stall()
         raise AssertionError("not cancelled")
-
-
-async def _time_out(call: Any, stalls: int = 1) -> None:
-    """Await ``call`` under a timeout that lands 50 ms after ``stalls`` stalls began beneath it
-    (see _stall): where a fixed 50 ms would, on a busy host, land before the call is under way."""
-    loop = asyncio.get_running_loop()
-    seen = [0]
-    try:
-        async with asyncio.timeout(30) as deadline:
-
-            def stalled() -> None:
-                seen[0] += 1
-                if seen[0] == stalls:
-                    deadline.reschedule(loop.time() + 0.05)
-
-            _stall_watchers.append(stalled)
-            try:
-                await call
-            finally:
-                _stall_watchers.remove(stalled)
-    except TimeoutError:
-        pass
 
 
 async def _timed_out(call: Any, stalls: int = 1) -> None:
@@ -772,7 +745,7 @@ def test_call_timed_out_inside_a_tool_fails(telemetry: Any, config: dict[str, An
     async def lookup(city: str) -> str:
         """Looks a city up, with a deadline."""
         try:
-            async with asyncio.timeout(0.05):
+            async with _stalls.timeout():
                 return str((await slow.ainvoke(city)).content)
         except TimeoutError:
             await asyncio.sleep(0.2)

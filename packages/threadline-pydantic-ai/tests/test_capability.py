@@ -25,6 +25,7 @@ import threadline
 from threadline import semconv
 from threadline.pydantic_ai import Tracing
 from threadline.testing import Telemetry
+from threadline.testing.stalls import Stalls
 
 # Pydantic AI lists the attempts a request moved on from (2.x): a span each
 ATTEMPTS = "failed_attempts" in getattr(ModelResponse, "__dataclass_fields__", {})
@@ -1547,6 +1548,8 @@ def test_event_stream_consumer_timed_out_is_an_error(telemetry: Telemetry, stop:
         FunctionModel(stream_function=hang, model_name="slow"), name="t", capabilities=[Tracing()]
     )
 
+    in_body = asyncio.Event()
+
     async def consume(timeout: asyncio.Timeout | None = None) -> None:
         async with _event_stream(agent, "hi") as events:
             async for _event in events:
@@ -1556,12 +1559,13 @@ def test_event_stream_consumer_timed_out_is_an_error(telemetry: Telemetry, stop:
                         timeout.reschedule(asyncio.get_running_loop().time() + 0.1)
                     if stop == "timeout_waiting":
                         continue
+                in_body.set()
                 await asyncio.sleep(30)
 
     async def cut_short() -> None:
         if stop == "cancel_in_body":
             task = asyncio.create_task(consume())
-            await asyncio.sleep(0.1)
+            await in_body.wait()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -1585,16 +1589,18 @@ def test_event_stream_consumer_timed_out_before_the_first_request(telemetry: Tel
     Pydantic AI cancels the run's task, as it does when the consumer closes the stream, and
     the agent span must not read that as a consumer that stopped early."""
 
+    stalls = Stalls()
+
     class SlowStart(AbstractCapability[Any]):
         async def wrap_run(self, ctx: Any, *, handler: Any) -> Any:
-            await asyncio.sleep(30)
+            await stalls.stall(30)
             return await handler()
 
     agent = Agent(streaming("late"), name="t", capabilities=[Tracing(), SlowStart()])
 
     async def time_out() -> None:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0.1), _event_stream(agent, "hi") as events:
+            async with stalls.timeout(), _event_stream(agent, "hi") as events:
                 async for _event in events:
                     pass
         await asyncio.sleep(0.05)
@@ -1810,8 +1816,10 @@ def test_a_streamed_run_timed_out_ends_its_request_with_it(telemetry: Telemetry,
     used to stay open until the collector destroyed the task, and then failed with its
     ValueError.)"""
 
+    stalls = Stalls()
+
     async def slow(messages: Any, info: Any) -> AsyncIterator[str]:
-        await asyncio.sleep(30)
+        await stalls.stall(30)
         yield "late"
 
     agent = Agent(
@@ -1820,7 +1828,7 @@ def test_a_streamed_run_timed_out_ends_its_request_with_it(telemetry: Telemetry,
 
     async def cut_short() -> None:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0.1), agent.run_stream("hi") as result:
+            async with stalls.timeout(), agent.run_stream("hi") as result:
                 if read == "text":
                     async for _ in result.stream_text():
                         pass
