@@ -293,6 +293,29 @@ def test_pydantic_ai_runs_sharing_an_id_keep_their_state(span_exporter: Any) -> 
     assert names.count("execute_tool get_weather") == 1, names
 
 
+def test_a_pydantic_ai_run_outlived_by_one_under_its_id_keeps_its_state(
+    span_exporter: Any,
+) -> None:
+    """A second run under an open run's id that ends first hands the id back: the first run's
+    later tool call is recorded, beneath that first run."""
+    machine = pydantic_ai_machine()()
+    machine.agent_run(key=0, run=0, data=_Drawn())
+    machine.agent_run(key=1, run=0, data=_Drawn(None))
+    machine.finish_with_result(data=_Drawn(1))
+    machine.tool(key=2, data=_Drawn(0, None))
+    machine.finish_with_result(data=_Drawn(2))
+    machine.finish_with_result(data=_Drawn(0))
+    machine.teardown()
+    second, tool, first = span_exporter.get_finished_spans()
+    assert [second.name, tool.name, first.name] == [
+        "invoke_agent agent",
+        "execute_tool get_weather",
+        "invoke_agent agent",
+    ]
+    assert tool.parent is not None
+    assert tool.parent.span_id == first.context.span_id
+
+
 def test_a_context_stood_down_beneath_a_stream_is_left_as_it_was() -> None:
     """A request's context, current in a stream started inside it, names the agent's span
     once the agent run's cancellation ends that request elsewhere: the same context object,

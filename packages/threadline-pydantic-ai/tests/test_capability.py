@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator
@@ -1862,6 +1863,54 @@ def test_concurrent_runs_of_one_agent(telemetry: Telemetry) -> None:
         ]
     )
     assert telemetry.tree() == f"{one}\n---\n{one}"
+
+
+def test_runs_given_one_run_id_each_keep_their_spans(telemetry: Telemetry) -> None:
+    """Two runs of one agent given the same ``run_id`` (a durable engine re-running a run
+    does so) and open at once: each hook is recorded beneath its own run, while both are open
+    and after the later one ended first."""
+    if "run_id" not in inspect.signature(Agent.run).parameters:
+        pytest.skip("run_id is a Pydantic AI 2.x argument")
+    in_tool = {prompt: asyncio.Event() for prompt in ("slow", "quick", "late")}
+    released = {prompt: asyncio.Event() for prompt in ("slow", "quick", "late")}
+    released["late"].set()
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if len(messages) == 1:
+            return ModelResponse(parts=[ToolCallPart("hold", {})])
+        return ModelResponse(parts=[TextPart("done")])
+
+    agent = Agent(FunctionModel(answer, model_name="m"), name="a", capabilities=[Tracing()])
+
+    @agent.tool
+    async def hold(ctx: RunContext[None]) -> str:
+        assert isinstance(ctx.prompt, str)
+        in_tool[ctx.prompt].set()
+        await released[ctx.prompt].wait()
+        return "held"
+
+    async def overlapping() -> None:
+        slow = asyncio.create_task(agent.run("slow", run_id="shared"))
+        await in_tool["slow"].wait()
+        quick = asyncio.create_task(agent.run("quick", run_id="shared"))
+        await in_tool["quick"].wait()
+        released["slow"].set()
+        await slow  # its second request is made while the quick run is open
+        await agent.run("late", run_id="shared")  # and ends while the quick run is open
+        released["quick"].set()
+        await quick
+
+    asyncio.run(overlapping())
+    one = "\n".join(
+        [
+            f"{agent_span('a')} [INTERNAL]",
+            "  chat m [CLIENT]",
+            "  execute_tool hold [INTERNAL]",
+            "  chat m [CLIENT]",
+        ]
+    )
+    assert telemetry.tree() == f"{one}\n---\n{one}\n---\n{one}"
+    assert len(threadline.open_runs) == 0
 
 
 def test_provider_names_follow_the_conventions(telemetry: Telemetry) -> None:

@@ -246,12 +246,16 @@ class _RunState:
         "invalid",
         "requested",
         "run",
+        "shadowed",
         "stream_error",
         "streamed",
     )
 
-    def __init__(self, run: AgentRun) -> None:
+    def __init__(self, run: AgentRun, shadowed: _RunState | None = None) -> None:
         self.run = run
+        # The state of an open run under the same run id that this run's took the place of:
+        # its hooks find this one meanwhile, and that one again once this run ends.
+        self.shadowed = shadowed
         self.chat: InferenceRun | None = None
         self.requested = False  # a model request has been made (see _agent_output_type)
         self.failed = False  # the run body failed (on_run_error saw it)
@@ -277,6 +281,13 @@ class _RunState:
         # The tool calls of the latest response, by call id, and when it ended, until the next
         # request shows whether Pydantic AI refused one without running it (_record_refused_calls).
         self.calls: tuple[dict[str, Any], int] | None = None
+
+
+# The state of the run whose context this is: which of the runs open under one run id (see
+# _RunState.shadowed) a hook belongs to.
+_current_state: contextvars.ContextVar[_RunState | None] = contextvars.ContextVar(
+    "threadline_pydantic_ai_run_state", default=None
+)
 
 
 async def _count_chunks(state: _RunState, stream: AsyncIterable[Any]) -> AsyncIterator[Any]:
@@ -946,7 +957,18 @@ class Tracing(AbstractCapability[Any]):
 
     def _state(self, ctx: Any) -> _RunState | None:
         run_id = getattr(ctx, "run_id", None)
-        return self._runs.get(run_id) if run_id is not None else None
+        if run_id is None:
+            return None
+        state = self._runs.get(run_id)
+        if state is not None and state.shadowed is not None:
+            # runs open under one id: the one this hook runs beneath, else the latest
+            mine = _current_state.get()
+            candidate: _RunState | None = state
+            while candidate is not None:
+                if candidate is mine:
+                    return mine
+                candidate = candidate.shadowed
+        return state
 
     # --- agent run -------------------------------------------------------------------------
     def _start_agent(self, ctx: Any) -> tuple[AgentRun, str | None] | None:
@@ -982,10 +1004,11 @@ class Tracing(AbstractCapability[Any]):
             return await handler()
         run, run_id = started
         key = run_id if run_id is not None and len(self._runs) < _MAX_RUNS else None
-        state = _RunState(run) if key is not None else None
+        state = _RunState(run, self._runs.get(key)) if key is not None else None
         if key is not None and state is not None:
             self._runs[key] = state
         token = _traced_run.set(run_id)
+        state_token = _current_state.set(state)
         try:
             with run:  # ends the run, failed with whatever passes through
                 try:
@@ -1037,11 +1060,28 @@ class Tracing(AbstractCapability[Any]):
                         run.end(stopped_early=True)
                     raise
         finally:
-            if key is not None and self._runs.get(key) is state:
-                del self._runs[key]  # not another run's that took the same id meanwhile
+            if key is not None and state is not None:
+                self._forget(key, state)
+            # Pydantic AI 1.x may close an abandoned run's task from another context.
             with contextlib.suppress(ValueError):
-                # Pydantic AI 1.x may close an abandoned run's task from another context.
                 _traced_run.reset(token)
+            with contextlib.suppress(ValueError):
+                _current_state.reset(state_token)
+
+    def _forget(self, run_id: str, state: _RunState) -> None:
+        """Drop an ended run's state, keeping that of any other open run under its id."""
+        latest = self._runs.get(run_id)
+        if latest is state:
+            if state.shadowed is None:
+                del self._runs[run_id]
+            else:
+                self._runs[run_id] = state.shadowed
+            return
+        while latest is not None:  # a later run under the same id took its place
+            if latest.shadowed is state:
+                latest.shadowed = state.shadowed
+                return
+            latest = latest.shadowed
 
     def _record_refused_calls(
         self, state: _RunState, messages: Sequence[Any] | None, error: BaseException | None
