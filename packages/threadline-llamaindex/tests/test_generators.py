@@ -12,6 +12,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms import MockLLM
 
 import threadline.llamaindex
+from threadline import config
 from threadline._registry import open_runs
 from threadline.llamaindex._handler import Tracker
 from threadline.testing import Telemetry
@@ -84,6 +85,37 @@ def test_generator_read_to_its_end_and_held_ends_its_root(telemetry: Telemetry) 
     assert len(open_runs) == 0
     assert _tracker().deferred_runs == {}
     del stream
+
+
+def test_generator_read_to_its_end_and_held_is_ended_by_the_reaper(
+    telemetry: Telemetry,
+) -> None:
+    """A generator read to its end that the application keeps, with no call after it: the
+    reaper's thread ends its root (as its last call did) once it wakes, so the trace is not held
+    back until some later call that may never come."""
+    previous = config.current()
+    config.configure(run_ttl_seconds=1.0)  # the reaper wakes every 0.25 s
+    try:
+        stream = Reader().one_call()
+        list(stream)
+        read = time.time_ns()
+        deadline = time.monotonic() + 10
+        while len(telemetry.spans()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert telemetry.tree() == (
+            "invoke_workflow Reader [INTERNAL]\n  text_completion unknown [INTERNAL]"
+        )
+        root, call = (
+            next(span for span in telemetry.spans() if span.name.startswith(name))
+            for name in ("invoke_workflow", "text_completion")
+        )
+        assert call.end_ns <= root.end_ns <= read  # as its last call, not when swept
+        assert root.status_code == "UNSET"
+        assert len(open_runs) == 0
+        assert _tracker().deferred_runs == {}
+        del stream
+    finally:
+        config.restore(previous)
 
 
 class _Counting(dict[int, Any]):

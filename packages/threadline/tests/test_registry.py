@@ -267,3 +267,36 @@ def test_a_forked_child_leaves_the_parents_runs_to_the_parent(restore_settings: 
     assert answer == b"ok"
     assert len(threadline.open_runs) == 1
     run.end()
+
+
+def test_the_reaper_runs_the_sweepers_as_it_wakes(restore_settings: None) -> None:
+    """An integration's sweeper (what no event ends) runs on the reaper's thread each time it
+    wakes; one that raises is reported and the others still run; one whose owner is gone
+    drops out."""
+    registry = _registry._OpenRuns()
+
+    class Owner:
+        def __init__(self, fails: bool = False) -> None:
+            self.fails = fails
+            self.threads: list[str] = []
+
+        def sweep(self) -> None:
+            self.threads.append(threading.current_thread().name)
+            if self.fails:
+                raise RuntimeError("a sweeper's own bug")
+
+    threadline.configure(run_ttl_seconds=0.2)  # the reaper wakes every 50 ms
+    failing, working, gone = Owner(fails=True), Owner(), Owner()
+    for owner in (failing, working, gone):
+        registry.sweep_with(owner.sweep)  # the first starts the reaper
+    del gone, owner
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while len(working.threads) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(working.threads) == {"threadline-reaper"}
+    assert len(working.threads) >= 2
+    assert len(failing.threads) >= 2  # its failure was reported, and it runs again
+    registry.sweep_with(working.sweep)  # once is enough; the one whose owner is gone went
+    assert len(registry._sweepers) == 2
+    registry._wake.set()

@@ -4,7 +4,8 @@ Every run threadline starts is tracked here until it ends. The tracker holds at 
 ``max_open_runs`` runs; the oldest is ended as abandoned when a new one would exceed it. A run
 open for longer than ``run_ttl_seconds`` is ended as abandoned by a daemon reaper thread, which
 wakes every quarter TTL (at most 30 s) and whenever the settings change, keeping whatever usage
-the run had seen.
+the run had seen. At each wake it also runs the integrations' sweepers (see
+``_OpenRuns.sweep_with``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class _OpenRuns:
         self._reaper: threading.Thread | None = None
         self._wake = threading.Event()
         self._retry_reaper_at = 0.0
+        # Weak, so an integration's tracker that goes away drops out (see sweep_with).
+        self._sweepers: list[weakref.WeakMethod[Callable[[], object]]] = []
 
     # A run adds itself to ``_runs`` as it starts, and drops itself as it ends (one dict
     # operation each, inline in Run: every run). Runs past their TTL are left to the reaper
@@ -92,6 +95,27 @@ class _OpenRuns:
             run.abandon("ttl")
         return len(expired)
 
+    def sweep_with(self, sweeper: Callable[[], object]) -> None:
+        """Have the reaper also call ``sweeper`` (a bound method, held weakly) each time it
+        wakes: an integration's check for what no event ends, such as a generator that ran to
+        its end while the application still holds it."""
+        ref = weakref.WeakMethod(sweeper)
+        live = [known for known in self._sweepers if known() is not None]
+        self._sweepers = live if ref in live else [*live, ref]
+        if self._reaper is None:
+            self._start_reaper()
+
+    def sweep(self) -> None:
+        """Call every live sweeper (the reaper's thread does, after each reap)."""
+        for ref in list(self._sweepers):
+            sweeper = ref()
+            if sweeper is None:
+                continue
+            try:
+                sweeper()
+            except Exception as error:  # noqa: BLE001 - the reaper must survive anything
+                report("reaper.sweep", error)
+
     def _start_reaper(self) -> None:
         with self._lock:
             if self._reaper is not None or time.monotonic() < self._retry_reaper_at:
@@ -137,6 +161,7 @@ def _reaper_loop(tracker_ref: weakref.ref[_OpenRuns]) -> None:
             tracker.reap()
         except Exception as error:  # noqa: BLE001 - the reaper must survive anything
             report("reaper", error)
+        tracker.sweep()
         del tracker
 
 

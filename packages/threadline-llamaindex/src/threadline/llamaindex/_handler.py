@@ -59,7 +59,7 @@ from opentelemetry import trace
 import threadline
 from threadline import semconv
 from threadline._failopen import report
-from threadline._registry import release_stranded, stranded_refs
+from threadline._registry import open_runs, release_stranded, stranded_refs
 from threadline._runs import PendingSpan, beneath, current_made_run, pending_context
 from threadline.llamaindex import _extract
 from threadline.providers import dimension_count
@@ -836,6 +836,8 @@ class Tracker:
         self.deferred_roots: dict[int, _DeferredRoot] = {}
         self.deferred_spans: dict[str, _DeferredRoot] = {}
         self.deferred_runs: dict[int, _DeferredRoot] = {}
+        self._deferred_lock = threading.Lock()  # the reaper's thread ends them too
+        self._sweeping = False  # the reaper sweeps the deferred roots (see sweep_deferred)
         # Chat engines' runs that end with the writer reading their streaming response, by the
         # response's id (see _ends_with_writer).
         self.writers: dict[int, tuple[weakref.ref[Any], threadline.Run]] = {}
@@ -1140,6 +1142,9 @@ class Tracker:
             self._frame_gone(stale)
         self.deferred_roots[key] = entry
         self.deferred_spans[id_] = entry
+        if not self._sweeping:
+            self._sweeping = True
+            open_runs.sweep_with(self.sweep_deferred)
         weakref.finalize(stream, self._deferred_released, entry).atexit = False
         self.nodes.pop(id_, None)
         return True
@@ -1176,6 +1181,16 @@ class Tracker:
                 self._end_deferred(entry)
             elif not entry.done:
                 runs[key] = entry  # to the back: checked again in turn
+
+    def sweep_deferred(self) -> None:
+        """End the deferred roots whose generator ran to its end while the application still
+        holds it. The reaper's thread calls this each time it wakes: an application that makes
+        no further call still has the root exported (ended as its last call beneath it did)."""
+        entries = {id(entry): entry for entry in list(self.deferred_spans.values())}
+        entries.update((id(entry), entry) for entry in list(self.deferred_runs.values()))
+        for entry in entries.values():
+            if not entry.done and entry.finished():
+                self._end_deferred(entry)
 
     def _in_deferred_root(self, run: threadline.InferenceRun) -> None:
         """A model stream opened beneath a deferred root: the root outlasts it."""
@@ -1221,9 +1236,10 @@ class Tracker:
             self._end_deferred(entry)
 
     def _end_deferred(self, entry: _DeferredRoot) -> None:
-        if entry.done:
-            return
-        entry.done = True
+        with self._deferred_lock:
+            if entry.done:
+                return
+            entry.done = True
         try:
             if self.deferred_roots.get(entry.key) is entry:
                 self.deferred_roots.pop(entry.key, None)
