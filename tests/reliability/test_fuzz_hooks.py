@@ -316,6 +316,30 @@ def test_a_pydantic_ai_run_outlived_by_one_under_its_id_keeps_its_state(
     assert tool.parent.span_id == first.context.span_id
 
 
+def test_a_pydantic_ai_hook_outliving_its_run_joins_no_other_run_under_its_id(
+    span_exporter: Any,
+) -> None:
+    """A tool call that starts beneath a run that has ended (in a task it left running), while
+    another run holds the same run id: it is no call of that other run."""
+    machine = pydantic_ai_machine()()
+    machine.agent_run(key=0, run=0, data=_Drawn())
+    machine.model_request(key=1, data=_Drawn(0, 0), streaming=False)
+    machine.agent_run(key=2, run=0, data=_Drawn(None))
+    machine.finish_with_result(data=_Drawn(0))
+    machine.tool(key=3, data=_Drawn(0, 1))
+    for key in (3, 1, 2):
+        machine.finish_with_result(data=_Drawn(key))
+    machine.teardown()
+    first, request, second = span_exporter.get_finished_spans()  # no execute_tool
+    assert [first.name, request.name, second.name] == [
+        "invoke_agent agent",
+        "chat test",
+        "invoke_agent agent",
+    ]
+    assert request.parent is not None
+    assert request.parent.span_id == first.context.span_id
+
+
 def test_a_context_stood_down_beneath_a_stream_is_left_as_it_was() -> None:
     """A request's context, current in a stream started inside it, names the agent's span
     once the agent run's cancellation ends that request elsewhere: the same context object,

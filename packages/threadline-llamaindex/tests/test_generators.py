@@ -4,6 +4,7 @@ before the generator runs; the root they make ends with the generator, not befor
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +34,13 @@ class Reader:
     @dispatcher.span
     def one_call(self) -> Iterator[Any]:
         yield self.llm.complete("a")
+
+    @dispatcher.span
+    def one_call_then_cleanup(self, closed_on: list[str]) -> Iterator[Any]:
+        try:
+            yield self.llm.complete("a")
+        finally:
+            closed_on.append(threading.current_thread().name)
 
 
 def _tracker() -> Tracker:
@@ -94,7 +102,7 @@ def test_generator_read_to_its_end_and_held_is_ended_by_the_reaper(
     reaper's thread ends its root (as its last call did) once it wakes, so the trace is not held
     back until some later call that may never come."""
     previous = config.current()
-    config.configure(run_ttl_seconds=1.0)  # the reaper wakes every 0.25 s
+    config.configure(run_ttl_seconds=4.0)  # the reaper wakes every second
     try:
         stream = Reader().one_call()
         list(stream)
@@ -116,6 +124,38 @@ def test_generator_read_to_its_end_and_held_is_ended_by_the_reaper(
         del stream
     finally:
         config.restore(previous)
+
+
+def test_a_generator_let_go_while_the_reaper_looks_is_closed_on_the_applications_thread(
+    telemetry: Telemetry,
+) -> None:
+    """The application lets go of a generator it has not read to its end at the moment the
+    reaper's sweep holds it: the generator's cleanup runs on the application's thread (at its
+    next call), not on the reaper's."""
+    closed_on: list[str] = []
+    reader = Reader()
+    stream = reader.one_call_then_cleanup(closed_on)
+    next(stream)
+    tracker = _tracker()
+    [entry] = tracker.deferred_runs.values()
+    held, weak = [stream], entry.generator
+    del stream
+    entry.generator = lambda: held.pop() if held else weak()  # type: ignore[assignment]
+    sweeper = threading.Thread(target=tracker.sweep_deferred, name="threadline-reaper")
+    sweeper.start()
+    sweeper.join()
+    assert held == []  # the sweep took the last reference, and kept it
+    assert closed_on == []
+    reader.llm.complete("next")
+    assert closed_on == [threading.current_thread().name]
+    assert telemetry.tree() == (
+        "invoke_workflow Reader [INTERNAL]\n"
+        "  text_completion unknown [INTERNAL]\n"
+        "---\n"
+        "text_completion unknown [INTERNAL]"
+    )
+    assert len(open_runs) == 0
+    assert (tracker.deferred_roots, tracker.deferred_runs, tracker._let_go) == ({}, {}, [])
 
 
 class _Counting(dict[int, Any]):

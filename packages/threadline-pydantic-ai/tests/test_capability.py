@@ -24,7 +24,7 @@ from pydantic_ai.usage import RequestUsage
 
 import threadline
 from threadline import semconv
-from threadline.pydantic_ai import Tracing
+from threadline.pydantic_ai import Tracing, _capability
 from threadline.testing import Telemetry
 from threadline.testing.stalls import Stalls
 
@@ -1865,12 +1865,18 @@ def test_concurrent_runs_of_one_agent(telemetry: Telemetry) -> None:
     assert telemetry.tree() == f"{one}\n---\n{one}"
 
 
-def test_runs_given_one_run_id_each_keep_their_spans(telemetry: Telemetry) -> None:
+@pytest.mark.parametrize("bound", [None, 1])
+def test_runs_given_one_run_id_each_keep_their_spans(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch, bound: int | None
+) -> None:
     """Two runs of one agent given the same ``run_id`` (a durable engine re-running a run
     does so) and open at once: each hook is recorded beneath its own run, while both are open
-    and after the later one ended first."""
+    and after the later one ended first. Beyond the bound of runs open under one id, a run
+    records its agent span only, and none of its calls under another run."""
     if "run_id" not in inspect.signature(Agent.run).parameters:
         pytest.skip("run_id is a Pydantic AI 2.x argument")
+    if bound is not None:
+        monkeypatch.setattr(_capability, "_MAX_SHARING", bound)
     in_tool = {prompt: asyncio.Event() for prompt in ("slow", "quick", "late")}
     released = {prompt: asyncio.Event() for prompt in ("slow", "quick", "late")}
     released["late"].set()
@@ -1909,7 +1915,8 @@ def test_runs_given_one_run_id_each_keep_their_spans(telemetry: Telemetry) -> No
             "  chat m [CLIENT]",
         ]
     )
-    assert telemetry.tree() == f"{one}\n---\n{one}\n---\n{one}"
+    quick = one if bound is None else f"{agent_span('a')} [INTERNAL]"
+    assert telemetry.tree() == f"{one}\n---\n{quick}\n---\n{one}"
     assert len(threadline.open_runs) == 0
 
 

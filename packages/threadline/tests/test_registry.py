@@ -246,18 +246,30 @@ def test_a_run_started_backdated_is_reaped_on_time(
 def test_a_forked_child_leaves_the_parents_runs_to_the_parent(restore_settings: None) -> None:
     """A forked worker (gunicorn's preload, multiprocessing's fork) inherits the open runs:
     they are the parent's to end, so the child's reaper must not end and export them again;
-    the child gets a reaper of its own for its own runs."""
+    the child gets a reaper of its own for its own runs, and ends runs even though a thread
+    of the parent held the end lock at the fork."""
     run = threadline.execute_tool("in the parent")
     read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
+    lock = _runs._END_LOCK
+    lock.acquire()  # as another thread (the reaper ending a run) may hold it at the fork
+    try:
+        pid = os.fork()
+    except BaseException:
+        lock.release()
+        raise
+    if pid != 0:
+        lock.release()
+    else:  # pragma: no cover - the child reports through the pipe
         try:
             inherited = len(threadline.open_runs)
             own = threadline.execute_tool("in the child")
             reaper = threadline.open_runs._reaper
-            ok = inherited == 0 and reaper is not None and reaper.is_alive()
-            own.end()
-            os.write(write, b"ok" if ok else f"inherited={inherited}".encode())
+            free = _runs._END_LOCK.acquire(timeout=5)
+            ok = inherited == 0 and reaper is not None and reaper.is_alive() and free
+            if free:
+                _runs._END_LOCK.release()
+                own.end()
+            os.write(write, b"ok" if ok else f"inherited={inherited} free={free}".encode())
         finally:
             os._exit(0)
     os.close(write)

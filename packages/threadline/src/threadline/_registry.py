@@ -100,8 +100,9 @@ class _OpenRuns:
         wakes: an integration's check for what no event ends, such as a generator that ran to
         its end while the application still holds it."""
         ref = weakref.WeakMethod(sweeper)
-        live = [known for known in self._sweepers if known() is not None]
-        self._sweepers = live if ref in live else [*live, ref]
+        with self._lock:
+            live = [known for known in self._sweepers if known() is not None]
+            self._sweepers = live if ref in live else [*live, ref]
         if self._reaper is None:
             self._start_reaper()
 

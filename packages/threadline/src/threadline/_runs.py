@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -74,6 +75,17 @@ _SPAN_KEY = _span_key()
 # runs a descriptor, about twenty times the cost of reading a global, on every run.
 _CLIENT, _INTERNAL, _SERVER = SpanKind.CLIENT, SpanKind.INTERNAL, SpanKind.SERVER
 _END_LOCK = threading.Lock()
+
+
+def _new_end_lock() -> None:
+    """In a forked child: another thread (the reaper) may have held the lock at the fork, and
+    no thread there would release it."""
+    global _END_LOCK
+    _END_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_end_lock)
 _open_runs = open_runs._runs  # the open-run map, for Run's inline add and discard
 _MAX_BAGGAGE_VALUE = 256
 _MAX_MCP_METHOD = 128

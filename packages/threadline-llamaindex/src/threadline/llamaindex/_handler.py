@@ -632,6 +632,21 @@ def _generator_frame(generator: Any) -> FrameType | None:
     return getattr(generator, "gi_frame", None)
 
 
+# Serializes ending deferred roots and changing the map of them by frame, which the reaper's
+# thread does too (see Tracker.sweep_deferred). Reentrant: ending a stale root happens while
+# recording a new one. Made anew in a forked child, where a thread may have held it.
+_deferred_lock = threading.RLock()
+
+
+def _new_deferred_lock() -> None:
+    global _deferred_lock
+    _deferred_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_deferred_lock)
+
+
 class _DeferredRoot:
     """A root whose span exited with a generator not read yet (see Tracker._defer_root)."""
 
@@ -836,8 +851,10 @@ class Tracker:
         self.deferred_roots: dict[int, _DeferredRoot] = {}
         self.deferred_spans: dict[str, _DeferredRoot] = {}
         self.deferred_runs: dict[int, _DeferredRoot] = {}
-        self._deferred_lock = threading.Lock()  # the reaper's thread ends them too
         self._sweeping = False  # the reaper sweeps the deferred roots (see sweep_deferred)
+        # Unread generators the application let go of while the reaper looked at them: they
+        # are closed (their finally blocks run) on the application's thread, at its next call.
+        self._let_go: list[Any] = []
         # Chat engines' runs that end with the writer reading their streaming response, by the
         # response's id (see _ends_with_writer).
         self.writers: dict[int, tuple[weakref.ref[Any], threadline.Run]] = {}
@@ -1137,11 +1154,12 @@ class Tracker:
             return False
         key = id(frame)  # the generator holds its frame: unique while it has one
         entry = _DeferredRoot(stream, key, id_, pending, scope)
-        stale = self.deferred_roots.get(key)
+        with _deferred_lock:
+            stale = self.deferred_roots.get(key)
+            self.deferred_roots[key] = entry
+            self.deferred_spans[id_] = entry
         if stale is not None:  # a generator whose frame is gone: it ran to its end
             self._frame_gone(stale)
-        self.deferred_roots[key] = entry
-        self.deferred_spans[id_] = entry
         if not self._sweeping:
             self._sweeping = True
             open_runs.sweep_with(self.sweep_deferred)
@@ -1152,6 +1170,9 @@ class Tracker:
     def _deferred_root_scope(self) -> Context | None:
         """The context of the deferred root whose generator runs beneath this call, if any:
         one dict lookup per frame of the stack, however many roots are deferred."""
+        if self._let_go:  # their roots are still deferred: here is the application's thread
+            let_go, self._let_go = self._let_go, []
+            del let_go  # closes them
         roots = self.deferred_roots
         caller: FrameType | None = sys._getframe(2)
         for _ in range(_MAX_STACK_DEPTH):
@@ -1189,7 +1210,19 @@ class Tracker:
         entries = {id(entry): entry for entry in list(self.deferred_spans.values())}
         entries.update((id(entry), entry) for entry in list(self.deferred_runs.values()))
         for entry in entries.values():
-            if not entry.done and entry.finished():
+            if entry.done or entry.streams:  # a stream beneath it ends it (see
+                continue  # deferred_child_ended), once it has its end time
+            generator = entry.generator()
+            if generator is not None and _generator_frame(generator) is not None:
+                # Not run to its end. Should the application have let go of it meanwhile,
+                # this reference is the last: dropping it here would close the generator,
+                # running its finally blocks, on this thread.
+                if sys.getrefcount(generator) <= 2:  # this name's and the call's own
+                    self._let_go.append(generator)
+                del generator
+                continue
+            del generator
+            if entry.finished():
                 self._end_deferred(entry)
 
     def _in_deferred_root(self, run: threadline.InferenceRun) -> None:
@@ -1230,19 +1263,24 @@ class Tracker:
         """A deferred root's generator has no frame any more (its id may be another's now): it
         ends, or, with a stream beneath it still open, waits for that one (see
         deferred_child_ended)."""
-        if self.deferred_roots.get(entry.key) is entry:
-            self.deferred_roots.pop(entry.key, None)
+        self._unmap_frame(entry)
         if entry.finished():
             self._end_deferred(entry)
 
+    def _unmap_frame(self, entry: _DeferredRoot) -> None:
+        """Drop a deferred root from the map by frame, unless its frame's id is another's now
+        (the reaper's thread may look while a new root takes it)."""
+        with _deferred_lock:
+            if self.deferred_roots.get(entry.key) is entry:
+                del self.deferred_roots[entry.key]
+
     def _end_deferred(self, entry: _DeferredRoot) -> None:
-        with self._deferred_lock:
+        with _deferred_lock:
             if entry.done:
                 return
             entry.done = True
         try:
-            if self.deferred_roots.get(entry.key) is entry:
-                self.deferred_roots.pop(entry.key, None)
+            self._unmap_frame(entry)
             self.deferred_spans.pop(entry.span_id, None)
             pending = entry.pending
             pending.stop()

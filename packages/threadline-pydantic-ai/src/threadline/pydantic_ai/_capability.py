@@ -228,6 +228,7 @@ _warned = [False]
 
 
 _MAX_RUNS = 100_000  # runs recorded at once per capability; beyond it, no per-run spans
+_MAX_SHARING = 64  # runs recorded at once under one run id; beyond it, no per-run spans
 _MAX_INVALID_CALLS = 1_000  # tool calls with invalid arguments awaiting their outcome, per run
 _MAX_FAILING_CALLS = 1_000  # failed tool calls awaiting their error hooks' outcome, per run
 _MAX_RESPONSE_CALLS = 1_000  # tool calls of a response whose refusal would go unseen, per run
@@ -240,22 +241,26 @@ class _RunState:
         "calls",
         "chat",
         "chat_failing",
+        "closed",
         "error_hooked",
         "failed",
         "failing",
         "invalid",
         "requested",
         "run",
+        "run_id",
         "shadowed",
         "stream_error",
         "streamed",
     )
 
-    def __init__(self, run: AgentRun, shadowed: _RunState | None = None) -> None:
+    def __init__(self, run: AgentRun, run_id: str, shadowed: _RunState | None = None) -> None:
         self.run = run
+        self.run_id = run_id
         # The state of an open run under the same run id that this run's took the place of:
         # its hooks find this one meanwhile, and that one again once this run ends.
         self.shadowed = shadowed
+        self.closed = False  # its run ended: a hook still running beneath it records nothing
         self.chat: InferenceRun | None = None
         self.requested = False  # a model request has been made (see _agent_output_type)
         self.failed = False  # the run body failed (on_run_error saw it)
@@ -281,6 +286,15 @@ class _RunState:
         # The tool calls of the latest response, by call id, and when it ended, until the next
         # request shows whether Pydantic AI refused one without running it (_record_refused_calls).
         self.calls: tuple[dict[str, Any], int] | None = None
+
+
+def _sharing(state: _RunState | None) -> int:
+    """How many runs are open under the run id of ``state``, the latest of them."""
+    count = 0
+    while state is not None:
+        count += 1
+        state = state.shadowed
+    return count
 
 
 # The state of the run whose context this is: which of the runs open under one run id (see
@@ -960,14 +974,18 @@ class Tracing(AbstractCapability[Any]):
         if run_id is None:
             return None
         state = self._runs.get(run_id)
-        if state is not None and state.shadowed is not None:
-            # runs open under one id: the one this hook runs beneath, else the latest
-            mine = _current_state.get()
-            candidate: _RunState | None = state
-            while candidate is not None:
-                if candidate is mine:
-                    return mine
-                candidate = candidate.shadowed
+        if state is None:
+            return None
+        mine = _current_state.get()  # the state of the run this hook runs beneath
+        if mine is None or mine is state or mine.run_id != run_id:
+            return state
+        if mine.closed:  # a hook outliving its run, whose id another run has taken since
+            return None
+        candidate = state.shadowed  # runs open under one id: this hook's, else the latest
+        while candidate is not None:
+            if candidate is mine:
+                return mine
+            candidate = candidate.shadowed
         return state
 
     # --- agent run -------------------------------------------------------------------------
@@ -1004,11 +1022,18 @@ class Tracing(AbstractCapability[Any]):
             return await handler()
         run, run_id = started
         key = run_id if run_id is not None and len(self._runs) < _MAX_RUNS else None
-        state = _RunState(run, self._runs.get(key)) if key is not None else None
-        if key is not None and state is not None:
-            self._runs[key] = state
+        state = marker = None
+        if key is not None:
+            shadowed = self._runs.get(key)
+            if _sharing(shadowed) < _MAX_SHARING:
+                state = self._runs[key] = _RunState(run, key, shadowed)
+            else:
+                # unrecorded: its hooks must not find another run's state under its id
+                marker = _RunState(run, key)
+                marker.closed = True
+                key = None
         token = _traced_run.set(run_id)
-        state_token = _current_state.set(state)
+        state_token = _current_state.set(state if state is not None else marker)
         try:
             with run:  # ends the run, failed with whatever passes through
                 try:
@@ -1070,16 +1095,18 @@ class Tracing(AbstractCapability[Any]):
 
     def _forget(self, run_id: str, state: _RunState) -> None:
         """Drop an ended run's state, keeping that of any other open run under its id."""
+        state.closed = True
+        shadowed, state.shadowed = state.shadowed, None
         latest = self._runs.get(run_id)
         if latest is state:
-            if state.shadowed is None:
+            if shadowed is None:
                 del self._runs[run_id]
             else:
-                self._runs[run_id] = state.shadowed
+                self._runs[run_id] = shadowed
             return
         while latest is not None:  # a later run under the same id took its place
             if latest.shadowed is state:
-                latest.shadowed = state.shadowed
+                latest.shadowed = shadowed
                 return
             latest = latest.shadowed
 
