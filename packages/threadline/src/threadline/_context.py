@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextvars import ContextVar, Token
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
@@ -117,3 +119,45 @@ async def close_inner(stream: object) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+# What a wrapper stream shares with the ConsumerStream handed out for it: the mark it watches
+# (see watch_consumer) while it runs, None before and after.
+MarkBox = list[list[bool | None] | None]
+
+
+class ConsumerStream(AsyncGenerator[Any, Any]):
+    """A wrapper async generator of ours as its consumer gets it. A consumer that drops a
+    stream without closing it (a plain ``async for`` that a timeout leaves in the consumer's
+    own code) leaves the closing to the event loop, later and in a task of its own, where
+    nothing tells a timeout from a ``break``. Dropped while its consumer is being cancelled,
+    this marks the stream cut short first (see :func:`consumer_closed`).
+
+    It holds the generator and the box; the generator holds the box only (were it to hold
+    this, the two would wait for the cycle collector, in whatever context that runs)."""
+
+    __slots__ = ("_box", "_stream")
+
+    def __init__(self, make: Callable[[MarkBox], AsyncGenerator[Any, Any]]) -> None:
+        self._box: MarkBox = [None]
+        self._stream = make(self._box)
+
+    def __aiter__(self) -> ConsumerStream:
+        return self
+
+    def __anext__(self) -> Coroutine[Any, Any, Any]:
+        return self._stream.__anext__()
+
+    def asend(self, value: Any) -> Coroutine[Any, Any, Any]:
+        return self._stream.asend(value)
+
+    def athrow(self, *args: Any) -> Coroutine[Any, Any, Any]:
+        return self._stream.athrow(*args)
+
+    def aclose(self) -> Coroutine[Any, Any, None]:
+        return self._stream.aclose()
+
+    def __del__(self) -> None:
+        mark = self._box[0]
+        if mark is not None and mark[0] is None and task_cancelling() is True:
+            mark[0] = False  # before the event loop closes the generator, elsewhere

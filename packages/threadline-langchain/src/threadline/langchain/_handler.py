@@ -40,8 +40,9 @@ from opentelemetry.context import Context
 
 import threadline
 from threadline import AgentRun, InferenceRun, RetrievalRun, Run, ToolRun, semconv
-from threadline._context import attach as attach_context
 from threadline._context import (
+    ConsumerStream,
+    MarkBox,
     close_inner,
     closed_by_consumer,
     consumer_closed,
@@ -50,6 +51,7 @@ from threadline._context import (
     unwatch_consumer,
     watch_consumer,
 )
+from threadline._context import attach as attach_context
 from threadline._deferred import when_imported
 from threadline._failopen import report
 from threadline._patching import Patches
@@ -374,16 +376,21 @@ def _guard_stream(method: Callable[..., Any]) -> Callable[..., Any]:
     that stops early closes the stream, and the graph reports that from a task of its own,
     where that span cannot be detached. A consumer closing it while being cancelled itself (a
     timeout around it, landing in its own code between items) cut the graph short: the mark
-    the graph's tasks copy says so (see ``on_chain_error``)."""
+    the graph's tasks copy says so (see ``on_chain_error``), also when the consumer drops the
+    stream unclosed (see ``ConsumerStream``)."""
 
     @functools.wraps(method)
-    async def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def handed_out(self: Any, *args: Any, **kwargs: Any) -> ConsumerStream:
+        return ConsumerStream(lambda box: guarded(box, self, *args, **kwargs))
+
+    async def guarded(box: MarkBox, self: Any, *args: Any, **kwargs: Any) -> Any:
         consumer = otel_context.get_current()
         mark: list[bool | None] | None = None
         if _for_events.get():  # the event stream's mark stays the one its tasks read
             events_token = _for_events.set(False)  # graphs streamed in its nodes: their own
         else:
             mark, mark_token = watch_consumer()  # set once: the graph's tasks copy the context
+            box[0] = mark
         stream = method(self, *args, **kwargs)
         try:
             while True:
@@ -412,6 +419,7 @@ def _guard_stream(method: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 await close_inner(stream)
             finally:
+                box[0] = None
                 if mark is not None:
                     mark[0] = None  # later cancellations of tasks that copied it are their own
                     unwatch_consumer(mark_token)
@@ -420,7 +428,7 @@ def _guard_stream(method: Callable[..., Any]) -> Callable[..., Any]:
                         _for_events.reset(events_token)
                 _restore(consumer)
 
-    return guarded
+    return handed_out
 
 
 def _guard_events(function: Callable[..., Any]) -> Callable[..., Any]:
