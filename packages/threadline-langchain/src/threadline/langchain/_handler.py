@@ -1412,12 +1412,18 @@ class CallbackHandler(BaseCallbackHandler):
         provider = _convert.provider_name(metadata, invocation, serialized)
         input_messages = system = tools = None
         if threadline.capture_enabled():
-            if messages:
-                history, system = _convert.system_instructions(messages[0], provider, serialized)
-                input_messages = _convert.input_messages(history)
-            elif prompts:
-                input_messages = _convert.prompt_messages(prompts)
-            tools = _convert.tool_definitions(invocation.get("tools"))
+            try:
+                if messages:
+                    history, system = _convert.system_instructions(
+                        messages[0], provider, serialized
+                    )
+                    input_messages = _convert.input_messages(history)
+                elif prompts:
+                    input_messages = _convert.prompt_messages(prompts)
+                tools = _convert.tool_definitions(invocation.get("tools"))
+            except Exception as error:  # noqa: BLE001 - fail-open: the span, without content
+                report("langchain.input_content", error)
+                input_messages = system = tools = None
         address, port = _convert.server(serialized)
         if _unsure_names and parent_key is not None:
             _settle_wrapper_name(parent_key, serialized)
@@ -1511,17 +1517,23 @@ class CallbackHandler(BaseCallbackHandler):
                 return
             self._forget_stream(run)
             run.detach()
-            facts = _convert.response_facts(response)
-            run.update(
-                response_id=facts.response_id,
-                response_model=facts.response_model,
-                finish_reasons=facts.finish_reasons or None,
-                usage=facts.usage,
-                output_messages=(
-                    _convert.output_messages(response) if threadline.capture_enabled() else None
-                ),
-            )
-            run.end()
+            try:
+                facts = _convert.response_facts(response)
+                output = None
+                if threadline.capture_enabled():
+                    try:
+                        output = _convert.output_messages(response)
+                    except Exception as error:  # noqa: BLE001 - fail-open: the rest, without it
+                        report("langchain.output_messages", error)
+                run.update(
+                    response_id=facts.response_id,
+                    response_model=facts.response_model,
+                    finish_reasons=facts.finish_reasons or None,
+                    usage=facts.usage,
+                    output_messages=output,
+                )
+            finally:
+                run.end()  # even when the response could not be read
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_llm_end", error)
 
@@ -1624,26 +1636,29 @@ class CallbackHandler(BaseCallbackHandler):
             if not isinstance(run, ToolRun):
                 return
             run.detach()
-            # Only LangChain's ToolMessage carries the call's id and status: a tool's own
-            # result (called without a call id) may have attributes of those names.
-            message = isinstance(output, ToolMessage)
-            call_id = output.tool_call_id if message else None
-            run.update(
-                result=(
-                    _convert.tool_result(output, run.call_id)
-                    if threadline.capture_enabled()
-                    else None
-                ),
-                call_id=call_id if isinstance(call_id, str) and run.call_id is None else None,
-            )
-            # a plain output: the tool was called without a call id, its run has the status
-            status = output.status if message else _tool_run_status(run.name)
-            if status == "error":
-                # A failure LangChain handled (handle_tool_error / handle_validation_error):
-                # reported as a ToolMessage, not through on_tool_error.
-                run.fail(semconv.ERROR_TYPE_TOOL_ERROR)
-            else:
-                run.end()
+            try:
+                # Only LangChain's ToolMessage carries the call's id and status: a tool's own
+                # result (called without a call id) may have attributes of those names.
+                message = isinstance(output, ToolMessage)
+                call_id = output.tool_call_id if message else None
+                result = None
+                if threadline.capture_enabled():
+                    try:
+                        result = _convert.tool_result(output, run.call_id)
+                    except Exception as error:  # noqa: BLE001 - fail-open: the rest, without it
+                        report("langchain.tool_result", error)
+                run.update(
+                    result=result,
+                    call_id=call_id if isinstance(call_id, str) and run.call_id is None else None,
+                )
+                # a plain output: the tool was called without a call id, its run has the status
+                status = output.status if message else _tool_run_status(run.name)
+                if status == "error":
+                    # A failure LangChain handled (handle_tool_error / handle_validation_error):
+                    # reported as a ToolMessage, not through on_tool_error.
+                    run.fail(semconv.ERROR_TYPE_TOOL_ERROR)
+            finally:
+                run.end()  # a no-op once failed; ends it even when the output could not be read
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_tool_end", error)
 
@@ -1713,9 +1728,11 @@ class CallbackHandler(BaseCallbackHandler):
             if not isinstance(run, RetrievalRun):
                 return
             run.detach()
-            if threadline.capture_enabled():
-                run.update(documents=_convert.documents(documents))
-            run.end()
+            try:
+                if threadline.capture_enabled():
+                    run.update(documents=_convert.documents(documents))
+            finally:
+                run.end()  # even when the documents could not be read
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_retriever_end", error)
 
