@@ -17,7 +17,7 @@ from pai_helpers import V2, agent_span, scripted, streaming, text, tool_calls
 from pydantic_ai import Agent, ModelRetry, RunContext, ToolOutput
 from pydantic_ai import exceptions as _exc
 from pydantic_ai.capabilities import AbstractCapability
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
 from pydantic_ai.models.test import TestModel
 from pydantic_ai.usage import RequestUsage
@@ -447,11 +447,18 @@ def test_request_parameters_and_conversation(telemetry: Telemetry) -> None:
     kwargs: dict[str, Any] = {"conversation_id": "conv-1"} if V2 else {}
     agent.run_sync(
         "hi",
-        model_settings={"temperature": 0.2, "max_tokens": 50, "top_p": 0.9, "seed": 7},
+        model_settings={
+            "temperature": 0.2,
+            "max_tokens": 50,
+            "top_p": 0.9,
+            "top_k": 40,
+            "seed": 7,
+        },
         **kwargs,
     )
 
     chat = telemetry.find("chat test")
+    assert chat.attributes[semconv.GEN_AI_REQUEST_TOP_K] == 40
     assert chat.attributes[semconv.GEN_AI_REQUEST_TEMPERATURE] == 0.2
     assert chat.attributes[semconv.GEN_AI_REQUEST_MAX_TOKENS] == 50
     assert chat.attributes[semconv.GEN_AI_REQUEST_TOP_P] == 0.9
@@ -462,6 +469,20 @@ def test_request_parameters_and_conversation(telemetry: Telemetry) -> None:
         agent_span_ = telemetry.find("invoke_agent p")
         assert agent_span_.attributes[semconv.GEN_AI_CONVERSATION_ID] == "conv-1"
         assert chat.attributes[semconv.GEN_AI_CONVERSATION_ID] == "conv-1"
+
+
+def test_a_models_attribute_of_the_apps_model_is_left_alone(telemetry: Telemetry) -> None:
+    """Only a ``FallbackModel``'s ``models`` is read: another model's may be a property of
+    the app's own, with its own rules."""
+
+    class Pooled(TestModel):
+        @property
+        def models(self) -> Any:
+            raise RuntimeError("no pool outside a request")
+
+    agent = Agent(Pooled(custom_output_text="ok"), name="p", capabilities=[Tracing()])
+    assert agent.run_sync("hi").output == "ok"
+    assert telemetry.tree() == f"{agent_span('p')} [INTERNAL]\n  chat test [CLIENT]"
 
 
 def test_session_conversation_wins_over_the_minted_one(telemetry: Telemetry) -> None:
@@ -1613,6 +1634,49 @@ def test_event_stream_consumer_timed_out_before_the_first_request(telemetry: Tel
     assert len(threadline.open_runs) == 0
 
 
+@pytest.mark.skipif(not V2, reason="1.x runs before_run in the caller's task")
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+def test_a_run_cancelled_in_a_before_run_hook_is_an_error(telemetry: Telemetry, how: str) -> None:
+    """A timeout around the run, or a cancel of its task, that lands while a capability's
+    ``before_run`` awaits: Pydantic AI 2.x cancels the task running ``wrap_run`` without
+    reporting an error, as when its caller leaves early, but the caller is being cancelled
+    itself: the run failed."""
+    stalls = Stalls()
+    stalled: list[asyncio.Event] = []
+
+    class SlowSetup(AbstractCapability[Any]):
+        async def before_run(self, ctx: Any) -> None:
+            stalled[0].set()
+            await stalls.stall(30)
+
+    agent = Agent(TestModel(), name="setup", capabilities=[Tracing(), SlowSetup()])
+
+    async def cut_short() -> None:
+        stalled.append(asyncio.Event())
+        if how == "timeout":
+            await stalls.time_out(agent.run("hi"))
+            return
+        task = asyncio.create_task(agent.run("hi"))
+        await stalled[0].wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def in_a_busy_app() -> None:
+        # other work goes on meanwhile: not every task of the loop is being cancelled
+        other_work = asyncio.create_task(asyncio.sleep(60))
+        try:
+            await cut_short()
+        finally:
+            other_work.cancel()
+
+    asyncio.run(in_a_busy_app())
+    [span] = telemetry.spans()
+    assert (span.name, span.status_code) == (agent_span("setup"), "ERROR")
+    assert span.attributes["error.type"] == "asyncio.exceptions.CancelledError"
+    assert len(threadline.open_runs) == 0
+
+
 def test_cancelled_run_is_an_error(telemetry: Telemetry) -> None:
     async def impatient() -> None:
         requested = asyncio.Event()
@@ -2125,6 +2189,75 @@ def test_media_urls_are_uri_parts_with_their_type_where_known(
         },
     ]
     telemetry.assert_conformant()
+
+
+def test_uploaded_files_are_file_parts_and_cache_points_no_content(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    """A file in the provider's storage is a ``file`` part by its id (with its type where
+    known); a cache point only marks how far the provider may cache the prompt."""
+    from pydantic_ai import CachePoint, UploadedFile
+
+    agent = Agent(scripted(text("ok"), name="m"), name="t", capabilities=[Tracing()])
+    agent.run_sync(
+        [
+            "Summarise these.",
+            UploadedFile("file-abc123", "openai", media_type="application/pdf"),
+            CachePoint(),
+            UploadedFile("file-xyz789", "openai"),  # no type, none inferred from the id
+        ]
+    )
+    [message] = json.loads(telemetry.find("chat m").attributes[semconv.GEN_AI_INPUT_MESSAGES])
+    assert message["parts"] == [
+        {"type": "text", "content": "Summarise these."},
+        {
+            "type": "file",
+            "modality": "document",
+            "file_id": "file-abc123",
+            "mime_type": "application/pdf",
+        },
+        {"type": "file", "modality": "document", "file_id": "file-xyz789"},
+    ]
+    telemetry.assert_conformant(strict=True)
+
+
+@pytest.mark.skipif(not V2, reason="compaction and speech parts are 2.x")
+def test_compaction_and_speech_parts_in_messages(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    """The provider's summary of the history is a ``compaction`` part; one the app wrote
+    reaches the model as text, and speech as its transcript (as Pydantic AI sends them)."""
+    from pydantic_ai import messages as pai_messages
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(
+            parts=[
+                pai_messages.CompactionPart("the user asked about Paris", id="cmp_1"),
+                pai_messages.SpeechPart(speaker="assistant", transcript="It is sunny."),
+            ]
+        )
+
+    agent = Agent(FunctionModel(answer), name="talker", capabilities=[Tracing()])
+    history = [ModelRequest(parts=[pai_messages.CompactionPart("earlier: greetings")])]
+    agent.run_sync("Weather?", message_history=history)
+
+    chat = next(s for s in telemetry.spans() if s.name.startswith("chat"))
+    [output] = json.loads(chat.attributes[semconv.GEN_AI_OUTPUT_MESSAGES])
+    assert output["parts"] == [
+        {"type": "compaction", "id": "cmp_1", "content": "the user asked about Paris"},
+        {"type": "text", "content": "It is sunny."},
+    ]
+    inputs = json.loads(chat.attributes[semconv.GEN_AI_INPUT_MESSAGES])
+    assert inputs == [  # the prompt joins the history's last request
+        {
+            "role": "user",
+            "parts": [
+                {"type": "text", "content": "earlier: greetings"},
+                {"type": "text", "content": "Weather?"},
+            ],
+        }
+    ]
+    telemetry.assert_conformant(strict=True)
 
 
 def _run_lookup(result: Any) -> None:

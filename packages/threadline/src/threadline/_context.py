@@ -64,6 +64,23 @@ def _cancelling(task: asyncio.Task[object]) -> bool:
     return callable(cancelling) and cancelling() > 0
 
 
+def drained_by_cancelled_task() -> bool:
+    """Whether the task that cancelled the current one waits for it to unwind (through
+    ``gather``, as a framework's cancel-and-drain does) while being cancelled itself: a
+    framework that tears down the task running a run's work as its caller is cancelled (a
+    timeout around the caller) cut that work short. One that does so because its caller stopped
+    early did not, nor does a caller already being cancelled that awaits the task directly in
+    its cleanup. Only for a task known to be cancelling (it looks at every task)."""
+    current = asyncio.current_task() if asyncio._get_running_loop() is not None else None
+    if current is None:
+        return False
+    for task in asyncio.all_tasks():
+        waiting_on = getattr(task, "_fut_waiter", None)  # a gather's future lists its _children
+        if current in getattr(waiting_on, "_children", ()) and _cancelling(task):
+            return True
+    return False
+
+
 # The mark of the stream whose consumer may close it early (see watch_consumer): None while
 # the consumer reads, True once it closed the stream, False once a cancellation of the
 # consumer (a timeout around it) cut the stream short.

@@ -34,6 +34,7 @@ from threadline._context import (
     closed_by_consumer,
     consumer_closed,
     cut_short_by_consumer,
+    drained_by_cancelled_task,
     every_task_cancelled,
     task_cancelling,
     unwatch_consumer,
@@ -58,8 +59,10 @@ _logger = logging.getLogger("threadline.pydantic_ai")
 def _fallback_chain(model: Any) -> list[Any] | None:
     """The models a ``FallbackModel`` tries, in order (nested ones flattened); None for any
     other model. Its request's span starts as one to the first (see :func:`_answered_by`)."""
+    if type(model).__name__ != "FallbackModel":
+        return None  # first: another model's ``models`` may be a property of the app's
     models = getattr(model, "models", None)
-    if type(model).__name__ != "FallbackModel" or not isinstance(models, Sequence) or not models:
+    if not isinstance(models, Sequence) or not models:
         return None
     chain: list[Any] = []
     for member in models:
@@ -213,6 +216,7 @@ _SETTINGS_KEYS = (
     "max_tokens",
     "temperature",
     "top_p",
+    "top_k",
     "stop_sequences",
     "frequency_penalty",
     "presence_penalty",
@@ -639,8 +643,12 @@ def _stopped_early(state: _RunState | None) -> bool:
     if state is None or state.failed or cut_short_by_consumer():
         return False
     # None on Python 3.10: recorded as failed. The loop shutting down (asyncio.run returned
-    # with the run in flight) is no consumer stopping.
-    return task_cancelling() is True and not _loop_shutting_down()
+    # with the run in flight) is no consumer stopping, nor is a caller that tears this task
+    # down as it is being cancelled itself (a timeout landing in a before_run hook: 2.x then
+    # cancels and drains the task running wrap_run without reporting an error).
+    return (
+        task_cancelling() is True and not drained_by_cancelled_task() and not _loop_shutting_down()
+    )
 
 
 _CANCEL_ALL_TASKS = getattr(getattr(asyncio.runners, "_cancel_all_tasks", None), "__code__", None)

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic_ai.models.wrapper import WrapperModel
 from threadline.content import (
     BlobPart,
+    FilePart,
     FunctionToolDefinition,
     GenericPart,
     GenericToolDefinition,
@@ -69,7 +70,33 @@ def _user_content(item: Any) -> Part:
         # 2.x TextContent / StructuredContent: ``content`` is the text the model is sent.
         content = item.content
         return TextPart(content if isinstance(content, str) else json.dumps(content, default=str))
+    if kind == "uploaded-file":  # a file in the provider's storage, by its id
+        media_type = getattr(item, "media_type", None)
+        if not isinstance(media_type, str) or media_type == "application/octet-stream":
+            media_type = None  # unknown: what Pydantic AI infers from an id without extension
+        return FilePart(_modality(media_type), str(item.file_id), mime_type=media_type)
     return GenericPart(str(kind or type(item).__name__))
+
+
+def _user_parts(content: Iterable[Any]) -> Iterable[Part]:
+    """A user prompt's items as parts; a cache point marks where the provider may cache the
+    prompt up to, and is no content."""
+    for item in content:
+        if getattr(item, "kind", None) != "cache-point":
+            yield _user_content(item)
+
+
+def _speech_parts(part: Any) -> list[Part]:
+    """Spoken audio of a realtime session: its transcript and the audio kept, as Pydantic AI
+    sends them to a model that takes no speech."""
+    parts: list[Part] = []
+    transcript = getattr(part, "transcript", None)
+    if isinstance(transcript, str):
+        parts.append(TextPart(transcript))
+    audio = getattr(part, "audio", None)
+    if audio is not None:
+        parts.append(_user_content(audio))
+    return parts
 
 
 _MEDIA_KINDS = frozenset({*_URI_MODALITIES, "binary"})
@@ -132,7 +159,14 @@ def input_messages(messages: Iterable[Any]) -> tuple[list[InputMessage], list[Pa
                 if isinstance(content, str):
                     user.append(TextPart(content))
                 else:
-                    user.extend(_user_content(item) for item in content)
+                    user.extend(_user_parts(content))
+            elif kind == "speech":
+                user.extend(_speech_parts(part))
+            elif kind == "compaction":
+                # a summary the app wrote of the history before it: the model gets its text
+                summary = getattr(part, "content", None)
+                if isinstance(summary, str) and summary:
+                    user.append(TextPart(summary))
             elif kind == "tool-return":
                 _flush(out, user)
                 out.append(
@@ -206,6 +240,11 @@ def _response_parts(parts: Iterable[Any]) -> list[Part]:
             out.append(ReasoningPart(part.content))
         elif kind == "file":  # a file the model made (an image): its content is BinaryContent
             out.append(_user_content(part.content))
+        elif kind == "compaction":  # the provider's summary of the history before it
+            data = {"id": getattr(part, "id", None), "content": getattr(part, "content", None)}
+            out.append(GenericPart("compaction", {k: v for k, v in data.items() if v is not None}))
+        elif kind == "speech":
+            out.extend(_speech_parts(part))
         else:
             out.append(GenericPart(str(kind or type(part).__name__)))
     return out
