@@ -8,6 +8,7 @@ import pytest
 
 import threadline
 from threadline.llamaindex import _extract
+from threadline.testing import Telemetry
 
 
 @pytest.mark.parametrize(
@@ -94,7 +95,8 @@ def test_providers_from_packages() -> None:
     assert _extract.provider_of(cls("llama_index.embeddings.cohere.base")) == "cohere"
     assert _extract.provider_of(cls("llama_index.llms.ollama.base")) == "ollama"
     assert _extract.provider_of(cls("llama_index.core.llms.mock")) == "llama_index"
-    assert _extract.provider_of(cls("my_company.models")) == "my_company"
+    # not a provider package: the class names the provider, not the app's module
+    assert _extract.provider_of(cls("my_company.models")) == "model"
 
 
 def test_endpoint() -> None:
@@ -114,6 +116,34 @@ def test_provider_of_an_app_subclass_is_its_integration() -> None:
 
     assert GatewayOpenAI.__module__ == __name__
     assert _extract.provider_of(GatewayOpenAI) == "openai"
+
+
+@pytest.mark.parametrize("module", ["myapp.models", "__main__"])
+def test_provider_of_an_apps_own_llm_is_its_class(telemetry: Telemetry, module: str) -> None:
+    """An app's own ``CustomLLM`` (calling an internal gateway, say) comes from no provider
+    package: its provider is its class's name, lower case (as the LangChain integration names
+    an unknown model class), never the app's package or ``__main__``; its calls are CLIENT."""
+    from llama_index.core.llms import CompletionResponse, CustomLLM, LLMMetadata
+    from llama_index.core.llms.callbacks import llm_completion_callback
+
+    class CompanyGateway(CustomLLM):
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="claude-sonnet")
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            return CompletionResponse(text="ok")
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    CompanyGateway.__module__ = module
+    assert CompanyGateway().complete("hi").text == "ok"
+    assert telemetry.tree(attributes=("gen_ai.provider.name",)) == (
+        "text_completion claude-sonnet [CLIENT] gen_ai.provider.name=companygateway"
+    )
+    telemetry.assert_conformant()
 
 
 def test_image_blocks_are_media_parts() -> None:

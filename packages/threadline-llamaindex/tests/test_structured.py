@@ -97,6 +97,32 @@ def test_requested_json_output_is_the_output_type(telemetry: Telemetry) -> None:
     telemetry.assert_conformant()
 
 
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_model_given_per_call_is_the_requested_model(telemetry: Telemetry, use_async: bool) -> None:
+    """``llm.chat(messages, model=...)`` sends that model: it names the span, the request's
+    model and the metrics, as the call's other per-call parameters do."""
+    requests: list[dict[str, Any]] = []
+    llm = _openai(requests)
+    messages = [ChatMessage(role="user", content="Which city?")]
+    if use_async:
+        asyncio.run(llm.achat(messages, model="gpt-4o", temperature=0.9))
+    else:
+        llm.chat(messages, model="gpt-4o", temperature=0.9)
+    llm.chat(messages)
+    assert [request["model"] for request in requests] == ["gpt-4o", "gpt-4o-mini"]
+    attributes = ("gen_ai.request.model", "gen_ai.request.temperature")
+    assert telemetry.tree(attributes=attributes).split("\n---\n") == [
+        "chat gpt-4o [CLIENT] gen_ai.request.model=gpt-4o gen_ai.request.temperature=0.9",
+        "chat gpt-4o-mini [CLIENT] gen_ai.request.model=gpt-4o-mini gen_ai.request.temperature=0.1",
+    ]
+    points = telemetry.metric_points("gen_ai.client.operation.duration")
+    assert sorted(p["attributes"]["gen_ai.request.model"] for p in points) == [
+        "gpt-4o",
+        "gpt-4o-mini",
+    ]
+    telemetry.assert_conformant()
+
+
 class _KeywordTool(BaseTool):
     """A one-parameter tool that takes its argument only as a keyword."""
 
@@ -255,6 +281,98 @@ def test_tool_called_for_a_models_tool_call_has_its_id(
         "  chat gpt-4o-mini [CLIENT]\n"
         "  execute_tool City [INTERNAL] gen_ai.tool.call.id=call_1"
     )
+    telemetry.assert_conformant()
+
+
+class _PositionalTool(BaseTool):
+    """A one-parameter tool of the app's own, which ``call_tool`` calls with the value alone."""
+
+    @property
+    def metadata(self) -> ToolMetadata:
+        return ToolMetadata(name="City", description="Names a city.", fn_schema=City)
+
+    def __call__(self, input: Any) -> ToolOutput:
+        return ToolOutput(content=input, tool_name="City", raw_input={}, raw_output=input)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("kind", ["function", "custom"])
+def test_tool_called_with_its_value_alone_has_the_models_arguments(
+    telemetry: Telemetry, capture_content: Any, use_async: bool, kind: str
+) -> None:
+    """``call_tool`` calls a one-parameter tool with the argument's value alone (every tool on
+    0.12, a FunctionTool that takes no keywords later): its arguments are still the object the
+    model sent, not the bare value."""
+    from llama_index.core.tools import FunctionTool
+
+    def city(city: str) -> str:
+        return city
+
+    tool: Any = _PositionalTool()
+    if kind == "function":
+        tool = FunctionTool.from_defaults(fn=city, name="City", description="Names a city.")
+    llm = _openai([])
+    if use_async:
+        output = asyncio.run(llm.apredict_and_call([tool], "Which city?"))
+    else:
+        output = llm.predict_and_call([tool], "Which city?")
+    assert output.response == "Paris"
+    attributes = ("gen_ai.tool.call.id", "gen_ai.tool.call.arguments")
+    assert telemetry.tree(attributes=attributes).endswith(
+        "\n  execute_tool City [INTERNAL] gen_ai.tool.call.id=call_1 "
+        'gen_ai.tool.call.arguments={"city":"Paris"}'
+    )
+    telemetry.assert_conformant()
+
+
+class Forecast(BaseModel):
+    high: int
+    conditions: str
+
+
+class _RenderingTool(BaseTool):
+    """A tool that gives the model a text of its own for the object it returns."""
+
+    @property
+    def metadata(self) -> ToolMetadata:
+        return ToolMetadata(name="render", description="Renders a forecast.", fn_schema=City)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ToolOutput:
+        raw = {"high": 75}
+        return ToolOutput(content="75F", tool_name="render", raw_input=kwargs, raw_output=raw)
+
+
+def test_structured_tool_result_is_recorded_as_json(
+    telemetry: Telemetry, capture_content: Any
+) -> None:
+    """A tool returning a dict, a list or a pydantic model is given to the model as the
+    object's ``str()``, a Python repr: its result is recorded as the object, in JSON. Text
+    results, and text a tool renders of its own, are recorded as the text."""
+    from llama_index.core.tools import FunctionTool
+
+    def weather(city: str) -> dict[str, Any]:
+        return {"temperature_range": {"high": 75, "low": 60}, "conditions": "sunny"}
+
+    def forecast(city: str) -> Forecast:
+        return Forecast(high=75, conditions="sunny")
+
+    def neighbours(city: str) -> list[str]:
+        return [city, "Lyon"]
+
+    def summary(city: str) -> str:
+        return f"sunny in {city}"
+
+    for fn in (weather, forecast, neighbours, summary):
+        FunctionTool.from_defaults(fn=fn).call(city="Paris")
+    call_tool(_RenderingTool(), {"city": "Paris"})
+    results = [span.attributes["gen_ai.tool.call.result"] for span in telemetry.spans()]
+    assert results == [
+        '{"temperature_range":{"high":75,"low":60},"conditions":"sunny"}',
+        '{"high":75,"conditions":"sunny"}',
+        '["Paris","Lyon"]',
+        "sunny in Paris",
+        "75F",
+    ]
     telemetry.assert_conformant()
 
 

@@ -84,12 +84,18 @@ def provider_of(cls: type) -> str:
 
 def _provider_of_class(cls: type) -> str:
     """From the class's own package, or from the integration it subclasses (an app's
-    ``class MyOpenAI(OpenAI)`` still calls OpenAI)."""
+    ``class MyOpenAI(OpenAI)`` still calls OpenAI). A model of LlamaIndex's core (its mocks)
+    runs in this process; any other (an app's own ``CustomLLM``) is named by its class, lower
+    case, as the LangChain integration names an unknown model class: its module names the
+    app, not the provider."""
     for klass in cls.__mro__:
         module = getattr(klass, "__module__", "") or ""
         if module.startswith(_INTEGRATION_PACKAGES):
             return _provider_of_module(module)
-    return _provider_of_module(cls.__module__)
+    module = getattr(cls, "__module__", "") or ""
+    if module.startswith("llama_index.core."):
+        return IN_PROCESS_PROVIDER
+    return cls.__name__.lower() or "unknown"
 
 
 # Where LlamaIndex's integration packages of models live, named by their provider.
@@ -102,13 +108,12 @@ _INTEGRATION_PACKAGES = (
 
 
 def _provider_of_module(module: str) -> str:
+    """The provider of an integration package's module (see _INTEGRATION_PACKAGES)."""
     for prefix in _INTEGRATION_PACKAGES:
         if module.startswith(prefix):
             package = module[len(prefix) :].partition(".")[0]
             return provider_name(package, _PROVIDER_OVERRIDES)
-    if module.startswith("llama_index.core."):
-        return IN_PROCESS_PROVIDER
-    return module.partition(".")[0] or "unknown"
+    return "unknown"
 
 
 _BASE_URL_ATTRIBUTES = ("api_base", "azure_endpoint", "base_url")

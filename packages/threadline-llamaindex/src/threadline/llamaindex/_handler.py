@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import functools
 import gc
@@ -271,11 +272,10 @@ def _call_tool_frame(skip: int = 3) -> FrameType | None:
 _SELECTION_FUNCTIONS = frozenset({"call_tool_with_selection", "acall_tool_with_selection"})
 
 
-def _selected_call_id(tool: Any) -> str | None:
+def _selected_call_id(tool: Any, frame: FrameType | None) -> str | None:
     """The id of the model's tool call that LlamaIndex's ``call_tool_with_selection`` runs
     (``predict_and_call``, step agents), if that is what calls the tool whose span this is:
-    its ``call_tool`` calls this very tool (not one the tool calls in turn)."""
-    frame = _call_tool_frame(4)
+    its ``call_tool`` (``frame``) calls this very tool (not one the tool calls in turn)."""
     caller = frame.f_back if frame is not None else None
     if caller is None:
         return None
@@ -283,10 +283,25 @@ def _selected_call_id(tool: Any) -> str | None:
     if code.co_name not in _SELECTION_FUNCTIONS or not code.co_filename.endswith(_CALL_TOOL_FILE):
         return None
     names = caller.f_locals  # read only on this path: it copies the frame's locals
-    if names.get("tool") is not tool:
+    selected = names.get("tool")
+    # (acall_tool calls a sync-only tool through an adapter, whose span this is)
+    if selected is None or (
+        selected is not tool and selected is not getattr(tool, "base_tool", None)
+    ):
         return None
     call_id = getattr(names.get("tool_call"), "tool_id", None)
     return call_id if isinstance(call_id, str) and call_id else None
+
+
+def _sent_arguments(tool: Any, frame: FrameType) -> dict[str, Any] | None:
+    """The arguments (the model's, as a rule) that LlamaIndex's ``call_tool`` (``frame``) calls
+    this very tool with: the object itself, where it passes a one-parameter tool their one
+    value alone."""
+    names = frame.f_locals  # read only on this path: it copies the frame's locals
+    if names.get("tool") is not tool and names.get("async_tool") is not tool:
+        return None
+    sent = names.get("arguments")
+    return sent if isinstance(sent, dict) else None
 
 
 def _retried_with_keywords(tool: Any, frame: FrameType) -> bool:
@@ -589,6 +604,39 @@ def _tool_arguments(arguments: Mapping[str, Any]) -> Any:
     if len(named) == 1:
         return next(iter(named.values()))
     return named or None
+
+
+def _tool_output_value(output: Any, result: Any) -> Any:
+    """What a tool returned, to record as its result: the structure it returned (a dict, a
+    list, a pydantic model or dataclass of the app's), which core records as JSON, when its
+    ``ToolOutput`` content is just that structure's ``str()`` (the Python repr, no JSON); else
+    the content, the text the model is given (a callback's, or a tool's own rendering)."""
+    content = getattr(output, "content", None)
+    if content is None:
+        return result
+    raw = getattr(output, "raw_output", None)
+    if raw is None or isinstance(raw, str):
+        return content
+    if isinstance(raw, (list, tuple)):
+        # LlamaIndex's own objects (content blocks, nodes) are the tool's rendering of them
+        if any(_llama_index_object(item) for item in raw):
+            return content
+    elif not isinstance(raw, Mapping):
+        is_model = callable(getattr(raw, "model_dump", None))
+        if not (is_model or dataclasses.is_dataclass(raw)) or isinstance(raw, type):
+            return content
+        if _llama_index_object(raw):
+            return content
+    try:
+        same = content == str(raw)
+    except Exception:  # noqa: BLE001 - an app object whose str() fails
+        return content
+    return raw if same else content
+
+
+def _llama_index_object(value: Any) -> bool:
+    module = getattr(type(value), "__module__", None)
+    return isinstance(module, str) and module.startswith("llama_index.")
 
 
 def _prompt(arguments: Mapping[str, Any]) -> Any:
@@ -1414,9 +1462,15 @@ class Tracker:
         parent: Parent | None,
     ) -> threadline.InferenceRun:
         facts = _extract.llm_facts(llm)
+        model = facts.model
         call_kwargs = arguments.get("kwargs")
         if not isinstance(call_kwargs, Mapping) or not call_kwargs:
             call_kwargs = None
+        else:
+            # a per-call model (``llm.chat(messages, model="gpt-4o")``) is the one requested
+            override = call_kwargs.get("model")
+            if override and type(override) is str:
+                model = override
         # additional_kwargs, a dict some apps change in place, is read on every call
         fields = getattr(llm, "__dict__", None)
         if call_kwargs is None and not (type(fields) is dict and fields.get("additional_kwargs")):
@@ -1439,7 +1493,7 @@ class Tracker:
         chat = kind is _CHAT or facts.is_chat_model
         provider = facts.provider
         return threadline.inference(
-            facts.model,
+            model,
             provider=provider,
             operation=semconv.OP_CHAT if chat else semconv.OP_TEXT_COMPLETION,
             parent=parent,
@@ -1476,13 +1530,20 @@ class Tracker:
         metadata = getattr(tool, "metadata", None)
         name = getattr(metadata, "name", None) or type(tool).__name__
         description = getattr(metadata, "description", None)
-        args = _tool_arguments(arguments) if threadline.capture_enabled() else None
+        frame = _call_tool_frame()
+        args = None
+        if threadline.capture_enabled():
+            # called by call_tool: the arguments it was given (a one-parameter tool gets their
+            # value alone), else the call's own
+            args = _sent_arguments(tool, frame) if frame is not None else None
+            if args is None:
+                args = _tool_arguments(arguments)
         return threadline.execute_tool(
             str(name),
             parent=parent,
             description=description if isinstance(description, str) else None,
             arguments=args,
-            call_id=_selected_call_id(tool),
+            call_id=_selected_call_id(tool, frame),
         )
 
     def _retried_tool(self, tool: Any, arguments: Mapping[str, Any]) -> threadline.ToolRun | None:
@@ -1657,8 +1718,7 @@ class Tracker:
             waiting[run.call_id] = run
             return True
         if threadline.capture_enabled():
-            content = getattr(output, "content", None)
-            run.update(result=content if content is not None else result)
+            run.update(result=_tool_output_value(output, result))
         return False
 
     def _cut_off_waiting_tools(self, workflow: _WorkflowScope) -> None:
