@@ -29,13 +29,16 @@ def _broken(*args: Any, **kwargs: Any) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("conversion", "lost"),
+    ("conversion", "lost", "kept"),
     [
-        ("response_facts", semconv.GEN_AI_USAGE_INPUT_TOKENS),  # on every model end
-        ("output_messages", semconv.GEN_AI_OUTPUT_MESSAGES),
-        ("input_messages", semconv.GEN_AI_INPUT_MESSAGES),  # on every model start
-        ("tool_definitions", semconv.GEN_AI_TOOL_DEFINITIONS),
-        ("tool_result", semconv.GEN_AI_TOOL_CALL_RESULT),  # on every tool end
+        # on every model end
+        ("response_facts", semconv.GEN_AI_USAGE_INPUT_TOKENS, semconv.GEN_AI_OUTPUT_MESSAGES),
+        ("output_messages", semconv.GEN_AI_OUTPUT_MESSAGES, semconv.GEN_AI_USAGE_INPUT_TOKENS),
+        # on every model start
+        ("input_messages", semconv.GEN_AI_INPUT_MESSAGES, semconv.GEN_AI_TOOL_DEFINITIONS),
+        ("tool_definitions", semconv.GEN_AI_TOOL_DEFINITIONS, semconv.GEN_AI_INPUT_MESSAGES),
+        # on every tool end
+        ("tool_result", semconv.GEN_AI_TOOL_CALL_RESULT, semconv.GEN_AI_TOOL_CALL_ARGUMENTS),
     ],
 )
 def test_a_conversion_that_raises_loses_its_attribute_not_the_span(
@@ -46,6 +49,7 @@ def test_a_conversion_that_raises_loses_its_attribute_not_the_span(
     caplog: pytest.LogCaptureFixture,
     conversion: str,
     lost: str,
+    kept: str,
 ) -> None:
     monkeypatch.setattr(_convert, conversion, _broken)
     caplog.set_level(logging.CRITICAL, logger="threadline")
@@ -58,6 +62,9 @@ def test_a_conversion_that_raises_loses_its_attribute_not_the_span(
     spans = telemetry.spans()
     assert not [s for s in spans if semconv.THREADLINE_ABANDONED in s.attributes]
     assert not [s for s in spans if lost in s.attributes]
+    # what is read beside it is still there, on every span of its kind
+    holders = "execute_tool" if kept == semconv.GEN_AI_TOOL_CALL_ARGUMENTS else "chat"
+    assert all(kept in s.attributes for s in spans if s.name.startswith(holders))
     assert all(s.status_code == "UNSET" for s in spans)
     # what the broken conversion does not read is still there
     chat = next(s for s in spans if s.name == "chat scripted-1")

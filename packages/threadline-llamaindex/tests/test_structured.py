@@ -270,18 +270,20 @@ def test_tool_called_for_a_models_tool_call_has_its_id(
         return city
 
     tool = FunctionTool.from_defaults(fn=city, name="City", description="Names a city.")
-    llm = _openai([])
-    if use_async:
-        output = asyncio.run(llm.apredict_and_call([tool], "Which city?"))
-    else:
-        output = llm.predict_and_call([tool], "Which city?")
-    assert output.response == "Paris"
+    assert _predict_and_call(tool, use_async).response == "Paris"
     assert telemetry.tree(attributes=("gen_ai.tool.call.id",)) == (
         "invoke_workflow [INTERNAL]\n"
         "  chat gpt-4o-mini [CLIENT]\n"
         "  execute_tool City [INTERNAL] gen_ai.tool.call.id=call_1"
     )
     telemetry.assert_conformant()
+
+
+def _predict_and_call(tool: Any, use_async: bool) -> Any:
+    llm = _openai([])
+    if use_async:
+        return asyncio.run(llm.apredict_and_call([tool], "Which city?"))
+    return llm.predict_and_call([tool], "Which city?")
 
 
 class _PositionalTool(BaseTool):
@@ -311,12 +313,7 @@ def test_tool_called_with_its_value_alone_has_the_models_arguments(
     tool: Any = _PositionalTool()
     if kind == "function":
         tool = FunctionTool.from_defaults(fn=city, name="City", description="Names a city.")
-    llm = _openai([])
-    if use_async:
-        output = asyncio.run(llm.apredict_and_call([tool], "Which city?"))
-    else:
-        output = llm.predict_and_call([tool], "Which city?")
-    assert output.response == "Paris"
+    assert _predict_and_call(tool, use_async).response == "Paris"
     attributes = ("gen_ai.tool.call.id", "gen_ai.tool.call.arguments")
     assert telemetry.tree(attributes=attributes).endswith(
         "\n  execute_tool City [INTERNAL] gen_ai.tool.call.id=call_1 "

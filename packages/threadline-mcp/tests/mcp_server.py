@@ -68,6 +68,11 @@ def broken(city: str) -> str:
     raise ValueError(f"no forecast for {city}")
 
 
+def city_brief(city: str, style: str = "short") -> str:
+    """A prompt template with two variables."""
+    return f"Write a {style} weather brief for {city}."
+
+
 def crash_prompt() -> str:
     """A prompt whose function raises: the SDK answers with a JSON-RPC error."""
     raise RuntimeError("prompt store down")
@@ -197,6 +202,7 @@ def build() -> Any:
     server.tool(name="chatty")(chatty)
     server.tool(name="progress")(progress)
     server.prompt(name="crash_prompt")(crash_prompt)
+    server.prompt(name="city_brief")(city_brief)
     server.completion()(complete)
     server.resource("weather://crash")(crash_resource)
     on_roots_changed(server)

@@ -439,6 +439,36 @@ def test_no_session_duration_without_sessions(telemetry: Any, tmp_path: Path) ->
     assert "mcp.client.session.duration" not in recorded
 
 
+def test_prompt_arguments_are_its_variables_with_capture_on(
+    telemetry: Any, tmp_path: Path, capture_content: Any
+) -> None:
+    """A ``prompts/get``'s arguments are the template's variables on both spans
+    (``gen_ai.prompt.variable.<name>``), recorded as content: only with capture on."""
+    spans_file = tmp_path / "spans.jsonl"
+
+    async def ask(server: Any) -> None:
+        async with connect(server) as session:
+            with threadline.invoke_agent("weather_agent"):
+                await session.client.get_prompt("city_brief", {"city": "Oslo", "style": "long"})
+
+    # the server process captures content as its environment says: off, then on
+    anyio.run(ask, stdio_params(spans_file))
+    capture = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY"}
+    anyio.run(ask, stdio_params(spans_file, **capture))
+
+    def prompt_attributes(spans: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {k: v for k, v in s.attributes.items() if k.startswith("gen_ai.prompt.")}
+            for s in spans
+            if s.name == "prompts/get city_brief"
+        ]
+
+    variables = {"gen_ai.prompt.variable.city": "Oslo", "gen_ai.prompt.variable.style": "long"}
+    named = {"gen_ai.prompt.name": "city_brief"}
+    assert prompt_attributes(telemetry.spans()) == [{**named, **variables}] * 2
+    assert prompt_attributes(read_spans_jsonl(spans_file)) == [named, {**named, **variables}]
+
+
 def test_json_rpc_error(telemetry: Any, tmp_path: Path) -> None:
     """A JSON-RPC error answer: both spans fail with the code as ``error.type``; the SERVER
     span's status tells the handler's exception (mcp 2.x) or the response's message (mcp 1.x,

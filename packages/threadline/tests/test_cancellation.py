@@ -63,3 +63,26 @@ def test_a_task_drained_by_a_cancelled_caller_was_cut_short(how: str, cut_short:
 
 def test_outside_a_task_nothing_drains() -> None:
     assert drained_by_cancelled_task() is False
+
+
+def test_a_future_of_another_shape_is_no_gather() -> None:
+    """Another task may wait on any future, of a class of its own: never an error here."""
+
+    class Odd(asyncio.Future[None]):
+        _children = None
+
+    async def main() -> bool:
+        odd = Odd()
+
+        async def wait_on_it() -> None:
+            await odd
+
+        waiting = asyncio.create_task(wait_on_it())
+        await asyncio.sleep(0)
+        try:
+            return drained_by_cancelled_task()
+        finally:
+            odd.set_result(None)
+            await waiting
+
+    assert asyncio.run(main()) is False

@@ -1054,3 +1054,49 @@ def test_a_generic_part_of_a_known_kind_takes_its_schemas_types(
         },
     ]
     telemetry.assert_conformant()
+
+
+def test_prompt_variables_are_redacted_capped_and_named_safely(
+    telemetry: Telemetry, restore_settings: None
+) -> None:
+    """``prompts/get`` arguments from the wire: each a string attribute, redacted as the text
+    it is and cut to the limit; at most 32; a name that is no plain identifier is dropped."""
+
+    def redact(part: Redactable) -> Redactable | None:
+        if isinstance(part, TextPart) and "secret" in part.content:
+            return None
+        return part
+
+    threadline.configure(capture_content="SPAN_ONLY", redactor=redact, max_content_length=8)
+    variables: dict[Any, Any] = {
+        "city": "Oslo",
+        "days": 3,  # serialised: a variable's value is a string
+        "note": "a long note",
+        "password": "secret",
+        "bad name": "x",
+        "x" * 65: "x",
+        7: "x",
+        **{f"v{i}": "" for i in range(40)},
+    }
+    with threadline.mcp_request("prompts/get", server=False, prompt_name="brief") as run:
+        run.update(prompt_variables=variables)
+    span = telemetry.find("prompts/get brief")
+    recorded = {
+        k.removeprefix(semconv.GEN_AI_PROMPT_VARIABLE_PREFIX): v
+        for k, v in span.attributes.items()
+        if k.startswith(semconv.GEN_AI_PROMPT_VARIABLE_PREFIX)
+    }
+    assert {k: recorded[k] for k in ("city", "days", "note")} == {
+        "city": "Oslo",
+        "days": "3",
+        "note": "a long n…[truncated]",
+    }
+    assert not {"password", "bad name", "x" * 65, "7"} & set(recorded)
+    assert len(recorded) == 32
+    assert span.attributes[semconv.THREADLINE_CONTENT_TRUNCATED] is True
+
+
+def test_prompt_variables_need_capture(telemetry: Telemetry) -> None:
+    with threadline.mcp_request("prompts/get", server=False, prompt_name="brief") as run:
+        run.update(prompt_variables={"city": "Oslo"})
+    assert not [k for k in telemetry.find("prompts/get brief").attributes if "variable" in k]

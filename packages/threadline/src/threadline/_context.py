@@ -22,6 +22,8 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
+from threadline._failopen import report
+
 
 def attach(ctx: Context) -> Token[Context]:
     """Make ``ctx`` current; undo with :func:`detach` (exposed as
@@ -71,13 +73,21 @@ def drained_by_cancelled_task() -> bool:
     timeout around the caller) cut that work short. One that does so because its caller stopped
     early did not, nor does a caller already being cancelled that awaits the task directly in
     its cleanup. Only for a task known to be cancelling (it looks at every task)."""
-    current = asyncio.current_task() if asyncio._get_running_loop() is not None else None
-    if current is None:
-        return False
-    for task in asyncio.all_tasks():
-        waiting_on = getattr(task, "_fut_waiter", None)  # a gather's future lists its _children
-        if current in getattr(waiting_on, "_children", ()) and _cancelling(task):
-            return True
+    try:
+        current = asyncio.current_task() if asyncio._get_running_loop() is not None else None
+        if current is None:
+            return False
+        for task in asyncio.all_tasks():
+            waiting_on = getattr(task, "_fut_waiter", None)
+            children = getattr(waiting_on, "_children", None)  # a gather's future lists them
+            if (
+                type(children) is list
+                and any(child is current for child in children)
+                and _cancelling(task)
+            ):
+                return True
+    except Exception as error:  # noqa: BLE001 - fail-open: read as no such caller
+        report("threadline.drained_by_cancelled_task", error)
     return False
 
 

@@ -39,6 +39,7 @@ from threadline.content import (
     documents_json,
     dumps,
     messages_json,
+    prompt_variables_json,
     query_text,
     system_instructions_json,
     tool_definitions_json,
@@ -2285,8 +2286,11 @@ class McpRun(Run):
         protocol_version: str | None = None,
         arguments: Any = None,
         result: Any = None,
+        prompt_variables: Mapping[str, Any] | None = None,
         attributes: Mapping[str, AttributeValue] | None = None,
     ) -> None:
+        """``arguments``/``result``: a ``tools/call``'s; ``prompt_variables``: a
+        ``prompts/get``'s arguments. Content: recorded only with capture on."""
         if self._ended:
             return
         if session_id:
@@ -2308,6 +2312,8 @@ class McpRun(Run):
                     payload = tool_payload_json(value, lim, request=request, call_id=None)
                     if payload is not None:
                         content[key] = payload
+            if prompt_variables is not None:
+                content.update(prompt_variables_json(prompt_variables, lim))
             _set_content(self.span, content, lim)
 
     def _record_metrics(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
-from threadline import config
+from threadline import config, semconv
 from threadline._failopen import report
 
 _logger = logging.getLogger("threadline")
@@ -761,6 +761,34 @@ def tool_payload_json(value: Any, lim: _Limiter, *, request: bool, call_id: str 
     except Exception as error:  # noqa: BLE001 - the app's object failed to convert
         report("content.tool_payload", error)
     return None
+
+
+_MAX_PROMPT_VARIABLES = 32
+# A variable's name becomes part of an attribute's key: plain identifiers only (it comes from
+# the wire, where anything goes).
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+
+
+def prompt_variables_json(variables: object, lim: _Limiter) -> dict[str, str]:
+    """A prompt template's variables (MCP ``prompts/get`` arguments) as
+    ``gen_ai.prompt.variable.<name>`` attributes, each value a string, passed through the
+    redactor as the text it is. At most ``_MAX_PROMPT_VARIABLES``; a name that is no plain
+    identifier is dropped (debug log)."""
+    out: dict[str, str] = {}
+    if not isinstance(variables, Mapping):
+        return out
+    for name, value in variables.items():
+        if len(out) == _MAX_PROMPT_VARIABLES:
+            _logger.debug("dropping prompt variables beyond %d", _MAX_PROMPT_VARIABLES)
+            break
+        if not isinstance(name, str) or not _VARIABLE_NAME.fullmatch(name):
+            _logger.debug("dropping a prompt variable named %.80r", name)
+            continue
+        text = value if isinstance(value, str) else dumps(value)
+        kept = lim.redact(TextPart(text))
+        if isinstance(kept, TextPart) and isinstance(kept.content, str):
+            out[semconv.GEN_AI_PROMPT_VARIABLE_PREFIX + name] = lim.text(kept.content)
+    return out
 
 
 def dumps(value: Any) -> str:

@@ -98,6 +98,8 @@ GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 GEN_AI_PROMPT_NAME: Final = "gen_ai.prompt.name"
+# A template variable: ``gen_ai.prompt.variable.<name>`` (MCP prompts/get arguments).
+GEN_AI_PROMPT_VARIABLE_PREFIX: Final = "gen_ai.prompt.variable."
 GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
 
 # Content attributes whose string values are JSON validated against the shipped schemas.

@@ -1411,7 +1411,7 @@ class CallbackHandler(BaseCallbackHandler):
         invocation = kwargs.get("invocation_params") or {}
         provider = _convert.provider_name(metadata, invocation, serialized)
         input_messages = system = tools = None
-        if threadline.capture_enabled():
+        if threadline.capture_enabled():  # each part fails open alone: the span, without it
             try:
                 if messages:
                     history, system = _convert.system_instructions(
@@ -1420,10 +1420,13 @@ class CallbackHandler(BaseCallbackHandler):
                     input_messages = _convert.input_messages(history)
                 elif prompts:
                     input_messages = _convert.prompt_messages(prompts)
+            except Exception as error:  # noqa: BLE001 - fail-open
+                report("langchain.input_messages", error)
+                input_messages = system = None
+            try:
                 tools = _convert.tool_definitions(invocation.get("tools"))
-            except Exception as error:  # noqa: BLE001 - fail-open: the span, without content
-                report("langchain.input_content", error)
-                input_messages = system = tools = None
+            except Exception as error:  # noqa: BLE001 - fail-open
+                report("langchain.tool_definitions", error)
         address, port = _convert.server(serialized)
         if _unsure_names and parent_key is not None:
             _settle_wrapper_name(parent_key, serialized)
@@ -1517,23 +1520,28 @@ class CallbackHandler(BaseCallbackHandler):
                 return
             self._forget_stream(run)
             run.detach()
-            try:
-                facts = _convert.response_facts(response)
+            try:  # each part fails open alone; the run ends in any case
                 output = None
                 if threadline.capture_enabled():
                     try:
                         output = _convert.output_messages(response)
-                    except Exception as error:  # noqa: BLE001 - fail-open: the rest, without it
+                    except Exception as error:  # noqa: BLE001 - fail-open
                         report("langchain.output_messages", error)
-                run.update(
-                    response_id=facts.response_id,
-                    response_model=facts.response_model,
-                    finish_reasons=facts.finish_reasons or None,
-                    usage=facts.usage,
-                    output_messages=output,
-                )
+                try:
+                    facts = _convert.response_facts(response)
+                except Exception as error:  # noqa: BLE001 - fail-open
+                    report("langchain.response_facts", error)
+                    run.update(output_messages=output)
+                else:
+                    run.update(
+                        response_id=facts.response_id,
+                        response_model=facts.response_model,
+                        finish_reasons=facts.finish_reasons or None,
+                        usage=facts.usage,
+                        output_messages=output,
+                    )
             finally:
-                run.end()  # even when the response could not be read
+                run.end()
         except Exception as error:  # noqa: BLE001 - fail-open
             report("langchain.on_llm_end", error)
 

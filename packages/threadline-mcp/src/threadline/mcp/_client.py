@@ -39,6 +39,7 @@ from threadline.mcp._common import (
     is_no_back_channel,
     is_tool_error,
     local_failure,
+    record_prompt_variables,
     session_id_text,
     sse_session_id_text,
     targets,
@@ -331,6 +332,8 @@ def start(
         )
         if method == "tools/call" and threadline.capture_enabled() and isinstance(params, Mapping):
             run.update(arguments=params.get("arguments"))
+        elif method == "prompts/get" and threadline.capture_enabled():
+            record_prompt_variables(run, params)
         run.attach()
         return run
     except Exception as error:  # noqa: BLE001 - fail-open

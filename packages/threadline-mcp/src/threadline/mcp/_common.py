@@ -9,6 +9,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import threadline
+
 _logger = logging.getLogger("threadline.mcp")
 
 # Longest tool/prompt name and resource URI put on a span; longer values come from a broken or
@@ -87,6 +89,14 @@ _RESOURCE_METHODS = frozenset(
         "notifications/resources/updated",
     )
 )
+
+
+def record_prompt_variables(run: threadline.McpRun, params: object) -> None:
+    """A ``prompts/get``'s arguments: its template's variables (content, recorded with
+    capture on)."""
+    arguments = params.get("arguments") if isinstance(params, Mapping) else None
+    if isinstance(arguments, Mapping) and arguments:
+        run.update(prompt_variables=arguments)
 
 
 def is_tool_error(result: object) -> bool:

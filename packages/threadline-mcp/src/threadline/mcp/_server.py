@@ -35,6 +35,7 @@ from threadline.mcp._common import (
     is_modern,
     is_no_back_channel,
     is_tool_error,
+    record_prompt_variables,
     session_id_text,
     sse_session_id_text,
     targets,
@@ -455,6 +456,8 @@ class ServerCall:
         )
         if method == "tools/call" and threadline.capture_enabled() and isinstance(params, Mapping):
             run.update(arguments=params.get("arguments"))
+        elif method == "prompts/get" and threadline.capture_enabled():
+            record_prompt_variables(run, params)
         run.attach()
         return cls(method, run)
 

@@ -87,16 +87,15 @@ def _user_parts(content: Iterable[Any]) -> Iterable[Part]:
 
 
 def _speech_parts(part: Any) -> list[Part]:
-    """Spoken audio of a realtime session: its transcript and the audio kept, as Pydantic AI
-    sends them to a model that takes no speech."""
-    parts: list[Part] = []
+    """Spoken audio of a realtime session, as Pydantic AI sends it to a model that takes no
+    speech: its transcript; the user's audio where it has none."""
     transcript = getattr(part, "transcript", None)
     if isinstance(transcript, str):
-        parts.append(TextPart(transcript))
+        return [TextPart(transcript)]
     audio = getattr(part, "audio", None)
-    if audio is not None:
-        parts.append(_user_content(audio))
-    return parts
+    if audio is not None and getattr(part, "speaker", None) == "user":
+        return [_user_content(audio)]
+    return []
 
 
 _MEDIA_KINDS = frozenset({*_URI_MODALITIES, "binary"})
