@@ -39,7 +39,7 @@ from threadline.mcp._common import (
     is_no_back_channel,
     is_tool_error,
     local_failure,
-    record_prompt_variables,
+    record_request_content,
     session_id_text,
     sse_session_id_text,
     targets,
@@ -330,10 +330,7 @@ def start(
             start_time=start_time,
             **reached,
         )
-        if method == "tools/call" and threadline.capture_enabled() and isinstance(params, Mapping):
-            run.update(arguments=params.get("arguments"))
-        elif method == "prompts/get" and threadline.capture_enabled():
-            record_prompt_variables(run, params)
+        record_request_content(run, method, params)
         run.attach()
         return run
     except Exception as error:  # noqa: BLE001 - fail-open

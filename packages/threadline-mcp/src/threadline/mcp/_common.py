@@ -91,12 +91,21 @@ _RESOURCE_METHODS = frozenset(
 )
 
 
-def record_prompt_variables(run: threadline.McpRun, params: object) -> None:
-    """A ``prompts/get``'s arguments: its template's variables (content, recorded with
-    capture on)."""
-    arguments = params.get("arguments") if isinstance(params, Mapping) else None
-    if isinstance(arguments, Mapping) and arguments:
+def record_request_content(run: threadline.McpRun, method: str, params: object) -> None:
+    """A request's content, with capture on: a ``tools/call``'s arguments, a
+    ``prompts/get``'s (its template's variables)."""
+    if method not in _CONTENT_METHODS or not isinstance(params, Mapping):
+        return
+    if not threadline.capture_enabled():
+        return
+    arguments = params.get("arguments")
+    if method == "tools/call":
+        run.update(arguments=arguments)
+    elif isinstance(arguments, Mapping) and arguments:
         run.update(prompt_variables=arguments)
+
+
+_CONTENT_METHODS = frozenset(("tools/call", "prompts/get"))
 
 
 def is_tool_error(result: object) -> bool:

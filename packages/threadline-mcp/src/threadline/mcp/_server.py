@@ -35,7 +35,7 @@ from threadline.mcp._common import (
     is_modern,
     is_no_back_channel,
     is_tool_error,
-    record_prompt_variables,
+    record_request_content,
     session_id_text,
     sse_session_id_text,
     targets,
@@ -454,10 +454,7 @@ class ServerCall:
             links=links or None,
             attributes=attributes,
         )
-        if method == "tools/call" and threadline.capture_enabled() and isinstance(params, Mapping):
-            run.update(arguments=params.get("arguments"))
-        elif method == "prompts/get" and threadline.capture_enabled():
-            record_prompt_variables(run, params)
+        record_request_content(run, method, params)
         run.attach()
         return cls(method, run)
 
